@@ -1,0 +1,36 @@
+/**
+ * Builds the Hono app: the HTTP plumbing in order, then the feature routers, then the 404/405
+ * fallbacks. Exported separately from the Worker entry so tests can compose the same app.
+ */
+import { Hono } from 'hono';
+import type { AppEnv } from './env';
+import { cors } from './http/cors';
+import { csrfGuard } from './http/csrf';
+import { handleError } from './http/errors';
+import { installFallbacks } from './http/fallbacks';
+import { noStore } from './http/no-store';
+import { requestContext } from './http/request-context';
+import { health } from './health/routes';
+
+/** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
+const isSignedUrlPath = (path: string) => path.startsWith('/api/storage/blob/');
+
+/**
+ * @param mountExtra mounts more routes before the fallbacks (tests use it to exercise the
+ *                   plumbing through a probe route; production passes nothing).
+ */
+export function createApp(mountExtra?: (app: Hono<AppEnv>) => void) {
+  const app = new Hono<AppEnv>();
+  app.onError(handleError);
+
+  app.use('*', requestContext());
+  app.use('*', cors());
+  app.use('/api/*', noStore((path) => path === '/api/health'));
+  app.use('/api/*', csrfGuard(isSignedUrlPath));
+
+  app.route('/api/health', health);
+  mountExtra?.(app);
+
+  installFallbacks(app);
+  return app;
+}

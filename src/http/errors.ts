@@ -1,0 +1,65 @@
+/**
+ * Typed errors with stable machine codes. Any module may throw an `ApiError`; the single
+ * `onError` handler (see `handleError`) turns it into the wire envelope from API.md:
+ * `{ "error": "<machine code>", "message": "<human text>" }`.
+ *
+ * Anything that is not an `ApiError` is a bug: it is logged with its stack (outside
+ * production) and answered with a generic 500 that never carries internals.
+ */
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { AppEnv } from '../env';
+
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode;
+  readonly code: string;
+  readonly headers: Record<string, string>;
+
+  constructor(status: ContentfulStatusCode, code: string, message: string, headers: Record<string, string> = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.headers = headers;
+  }
+}
+
+export const badRequest = (message: string, code = 'bad_request') => new ApiError(400, code, message);
+export const unauthorized = (message = 'Authentication required', code = 'unauthorized') =>
+  new ApiError(401, code, message);
+export const forbidden = (message = 'Forbidden', code = 'forbidden') => new ApiError(403, code, message);
+export const notFound = (message = 'Not found', code = 'not_found') => new ApiError(404, code, message);
+export const methodNotAllowed = (method: string, allowed: string[]) =>
+  new ApiError(405, 'method_not_allowed', `Method ${method} is not allowed here; use ${allowed.join(', ')}`, {
+    Allow: allowed.join(', '),
+  });
+export const conflict = (message: string, code = 'conflict') => new ApiError(409, code, message);
+export const gone = (message: string, code = 'gone') => new ApiError(410, code, message);
+export const payloadTooLarge = (message: string, code = 'payload_too_large') => new ApiError(413, code, message);
+export const unsupportedMediaType = (message: string, code = 'unsupported_media_type') =>
+  new ApiError(415, code, message);
+export const unprocessable = (message: string, code = 'integrity_error') => new ApiError(422, code, message);
+export const rateLimited = (retryAfterSeconds: number) => {
+  const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  return new ApiError(429, 'rate_limited', `Rate limit exceeded. Retry after ${seconds}s`, {
+    'Retry-After': String(seconds),
+  });
+};
+export const notImplemented = (message: string) => new ApiError(501, 'not_implemented', message);
+export const misconfigured = (message: string) => new ApiError(503, 'misconfigured', message);
+
+/** The wire envelope for an error. */
+export function errorBody(code: string, message: string) {
+  return { error: code, message };
+}
+
+/** The app's `onError`: maps errors to the envelope and records them for the request log. */
+export function handleError(err: Error, c: Context<AppEnv>) {
+  if (err instanceof ApiError) {
+    for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
+    if (err.status >= 500) c.get('log')?.fail(err);
+    return c.json(errorBody(err.code, err.message), err.status);
+  }
+  c.get('log')?.fail(err);
+  return c.json(errorBody('internal_error', 'Internal server error'), 500);
+}

@@ -1,0 +1,8 @@
+/**
+ * Worker entry: composes the app and exports the Durable Object class. Nothing else lives here.
+ */
+import { createApp } from './app';
+
+export { WorkspaceDO } from './sync/workspace-do';
+
+export default createApp();

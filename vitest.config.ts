@@ -1,0 +1,28 @@
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin';
+import { defineConfig } from 'vitest/config';
+
+/**
+ * Workers tests run inside workerd with the project's wrangler.toml: the real Worker, Durable
+ * Objects, D1 and R2. The bindings below turn the production defaults into a valid production
+ * configuration (test-only secrets), so the suite exercises production behaviour; tests that
+ * need development mode pass a modified env to the Worker.
+ */
+export default defineConfig(async () => ({
+  plugins: [
+    cloudflareTest({
+      wrangler: { configPath: './wrangler.toml' },
+      miniflare: {
+        bindings: {
+          TEST_MIGRATIONS: await readD1Migrations('./migrations/d1'),
+          OR3_BASIC_AUTH_JWT_SECRET: 'test-only-jwt-secret-0123456789abcdef0123456789abcdef',
+          OR3_STORAGE_URL_SECRET: 'test-only-url-secret-0123456789abcdef0123456789abcdef',
+          OR3_ALLOWED_ORIGINS: 'https://app.example.com',
+        },
+      },
+    }),
+  ],
+  test: {
+    include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+    setupFiles: ['./test/setup/apply-migrations.ts'],
+  },
+}));
