@@ -24,5 +24,7 @@ export default defineConfig(async () => ({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
     setupFiles: ['./test/setup/apply-migrations.ts'],
+    // The Worker writes one JSON line per request; keep test output readable unless asked.
+    onConsoleLog: (log: string) => (process.env.TEST_LOGS || !log.trimStart().startsWith('{"level"') ? undefined : false),
   },
 }));

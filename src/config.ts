@@ -7,7 +7,7 @@
  * Development (`npm run dev` passes `--var ENVIRONMENT:development`) runs with no secrets at
  * all: clearly labelled, fixed dev secrets stand in for missing ones.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Bindings } from './env';
 
 /** Secrets must carry at least 256 bits; RFC 8725 §3.5 asks for this for HMAC keys. */

@@ -9,7 +9,7 @@
  * whenever the Worker runs.
  */
 import { Hono } from 'hono';
-import pkg from '../../package.json';
+import { version } from '../../package.json';
 import type { AppEnv, Bindings } from '../env';
 
 const PROBE_TIMEOUT_MS = 5_000;
@@ -60,7 +60,7 @@ export const health = new Hono<AppEnv>().get('/', async (c) => {
     status: 'ok',
     timestamp: new Date().toISOString(),
     uptime: Math.round((Date.now() - startedAt) / 1000),
-    version: pkg.version,
+    version,
   };
   if (c.req.query('deep') !== 'true') return c.json(body, 200);
 
