@@ -55,17 +55,12 @@ export const workspaces = sqliteTable(
     name: text('name').notNull(),
     description: text('description'),
     createdBy: text('created_by').notNull(),
-    /**
-     * Set on the one default workspace made at first sight of a user; the unique index makes
-     * concurrent first requests create it exactly once.
-     */
-    defaultFor: text('default_for'),
     createdAt: integer('created_at').notNull(),
     updatedAt: integer('updated_at').notNull(),
     /** Soft delete: hidden from members, restorable by a deployment admin. */
     deletedAt: integer('deleted_at'),
   },
-  (t) => [uniqueIndex('workspaces_default_for_unique').on(t.defaultFor), index('workspaces_created_idx').on(t.createdAt)],
+  (t) => [index('workspaces_created_idx').on(t.createdAt)],
 );
 
 export const members = sqliteTable(

@@ -33,7 +33,7 @@ export const DEV_ORIGINS = [
 const JWS_ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
 /** Rate-limit names that OR3_RATE_LIMIT_OVERRIDES_JSON may set (requests per minute). */
-export const RATE_LIMIT_NAMES = ['signIn', 'register', 'push', 'pull', 'updateCursor', 'gc'] as const;
+export const RATE_LIMIT_NAMES = ['push', 'pull', 'updateCursor', 'gc'] as const;
 export type RateLimitName = (typeof RATE_LIMIT_NAMES)[number];
 
 export interface OidcProviderConfig {

@@ -93,11 +93,9 @@ CREATE TABLE `workspaces` (
 	`name` text NOT NULL,
 	`description` text,
 	`created_by` text NOT NULL,
-	`default_for` text,
 	`created_at` integer NOT NULL,
 	`updated_at` integer NOT NULL,
 	`deleted_at` integer
 );
 --> statement-breakpoint
-CREATE UNIQUE INDEX `workspaces_default_for_unique` ON `workspaces` (`default_for`);--> statement-breakpoint
 CREATE INDEX `workspaces_created_idx` ON `workspaces` (`created_at`);
