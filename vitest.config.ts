@@ -17,6 +17,8 @@ export default defineConfig(async () => ({
           OR3_BASIC_AUTH_JWT_SECRET: 'test-only-jwt-secret-0123456789abcdef0123456789abcdef',
           OR3_STORAGE_URL_SECRET: 'test-only-url-secret-0123456789abcdef0123456789abcdef',
           OR3_ALLOWED_ORIGINS: 'https://app.example.com',
+          // Most tests register users freely; invite and closed modes are tested explicitly.
+          OR3_BASIC_AUTH_REGISTRATION: 'open',
         },
       },
     }),

@@ -11,6 +11,9 @@ import { installFallbacks } from './http/fallbacks';
 import { noStore } from './http/no-store';
 import { requestContext } from './http/request-context';
 import { health } from './health/routes';
+import { admin } from './admin/routes';
+import { basicAuth, session } from './auth/routes';
+import { workspaces } from './workspaces/routes';
 
 /** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
 const isSignedUrlPath = (path: string) => path.startsWith('/api/storage/blob/');
@@ -29,6 +32,10 @@ export function createApp(mountExtra?: (app: Hono<AppEnv>) => void) {
   app.use('/api/*', csrfGuard(isSignedUrlPath));
 
   app.route('/api/health', health);
+  app.route('/api/basic-auth', basicAuth);
+  app.route('/api/auth', session);
+  app.route('/api/workspaces', workspaces);
+  app.route('/api/admin', admin);
   mountExtra?.(app);
 
   installFallbacks(app);

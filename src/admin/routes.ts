@@ -1,0 +1,153 @@
+/**
+ * `/api/admin/*`: deployment administration. Only deployment admins (a user flag, not a
+ * workspace role) get in; every mutation also needs `x-or3-admin-intent: admin`, so a stray
+ * cross-site or scripted request cannot trigger one by accident, and each is audited.
+ */
+import { Hono, type Context } from 'hono';
+import { createMiddleware } from 'hono/factory';
+import * as z from 'zod';
+import { audit } from '../archive/audit';
+import { requireUser } from '../auth/authenticate';
+import type { AppEnv } from '../env';
+import { jsonBody } from '../http/body';
+import { badRequest, conflict, forbidden, notFound } from '../http/errors';
+import { ROLES } from '../workspaces/permissions';
+import { memberChangeResult, param } from '../workspaces/routes';
+import { removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspaces/store';
+
+type AdminEnv = AppEnv;
+
+const requireAdmin = createMiddleware<AdminEnv>(async (c, next) => {
+  const principal = await requireUser(c);
+  if (!principal.isAdmin) throw forbidden('Deployment admin access required', 'admin_required');
+  if (!['GET', 'HEAD'].includes(c.req.method) && c.req.header('x-or3-admin-intent') !== 'admin') {
+    throw forbidden('Admin mutations require the header x-or3-admin-intent: admin', 'admin_intent_required');
+  }
+  await next();
+});
+
+const listQuery = z.strictObject({
+  q: z.string().trim().max(40).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  includeDeleted: z.enum(['true', 'false']).optional(),
+});
+
+function parseQuery(c: Context<AdminEnv>) {
+  const parsed = listQuery.safeParse(c.req.query());
+  if (!parsed.success) throw badRequest(parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), 'invalid_query');
+  return parsed.data;
+}
+
+/** A LIKE pattern that matches `q` literally anywhere (D1 caps LIKE patterns at 50 bytes). */
+const likePattern = (q: string) => `%${q.toLowerCase().replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+
+// The principal is memoised per request, so this re-reads nothing.
+const auditBase = async (c: Context<AdminEnv>) => ({ requestId: c.get('requestId'), actorId: (await requireUser(c)).userId });
+
+export const admin = new Hono<AdminEnv>()
+  .use('*', requireAdmin)
+
+  .get('/users', async (c) => {
+    const { q, limit, offset } = parseQuery(c);
+    const { results } = await c.env.DB.prepare(
+      `SELECT id, email, display_name, is_admin, disabled_at, created_at FROM users
+        WHERE ?1 IS NULL OR lower(coalesce(email, '')) LIKE ?1 ESCAPE '\\' OR lower(coalesce(display_name, '')) LIKE ?1 ESCAPE '\\' OR id = ?2
+        ORDER BY created_at DESC, id LIMIT ?3 OFFSET ?4`,
+    )
+      .bind(q ? likePattern(q) : null, q ?? null, limit + 1, offset)
+      .all<{ id: string; email: string | null; display_name: string | null; is_admin: number; disabled_at: number | null; created_at: number }>();
+    return c.json({
+      users: results.slice(0, limit).map((u) => ({
+        id: u.id,
+        email: u.email,
+        displayName: u.display_name,
+        deploymentAdmin: u.is_admin === 1,
+        disabled: u.disabled_at !== null,
+        createdAt: new Date(u.created_at).toISOString(),
+      })),
+      nextOffset: results.length > limit ? offset + limit : null,
+    });
+  })
+
+  .get('/workspaces', async (c) => {
+    const { q, limit, offset, includeDeleted } = parseQuery(c);
+    const { results } = await c.env.DB.prepare(
+      `SELECT w.id, w.name, w.description, w.created_at, w.deleted_at, (SELECT count(*) FROM members m WHERE m.workspace_id = w.id) AS member_count
+         FROM workspaces w
+        WHERE (?1 IS NULL OR lower(w.name) LIKE ?1 ESCAPE '\\' OR w.id = ?2) AND (?3 = 1 OR w.deleted_at IS NULL)
+        ORDER BY w.created_at DESC, w.id LIMIT ?4 OFFSET ?5`,
+    )
+      .bind(q ? likePattern(q) : null, q ?? null, includeDeleted === 'true' ? 1 : 0, limit + 1, offset)
+      .all<{ id: string; name: string; description: string | null; created_at: number; deleted_at: number | null; member_count: number }>();
+    return c.json({
+      workspaces: results.slice(0, limit).map((w) => ({
+        id: w.id,
+        name: w.name,
+        description: w.description,
+        memberCount: w.member_count,
+        createdAt: new Date(w.created_at).toISOString(),
+        deletedAt: w.deleted_at === null ? null : new Date(w.deleted_at).toISOString(),
+      })),
+      nextOffset: results.length > limit ? offset + limit : null,
+    });
+  })
+
+  .put('/workspaces/:id/members/:userId', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const userId = param(c.req.param('userId'), 'user id');
+    const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
+    if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
+    memberChangeResult(await upsertMember(c.env.DB, workspaceId, userId, body.role));
+    audit('admin.member.upserted', { ...(await auditBase(c)), workspaceId, targetUserId: userId, role: body.role });
+    return c.json({ ok: true });
+  })
+
+  .delete('/workspaces/:id/members/:userId', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const userId = param(c.req.param('userId'), 'user id');
+    memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
+    audit('admin.member.removed', { ...(await auditBase(c)), workspaceId, targetUserId: userId });
+    return c.json({ ok: true });
+  })
+
+  .delete('/workspaces/:id', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
+    await setWorkspaceDeleted(c.env.DB, workspaceId, true);
+    audit('admin.workspace.deleted', { ...(await auditBase(c)), workspaceId });
+    return c.json({ ok: true });
+  })
+
+  .post('/workspaces/:id/restore', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
+    await setWorkspaceDeleted(c.env.DB, workspaceId, false);
+    audit('admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
+    return c.json({ ok: true });
+  })
+
+  .put('/users/:id/admin', async (c) => {
+    const userId = param(c.req.param('id'), 'user id');
+    const result = await c.env.DB.prepare('UPDATE users SET is_admin = 1, updated_at = ? WHERE id = ?').bind(Date.now(), userId).run();
+    if (result.meta.changes === 0) throw notFound('No such user', 'no_user');
+    audit('admin.admin.granted', { ...(await auditBase(c)), targetUserId: userId });
+    return c.json({ ok: true });
+  })
+
+  .delete('/users/:id/admin', async (c) => {
+    const userId = param(c.req.param('id'), 'user id');
+    // One statement: the count and the update cannot interleave with another revoke.
+    const result = await c.env.DB.prepare(
+      'UPDATE users SET is_admin = 0, updated_at = ? WHERE id = ? AND is_admin = 1 AND (SELECT count(*) FROM users WHERE is_admin = 1) > 1',
+    )
+      .bind(Date.now(), userId)
+      .run();
+    if (result.meta.changes === 0) {
+      const row = await c.env.DB.prepare('SELECT is_admin FROM users WHERE id = ?').bind(userId).first<{ is_admin: number }>();
+      if (!row) throw notFound('No such user', 'no_user');
+      if (row.is_admin === 1) throw conflict('The last deployment admin cannot be revoked', 'last_admin');
+    }
+    audit('admin.admin.revoked', { ...(await auditBase(c)), targetUserId: userId });
+    return c.json({ ok: true });
+  });

@@ -1,0 +1,124 @@
+/**
+ * Who is calling: resolves the request's credentials into a `Principal`, once per request.
+ *
+ * Order: `Authorization: Bearer` (our access JWT, or an external OIDC JWT chosen by its
+ * issuer), then `Cf-Access-Jwt-Assertion`, then the `or3_access` cookie. Our access tokens are
+ * checked against D1 on every request (one indexed read): the session must be live and the
+ * user's token version must equal the token's `ver`, so sign-out, password change and reuse
+ * detection take effect at once rather than at token expiry.
+ */
+import type { Context } from 'hono';
+import { getCookie } from 'hono/cookie';
+import type { AppEnv } from '../env';
+import { unauthorized } from '../http/errors';
+import { ACCESS_ISSUER, signingKeys, verifyAccessToken, type SigningKey } from './tokens';
+import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
+import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from './store';
+
+export const BASIC_PROVIDER = 'basic-auth';
+
+export interface Principal {
+  userId: string;
+  provider: string;
+  providerUserId: string;
+  email: string | null;
+  displayName: string | null;
+  isAdmin: boolean;
+  activeWorkspaceId: string | null;
+  /** Our session id (basic auth only). */
+  sessionId: string | null;
+  /** When the credential that authenticated this request expires (ms). */
+  expiresAt: number;
+}
+
+const principals = new WeakMap<Request, Promise<Principal | null>>();
+const keyCache = new Map<string, Promise<SigningKey[]>>();
+
+/** Signing keys for the configured JWT secrets, derived once per isolate. */
+export function accessKeys(current: string, previous?: string): Promise<SigningKey[]> {
+  const cacheKey = `${current}\u0000${previous ?? ''}`;
+  let keys = keyCache.get(cacheKey);
+  if (!keys) {
+    keys = signingKeys(current, previous);
+    keyCache.set(cacheKey, keys);
+  }
+  return keys;
+}
+
+function bearerToken(c: Context<AppEnv>): string | null {
+  const header = c.req.header('authorization');
+  if (!header) return null;
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  return match ? match[1]! : null;
+}
+
+/** The caller, or null. Memoised per request. */
+export function authenticate(c: Context<AppEnv>): Promise<Principal | null> {
+  let result = principals.get(c.req.raw);
+  if (!result) {
+    result = resolve(c);
+    principals.set(c.req.raw, result);
+  }
+  return result;
+}
+
+/** The caller; 401 when there is none. */
+export async function requireUser(c: Context<AppEnv>): Promise<Principal> {
+  const principal = await authenticate(c);
+  if (!principal) throw unauthorized();
+  return principal;
+}
+
+async function resolve(c: Context<AppEnv>): Promise<Principal | null> {
+  const bearer = bearerToken(c);
+  if (bearer) return fromToken(c, bearer, true);
+  const access = c.req.header('cf-access-jwt-assertion');
+  if (access) return fromToken(c, access, true);
+  const cookie = getCookie(c, 'or3_access');
+  if (cookie) return fromToken(c, cookie, false);
+  return null;
+}
+
+async function fromToken(c: Context<AppEnv>, token: string, allowFederated: boolean): Promise<Principal | null> {
+  const issuer = unverifiedIssuer(token);
+  if (issuer === ACCESS_ISSUER) return fromAccessToken(c, token);
+  if (!allowFederated) return null;
+  const provider = providerForIssuer(c.get('config').auth.oidcProviders, issuer);
+  if (!provider) return null;
+  const identity = await verifyFederatedToken(provider, token);
+  if (!identity) return null;
+  const db = c.env.DB;
+  const user = c.get('config').auth.autoProvision ? await getOrCreateIdentityUser(db, identity) : await findIdentityUser(db, identity);
+  if (!user || user.disabled_at !== null) return null;
+  return {
+    userId: user.id,
+    provider: identity.provider,
+    providerUserId: identity.subject,
+    email: user.identity_email ?? identity.email ?? null,
+    displayName: user.display_name ?? identity.displayName ?? null,
+    isAdmin: user.is_admin === 1,
+    activeWorkspaceId: user.active_workspace_id,
+    sessionId: null,
+    expiresAt: identity.expiresAt,
+  };
+}
+
+async function fromAccessToken(c: Context<AppEnv>, token: string): Promise<Principal | null> {
+  const { auth } = c.get('config');
+  const claims = await verifyAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
+  if (!claims) return null;
+  const row = await loadSessionAuth(c.env.DB, claims.sid, claims.sub);
+  if (!row || row.session_revoked_at !== null || row.session_expires_at <= Date.now()) return null;
+  if (row.disabled_at !== null || row.token_version !== claims.ver) return null;
+  return {
+    userId: row.id,
+    provider: BASIC_PROVIDER,
+    providerUserId: row.id,
+    email: row.email,
+    displayName: row.display_name,
+    isAdmin: row.is_admin === 1,
+    activeWorkspaceId: row.active_workspace_id,
+    sessionId: claims.sid,
+    expiresAt: claims.exp * 1000,
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * Federated identity: verifying JWTs from configured OIDC providers (Clerk, Cloudflare Access,
+ * GitHub Actions OIDC, any issuer with a JWKS).
+ *
+ * The provider is chosen by the token's unverified `iss`, then everything is checked against
+ * that provider only: signature with its keys, its pinned algorithms, exact issuer, audience,
+ * expiry, and Clerk's `azp` when configured. `jku`/`x5u` headers are never followed; keys come
+ * only from the configured JWKS URL (jose caches it and refetches an unknown `kid` at most once
+ * per 30 s cooldown) or from inline keys.
+ */
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { OidcProviderConfig } from '../config';
+import type { FederatedIdentity } from './store';
+
+const keySets = new Map<string, JWTVerifyGetKey>();
+
+function keySetFor(provider: OidcProviderConfig): JWTVerifyGetKey {
+  const cacheKey = `${provider.id}|${provider.jwksUrl ?? JSON.stringify(provider.jwks)}`;
+  let keys = keySets.get(cacheKey);
+  if (!keys) {
+    keys = provider.jwksUrl
+      ? createRemoteJWKSet(new URL(provider.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5_000 })
+      : (createLocalJWKSet(provider.jwks as Parameters<typeof createLocalJWKSet>[0]) as JWTVerifyGetKey);
+    keySets.set(cacheKey, keys);
+  }
+  return keys;
+}
+
+/** The unverified issuer of a JWT, or null if it is not a JWT at all. */
+export function unverifiedIssuer(token: string): string | null {
+  try {
+    const iss = decodeJwt(token).iss;
+    return typeof iss === 'string' ? iss : null;
+  } catch {
+    return null;
+  }
+}
+
+export function providerForIssuer(providers: OidcProviderConfig[], issuer: string | null): OidcProviderConfig | undefined {
+  if (issuer === null) return undefined;
+  return providers.find((p) => p.issuer === issuer);
+}
+
+/** Verifies an external token against one provider; null when it does not verify. */
+export async function verifyFederatedToken(provider: OidcProviderConfig, token: string): Promise<(FederatedIdentity & { expiresAt: number }) | null> {
+  try {
+    const { payload } = await jwtVerify(token, keySetFor(provider), {
+      algorithms: provider.algorithms,
+      issuer: provider.issuer,
+      audience: provider.audience,
+      requiredClaims: ['sub', 'exp'],
+      clockTolerance: 5,
+    });
+    if (provider.authorizedParties && !provider.authorizedParties.includes(String(payload.azp ?? ''))) return null;
+    const claims = payload as Record<string, unknown>;
+    const email = typeof claims.email === 'string' ? claims.email : null;
+    const name = typeof claims.name === 'string' ? claims.name : typeof claims.preferred_username === 'string' ? claims.preferred_username : null;
+    return {
+      provider: provider.id,
+      issuer: provider.issuer,
+      subject: payload.sub!,
+      email,
+      displayName: name,
+      expiresAt: payload.exp! * 1000,
+    };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * Built-in email + password auth (`/api/basic-auth/*`) and session resolution
+ * (`GET /api/auth/session`), speaking OR3's contract (API.md "Session" and "Basic auth").
+ *
+ * Browsers get HttpOnly cookies; clients that send `x-or3-token-transport: bearer` get the
+ * tokens in the body instead (and refresh with `{ refreshToken }`).
+ */
+import { Hono, type Context } from 'hono';
+import { getCookie } from 'hono/cookie';
+import * as z from 'zod';
+import { audit } from '../archive/audit';
+import type { AppEnv } from '../env';
+import { jsonBody } from '../http/body';
+import { ApiError, badRequest, forbidden, rateLimited } from '../http/errors';
+import { clientIp, enforceLimit } from '../http/rate-limit';
+import { acceptInvite, membershipOf, provisionDefaultWorkspace, setActiveWorkspace } from '../workspaces/store';
+import { accessKeys, authenticate, requireUser, type Principal } from './authenticate';
+import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
+import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
+import {
+  anyAdminExists,
+  clearLoginFailures,
+  createBootstrapAdmin,
+  createPasswordUser,
+  createSession,
+  findUserByEmail,
+  findUserById,
+  loginBlockedForMs,
+  normalizeEmail,
+  recordLoginFailure,
+  revokeOtherSessions,
+  revokeSession,
+  rotateRefreshToken,
+  sessionOfRefreshToken,
+  setPasswordHash,
+} from './store';
+import { sha256Hex, signAccessToken } from './tokens';
+
+const invalidCredentials = () => new ApiError(401, 'invalid_credentials', 'Invalid credentials');
+
+const wantsBearer = (c: Context<AppEnv>) => c.req.header('x-or3-token-transport')?.toLowerCase() === 'bearer';
+
+/** Signs an access token and hands both tokens over by cookie or, for bearer clients, in the body. */
+async function deliverTokens(c: Context<AppEnv>, userId: string, sessionId: string, tokenVersion: number, refreshToken: string | null) {
+  const { auth } = c.get('config');
+  const { token, expiresAt } = await signAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), { sub: userId, sid: sessionId, ver: tokenVersion }, auth.accessTtlSeconds);
+  if (wantsBearer(c)) {
+    return c.json({ ok: true, accessToken: token, ...(refreshToken ? { refreshToken } : {}), expiresAt: new Date(expiresAt).toISOString() });
+  }
+  if (refreshToken) setAuthCookies(c, token, refreshToken);
+  else setAccessCookie(c, token);
+  return c.json({ ok: true });
+}
+
+// Checked once per isolate (per configuration); D1's conditional insert makes the admin once
+// per deployment.
+const bootstrapRuns = new WeakMap<object, Promise<void>>();
+
+async function ensureBootstrapAdmin(c: Context<AppEnv>, requestId: string) {
+  const config = c.get('config');
+  const bootstrap = config.auth.bootstrap;
+  if (!bootstrap) return;
+  let run = bootstrapRuns.get(config);
+  if (!run) {
+    run = (async () => {
+      if (await anyAdminExists(c.env.DB)) return;
+      const created = await createBootstrapAdmin(c.env.DB, bootstrap.email, await hashPassword(bootstrap.password));
+      if (created) audit('auth.bootstrap_admin.created', { requestId, email: bootstrap.email });
+    })().catch((err) => {
+      bootstrapRuns.delete(config); // retry on the next sign-in
+      throw err;
+    });
+    bootstrapRuns.set(config, run);
+  }
+  await run;
+}
+
+const email = z.string().trim().min(3).max(320);
+const signInSchema = z.strictObject({ email, password: z.string().min(1).max(1024) });
+const registerSchema = z.strictObject({
+  email: z.email().max(320),
+  password: z.string().max(1024),
+  confirmPassword: z.string().max(1024),
+  displayName: z.string().trim().min(1).max(100).optional(),
+  inviteToken: z.string().min(1).max(200).optional(),
+});
+const refreshSchema = z.strictObject({ refreshToken: z.string().max(200).optional() });
+const changePasswordSchema = z.strictObject({
+  currentPassword: z.string().min(1).max(1024),
+  newPassword: z.string().max(1024),
+  confirmNewPassword: z.string().max(1024),
+});
+
+export const basicAuth = new Hono<AppEnv>()
+  .post('/sign-in', async (c) => {
+    const ip = clientIp(c);
+    await enforceLimit(c.env.RL_AUTH, `signin:${ip}`);
+    const body = await jsonBody(c, signInSchema);
+    const requestId = c.get('requestId');
+    await ensureBootstrapAdmin(c, requestId);
+    const db = c.env.DB;
+    const accountKey = normalizeEmail(body.email);
+
+    const blockedMs = await loginBlockedForMs(db, accountKey);
+    if (blockedMs > 0) throw rateLimited(blockedMs / 1000);
+
+    // Unknown, disabled and password-less accounts all run the same KDF as a real one.
+    const user = await findUserByEmail(db, accountKey);
+    const verdict = await verifyPassword(body.password, user?.password_hash ?? DUMMY_HASH);
+    if (!user || !user.password_hash || user.disabled_at !== null || !verdict.ok) {
+      await recordLoginFailure(db, accountKey);
+      audit('auth.sign_in.failure', { requestId, email: accountKey, ip, outcome: 'invalid_credentials' });
+      throw invalidCredentials();
+    }
+    await clearLoginFailures(db, accountKey);
+    if (verdict.needsRehash) await setPasswordHash(db, user.id, await hashPassword(body.password), false);
+
+    const { auth } = c.get('config');
+    const session = await createSession(db, user.id, auth.refreshTtlSeconds * 1000, c.req.header('user-agent') ?? null);
+    audit('auth.sign_in.success', { requestId, actorId: user.id, email: accountKey, ip, provider: 'basic-auth' });
+    return deliverTokens(c, user.id, session.sessionId, user.token_version, session.refreshToken);
+  })
+
+  .post('/register', async (c) => {
+    await enforceLimit(c.env.RL_AUTH, `register:${clientIp(c)}`);
+    const body = await jsonBody(c, registerSchema);
+    const { auth } = c.get('config');
+    if (auth.registration === 'closed') throw forbidden('Registration is closed', 'registration_closed');
+    if (body.password !== body.confirmPassword) throw badRequest('Passwords do not match', 'password_mismatch');
+    const problem = passwordProblem(body.password);
+    if (problem) throw badRequest(problem, 'weak_password');
+
+    const db = c.env.DB;
+    const inviteHash = body.inviteToken ? await sha256Hex(body.inviteToken) : null;
+    if (auth.registration === 'invite' && !inviteHash) throw forbidden('Registration requires an invite', 'invite_required');
+    if (inviteHash) {
+      const invite = await db
+        .prepare('SELECT 1 AS x FROM invites WHERE token_hash = ? AND accepted_at IS NULL AND expires_at > ?')
+        .bind(inviteHash, Date.now())
+        .first();
+      if (!invite) throw forbidden('The invite is invalid, used or expired', 'invalid_invite');
+    }
+
+    // Hash even when the email turns out to be taken, so both answers take as long.
+    const passwordHash = await hashPassword(body.password);
+    const userId = await createPasswordUser(db, { email: body.email, displayName: body.displayName ?? null, passwordHash });
+    // An existing email gets the same answer as a new one: registration must not reveal accounts.
+    if (userId) {
+      if (inviteHash) {
+        const accepted = await acceptInvite(db, inviteHash, userId);
+        if (accepted.ok) await setActiveWorkspace(db, userId, accepted.workspaceId);
+      }
+      audit('auth.register', { requestId: c.get('requestId'), actorId: userId, email: normalizeEmail(body.email), invited: inviteHash !== null });
+    }
+    return c.json({ ok: true });
+  })
+
+  .post('/refresh', async (c) => {
+    const silent = c.req.query('silent') === '1';
+    const body = await jsonBody(c, refreshSchema, { allowEmpty: true });
+    const token = body.refreshToken ?? getCookie(c, REFRESH_COOKIE);
+    const fail = (status: 401) => {
+      if (!wantsBearer(c)) clearAuthCookies(c);
+      return silent ? c.json({ ok: false }) : c.json({ error: 'unauthorized', message: 'Session expired; sign in again' }, status);
+    };
+    if (!token) return fail(401);
+    const { auth } = c.get('config');
+    const result = await rotateRefreshToken(c.env.DB, auth.jwtSecret, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now(), (userId) =>
+      enforceLimit(c.env.RL_AUTH, `refresh:${userId}`),
+    );
+    if (!result.ok) {
+      if (result.reason === 'reused') audit('auth.refresh.reuse_detected', { requestId: c.get('requestId'), ip: clientIp(c) });
+      return fail(401);
+    }
+    return deliverTokens(c, result.userId, result.sessionId, result.tokenVersion, result.refreshToken);
+  })
+
+  .post('/sign-out', async (c) => {
+    const body = await jsonBody(c, refreshSchema, { allowEmpty: true });
+    const principal = await authenticate(c);
+    const refresh = body.refreshToken ?? getCookie(c, REFRESH_COOKIE);
+    const sessionId = principal?.sessionId ?? (refresh ? await sessionOfRefreshToken(c.env.DB, refresh) : null);
+    if (sessionId) await revokeSession(c.env.DB, sessionId);
+    clearAuthCookies(c);
+    if (sessionId) audit('auth.sign_out', { requestId: c.get('requestId'), actorId: principal?.userId ?? null });
+    return c.json({ ok: true });
+  })
+
+  .post('/change-password', async (c) => {
+    const principal = await requireUser(c);
+    const body = await jsonBody(c, changePasswordSchema);
+    await enforceLimit(c.env.RL_AUTH, `change-password:${principal.userId}`);
+    const db = c.env.DB;
+    const user = await findUserById(db, principal.userId);
+    if (!user?.password_hash || !principal.sessionId) throw badRequest('This account signs in through an identity provider; it has no password', 'no_password');
+    if (body.newPassword !== body.confirmNewPassword) throw badRequest('Passwords do not match', 'password_mismatch');
+    const problem = passwordProblem(body.newPassword);
+    if (problem) throw badRequest(problem, 'weak_password');
+    const accountKey = user.email ?? user.id;
+    const blockedMs = await loginBlockedForMs(db, accountKey);
+    if (blockedMs > 0) throw rateLimited(blockedMs / 1000);
+    if (!(await verifyPassword(body.currentPassword, user.password_hash)).ok) {
+      await recordLoginFailure(db, accountKey);
+      throw badRequest('Current password is incorrect', 'invalid_current_password');
+    }
+    await setPasswordHash(db, user.id, await hashPassword(body.newPassword), true);
+    await revokeOtherSessions(db, user.id, principal.sessionId);
+    audit('auth.password.changed', { requestId: c.get('requestId'), actorId: user.id });
+    // The token version moved on; this session continues with a fresh access token.
+    return deliverTokens(c, user.id, principal.sessionId, user.token_version + 1, null);
+  });
+
+/** The OR3 SessionContext for a principal, provisioning user → default workspace → active workspace. */
+async function sessionContext(c: Context<AppEnv>, principal: Principal) {
+  const db = c.env.DB;
+  let membership = principal.activeWorkspaceId ? await membershipOf(db, principal.activeWorkspaceId, principal.userId) : null;
+  if (!membership) {
+    await provisionDefaultWorkspace(db, principal.userId);
+    const user = await findUserById(db, principal.userId);
+    membership = user?.active_workspace_id ? await membershipOf(db, user.active_workspace_id, principal.userId) : null;
+  }
+  return {
+    authenticated: true,
+    provider: principal.provider,
+    providerUserId: principal.providerUserId,
+    user: {
+      id: principal.userId,
+      ...(principal.email ? { email: principal.email } : {}),
+      ...(principal.displayName ? { displayName: principal.displayName } : {}),
+    },
+    ...(membership ? { workspace: { id: membership.workspaceId, name: membership.name }, role: membership.role } : {}),
+    expiresAt: new Date(principal.expiresAt).toISOString(),
+    deploymentAdmin: principal.isAdmin,
+  };
+}
+
+export const session = new Hono<AppEnv>().get('/session', async (c) => {
+  const principal = await authenticate(c);
+  if (!principal) return c.json({ session: null });
+  return c.json({ session: await sessionContext(c, principal) });
+});

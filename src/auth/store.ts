@@ -1,0 +1,337 @@
+/**
+ * D1 access for identity: users, sessions, refresh tokens, federated identities and login
+ * failure counters. Plain prepared statements (the schema lives in drizzle/d1.ts); every query
+ * here is served by an index from that schema.
+ *
+ * D1 has no interactive transactions. Races are closed with single conditional statements
+ * (`UPDATE … WHERE used_at IS NULL`) and with `batch()`, which runs its statements as one
+ * transaction on D1's single writer, so a `NOT EXISTS` check inside a batch cannot interleave
+ * with another batch.
+ */
+import { childSecret, digestsEqual, parseRefreshToken, randomToken, sha256Hex } from './tokens';
+
+/** A session ends this long after sign-in, however actively it is refreshed. */
+export const SESSION_ABSOLUTE_MS = 90 * 24 * 3600 * 1000;
+
+export interface UserRow {
+  id: string;
+  email: string | null;
+  display_name: string | null;
+  password_hash: string | null;
+  token_version: number;
+  is_admin: number;
+  active_workspace_id: string | null;
+  disabled_at: number | null;
+}
+
+const USER_COLUMNS = 'id, email, display_name, password_hash, token_version, is_admin, active_workspace_id, disabled_at';
+
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export async function findUserByEmail(db: D1Database, email: string): Promise<UserRow | null> {
+  return db.prepare(`SELECT ${USER_COLUMNS} FROM users WHERE email = ?`).bind(normalizeEmail(email)).first<UserRow>();
+}
+
+export async function findUserById(db: D1Database, id: string): Promise<UserRow | null> {
+  return db.prepare(`SELECT ${USER_COLUMNS} FROM users WHERE id = ?`).bind(id).first<UserRow>();
+}
+
+/** Creates a password user; returns its id, or null when the email is taken (no error, no race). */
+export async function createPasswordUser(
+  db: D1Database,
+  input: { email: string; displayName?: string | null; passwordHash: string; isAdmin?: boolean },
+  now = Date.now(),
+): Promise<string | null> {
+  const id = crypto.randomUUID();
+  const row = await db
+    .prepare(
+      `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, created_at, updated_at)
+       VALUES (?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT(email) DO NOTHING RETURNING id`,
+    )
+    .bind(id, normalizeEmail(input.email), input.displayName ?? null, input.passwordHash, input.isAdmin ? 1 : 0, now, now)
+    .first<{ id: string }>();
+  return row?.id ?? null;
+}
+
+/**
+ * Creates the bootstrap admin once: only while no deployment admin exists and the email is
+ * free. Later boots with other values change nothing (no password reset, no extra admin).
+ */
+export async function createBootstrapAdmin(db: D1Database, email: string, passwordHash: string, now = Date.now()) {
+  const result = await db
+    .prepare(
+      `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, created_at, updated_at)
+       SELECT ?, ?, NULL, ?, 0, 1, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users WHERE is_admin = 1)
+       ON CONFLICT(email) DO NOTHING`,
+    )
+    .bind(crypto.randomUUID(), normalizeEmail(email), passwordHash, now, now)
+    .run();
+  return result.meta.changes > 0;
+}
+
+export async function anyAdminExists(db: D1Database): Promise<boolean> {
+  return (await db.prepare('SELECT 1 AS x FROM users WHERE is_admin = 1 LIMIT 1').first()) !== null;
+}
+
+export async function setPasswordHash(db: D1Database, userId: string, passwordHash: string, bumpTokenVersion: boolean, now = Date.now()) {
+  await db
+    .prepare(`UPDATE users SET password_hash = ?, token_version = token_version + ?, updated_at = ? WHERE id = ?`)
+    .bind(passwordHash, bumpTokenVersion ? 1 : 0, now, userId)
+    .run();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions and refresh tokens
+
+export interface IssuedRefresh {
+  sessionId: string;
+  refreshToken: string;
+}
+
+/** Starts a session with its first refresh token (one batch). */
+export async function createSession(
+  db: D1Database,
+  userId: string,
+  refreshTtlMs: number,
+  userAgent: string | null,
+  now = Date.now(),
+): Promise<IssuedRefresh> {
+  const sessionId = crypto.randomUUID();
+  const tokenId = crypto.randomUUID();
+  const secret = randomToken();
+  const expiresAt = now + SESSION_ABSOLUTE_MS;
+  await db.batch([
+    db
+      .prepare('INSERT INTO sessions (id, user_id, created_at, expires_at, last_seen_at, revoked_at, user_agent) VALUES (?, ?, ?, ?, ?, NULL, ?)')
+      .bind(sessionId, userId, now, expiresAt, now, userAgent?.slice(0, 256) ?? null),
+    db
+      .prepare('INSERT INTO refresh_tokens (id, session_id, user_id, secret_hash, parent_id, created_at, expires_at) VALUES (?, ?, ?, ?, NULL, ?, ?)')
+      .bind(tokenId, sessionId, userId, await sha256Hex(secret), now, Math.min(now + refreshTtlMs, expiresAt)),
+  ]);
+  return { sessionId, refreshToken: `${tokenId}.${secret}` };
+}
+
+interface RefreshRow {
+  id: string;
+  session_id: string;
+  user_id: string;
+  secret_hash: string;
+  expires_at: number;
+  used_at: number | null;
+  revoked_at: number | null;
+  session_expires_at: number;
+  session_revoked_at: number | null;
+  disabled_at: number | null;
+  token_version: number;
+}
+
+export type RotateResult =
+  | { ok: true; userId: string; sessionId: string; tokenVersion: number; refreshToken: string }
+  | { ok: false; reason: 'invalid' | 'expired' | 'revoked' | 'reused' };
+
+/**
+ * Rotates a refresh token.
+ *
+ * - Unused token: claimed atomically (`used_at IS NULL`), and its child is created. The child's
+ *   id and secret are derived from the parent, so two concurrent refreshes of one token create
+ *   exactly one child (unique `parent_id`) and both callers receive it.
+ * - Used token whose child is still unused, within the grace window: the same child again.
+ * - Any other reuse: the whole session (family) is revoked.
+ */
+export async function rotateRefreshToken(
+  db: D1Database,
+  serverKey: string,
+  token: string,
+  refreshTtlMs: number,
+  graceMs: number,
+  now = Date.now(),
+  /** Runs once the token is known to be genuine, before anything is written (per-user rate limit). */
+  beforeRotate?: (userId: string) => Promise<void>,
+): Promise<RotateResult> {
+  const parsed = parseRefreshToken(token);
+  if (!parsed) return { ok: false, reason: 'invalid' };
+  const row = await db
+    .prepare(
+      `SELECT r.id, r.session_id, r.user_id, r.secret_hash, r.expires_at, r.used_at, r.revoked_at,
+              s.expires_at AS session_expires_at, s.revoked_at AS session_revoked_at, u.disabled_at, u.token_version
+         FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = r.user_id
+        WHERE r.id = ?`,
+    )
+    .bind(parsed.id)
+    .first<RefreshRow>();
+  if (!row || !digestsEqual(row.secret_hash, await sha256Hex(parsed.secret))) return { ok: false, reason: 'invalid' };
+  if (row.revoked_at !== null || row.session_revoked_at !== null || row.disabled_at !== null) return { ok: false, reason: 'revoked' };
+  if (row.expires_at <= now || row.session_expires_at <= now) return { ok: false, reason: 'expired' };
+  await beforeRotate?.(row.user_id);
+
+  const secret = await childSecret(serverKey, row.id, parsed.secret);
+  const childId = deriveChildId(await sha256Hex(`child-id:${row.id}`));
+  const issued = { ok: true as const, userId: row.user_id, sessionId: row.session_id, tokenVersion: row.token_version, refreshToken: `${childId}.${secret}` };
+
+  if (row.used_at === null) {
+    const childExpires = Math.min(now + refreshTtlMs, row.session_expires_at);
+    // Claim and create in one transaction; the child insert only happens if the claim did.
+    await db.batch([
+      db.prepare('UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL').bind(now, row.id),
+      db
+        .prepare(
+          `INSERT INTO refresh_tokens (id, session_id, user_id, secret_hash, parent_id, created_at, expires_at)
+           SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT used_at FROM refresh_tokens WHERE id = ?) = ?
+           ON CONFLICT DO NOTHING`,
+        )
+        .bind(childId, row.session_id, row.user_id, await sha256Hex(secret), row.id, now, childExpires, row.id, now),
+      db.prepare('UPDATE sessions SET last_seen_at = ? WHERE id = ?').bind(now, row.session_id),
+    ]);
+    // Whoever won the claim, the child now exists (or a concurrent caller is creating the same one).
+    return issued;
+  }
+
+  // Already used: only the immediate parent of a still-unused child, inside the grace window.
+  const child = await db.prepare('SELECT used_at, revoked_at FROM refresh_tokens WHERE id = ?').bind(childId).first<{ used_at: number | null; revoked_at: number | null }>();
+  if (now - row.used_at <= graceMs && child && child.used_at === null && child.revoked_at === null) return issued;
+  await revokeSession(db, row.session_id, now);
+  return { ok: false, reason: 'reused' };
+}
+
+/** Formats 32 hex chars as a UUID-shaped id (the refresh token grammar expects one). */
+function deriveChildId(hex: string): string {
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+/** Revokes a session and every refresh token in it. */
+export async function revokeSession(db: D1Database, sessionId: string, now = Date.now()) {
+  await db.batch([
+    db.prepare('UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(now, sessionId),
+    db.prepare('UPDATE refresh_tokens SET revoked_at = ? WHERE session_id = ? AND revoked_at IS NULL').bind(now, sessionId),
+  ]);
+}
+
+/** Revokes every session of a user except `keepSessionId`. */
+export async function revokeOtherSessions(db: D1Database, userId: string, keepSessionId: string | null, now = Date.now()) {
+  const keep = keepSessionId ?? '';
+  await db.batch([
+    db.prepare('UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND id != ? AND revoked_at IS NULL').bind(now, userId, keep),
+    db.prepare('UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND session_id != ? AND revoked_at IS NULL').bind(now, userId, keep),
+  ]);
+}
+
+/** The refresh token's session id, for sign-out by refresh cookie. Verifies the secret. */
+export async function sessionOfRefreshToken(db: D1Database, token: string): Promise<string | null> {
+  const parsed = parseRefreshToken(token);
+  if (!parsed) return null;
+  const row = await db.prepare('SELECT session_id, secret_hash FROM refresh_tokens WHERE id = ?').bind(parsed.id).first<{ session_id: string; secret_hash: string }>();
+  if (!row || !digestsEqual(row.secret_hash, await sha256Hex(parsed.secret))) return null;
+  return row.session_id;
+}
+
+export interface SessionAuthRow extends UserRow {
+  session_revoked_at: number | null;
+  session_expires_at: number;
+}
+
+/** One indexed read per authenticated request: the session and its user. */
+export async function loadSessionAuth(db: D1Database, sessionId: string, userId: string): Promise<SessionAuthRow | null> {
+  return db
+    .prepare(
+      `SELECT u.id, u.email, u.display_name, u.password_hash, u.token_version, u.is_admin, u.active_workspace_id, u.disabled_at,
+              s.revoked_at AS session_revoked_at, s.expires_at AS session_expires_at
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.user_id = ?`,
+    )
+    .bind(sessionId, userId)
+    .first<SessionAuthRow>();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Federated identities
+
+export interface FederatedIdentity {
+  provider: string;
+  issuer: string;
+  subject: string;
+  email?: string | null;
+  displayName?: string | null;
+}
+
+export interface IdentityUserRow extends UserRow {
+  identity_email: string | null;
+}
+
+const IDENTITY_LOOKUP = `SELECT u.id, u.email, u.display_name, u.password_hash, u.token_version, u.is_admin, u.active_workspace_id, u.disabled_at,
+                                i.email AS identity_email
+                           FROM identities i JOIN users u ON u.id = i.user_id
+                          WHERE i.provider = ? AND i.issuer = ? AND i.subject = ?`;
+
+export async function findIdentityUser(db: D1Database, identity: FederatedIdentity): Promise<IdentityUserRow | null> {
+  return db.prepare(IDENTITY_LOOKUP).bind(identity.provider, identity.issuer, identity.subject).first<IdentityUserRow>();
+}
+
+/**
+ * Finds or creates the user of a federated identity, race-free: the user insert only happens
+ * while the identity does not exist, and the identity insert only when that user row was just
+ * made — both inside one batch. The IdP's email is kept on the identity, never on the user, so
+ * an identity is never linked to an existing account by email.
+ */
+export async function getOrCreateIdentityUser(db: D1Database, identity: FederatedIdentity, now = Date.now()): Promise<IdentityUserRow> {
+  const existing = await findIdentityUser(db, identity);
+  if (existing) return existing;
+  const userId = crypto.randomUUID();
+  const { provider, issuer, subject } = identity;
+  await db.batch([
+    db
+      .prepare(
+        `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, created_at, updated_at)
+         SELECT ?, NULL, ?, NULL, 0, 0, ?, ? WHERE NOT EXISTS (SELECT 1 FROM identities WHERE provider = ? AND issuer = ? AND subject = ?)`,
+      )
+      .bind(userId, identity.displayName ?? null, now, now, provider, issuer, subject),
+    db
+      .prepare(
+        `INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at, last_seen_at)
+         SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)
+         ON CONFLICT DO NOTHING`,
+      )
+      .bind(crypto.randomUUID(), userId, provider, issuer, subject, identity.email ?? null, now, now, userId),
+  ]);
+  const row = await findIdentityUser(db, identity);
+  if (!row) throw new Error('federated identity vanished after creation');
+  return row;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login failure counters (per account, so rotating IPs does not help an attacker)
+
+/** Failures allowed before backoff starts, the window they count in, and the longest block. */
+export const LOGIN_BACKOFF = { freeFailures: 5, windowMs: 15 * 60 * 1000, maxBlockMs: 15 * 60 * 1000 } as const;
+
+/** Milliseconds until `accountKey` may try again (0 = now). */
+export async function loginBlockedForMs(db: D1Database, accountKey: string, now = Date.now()): Promise<number> {
+  const row = await db.prepare('SELECT blocked_until FROM login_failures WHERE account_key = ?').bind(accountKey).first<{ blocked_until: number }>();
+  return row ? Math.max(0, row.blocked_until - now) : 0;
+}
+
+/**
+ * Counts a failure. The Nth failure in the window (N = freeFailures) blocks the account for 1 s,
+ * and each further one doubles it (2 s, 4 s … 15 min), so the (N+1)th attempt is refused.
+ * Failures older than the window start the count again: no permanent lockout.
+ */
+export async function recordLoginFailure(db: D1Database, accountKey: string, now = Date.now()) {
+  const { freeFailures, windowMs, maxBlockMs } = LOGIN_BACKOFF;
+  await db
+    .prepare(
+      `INSERT INTO login_failures (account_key, failures, last_failed_at, blocked_until) VALUES (?1, 1, ?2, 0)
+       ON CONFLICT(account_key) DO UPDATE SET
+         failures = CASE WHEN last_failed_at < ?2 - ?3 THEN 1 ELSE failures + 1 END,
+         last_failed_at = ?2,
+         blocked_until = CASE
+           WHEN last_failed_at < ?2 - ?3 OR failures + 1 < ?4 THEN 0
+           ELSE ?2 + MIN(?5, 1000 * (1 << MIN(failures + 1 - ?4, 20)))
+         END`,
+    )
+    .bind(accountKey, now, windowMs, freeFailures, maxBlockMs)
+    .run();
+}
+
+export async function clearLoginFailures(db: D1Database, accountKey: string) {
+  await db.prepare('DELETE FROM login_failures WHERE account_key = ?').bind(accountKey).run();
+}

@@ -1,0 +1,34 @@
+/**
+ * The one authorization check every workspace-scoped route uses (workspaces, sync, storage):
+ * resolve the caller's membership and role server-side, per request, and require a permission.
+ * Claims in tokens are never trusted for roles; a removed member loses access at once.
+ *
+ * A workspace the caller does not belong to answers 403 whether or not it exists, so ids of
+ * other tenants cannot be probed.
+ */
+import type { Context } from 'hono';
+import type { AppEnv } from '../env';
+import { forbidden } from '../http/errors';
+import { logEvent } from '../http/logger';
+import { requireUser, type Principal } from '../auth/authenticate';
+import { can, type Permission } from './permissions';
+import { membershipOf, type Membership } from './store';
+
+export interface Authorized {
+  principal: Principal;
+  membership: Membership;
+}
+
+export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Authorized> {
+  const principal = await requireUser(c);
+  const membership = await membershipOf(c.env.DB, workspaceId, principal.userId);
+  if (!membership) {
+    logEvent('warn', 'permission_denied', { requestId: c.get('requestId'), userId: principal.userId, workspaceId, permission, reason: 'not_member' });
+    throw forbidden('You are not a member of this workspace', 'not_member');
+  }
+  if (!can(membership.role, permission)) {
+    logEvent('warn', 'permission_denied', { requestId: c.get('requestId'), userId: principal.userId, workspaceId, permission, reason: membership.role });
+    throw forbidden(`Your role (${membership.role}) does not allow ${permission}`, 'insufficient_role');
+  }
+  return { principal, membership };
+}

@@ -1,0 +1,26 @@
+/**
+ * Roles and what they may do (API.md). Deployment admin is a user flag, not a role: it grants
+ * `admin.access` to the admin API, never implicit membership of a workspace.
+ */
+export const ROLES = ['owner', 'editor', 'viewer'] as const;
+export type Role = (typeof ROLES)[number];
+
+export type Permission = 'read' | 'write' | 'settings.manage' | 'users.manage';
+
+const GRANTS: Record<Role, readonly Permission[]> = {
+  owner: ['read', 'write', 'settings.manage', 'users.manage'],
+  editor: ['read', 'write'],
+  viewer: ['read'],
+};
+
+export function can(role: Role, permission: Permission): boolean {
+  return GRANTS[role].includes(permission);
+}
+
+export function permissionsOf(role: Role): readonly Permission[] {
+  return GRANTS[role];
+}
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
+}

@@ -1,0 +1,131 @@
+/**
+ * `/api/workspaces`: list, create, rename, soft-delete, switch the active workspace, and the
+ * ext routes for members and invites (API.md "Workspaces"). Every route resolves the caller's
+ * role through `authorizeWorkspace`.
+ */
+import { Hono } from 'hono';
+import * as z from 'zod';
+import type { AppEnv } from '../env';
+import { jsonBody } from '../http/body';
+import { badRequest, conflict, notFound } from '../http/errors';
+import { requireUser } from '../auth/authenticate';
+import { randomToken, sha256Hex } from '../auth/tokens';
+import { authorizeWorkspace } from './authorize';
+import { ROLES } from './permissions';
+import {
+  acceptInvite,
+  createInvite,
+  createWorkspace,
+  listMembers,
+  listWorkspaces,
+  removeMember,
+  setActiveWorkspace,
+  setMemberRole,
+  setWorkspaceDeleted,
+  updateWorkspace,
+  type MemberChange,
+} from './store';
+
+export const INVITE_TTL = { defaultSeconds: 7 * 24 * 3600, minSeconds: 60, maxSeconds: 30 * 24 * 3600 } as const;
+
+const name = z.string().trim().min(1, 'must not be empty').max(100);
+const description = z.string().max(1000);
+const id = z.string().min(1).max(128);
+
+/** Validates a path parameter the same way bodies are validated. */
+export function param(value: string | undefined, what: string): string {
+  const parsed = id.safeParse(value);
+  if (!parsed.success) throw badRequest(`Invalid ${what}`, 'invalid_param');
+  return parsed.data;
+}
+
+/** Maps a membership change outcome to the response the contract asks for. */
+export function memberChangeResult(result: MemberChange) {
+  if (result === 'last_owner') throw conflict('A workspace must keep at least one owner', 'last_owner');
+  if (result === 'not_member') throw notFound('That user is not a member of this workspace', 'not_member');
+  if (result === 'no_user') throw notFound('No such user', 'no_user');
+}
+
+export const workspaces = new Hono<AppEnv>()
+  .get('/', async (c) => {
+    const principal = await requireUser(c);
+    return c.json({ workspaces: await listWorkspaces(c.env.DB, principal.userId, principal.activeWorkspaceId) });
+  })
+
+  .post('/', async (c) => {
+    const principal = await requireUser(c);
+    const body = await jsonBody(c, z.strictObject({ name, description: description.optional() }));
+    const id = await createWorkspace(c.env.DB, principal.userId, body.name, body.description ?? null);
+    return c.json({ id });
+  })
+
+  .post('/active', async (c) => {
+    const body = await jsonBody(c, z.strictObject({ id }));
+    const { principal } = await authorizeWorkspace(c, body.id, 'read');
+    await setActiveWorkspace(c.env.DB, principal.userId, body.id);
+    return c.json({ ok: true });
+  })
+
+  .post('/invites/accept', async (c) => {
+    const principal = await requireUser(c);
+    const body = await jsonBody(c, z.strictObject({ inviteToken: z.string().min(1).max(200) }));
+    const result = await acceptInvite(c.env.DB, await sha256Hex(body.inviteToken), principal.userId);
+    if (!result.ok) throw notFound('The invite is invalid, used or expired', 'invalid_invite');
+    return c.json({ ok: true, workspaceId: result.workspaceId });
+  })
+
+  .patch('/:id', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    await authorizeWorkspace(c, workspaceId, 'write');
+    const body = await jsonBody(c, z.strictObject({ name: name.optional(), description: description.nullable().optional() }));
+    await updateWorkspace(c.env.DB, workspaceId, body);
+    return c.json({ ok: true });
+  })
+
+  .delete('/:id', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    await authorizeWorkspace(c, workspaceId, 'settings.manage');
+    await setWorkspaceDeleted(c.env.DB, workspaceId, true);
+    return c.json({ ok: true });
+  })
+
+  .get('/:id/members', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    await authorizeWorkspace(c, workspaceId, 'read');
+    return c.json({ members: await listMembers(c.env.DB, workspaceId) });
+  })
+
+  .put('/:id/members/:userId', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const userId = param(c.req.param('userId'), 'user id');
+    await authorizeWorkspace(c, workspaceId, 'users.manage');
+    const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
+    memberChangeResult(await setMemberRole(c.env.DB, workspaceId, userId, body.role));
+    return c.json({ ok: true });
+  })
+
+  .delete('/:id/members/:userId', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const userId = param(c.req.param('userId'), 'user id');
+    const principal = await requireUser(c);
+    // Members may leave by themselves; removing someone else takes users.manage.
+    await authorizeWorkspace(c, workspaceId, principal.userId === userId ? 'read' : 'users.manage');
+    memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
+    return c.json({ ok: true });
+  })
+
+  .post('/:id/invites', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const { principal } = await authorizeWorkspace(c, workspaceId, 'users.manage');
+    const body = await jsonBody(
+      c,
+      z.strictObject({
+        role: z.enum(ROLES),
+        expiresInSeconds: z.number().int().min(INVITE_TTL.minSeconds).max(INVITE_TTL.maxSeconds).optional(),
+      }),
+    );
+    const inviteToken = randomToken();
+    const expiresAt = Date.now() + (body.expiresInSeconds ?? INVITE_TTL.defaultSeconds) * 1000;
+    await createInvite(c.env.DB, { workspaceId, role: body.role, tokenHash: await sha256Hex(inviteToken), createdBy: principal.userId, expiresAt });
+    return c.json({ inviteToken, expiresAt: new Date(expiresAt).toISOString() });
+  });

@@ -1,0 +1,223 @@
+/**
+ * D1 access for workspaces, members, invites and the per-user active workspace.
+ *
+ * Invariants kept by single conditional statements (D1 has no interactive transactions):
+ * a workspace always keeps at least one owner (demote/remove check the owner count in the same
+ * statement); default-workspace provisioning happens at most once per user because its batch
+ * inserts only while the user has no live membership, and D1 runs batches one at a time.
+ */
+import type { Role } from './permissions';
+
+export const DEFAULT_WORKSPACE_NAME = 'My Workspace';
+
+export interface WorkspaceSummary {
+  id: string;
+  name: string;
+  description: string | null;
+  role: Role;
+  createdAt: string;
+  isActive: boolean;
+}
+
+export interface Membership {
+  workspaceId: string;
+  name: string;
+  role: Role;
+}
+
+/** The caller's role in a live (not deleted) workspace, or null. One indexed read. */
+export async function membershipOf(db: D1Database, workspaceId: string, userId: string): Promise<Membership | null> {
+  const row = await db
+    .prepare(
+      `SELECT w.id, w.name, m.role FROM members m JOIN workspaces w ON w.id = m.workspace_id
+        WHERE m.workspace_id = ? AND m.user_id = ? AND w.deleted_at IS NULL`,
+    )
+    .bind(workspaceId, userId)
+    .first<{ id: string; name: string; role: Role }>();
+  return row ? { workspaceId: row.id, name: row.name, role: row.role } : null;
+}
+
+export async function listWorkspaces(db: D1Database, userId: string, activeId: string | null): Promise<WorkspaceSummary[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT w.id, w.name, w.description, m.role, w.created_at FROM members m JOIN workspaces w ON w.id = m.workspace_id
+        WHERE m.user_id = ? AND w.deleted_at IS NULL ORDER BY w.created_at DESC, w.id DESC`,
+    )
+    .bind(userId)
+    .all<{ id: string; name: string; description: string | null; role: Role; created_at: number }>();
+  return results.map((r) => ({
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    role: r.role,
+    createdAt: new Date(r.created_at).toISOString(),
+    isActive: r.id === activeId,
+  }));
+}
+
+export async function createWorkspace(db: D1Database, ownerId: string, name: string, description: string | null, now = Date.now()): Promise<string> {
+  const id = crypto.randomUUID();
+  await db.batch([
+    db.prepare('INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)').bind(id, name, description, ownerId, now, now),
+    db.prepare("INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) VALUES (?, ?, 'owner', ?, ?)").bind(id, ownerId, now, now),
+  ]);
+  return id;
+}
+
+/**
+ * First sight of a user: if they belong to no live workspace, create "My Workspace" with them
+ * as owner, and make their active workspace a live one. Safe under concurrency: the inserts run
+ * only while no membership exists, inside one batch.
+ */
+export async function provisionDefaultWorkspace(db: D1Database, userId: string, now = Date.now()) {
+  const id = crypto.randomUUID();
+  const noMembership = `NOT EXISTS (SELECT 1 FROM members m JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ?1 AND w.deleted_at IS NULL)`;
+  await db.batch([
+    db
+      .prepare(`INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at) SELECT ?2, ?3, NULL, ?1, ?4, ?4 WHERE ${noMembership}`)
+      .bind(userId, id, DEFAULT_WORKSPACE_NAME, now),
+    db
+      .prepare(`INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) SELECT ?2, ?1, 'owner', ?3, ?3 WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?2)`)
+      .bind(userId, id, now),
+    // Point the active workspace at a live membership when it is unset or no longer valid.
+    db
+      .prepare(
+        `UPDATE users SET active_workspace_id = (
+             SELECT m.workspace_id FROM members m JOIN workspaces w ON w.id = m.workspace_id
+              WHERE m.user_id = ?1 AND w.deleted_at IS NULL ORDER BY w.created_at ASC, w.id ASC LIMIT 1)
+          WHERE id = ?1 AND (active_workspace_id IS NULL OR NOT EXISTS (
+             SELECT 1 FROM members m JOIN workspaces w ON w.id = m.workspace_id
+              WHERE m.user_id = ?1 AND m.workspace_id = users.active_workspace_id AND w.deleted_at IS NULL))`,
+      )
+      .bind(userId),
+  ]);
+}
+
+export async function setActiveWorkspace(db: D1Database, userId: string, workspaceId: string, now = Date.now()) {
+  await db.prepare('UPDATE users SET active_workspace_id = ?, updated_at = ? WHERE id = ?').bind(workspaceId, now, userId).run();
+}
+
+export async function updateWorkspace(db: D1Database, id: string, patch: { name?: string; description?: string | null }, now = Date.now()) {
+  await db
+    .prepare(
+      `UPDATE workspaces SET name = COALESCE(?, name), description = CASE WHEN ? THEN ? ELSE description END, updated_at = ?
+        WHERE id = ? AND deleted_at IS NULL`,
+    )
+    .bind(patch.name ?? null, patch.description !== undefined ? 1 : 0, patch.description ?? null, now, id)
+    .run();
+}
+
+/** Soft delete (or restore with `deleted = false`); returns whether anything changed. */
+export async function setWorkspaceDeleted(db: D1Database, id: string, deleted: boolean, now = Date.now()): Promise<boolean> {
+  const result = deleted
+    ? await db.prepare('UPDATE workspaces SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL').bind(now, now, id).run()
+    : await db.prepare('UPDATE workspaces SET deleted_at = NULL, updated_at = ? WHERE id = ? AND deleted_at IS NOT NULL').bind(now, id).run();
+  return result.meta.changes > 0;
+}
+
+export async function workspaceExists(db: D1Database, id: string): Promise<{ deleted: boolean } | null> {
+  const row = await db.prepare('SELECT deleted_at FROM workspaces WHERE id = ?').bind(id).first<{ deleted_at: number | null }>();
+  return row ? { deleted: row.deleted_at !== null } : null;
+}
+
+export interface MemberView {
+  userId: string;
+  email?: string;
+  displayName?: string;
+  role: Role;
+}
+
+export async function listMembers(db: D1Database, workspaceId: string): Promise<MemberView[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT m.user_id, m.role, u.email, u.display_name,
+              (SELECT i.email FROM identities i WHERE i.user_id = u.id ORDER BY i.created_at LIMIT 1) AS identity_email
+         FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? ORDER BY m.created_at, m.user_id`,
+    )
+    .bind(workspaceId)
+    .all<{ user_id: string; role: Role; email: string | null; display_name: string | null; identity_email: string | null }>();
+  return results.map((r) => {
+    const view: MemberView = { userId: r.user_id, role: r.role };
+    const email = r.email ?? r.identity_email;
+    if (email) view.email = email;
+    if (r.display_name) view.displayName = r.display_name;
+    return view;
+  });
+}
+
+export type MemberChange = 'ok' | 'not_member' | 'last_owner' | 'no_user';
+
+// The workspace keeps an owner unless the target is not an owner, stays an owner, or another owner exists.
+const KEEPS_AN_OWNER = `(role != 'owner' OR ?3 = 'owner' OR (SELECT count(*) FROM members WHERE workspace_id = ?1 AND role = 'owner') > 1)`;
+
+/** Changes an existing member's role, refusing to leave the workspace without an owner. */
+export async function setMemberRole(db: D1Database, workspaceId: string, userId: string, role: Role, now = Date.now()): Promise<MemberChange> {
+  const result = await db
+    .prepare(`UPDATE members SET role = ?3, updated_at = ?4 WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER}`)
+    .bind(workspaceId, userId, role, now)
+    .run();
+  if (result.meta.changes > 0) return 'ok';
+  return (await isMember(db, workspaceId, userId)) ? 'last_owner' : 'not_member';
+}
+
+/** Adds a member or changes their role (admin upsert), with the same last-owner rule. */
+export async function upsertMember(db: D1Database, workspaceId: string, userId: string, role: Role, now = Date.now()): Promise<MemberChange> {
+  if (!(await db.prepare('SELECT 1 AS x FROM users WHERE id = ?').bind(userId).first())) return 'no_user';
+  const inserted = await db
+    .prepare('INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING')
+    .bind(workspaceId, userId, role, now, now)
+    .run();
+  if (inserted.meta.changes > 0) return 'ok';
+  return setMemberRole(db, workspaceId, userId, role, now);
+}
+
+export async function removeMember(db: D1Database, workspaceId: string, userId: string): Promise<MemberChange> {
+  const result = await db
+    .prepare(`DELETE FROM members WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER.replace('?3', "'removed'")}`)
+    .bind(workspaceId, userId)
+    .run();
+  if (result.meta.changes > 0) return 'ok';
+  return (await isMember(db, workspaceId, userId)) ? 'last_owner' : 'not_member';
+}
+
+async function isMember(db: D1Database, workspaceId: string, userId: string) {
+  return (await db.prepare('SELECT 1 AS x FROM members WHERE workspace_id = ? AND user_id = ?').bind(workspaceId, userId).first()) !== null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invites: the token is shown once; only its SHA-256 is stored.
+
+export async function createInvite(db: D1Database, input: { workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number }, now = Date.now()) {
+  await db
+    .prepare('INSERT INTO invites (id, workspace_id, role, token_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    .bind(crypto.randomUUID(), input.workspaceId, input.role, input.tokenHash, input.createdBy, now, input.expiresAt)
+    .run();
+}
+
+export type InviteResult = { ok: true; workspaceId: string; role: Role } | { ok: false };
+
+/**
+ * Accepts an invite for `userId`: claims it atomically (single use, unexpired, live workspace)
+ * and adds the membership in the same batch. An existing member keeps their current role.
+ */
+export async function acceptInvite(db: D1Database, tokenHash: string, userId: string, now = Date.now()): Promise<InviteResult> {
+  const [claim] = await db.batch<{ workspace_id: string; role: Role }>([
+    db
+      .prepare(
+        `UPDATE invites SET accepted_at = ?1, accepted_by = ?2
+          WHERE token_hash = ?3 AND accepted_at IS NULL AND expires_at > ?1
+            AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = invites.workspace_id AND w.deleted_at IS NULL)
+        RETURNING workspace_id, role`,
+      )
+      .bind(now, userId, tokenHash),
+    db
+      .prepare(
+        `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at)
+         SELECT workspace_id, ?2, role, ?1, ?1 FROM invites WHERE token_hash = ?3 AND accepted_by = ?2 AND accepted_at = ?1
+         ON CONFLICT DO NOTHING`,
+      )
+      .bind(now, userId, tokenHash),
+  ]);
+  const row = claim?.results[0];
+  return row ? { ok: true, workspaceId: row.workspace_id, role: row.role } : { ok: false };
+}
