@@ -1,5 +1,5 @@
 import { env } from 'cloudflare:workers';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { hashPassword, parseHash } from '../../src/auth/passwords';
 import { createPasswordUser } from '../../src/auth/store';
 import { api, apiWithEnv } from '../helpers';
@@ -13,6 +13,21 @@ const signIn = (body: unknown, headers: Record<string, string> = {}) =>
   });
 
 describe('POST /api/basic-auth/sign-in', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('audits success and failure without logging the password', async () => {
+    const lines: string[] = [];
+    for (const m of ['log', 'warn', 'error'] as const) vi.spyOn(console, m).mockImplementation((s) => void lines.push(String(s)));
+    const { id, email } = await makeUser();
+    await signIn({ email, password: 'a wrong password here' });
+    await signIn({ email, password: PASSWORD });
+    const audits = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'audit');
+    expect(audits).toContainEqual(expect.objectContaining({ audit: 'auth.sign_in.failure', email, outcome: 'invalid_credentials' }));
+    expect(audits).toContainEqual(expect.objectContaining({ audit: 'auth.sign_in.success', email, actorId: id }));
+    expect(lines.join('\n')).not.toContain(PASSWORD);
+    expect(lines.join('\n')).not.toContain('a wrong password here');
+  });
+
   it('sets the OR3 cookies: HttpOnly, SameSite=Lax, Secure, with their paths and lifetimes', async () => {
     const { email } = await makeUser();
     const res = await signIn({ email, password: PASSWORD });
