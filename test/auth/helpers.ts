@@ -75,3 +75,14 @@ export function cookiesOf(res: Response): Record<string, { value: string; attrs:
   }
   return out;
 }
+
+/** Signs in through the cookie transport; returns the response and its auth cookie values. */
+export async function signInCookies(email: string, password = PASSWORD) {
+  const res = await api('/api/basic-auth/sign-in', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'cf-connecting-ip': randomIp() },
+    body: JSON.stringify({ email, password }),
+  });
+  const cookies = cookiesOf(res);
+  return { res, access: cookies.or3_access?.value ?? '', refresh: cookies.or3_refresh?.value ?? '' };
+}

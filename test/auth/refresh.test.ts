@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { api, apiWithEnv } from '../helpers';
-import { PASSWORD, call, cookiesOf, makeUser, randomIp, signedInUser } from './helpers';
+import { call, cookiesOf, makeUser, signInCookies, signedInUser } from './helpers';
 
 const bearer = { 'x-or3-token-transport': 'bearer' };
 const refresh = (refreshToken: string, query = '') =>
@@ -95,12 +95,7 @@ describe('POST /api/basic-auth/refresh', () => {
 
   it('rotates by cookie for browsers and sets new cookies', async () => {
     const { email } = await makeUser();
-    const signIn = await api('/api/basic-auth/sign-in', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'cf-connecting-ip': randomIp() },
-      body: JSON.stringify({ email, password: PASSWORD }),
-    });
-    const refreshCookie = cookiesOf(signIn).or3_refresh!.value;
+    const { refresh: refreshCookie } = await signInCookies(email);
     const res = await api('/api/basic-auth/refresh', { method: 'POST', headers: { cookie: `or3_refresh=${refreshCookie}`, origin: 'https://or3.test' } });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ok: true });
@@ -113,13 +108,14 @@ describe('POST /api/basic-auth/refresh', () => {
     const user = await signedInUser();
     let token = user.refreshToken;
     const statuses: number[] = [];
-    for (let i = 0; i < 11; i++) {
+    // The binding counts in fixed windows: a burst crossing a window edge may get up to 10 more.
+    for (let i = 0; i < 21 && !statuses.includes(429); i++) {
       const res = await refresh(token);
       statuses.push(res.status);
       if (res.status === 200) token = (await res.json<{ refreshToken: string }>()).refreshToken;
     }
     expect(statuses.slice(0, 10)).toEqual(Array(10).fill(200));
-    expect(statuses[10]).toBe(429);
+    expect(statuses).toContain(429);
   });
 });
 

@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { api } from '../helpers';
-import { call, cookiesOf, makeUser, PASSWORD, randomIp, signedInUser } from './helpers';
+import { call, makeUser, signInCookies, signedInUser } from './helpers';
 
 describe('GET /api/auth/session', () => {
   it('answers { session: null } without credentials', async () => {
@@ -44,12 +44,7 @@ describe('GET /api/auth/session', () => {
 
   it('works with the cookie transport too', async () => {
     const { email } = await makeUser();
-    const signIn = await api('/api/basic-auth/sign-in', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'cf-connecting-ip': randomIp() },
-      body: JSON.stringify({ email, password: PASSWORD }),
-    });
-    const access = cookiesOf(signIn).or3_access!.value;
+    const { access } = await signInCookies(email);
     const { session } = await (await api('/api/auth/session', { headers: { cookie: `or3_access=${access}` } })).json<any>();
     expect(session.user.email).toBe(email);
   });

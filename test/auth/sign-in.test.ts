@@ -122,9 +122,12 @@ describe('POST /api/basic-auth/sign-in', () => {
   it('limits sign-in attempts per client address with the Rate Limiting binding', async () => {
     const ip = randomIp();
     const statuses = [];
-    for (let i = 0; i < 11; i++) statuses.push((await signIn({ email: uniqueEmail(), password: 'whatever password' }, { 'cf-connecting-ip': ip })).status);
+    // Fixed windows: a burst crossing a window edge may get up to 10 more before the 429.
+    for (let i = 0; i < 21 && !statuses.includes(429); i++) {
+      statuses.push((await signIn({ email: uniqueEmail(), password: 'whatever password' }, { 'cf-connecting-ip': ip })).status);
+    }
     expect(statuses.slice(0, 10).every((s) => s === 401)).toBe(true);
-    expect(statuses[10]).toBe(429);
+    expect(statuses).toContain(429);
   });
 
   it('rehashes a low-cost stored hash on successful login, never on a failed one', async () => {

@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createWorkspace, upsertMember } from '../../src/workspaces/store';
 import { api } from '../helpers';
-import { call, cookiesOf, PASSWORD, randomIp, signedInUser, makeUser, type SignedIn } from '../auth/helpers';
+import { call, signInCookies, signedInUser, makeUser, type SignedIn } from '../auth/helpers';
 
 type RoleName = 'owner' | 'editor' | 'viewer' | 'outsider';
 let users: Record<RoleName, SignedIn>;
@@ -196,12 +196,7 @@ describe('invites', () => {
 describe('browser surface on real routes', () => {
   it('refuses a cookie-authenticated workspace creation from a foreign origin, and form posts', async () => {
     const { email } = await makeUser();
-    const signIn = await api('/api/basic-auth/sign-in', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'cf-connecting-ip': randomIp() },
-      body: JSON.stringify({ email, password: PASSWORD }),
-    });
-    const cookie = `or3_access=${cookiesOf(signIn).or3_access!.value}`;
+    const cookie = `or3_access=${(await signInCookies(email)).access}`;
     const post = (headers: Record<string, string>, body: string) => api('/api/workspaces', { method: 'POST', headers: { cookie, ...headers }, body });
     expect((await post({ origin: 'https://evil.example.net', 'content-type': 'application/json' }, '{"name":"x"}')).status).toBe(403);
     expect((await post({ 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' }, '{"name":"x"}')).status).toBe(403);
