@@ -302,7 +302,7 @@ export async function getOrCreateIdentityUser(db: D1Database, identity: Federate
 // Login failure counters (per account, so rotating IPs does not help an attacker)
 
 /** Failures allowed before backoff starts, the window they count in, and the longest block. */
-export const LOGIN_BACKOFF = { freeFailures: 5, windowMs: 15 * 60 * 1000, maxBlockMs: 15 * 60 * 1000 } as const;
+export const LOGIN_BACKOFF = { freeFailures: 5, firstBlockMs: 5_000, windowMs: 15 * 60 * 1000, maxBlockMs: 15 * 60 * 1000 } as const;
 
 /** Milliseconds until `accountKey` may try again (0 = now). */
 export async function loginBlockedForMs(db: D1Database, accountKey: string, now = Date.now()): Promise<number> {
@@ -311,12 +311,12 @@ export async function loginBlockedForMs(db: D1Database, accountKey: string, now 
 }
 
 /**
- * Counts a failure. The Nth failure in the window (N = freeFailures) blocks the account for 1 s,
- * and each further one doubles it (2 s, 4 s … 15 min), so the (N+1)th attempt is refused.
+ * Counts a failure. The Nth failure in the window (N = freeFailures) blocks the account for 5 s,
+ * and each further one doubles it (10 s, 20 s … 15 min), so the (N+1)th attempt is refused.
  * Failures older than the window start the count again: no permanent lockout.
  */
 export async function recordLoginFailure(db: D1Database, accountKey: string, now = Date.now()) {
-  const { freeFailures, windowMs, maxBlockMs } = LOGIN_BACKOFF;
+  const { freeFailures, firstBlockMs, windowMs, maxBlockMs } = LOGIN_BACKOFF;
   await db
     .prepare(
       `INSERT INTO login_failures (account_key, failures, last_failed_at, blocked_until) VALUES (?1, 1, ?2, 0)
@@ -325,10 +325,10 @@ export async function recordLoginFailure(db: D1Database, accountKey: string, now
          last_failed_at = ?2,
          blocked_until = CASE
            WHEN last_failed_at < ?2 - ?3 OR failures + 1 < ?4 THEN 0
-           ELSE ?2 + MIN(?5, 1000 * (1 << MIN(failures + 1 - ?4, 20)))
+           ELSE ?2 + MIN(?5, ?6 * (1 << MIN(failures + 1 - ?4, 20)))
          END`,
     )
-    .bind(accountKey, now, windowMs, freeFailures, maxBlockMs)
+    .bind(accountKey, now, windowMs, freeFailures, maxBlockMs, firstBlockMs)
     .run();
 }
 
