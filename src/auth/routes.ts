@@ -25,9 +25,8 @@ import {
   createSession,
   findUserByEmail,
   findUserById,
-  loginBlockedForMs,
+  countLoginAttempt,
   normalizeEmail,
-  recordLoginFailure,
   revokeOtherSessions,
   revokeSession,
   rotateRefreshToken,
@@ -101,14 +100,14 @@ export const basicAuth = new Hono<AppEnv>()
     const db = c.env.DB;
     const accountKey = normalizeEmail(body.email);
 
-    const blockedMs = await loginBlockedForMs(db, accountKey);
-    if (blockedMs > 0) throw rateLimited(blockedMs / 1000);
+    // Counted before checking, cleared on success: parallel guesses cannot outrun the backoff.
+    const attempt = await countLoginAttempt(db, accountKey);
+    if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
 
     // Unknown, disabled and password-less accounts all run the same KDF as a real one.
     const user = await findUserByEmail(db, accountKey);
     const verdict = await verifyPassword(body.password, user?.password_hash ?? DUMMY_HASH);
     if (!user || !user.password_hash || user.disabled_at !== null || !verdict.ok) {
-      await recordLoginFailure(db, accountKey);
       audit('auth.sign_in.failure', { requestId, email: accountKey, ip, outcome: 'invalid_credentials' });
       throw invalidCredentials();
     }
@@ -197,12 +196,12 @@ export const basicAuth = new Hono<AppEnv>()
     const problem = passwordProblem(body.newPassword);
     if (problem) throw badRequest(problem, 'weak_password');
     const accountKey = user.email ?? user.id;
-    const blockedMs = await loginBlockedForMs(db, accountKey);
-    if (blockedMs > 0) throw rateLimited(blockedMs / 1000);
+    const attempt = await countLoginAttempt(db, accountKey);
+    if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
     if (!(await verifyPassword(body.currentPassword, user.password_hash)).ok) {
-      await recordLoginFailure(db, accountKey);
       throw badRequest('Current password is incorrect', 'invalid_current_password');
     }
+    await clearLoginFailures(db, accountKey);
     await setPasswordHash(db, user.id, await hashPassword(body.newPassword), true);
     await revokeOtherSessions(db, user.id, principal.sessionId);
     audit('auth.password.changed', { requestId: c.get('requestId'), actorId: user.id });

@@ -311,25 +311,33 @@ export async function loginBlockedForMs(db: D1Database, accountKey: string, now 
 }
 
 /**
- * Counts a failure. The Nth failure in the window (N = freeFailures) blocks the account for 5 s,
- * and each further one doubles it (10 s, 20 s … 15 min), so the (N+1)th attempt is refused.
- * Failures older than the window start the count again: no permanent lockout.
+ * Counts a password attempt BEFORE the password is checked, in one statement, and says whether
+ * it may proceed. Counting first (and clearing on success) means concurrent guesses cannot all
+ * read "not blocked" before any failure is written: D1 applies the statements one at a time, so
+ * the Nth attempt in the window (N = freeFailures) sets a 5 s block and every later one is
+ * refused until it ends; each attempt let through after a block doubles it (10 s, 20 s … 15 min).
+ * Attempts older than the window start the count again: there is no permanent lockout.
  */
-export async function recordLoginFailure(db: D1Database, accountKey: string, now = Date.now()) {
+export async function countLoginAttempt(db: D1Database, accountKey: string, now = Date.now()): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }> {
   const { freeFailures, firstBlockMs, windowMs, maxBlockMs } = LOGIN_BACKOFF;
-  await db
+  const counted = await db
     .prepare(
-      `INSERT INTO login_failures (account_key, failures, last_failed_at, blocked_until) VALUES (?1, 1, ?2, 0)
+      `INSERT INTO login_failures (account_key, failures, last_failed_at, blocked_until)
+       VALUES (?1, 1, ?2, CASE WHEN 1 >= ?4 THEN ?2 + ?6 ELSE 0 END)
        ON CONFLICT(account_key) DO UPDATE SET
          failures = CASE WHEN last_failed_at < ?2 - ?3 THEN 1 ELSE failures + 1 END,
          last_failed_at = ?2,
          blocked_until = CASE
            WHEN last_failed_at < ?2 - ?3 OR failures + 1 < ?4 THEN 0
            ELSE ?2 + MIN(?5, ?6 * (1 << MIN(failures + 1 - ?4, 20)))
-         END`,
+         END
+       WHERE login_failures.blocked_until <= ?2
+       RETURNING failures`,
     )
     .bind(accountKey, now, windowMs, freeFailures, maxBlockMs, firstBlockMs)
-    .run();
+    .first<{ failures: number }>();
+  if (counted) return { allowed: true };
+  return { allowed: false, retryAfterMs: Math.max(1000, await loginBlockedForMs(db, accountKey, now)) };
 }
 
 export async function clearLoginFailures(db: D1Database, accountKey: string) {

@@ -1,34 +1,44 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { LOGIN_BACKOFF, clearLoginFailures, loginBlockedForMs, recordLoginFailure } from '../../src/auth/store';
+import { LOGIN_BACKOFF, clearLoginFailures, countLoginAttempt, loginBlockedForMs } from '../../src/auth/store';
+
+const T0 = 1_000_000_000_000;
 
 describe('per-account login backoff (D1)', () => {
-  it('blocks from the 5th failure for 5 s, doubling to a 15-minute cap', async () => {
+  it('lets 5 attempts through, then blocks for 5 s, doubling per attempt let through after a block', async () => {
     const key = `acct-${crypto.randomUUID()}`;
-    const t0 = 1_000_000_000_000;
-    for (let i = 0; i < 4; i++) await recordLoginFailure(env.DB, key, t0 + i);
-    expect(await loginBlockedForMs(env.DB, key, t0 + 4)).toBe(0);
-    await recordLoginFailure(env.DB, key, t0 + 10);
-    expect(await loginBlockedForMs(env.DB, key, t0 + 10)).toBe(5_000);
-    await recordLoginFailure(env.DB, key, t0 + 20);
-    expect(await loginBlockedForMs(env.DB, key, t0 + 20)).toBe(10_000);
-    for (let i = 0; i < 20; i++) await recordLoginFailure(env.DB, key, t0 + 30 + i);
-    expect(await loginBlockedForMs(env.DB, key, t0 + 49)).toBe(LOGIN_BACKOFF.maxBlockMs);
+    for (let i = 0; i < 5; i++) expect(await countLoginAttempt(env.DB, key, T0 + i)).toEqual({ allowed: true });
+    expect(await countLoginAttempt(env.DB, key, T0 + 10)).toEqual({ allowed: false, retryAfterMs: 4_994 });
+    // The refused attempt did not extend the block.
+    expect(await loginBlockedForMs(env.DB, key, T0 + 10)).toBe(4_994);
+    expect((await countLoginAttempt(env.DB, key, T0 + 5_010)).allowed).toBe(true);
+    expect(await loginBlockedForMs(env.DB, key, T0 + 5_010)).toBe(10_000);
+    let t = T0 + 5_010;
+    for (let i = 0; i < 20; i++) {
+      t += LOGIN_BACKOFF.maxBlockMs; // wait out each block, but stay inside the counting window
+      await countLoginAttempt(env.DB, key, Math.min(t, T0 + LOGIN_BACKOFF.windowMs - 1));
+    }
+    expect(await loginBlockedForMs(env.DB, key, T0 + LOGIN_BACKOFF.windowMs - 1)).toBeLessThanOrEqual(LOGIN_BACKOFF.maxBlockMs);
   });
 
-  it('forgets failures older than the window: no permanent lockout', async () => {
+  it('20 concurrent attempts on one account: only 5 get through', async () => {
     const key = `acct-${crypto.randomUUID()}`;
-    const t0 = 1_000_000_000_000;
-    for (let i = 0; i < 8; i++) await recordLoginFailure(env.DB, key, t0 + i);
-    const later = t0 + LOGIN_BACKOFF.windowMs + 60_000;
+    const results = await Promise.all(Array.from({ length: 20 }, () => countLoginAttempt(env.DB, key)));
+    expect(results.filter((r) => r.allowed)).toHaveLength(LOGIN_BACKOFF.freeFailures);
+  });
+
+  it('forgets attempts older than the window: no permanent lockout', async () => {
+    const key = `acct-${crypto.randomUUID()}`;
+    for (let i = 0; i < 6; i++) await countLoginAttempt(env.DB, key, T0 + i);
+    const later = T0 + LOGIN_BACKOFF.windowMs + 60_000;
     expect(await loginBlockedForMs(env.DB, key, later)).toBe(0);
-    await recordLoginFailure(env.DB, key, later);
+    expect(await countLoginAttempt(env.DB, key, later)).toEqual({ allowed: true });
     expect(await loginBlockedForMs(env.DB, key, later)).toBe(0);
   });
 
   it('a success clears the counter', async () => {
     const key = `acct-${crypto.randomUUID()}`;
-    for (let i = 0; i < 5; i++) await recordLoginFailure(env.DB, key);
+    for (let i = 0; i < 5; i++) await countLoginAttempt(env.DB, key);
     expect(await loginBlockedForMs(env.DB, key)).toBeGreaterThan(0);
     await clearLoginFailures(env.DB, key);
     expect(await loginBlockedForMs(env.DB, key)).toBe(0);

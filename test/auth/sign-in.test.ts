@@ -121,7 +121,7 @@ describe('POST /api/basic-auth/sign-in', () => {
 
   it('limits sign-in attempts per client address with the Rate Limiting binding', async () => {
     const ip = randomIp();
-    const statuses = [];
+    const statuses: number[] = [];
     // Fixed windows: a burst crossing a window edge may get up to 10 more before the 429.
     for (let i = 0; i < 21 && !statuses.includes(429); i++) {
       statuses.push((await signIn({ email: uniqueEmail(), password: 'whatever password' }, { 'cf-connecting-ip': ip })).status);
