@@ -11,15 +11,17 @@ import * as z from 'zod';
 import { audit } from '../archive/audit';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, forbidden, rateLimited } from '../http/errors';
+import { ApiError, badRequest, conflict, forbidden, rateLimited } from '../http/errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
-import { acceptInvite, membershipOf, provisionDefaultWorkspace, setActiveWorkspace } from '../workspaces/store';
+import { membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
 import { accessKeys, authenticate, requireUser, type Principal } from './authenticate';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
 import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
 import {
   anyAdminExists,
+  changePassword,
   clearLoginFailures,
+  createInvitedUser,
   createBootstrapAdmin,
   createPasswordUser,
   createSession,
@@ -27,11 +29,10 @@ import {
   findUserById,
   countLoginAttempt,
   normalizeEmail,
-  revokeOtherSessions,
   revokeSession,
   rotateRefreshToken,
   sessionOfRefreshToken,
-  setPasswordHash,
+  rehashPassword,
 } from './store';
 import { sha256Hex, signAccessToken } from './tokens';
 
@@ -112,7 +113,7 @@ export const basicAuth = new Hono<AppEnv>()
       throw invalidCredentials();
     }
     await clearLoginFailures(db, accountKey);
-    if (verdict.needsRehash) await setPasswordHash(db, user.id, await hashPassword(body.password), false);
+    if (verdict.needsRehash) await rehashPassword(db, user.id, await hashPassword(body.password));
 
     const { auth } = c.get('config');
     const session = await createSession(db, user.id, auth.refreshTtlSeconds * 1000, c.req.header('user-agent') ?? null);
@@ -142,13 +143,18 @@ export const basicAuth = new Hono<AppEnv>()
 
     // Hash even when the email turns out to be taken, so both answers take as long.
     const passwordHash = await hashPassword(body.password);
-    const userId = await createPasswordUser(db, { email: body.email, displayName: body.displayName ?? null, passwordHash });
+    const input = { email: body.email, displayName: body.displayName ?? null, passwordHash };
+    let userId: string | null | undefined;
+    if (inviteHash) {
+      const invited = await createInvitedUser(db, { ...input, inviteHash });
+      // Lost a race for the invite (or its workspace went away) since the check above.
+      if (invited.result === 'invalid_invite') throw forbidden('The invite is invalid, used or expired', 'invalid_invite');
+      userId = invited.userId;
+    } else {
+      userId = await createPasswordUser(db, input);
+    }
     // An existing email gets the same answer as a new one: registration must not reveal accounts.
     if (userId) {
-      if (inviteHash) {
-        const accepted = await acceptInvite(db, inviteHash, userId);
-        if (accepted.ok) await setActiveWorkspace(db, userId, accepted.workspaceId);
-      }
       audit('auth.register', { requestId: c.get('requestId'), actorId: userId, email: normalizeEmail(body.email), invited: inviteHash !== null });
     }
     return c.json({ ok: true });
@@ -202,11 +208,11 @@ export const basicAuth = new Hono<AppEnv>()
       throw badRequest('Current password is incorrect', 'invalid_current_password');
     }
     await clearLoginFailures(db, accountKey);
-    await setPasswordHash(db, user.id, await hashPassword(body.newPassword), true);
-    await revokeOtherSessions(db, user.id, principal.sessionId);
+    const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword), principal.sessionId);
+    if (version === null) throw conflict('The password was changed by another request; sign in again', 'password_changed');
     audit('auth.password.changed', { requestId: c.get('requestId'), actorId: user.id });
     // The token version moved on; this session continues with a fresh access token.
-    return deliverTokens(c, user.id, principal.sessionId, user.token_version + 1, null);
+    return deliverTokens(c, user.id, principal.sessionId, version, null);
   });
 
 /** The OR3 SessionContext for a principal, provisioning user → default workspace → active workspace. */

@@ -75,11 +75,71 @@ export async function anyAdminExists(db: D1Database): Promise<boolean> {
   return (await db.prepare('SELECT 1 AS x FROM users WHERE is_admin = 1 LIMIT 1').first()) !== null;
 }
 
-export async function setPasswordHash(db: D1Database, userId: string, passwordHash: string, bumpTokenVersion: boolean, now = Date.now()) {
-  await db
-    .prepare(`UPDATE users SET password_hash = ?, token_version = token_version + ?, updated_at = ? WHERE id = ?`)
-    .bind(passwordHash, bumpTokenVersion ? 1 : 0, now, userId)
-    .run();
+export type InvitedUserResult = 'created' | 'email_taken' | 'invalid_invite';
+
+/**
+ * Registers a user through an invite in one batch: the invite is claimed only while it is
+ * unused, unexpired, for a live workspace, and the email is free; the user, the membership and
+ * the active workspace are written only if that claim succeeded. So one invite makes at most one
+ * account, and a taken email never burns an invite.
+ */
+export async function createInvitedUser(
+  db: D1Database,
+  input: { email: string; displayName?: string | null; passwordHash: string; inviteHash: string },
+  now = Date.now(),
+): Promise<{ result: InvitedUserResult; userId?: string }> {
+  const userId = crypto.randomUUID();
+  const email = normalizeEmail(input.email);
+  const claimed = `SELECT 1 FROM invites WHERE token_hash = ?1 AND accepted_by = ?2`;
+  await db.batch([
+    db
+      .prepare(
+        `UPDATE invites SET accepted_at = ?3, accepted_by = ?2
+          WHERE token_hash = ?1 AND accepted_at IS NULL AND expires_at > ?3
+            AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = invites.workspace_id AND w.deleted_at IS NULL)
+            AND NOT EXISTS (SELECT 1 FROM users WHERE email = ?4)`,
+      )
+      .bind(input.inviteHash, userId, now, email),
+    db
+      .prepare(
+        `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, active_workspace_id, created_at, updated_at)
+         SELECT ?2, ?4, ?5, ?6, 0, 0, (SELECT workspace_id FROM invites WHERE token_hash = ?1 AND accepted_by = ?2), ?3, ?3
+          WHERE EXISTS (${claimed})`,
+      )
+      .bind(input.inviteHash, userId, now, email, input.displayName ?? null, input.passwordHash),
+    db
+      .prepare(
+        `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at)
+         SELECT workspace_id, ?2, role, ?3, ?3 FROM invites WHERE token_hash = ?1 AND accepted_by = ?2`,
+      )
+      .bind(input.inviteHash, userId, now),
+  ]);
+  if (await db.prepare('SELECT 1 AS x FROM users WHERE id = ?').bind(userId).first()) return { result: 'created', userId };
+  const taken = await db.prepare('SELECT 1 AS x FROM users WHERE email = ?').bind(email).first();
+  return { result: taken ? 'email_taken' : 'invalid_invite' };
+}
+
+/**
+ * Changes a password in one batch: the new hash and the token-version bump apply only if the
+ * stored hash is still the one the caller verified against (a concurrent change loses), and the
+ * other sessions are revoked in the same transaction. Returns the new token version, or null
+ * when the password changed underneath.
+ */
+export async function changePassword(db: D1Database, userId: string, oldHash: string, newHash: string, keepSessionId: string, now = Date.now()): Promise<number | null> {
+  const applied = `(SELECT password_hash FROM users WHERE id = ?2) = ?3`;
+  const [update] = await db.batch<{ token_version: number }>([
+    db
+      .prepare('UPDATE users SET password_hash = ?3, token_version = token_version + 1, updated_at = ?1 WHERE id = ?2 AND password_hash = ?4 RETURNING token_version')
+      .bind(now, userId, newHash, oldHash),
+    db.prepare(`UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND id != ?4 AND revoked_at IS NULL AND ${applied}`).bind(now, userId, newHash, keepSessionId),
+    db.prepare(`UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND session_id != ?4 AND revoked_at IS NULL AND ${applied}`).bind(now, userId, newHash, keepSessionId),
+  ]);
+  return update?.results[0]?.token_version ?? null;
+}
+
+/** Replaces a hash with one of the current parameters (same password: sessions stay valid). */
+export async function rehashPassword(db: D1Database, userId: string, passwordHash: string, now = Date.now()) {
+  await db.prepare('UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?').bind(passwordHash, now, userId).run();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,15 +265,6 @@ export async function revokeSession(db: D1Database, sessionId: string, now = Dat
   await db.batch([
     db.prepare('UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').bind(now, sessionId),
     db.prepare('UPDATE refresh_tokens SET revoked_at = ? WHERE session_id = ? AND revoked_at IS NULL').bind(now, sessionId),
-  ]);
-}
-
-/** Revokes every session of a user except `keepSessionId`. */
-export async function revokeOtherSessions(db: D1Database, userId: string, keepSessionId: string | null, now = Date.now()) {
-  const keep = keepSessionId ?? '';
-  await db.batch([
-    db.prepare('UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND id != ? AND revoked_at IS NULL').bind(now, userId, keep),
-    db.prepare('UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND session_id != ? AND revoked_at IS NULL').bind(now, userId, keep),
   ]);
 }
 

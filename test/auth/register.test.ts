@@ -96,6 +96,21 @@ describe('POST /api/basic-auth/change-password', () => {
     expect((await change({}, { currentPassword: PASSWORD, newPassword: 'new password 123', confirmNewPassword: 'new password 123' })).status).toBe(401);
   });
 
+  it('two concurrent changes: one wins, the other is told to sign in again, and the winner\'s token works', async () => {
+    const user = await signedInUser();
+    const headers = { ...user.headers, 'x-or3-token-transport': 'bearer' };
+    const [a, b] = await Promise.all([
+      change(headers, { currentPassword: PASSWORD, newPassword: 'first new password', confirmNewPassword: 'first new password' }),
+      change(headers, { currentPassword: PASSWORD, newPassword: 'second new password', confirmNewPassword: 'second new password' }),
+    ]);
+    const statuses = [a.status, b.status].sort();
+    expect(statuses[0]).toBe(200);
+    expect([400, 409]).toContain(statuses[1]);
+    const winner = a.status === 200 ? a : b;
+    const { accessToken } = await winner.json<{ accessToken: string }>();
+    expect((await call('GET', '/api/workspaces', { authorization: `Bearer ${accessToken}` })).status).toBe(200);
+  });
+
   it('revokes every other session, keeps this one, and the old password stops working', async () => {
     const user = await signedInUser();
     const otherDevice = await signInBearer(user.email);
@@ -109,5 +124,38 @@ describe('POST /api/basic-auth/change-password', () => {
     expect((await call('GET', '/api/workspaces', { authorization: `Bearer ${accessToken}` })).status).toBe(200);
     expect((await signInBearer(user.email)).res.status).toBe(401);
     expect((await signInBearer(user.email, 'new password 123')).res.status).toBe(200);
+  });
+});
+
+describe('invite races', () => {
+  it('one invite creates at most one account, even under concurrent registrations', async () => {
+    const owner = await signedInUser();
+    const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Race' })).json<{ id: string }>();
+    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const emails = Array.from({ length: 5 }, () => uniqueEmail('racer'));
+    const results = await Promise.all(emails.map((email) => register(body(email, { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' })));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    const placeholders = emails.map(() => '?').join(',');
+    const { n } = (await env.DB.prepare(`SELECT count(*) AS n FROM users WHERE email IN (${placeholders})`).bind(...emails).first<{ n: number }>())!;
+    expect(n).toBe(1);
+  });
+
+  it('an invite to a deleted workspace creates no account', async () => {
+    const owner = await signedInUser();
+    const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Gone' })).json<{ id: string }>();
+    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    await call('DELETE', `/api/workspaces/${workspaceId}`, owner.headers);
+    const email = uniqueEmail('late');
+    expect((await register(body(email, { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' })).status).toBe(403);
+    expect(await env.DB.prepare('SELECT 1 AS x FROM users WHERE email = ?').bind(email).first()).toBeNull();
+  });
+
+  it('an existing email does not burn the invite', async () => {
+    const owner = await signedInUser();
+    const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Kept' })).json<{ id: string }>();
+    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const res = await register(body(owner.email, { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' });
+    expect(res.status).toBe(200);
+    expect((await register(body(uniqueEmail(), { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' })).status).toBe(200);
   });
 });
