@@ -36,6 +36,9 @@ import {
 } from './store';
 import { sha256Hex, signAccessToken } from './tokens';
 
+/** Auth bodies are a few short strings; a small cap answers oversized ones with 413 before any work. */
+const AUTH_BODY = { maxBytes: 16 * 1024 };
+
 const invalidCredentials = () => new ApiError(401, 'invalid_credentials', 'Invalid credentials');
 
 const wantsBearer = (c: Context<AppEnv>) => c.req.header('x-or3-token-transport')?.toLowerCase() === 'bearer';
@@ -95,7 +98,7 @@ export const basicAuth = new Hono<AppEnv>()
   .post('/sign-in', async (c) => {
     const ip = clientIp(c);
     await enforceLimit(c.env.RL_AUTH, `signin:${ip}`);
-    const body = await jsonBody(c, signInSchema);
+    const body = await jsonBody(c, signInSchema, AUTH_BODY);
     const requestId = c.get('requestId');
     await ensureBootstrapAdmin(c, requestId);
     const db = c.env.DB;
@@ -123,7 +126,7 @@ export const basicAuth = new Hono<AppEnv>()
 
   .post('/register', async (c) => {
     await enforceLimit(c.env.RL_AUTH, `register:${clientIp(c)}`);
-    const body = await jsonBody(c, registerSchema);
+    const body = await jsonBody(c, registerSchema, AUTH_BODY);
     const { auth } = c.get('config');
     if (auth.registration === 'closed') throw forbidden('Registration is closed', 'registration_closed');
     if (body.password !== body.confirmPassword) throw badRequest('Passwords do not match', 'password_mismatch');
@@ -162,7 +165,7 @@ export const basicAuth = new Hono<AppEnv>()
 
   .post('/refresh', async (c) => {
     const silent = c.req.query('silent') === '1';
-    const body = await jsonBody(c, refreshSchema, { allowEmpty: true });
+    const body = await jsonBody(c, refreshSchema, { ...AUTH_BODY, allowEmpty: true });
     const token = body.refreshToken ?? getCookie(c, REFRESH_COOKIE);
     const fail = (status: 401) => {
       if (!wantsBearer(c)) clearAuthCookies(c);
@@ -170,7 +173,8 @@ export const basicAuth = new Hono<AppEnv>()
     };
     if (!token) return fail(401);
     const { auth } = c.get('config');
-    const result = await rotateRefreshToken(c.env.DB, auth.jwtSecret, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now(), (userId) =>
+    const serverKeys = auth.jwtSecretPrevious ? [auth.jwtSecret, auth.jwtSecretPrevious] : [auth.jwtSecret];
+    const result = await rotateRefreshToken(c.env.DB, serverKeys, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now(), (userId) =>
       enforceLimit(c.env.RL_AUTH, `refresh:${userId}`),
     );
     if (!result.ok) {
@@ -181,7 +185,7 @@ export const basicAuth = new Hono<AppEnv>()
   })
 
   .post('/sign-out', async (c) => {
-    const body = await jsonBody(c, refreshSchema, { allowEmpty: true });
+    const body = await jsonBody(c, refreshSchema, { ...AUTH_BODY, allowEmpty: true });
     const principal = await authenticate(c);
     const refresh = body.refreshToken ?? getCookie(c, REFRESH_COOKIE);
     const sessionId = principal?.sessionId ?? (refresh ? await sessionOfRefreshToken(c.env.DB, refresh) : null);
@@ -193,7 +197,7 @@ export const basicAuth = new Hono<AppEnv>()
 
   .post('/change-password', async (c) => {
     const principal = await requireUser(c);
-    const body = await jsonBody(c, changePasswordSchema);
+    const body = await jsonBody(c, changePasswordSchema, AUTH_BODY);
     await enforceLimit(c.env.RL_AUTH, `change-password:${principal.userId}`);
     const db = c.env.DB;
     const user = await findUserById(db, principal.userId);

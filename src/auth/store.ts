@@ -202,7 +202,8 @@ export type RotateResult =
  */
 export async function rotateRefreshToken(
   db: D1Database,
-  serverKey: string,
+  /** Keys for deriving child secrets, current first; a previous key still serves grace retries. */
+  serverKeys: string[],
   token: string,
   refreshTtlMs: number,
   graceMs: number,
@@ -226,11 +227,11 @@ export async function rotateRefreshToken(
   if (row.expires_at <= now || row.session_expires_at <= now) return { ok: false, reason: 'expired' };
   await beforeRotate?.(row.user_id);
 
-  const secret = await childSecret(serverKey, row.id, parsed.secret);
   const childId = deriveChildId(await sha256Hex(`child-id:${row.id}`));
-  const issued = { ok: true as const, userId: row.user_id, sessionId: row.session_id, tokenVersion: row.token_version, refreshToken: `${childId}.${secret}` };
+  const issue = (secret: string) => ({ ok: true as const, userId: row.user_id, sessionId: row.session_id, tokenVersion: row.token_version, refreshToken: `${childId}.${secret}` });
 
   if (row.used_at === null) {
+    const secret = await childSecret(serverKeys[0]!, row.id, parsed.secret);
     const childExpires = Math.min(now + refreshTtlMs, row.session_expires_at);
     // Claim and create in one transaction; the child insert only happens if the claim did.
     await db.batch([
@@ -245,12 +246,21 @@ export async function rotateRefreshToken(
       db.prepare('UPDATE sessions SET last_seen_at = ? WHERE id = ?').bind(now, row.session_id),
     ]);
     // Whoever won the claim, the child now exists (or a concurrent caller is creating the same one).
-    return issued;
+    return issue(secret);
   }
 
   // Already used: only the immediate parent of a still-unused child, inside the grace window.
-  const child = await db.prepare('SELECT used_at, revoked_at FROM refresh_tokens WHERE id = ?').bind(childId).first<{ used_at: number | null; revoked_at: number | null }>();
-  if (now - row.used_at <= graceMs && child && child.used_at === null && child.revoked_at === null) return issued;
+  const child = await db
+    .prepare('SELECT secret_hash, used_at, revoked_at FROM refresh_tokens WHERE id = ?')
+    .bind(childId)
+    .first<{ secret_hash: string; used_at: number | null; revoked_at: number | null }>();
+  if (now - row.used_at <= graceMs && child && child.used_at === null && child.revoked_at === null) {
+    // The child was derived with whichever key was current then; a rotation may have happened since.
+    for (const key of serverKeys) {
+      const secret = await childSecret(key, row.id, parsed.secret);
+      if (digestsEqual(child.secret_hash, await sha256Hex(secret))) return issue(secret);
+    }
+  }
   await revokeSession(db, row.session_id, now);
   return { ok: false, reason: 'reused' };
 }

@@ -134,3 +134,18 @@ describe('POST /api/basic-auth/sign-out', () => {
     expect((await api('/api/basic-auth/sign-out', { method: 'POST' })).status).toBe(200);
   });
 });
+
+describe('refresh across a JWT secret rotation', () => {
+  it('a retry inside the grace window still gets the same child after the secret rotated', async () => {
+    const user = await signedInUser();
+    const first = await (await refresh(user.refreshToken)).json<{ refreshToken: string }>();
+    const rotated = { OR3_BASIC_AUTH_JWT_SECRET: 'rotated-secret-0123456789abcdef0123456789abcdef', OR3_BASIC_AUTH_JWT_SECRET_PREVIOUS: env.OR3_BASIC_AUTH_JWT_SECRET };
+    const retry = await apiWithEnv(rotated, '/api/basic-auth/refresh', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer },
+      body: JSON.stringify({ refreshToken: user.refreshToken }),
+    });
+    expect(retry.status).toBe(200);
+    expect((await retry.json<{ refreshToken: string }>()).refreshToken).toBe(first.refreshToken);
+  });
+});

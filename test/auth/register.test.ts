@@ -80,7 +80,7 @@ describe('POST /api/basic-auth/register', () => {
     const res = await api('/api/basic-auth/register', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body(uniqueEmail(), { password: 'x'.repeat(3 * 1024 * 1024) })),
+      body: JSON.stringify(body(uniqueEmail(), { password: 'x'.repeat(1024 * 1024) })),
     });
     expect(res.status).toBe(413);
   });
