@@ -13,6 +13,8 @@ export const PLATFORM = {
   webSocketAttachmentBytes: 16 * 1024,
   /** PBKDF2 iterations accepted in production, though not locally (workerd #1346). */
   pbkdf2MaxIterations: 100_000,
+  /** Bytes in a LIKE/GLOB pattern, D1 and DO SQLite (same limits pages). */
+  likePatternBytes: 50,
   /** R2 object metadata (developers.cloudflare.com/r2/platform/limits/). */
   r2MetadataBytes: 8 * 1024,
 } as const;

@@ -10,6 +10,7 @@ import { audit } from '../archive/audit';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
+import { PLATFORM } from '../limits';
 import { badRequest, conflict, forbidden, notFound } from '../http/errors';
 import { ROLES } from '../workspaces/permissions';
 import { memberChangeResult, param } from '../workspaces/routes';
@@ -39,8 +40,14 @@ function parseQuery(c: Context<AdminEnv>) {
   return parsed.data;
 }
 
-/** A LIKE pattern that matches `q` literally anywhere (D1 caps LIKE patterns at 50 bytes). */
-const likePattern = (q: string) => `%${q.toLowerCase().replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+/** A LIKE pattern that matches `q` literally anywhere; 400 if it would exceed the platform cap. */
+function likePattern(q: string): string {
+  const pattern = `%${q.toLowerCase().replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+  if (new TextEncoder().encode(pattern).byteLength > PLATFORM.likePatternBytes) {
+    throw badRequest(`q is too long to search for (at most ${PLATFORM.likePatternBytes - 2} bytes once escaped)`, 'invalid_query');
+  }
+  return pattern;
+}
 
 // The principal is memoised per request, so this re-reads nothing.
 const auditBase = async (c: Context<AdminEnv>) => ({ requestId: c.get('requestId'), actorId: (await requireUser(c)).userId });
@@ -139,7 +146,8 @@ export const admin = new Hono<AdminEnv>()
     const userId = param(c.req.param('id'), 'user id');
     // One statement: the count and the update cannot interleave with another revoke.
     const result = await c.env.DB.prepare(
-      'UPDATE users SET is_admin = 0, updated_at = ? WHERE id = ? AND is_admin = 1 AND (SELECT count(*) FROM users WHERE is_admin = 1) > 1',
+      // Disabled admins cannot act, so they do not count towards "another admin remains".
+      'UPDATE users SET is_admin = 0, updated_at = ? WHERE id = ? AND is_admin = 1 AND (SELECT count(*) FROM users AS other WHERE other.is_admin = 1 AND other.disabled_at IS NULL AND other.id != users.id) > 0',
     )
       .bind(Date.now(), userId)
       .run();

@@ -57,6 +57,9 @@ describe('admin API', () => {
     const none = await (await call('GET', `/api/admin/users?q=${encodeURIComponent('%')}`, root.headers)).json<any>();
     expect(none.users.map((u: any) => u.id)).toEqual([special.id]);
     expect((await call('GET', '/api/admin/users?limit=0', root.headers)).status).toBe(400);
+    // Escaping and multi-byte characters can push a short query past the 50-byte LIKE cap: 400, not 500.
+    expect((await call('GET', `/api/admin/users?q=${encodeURIComponent('%'.repeat(30))}`, root.headers)).status).toBe(400);
+    expect((await call('GET', `/api/admin/users?q=${encodeURIComponent('漢'.repeat(20))}`, root.headers)).status).toBe(400);
     expect((await call('GET', '/api/admin/users?bogus=1', root.headers)).status).toBe(400);
   });
 
@@ -105,6 +108,11 @@ describe('admin API', () => {
     expect(res.status).toBe(409);
     expect(await res.json()).toMatchObject({ error: 'last_admin' });
     expect((await call('GET', '/api/admin/users', root.headers)).status).toBe(403);
+    // A disabled admin does not count as the remaining one.
+    const sleeper = await signedInUser();
+    await call('PUT', `/api/admin/users/${sleeper.id}/admin`, intent(helper));
+    await env.DB.prepare('UPDATE users SET disabled_at = ? WHERE id = ?').bind(Date.now(), sleeper.id).run();
+    expect((await call('DELETE', `/api/admin/users/${helper.id}/admin`, intent(helper))).status).toBe(409);
     // Restore root for the rest of the file.
     expect((await call('PUT', `/api/admin/users/${root.id}/admin`, intent(helper))).status).toBe(200);
   });
