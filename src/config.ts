@@ -30,6 +30,8 @@ export const DEV_ORIGINS = [
   'http://localhost:5173',
 ];
 
+export const GITHUB_ACTIONS_ISSUER = 'https://token.actions.githubusercontent.com';
+
 const JWS_ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
 /** Rate-limit names that OR3_RATE_LIMIT_OVERRIDES_JSON may set (requests per minute). */
@@ -45,6 +47,10 @@ export interface OidcProviderConfig {
   jwks?: { keys: Record<string, unknown>[] };
   /** Clerk's `azp` allow-list: when set, a token's `azp` must be one of these origins. */
   authorizedParties?: string[];
+  /** Claims that must be present (e.g. Clerk's `sid`, which template tokens lack). */
+  requiredClaims?: string[];
+  /** Claims that must equal one of the given values (e.g. GitHub's `repository_owner_id`). */
+  claims?: Record<string, string[]>;
 }
 
 export interface Config {
@@ -145,6 +151,11 @@ const oidcProviderSchema = z
     jwksUrl: z.url({ message: 'jwksUrl must be a URL' }).optional(),
     jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
     authorizedParties: z.array(z.string().min(1)).optional(),
+    requiredClaims: z.array(z.string().min(1)).optional(),
+    claims: z
+      .record(z.string().min(1), z.union([z.string(), z.array(z.string()).min(1)]))
+      .transform((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Array.isArray(v) ? v : [v]])))
+      .optional(),
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwks === undefined), {
     message: 'each provider needs exactly one of jwksUrl or jwks',
@@ -298,6 +309,15 @@ export function parseConfig(env: Bindings): ConfigResult {
     for (const p of v.OR3_AUTH_OIDC_PROVIDERS) {
       if (p.jwksUrl && !p.jwksUrl.startsWith('https://')) {
         problems.push({ variable: 'OR3_AUTH_OIDC_PROVIDERS', message: `provider "${p.id}" jwksUrl must use https in production`, fix: varFix('OR3_AUTH_OIDC_PROVIDERS') });
+      }
+      // Any workflow on GitHub can mint a token for any audience: without a claim rule every
+      // GitHub repository could sign in.
+      if (p.issuer === GITHUB_ACTIONS_ISSUER && !Object.keys(p.claims ?? {}).length) {
+        problems.push({
+          variable: 'OR3_AUTH_OIDC_PROVIDERS',
+          message: `provider "${p.id}" (GitHub Actions) needs "claims", e.g. {"repository_owner_id": "<your org id>"}`,
+          fix: varFix('OR3_AUTH_OIDC_PROVIDERS'),
+        });
       }
     }
   }

@@ -104,13 +104,22 @@ describe('configuration (parseConfig)', () => {
   it('parses OIDC providers, normalising audience and defaulting algorithms', () => {
     const providers = [
       { id: 'clerk', issuer: 'https://clerk.example.com', audience: 'or3', jwksUrl: 'https://clerk.example.com/.well-known/jwks.json', authorizedParties: ['https://app.example.com'] },
-      { id: 'ci', issuer: 'https://token.actions.githubusercontent.com', audience: ['a', 'b'], algorithms: ['RS256'], jwks: { keys: [{ kty: 'RSA', n: 'x', e: 'AQAB' }] } },
+      { id: 'ci', issuer: 'https://token.actions.githubusercontent.com', audience: ['a', 'b'], algorithms: ['RS256'], jwks: { keys: [{ kty: 'RSA', n: 'x', e: 'AQAB' }] }, claims: { repository_owner_id: '1' } },
     ];
     const result = parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: JSON.stringify(providers) });
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.config.auth.oidcProviders[0]).toMatchObject({ audience: ['or3'], algorithms: ['RS256'] });
     expect(result.config.auth.oidcProviders[1]?.audience).toEqual(['a', 'b']);
+  });
+
+  it('production refuses a GitHub Actions provider without a claim rule', () => {
+    const gh = { id: 'gh', issuer: 'https://token.actions.githubusercontent.com', audience: 'or3-ci', jwksUrl: 'https://token.actions.githubusercontent.com/.well-known/jwks' };
+    const bare = parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([gh]) });
+    expect(bare.ok).toBe(false);
+    if (!bare.ok) expect(bare.problems[0]?.message).toContain('needs "claims"');
+    const pinned = parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ ...gh, claims: { repository_owner_id: '42' } }]) });
+    expect(pinned.ok && pinned.config.auth.oidcProviders[0]?.claims).toEqual({ repository_owner_id: ['42'] });
   });
 
   it('production refuses an http JWKS URL', () => {

@@ -219,6 +219,11 @@ describe('CSRF guard for cookie-authenticated mutations', () => {
     }
   });
 
+  it('treats Cloudflare Access assertions as ambient credentials', async () => {
+    const res = await probe('/api/probe/echo', post('{"name":"a"}', { 'cf-access-jwt-assertion': 'x.y.z', origin: 'https://evil.example.net' }));
+    expect(res.status).toBe(403);
+  });
+
   it('does not apply to bearer requests without cookies', async () => {
     const res = await probe('/api/probe/echo', post('{"name":"a"}', { authorization: 'Bearer x', origin: 'https://elsewhere.example.org' }));
     expect(res.status).toBe(200);

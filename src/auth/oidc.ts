@@ -4,7 +4,8 @@
  *
  * The provider is chosen by the token's unverified `iss`, then everything is checked against
  * that provider only: signature with its keys, its pinned algorithms, exact issuer, audience,
- * expiry, and Clerk's `azp` when configured. `jku`/`x5u` headers are never followed; keys come
+ * expiry, then the provider's claim rules (Clerk's `azp`, required claims such as `sid`, exact
+ * values such as GitHub's `repository_owner_id`). `jku`/`x5u` headers are never followed; keys come
  * only from the configured JWKS URL (jose caches it and refetches an unknown `kid` at most once
  * per 30 s cooldown) or from inline keys.
  */
@@ -41,6 +42,19 @@ export function providerForIssuer(providers: OidcProviderConfig[], issuer: strin
   return providers.find((p) => p.issuer === issuer);
 }
 
+/** The provider's extra rules: authorized parties (`azp`), required claims, exact claim values. */
+export function claimRulesHold(provider: OidcProviderConfig, claims: Record<string, unknown>): boolean {
+  if (provider.authorizedParties && !provider.authorizedParties.includes(String(claims.azp ?? ''))) return false;
+  for (const name of provider.requiredClaims ?? []) {
+    if (claims[name] === undefined || claims[name] === null || claims[name] === '') return false;
+  }
+  for (const [name, allowed] of Object.entries(provider.claims ?? {})) {
+    const value = claims[name];
+    if ((typeof value !== 'string' && typeof value !== 'number') || !allowed.includes(String(value))) return false;
+  }
+  return true;
+}
+
 /** Verifies an external token against one provider; null when it does not verify. */
 export async function verifyFederatedToken(provider: OidcProviderConfig, token: string): Promise<(FederatedIdentity & { expiresAt: number }) | null> {
   try {
@@ -51,9 +65,11 @@ export async function verifyFederatedToken(provider: OidcProviderConfig, token: 
       requiredClaims: ['sub', 'exp'],
       clockTolerance: 5,
     });
-    if (provider.authorizedParties && !provider.authorizedParties.includes(String(payload.azp ?? ''))) return null;
     const claims = payload as Record<string, unknown>;
-    const email = typeof claims.email === 'string' ? claims.email : null;
+    if (!claimRulesHold(provider, claims)) return null;
+    // Only an address the IdP says it verified is shown; it is never used to link accounts.
+    const verified = claims.email_verified === true || claims.email_verified === 'true';
+    const email = verified && typeof claims.email === 'string' ? claims.email : null;
     const name = typeof claims.name === 'string' ? claims.name : typeof claims.preferred_username === 'string' ? claims.preferred_username : null;
     return {
       provider: provider.id,

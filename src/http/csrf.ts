@@ -5,7 +5,8 @@
  * an auth cookie must come from an allowed origin (or our own), and any body it has must be
  * JSON: a JSON content type cannot be sent cross-origin without a CORS preflight, which
  * `cors()` refuses for unknown origins. Bearer-only requests carry no ambient credential and
- * are not checked. Hono's own `csrf()` only inspects form content types, so it is not enough.
+ * are not checked. Cloudflare Access's assertion header counts as ambient: Access adds it from
+ * its own cookie. Hono's own `csrf()` only inspects form content types, so it is not enough.
  */
 import type { MiddlewareHandler } from 'hono';
 import { getCookie } from 'hono/cookie';
@@ -36,7 +37,11 @@ export function csrfGuard(exempt: (path: string) => boolean = () => false): Midd
   return async (c, next) => {
     if (SAFE_METHODS.has(c.req.method) || exempt(c.req.path)) return next();
     const cookies = getCookie(c);
-    if (!AUTH_COOKIES.some((name) => cookies[name] !== undefined)) return next();
+    // Cloudflare Access adds its assertion header to every proxied request from its own cookie,
+    // so for Access users that header is an ambient credential too.
+    const ambient =
+      AUTH_COOKIES.some((name) => cookies[name] !== undefined) || cookies.CF_Authorization !== undefined || c.req.header('cf-access-jwt-assertion') !== undefined;
+    if (!ambient) return next();
 
     const origin = c.req.header('origin');
     if (origin !== undefined) {

@@ -21,13 +21,15 @@ beforeAll(async () => {
   vars = {
     OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([
       { id: 'clerk', issuer: ISSUER, audience: 'or3', jwks: { keys: [jwk] }, authorizedParties: ['https://app.example.com'] },
-      { id: 'github', issuer: OTHER_ISSUER, audience: 'or3-ci', algorithms: ['ES256'], jwks: { keys: [otherJwk] } },
+      { id: 'github', issuer: OTHER_ISSUER, audience: 'or3-ci', algorithms: ['ES256'], jwks: { keys: [otherJwk] }, claims: { repository_owner_id: ['42'] } },
     ]),
   };
 });
 
-async function token(opts: { sub?: string; iss?: string; aud?: string; azp?: string | null; exp?: number; key?: CryptoKey; alg?: string; kid?: string; email?: string } = {}) {
-  const claims: Record<string, unknown> = { email: opts.email ?? 'fed@example.com', name: 'Fed User' };
+async function token(
+  opts: { sub?: string; iss?: string; aud?: string; azp?: string | null; exp?: number; key?: CryptoKey; alg?: string; kid?: string; email?: string; extra?: Record<string, unknown> } = {},
+) {
+  const claims: Record<string, unknown> = { email: opts.email ?? 'fed@example.com', email_verified: true, name: 'Fed User', repository_owner_id: 42, ...opts.extra };
   if (opts.azp !== null) claims.azp = opts.azp ?? 'https://app.example.com';
   return new SignJWT(claims)
     .setProtectedHeader({ alg: opts.alg ?? 'RS256', kid: opts.kid ?? 'k1' })
@@ -110,6 +112,27 @@ describe('federated identity (OIDC)', () => {
     const a = await session(await token({ sub }));
     const b = await session(await token({ sub, iss: OTHER_ISSUER, aud: 'or3-ci', key: otherKey, alg: 'ES256', kid: 'g1' }));
     expect(a.session.user.id).not.toBe(b.session.user.id);
+  });
+
+  it('enforces exact claim values (GitHub repository owner), numbers compared as strings', async () => {
+    const github = (owner: unknown) => token({ iss: OTHER_ISSUER, aud: 'or3-ci', key: otherKey, alg: 'ES256', kid: 'g1', extra: { repository_owner_id: owner } });
+    expect((await session(await github(42))).session?.provider).toBe('github');
+    expect((await session(await github('42'))).session?.provider).toBe('github');
+    expect((await session(await github(43))).session).toBeNull();
+    expect((await session(await github(undefined))).session).toBeNull();
+  });
+
+  it('enforces required claims (Clerk session tokens carry sid; template tokens do not)', async () => {
+    const providers = JSON.parse(vars.OR3_AUTH_OIDC_PROVIDERS!);
+    providers[0].requiredClaims = ['sid'];
+    const strict = { OR3_AUTH_OIDC_PROVIDERS: JSON.stringify(providers) };
+    expect((await session(await token(), strict)).session).toBeNull();
+    expect((await session(await token({ extra: { sid: 'sess_123' } }), strict)).session?.provider).toBe('clerk');
+  });
+
+  it('shows only an email the IdP says it verified', async () => {
+    const { session: s } = await session(await token({ email: 'ceo@example.com', extra: { email_verified: false } }));
+    expect(s.user.email).toBeUndefined();
   });
 
   it('never links a federated identity to an existing account by email', async () => {
