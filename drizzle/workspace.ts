@@ -1,12 +1,88 @@
 /**
  * The workspace Durable Object's SQLite schema. One database per workspace, so isolation
- * between workspaces holds by construction. The sync feature grows this schema; generate SQL
- * with `npm run db:generate:do` and never edit an applied migration.
+ * between workspaces holds by construction. Generate SQL with `npm run db:generate:do`; never
+ * edit an applied migration. docs/schema.md lists the queries each index serves.
  */
-import { sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { sql } from 'drizzle-orm';
+import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
-/** Small key/value facts about the workspace (its id, counters, settings). */
+/** Small key/value facts: the version counter, the GC floor, the snapshot-token key. */
 export const meta = sqliteTable('meta', {
   key: text('key').primaryKey(),
   value: text('value').notNull(),
+});
+
+/**
+ * Every accepted op, LWW losers included, in version order. `server_version` is the rowid, so
+ * pull is a range scan of the primary key; `op_id` is unique for idempotent replays.
+ */
+export const changeLog = sqliteTable('change_log', {
+  serverVersion: integer('server_version').primaryKey(),
+  opId: text('op_id').notNull().unique(),
+  tableName: text('table_name').notNull(),
+  pk: text('pk').notNull(),
+  op: text('op', { enum: ['put', 'delete'] }).notNull(),
+  /** The stored payload (JSON), null for deletes. */
+  payload: text('payload'),
+  clock: integer('clock').notNull(),
+  hlc: text('hlc').notNull(),
+  deviceId: text('device_id').notNull(),
+  /** Who pushed it; for notifications also whose it is (user_id is forced to the pusher). */
+  userId: text('user_id').notNull(),
+  fingerprint: text('fingerprint').notNull(),
+  createdAt: integer('created_at').notNull(),
+});
+
+/**
+ * The materialized state: one entry per (table, pk), a live row or a tombstone (`deleted = 1`),
+ * holding the winning revision (clock, hlc, op_id). One entry per entity means tombstones
+ * cannot grow without bound.
+ */
+export const rows = sqliteTable(
+  'rows',
+  {
+    tableName: text('table_name').notNull(),
+    pk: text('pk').notNull(),
+    payload: text('payload'),
+    clock: integer('clock').notNull(),
+    hlc: text('hlc').notNull(),
+    opId: text('op_id').notNull(),
+    serverVersion: integer('server_version').notNull(),
+    deleted: integer('deleted').notNull(),
+    deletedAt: integer('deleted_at'),
+    /** Owner of a notifications row; null for shared tables. */
+    ownerId: text('owner_id'),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tableName, t.pk] }),
+    index('rows_tombstones_idx').on(t.deletedAt).where(sql`deleted = 1`),
+  ],
+);
+
+/** Per-device pull cursors: GC never deletes what the slowest live device still needs. */
+export const deviceCursors = sqliteTable('device_cursors', {
+  deviceId: text('device_id').primaryKey(),
+  userId: text('user_id').notNull(),
+  version: integer('version').notNull(),
+  updatedAt: integer('updated_at').notNull(),
+});
+
+/**
+ * Blob references derived from `file_hashes` of live messages and posts: a file's ref count is
+ * the number of entries with its hash. Never taken from clients.
+ */
+export const fileRefs = sqliteTable(
+  'file_refs',
+  {
+    hash: text('hash').notNull(),
+    tableName: text('table_name').notNull(),
+    pk: text('pk').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.hash, t.tableName, t.pk] }), index('file_refs_entity_idx').on(t.tableName, t.pk)],
+);
+
+/** Single-use WebSocket tickets, kept until they expire. */
+export const wsTickets = sqliteTable('ws_tickets', {
+  nonce: text('nonce').primaryKey(),
+  expiresAt: integer('expires_at').notNull(),
 });

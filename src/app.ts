@@ -13,6 +13,7 @@ import { requestContext } from './http/request-context';
 import { health } from './health/routes';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
+import { sync } from './sync/routes';
 import { workspaces } from './workspaces/routes';
 
 /** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
@@ -36,6 +37,7 @@ export function createApp(mountExtra?: (app: Hono<AppEnv>) => void) {
   app.route('/api/auth', session);
   app.route('/api/workspaces', workspaces);
   app.route('/api/admin', admin);
+  app.route('/api/sync', sync);
   mountExtra?.(app);
 
   installFallbacks(app);

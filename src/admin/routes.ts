@@ -114,6 +114,7 @@ export const admin = new Hono<AdminEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     const userId = param(c.req.param('userId'), 'user id');
     memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
+    await c.env.WORKSPACE.getByName(workspaceId).closeSockets(userId);
     audit('admin.member.removed', { ...(await auditBase(c)), workspaceId, targetUserId: userId });
     return c.json({ ok: true });
   })
@@ -122,6 +123,7 @@ export const admin = new Hono<AdminEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
+    await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
     audit('admin.workspace.deleted', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })

@@ -1,17 +1,27 @@
 /**
  * WorkspaceDO: one Durable Object per workspace, addressed by workspace id.
  *
- * It is the workspace's transaction boundary: its single thread and SQLite make version
- * allocation serial without locks. It stays thin: a small RPC surface over pure modules.
- * The schema is migrated in the constructor under `blockConcurrencyWhile`, so no request ever
- * sees a half-migrated database (a failed migration resets the object and the next request
- * retries it).
+ * It is the workspace's transaction boundary: each RPC runs the engine (engine.ts) inside one
+ * `transactionSync` with no `await` inside, so versions are gapless and contiguous without
+ * locks, and the output gate holds the reply until the write is durable. Everything else (auth,
+ * validation, fingerprints) happens in the Worker before the call. After a commit that
+ * allocated versions, every connected socket is poked (WebSocket Hibernation API, so idle
+ * sockets cost nothing). An alarm runs retention GC.
+ *
+ * RPC methods return `{ ok: false, status, code, message }` instead of throwing for expected
+ * failures: thrown errors lose their type across RPC.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { drizzle, type DrizzleSqliteDODatabase } from 'drizzle-orm/durable-sqlite';
+import { drizzle } from 'drizzle-orm/durable-sqlite';
 import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
 import migrations from '../../migrations/do/migrations.js';
+import { loadConfig } from '../config';
 import type { Bindings } from '../env';
+import { logEvent } from '../http/logger';
+import * as engine from './engine';
+import { FixedWindowLimiter, type SyncLimitName } from './limiter';
+import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
+import type { PreparedOp, TableName } from './protocol';
 
 export interface PingResult {
   ok: true;
@@ -19,20 +29,196 @@ export interface PingResult {
   migrations: number;
 }
 
+export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429; code: string; message: string; retryAfter?: number };
+
+export type PushReply = { ok: true; results: engine.PushResult[]; serverVersion: number };
+export type PullReply = { ok: true; changes: engine.SyncChange[]; nextCursor: number; hasMore: boolean; oldestRetainedVersion: number; requiresSnapshot: boolean };
+export type SnapshotReply = { ok: true; workspaceId: string; snapshotId: string; highWatermark: number; items: engine.SnapshotItem[]; nextPageToken: string | null };
+export type GcReply = { ok: true; deletedCount: number };
+
+/** Who is calling and which limit applies; the Worker has already checked membership and role. */
+export interface Caller {
+  workspaceId: string;
+  userId: string;
+  limit: { name: SyncLimitName; perMinute: number };
+}
+
+/** How often the alarm runs retention GC while the workspace has anything to collect. */
+export const GC_INTERVAL_MS = 6 * 3600 * 1000;
+
 export class WorkspaceDO extends DurableObject<Bindings> {
-  readonly #db: DrizzleSqliteDODatabase;
+  readonly #sql: SqlStorage;
+  readonly #limiter = new FixedWindowLimiter();
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
-    this.#db = drizzle(ctx.storage);
+    this.#sql = ctx.storage.sql;
+    const db = drizzle(ctx.storage);
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(this.#db, migrations);
+      migrate(db, migrations);
     });
+    // Answered by the runtime without waking a hibernated object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
   }
 
   /** Liveness probe for deep health checks: proves the object starts and its database answers. */
   ping(): PingResult {
-    const row = this.ctx.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM __drizzle_migrations').one();
+    const row = this.#sql.exec<{ n: number }>('SELECT count(*) AS n FROM __drizzle_migrations').one();
     return { ok: true, migrations: row.n };
+  }
+
+  #limited(caller: Caller): Failure | null {
+    const verdict = this.#limiter.take(`${caller.limit.name}:${caller.userId}`, caller.limit.perMinute);
+    if (verdict.ok) return null;
+    return { ok: false, status: 429, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${verdict.retryAfterSeconds}s`, retryAfter: verdict.retryAfterSeconds };
+  }
+
+  async push(caller: Caller, ops: PreparedOp[]): Promise<PushReply | Failure> {
+    const limited = this.#limited(caller);
+    if (limited) return limited;
+    const now = Date.now();
+    const outcome = this.ctx.storage.transactionSync(() => engine.applyPush(this.#sql, ops, caller.userId, now));
+    for (const conflict of outcome.conflicts) {
+      logEvent('info', 'sync_conflict', { workspaceId: caller.workspaceId, tableName: conflict.tableName, pk: conflict.pk, winner: conflict.winner, loser: conflict.loser });
+    }
+    if (outcome.allocated > 0) {
+      this.#broadcast({ type: 'poke', serverVersion: outcome.serverVersion });
+      await this.#ensureAlarm();
+    }
+    return { ok: true, results: outcome.results, serverVersion: outcome.serverVersion };
+  }
+
+  pull(caller: Caller, input: { cursor: number; limit: number; tables?: TableName[] }): PullReply | Failure {
+    const limited = this.#limited(caller);
+    if (limited) return limited;
+    // A read: one implicit transaction is enough, and no await separates its statements.
+    return { ok: true, ...engine.pull(this.#sql, { ...input, userId: caller.userId }) };
+  }
+
+  updateCursor(caller: Caller, input: { deviceId: string; version: number }): { ok: true } | Failure {
+    const limited = this.#limited(caller);
+    if (limited) return limited;
+    return this.ctx.storage.transactionSync(() => engine.updateCursor(this.#sql, { ...input, userId: caller.userId }, Date.now()));
+  }
+
+  async snapshot(caller: Caller, input: { pageSize: number; pageToken?: string; tables?: TableName[] }): Promise<SnapshotReply | Failure> {
+    const limited = this.#limited(caller);
+    if (limited) return limited;
+    const key = this.#snapshotKey();
+    let state: { snapshotId: string; highWatermark: number; after: [string, string] | null; expiresAt: number };
+    if (input.pageToken) {
+      const read = await readPageToken(key, input.pageToken);
+      if (!read.ok) {
+        return read.reason === 'expired'
+          ? { ok: false, status: 410, code: 'snapshot_expired', message: 'This snapshot has expired; start a new one' }
+          : { ok: false, status: 400, code: 'invalid_page_token', message: 'pageToken is not valid for this workspace' };
+      }
+      state = read.state;
+    } else {
+      // Rows read after this point may already include changes above the watermark; pulling
+      // from the watermark re-applies them, and last-write-wins makes that harmless.
+      state = { snapshotId: crypto.randomUUID(), highWatermark: engine.headVersion(this.#sql), after: null, expiresAt: Date.now() + SNAPSHOT_TTL_MS };
+    }
+    const page = engine.snapshotPage(this.#sql, { after: state.after, pageSize: input.pageSize, tables: input.tables, userId: caller.userId });
+    const nextPageToken = page.next ? await signPageToken(key, { ...state, after: page.next }) : null;
+    return { ok: true, workspaceId: caller.workspaceId, snapshotId: state.snapshotId, highWatermark: state.highWatermark, items: page.items, nextPageToken };
+  }
+
+  gc(caller: Caller, input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number }): GcReply | Failure {
+    const limited = this.#limited(caller);
+    if (limited) return limited;
+    const deletedCount = this.#collect(input.kind, input.retentionSeconds);
+    logEvent('info', 'sync_gc', { workspaceId: caller.workspaceId, userId: caller.userId, kind: input.kind, retentionSeconds: input.retentionSeconds, deletedCount });
+    return { ok: true, deletedCount };
+  }
+
+  #collect(kind: 'tombstones' | 'change-log', retentionSeconds: number): number {
+    const cutoff = Date.now() - retentionSeconds * 1000;
+    return this.ctx.storage.transactionSync(() => (kind === 'tombstones' ? engine.gcTombstones(this.#sql, cutoff) : engine.gcChangeLog(this.#sql, cutoff)));
+  }
+
+  /** Retention GC on the alarm, with OR3_SYNC_RETENTION_SECONDS. Idempotent: a retry deletes nothing twice. */
+  override async alarm() {
+    const config = loadConfig(this.env);
+    if (!config.ok) {
+      logEvent('error', 'sync_gc_skipped', { reason: 'configuration invalid' });
+      return;
+    }
+    const retention = config.config.sync.retentionSeconds;
+    const tombstones = this.#collect('tombstones', retention);
+    const changeLog = this.#collect('change-log', retention);
+    logEvent('info', 'sync_gc', { trigger: 'alarm', retentionSeconds: retention, tombstones, changeLog });
+    const remaining = this.#sql.exec<{ n: number }>('SELECT (SELECT count(*) FROM change_log) + (SELECT count(*) FROM rows WHERE deleted = 1) AS n').one().n;
+    if (remaining > 0) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+  }
+
+  async #ensureAlarm() {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+  }
+
+  #snapshotKey(): string {
+    let key = engine.getMeta(this.#sql, 'snapshot_key');
+    if (!key) {
+      key = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, '0')).join('');
+      engine.setMeta(this.#sql, 'snapshot_key', key);
+    }
+    return key;
+  }
+
+  // -- realtime ---------------------------------------------------------------------------------
+
+  /**
+   * WebSocket upgrade, forwarded by the Worker after it authenticated the caller and checked
+   * membership. A ticket's nonce is recorded here so a ticket works once.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return new Response('Expected a WebSocket upgrade', { status: 426 });
+    const userId = request.headers.get('x-or3-user-id');
+    if (!userId) return new Response('Missing caller', { status: 400 });
+    const nonce = request.headers.get('x-or3-ticket-nonce');
+    if (nonce) {
+      const now = Date.now();
+      const fresh = this.ctx.storage.transactionSync(() => {
+        this.#sql.exec('DELETE FROM ws_tickets WHERE expires_at < ?', now);
+        return this.#sql.exec('INSERT INTO ws_tickets (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING nonce', nonce, Number(request.headers.get('x-or3-ticket-expires') ?? now)).toArray().length > 0;
+      });
+      if (!fresh) return new Response('Ticket already used', { status: 403 });
+    }
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server, [`user:${userId}`]);
+    server.serializeAttachment({ userId });
+    server.send(JSON.stringify({ type: 'hello', serverVersion: engine.headVersion(this.#sql) }));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted). */
+  closeSockets(userId?: string): number {
+    const sockets = this.ctx.getWebSockets(userId ? `user:${userId}` : undefined);
+    for (const ws of sockets) ws.close(4003, 'Access to this workspace was revoked');
+    return sockets.length;
+  }
+
+  #broadcast(message: unknown) {
+    const text = JSON.stringify(message);
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.send(text);
+      } catch {
+        // A socket closing as we send: it will be cleaned up by its close event.
+      }
+    }
+  }
+
+  override webSocketMessage(_ws: WebSocket, _message: string | ArrayBuffer) {
+    // Clients only listen; "ping" is answered by the auto-response without waking the object.
+  }
+
+  override webSocketClose(ws: WebSocket, code: number, reason: string) {
+    try {
+      ws.close(code, reason);
+    } catch {
+      // Already closed (newer compatibility dates reply to the close frame automatically).
+    }
   }
 }

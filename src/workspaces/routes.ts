@@ -86,6 +86,7 @@ export const workspaces = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     await authorizeWorkspace(c, workspaceId, 'settings.manage');
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
+    await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
     return c.json({ ok: true });
   })
 
@@ -111,6 +112,8 @@ export const workspaces = new Hono<AppEnv>()
     // Members may leave by themselves; removing someone else takes users.manage.
     await authorizeWorkspace(c, workspaceId, principal.userId === userId ? 'read' : 'users.manage');
     memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
+    // Realtime sockets were authorized at connect time: close the removed member's now.
+    await c.env.WORKSPACE.getByName(workspaceId).closeSockets(userId);
     return c.json({ ok: true });
   })
 

@@ -1,0 +1,333 @@
+/**
+ * The sync engine's storage logic over a workspace's SQLite database. Every function here is
+ * synchronous and is called by WorkspaceDO inside one `transactionSync`, so each call is atomic
+ * and no other request of the workspace interleaves with it: that is what makes versions
+ * gapless and contiguous without locks.
+ *
+ * Every statement is served by an index (docs/schema.md): change_log by its rowid
+ * (server_version) and unique op_id, rows by (table_name, pk), file_refs by hash and by entity.
+ */
+import { compareRevisions, REFERENCING_TABLES, type PreparedOp, type TableName } from './protocol';
+
+/**
+ * A row payload parsed from stored JSON. Its shape was validated on the way in; `any` (not
+ * `unknown`) because RPC's type mapping cannot carry `unknown` and a recursive JSON type is too
+ * deep for it.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type JsonObject = { [key: string]: any };
+
+export interface Revision {
+  clock: number;
+  hlc: string;
+  opId: string;
+}
+
+export interface PushResult {
+  opId: string;
+  success: boolean;
+  serverVersion?: number;
+  error?: string;
+  errorCode?: 'CONFLICT' | 'UNAUTHORIZED';
+}
+
+/** An op that lost last-write-wins against the stored revision (for the observability hook). */
+export interface ConflictEvent {
+  tableName: string;
+  pk: string;
+  winner: Revision;
+  loser: Revision;
+}
+
+export interface PushOutcome {
+  results: PushResult[];
+  serverVersion: number;
+  allocated: number;
+  conflicts: ConflictEvent[];
+}
+
+export interface SyncChange {
+  serverVersion: number;
+  tableName: string;
+  pk: string;
+  op: 'put' | 'delete';
+  payload?: JsonObject;
+  stamp: { deviceId: string; opId: string; hlc: string; clock: number };
+}
+
+const NOTIFICATIONS = 'notifications';
+
+// -- meta ---------------------------------------------------------------------------------------
+
+export function getMeta(sql: SqlStorage, key: string): string | null {
+  const row = sql.exec<{ value: string }>('SELECT value FROM meta WHERE key = ?', key).toArray()[0];
+  return row ? row.value : null;
+}
+
+export function setMeta(sql: SqlStorage, key: string, value: string | number) {
+  sql.exec('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', key, String(value));
+}
+
+/** The workspace's version counter: the highest allocated server_version. */
+export const headVersion = (sql: SqlStorage) => Number(getMeta(sql, 'server_version') ?? 0);
+/** Everything at or below this version may have been removed from the change log by GC. */
+export const prunedThrough = (sql: SqlStorage) => Number(getMeta(sql, 'pruned_through') ?? 0);
+
+// -- push ---------------------------------------------------------------------------------------
+
+type CurrentRow = {
+  clock: number;
+  hlc: string;
+  op_id: string;
+  deleted: number;
+  owner_id: string | null;
+};
+
+/**
+ * Applies a prepared batch. Exactly one result per op, in order:
+ * - a replayed opId with the same fingerprint returns its original version, allocating nothing;
+ *   with a different fingerprint it is a CONFLICT; a duplicate inside the batch mirrors the first;
+ * - every other accepted op gets the next version and a change-log row, LWW winners and losers
+ *   alike; winners replace the materialized entry (a put clears a tombstone, a delete makes one);
+ * - notifications belong to their user: touching another user's is UNAUTHORIZED.
+ */
+export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, now: number): PushOutcome {
+  let head = headVersion(sql);
+  const start = head;
+  const results: PushResult[] = [];
+  const conflicts: ConflictEvent[] = [];
+  const seen = new Map<string, { fingerprint: string; result: PushResult }>();
+
+  for (const op of ops) {
+    const earlier = seen.get(op.opId);
+    if (earlier) {
+      results.push(earlier.fingerprint === op.fingerprint ? { ...earlier.result } : conflictResult(op.opId));
+      continue;
+    }
+    const logged = sql.exec<{ server_version: number; fingerprint: string }>('SELECT server_version, fingerprint FROM change_log WHERE op_id = ?', op.opId).toArray()[0];
+    let result: PushResult;
+    if (logged) {
+      result = logged.fingerprint === op.fingerprint ? { opId: op.opId, success: true, serverVersion: logged.server_version } : conflictResult(op.opId);
+    } else {
+      const current = sql
+        .exec<CurrentRow>('SELECT clock, hlc, op_id, deleted, owner_id FROM rows WHERE table_name = ? AND pk = ?', op.tableName, op.pk)
+        .toArray()[0];
+      if (op.tableName === NOTIFICATIONS && current && current.owner_id !== userId) {
+        result = { opId: op.opId, success: false, error: 'This notification belongs to another user', errorCode: 'UNAUTHORIZED' };
+      } else {
+        head += 1;
+        sql.exec(
+          `INSERT INTO change_log (server_version, op_id, table_name, pk, op, payload, clock, hlc, device_id, user_id, fingerprint, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          head, op.opId, op.tableName, op.pk, op.op, op.payload, op.clock, op.hlc, op.deviceId, userId, op.fingerprint, now,
+        );
+        const incoming = { clock: op.clock, hlc: op.hlc, opId: op.opId };
+        const stored = current ? { clock: current.clock, hlc: current.hlc, opId: current.op_id } : null;
+        if (!stored || compareRevisions(incoming, stored) > 0) {
+          materialize(sql, op, head, userId, now);
+        } else {
+          conflicts.push({ tableName: op.tableName, pk: op.pk, winner: stored, loser: incoming });
+        }
+        result = { opId: op.opId, success: true, serverVersion: head };
+      }
+    }
+    seen.set(op.opId, { fingerprint: op.fingerprint, result });
+    results.push(result);
+  }
+  if (head !== start) setMeta(sql, 'server_version', head);
+  return { results, serverVersion: head, allocated: head - start, conflicts };
+}
+
+const conflictResult = (opId: string): PushResult => ({
+  opId,
+  success: false,
+  error: 'This opId was already used for a different change',
+  errorCode: 'CONFLICT',
+});
+
+function materialize(sql: SqlStorage, op: PreparedOp, version: number, userId: string, now: number) {
+  const deleted = op.op === 'delete' ? 1 : 0;
+  sql.exec(
+    `INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, deleted, deleted_at, owner_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+     ON CONFLICT(table_name, pk) DO UPDATE SET payload = ?3, clock = ?4, hlc = ?5, op_id = ?6, server_version = ?7, deleted = ?8, deleted_at = ?9, owner_id = ?10`,
+    op.tableName, op.pk, op.payload, op.clock, op.hlc, op.opId, version, deleted, deleted ? now : null, op.tableName === NOTIFICATIONS ? userId : null,
+  );
+  if (REFERENCING_TABLES.has(op.tableName)) {
+    sql.exec('DELETE FROM file_refs WHERE table_name = ? AND pk = ?', op.tableName, op.pk);
+    for (const hash of op.op === 'put' ? (op.fileHashes ?? []) : []) {
+      sql.exec('INSERT OR IGNORE INTO file_refs (hash, table_name, pk) VALUES (?, ?, ?)', hash, op.tableName, op.pk);
+    }
+  }
+}
+
+/** Derived reference count of a blob: live messages and posts that list it in file_hashes. */
+export function refCount(sql: SqlStorage, hash: string): number {
+  return sql.exec<{ n: number }>('SELECT count(*) AS n FROM file_refs WHERE hash = ?', hash).one().n;
+}
+
+/** Adds the derived ref_count to a file_meta payload (never the client's). */
+function withDerived(sql: SqlStorage, table: string, pk: string, payload: JsonObject): JsonObject {
+  if (table === 'file_meta') payload.ref_count = refCount(sql, pk);
+  return payload;
+}
+
+// -- pull ---------------------------------------------------------------------------------------
+
+export interface PullInput {
+  cursor: number;
+  limit: number;
+  tables?: TableName[];
+  userId: string;
+}
+
+export interface PullOutcome {
+  changes: SyncChange[];
+  nextCursor: number;
+  hasMore: boolean;
+  oldestRetainedVersion: number;
+  requiresSnapshot: boolean;
+}
+
+type LogRow = {
+  server_version: number;
+  table_name: string;
+  pk: string;
+  op: 'put' | 'delete';
+  payload: string | null;
+  clock: number;
+  hlc: string;
+  device_id: string;
+  op_id: string;
+};
+
+export function pull(sql: SqlStorage, input: PullInput): PullOutcome {
+  const floor = prunedThrough(sql);
+  const oldestRetainedVersion = floor + 1;
+  if (input.cursor < floor) {
+    return { changes: [], nextCursor: input.cursor, hasMore: false, oldestRetainedVersion, requiresSnapshot: true };
+  }
+  const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
+  const rows = sql
+    .exec<LogRow>(
+      `SELECT server_version, table_name, pk, op, payload, clock, hlc, device_id, op_id FROM change_log
+        WHERE server_version > ? AND (table_name != 'notifications' OR user_id = ?)${filter}
+        ORDER BY server_version LIMIT ?`,
+      input.cursor, input.userId, ...(input.tables ?? []), input.limit + 1,
+    )
+    .toArray();
+  const hasMore = rows.length > input.limit;
+  const page = hasMore ? rows.slice(0, input.limit) : rows;
+  const changes = page.map((r): SyncChange => {
+    const change: SyncChange = {
+      serverVersion: r.server_version,
+      tableName: r.table_name,
+      pk: r.pk,
+      op: r.op,
+      stamp: { deviceId: r.device_id, opId: r.op_id, hlc: r.hlc, clock: r.clock },
+    };
+    if (r.payload !== null) change.payload = withDerived(sql, r.table_name, r.pk, JSON.parse(r.payload));
+    return change;
+  });
+  const nextCursor = page.length ? page[page.length - 1]!.server_version : input.cursor;
+  return { changes, nextCursor, hasMore, oldestRetainedVersion, requiresSnapshot: false };
+}
+
+// -- snapshot -----------------------------------------------------------------------------------
+
+export type SnapshotItem =
+  | { kind: 'row'; tableName: string; pk: string; payload: JsonObject; revision: Revision }
+  | { kind: 'tombstone'; tableName: string; pk: string; revision: Revision; serverDeletedAt: string };
+
+type EntityRow = {
+  table_name: string;
+  pk: string;
+  payload: string | null;
+  clock: number;
+  hlc: string;
+  op_id: string;
+  deleted: number;
+  deleted_at: number | null;
+};
+
+/**
+ * One page of the materialized state after (afterTable, afterPk), ordered by (tableName, pk);
+ * each entity appears once, as a row or a tombstone. Returns one extra item to tell whether
+ * another page follows.
+ */
+export function snapshotPage(sql: SqlStorage, input: { after: [string, string] | null; pageSize: number; tables?: TableName[]; userId: string }) {
+  const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
+  const after = input.after ?? ['', ''];
+  const rows = sql
+    .exec<EntityRow>(
+      `SELECT table_name, pk, payload, clock, hlc, op_id, deleted, deleted_at FROM rows
+        WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?)${filter}
+        ORDER BY table_name, pk LIMIT ?`,
+      after[0], after[1], input.userId, ...(input.tables ?? []), input.pageSize + 1,
+    )
+    .toArray();
+  const more = rows.length > input.pageSize;
+  const items = (more ? rows.slice(0, input.pageSize) : rows).map((r): SnapshotItem => {
+    const revision = { clock: r.clock, hlc: r.hlc, opId: r.op_id };
+    if (r.deleted) return { kind: 'tombstone', tableName: r.table_name, pk: r.pk, revision, serverDeletedAt: new Date(r.deleted_at ?? 0).toISOString() };
+    return { kind: 'row', tableName: r.table_name, pk: r.pk, payload: withDerived(sql, r.table_name, r.pk, JSON.parse(r.payload ?? '{}')), revision };
+  });
+  const last = items[items.length - 1];
+  return { items, next: more && last ? ([last.tableName, last.pk] as [string, string]) : null };
+}
+
+// -- cursors ------------------------------------------------------------------------------------
+
+export type CursorOutcome = { ok: true } | { ok: false; status: 400 | 403 | 409; code: string; message: string };
+
+/** Forward-only per-device cursor; equal is fine, regress 409, beyond the head 400, other user's device 403. */
+export function updateCursor(sql: SqlStorage, input: { deviceId: string; version: number; userId: string }, now: number): CursorOutcome {
+  const head = headVersion(sql);
+  if (input.version > head) return { ok: false, status: 400, code: 'cursor_ahead', message: `version ${input.version} is above the workspace's latest version ${head}` };
+  const current = sql.exec<{ user_id: string; version: number }>('SELECT user_id, version FROM device_cursors WHERE device_id = ?', input.deviceId).toArray()[0];
+  if (current && current.user_id !== input.userId) return { ok: false, status: 403, code: 'device_owned', message: 'This device id belongs to another user' };
+  if (current && input.version < current.version) {
+    return { ok: false, status: 409, code: 'cursor_regress', message: `Cursor cannot move backwards (from ${current.version} to ${input.version})` };
+  }
+  sql.exec(
+    `INSERT INTO device_cursors (device_id, user_id, version, updated_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT(device_id) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at`,
+    input.deviceId, input.userId, input.version, now,
+  );
+  return { ok: true };
+}
+
+// -- GC -----------------------------------------------------------------------------------------
+
+/**
+ * The version GC may delete through: device cursors idle past retention are dropped first, then
+ * nothing above the slowest remaining cursor may go (with no devices, nothing above the head).
+ */
+function safeThrough(sql: SqlStorage, cutoff: number): number {
+  sql.exec('DELETE FROM device_cursors WHERE updated_at < ?', cutoff);
+  const min = sql.exec<{ v: number | null }>('SELECT min(version) AS v FROM device_cursors').one().v;
+  return min ?? headVersion(sql);
+}
+
+/** Deletes change-log entries older than the cutoff and at or below every live cursor. */
+export function gcChangeLog(sql: SqlStorage, cutoff: number): number {
+  const safe = safeThrough(sql, cutoff);
+  // Versions are allocated in time order, so "older than the cutoff" is a prefix of the log.
+  const oldEnough = sql.exec<{ v: number | null }>('SELECT max(server_version) AS v FROM change_log WHERE created_at < ?', cutoff).one().v ?? 0;
+  const through = Math.min(safe, oldEnough);
+  if (through <= prunedThrough(sql)) return 0;
+  // rowsWritten would also count index entries, so count first.
+  const deleted = sql.exec<{ n: number }>('SELECT count(*) AS n FROM change_log WHERE server_version <= ?', through).one().n;
+  sql.exec('DELETE FROM change_log WHERE server_version <= ?', through);
+  setMeta(sql, 'pruned_through', through);
+  return deleted;
+}
+
+/** Deletes tombstones older than the cutoff whose delete every live cursor has seen. */
+export function gcTombstones(sql: SqlStorage, cutoff: number): number {
+  const safe = safeThrough(sql, cutoff);
+  const where = 'deleted = 1 AND deleted_at < ? AND server_version <= ?';
+  const deleted = sql.exec<{ n: number }>(`SELECT count(*) AS n FROM rows WHERE ${where}`, cutoff, safe).one().n;
+  if (deleted) sql.exec(`DELETE FROM rows WHERE ${where}`, cutoff, safe);
+  return deleted;
+}

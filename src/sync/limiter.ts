@@ -1,0 +1,38 @@
+/**
+ * Per-user request limits for sync routes, counted inside the workspace's Durable Object.
+ *
+ * Why here and not a Rate Limiting binding: the binding's limit is fixed in wrangler.toml, but
+ * OR3_RATE_LIMIT_OVERRIDES_JSON must be able to change it, and the object already sees every
+ * request of its workspace, in order, on one thread, so an exact counter costs nothing extra.
+ * Counts are per user per workspace per minute (fixed windows), and live in memory: an evicted
+ * object starts counting afresh, which only ever errs towards letting a request through.
+ */
+export const DEFAULT_SYNC_LIMITS = { push: 200, pull: 120, updateCursor: 60, gc: 10 } as const;
+export type SyncLimitName = keyof typeof DEFAULT_SYNC_LIMITS;
+
+export class FixedWindowLimiter {
+  readonly #windowMs: number;
+  readonly #counts = new Map<string, { start: number; count: number }>();
+
+  constructor(windowMs = 60_000) {
+    this.#windowMs = windowMs;
+  }
+
+  /** Counts one request for `key`; returns the seconds to wait when it is over `limit`. */
+  take(key: string, limit: number, now = Date.now()): { ok: true } | { ok: false; retryAfterSeconds: number } {
+    const start = now - (now % this.#windowMs);
+    let entry = this.#counts.get(key);
+    if (!entry || entry.start !== start) {
+      if (this.#counts.size > 10_000) this.#prune(start);
+      entry = { start, count: 0 };
+      this.#counts.set(key, entry);
+    }
+    if (entry.count >= limit) return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((start + this.#windowMs - now) / 1000)) };
+    entry.count += 1;
+    return { ok: true };
+  }
+
+  #prune(currentStart: number) {
+    for (const [key, entry] of this.#counts) if (entry.start !== currentStart) this.#counts.delete(key);
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * The sync wire contract (API.md "Sync"): request envelopes, the table allow-list, per-table
+ * payload rules, and the preparation of a push batch into the ops the Durable Object applies.
+ *
+ * Everything here is pure and runs in the Worker, before the workspace's object is called:
+ * validation, canonical JSON and fingerprints cost CPU, and the object is the one serial
+ * resource of a workspace, so it should only do the transaction.
+ */
+import * as z from 'zod';
+import { badRequest, payloadTooLarge } from '../http/errors';
+
+export const SYNC_LIMITS = {
+  maxOps: 100,
+  maxBatchBytes: 2 * 1024 * 1024,
+  maxPayloadBytes: 256 * 1024,
+  pullDefault: 100,
+  pullMax: 1000,
+  maxTables: 50,
+  snapshotDefault: 500,
+  snapshotMax: 1000,
+  retentionMinSeconds: 3600,
+  retentionMaxSeconds: 365 * 24 * 3600,
+} as const;
+
+export const TABLES = ['threads', 'messages', 'projects', 'posts', 'kv', 'file_meta', 'notifications'] as const;
+export type TableName = (typeof TABLES)[number];
+
+/** Tables whose rows reference blobs through `file_hashes`. */
+export const REFERENCING_TABLES: ReadonlySet<string> = new Set(['messages', 'posts']);
+
+// ---------------------------------------------------------------------------------------------
+// Envelopes (strict: unknown fields are a 400 naming them)
+
+const id = z.string().min(1).max(256);
+const uuidLike = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'must be a UUID');
+export const scopeSchema = z.strictObject({ workspaceId: id, projectId: id.optional() });
+const tables = z.array(z.enum(TABLES)).max(SYNC_LIMITS.maxTables).optional();
+
+export const stampSchema = z.strictObject({
+  deviceId: z.string().min(1).max(128),
+  opId: uuidLike,
+  hlc: z.string().min(1).max(128),
+  clock: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+
+/** A queued op. OR3 clients send extra queue fields (id, createdAt, attempts, status…): tolerated. */
+export const pushOpSchema = z.looseObject({
+  tableName: z.string().min(1).max(64),
+  operation: z.enum(['put', 'delete']),
+  pk: id,
+  payload: z.record(z.string(), z.unknown()).optional().nullable(),
+  stamp: stampSchema,
+});
+
+export const pushSchema = z.strictObject({ scope: scopeSchema, ops: z.array(pushOpSchema).max(SYNC_LIMITS.maxOps, `at most ${SYNC_LIMITS.maxOps} ops per push`) });
+export const pullSchema = z.strictObject({
+  scope: scopeSchema,
+  cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  limit: z.number().int().min(1).max(SYNC_LIMITS.pullMax).optional(),
+  tables,
+});
+export const cursorSchema = z.strictObject({ scope: scopeSchema, deviceId: z.string().min(1).max(128), version: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) });
+export const snapshotSchema = z.strictObject({
+  scope: scopeSchema,
+  pageSize: z.number().int().min(1).max(SYNC_LIMITS.snapshotMax).optional(),
+  pageToken: z.string().min(1).max(2048).optional(),
+  tables,
+});
+export const gcSchema = z.strictObject({
+  scope: scopeSchema,
+  retentionSeconds: z.number().int().min(SYNC_LIMITS.retentionMinSeconds).max(SYNC_LIMITS.retentionMaxSeconds),
+});
+export const wsTicketSchema = z.strictObject({ workspaceId: id });
+
+// ---------------------------------------------------------------------------------------------
+// Table payloads (API.md "Table payloads"): required fields and their types. Other columns are
+// allowed: a newer client may add them.
+
+const flag = z.union([z.boolean(), z.literal(0), z.literal(1)]);
+const seconds = z.number().min(0);
+const clock = z.number().int().min(0);
+const str = z.string();
+const common = { deleted: flag, created_at: seconds, updated_at: seconds, clock };
+
+const payloadSchemas: Record<TableName, z.ZodType> = {
+  threads: z.looseObject({ id: str, status: str, pinned: flag, ...common }),
+  messages: z.looseObject({ id: str, thread_id: str, role: str, index: z.number(), order_key: str, ...common }),
+  projects: z.looseObject({ id: str, name: str, ...common }),
+  posts: z.looseObject({ id: str, title: str, content: str, post_type: str, ...common }),
+  kv: z.looseObject({ id: str, name: str, created_at: seconds, updated_at: seconds, clock, value: z.string().nullable().optional(), deleted: flag.optional() }),
+  file_meta: z.looseObject({ hash: str, ...common }),
+  notifications: z.looseObject({ id: str, user_id: str, type: str, title: str, ...common }),
+};
+
+/** Fields the server derives or keeps in columns: never stored from a client payload. */
+const SERVER_FIELDS = ['hlc', 'ref_count'];
+
+export interface PreparedOp {
+  opId: string;
+  tableName: TableName;
+  pk: string;
+  op: 'put' | 'delete';
+  /** Canonical JSON of the payload as stored (server fields removed), or null for deletes. */
+  payload: string | null;
+  clock: number;
+  hlc: string;
+  deviceId: string;
+  fingerprint: string;
+  /** For messages/posts puts: the blob hashes a live row references ([] when none or deleted). */
+  fileHashes: string[] | null;
+}
+
+export type PushOpInput = z.output<typeof pushOpSchema>;
+
+const encoder = new TextEncoder();
+
+/** JSON with object keys sorted at every level, so equal payloads give equal fingerprints. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, unknown>)[key]);
+    return out;
+  }
+  return value;
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(text)));
+  let hex = '';
+  for (const b of digest) hex += b.toString(16).padStart(2, '0');
+  return hex;
+}
+
+/** The idempotency fingerprint: (tableName, operation, pk, payload, clock, hlc, deviceId). */
+export function fingerprintOf(op: PushOpInput): Promise<string> {
+  return sha256Hex(canonicalJson([op.tableName, op.operation, op.pk, op.payload ?? null, op.stamp.clock, op.stamp.hlc, op.stamp.deviceId]));
+}
+
+const invalid = (table: string, why: string) => badRequest(`Invalid payload for ${table}: ${why}`, 'invalid_payload');
+
+function isLive(payload: Record<string, unknown>): boolean {
+  return !(payload.deleted === true || payload.deleted === 1);
+}
+
+function parseFileHashes(table: string, raw: unknown): string[] {
+  if (raw === undefined || raw === null || raw === '') return [];
+  let list: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      list = JSON.parse(raw);
+    } catch {
+      throw invalid(table, 'file_hashes must be a JSON array of hashes');
+    }
+  }
+  if (!Array.isArray(list) || list.length > 1000 || !list.every((h) => typeof h === 'string' && h.length > 0 && h.length <= 128)) {
+    throw invalid(table, 'file_hashes must be a JSON array of hashes');
+  }
+  return [...new Set(list as string[])];
+}
+
+/**
+ * Validates a whole batch and prepares it. One bad op rejects the batch (400
+ * `Invalid payload for <table>: …`), so nothing is written for a batch a client must fix.
+ */
+export async function prepareBatch(ops: PushOpInput[], workspaceId: string, callerId: string): Promise<PreparedOp[]> {
+  let batchBytes = 0;
+  const prepared: PreparedOp[] = [];
+  for (const op of ops) {
+    if (!(TABLES as readonly string[]).includes(op.tableName)) {
+      throw badRequest(`Unknown table "${op.tableName.slice(0, 64)}"; allowed: ${TABLES.join(', ')}`, 'invalid_payload');
+    }
+    const table = op.tableName as TableName;
+    let payload: Record<string, unknown> | null = null;
+    let fileHashes: string[] | null = null;
+    if (op.operation === 'put') {
+      if (!op.payload) throw invalid(table, 'a put needs a payload object');
+      const bytes = encoder.encode(JSON.stringify(op.payload)).byteLength;
+      if (bytes > SYNC_LIMITS.maxPayloadBytes) throw payloadTooLarge(`Invalid payload for ${table}: larger than ${SYNC_LIMITS.maxPayloadBytes} bytes`);
+      batchBytes += bytes;
+      const parsed = payloadSchemas[table].safeParse(op.payload);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw invalid(table, `${issue.path.join('.') || 'payload'} ${issue.message}`);
+      }
+      const keyField = table === 'file_meta' ? 'hash' : 'id';
+      if (op.payload[keyField] !== op.pk) throw invalid(table, `payload.${keyField} must equal pk`);
+      if (op.payload.workspace_id !== undefined && op.payload.workspace_id !== workspaceId) throw invalid(table, 'workspace_id does not match the scope');
+      payload = { ...op.payload };
+      for (const field of SERVER_FIELDS) delete payload[field];
+      if (table === 'notifications') payload.user_id = callerId;
+      if (REFERENCING_TABLES.has(table)) fileHashes = isLive(payload) ? parseFileHashes(table, payload.file_hashes) : [];
+    }
+    if (batchBytes > SYNC_LIMITS.maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${SYNC_LIMITS.maxBatchBytes} bytes`);
+    prepared.push({
+      opId: op.stamp.opId,
+      tableName: table,
+      pk: op.pk,
+      op: op.operation,
+      payload: payload ? canonicalJson(payload) : null,
+      clock: op.stamp.clock,
+      hlc: op.stamp.hlc,
+      deviceId: op.stamp.deviceId,
+      fingerprint: await fingerprintOf(op),
+      fileHashes,
+    });
+  }
+  return prepared;
+}
+
+/** Last-write-wins order: (clock, hlc, opId), hlc and opId compared as plain strings. */
+export function compareRevisions(a: { clock: number; hlc: string; opId: string }, b: { clock: number; hlc: string; opId: string }): number {
+  if (a.clock !== b.clock) return a.clock < b.clock ? -1 : 1;
+  if (a.hlc !== b.hlc) return a.hlc < b.hlc ? -1 : 1;
+  if (a.opId !== b.opId) return a.opId < b.opId ? -1 : 1;
+  return 0;
+}

@@ -1,0 +1,153 @@
+/**
+ * `/api/sync/*` (API.md "Sync"): authenticate, check membership and permission for the scope's
+ * workspace (one D1 read), validate and prepare in the Worker, then make exactly one RPC to the
+ * workspace's Durable Object.
+ *
+ * Realtime: `GET /api/sync/ws?workspaceId=` upgrades to a WebSocket on the object. Browsers on
+ * an allowed origin authenticate with their cookie; other clients send a bearer header, or, where
+ * a WebSocket API cannot set headers, a single-use ticket from `POST /api/sync/ws-ticket` (valid
+ * 60 s) in `?ticket=`. No long-lived token ever goes in a URL.
+ */
+import { Hono, type Context } from 'hono';
+import type { AppEnv } from '../env';
+import { authenticate } from '../auth/authenticate';
+import { base64url } from '../auth/tokens';
+import { isAllowedOrigin } from '../http/cors';
+import { jsonBody } from '../http/body';
+import { ApiError, badRequest, forbidden, unauthorized } from '../http/errors';
+import { authorizeWorkspace } from '../workspaces/authorize';
+import { membershipOf } from '../workspaces/store';
+import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
+import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
+import type { Caller, Failure } from './workspace-do';
+
+export const WS_TICKET_TTL_MS = 60_000;
+
+function caller(c: Context<AppEnv>, workspaceId: string, userId: string, name: SyncLimitName): Caller {
+  const perMinute = c.get('config').rateLimitOverrides[name] ?? DEFAULT_SYNC_LIMITS[name];
+  return { workspaceId, userId, limit: { name, perMinute } };
+}
+
+/** The HTTP error an object's expected failure stands for. */
+function failed(failure: Failure): ApiError {
+  return new ApiError(failure.status, failure.code, failure.message, failure.retryAfter ? { 'Retry-After': String(failure.retryAfter) } : {});
+}
+
+const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByName(workspaceId);
+
+// -- WebSocket tickets: HMAC-signed { user, workspace, nonce, expiry }; the object records the nonce.
+
+const encoder = new TextEncoder();
+
+async function ticketMac(secret: string, body: string) {
+  const key = await crypto.subtle.importKey('raw', encoder.encode(`ws-ticket:${secret}`), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return base64url(new Uint8Array(await crypto.subtle.sign('HMAC', key, encoder.encode(body))));
+}
+
+async function issueTicket(secret: string, userId: string, workspaceId: string) {
+  const expiresAt = Date.now() + WS_TICKET_TTL_MS;
+  const body = base64url(encoder.encode(JSON.stringify([userId, workspaceId, crypto.randomUUID(), expiresAt])));
+  return { ticket: `${body}.${await ticketMac(secret, body)}`, expiresAt };
+}
+
+async function readTicket(secret: string, ticket: string, workspaceId: string) {
+  const [body, mac, extra] = ticket.split('.');
+  if (!body || !mac || extra !== undefined) return null;
+  const expected = encoder.encode(await ticketMac(secret, body));
+  const given = encoder.encode(mac);
+  if (given.byteLength !== expected.byteLength || !crypto.subtle.timingSafeEqual(given, expected)) return null;
+  try {
+    const [userId, ticketWorkspace, nonce, expiresAt] = JSON.parse(atob(body.replace(/-/g, '+').replace(/_/g, '/')));
+    if (ticketWorkspace !== workspaceId || typeof expiresAt !== 'number' || expiresAt <= Date.now()) return null;
+    return { userId: String(userId), nonce: String(nonce), expiresAt };
+  } catch {
+    return null;
+  }
+}
+
+export const sync = new Hono<AppEnv>()
+  .post('/push', async (c) => {
+    const body = await jsonBody(c, pushSchema);
+    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'write');
+    const ops = await prepareBatch(body.ops, body.scope.workspaceId, principal.userId);
+    const result = await stub(c, body.scope.workspaceId).push(caller(c, body.scope.workspaceId, principal.userId, 'push'), ops);
+    if (!result.ok) throw failed(result);
+    return c.json({ results: result.results, serverVersion: result.serverVersion });
+  })
+
+  .post('/pull', async (c) => {
+    const body = await jsonBody(c, pullSchema);
+    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
+    const input = { cursor: body.cursor, limit: body.limit ?? SYNC_LIMITS.pullDefault, ...(body.tables ? { tables: body.tables } : {}) };
+    const r = await stub(c, body.scope.workspaceId).pull(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
+    if (!r.ok) throw failed(r);
+    return c.json({ changes: r.changes, nextCursor: r.nextCursor, hasMore: r.hasMore, oldestRetainedVersion: r.oldestRetainedVersion, requiresSnapshot: r.requiresSnapshot });
+  })
+
+  .post('/update-cursor', async (c) => {
+    const body = await jsonBody(c, cursorSchema);
+    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
+    const r = await stub(c, body.scope.workspaceId).updateCursor(caller(c, body.scope.workspaceId, principal.userId, 'updateCursor'), { deviceId: body.deviceId, version: body.version });
+    if (!r.ok) throw failed(r);
+    return c.json({ ok: true });
+  })
+
+  .post('/snapshot', async (c) => {
+    const body = await jsonBody(c, snapshotSchema);
+    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
+    const input = { pageSize: body.pageSize ?? SYNC_LIMITS.snapshotDefault, ...(body.pageToken ? { pageToken: body.pageToken } : {}), ...(body.tables ? { tables: body.tables } : {}) };
+    const r = await stub(c, body.scope.workspaceId).snapshot(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
+    if (!r.ok) throw failed(r);
+    return c.json({ workspaceId: r.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark, items: r.items, nextPageToken: r.nextPageToken });
+  })
+
+  .post('/gc-tombstones', async (c) => {
+    const body = await jsonBody(c, gcSchema);
+    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
+    const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind: 'tombstones', retentionSeconds: body.retentionSeconds });
+    if (!result.ok) throw failed(result);
+    return c.json({ deletedCount: result.deletedCount });
+  })
+
+  .post('/gc-change-log', async (c) => {
+    const body = await jsonBody(c, gcSchema);
+    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
+    const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind: 'change-log', retentionSeconds: body.retentionSeconds });
+    if (!result.ok) throw failed(result);
+    return c.json({ deletedCount: result.deletedCount });
+  })
+
+  .post('/ws-ticket', async (c) => {
+    const body = await jsonBody(c, wsTicketSchema);
+    const { principal } = await authorizeWorkspace(c, body.workspaceId, 'read');
+    const { ticket, expiresAt } = await issueTicket(c.get('config').auth.jwtSecret, principal.userId, body.workspaceId);
+    return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString() });
+  })
+
+  .get('/ws', async (c) => {
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError(426, 'upgrade_required', 'This endpoint needs a WebSocket upgrade');
+    const workspaceId = c.req.query('workspaceId');
+    if (!workspaceId || workspaceId.length > 256) throw badRequest('workspaceId is required', 'invalid_query');
+    const forward = new Headers(c.req.raw.headers);
+    const ticket = c.req.query('ticket');
+    let userId: string;
+    if (ticket) {
+      const read = await readTicket(c.get('config').auth.jwtSecret, ticket, workspaceId);
+      if (!read) throw unauthorized('The ticket is invalid or expired');
+      // Membership may have changed since the ticket was issued.
+      if (!(await membershipOf(c.env.DB, workspaceId, read.userId))) throw forbidden('You are not a member of this workspace', 'not_member');
+      userId = read.userId;
+      forward.set('x-or3-ticket-nonce', read.nonce);
+      forward.set('x-or3-ticket-expires', String(read.expiresAt));
+    } else {
+      // Browsers send cookies on cross-site WebSocket handshakes: check the origin like CSRF does.
+      const origin = c.req.header('origin');
+      if (origin && origin !== new URL(c.req.url).origin && !isAllowedOrigin(c.get('config'), origin)) {
+        throw forbidden(`WebSocket from ${origin} refused`, 'csrf_rejected');
+      }
+      if (!(await authenticate(c))) throw unauthorized();
+      userId = (await authorizeWorkspace(c, workspaceId, 'read')).principal.userId;
+    }
+    forward.set('x-or3-user-id', userId);
+    return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
+  });

@@ -1,0 +1,177 @@
+/** API.md Sync semantics, push side: versions, idempotency, logging, LWW, validation. */
+import { describe, expect, it } from 'vitest';
+import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
+
+describe('push: versions', () => {
+  it('allocates a contiguous block and answers the counter after the batch, one result per op in order', async () => {
+    const u = await syncUser();
+    const first = await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1')), op('messages', 'm1', message('m1'))]);
+    expect(first.results.map((r) => r.serverVersion)).toEqual([1, 2]);
+    expect(first.serverVersion).toBe(2);
+    const ops = [op('messages', 'm2', message('m2')), op('messages', 'm3', message('m3')), op('messages', 'm4', message('m4'))];
+    const second = await pushOk(u, u.workspaceId, ops);
+    expect(second.results.map((r) => r.opId)).toEqual(ops.map((o) => o.stamp.opId));
+    expect(second.results.map((r) => r.serverVersion)).toEqual([3, 4, 5]);
+    expect(second.serverVersion).toBe(5);
+  });
+
+  it('20 concurrent pushes get unique, gapless versions', async () => {
+    const u = await syncUser();
+    const batches = Array.from({ length: 20 }, (_, i) => [op('messages', `c${i}a`, message(`c${i}a`)), op('messages', `c${i}b`, message(`c${i}b`))]);
+    const replies = await Promise.all(batches.map((ops) => pushOk(u, u.workspaceId, ops)));
+    const versions = replies.flatMap((r) => r.results.map((x) => x.serverVersion!)).sort((a, b) => a - b);
+    expect(versions).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    for (const r of replies) expect(r.results[1]!.serverVersion).toBe(r.results[0]!.serverVersion! + 1);
+  });
+});
+
+describe('push: idempotency', () => {
+  it('a replay with the same fingerprint returns the original version and allocates nothing', async () => {
+    const u = await syncUser();
+    const o = op('messages', 'm1', message('m1'));
+    const first = await pushOk(u, u.workspaceId, [o]);
+    const replay = await pushOk(u, u.workspaceId, [{ ...o, attempts: 3, status: 'pending', createdAt: 1 }]);
+    expect(replay.results).toEqual([{ opId: o.stamp.opId, success: true, serverVersion: first.results[0]!.serverVersion }]);
+    expect(replay.serverVersion).toBe(first.serverVersion);
+  });
+
+  it('the same opId with a different fingerprint is a CONFLICT result', async () => {
+    const u = await syncUser();
+    const o = op('messages', 'm1', message('m1'));
+    await pushOk(u, u.workspaceId, [o]);
+    const changed = { ...o, payload: message('m1', { data: 'changed' }) };
+    const reply = await pushOk(u, u.workspaceId, [changed]);
+    expect(reply.results[0]).toMatchObject({ opId: o.stamp.opId, success: false, errorCode: 'CONFLICT' });
+    expect(reply.serverVersion).toBe(1);
+  });
+
+  it('a duplicate inside one batch mirrors the first', async () => {
+    const u = await syncUser();
+    const o = op('messages', 'm1', message('m1'));
+    const reply = await pushOk(u, u.workspaceId, [o, op('messages', 'm2', message('m2')), o]);
+    expect(reply.results.map((r) => r.serverVersion)).toEqual([1, 2, 1]);
+    const conflict = await pushOk(u, u.workspaceId, [op('messages', 'm3', message('m3'), { opId: o.stamp.opId })]);
+    expect(conflict.results[0]!.errorCode).toBe('CONFLICT');
+  });
+
+  it('fingerprints ignore the key order of payloads', async () => {
+    const u = await syncUser();
+    const o = op('messages', 'm1', message('m1'));
+    await pushOk(u, u.workspaceId, [o]);
+    const reordered = { ...o, payload: Object.fromEntries(Object.entries(o.payload!).reverse()) };
+    expect((await pushOk(u, u.workspaceId, [reordered])).results[0]).toMatchObject({ success: true, serverVersion: 1 });
+  });
+});
+
+describe('push: last-write-wins', () => {
+  it('logs every accepted op, losers too, and keeps the greatest (clock, hlc, opId) whatever the arrival order', async () => {
+    const u = await syncUser();
+    const newer = op('messages', 'm1', message('m1', { data: 'newer', clock: 5 }), { clock: 5, hlc: '2' });
+    const older = op('messages', 'm1', message('m1', { data: 'older', clock: 4 }), { clock: 4, hlc: '9' });
+    await pushOk(u, u.workspaceId, [newer]);
+    const reply = await pushOk(u, u.workspaceId, [older]);
+    expect(reply.results[0]).toMatchObject({ success: true, serverVersion: 2 });
+    const { changes } = await pull(u, u.workspaceId, 0);
+    expect(changes.map((c) => c.payload.data)).toEqual(['newer', 'older']);
+    const { items } = await snapshotAll(u, u.workspaceId);
+    expect(items).toEqual([expect.objectContaining({ kind: 'row', pk: 'm1', payload: expect.objectContaining({ data: 'newer' }), revision: { clock: 5, hlc: '2', opId: newer.stamp.opId } })]);
+  });
+
+  it('breaks clock ties by hlc, then by opId, as plain strings', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, [
+      op('threads', 't1', thread('t1', { title: 'b' }), { clock: 3, hlc: 'b' }),
+      op('threads', 't1', thread('t1', { title: 'a' }), { clock: 3, hlc: 'a' }),
+      op('threads', 't2', thread('t2', { title: 'low' }), { clock: 3, hlc: 'x', opId: '00000000-0000-4000-8000-000000000001' }),
+      op('threads', 't2', thread('t2', { title: 'high' }), { clock: 3, hlc: 'x', opId: 'ffffffff-0000-4000-8000-000000000001' }),
+    ]);
+    const { items } = await snapshotAll(u, u.workspaceId, 10);
+    expect(items.map((i) => i.payload.title)).toEqual(['b', 'high']);
+  });
+
+  it('a delete writes one tombstone; an older put loses to it; a newer put brings the row back', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'), { clock: 1 })]);
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', undefined, { operation: 'delete', clock: 2 })]);
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', undefined, { operation: 'delete', clock: 3 })]);
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { data: 'stale' }), { clock: 1 })]);
+    let { items } = await snapshotAll(u, u.workspaceId);
+    expect(items).toEqual([expect.objectContaining({ kind: 'tombstone', pk: 'm1', revision: expect.objectContaining({ clock: 3 }), serverDeletedAt: expect.any(String) })]);
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { data: 'revived' }), { clock: 4 })]);
+    ({ items } = await snapshotAll(u, u.workspaceId));
+    expect(items).toEqual([expect.objectContaining({ kind: 'row', payload: expect.objectContaining({ data: 'revived' }) })]);
+  });
+});
+
+describe('push: payload rules', () => {
+  it('never stores hlc or ref_count from a client payload', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { hlc: 'client-hlc' }))]);
+    await pushOk(u, u.workspaceId, [op('file_meta', 'sha256:' + 'a'.repeat(64), { hash: 'sha256:' + 'a'.repeat(64), deleted: false, created_at: 1, updated_at: 1, clock: 1, ref_count: 99 })]);
+    const { changes } = await pull(u, u.workspaceId, 0);
+    expect(changes[0].payload).not.toHaveProperty('hlc');
+    expect(changes[1].payload.ref_count).toBe(0);
+  });
+
+  it('derives file_meta ref_count from file_hashes of live messages and posts', async () => {
+    const u = await syncUser();
+    const hash = 'sha256:' + 'b'.repeat(64);
+    const meta = { hash, deleted: false, created_at: 1, updated_at: 1, clock: 1, name: 'a.png', kind: 'image' };
+    await pushOk(u, u.workspaceId, [
+      op('file_meta', hash, meta),
+      op('messages', 'm1', message('m1', { file_hashes: JSON.stringify([hash]) })),
+      op('posts', 'p1', { id: 'p1', title: 'T', content: 'C', post_type: 'doc', deleted: false, created_at: 1, updated_at: 1, clock: 1, file_hashes: [hash] }),
+    ]);
+    const refCount = async () => (await snapshotAll(u, u.workspaceId, 10)).items.find((i) => i.tableName === 'file_meta').payload.ref_count;
+    expect(await refCount()).toBe(2);
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { deleted: true, file_hashes: JSON.stringify([hash]) }), { clock: 2 })]);
+    expect(await refCount()).toBe(1);
+    await pushOk(u, u.workspaceId, [op('posts', 'p1', undefined, { operation: 'delete', clock: 2 })]);
+    expect(await refCount()).toBe(0);
+  });
+
+  it('keeps message order fields unchanged through a round trip', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { index: 3, order_key: 'a0V' })), op('messages', 'm2', message('m2', { index: 3, order_key: 'a0' }))]);
+    const { changes } = await pull(u, u.workspaceId, 0);
+    expect(changes.map((c) => [c.payload.index, c.payload.order_key])).toEqual([[3, 'a0V'], [3, 'a0']]);
+  });
+
+  it.each([
+    ['an unknown table', [op('secrets', 'x', { id: 'x' })], 400, 'Unknown table "secrets"'],
+    ['a missing required field', [op('messages', 'm1', { ...message('m1'), role: undefined })], 400, 'Invalid payload for messages: role'],
+    ['a wrong type', [op('threads', 't1', thread('t1', { pinned: 'yes' }))], 400, 'Invalid payload for threads: pinned'],
+    ['a pk that is not payload.id', [op('messages', 'm1', message('m2'))], 400, 'Invalid payload for messages: payload.id must equal pk'],
+    ['a file_meta pk that is not its hash', [op('file_meta', 'x', { hash: 'y', deleted: false, created_at: 1, updated_at: 1, clock: 1 })], 400, 'payload.hash must equal pk'],
+    ['a foreign workspace_id', [op('messages', 'm1', message('m1', { workspace_id: 'other' }))], 400, 'workspace_id does not match'],
+    ['bad file_hashes', [op('messages', 'm1', message('m1', { file_hashes: 'not json' }))], 400, 'file_hashes'],
+    ['a put without payload', [op('messages', 'm1', undefined)], 400, 'a put needs a payload'],
+    ['a bad stamp', [{ ...op('messages', 'm1', message('m1')), stamp: { deviceId: 'd', opId: 'not-a-uuid', hlc: 'h', clock: 1 } }], 400, 'opId'],
+    ['a negative clock', [{ ...op('messages', 'm1', message('m1')), stamp: { deviceId: 'd', opId: crypto.randomUUID(), hlc: 'h', clock: -1 } }], 400, 'clock'],
+    ['101 ops', Array.from({ length: 101 }, (_, i) => op('messages', `m${i}`, message(`m${i}`))), 400, 'at most 100 ops'],
+    ['a payload over 256 KB', [op('messages', 'm1', message('m1', { data: 'x'.repeat(257 * 1024) }))], 413, 'larger than'],
+  ])('rejects the whole batch for %s, writing nothing', async (_name, ops, status, message_) => {
+    const u = await syncUser();
+    const res = await push(u, u.workspaceId, [op('messages', 'ok', message('ok')), ...(ops as unknown[])]);
+    expect(res.status).toBe(status);
+    expect((await res.json<{ message: string }>()).message).toContain(message_);
+    const after = await pull(u, u.workspaceId, 0);
+    expect(after.changes).toEqual([]);
+  });
+
+  it('rejects malformed envelopes and unknown envelope fields', async () => {
+    const u = await syncUser();
+    const { call } = await import('../auth/helpers');
+    expect((await call('POST', '/api/sync/push', u.headers, { scope: { workspaceId: u.workspaceId }, ops: [], extra: 1 })).status).toBe(400);
+    expect((await call('POST', '/api/sync/push', u.headers, { scope: { workspaceId: u.workspaceId } })).status).toBe(400);
+    const { api } = await import('../helpers');
+    const res = await api('/api/sync/push', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: '{"scope":' });
+    expect(res.status).toBe(400);
+  });
+
+  it('tolerates the x-or3-cloud-intent header', async () => {
+    const u = await syncUser();
+    const res = await push({ headers: { ...u.headers, 'x-or3-cloud-intent': 'mutation' } }, u.workspaceId, [op('messages', 'm1', message('m1'))]);
+    expect(res.status).toBe(200);
+  });
+});
