@@ -1,5 +1,5 @@
 /** API.md Sync semantics, push side: versions, idempotency, logging, LWW, validation. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
 
 describe('push: versions', () => {
@@ -75,6 +75,26 @@ describe('push: last-write-wins', () => {
     expect(changes.map((c) => c.payload.data)).toEqual(['newer', 'older']);
     const { items } = await snapshotAll(u, u.workspaceId);
     expect(items).toEqual([expect.objectContaining({ kind: 'row', pk: 'm1', payload: expect.objectContaining({ data: 'newer' }), revision: { clock: 5, hlc: '2', opId: newer.stamp.opId } })]);
+  });
+
+  it('reports an op that lost as a sync_conflict event with both revisions', async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((line) => void lines.push(String(line)));
+    const u = await syncUser();
+    const newer = op('messages', 'm1', message('m1'), { clock: 5, hlc: 'b' });
+    const older = op('messages', 'm1', message('m1'), { clock: 4, hlc: 'z' });
+    await pushOk(u, u.workspaceId, [newer, older]);
+    const events = lines.filter((l) => l.includes('"sync_conflict"')).map((l) => JSON.parse(l));
+    expect(events).toEqual([
+      expect.objectContaining({
+        workspaceId: u.workspaceId,
+        tableName: 'messages',
+        pk: 'm1',
+        winner: { clock: 5, hlc: 'b', opId: newer.stamp.opId },
+        loser: { clock: 4, hlc: 'z', opId: older.stamp.opId },
+      }),
+    ]);
+    vi.restoreAllMocks();
   });
 
   it('breaks clock ties by hlc, then by opId, as plain strings', async () => {

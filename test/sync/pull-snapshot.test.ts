@@ -1,0 +1,219 @@
+/** API.md Sync semantics, read side: pull paging, snapshots, cursors, isolation, roles. */
+import { env } from 'cloudflare:workers';
+import { runInDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { call, signedInUser } from '../auth/helpers';
+import { upsertMember } from '../../src/workspaces/store';
+import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
+
+async function seed(u: { headers: Record<string, string>; workspaceId: string }, n: number) {
+  await pushOk(u, u.workspaceId, Array.from({ length: n }, (_, i) => op('messages', `m${String(i).padStart(3, '0')}`, message(`m${String(i).padStart(3, '0')}`))));
+}
+
+describe('pull', () => {
+  it('pages ascending by version: nextCursor is the last version returned, hasMore until the end', async () => {
+    const u = await syncUser();
+    await seed(u, 7);
+    const seen: number[] = [];
+    let cursor = 0;
+    for (;;) {
+      const page = await pull(u, u.workspaceId, cursor, { limit: 3 });
+      seen.push(...page.changes.map((c) => c.serverVersion));
+      if (page.changes.length) expect(page.nextCursor).toBe(page.changes.at(-1).serverVersion);
+      if (page.hasMore) expect(page.nextCursor).toBeGreaterThan(cursor);
+      expect(page).toMatchObject({ oldestRetainedVersion: 1, requiresSnapshot: false });
+      if (!page.hasMore) break;
+      cursor = page.nextCursor;
+    }
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    const empty = await pull(u, u.workspaceId, 7);
+    expect(empty).toMatchObject({ changes: [], nextCursor: 7, hasMore: false });
+  });
+
+  it('returns SyncChange objects with stamps, and filters by table', async () => {
+    const u = await syncUser();
+    const t = op('threads', 't1', thread('t1'), { deviceId: 'laptop', clock: 2 });
+    await pushOk(u, u.workspaceId, [t, op('messages', 'm1', message('m1')), op('messages', 'm1', undefined, { operation: 'delete', clock: 5 })]);
+    const all = await pull(u, u.workspaceId, 0);
+    expect(all.changes[0]).toEqual({ serverVersion: 1, tableName: 'threads', pk: 't1', op: 'put', payload: t.payload, stamp: { deviceId: 'laptop', opId: t.stamp.opId, hlc: t.stamp.hlc, clock: 2 } });
+    expect(all.changes[2]).not.toHaveProperty('payload');
+    expect(all.changes[2].op).toBe('delete');
+    const messagesOnly = await pull(u, u.workspaceId, 0, { tables: ['messages'] });
+    expect(messagesOnly.changes.map((c) => c.serverVersion)).toEqual([2, 3]);
+  });
+
+  it.each([
+    [{ cursor: -1 }, 'cursor'],
+    [{ cursor: 0, limit: 0 }, 'limit'],
+    [{ cursor: 0, limit: 1001 }, 'limit'],
+    [{ cursor: 0, tables: ['secrets'] }, 'tables'],
+    [{ cursor: 0, tables: Array(51).fill('messages') }, 'tables'],
+    [{ cursor: 1.5 }, 'cursor'],
+  ])('rejects %j with 400', async (body, field) => {
+    const u = await syncUser();
+    const res = await call('POST', '/api/sync/pull', u.headers, { scope: { workspaceId: u.workspaceId }, ...body });
+    expect(res.status).toBe(400);
+    expect((await res.json<{ message: string }>()).message).toContain(field);
+  });
+});
+
+describe('notifications belong to their user', () => {
+  it('forces user_id to the caller, hides other users\' notifications, and refuses touching them', async () => {
+    const owner = await syncUser();
+    const other = await signedInUser();
+    const { upsertMember: add } = await import('../../src/workspaces/store');
+    await add(env.DB, owner.workspaceId, other.id, 'editor');
+    const note = { id: 'n1', user_id: 'someone-else', type: 'info', title: 'Hi', deleted: false, created_at: 1, updated_at: 1, clock: 1 };
+    await pushOk(owner, owner.workspaceId, [op('notifications', 'n1', note)]);
+    const mine = await pull(owner, owner.workspaceId, 0);
+    expect(mine.changes[0].payload.user_id).toBe(owner.id);
+    expect((await pull(other, owner.workspaceId, 0)).changes).toEqual([]);
+    expect((await snapshotAll(other, owner.workspaceId)).items).toEqual([]);
+    const attempt = await pushOk(other, owner.workspaceId, [op('notifications', 'n1', undefined, { operation: 'delete', clock: 9 }), op('notifications', 'n1', { ...note, clock: 9 }, { clock: 9 })]);
+    expect(attempt.results.map((r) => r.errorCode)).toEqual(['UNAUTHORIZED', 'UNAUTHORIZED']);
+    expect((await snapshotAll(owner, owner.workspaceId)).items[0]).toMatchObject({ kind: 'row', pk: 'n1' });
+  });
+});
+
+describe('snapshot', () => {
+  it('pages rows and tombstones in (tableName, pk) order under one snapshotId and highWatermark', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, [op('threads', 't2', thread('t2')), op('messages', 'm2', message('m2')), op('messages', 'm1', message('m1')), op('threads', 't1', thread('t1'))]);
+    await pushOk(u, u.workspaceId, [op('messages', 'm2', undefined, { operation: 'delete', clock: 2 })]);
+    const snap = await snapshotAll(u, u.workspaceId, 1);
+    expect(snap.highWatermark).toBe(5);
+    expect(snap.items.map((i) => [i.tableName, i.pk, i.kind])).toEqual([
+      ['messages', 'm1', 'row'],
+      ['messages', 'm2', 'tombstone'],
+      ['threads', 't1', 'row'],
+      ['threads', 't2', 'row'],
+    ]);
+  });
+
+  it('snapshot + pull from the watermark reproduces the live rows, even with writes during paging', async () => {
+    const u = await syncUser();
+    await seed(u, 5);
+    const first = await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageSize: 2 });
+    const page1 = await first.json<any>();
+    // Writes land between pages.
+    await pushOk(u, u.workspaceId, [op('messages', 'm000', undefined, { operation: 'delete', clock: 2 }), op('messages', 'm999', message('m999')), op('messages', 'm004', message('m004', { data: 'edited' }), { clock: 2 })]);
+    const items = [...page1.items];
+    let token = page1.nextPageToken;
+    while (token) {
+      const page = await (await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageSize: 2, pageToken: token })).json<any>();
+      expect(page.snapshotId).toBe(page1.snapshotId);
+      items.push(...page.items);
+      token = page.nextPageToken;
+    }
+    const state = new Map<string, any>();
+    for (const i of items) state.set(i.pk, i.kind === 'row' ? i.payload : null);
+    const { changes } = await pull(u, u.workspaceId, page1.highWatermark);
+    for (const c of changes) state.set(c.pk, c.op === 'put' ? c.payload : null);
+    const live = [...state].filter(([, v]) => v).map(([pk, v]) => [pk, v.data]).sort();
+    const server = (await snapshotAll(u, u.workspaceId, 100)).items.filter((i) => i.kind === 'row').map((i) => [i.pk, i.payload.data]).sort();
+    expect(live).toEqual(server);
+    expect(live).toContainEqual(['m004', 'edited']);
+    expect(live.map(([pk]) => pk)).not.toContain('m000');
+  });
+
+  it('refuses a tampered page token (400) and an expired one (410)', async () => {
+    const u = await syncUser();
+    await seed(u, 3);
+    const page = await (await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageSize: 1 })).json<any>();
+    const [body, mac] = page.nextPageToken.split('.');
+    const tampered = await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageToken: `${body}x.${mac}` });
+    expect(tampered.status).toBe(400);
+    const other = await syncUser();
+    const foreign = await call('POST', '/api/sync/snapshot', other.headers, { scope: { workspaceId: other.workspaceId }, pageToken: page.nextPageToken });
+    expect(foreign.status).toBe(400);
+    // Expire it: sign a token whose expiry has passed with the workspace's own key.
+    const { signPageToken } = await import('../../src/sync/page-token');
+    const key = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'snapshot_key'").one().value);
+    const expired = await signPageToken(key, { snapshotId: page.snapshotId, highWatermark: page.highWatermark, after: ['messages', 'm000'], expiresAt: Date.now() - 1 });
+    const res = await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageToken: expired });
+    expect(res.status).toBe(410);
+  });
+});
+
+describe('update-cursor', () => {
+  const cursor = (u: { headers: Record<string, string> }, workspaceId: string, deviceId: string, version: number) =>
+    call('POST', '/api/sync/update-cursor', u.headers, { scope: { workspaceId }, deviceId, version });
+
+  it('moves forward only: equal is fine, a regress is 409, beyond the head is 400', async () => {
+    const u = await syncUser();
+    await seed(u, 3);
+    expect((await cursor(u, u.workspaceId, 'd1', 2)).status).toBe(200);
+    expect((await cursor(u, u.workspaceId, 'd1', 2)).status).toBe(200);
+    expect((await cursor(u, u.workspaceId, 'd1', 3)).status).toBe(200);
+    expect((await cursor(u, u.workspaceId, 'd1', 1)).status).toBe(409);
+    expect((await cursor(u, u.workspaceId, 'd1', 4)).status).toBe(400);
+  });
+
+  it('a device id owned by another user is 403', async () => {
+    const u = await syncUser();
+    const other = await signedInUser();
+    await upsertMember(env.DB, u.workspaceId, other.id, 'viewer');
+    await seed(u, 1);
+    expect((await cursor(u, u.workspaceId, 'shared-device', 1)).status).toBe(200);
+    expect((await cursor(other, u.workspaceId, 'shared-device', 1)).status).toBe(403);
+  });
+});
+
+describe('roles and isolation', () => {
+  it('a viewer reads but cannot push; a non-member can do neither', async () => {
+    const u = await syncUser();
+    const viewer = await signedInUser();
+    const stranger = await signedInUser();
+    await upsertMember(env.DB, u.workspaceId, viewer.id, 'viewer');
+    await seed(u, 1);
+    expect((await push(viewer, u.workspaceId, [op('messages', 'v1', message('v1'))])).status).toBe(403);
+    expect((await pull(viewer, u.workspaceId, 0)).changes).toHaveLength(1);
+    expect((await push(stranger, u.workspaceId, [op('messages', 's1', message('s1'))])).status).toBe(403);
+    expect((await call('POST', '/api/sync/pull', stranger.headers, { scope: { workspaceId: u.workspaceId }, cursor: 0 })).status).toBe(403);
+    expect((await call('POST', '/api/sync/snapshot', stranger.headers, { scope: { workspaceId: u.workspaceId } })).status).toBe(403);
+    expect((await call('POST', '/api/sync/pull', {}, { scope: { workspaceId: u.workspaceId }, cursor: 0 })).status).toBe(401);
+  });
+
+  it('the same entity id in two workspaces stays two entities', async () => {
+    const a = await syncUser();
+    const b = await syncUser();
+    await pushOk(a, a.workspaceId, [op('messages', 'same', message('same', { data: 'A' }))]);
+    await pushOk(b, b.workspaceId, [op('messages', 'same', message('same', { data: 'B' })), op('messages', 'other', message('other'))]);
+    expect((await pull(a, a.workspaceId, 0)).changes.map((c) => c.payload.data)).toEqual(['A']);
+    expect((await pull(b, b.workspaceId, 0)).changes.map((c) => c.payload.data)).toEqual(['B', 'hello']);
+  });
+
+  it('editors cannot run GC; owners can', async () => {
+    const u = await syncUser();
+    const editor = await signedInUser();
+    await upsertMember(env.DB, u.workspaceId, editor.id, 'editor');
+    const gc = (who: { headers: Record<string, string> }, path: string) => call('POST', `/api/sync/${path}`, who.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 });
+    expect((await gc(editor, 'gc-tombstones')).status).toBe(403);
+    expect((await gc(editor, 'gc-change-log')).status).toBe(403);
+    expect(await (await gc(u, 'gc-tombstones')).json()).toEqual({ deletedCount: 0 });
+    expect(await (await gc(u, 'gc-change-log')).json()).toEqual({ deletedCount: 0 });
+  });
+});
+
+describe('query plans', () => {
+  it('push and pull statements use indexes, never a full scan', async () => {
+    const u = await syncUser();
+    await seed(u, 3);
+    const plans = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
+      const plan = (q: string, ...args: unknown[]) => state.storage.sql.exec<{ detail: string }>(`EXPLAIN QUERY PLAN ${q}`, ...args).toArray().map((r) => r.detail).join(' | ');
+      return {
+        opId: plan('SELECT server_version, fingerprint FROM change_log WHERE op_id = ?', 'x'),
+        row: plan('SELECT clock, hlc, op_id, deleted, owner_id FROM rows WHERE table_name = ? AND pk = ?', 'messages', 'm1'),
+        pull: plan("SELECT server_version FROM change_log WHERE server_version > ? AND (table_name != 'notifications' OR user_id = ?) ORDER BY server_version LIMIT ?", 0, 'u', 10),
+        snapshot: plan("SELECT pk FROM rows WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?) ORDER BY table_name, pk LIMIT ?", '', '', 'u', 10),
+        refs: plan('SELECT count(*) FROM file_refs WHERE hash = ?', 'h'),
+        refsByEntity: plan('DELETE FROM file_refs WHERE table_name = ? AND pk = ?', 'messages', 'm1'),
+      };
+    });
+    for (const [name, plan] of Object.entries(plans)) {
+      expect(plan, name).toMatch(/USING (INDEX|COVERING INDEX|INTEGER PRIMARY KEY|PRIMARY KEY)|SEARCH/);
+      expect(plan, name).not.toMatch(/^SCAN (change_log|rows|file_refs)$/);
+      expect(plan, name).not.toContain('USE TEMP B-TREE');
+    }
+  });
+});

@@ -1,0 +1,94 @@
+/** Realtime: WebSocket pokes after commits, across hibernation, and closed on revoked access. */
+import { env } from 'cloudflare:workers';
+import { evictDurableObject } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { upsertMember } from '../../src/workspaces/store';
+import { call, signedInUser } from '../auth/helpers';
+import { api } from '../helpers';
+import { message, op, pushOk, syncUser } from './helpers';
+
+interface Socket {
+  ws: WebSocket;
+  messages: any[];
+  closed: Promise<{ code: number }>;
+  next: (predicate: (m: any) => boolean) => Promise<any>;
+}
+
+async function connect(path: string, headers: Record<string, string> = {}): Promise<Socket> {
+  const res = await api(path, { headers: { upgrade: 'websocket', ...headers } });
+  if (!res.webSocket) throw new Error(`no upgrade: ${res.status} ${await res.text()}`);
+  const ws = res.webSocket;
+  ws.accept();
+  const messages: any[] = [];
+  const waiters: { predicate: (m: any) => boolean; resolve: (m: any) => void }[] = [];
+  ws.addEventListener('message', (e) => {
+    const m = JSON.parse(String(e.data));
+    messages.push(m);
+    for (const w of [...waiters]) if (w.predicate(m)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(m));
+  });
+  const closed = new Promise<{ code: number }>((resolve) => ws.addEventListener('close', (e) => resolve({ code: e.code })));
+  const next = (predicate: (m: any) => boolean) =>
+    new Promise<any>((resolve, reject) => {
+      const found = messages.find(predicate);
+      if (found) return resolve(found);
+      waiters.push({ predicate, resolve });
+      setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(messages)}`)), 5000);
+    });
+  return { ws, messages, closed, next };
+}
+
+describe('GET /api/sync/ws', () => {
+  it('says hello with the current version, then pokes after every commit that allocated versions', async () => {
+    const u = await syncUser();
+    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, u.headers);
+    expect(await socket.next((m) => m.type === 'hello')).toEqual({ type: 'hello', serverVersion: 0 });
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'))]);
+    expect(await socket.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 1 });
+    socket.ws.close();
+  });
+
+  it('keeps poking after the object is evicted (hibernation)', async () => {
+    const u = await syncUser();
+    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, u.headers);
+    await socket.next((m) => m.type === 'hello');
+    await evictDurableObject(env.WORKSPACE.getByName(u.workspaceId));
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1')), op('messages', 'm2', message('m2'))]);
+    expect(await socket.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 2 });
+    socket.ws.close();
+  });
+
+  it('closes the socket of a member who is removed', async () => {
+    const owner = await syncUser();
+    const member = await signedInUser();
+    await upsertMember(env.DB, owner.workspaceId, member.id, 'viewer');
+    const socket = await connect(`/api/sync/ws?workspaceId=${owner.workspaceId}`, member.headers);
+    await socket.next((m) => m.type === 'hello');
+    expect((await call('DELETE', `/api/workspaces/${owner.workspaceId}/members/${member.id}`, owner.headers)).status).toBe(200);
+    expect((await socket.closed).code).toBe(4003);
+  });
+
+  it('refuses non-members, anonymous callers, foreign origins and plain GETs', async () => {
+    const u = await syncUser();
+    const stranger = await signedInUser();
+    const path = `/api/sync/ws?workspaceId=${u.workspaceId}`;
+    expect((await api(path, { headers: { upgrade: 'websocket', ...stranger.headers } })).status).toBe(403);
+    expect((await api(path, { headers: { upgrade: 'websocket' } })).status).toBe(401);
+    expect((await api(path, { headers: { upgrade: 'websocket', ...u.headers, origin: 'https://evil.example.net' } })).status).toBe(403);
+    expect((await api(path, { headers: u.headers })).status).toBe(426);
+    expect((await api('/api/sync/ws', { headers: { upgrade: 'websocket', ...u.headers } })).status).toBe(400);
+  });
+
+  it('accepts a short-lived ticket once, for its workspace only', async () => {
+    const u = await syncUser();
+    const other = await syncUser();
+    const { ticket, expiresAt } = await (await call('POST', '/api/sync/ws-ticket', u.headers, { workspaceId: u.workspaceId })).json<{ ticket: string; expiresAt: string }>();
+    expect(Date.parse(expiresAt) - Date.now()).toBeLessThanOrEqual(60_000);
+    expect((await api(`/api/sync/ws?workspaceId=${other.workspaceId}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status).toBe(401);
+    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}&ticket=${encodeURIComponent(ticket)}`);
+    await socket.next((m) => m.type === 'hello');
+    expect((await api(`/api/sync/ws?workspaceId=${u.workspaceId}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status).toBe(403);
+    const [body, mac] = ticket.split('.');
+    expect((await api(`/api/sync/ws?workspaceId=${u.workspaceId}&ticket=${body}x.${mac}`, { headers: { upgrade: 'websocket' } })).status).toBe(401);
+    socket.ws.close();
+  });
+});
