@@ -10,6 +10,10 @@ describe('canonicalJson', () => {
   it('sorts keys at every depth and keeps array order', () => {
     expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}');
   });
+
+  it('keeps a "__proto__" key like any other, so different payloads never share a fingerprint', () => {
+    expect(canonicalJson(JSON.parse('{"b":2,"__proto__":{"x":1}}'))).toBe('{"__proto__":{"x":1},"b":2}');
+  });
 });
 
 describe('compareRevisions', () => {

@@ -20,6 +20,14 @@ export const SYNC_LIMITS = {
   snapshotMax: 1000,
   retentionMinSeconds: 3600,
   retentionMaxSeconds: 365 * 24 * 3600,
+  /**
+   * Payload bytes in one pull or snapshot page. Rows may be 256 KB each, so a page of 1000 could
+   * pass the 32 MiB RPC limit and the isolate's 128 MB; pages stop early instead (always at
+   * least one item) and say there is more.
+   */
+  pageBytes: 8 * 1024 * 1024,
+  /** Change-log entries deleted per GC transaction, so one transaction stays small. */
+  gcChunk: 10_000,
 } as const;
 
 export const TABLES = ['threads', 'messages', 'projects', 'posts', 'kv', 'file_meta', 'notifications'] as const;
@@ -122,9 +130,8 @@ export function canonicalJson(value: unknown): string {
 function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, unknown>)[key]);
-    return out;
+    // fromEntries defines own properties, so a "__proto__" key is kept like any other.
+    return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys((value as Record<string, unknown>)[key])]));
   }
   return value;
 }
@@ -172,7 +179,7 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
   const prepared: PreparedOp[] = [];
   for (const op of ops) {
     if (!(TABLES as readonly string[]).includes(op.tableName)) {
-      throw badRequest(`Unknown table "${op.tableName.slice(0, 64)}"; allowed: ${TABLES.join(', ')}`, 'invalid_payload');
+      throw invalid(op.tableName.slice(0, 64), `unknown table; allowed: ${TABLES.join(', ')}`);
     }
     const table = op.tableName as TableName;
     let payload: Record<string, unknown> | null = null;
@@ -180,7 +187,8 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
     if (op.operation === 'put') {
       if (!op.payload) throw invalid(table, 'a put needs a payload object');
       const bytes = encoder.encode(JSON.stringify(op.payload)).byteLength;
-      if (bytes > SYNC_LIMITS.maxPayloadBytes) throw payloadTooLarge(`Invalid payload for ${table}: larger than ${SYNC_LIMITS.maxPayloadBytes} bytes`);
+      // 400, not 413: API.md counts an oversized payload as a bad payload, which clients treat as permanent.
+      if (bytes > SYNC_LIMITS.maxPayloadBytes) throw invalid(table, `larger than ${SYNC_LIMITS.maxPayloadBytes} bytes`);
       batchBytes += bytes;
       const parsed = payloadSchemas[table].safeParse(op.payload);
       if (!parsed.success) {

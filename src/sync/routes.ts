@@ -129,6 +129,8 @@ export const sync = new Hono<AppEnv>()
     const workspaceId = c.req.query('workspaceId');
     if (!workspaceId || workspaceId.length > 256) throw badRequest('workspaceId is required', 'invalid_query');
     const forward = new Headers(c.req.raw.headers);
+    // The object trusts x-or3-* headers from the Worker: never pass a client's through.
+    for (const name of [...forward.keys()]) if (name.startsWith('x-or3-')) forward.delete(name);
     const ticket = c.req.query('ticket');
     let userId: string;
     if (ticket) {

@@ -43,6 +43,10 @@ export interface Caller {
   limit: { name: SyncLimitName; perMinute: number };
 }
 
+/** One member cannot take all of the object's WebSocket slots. */
+export const MAX_SOCKETS_PER_USER = 20;
+const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
+
 /** How often the alarm runs retention GC while the workspace has anything to collect. */
 export const GC_INTERVAL_MS = 6 * 3600 * 1000;
 
@@ -54,9 +58,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     const db = drizzle(ctx.storage);
-    void ctx.blockConcurrencyWhile(async () => {
-      migrate(db, migrations);
-    });
+    // Returned, so a failing migration rejects blockConcurrencyWhile and resets the object.
+    void ctx.blockConcurrencyWhile(async () => migrate(db, migrations));
     // Answered by the runtime without waking a hibernated object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
   }
@@ -132,9 +135,15 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return { ok: true, deletedCount };
   }
 
+  /** Runs GC in bounded transactions until there is nothing left to collect. */
   #collect(kind: 'tombstones' | 'change-log', retentionSeconds: number): number {
     const cutoff = Date.now() - retentionSeconds * 1000;
-    return this.ctx.storage.transactionSync(() => (kind === 'tombstones' ? engine.gcTombstones(this.#sql, cutoff) : engine.gcChangeLog(this.#sql, cutoff)));
+    let total = 0;
+    for (;;) {
+      const step = this.ctx.storage.transactionSync(() => (kind === 'tombstones' ? engine.gcTombstones(this.#sql, cutoff) : engine.gcChangeLog(this.#sql, cutoff)));
+      total += step.deleted;
+      if (step.done) return total;
+    }
   }
 
   /** Retention GC on the alarm, with OR3_SYNC_RETENTION_SECONDS. Idempotent: a retry deletes nothing twice. */
@@ -175,12 +184,19 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return new Response('Expected a WebSocket upgrade', { status: 426 });
     const userId = request.headers.get('x-or3-user-id');
     if (!userId) return new Response('Missing caller', { status: 400 });
+    if (this.ctx.getWebSockets(`user:${userId}`).length >= MAX_SOCKETS_PER_USER) {
+      return new Response(`At most ${MAX_SOCKETS_PER_USER} realtime connections per user`, { status: 429 });
+    }
     const nonce = request.headers.get('x-or3-ticket-nonce');
     if (nonce) {
       const now = Date.now();
+      const expiresAt = Number(request.headers.get('x-or3-ticket-expires'));
+      // Checked here too: the Worker's clock reading is older than ours.
+      if (!Number.isFinite(expiresAt) || expiresAt <= now) return new Response('Ticket expired', { status: 403 });
       const fresh = this.ctx.storage.transactionSync(() => {
-        this.#sql.exec('DELETE FROM ws_tickets WHERE expires_at < ?', now);
-        return this.#sql.exec('INSERT INTO ws_tickets (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING nonce', nonce, Number(request.headers.get('x-or3-ticket-expires') ?? now)).toArray().length > 0;
+        // Used nonces are kept past their expiry, so a ticket cannot be replayed at the edge of it.
+        this.#sql.exec('DELETE FROM ws_tickets WHERE expires_at < ?', now - TICKET_NONCE_MARGIN_MS);
+        return this.#sql.exec('INSERT INTO ws_tickets (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING nonce', nonce, expiresAt).toArray().length > 0;
       });
       if (!fresh) return new Response('Ticket already used', { status: 403 });
     }

@@ -217,3 +217,42 @@ describe('query plans', () => {
     }
   });
 });
+
+describe('page byte budget', () => {
+  it('pull and snapshot pages stop early on large payloads, always with at least one item, and say there is more', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, [0, 1, 2].map((i) => op('messages', `big${i}`, message(`big${i}`, { data: 'x'.repeat(10_000) }))));
+    const engine = await import('../../src/sync/engine');
+    const result = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
+      const sql = state.storage.sql;
+      const tiny = engine.pull(sql, { cursor: 0, limit: 100, userId: u.id }, 1);
+      const two = engine.pull(sql, { cursor: 0, limit: 100, userId: u.id }, 25_000);
+      const snap = engine.snapshotPage(sql, { after: null, pageSize: 100, userId: u.id }, 1);
+      return { tiny: [tiny.changes.length, tiny.hasMore, tiny.nextCursor], two: [two.changes.length, two.hasMore], snap: [snap.items.length, snap.next] };
+    });
+    expect(result.tiny).toEqual([1, true, 1]);
+    expect(result.two).toEqual([2, true]);
+    expect(result.snap).toEqual([1, ['messages', 'big0']]);
+  });
+});
+
+describe('GC in bounded chunks', () => {
+  it('deletes the eligible prefix a chunk at a time until done', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, Array.from({ length: 5 }, (_, i) => op('messages', `g${i}`, message(`g${i}`))));
+    const engine = await import('../../src/sync/engine');
+    const steps = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
+      const sql = state.storage.sql;
+      sql.exec('UPDATE change_log SET created_at = created_at - 7200000 WHERE server_version <= 4');
+      const out = [];
+      for (;;) {
+        const step = engine.gcChangeLog(sql, Date.now() - 3_600_000, 3);
+        out.push(step);
+        if (step.done) break;
+      }
+      return { out, floor: engine.prunedThrough(sql) };
+    });
+    expect(steps.out).toEqual([{ deleted: 3, done: false }, { deleted: 1, done: true }]);
+    expect(steps.floor).toBe(4);
+  });
+});

@@ -158,7 +158,7 @@ describe('push: payload rules', () => {
   });
 
   it.each([
-    ['an unknown table', [op('secrets', 'x', { id: 'x' })], 400, 'Unknown table "secrets"'],
+    ['an unknown table', [op('secrets', 'x', { id: 'x' })], 400, 'Invalid payload for secrets: unknown table'],
     ['a missing required field', [op('messages', 'm1', { ...message('m1'), role: undefined })], 400, 'Invalid payload for messages: role'],
     ['a wrong type', [op('threads', 't1', thread('t1', { pinned: 'yes' }))], 400, 'Invalid payload for threads: pinned'],
     ['a pk that is not payload.id', [op('messages', 'm1', message('m2'))], 400, 'Invalid payload for messages: payload.id must equal pk'],
@@ -169,7 +169,7 @@ describe('push: payload rules', () => {
     ['a bad stamp', [{ ...op('messages', 'm1', message('m1')), stamp: { deviceId: 'd', opId: 'not-a-uuid', hlc: 'h', clock: 1 } }], 400, 'opId'],
     ['a negative clock', [{ ...op('messages', 'm1', message('m1')), stamp: { deviceId: 'd', opId: crypto.randomUUID(), hlc: 'h', clock: -1 } }], 400, 'clock'],
     ['101 ops', Array.from({ length: 101 }, (_, i) => op('messages', `m${i}`, message(`m${i}`))), 400, 'at most 100 ops'],
-    ['a payload over 256 KB', [op('messages', 'm1', message('m1', { data: 'x'.repeat(257 * 1024) }))], 413, 'larger than'],
+    ['a payload over 256 KB', [op('messages', 'm1', message('m1', { data: 'x'.repeat(257 * 1024) }))], 400, 'Invalid payload for messages: larger than'],
   ])('rejects the whole batch for %s, writing nothing', async (_name, ops, status, message_) => {
     const u = await syncUser();
     const res = await push(u, u.workspaceId, [op('messages', 'ok', message('ok')), ...(ops as unknown[])]);

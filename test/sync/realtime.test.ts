@@ -78,6 +78,18 @@ describe('GET /api/sync/ws', () => {
     expect((await api('/api/sync/ws', { headers: { upgrade: 'websocket', ...u.headers } })).status).toBe(400);
   });
 
+  it('ignores internal x-or3-* headers sent by a client', async () => {
+    const u = await syncUser();
+    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, { ...u.headers, 'x-or3-ticket-nonce': 'forged', 'x-or3-ticket-expires': '9e15', 'x-or3-user-id': 'someone-else' });
+    await socket.next((m) => m.type === 'hello');
+    const { runInDurableObject } = await import('cloudflare:test');
+    const tickets = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec('SELECT * FROM ws_tickets').toArray());
+    expect(tickets).toEqual([]);
+    const owners = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.getWebSockets('user:someone-else').length);
+    expect(owners).toBe(0);
+    socket.ws.close();
+  });
+
   it('accepts a short-lived ticket once, for its workspace only', async () => {
     const u = await syncUser();
     const other = await syncUser();
