@@ -86,3 +86,23 @@ export const wsTickets = sqliteTable('ws_tickets', {
   nonce: text('nonce').primaryKey(),
   expiresAt: integer('expires_at').notNull(),
 });
+
+/**
+ * Committed blobs of the workspace: what counts towards its quota. `gc_started_at` marks a blob
+ * whose R2 object is being deleted by GC; uploads and commits of that hash wait until it is gone.
+ */
+export const blobs = sqliteTable(
+  'blobs',
+  {
+    hash: text('hash').primaryKey(),
+    sizeBytes: integer('size_bytes').notNull(),
+    mimeType: text('mime_type').notNull(),
+    storageKey: text('storage_key').notNull(),
+    providerId: text('provider_id').notNull(),
+    name: text('name'),
+    kind: text('kind'),
+    committedAt: integer('committed_at').notNull(),
+    gcStartedAt: integer('gc_started_at'),
+  },
+  (t) => [index('blobs_committed_idx').on(t.committedAt)],
+);

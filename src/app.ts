@@ -13,6 +13,7 @@ import { requestContext } from './http/request-context';
 import { health } from './health/routes';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
+import { storage } from './storage/routes';
 import { sync } from './sync/routes';
 import { workspaces } from './workspaces/routes';
 
@@ -29,7 +30,8 @@ export function createApp(mountExtra?: (app: Hono<AppEnv>) => void) {
 
   app.use('*', requestContext());
   app.use('*', cors());
-  app.use('/api/*', noStore((path) => path === '/api/health'));
+  // Health is public; blob downloads set their own `Cache-Control: private`.
+  app.use('/api/*', noStore((path) => path === '/api/health' || isSignedUrlPath(path)));
   app.use('/api/*', csrfGuard(isSignedUrlPath));
 
   app.route('/api/health', health);
@@ -38,6 +40,7 @@ export function createApp(mountExtra?: (app: Hono<AppEnv>) => void) {
   app.route('/api/workspaces', workspaces);
   app.route('/api/admin', admin);
   app.route('/api/sync', sync);
+  app.route('/api/storage', storage);
   mountExtra?.(app);
 
   installFallbacks(app);

@@ -20,7 +20,9 @@ export type AuditEventName =
   | 'admin.member.upserted'
   | 'admin.member.removed'
   | 'admin.admin.granted'
-  | 'admin.admin.revoked';
+  | 'admin.admin.revoked'
+  | 'storage.upload.rejected'
+  | 'storage.gc.run';
 
 export interface AuditFields {
   requestId?: string;

@@ -19,6 +19,8 @@ import { loadConfig } from '../config';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
 import * as engine from './engine';
+import * as blobs from '../storage/engine';
+import { runBlobGc } from '../storage/gc';
 import { FixedWindowLimiter, type SyncLimitName } from './limiter';
 import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
 import type { PreparedOp, TableName } from './protocol';
@@ -157,7 +159,23 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const tombstones = this.#collect('tombstones', retention);
     const changeLog = this.#collect('change-log', retention);
     logEvent('info', 'sync_gc', { trigger: 'alarm', retentionSeconds: retention, tombstones, changeLog });
-    const remaining = this.#sql.exec<{ n: number }>('SELECT (SELECT count(*) FROM change_log) + (SELECT count(*) FROM rows WHERE deleted = 1) AS n').one().n;
+    // The same blob GC as POST /api/storage/gc/run, on this object's own methods.
+    const workspaceId = this.ctx.id.name;
+    if (workspaceId) {
+      const storage = config.config.storage;
+      const result = await runBlobGc(
+        {
+          bucket: this.env.BLOBS,
+          workspaceId,
+          start: async (i) => this.startBlobGc(i),
+          finish: async (h) => this.finishBlobGc(h),
+          committed: async (k) => this.committedKeys(k),
+        },
+        { retentionSeconds: storage.gcRetentionSeconds, limit: 100, cooldownMs: 0 },
+      );
+      if (result.ok) logEvent('info', 'storage_gc', { trigger: 'alarm', workspaceId, deleted: result.deleted_count, status: result.status });
+    }
+    const remaining = this.#sql.exec<{ n: number }>('SELECT (SELECT count(*) FROM change_log) + (SELECT count(*) FROM rows WHERE deleted = 1) + (SELECT count(*) FROM blobs) AS n').one().n;
     if (remaining > 0) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
   }
 
@@ -172,6 +190,48 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       engine.setMeta(this.#sql, 'snapshot_key', key);
     }
     return key;
+  }
+
+  // -- blob bookkeeping (the storage feature's routes call these) -------------------------------
+
+  blobState(hash: string): blobs.BlobState {
+    return blobs.blobState(this.#sql, hash);
+  }
+
+  async commitBlob(input: blobs.CommitInput, quotaBytes: number): Promise<blobs.CommitOutcome> {
+    const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));
+    if (outcome.ok) await this.#ensureAlarm();
+    return outcome;
+  }
+
+  deleteBlob(hash: string): blobs.DeleteOutcome {
+    return this.ctx.storage.transactionSync(() => blobs.deleteBlob(this.#sql, hash));
+  }
+
+  usage(): { usedBytes: number; blobCount: number } {
+    return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql) };
+  }
+
+  /** Phase one of blob GC, refused inside the cooldown after the previous run. */
+  startBlobGc(input: { retentionSeconds: number; limit: number; cooldownMs: number }): { ok: true; candidates: { hash: string; storageKey: string }[] } | Failure {
+    const now = Date.now();
+    return this.ctx.storage.transactionSync(() => {
+      const last = Number(engine.getMeta(this.#sql, 'blob_gc_at') ?? 0);
+      if (now - last < input.cooldownMs) {
+        const wait = Math.ceil((last + input.cooldownMs - now) / 1000);
+        return { ok: false as const, status: 429 as const, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${wait}s`, retryAfter: wait };
+      }
+      engine.setMeta(this.#sql, 'blob_gc_at', now);
+      return { ok: true as const, candidates: blobs.markOrphans(this.#sql, now - input.retentionSeconds * 1000, input.limit, now) };
+    });
+  }
+
+  finishBlobGc(hashes: string[]): number {
+    return this.ctx.storage.transactionSync(() => blobs.finishGc(this.#sql, hashes));
+  }
+
+  committedKeys(keys: string[]): string[] {
+    return [...blobs.committedKeys(this.#sql, keys)];
   }
 
   // -- realtime ---------------------------------------------------------------------------------

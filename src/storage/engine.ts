@@ -1,0 +1,117 @@
+/**
+ * Blob bookkeeping inside the workspace's Durable Object: committed blobs, exact quota usage,
+ * reference checks and GC selection. Synchronous, called inside `transactionSync`, so two
+ * commits can never both squeeze past the quota and a delete cannot race a commit.
+ *
+ * References come from the sync engine's `file_refs` (derived from live messages and posts);
+ * `file_meta` rows come from its `rows` table.
+ */
+import { getMeta, refCount, setMeta } from '../sync/engine';
+
+export interface CommitInput {
+  hash: string;
+  sizeBytes: number;
+  mimeType: string;
+  storageKey: string;
+  providerId: string;
+  name: string | null;
+  kind: string | null;
+}
+
+export type CommitOutcome = { ok: true; charged: number } | { ok: false; status: 409 | 413; code: string; message: string };
+
+export const usedBytes = (sql: SqlStorage) => Number(getMeta(sql, 'used_bytes') ?? 0);
+export const blobCount = (sql: SqlStorage) => sql.exec<{ n: number }>('SELECT count(*) AS n FROM blobs').one().n;
+
+/** Records a blob and charges its bytes, unless it would pass `quota`. Committing twice is free. */
+export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, now: number): CommitOutcome {
+  const existing = sql.exec<{ gc_started_at: number | null }>('SELECT gc_started_at FROM blobs WHERE hash = ?', input.hash).toArray()[0];
+  if (existing) {
+    if (existing.gc_started_at !== null) return { ok: false, status: 409, code: 'gc_in_progress', message: 'This blob is being deleted by GC; upload it again shortly' };
+    sql.exec('UPDATE blobs SET name = COALESCE(?, name), kind = COALESCE(?, kind) WHERE hash = ?', input.name, input.kind, input.hash);
+    return { ok: true, charged: 0 };
+  }
+  const used = usedBytes(sql);
+  if (used + input.sizeBytes > quota) {
+    return { ok: false, status: 413, code: 'quota_exceeded', message: `Workspace storage quota exceeded (${used} + ${input.sizeBytes} > ${quota} bytes)` };
+  }
+  sql.exec(
+    'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, name, kind, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    input.hash, input.sizeBytes, input.mimeType, input.storageKey, input.providerId, input.name, input.kind, now,
+  );
+  setMeta(sql, 'used_bytes', used + input.sizeBytes);
+  return { ok: true, charged: input.sizeBytes };
+}
+
+export interface BlobState {
+  committed: boolean;
+  gcPending: boolean;
+  sizeBytes: number | null;
+  refCount: number;
+}
+
+export function blobState(sql: SqlStorage, hash: string): BlobState {
+  const row = sql.exec<{ size_bytes: number; gc_started_at: number | null }>('SELECT size_bytes, gc_started_at FROM blobs WHERE hash = ?', hash).toArray()[0];
+  return { committed: !!row, gcPending: row?.gc_started_at != null, sizeBytes: row?.size_bytes ?? null, refCount: refCount(sql, hash) };
+}
+
+export type DeleteOutcome = { ok: true; storageKey: string | null } | { ok: false; status: 409; code: string; message: string };
+
+/** Removes a blob's record and frees its bytes, refusing while live messages or posts reference it. */
+export function deleteBlob(sql: SqlStorage, hash: string): DeleteOutcome {
+  const refs = refCount(sql, hash);
+  if (refs > 0) return { ok: false, status: 409, code: 'blob_referenced', message: `This file is still referenced by ${refs} message(s) or post(s)` };
+  const row = sql.exec<{ size_bytes: number; storage_key: string }>('DELETE FROM blobs WHERE hash = ? RETURNING size_bytes, storage_key', hash).toArray()[0];
+  if (!row) return { ok: true, storageKey: null };
+  setMeta(sql, 'used_bytes', Math.max(0, usedBytes(sql) - row.size_bytes));
+  return { ok: true, storageKey: row.storage_key };
+}
+
+/** A GC mark older than this is from a run that died: the next run takes the blob again. */
+export const GC_MARK_STALE_MS = 10 * 60 * 1000;
+
+/**
+ * Phase one of blob GC: picks confirmed orphans (no live reference, file_meta deleted or absent,
+ * committed before `cutoff`) and marks them, so uploads and commits of those hashes wait.
+ * Phase two (`finishGc`) removes the records once their R2 objects are gone.
+ */
+export function markOrphans(sql: SqlStorage, cutoff: number, limit: number, now: number): { hash: string; storageKey: string }[] {
+  const candidates = sql
+    .exec<{ hash: string; storage_key: string }>(
+      `SELECT b.hash, b.storage_key FROM blobs b
+        WHERE b.committed_at < ? AND (b.gc_started_at IS NULL OR b.gc_started_at < ?)
+          AND NOT EXISTS (SELECT 1 FROM file_refs r WHERE r.hash = b.hash)
+          AND NOT EXISTS (SELECT 1 FROM rows m WHERE m.table_name = 'file_meta' AND m.pk = b.hash AND m.deleted = 0
+                            AND coalesce(json_extract(m.payload, '$.deleted'), 0) IN (0, 'false'))
+        ORDER BY b.committed_at LIMIT ?`,
+      cutoff, now - GC_MARK_STALE_MS, limit,
+    )
+    .toArray();
+  for (const c of candidates) sql.exec('UPDATE blobs SET gc_started_at = ? WHERE hash = ?', now, c.hash);
+  return candidates.map((c) => ({ hash: c.hash, storageKey: c.storage_key }));
+}
+
+/** Phase two: drops the records of blobs whose objects were deleted, freeing their bytes. */
+export function finishGc(sql: SqlStorage, hashes: string[]): number {
+  let freed = 0;
+  let deleted = 0;
+  for (const hash of hashes) {
+    const row = sql.exec<{ size_bytes: number }>('DELETE FROM blobs WHERE hash = ? AND gc_started_at IS NOT NULL RETURNING size_bytes', hash).toArray()[0];
+    if (row) {
+      freed += row.size_bytes;
+      deleted++;
+    }
+  }
+  if (freed) setMeta(sql, 'used_bytes', Math.max(0, usedBytes(sql) - freed));
+  return deleted;
+}
+
+/** Every committed hash, for finding uncommitted (never committed) objects in R2. */
+export function committedKeys(sql: SqlStorage, keys: string[]): Set<string> {
+  const found = new Set<string>();
+  for (let i = 0; i < keys.length; i += 90) {
+    const chunk = keys.slice(i, i + 90);
+    for (const r of sql.exec<{ storage_key: string }>(`SELECT storage_key FROM blobs WHERE storage_key IN (${chunk.map(() => '?').join(', ')})`, ...chunk)) found.add(r.storage_key);
+  }
+  return found;
+}

@@ -1,0 +1,54 @@
+/**
+ * Content hashes and the R2 keys they map to. Canonical hashes are `sha256:<64 hex>`; legacy
+ * OR3 files use `md5:<32 hex>` or a bare 32-hex MD5, accepted for lookups of old files only.
+ *
+ * One module parses them all, because the seed's bug was exactly here: a `sha256:` prefix went
+ * into an object path unparsed. Keys are built only from the parsed, validated hex.
+ */
+import { badRequest } from '../http/errors';
+
+export type HashAlgorithm = 'sha256' | 'md5';
+
+export interface ParsedHash {
+  algorithm: HashAlgorithm;
+  /** Lower-case hex digest. */
+  hex: string;
+  /** The canonical spelling (`sha256:<hex>` or `md5:<hex>`). */
+  canonical: string;
+}
+
+/** Parses any accepted spelling; null when it is not a hash we accept. */
+export function parseHash(input: string): ParsedHash | null {
+  const text = input.trim();
+  let match = /^sha256:([0-9a-fA-F]{64})$/.exec(text);
+  if (match) return make('sha256', match[1]!);
+  match = /^md5:([0-9a-fA-F]{32})$/.exec(text) ?? /^([0-9a-fA-F]{32})$/.exec(text);
+  if (match) return make('md5', match[1]!);
+  return null;
+}
+
+function make(algorithm: HashAlgorithm, hex: string): ParsedHash {
+  const lower = hex.toLowerCase();
+  return { algorithm, hex: lower, canonical: `${algorithm}:${lower}` };
+}
+
+/** Parses a hash from a request; 400 for anything else. `uploadable` demands sha256. */
+export function requireHash(input: string, opts: { uploadable?: boolean } = {}): ParsedHash {
+  const parsed = parseHash(input);
+  if (!parsed) throw badRequest('hash must be sha256:<64 hex> (or, for old files, md5:<32 hex>)', 'invalid_hash');
+  if (opts.uploadable && parsed.algorithm !== 'sha256') throw badRequest('New uploads must use a sha256:<64 hex> hash', 'invalid_hash');
+  return parsed;
+}
+
+/** The R2 key of a blob: `ws/<workspaceId>/<algorithm>/<hex>`. Workspace ids never contain `/`. */
+export function blobKey(workspaceId: string, hash: ParsedHash): string {
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(workspaceId)) throw badRequest('Invalid workspace id', 'invalid_workspace');
+  return `ws/${workspaceId}/${hash.algorithm}/${hash.hex}`;
+}
+
+/** Hex to bytes (R2's `sha256` put option takes the digest). */
+export function hexToBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}

@@ -1,0 +1,109 @@
+/**
+ * Server-side storage hooks, typed (from the OR3 storage design):
+ *
+ * - `storage.files.upload:filter:policy`: may reject an upload by throwing an ApiError (4xx);
+ *   the MIME allow-list and the workspace quota ship as two such policies;
+ * - `storage.files.url:filter:options`: may shorten a URL's expiry or change its disposition;
+ *   the result is clamped, so no hook can extend a URL past the maximum;
+ * - `storage.files.upload:action:before|after`, `storage.files.download:action:before|after`:
+ *   observers; an observer that throws is logged, never fatal.
+ */
+import type { Config } from '../config';
+import { payloadTooLarge, unsupportedMediaType } from '../http/errors';
+import { logEvent } from '../http/logger';
+
+export interface UploadPolicyContext {
+  workspaceId: string;
+  userId: string;
+  hash: string;
+  mimeType: string;
+  sizeBytes: number;
+  usedBytes: number;
+  config: Config;
+}
+
+export interface UrlOptions {
+  method: 'PUT' | 'GET';
+  expiresAt: number;
+  disposition: 'inline' | 'attachment';
+}
+
+export interface TransferEvent {
+  workspaceId: string;
+  userId: string | null;
+  hash: string;
+  sizeBytes?: number;
+}
+
+export interface StorageHookMap {
+  'storage.files.upload:filter:policy': (ctx: UploadPolicyContext) => void | Promise<void>;
+  'storage.files.url:filter:options': (options: UrlOptions, ctx: { workspaceId: string; hash: string }) => UrlOptions | Promise<UrlOptions>;
+  'storage.files.upload:action:before': (event: TransferEvent) => void | Promise<void>;
+  'storage.files.upload:action:after': (event: TransferEvent) => void | Promise<void>;
+  'storage.files.download:action:before': (event: TransferEvent) => void | Promise<void>;
+  'storage.files.download:action:after': (event: TransferEvent) => void | Promise<void>;
+}
+
+export type StorageHookName = keyof StorageHookMap;
+
+export class StorageHooks {
+  readonly #handlers = new Map<StorageHookName, unknown[]>();
+
+  /** Registers a handler; returns a function that removes it. */
+  on<N extends StorageHookName>(name: N, handler: StorageHookMap[N]): () => void {
+    const list = this.#handlers.get(name) ?? [];
+    list.push(handler);
+    this.#handlers.set(name, list);
+    return () => {
+      const at = list.indexOf(handler);
+      if (at >= 0) list.splice(at, 1);
+    };
+  }
+
+  #list<N extends StorageHookName>(name: N): StorageHookMap[N][] {
+    return (this.#handlers.get(name) ?? []) as StorageHookMap[N][];
+  }
+
+  /** Runs every upload policy; the first to throw rejects the upload. */
+  async checkUpload(ctx: UploadPolicyContext): Promise<void> {
+    for (const policy of this.#list('storage.files.upload:filter:policy')) await policy(ctx);
+  }
+
+  /** Applies URL filters, then clamps: the expiry can only move earlier than `maxExpiresAt`. */
+  async filterUrl(options: UrlOptions, ctx: { workspaceId: string; hash: string }, maxExpiresAt: number, now = Date.now()): Promise<UrlOptions> {
+    let current = options;
+    for (const filter of this.#list('storage.files.url:filter:options')) current = await filter({ ...current }, ctx);
+    const disposition = current.disposition === 'attachment' ? 'attachment' : 'inline';
+    const expiresAt = Number.isFinite(current.expiresAt) ? Math.min(Math.max(current.expiresAt, now + 1000), maxExpiresAt) : maxExpiresAt;
+    return { method: options.method, expiresAt, disposition };
+  }
+
+  /** Notifies observers; their failures are logged and ignored. */
+  async emit(name: 'storage.files.upload:action:before' | 'storage.files.upload:action:after' | 'storage.files.download:action:before' | 'storage.files.download:action:after', event: TransferEvent) {
+    for (const handler of this.#list(name)) {
+      try {
+        await handler(event);
+      } catch (err) {
+        logEvent('warn', 'storage_hook_failed', { hook: name, message: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  }
+}
+
+/** Policy: MIME allow-list (`OR3_STORAGE_ALLOWED_MIME_TYPES`) → 415. */
+export const mimePolicy: StorageHookMap['storage.files.upload:filter:policy'] = (ctx) => {
+  const mime = ctx.mimeType.split(';')[0]!.trim().toLowerCase();
+  if (!ctx.config.storage.allowedMimeTypes.includes(mime)) throw unsupportedMediaType(`MIME type ${mime} is not allowed; allowed: ${ctx.config.storage.allowedMimeTypes.join(', ')}`, 'mime_not_allowed');
+};
+
+/** Policy: file size (`OR3_MAX_CLOUD_FILE_SIZE_BYTES`) and workspace quota → 413. */
+export const sizeAndQuotaPolicy: StorageHookMap['storage.files.upload:filter:policy'] = (ctx) => {
+  const { maxFileSizeBytes, workspaceQuotaBytes } = ctx.config.storage;
+  if (ctx.sizeBytes > maxFileSizeBytes) throw payloadTooLarge(`File is larger than the ${maxFileSizeBytes}-byte limit`, 'file_too_large');
+  if (ctx.usedBytes + ctx.sizeBytes > workspaceQuotaBytes) throw payloadTooLarge(`Workspace storage quota exceeded (${ctx.usedBytes} + ${ctx.sizeBytes} > ${workspaceQuotaBytes} bytes)`, 'quota_exceeded');
+};
+
+/** The hooks the storage routes use, with the built-in policies registered. */
+export const storageHooks = new StorageHooks();
+storageHooks.on('storage.files.upload:filter:policy', mimePolicy);
+storageHooks.on('storage.files.upload:filter:policy', sizeAndQuotaPolicy);

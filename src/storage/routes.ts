@@ -1,0 +1,244 @@
+/**
+ * `/api/storage/*` (API.md "Storage"): presigned upload/download URLs, the Worker's own blob
+ * routes those URLs point at, commit (exact quota), delete, usage and blob GC.
+ *
+ * Bodies are snake_case as OR3 sends them. Blob routes authenticate by signature only, never by
+ * cookie, and are exempt from the CSRF guard (binary bodies) and from no-store (downloads are
+ * `Cache-Control: private`).
+ */
+import { Hono, type Context } from 'hono';
+import * as z from 'zod';
+import { audit } from '../archive/audit';
+import { requireUser } from '../auth/authenticate';
+import type { AppEnv } from '../env';
+import { jsonBody } from '../http/body';
+import { ApiError, badRequest, conflict, forbidden, gone, notFound, unprocessable } from '../http/errors';
+import { authorizeWorkspace } from '../workspaces/authorize';
+import { membershipOf, workspaceExists } from '../workspaces/store';
+import type { Failure } from '../sync/workspace-do';
+import { runBlobGc } from './gc';
+import { blobKey, requireHash, type ParsedHash } from './hashes';
+import { storageHooks } from './hooks';
+import { providersFor } from './providers';
+import { clampExpiry, URL_LIMITS, urlKeys, verify } from './signing';
+
+const id = z.string().min(1).max(128);
+const hash = z.string().min(1).max(80);
+const disposition = z.enum(['inline', 'attachment']).optional();
+const expiresIn = z.number().int().min(0).max(7 * 24 * 3600 * 1000).optional();
+
+const presignUploadSchema = z.strictObject({
+  workspace_id: id,
+  hash,
+  mime_type: z.string().min(1).max(255),
+  size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  expires_in_ms: expiresIn,
+  disposition,
+});
+const presignDownloadSchema = z.strictObject({ workspace_id: id, hash, storage_id: z.string().max(400).optional(), expires_in_ms: expiresIn, disposition });
+const commitSchema = z.strictObject({
+  workspace_id: id,
+  hash,
+  storage_id: z.string().min(1).max(400),
+  storage_provider_id: z.string().min(1).max(64),
+  mime_type: z.string().min(1).max(255),
+  size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  name: z.string().max(1024),
+  kind: z.string().min(1).max(32),
+  width: z.number().int().min(0).optional(),
+  height: z.number().int().min(0).optional(),
+  page_count: z.number().int().min(0).optional(),
+});
+const deleteSchema = z.strictObject({ workspace_id: id, hash });
+const gcSchema = z.strictObject({ workspace_id: id, retention_seconds: z.number().int().min(0).max(31_536_000).optional(), limit: z.number().int().min(1).max(1000).optional() });
+
+const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByName(workspaceId);
+const failed = (f: Failure) => new ApiError(f.status, f.code, f.message, f.retryAfter ? { 'Retry-After': String(f.retryAfter) } : {});
+const origin = (c: Context<AppEnv>) => new URL(c.req.url).origin;
+
+/** The hash in a blob route's path (`/<algorithm>/<hex>`), parsed like any other. */
+function pathHash(c: Context<AppEnv>, uploadable: boolean): { workspaceId: string; hash: ParsedHash; key: string } {
+  const workspaceId = c.req.param('workspaceId') ?? '';
+  const hash = requireHash(`${c.req.param('algorithm')}:${c.req.param('hex')}`, { uploadable });
+  return { workspaceId, hash, key: blobKey(workspaceId, hash) };
+}
+
+/** Checks a blob URL's signature; 403 for anything forged or retired, 410 once expired (API.md). */
+async function checkSignature(c: Context<AppEnv>, fields: Parameters<typeof verify>[1]) {
+  const { storage } = c.get('config');
+  const outcome = await verify(await urlKeys(storage.urlSecret, storage.urlSecretPrevious), fields, c.req.query('kid') ?? '', c.req.query('sig') ?? '');
+  if (outcome === 'invalid') throw forbidden('This URL is not valid (tampered, or signed with a retired key)', 'invalid_signature');
+  if (outcome === 'expired') throw gone('This URL has expired; ask for a new one', 'url_expired');
+}
+
+/** Streams an object through SHA-256 and compares (for uploads no one verified on the way in). */
+async function hashMatches(bucket: R2Bucket, key: string, hex: string): Promise<boolean> {
+  const object = await bucket.get(key);
+  if (!object) return false;
+  const digest = new crypto.DigestStream('SHA-256');
+  await object.body.pipeTo(digest);
+  const bytes = new Uint8Array(await digest.digest);
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('') === hex;
+}
+
+export const storage = new Hono<AppEnv>()
+  .post('/presign-upload', async (c) => {
+    const body = await jsonBody(c, presignUploadSchema);
+    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+    const hash = requireHash(body.hash, { uploadable: true });
+    const key = blobKey(body.workspace_id, hash);
+    const ws = stub(c, body.workspace_id);
+    const [state, usage] = await Promise.all([ws.blobState(hash.canonical), ws.usage()]);
+    if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+    const config = c.get('config');
+    try {
+      // Re-uploading a committed blob costs no quota.
+      await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: state.committed ? usage.usedBytes - body.size_bytes : usage.usedBytes, config });
+    } catch (err) {
+      audit('storage.upload.rejected', { requestId: c.get('requestId'), actorId: principal.userId, workspaceId: body.workspace_id, reason: err instanceof Error ? err.message : 'rejected' });
+      throw err;
+    }
+    const alreadyPresent = state.committed || (await c.env.BLOBS.head(key)) !== null;
+    const max = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
+    const options = await storageHooks.filterUrl({ method: 'PUT', expiresAt: clampExpiry('PUT', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
+    const { uploadProvider } = providersFor(config);
+    const signed = await uploadProvider.presignUpload({ workspaceId: body.workspace_id, hash, key, mimeType: body.mime_type, sizeBytes: body.size_bytes, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
+    await storageHooks.emit('storage.files.upload:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, sizeBytes: body.size_bytes });
+    return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent });
+  })
+
+  .post('/presign-download', async (c) => {
+    const body = await jsonBody(c, presignDownloadSchema);
+    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'read');
+    const hash = requireHash(body.hash);
+    const key = blobKey(body.workspace_id, hash);
+    if (body.storage_id !== undefined && body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
+    if (!(await c.env.BLOBS.head(key))) throw notFound('No such file in this workspace', 'blob_not_found');
+    const max = clampExpiry('GET', URL_LIMITS.downloadMaxMs);
+    const options = await storageHooks.filterUrl({ method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
+    const config = c.get('config');
+    const signed = await providersFor(config).registry.get('r2')!.presignDownload({ workspaceId: body.workspace_id, hash, key, mimeType: '', sizeBytes: 0, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
+    await storageHooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical });
+    return c.json({ ...signed, expiresAt: options.expiresAt });
+  })
+
+  .put('/blob/:workspaceId/:algorithm/:hex', async (c) => {
+    const { workspaceId, hash, key } = pathHash(c, true);
+    const size = Number(c.req.query('size'));
+    const contentType = c.req.query('type') ?? '';
+    const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
+    await checkSignature(c, { method: 'PUT', workspaceId, key, expires: Number(c.req.query('exp')), size, hash: hash.canonical, disposition: disp, contentType });
+    const declared = c.req.header('content-length');
+    if (declared === undefined) throw new ApiError(411, 'length_required', 'Content-Length is required');
+    if (Number(declared) !== size) throw badRequest(`Content-Length ${declared} does not match the signed size ${size}`, 'length_mismatch');
+    let stored: R2Object | null;
+    try {
+      // R2 checks the SHA-256 itself and stores nothing on a mismatch; put-if-absent stores
+      // identical content once.
+      stored = await c.env.BLOBS.put(key, c.req.raw.body, {
+        sha256: hash.hex,
+        onlyIf: { etagDoesNotMatch: '*' },
+        httpMetadata: { contentType },
+        customMetadata: { verified: 'sha256' },
+      });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (/checksum|10037|sha-?256/i.test(message)) throw unprocessable('The uploaded bytes do not match the hash', 'integrity_error');
+      throw err;
+    }
+    await storageHooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
+    return c.json({ ok: true, alreadyPresent: stored === null });
+  })
+
+  .get('/blob/:workspaceId/:algorithm/:hex', async (c) => {
+    const { workspaceId, hash, key } = pathHash(c, false);
+    const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
+    const expires = Number(c.req.query('exp'));
+    await checkSignature(c, { method: 'GET', workspaceId, key, expires, size: 0, hash: hash.canonical, disposition: disp, contentType: '' });
+    const object = await c.env.BLOBS.get(key, { range: c.req.raw.headers, onlyIf: c.req.raw.headers });
+    if (!object) throw notFound('No such file', 'blob_not_found');
+    const headers = new Headers();
+    object.writeHttpMetadata(headers);
+    headers.set('etag', object.httpEtag);
+    headers.set('accept-ranges', 'bytes');
+    headers.set('content-disposition', `${disp}; filename="${hash.hex}"`);
+    headers.set('cache-control', `private, max-age=${Math.max(0, Math.floor((expires - Date.now()) / 1000))}`);
+    if (!('body' in object)) return new Response(null, { status: 304, headers });
+    const range = object.range as { offset?: number; length?: number; suffix?: number } | undefined;
+    let status = 200;
+    if (range && c.req.header('range')) {
+      const start = range.suffix !== undefined ? object.size - range.suffix : (range.offset ?? 0);
+      const length = range.suffix !== undefined ? range.suffix : (range.length ?? object.size - start);
+      headers.set('content-range', `bytes ${start}-${start + length - 1}/${object.size}`);
+      headers.set('content-length', String(length));
+      status = 206;
+    } else {
+      headers.set('content-length', String(object.size));
+    }
+    await storageHooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: object.size });
+    return new Response(object.body, { status, headers });
+  })
+
+  .post('/commit', async (c) => {
+    const body = await jsonBody(c, commitSchema);
+    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+    const hash = requireHash(body.hash, { uploadable: true });
+    const key = blobKey(body.workspace_id, hash);
+    if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
+    const config = c.get('config');
+    if (!providersFor(config).registry.get(body.storage_provider_id)) throw badRequest(`Unknown storage_provider_id "${body.storage_provider_id}"`, 'invalid_provider');
+    const ws = stub(c, body.workspace_id);
+    await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: 0, config });
+    const head = await c.env.BLOBS.head(key);
+    if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');
+    if (head.size !== body.size_bytes) throw unprocessable(`The stored file has ${head.size} bytes, not ${body.size_bytes}`, 'size_mismatch');
+    // Uploads that bypassed the Worker (direct S3 URLs) are hashed now, before they count.
+    if (head.customMetadata?.verified !== 'sha256' && !(await hashMatches(c.env.BLOBS, key, hash.hex))) {
+      await c.env.BLOBS.delete(key);
+      throw unprocessable('The stored bytes do not match the hash; the object was removed', 'integrity_error');
+    }
+    const result = await ws.commitBlob(
+      { hash: hash.canonical, sizeBytes: body.size_bytes, mimeType: body.mime_type, storageKey: key, providerId: body.storage_provider_id, name: body.name, kind: body.kind },
+      config.storage.workspaceQuotaBytes,
+    );
+    if (!result.ok) throw new ApiError(result.status, result.code, result.message);
+    return c.json({ ok: true });
+  })
+
+  .post('/delete', async (c) => {
+    const body = await jsonBody(c, deleteSchema);
+    await authorizeWorkspace(c, body.workspace_id, 'write');
+    const hash = requireHash(body.hash);
+    const result = await stub(c, body.workspace_id).deleteBlob(hash.canonical);
+    if (!result.ok) throw conflict(result.message, result.code);
+    await c.env.BLOBS.delete(result.storageKey ?? blobKey(body.workspace_id, hash));
+    return c.json({ ok: true });
+  })
+
+  .get('/usage', async (c) => {
+    const workspaceId = id.safeParse(c.req.query('workspace_id'));
+    if (!workspaceId.success) throw badRequest('workspace_id is required', 'invalid_query');
+    await authorizeWorkspace(c, workspaceId.data, 'read');
+    const usage = await stub(c, workspaceId.data).usage();
+    return c.json({ used_bytes: usage.usedBytes, quota_bytes: c.get('config').storage.workspaceQuotaBytes, blob_count: usage.blobCount });
+  })
+
+  .post('/gc/run', async (c) => {
+    const body = await jsonBody(c, gcSchema, { allowEmpty: false });
+    const principal = await requireUser(c);
+    // Owners of the workspace, or deployment admins for any existing workspace.
+    if (principal.isAdmin) {
+      if (!(await workspaceExists(c.env.DB, body.workspace_id))) throw notFound('No such workspace');
+    } else if ((await membershipOf(c.env.DB, body.workspace_id, principal.userId))?.role !== 'owner') {
+      throw forbidden('Only the workspace owner or a deployment admin can run storage GC', 'insufficient_role');
+    }
+    const config = c.get('config');
+    const ws = stub(c, body.workspace_id);
+    const result = await runBlobGc(
+      { bucket: c.env.BLOBS, workspaceId: body.workspace_id, start: (i) => ws.startBlobGc(i), finish: (h) => ws.finishBlobGc(h), committed: (k) => ws.committedKeys(k) },
+      { retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds, limit: body.limit ?? 100, cooldownMs: config.storage.gcCooldownMs },
+    );
+    if (!result.ok) throw failed(result);
+    audit('storage.gc.run', { requestId: c.get('requestId'), actorId: principal.userId, workspaceId: body.workspace_id, deleted: result.deleted_count, status: result.status });
+    return c.json({ deleted_count: result.deleted_count, scanned_count: result.scanned_count, status: result.status });
+  });
