@@ -17,6 +17,7 @@ import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf, workspaceExists } from '../workspaces/store';
 import type { Failure } from '../sync/workspace-do';
 import { runBlobGc } from './gc';
+import { multipart, partRoute } from './multipart';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
 import { storageHooks } from './hooks';
 import { providersFor } from './providers';
@@ -82,6 +83,8 @@ async function hashMatches(bucket: R2Bucket, key: string, hex: string): Promise<
 }
 
 export const storage = new Hono<AppEnv>()
+  .route('/multipart', multipart)
+  .route('/', partRoute)
   .post('/presign-upload', async (c) => {
     const body = await jsonBody(c, presignUploadSchema);
     const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');

@@ -1,0 +1,150 @@
+/**
+ * Large files (ext, additive to API.md): R2 multipart uploads through Worker-signed part URLs,
+ * for files larger than one request body (Workers accept 100 MB on common plans).
+ *
+ *   POST /api/storage/multipart/create   → { uploadId, storageId, partSize, partCount, parts: [{ partNumber, size, url }] }
+ *   PUT  <part url>                      → { partNumber, etag }
+ *   POST /api/storage/multipart/urls     → fresh part URLs for the same upload (resume after an interruption or expiry)
+ *   POST /api/storage/multipart/complete → assembles the parts, then verifies the SHA-256 (422 and removal on mismatch)
+ *   POST /api/storage/multipart/abort
+ *
+ * Each part URL is signed over the upload id, the part number and that part's exact size, so a
+ * part cannot be replayed into another upload or another position. R2 requires equal parts
+ * (except the last) of at least 5 MiB; incomplete uploads expire after 7 days.
+ */
+import { Hono, type Context } from 'hono';
+import * as z from 'zod';
+import type { AppEnv } from '../env';
+import { jsonBody } from '../http/body';
+import { ApiError, badRequest, conflict, unprocessable } from '../http/errors';
+import { authorizeWorkspace } from '../workspaces/authorize';
+import { blobKey, requireHash, type ParsedHash } from './hashes';
+import { storageHooks } from './hooks';
+import { blobPath } from './providers';
+import { clampExpiry, sign, URL_LIMITS, urlKeys, verify } from './signing';
+
+export const MULTIPART = { minPartBytes: 5 * 1024 * 1024, defaultPartBytes: 10 * 1024 * 1024, maxPartBytes: 95 * 1024 * 1024, maxParts: 10_000 } as const;
+
+const id = z.string().min(1).max(128);
+const uploadShape = {
+  workspace_id: id,
+  hash: z.string().min(1).max(80),
+  size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  part_size_bytes: z.number().int().min(MULTIPART.minPartBytes).max(MULTIPART.maxPartBytes).optional(),
+};
+const createSchema = z.strictObject({ ...uploadShape, mime_type: z.string().min(1).max(255) });
+const urlsSchema = z.strictObject({ ...uploadShape, upload_id: z.string().min(1).max(1024), part_numbers: z.array(z.number().int().min(1).max(MULTIPART.maxParts)).max(1000).optional() });
+const completeSchema = z.strictObject({
+  workspace_id: id,
+  hash: z.string().min(1).max(80),
+  upload_id: z.string().min(1).max(1024),
+  parts: z.array(z.strictObject({ partNumber: z.number().int().min(1).max(MULTIPART.maxParts), etag: z.string().min(1).max(256) })).min(1).max(MULTIPART.maxParts),
+});
+const abortSchema = z.strictObject({ workspace_id: id, hash: z.string().min(1).max(80), upload_id: z.string().min(1).max(1024) });
+
+/** The signed "key" of one part: the object key plus the upload and the position. */
+const partKey = (key: string, uploadId: string, partNumber: number) => `${key}#upload=${uploadId}#part=${partNumber}`;
+
+function layout(size: number, requested?: number) {
+  const partSize = requested ?? MULTIPART.defaultPartBytes;
+  const partCount = Math.ceil(size / partSize);
+  if (partCount > MULTIPART.maxParts) throw badRequest(`Too many parts (${partCount}); use a larger part_size_bytes`, 'too_many_parts');
+  const sizeOf = (n: number) => (n < partCount ? partSize : size - partSize * (partCount - 1));
+  return { partSize, partCount, sizeOf };
+}
+
+async function partUrls(c: Context<AppEnv>, workspaceId: string, hash: ParsedHash, key: string, uploadId: string, sizeOf: (n: number) => number, numbers: number[]) {
+  const { storage } = c.get('config');
+  const keys = await urlKeys(storage.urlSecret, storage.urlSecretPrevious);
+  const expires = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
+  const origin = new URL(c.req.url).origin;
+  const parts = [];
+  for (const partNumber of numbers) {
+    const size = sizeOf(partNumber);
+    const { kid, sig } = await sign(keys, { method: 'PUT', workspaceId, key: partKey(key, uploadId, partNumber), expires, size, hash: hash.canonical, disposition: 'inline', contentType: '' });
+    const query = new URLSearchParams({ uploadId, exp: String(expires), size: String(size), kid, sig });
+    parts.push({ partNumber, size, url: `${origin}${blobPath(workspaceId, hash)}/parts/${partNumber}?${query}` });
+  }
+  return { parts, expiresAt: expires };
+}
+
+export const multipart = new Hono<AppEnv>()
+  .post('/create', async (c) => {
+    const body = await jsonBody(c, createSchema);
+    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+    const hash = requireHash(body.hash, { uploadable: true });
+    const key = blobKey(body.workspace_id, hash);
+    const ws = c.env.WORKSPACE.getByName(body.workspace_id);
+    const [state, usage] = await Promise.all([ws.blobState(hash.canonical), ws.usage()]);
+    if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+    await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: state.committed ? usage.usedBytes - body.size_bytes : usage.usedBytes, config: c.get('config') });
+    const { partSize, partCount, sizeOf } = layout(body.size_bytes, body.part_size_bytes);
+    if (state.committed || (await c.env.BLOBS.head(key))) return c.json({ alreadyPresent: true, storageId: key, partSize, partCount, parts: [] });
+    const upload = await c.env.BLOBS.createMultipartUpload(key, { httpMetadata: { contentType: body.mime_type } });
+    const { parts, expiresAt } = await partUrls(c, body.workspace_id, hash, key, upload.uploadId, sizeOf, Array.from({ length: partCount }, (_, i) => i + 1));
+    return c.json({ alreadyPresent: false, uploadId: upload.uploadId, storageId: key, partSize, partCount, parts, expiresAt });
+  })
+
+  .post('/urls', async (c) => {
+    const body = await jsonBody(c, urlsSchema);
+    await authorizeWorkspace(c, body.workspace_id, 'write');
+    const hash = requireHash(body.hash, { uploadable: true });
+    const key = blobKey(body.workspace_id, hash);
+    const { partCount, sizeOf } = layout(body.size_bytes, body.part_size_bytes);
+    const numbers = body.part_numbers ?? Array.from({ length: partCount }, (_, i) => i + 1);
+    if (numbers.some((n) => n > partCount)) throw badRequest(`part numbers go up to ${partCount}`, 'invalid_part');
+    return c.json(await partUrls(c, body.workspace_id, hash, key, body.upload_id, sizeOf, numbers));
+  })
+
+  .post('/complete', async (c) => {
+    const body = await jsonBody(c, completeSchema);
+    await authorizeWorkspace(c, body.workspace_id, 'write');
+    const hash = requireHash(body.hash, { uploadable: true });
+    const key = blobKey(body.workspace_id, hash);
+    try {
+      await c.env.BLOBS.resumeMultipartUpload(key, body.upload_id).complete([...body.parts].sort((a, b) => a.partNumber - b.partNumber));
+    } catch (err) {
+      throw badRequest(`The upload could not be completed: ${err instanceof Error ? err.message : 'unknown error'}`, 'multipart_failed');
+    }
+    // R2 cannot check a multipart object's SHA-256 on the way in: hash it now.
+    const object = await c.env.BLOBS.get(key);
+    const digest = new crypto.DigestStream('SHA-256');
+    await object!.body.pipeTo(digest);
+    const hex = [...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    if (hex !== hash.hex) {
+      await c.env.BLOBS.delete(key);
+      throw unprocessable('The assembled file does not match the hash; it was removed', 'integrity_error');
+    }
+    return c.json({ ok: true, storageId: key });
+  })
+
+  .post('/abort', async (c) => {
+    const body = await jsonBody(c, abortSchema);
+    await authorizeWorkspace(c, body.workspace_id, 'write');
+    const key = blobKey(body.workspace_id, requireHash(body.hash, { uploadable: true }));
+    await c.env.BLOBS.resumeMultipartUpload(key, body.upload_id).abort().catch(() => undefined);
+    return c.json({ ok: true });
+  });
+
+/** `PUT /api/storage/blob/:workspaceId/:algorithm/:hex/parts/:partNumber?uploadId=…`: one part, by signature. */
+export const partRoute = new Hono<AppEnv>().put('/blob/:workspaceId/:algorithm/:hex/parts/:partNumber', async (c) => {
+  const workspaceId = c.req.param('workspaceId');
+  const hash = requireHash(`${c.req.param('algorithm')}:${c.req.param('hex')}`, { uploadable: true });
+  const key = blobKey(workspaceId, hash);
+  const partNumber = Number(c.req.param('partNumber'));
+  const uploadId = c.req.query('uploadId') ?? '';
+  const size = Number(c.req.query('size'));
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MULTIPART.maxParts) throw badRequest('Invalid part number', 'invalid_part');
+  const { storage } = c.get('config');
+  const outcome = await verify(await urlKeys(storage.urlSecret, storage.urlSecretPrevious), { method: 'PUT', workspaceId, key: partKey(key, uploadId, partNumber), expires: Number(c.req.query('exp')), size, hash: hash.canonical, disposition: 'inline', contentType: '' }, c.req.query('kid') ?? '', c.req.query('sig') ?? '');
+  if (outcome === 'invalid') throw new ApiError(403, 'invalid_signature', 'This URL is not valid (tampered, or signed with a retired key)');
+  if (outcome === 'expired') throw new ApiError(410, 'url_expired', 'This URL has expired; ask for new part URLs');
+  if (Number(c.req.header('content-length')) !== size) throw badRequest(`Content-Length must be the signed part size ${size}`, 'length_mismatch');
+  try {
+    const part = await c.env.BLOBS.resumeMultipartUpload(key, uploadId).uploadPart(partNumber, c.req.raw.body!);
+    return c.json({ partNumber: part.partNumber, etag: part.etag });
+  } catch (err) {
+    // An interrupted body or an unknown upload: the client retries this part with a fresh URL.
+    throw badRequest(`The part was not stored: ${err instanceof Error ? err.message : 'upload interrupted'}`, 'part_upload_failed');
+  }
+});
