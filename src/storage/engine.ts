@@ -6,6 +6,7 @@
  * References come from the sync engine's `file_refs` (derived from live messages and posts);
  * `file_meta` rows come from its `rows` table.
  */
+import { logEvent } from '../http/logger';
 import { getMeta, refCount, setMeta } from '../sync/engine';
 
 export interface CommitInput {
@@ -23,11 +24,26 @@ export type CommitOutcome = { ok: true; charged: number } | { ok: false; status:
 export const usedBytes = (sql: SqlStorage) => Number(getMeta(sql, 'used_bytes') ?? 0);
 export const blobCount = (sql: SqlStorage) => sql.exec<{ n: number }>('SELECT count(*) AS n FROM blobs').one().n;
 
+/** A GC or delete mark older than this is from a run that died: it no longer holds anything up. */
+export const GC_MARK_STALE_MS = 10 * 60 * 1000;
+
+const isFreshMark = (mark: number | null, now: number) => mark !== null && mark >= now - GC_MARK_STALE_MS;
+
+/** Drops a record whose deletion mark went stale (its object may be gone), refunding its bytes. */
+function dropStale(sql: SqlStorage, hash: string) {
+  const row = sql.exec<{ size_bytes: number }>('DELETE FROM blobs WHERE hash = ? RETURNING size_bytes', hash).toArray()[0];
+  if (row?.size_bytes) setMeta(sql, 'used_bytes', Math.max(0, usedBytes(sql) - row.size_bytes));
+}
+
 /** Records a blob and charges its bytes, unless it would pass `quota`. Committing twice is free. */
 export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, now: number): CommitOutcome {
-  const existing = sql.exec<{ gc_started_at: number | null }>('SELECT gc_started_at FROM blobs WHERE hash = ?', input.hash).toArray()[0];
+  let existing = sql.exec<{ gc_started_at: number | null }>('SELECT gc_started_at FROM blobs WHERE hash = ?', input.hash).toArray()[0];
+  if (existing && existing.gc_started_at !== null && !isFreshMark(existing.gc_started_at, now)) {
+    dropStale(sql, input.hash);
+    existing = undefined;
+  }
   if (existing) {
-    if (existing.gc_started_at !== null) return { ok: false, status: 409, code: 'gc_in_progress', message: 'This blob is being deleted by GC; upload it again shortly' };
+    if (existing.gc_started_at !== null) return { ok: false, status: 409, code: 'gc_in_progress', message: 'This blob is being deleted; upload it again shortly' };
     sql.exec('UPDATE blobs SET name = COALESCE(?, name), kind = COALESCE(?, kind) WHERE hash = ?', input.name, input.kind, input.hash);
     return { ok: true, charged: 0 };
   }
@@ -50,25 +66,25 @@ export interface BlobState {
   refCount: number;
 }
 
-export function blobState(sql: SqlStorage, hash: string): BlobState {
+export function blobState(sql: SqlStorage, hash: string, now = Date.now()): BlobState {
   const row = sql.exec<{ size_bytes: number; gc_started_at: number | null }>('SELECT size_bytes, gc_started_at FROM blobs WHERE hash = ?', hash).toArray()[0];
-  return { committed: !!row, gcPending: row?.gc_started_at != null, sizeBytes: row?.size_bytes ?? null, refCount: refCount(sql, hash) };
+  // A stale mark means a deletion died half-way: treat the blob as absent (commit drops the record).
+  return { committed: !!row && row.gc_started_at === null, gcPending: isFreshMark(row?.gc_started_at ?? null, now), sizeBytes: row?.size_bytes ?? null, refCount: refCount(sql, hash) };
 }
 
 export type DeleteOutcome = { ok: true; storageKey: string | null } | { ok: false; status: 409; code: string; message: string };
 
-/** Removes a blob's record and frees its bytes, refusing while live messages or posts reference it. */
-export function deleteBlob(sql: SqlStorage, hash: string): DeleteOutcome {
+/**
+ * Phase one of a delete: refuses while live messages or posts reference the blob, else marks it
+ * (uploads and commits of the hash wait) and returns its key. The route deletes the object, then
+ * `finishGc` drops the record and frees its bytes; a hash with no record has nothing to delete.
+ */
+export function markForDelete(sql: SqlStorage, hash: string, now: number): DeleteOutcome {
   const refs = refCount(sql, hash);
   if (refs > 0) return { ok: false, status: 409, code: 'blob_referenced', message: `This file is still referenced by ${refs} message(s) or post(s)` };
-  const row = sql.exec<{ size_bytes: number; storage_key: string }>('DELETE FROM blobs WHERE hash = ? RETURNING size_bytes, storage_key', hash).toArray()[0];
-  if (!row) return { ok: true, storageKey: null };
-  setMeta(sql, 'used_bytes', Math.max(0, usedBytes(sql) - row.size_bytes));
-  return { ok: true, storageKey: row.storage_key };
+  const row = sql.exec<{ storage_key: string }>('UPDATE blobs SET gc_started_at = ? WHERE hash = ? RETURNING storage_key', now, hash).toArray()[0];
+  return { ok: true, storageKey: row?.storage_key ?? null };
 }
-
-/** A GC mark older than this is from a run that died: the next run takes the blob again. */
-export const GC_MARK_STALE_MS = 10 * 60 * 1000;
 
 /**
  * Phase one of blob GC: picks confirmed orphans (no live reference, file_meta deleted or absent,
@@ -81,7 +97,7 @@ export function markOrphans(sql: SqlStorage, cutoff: number, limit: number, now:
       `SELECT b.hash, b.storage_key FROM blobs b
         WHERE b.committed_at < ? AND (b.gc_started_at IS NULL OR b.gc_started_at < ?)
           AND NOT EXISTS (SELECT 1 FROM file_refs r WHERE r.hash = b.hash)
-          AND NOT EXISTS (SELECT 1 FROM rows m WHERE m.table_name = 'file_meta' AND m.pk = b.hash AND m.deleted = 0
+          AND NOT EXISTS (SELECT 1 FROM rows m WHERE m.table_name = 'file_meta' AND lower(trim(m.pk)) = b.hash AND m.deleted = 0
                             AND coalesce(json_extract(m.payload, '$.deleted'), 0) IN (0, 'false'))
         ORDER BY b.committed_at LIMIT ?`,
       cutoff, now - GC_MARK_STALE_MS, limit,
@@ -96,6 +112,8 @@ export function finishGc(sql: SqlStorage, hashes: string[]): number {
   let freed = 0;
   let deleted = 0;
   for (const hash of hashes) {
+    // A sync push may have referenced the blob again while its object was being deleted.
+    if (refCount(sql, hash) > 0) logEvent('error', 'storage_gc_lost_reference', { hash, message: 'A blob was deleted while a new reference to it arrived; re-upload it' });
     const row = sql.exec<{ size_bytes: number }>('DELETE FROM blobs WHERE hash = ? AND gc_started_at IS NOT NULL RETURNING size_bytes', hash).toArray()[0];
     if (row) {
       freed += row.size_bytes;
@@ -106,12 +124,21 @@ export function finishGc(sql: SqlStorage, hashes: string[]): number {
   return deleted;
 }
 
-/** Every committed hash, for finding uncommitted (never committed) objects in R2. */
-export function committedKeys(sql: SqlStorage, keys: string[]): Set<string> {
-  const found = new Set<string>();
-  for (let i = 0; i < keys.length; i += 90) {
-    const chunk = keys.slice(i, i + 90);
-    for (const r of sql.exec<{ storage_key: string }>(`SELECT storage_key FROM blobs WHERE storage_key IN (${chunk.map(() => '?').join(', ')})`, ...chunk)) found.add(r.storage_key);
+/**
+ * Marks objects found in R2 with no committed record ("strays": uploaded, never committed), so a
+ * commit of the same hash waits while they are deleted. Returns the ones marked: committed blobs
+ * and blobs already being handled are skipped. Keys look like `ws/<id>/sha256/<hex>`.
+ */
+export function markStrays(sql: SqlStorage, keys: string[], now: number): { hash: string; storageKey: string }[] {
+  const marked: { hash: string; storageKey: string }[] = [];
+  for (const key of keys) {
+    const hex = /\/sha256\/([0-9a-f]{64})$/.exec(key)?.[1];
+    if (!hex) continue;
+    const hash = `sha256:${hex}`;
+    const inserted = sql
+      .exec('INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, committed_at, gc_started_at) VALUES (?, 0, ?, ?, ?, 0, ?) ON CONFLICT(hash) DO NOTHING RETURNING hash', hash, 'application/octet-stream', key, 'stray', now)
+      .toArray();
+    if (inserted.length) marked.push({ hash, storageKey: key });
   }
-  return found;
+  return marked;
 }

@@ -12,9 +12,10 @@ import type { Failure } from '../sync/workspace-do';
 export interface BlobGcDeps {
   bucket: R2Bucket;
   workspaceId: string;
-  start(input: { retentionSeconds: number; limit: number; cooldownMs: number }): Promise<{ ok: true; candidates: { hash: string; storageKey: string }[] } | Failure>;
+  start(input: { retentionSeconds: number; limit: number; cooldownMs: number }): Promise<{ ok: true; candidates: { hash: string; storageKey: string }[]; strayCursor: string | null } | Failure>;
   finish(hashes: string[]): Promise<number>;
-  committed(keys: string[]): Promise<string[]>;
+  /** Marks objects with no committed record (so commits wait) and saves the listing cursor. */
+  markStrays(keys: string[], nextCursor: string | null): Promise<{ hash: string; storageKey: string }[]>;
 }
 
 export type BlobGcResult = { ok: true; deleted_count: number; scanned_count: number; status: 'ok' | 'partial' } | Failure;
@@ -33,16 +34,20 @@ export async function runBlobGc(deps: BlobGcDeps, opts: { retentionSeconds: numb
       status = 'partial'; // records stay marked; the next run retries
     }
   }
-  // Uploaded but never committed: one listing page per run keeps a run bounded.
+  // Uploaded but never committed: one listing page per run keeps a run bounded; the cursor is
+  // kept between runs. Only sha256 objects: legacy md5 files are never committed but must stay.
   const cutoff = Date.now() - opts.retentionSeconds * 1000;
-  const listing = await deps.bucket.list({ prefix: `ws/${deps.workspaceId}/`, limit: Math.min(1000, opts.limit) });
-  const old = listing.objects.filter((o) => o.uploaded.getTime() < cutoff).map((o) => o.key);
-  const committed = new Set(old.length ? await deps.committed(old) : []);
-  const strays = old.filter((k) => !committed.has(k) && !keys.includes(k));
+  const listing = await deps.bucket.list({
+    prefix: `ws/${deps.workspaceId}/sha256/`,
+    limit: Math.min(1000, opts.limit),
+    ...(started.strayCursor ? { cursor: started.strayCursor } : {}),
+  });
+  const old = listing.objects.filter((o) => o.uploaded.getTime() < cutoff && !keys.includes(o.key)).map((o) => o.key);
+  const strays = await deps.markStrays(old, listing.truncated ? listing.cursor : null);
   if (strays.length) {
     try {
-      await deps.bucket.delete(strays);
-      deleted += strays.length;
+      await deps.bucket.delete(strays.map((s) => s.storageKey));
+      deleted += await deps.finish(strays.map((s) => s.hash));
     } catch {
       status = 'partial';
     }

@@ -20,9 +20,9 @@ export interface ParsedHash {
 /** Parses any accepted spelling; null when it is not a hash we accept. */
 export function parseHash(input: string): ParsedHash | null {
   const text = input.trim();
-  let match = /^sha256:([0-9a-fA-F]{64})$/.exec(text);
+  let match = /^sha256:([0-9a-fA-F]{64})$/i.exec(text);
   if (match) return make('sha256', match[1]!);
-  match = /^md5:([0-9a-fA-F]{32})$/.exec(text) ?? /^([0-9a-fA-F]{32})$/.exec(text);
+  match = /^md5:([0-9a-fA-F]{32})$/i.exec(text) ?? /^([0-9a-fA-F]{32})$/.exec(text);
   if (match) return make('md5', match[1]!);
   return null;
 }

@@ -11,6 +11,10 @@
  * Each part URL is signed over the upload id, the part number and that part's exact size, so a
  * part cannot be replayed into another upload or another position. R2 requires equal parts
  * (except the last) of at least 5 MiB; incomplete uploads expire after 7 days.
+ *
+ * Parts are assembled under a staging key, then moved to the blob's key with R2's own SHA-256
+ * check and put-if-absent: a corrupt or concurrent completion can never replace or remove a
+ * blob that is already stored.
  */
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
@@ -32,7 +36,7 @@ const uploadShape = {
   size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   part_size_bytes: z.number().int().min(MULTIPART.minPartBytes).max(MULTIPART.maxPartBytes).optional(),
 };
-const createSchema = z.strictObject({ ...uploadShape, mime_type: z.string().min(1).max(255) });
+const createSchema = z.strictObject({ ...uploadShape, mime_type: z.string().max(255).regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/i, 'must be a MIME type like application/pdf') });
 const urlsSchema = z.strictObject({ ...uploadShape, upload_id: z.string().min(1).max(1024), part_numbers: z.array(z.number().int().min(1).max(MULTIPART.maxParts)).max(1000).optional() });
 const completeSchema = z.strictObject({
   workspace_id: id,
@@ -41,6 +45,9 @@ const completeSchema = z.strictObject({
   parts: z.array(z.strictObject({ partNumber: z.number().int().min(1).max(MULTIPART.maxParts), etag: z.string().min(1).max(256) })).min(1).max(MULTIPART.maxParts),
 });
 const abortSchema = z.strictObject({ workspace_id: id, hash: z.string().min(1).max(80), upload_id: z.string().min(1).max(1024) });
+
+/** Where parts are assembled before the verified move to the blob's key. */
+export const stagingKey = (key: string) => `staging/${key}`;
 
 /** The signed "key" of one part: the object key plus the upload and the position. */
 const partKey = (key: string, uploadId: string, partNumber: number) => `${key}#upload=${uploadId}#part=${partNumber}`;
@@ -80,7 +87,7 @@ export const multipart = new Hono<AppEnv>()
     await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: state.committed ? usage.usedBytes - body.size_bytes : usage.usedBytes, config: c.get('config') });
     const { partSize, partCount, sizeOf } = layout(body.size_bytes, body.part_size_bytes);
     if (state.committed || (await c.env.BLOBS.head(key))) return c.json({ alreadyPresent: true, storageId: key, partSize, partCount, parts: [] });
-    const upload = await c.env.BLOBS.createMultipartUpload(key, { httpMetadata: { contentType: body.mime_type } });
+    const upload = await c.env.BLOBS.createMultipartUpload(stagingKey(key), { httpMetadata: { contentType: body.mime_type } });
     const { parts, expiresAt } = await partUrls(c, body.workspace_id, hash, key, upload.uploadId, sizeOf, Array.from({ length: partCount }, (_, i) => i + 1));
     return c.json({ alreadyPresent: false, uploadId: upload.uploadId, storageId: key, partSize, partCount, parts, expiresAt });
   })
@@ -101,28 +108,40 @@ export const multipart = new Hono<AppEnv>()
     await authorizeWorkspace(c, body.workspace_id, 'write');
     const hash = requireHash(body.hash, { uploadable: true });
     const key = blobKey(body.workspace_id, hash);
+    const staging = stagingKey(key);
     try {
-      await c.env.BLOBS.resumeMultipartUpload(key, body.upload_id).complete([...body.parts].sort((a, b) => a.partNumber - b.partNumber));
+      await c.env.BLOBS.resumeMultipartUpload(staging, body.upload_id).complete([...body.parts].sort((a, b) => a.partNumber - b.partNumber));
     } catch (err) {
       throw badRequest(`The upload could not be completed: ${err instanceof Error ? err.message : 'unknown error'}`, 'multipart_failed');
     }
-    // R2 cannot check a multipart object's SHA-256 on the way in: hash it now.
-    const object = await c.env.BLOBS.get(key);
-    const digest = new crypto.DigestStream('SHA-256');
-    await object!.body.pipeTo(digest);
-    const hex = [...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
-    if (hex !== hash.hex) {
-      await c.env.BLOBS.delete(key);
-      throw unprocessable('The assembled file does not match the hash; it was removed', 'integrity_error');
+    const assembled = await c.env.BLOBS.get(staging);
+    if (!assembled) throw conflict('The assembled file disappeared (another completion of the same hash?); try again', 'multipart_failed');
+    try {
+      // R2 checks the SHA-256 as it stores, and put-if-absent never replaces a stored blob.
+      const length = new FixedLengthStream(assembled.size);
+      void assembled.body.pipeTo(length.writable).catch(() => undefined);
+      const stored = await c.env.BLOBS.put(key, length.readable, {
+        sha256: hash.hex,
+        onlyIf: { etagDoesNotMatch: '*' },
+        httpMetadata: assembled.httpMetadata ?? {},
+        customMetadata: { verified: 'sha256' },
+      });
+      return c.json({ ok: true, storageId: key, alreadyPresent: stored === null });
+    } catch (err) {
+      if (/checksum|10037|sha-?256/i.test(err instanceof Error ? err.message : '')) {
+        throw unprocessable('The assembled file does not match the hash; nothing was stored', 'integrity_error');
+      }
+      throw err;
+    } finally {
+      await c.env.BLOBS.delete(staging);
     }
-    return c.json({ ok: true, storageId: key });
   })
 
   .post('/abort', async (c) => {
     const body = await jsonBody(c, abortSchema);
     await authorizeWorkspace(c, body.workspace_id, 'write');
     const key = blobKey(body.workspace_id, requireHash(body.hash, { uploadable: true }));
-    await c.env.BLOBS.resumeMultipartUpload(key, body.upload_id).abort().catch(() => undefined);
+    await c.env.BLOBS.resumeMultipartUpload(stagingKey(key), body.upload_id).abort().catch(() => undefined);
     return c.json({ ok: true });
   });
 
@@ -141,7 +160,7 @@ export const partRoute = new Hono<AppEnv>().put('/blob/:workspaceId/:algorithm/:
   if (outcome === 'expired') throw new ApiError(410, 'url_expired', 'This URL has expired; ask for new part URLs');
   if (Number(c.req.header('content-length')) !== size) throw badRequest(`Content-Length must be the signed part size ${size}`, 'length_mismatch');
   try {
-    const part = await c.env.BLOBS.resumeMultipartUpload(key, uploadId).uploadPart(partNumber, c.req.raw.body!);
+    const part = await c.env.BLOBS.resumeMultipartUpload(stagingKey(key), uploadId).uploadPart(partNumber, c.req.raw.body!);
     return c.json({ partNumber: part.partNumber, etag: part.etag });
   } catch (err) {
     // An interrupted body or an unknown upload: the client retries this part with a fresh URL.

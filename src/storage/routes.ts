@@ -24,6 +24,8 @@ import { providersFor } from './providers';
 import { clampExpiry, URL_LIMITS, urlKeys, verify } from './signing';
 
 const id = z.string().min(1).max(128);
+/** type/subtype with optional parameters: nothing that could break a header. */
+export const mimeType = z.string().max(255).regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9!#$&^_.+-]+=[a-z0-9!#$&^_.+-]+)*$/i, 'must be a MIME type like image/png');
 const hash = z.string().min(1).max(80);
 const disposition = z.enum(['inline', 'attachment']).optional();
 const expiresIn = z.number().int().min(0).max(7 * 24 * 3600 * 1000).optional();
@@ -31,7 +33,7 @@ const expiresIn = z.number().int().min(0).max(7 * 24 * 3600 * 1000).optional();
 const presignUploadSchema = z.strictObject({
   workspace_id: id,
   hash,
-  mime_type: z.string().min(1).max(255),
+  mime_type: mimeType,
   size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   expires_in_ms: expiresIn,
   disposition,
@@ -42,7 +44,7 @@ const commitSchema = z.strictObject({
   hash,
   storage_id: z.string().min(1).max(400),
   storage_provider_id: z.string().min(1).max(64),
-  mime_type: z.string().min(1).max(255),
+  mime_type: mimeType,
   size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   name: z.string().max(1024),
   kind: z.string().min(1).max(32),
@@ -101,10 +103,13 @@ export const storage = new Hono<AppEnv>()
       audit('storage.upload.rejected', { requestId: c.get('requestId'), actorId: principal.userId, workspaceId: body.workspace_id, reason: err instanceof Error ? err.message : 'rejected' });
       throw err;
     }
-    const alreadyPresent = state.committed || (await c.env.BLOBS.head(key)) !== null;
+    const alreadyPresent = state.committed;
+    // Uploads that are never committed are collected by the GC alarm: make sure it is armed.
+    c.executionCtx.waitUntil(ws.armGc());
     const max = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
     const options = await storageHooks.filterUrl({ method: 'PUT', expiresAt: clampExpiry('PUT', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
-    const { uploadProvider } = providersFor(config);
+    // A committed blob never gets a direct S3 URL: an S3 PUT would overwrite verified bytes.
+    const uploadProvider = alreadyPresent ? providersFor(config).registry.get('r2')! : providersFor(config).uploadProvider;
     const signed = await uploadProvider.presignUpload({ workspaceId: body.workspace_id, hash, key, mimeType: body.mime_type, sizeBytes: body.size_bytes, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
     await storageHooks.emit('storage.files.upload:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, sizeBytes: body.size_bytes });
     return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent });
@@ -115,8 +120,11 @@ export const storage = new Hono<AppEnv>()
     const { principal } = await authorizeWorkspace(c, body.workspace_id, 'read');
     const hash = requireHash(body.hash);
     const key = blobKey(body.workspace_id, hash);
-    if (body.storage_id !== undefined && body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
-    if (!(await c.env.BLOBS.head(key))) throw notFound('No such file in this workspace', 'blob_not_found');
+    // storage_id is optional and the key is derived from workspace and hash, so a foreign or
+    // legacy storage_id is simply ignored. New (sha256) files must be committed to be served;
+    // legacy md5 files predate commits and only need to exist.
+    const present = hash.algorithm === 'sha256' ? (await stub(c, body.workspace_id).blobState(hash.canonical)).committed : (await c.env.BLOBS.head(key)) !== null;
+    if (!present) throw notFound('No such file in this workspace', 'blob_not_found');
     const max = clampExpiry('GET', URL_LIMITS.downloadMaxMs);
     const options = await storageHooks.filterUrl({ method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
     const config = c.get('config');
@@ -132,7 +140,7 @@ export const storage = new Hono<AppEnv>()
     const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
     await checkSignature(c, { method: 'PUT', workspaceId, key, expires: Number(c.req.query('exp')), size, hash: hash.canonical, disposition: disp, contentType });
     const declared = c.req.header('content-length');
-    if (declared === undefined) throw new ApiError(411, 'length_required', 'Content-Length is required');
+    if (declared === undefined) throw badRequest('Content-Length is required', 'length_required');
     if (Number(declared) !== size) throw badRequest(`Content-Length ${declared} does not match the signed size ${size}`, 'length_mismatch');
     let stored: R2Object | null;
     try {
@@ -147,6 +155,8 @@ export const storage = new Hono<AppEnv>()
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (/checksum|10037|sha-?256/i.test(message)) throw unprocessable('The uploaded bytes do not match the hash', 'integrity_error');
+      // R2 allows about one write per second to a key: two devices uploading the same file.
+      if (/10058|429|too many|rate/i.test(message)) throw new ApiError(429, 'rate_limited', 'Rate limit exceeded. Retry after 1s', { 'Retry-After': '1' });
       throw err;
     }
     await storageHooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
@@ -158,7 +168,18 @@ export const storage = new Hono<AppEnv>()
     const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
     const expires = Number(c.req.query('exp'));
     await checkSignature(c, { method: 'GET', workspaceId, key, expires, size: 0, hash: hash.canonical, disposition: disp, contentType: '' });
-    const object = await c.env.BLOBS.get(key, { range: c.req.raw.headers, onlyIf: c.req.raw.headers });
+    let object: R2Object | R2ObjectBody | null;
+    try {
+      object = await c.env.BLOBS.get(key, { range: c.req.raw.headers, onlyIf: c.req.raw.headers });
+    } catch (err) {
+      // An unsatisfiable range (R2 error 10039) is the client's mistake: 416, not 500.
+      const head = await c.env.BLOBS.head(key);
+      if (!head) throw notFound('No such file', 'blob_not_found');
+      if (/10039|range/i.test(err instanceof Error ? err.message : '')) {
+        return new Response(null, { status: 416, headers: { 'content-range': `bytes */${head.size}` } });
+      }
+      throw err;
+    }
     if (!object) throw notFound('No such file', 'blob_not_found');
     const headers = new Headers();
     object.writeHttpMetadata(headers);
@@ -166,12 +187,25 @@ export const storage = new Hono<AppEnv>()
     headers.set('accept-ranges', 'bytes');
     headers.set('content-disposition', `${disp}; filename="${hash.hex}"`);
     headers.set('cache-control', `private, max-age=${Math.max(0, Math.floor((expires - Date.now()) / 1000))}`);
-    if (!('body' in object)) return new Response(null, { status: 304, headers });
+    // Served from the API origin: never sniffed into HTML, never scripted, whatever the MIME list allows.
+    headers.set('x-content-type-options', 'nosniff');
+    headers.set('content-security-policy', "sandbox; default-src 'none'");
+    if (!('body' in object)) {
+      // A failed precondition: If-None-Match/If-Modified-Since mean "not modified", the others 412.
+      const conditionalGet = c.req.header('if-none-match') !== undefined || c.req.header('if-modified-since') !== undefined;
+      return new Response(null, { status: conditionalGet ? 304 : 412, headers });
+    }
     const range = object.range as { offset?: number; length?: number; suffix?: number } | undefined;
+    // A range starting past the end is unsatisfiable (R2 may clamp it instead of failing).
+    const requestedStart = /^bytes=(\d+)-\d*$/.exec(c.req.header('range') ?? '')?.[1];
+    if (requestedStart !== undefined && Number(requestedStart) >= object.size) {
+      return new Response(null, { status: 416, headers: { 'content-range': `bytes */${object.size}` } });
+    }
     let status = 200;
     if (range && c.req.header('range')) {
-      const start = range.suffix !== undefined ? object.size - range.suffix : (range.offset ?? 0);
-      const length = range.suffix !== undefined ? range.suffix : (range.length ?? object.size - start);
+      const suffix = range.suffix !== undefined ? Math.min(range.suffix, object.size) : undefined;
+      const start = suffix !== undefined ? object.size - suffix : (range.offset ?? 0);
+      const length = suffix !== undefined ? suffix : Math.min(range.length ?? object.size - start, object.size - start);
       headers.set('content-range', `bytes ${start}-${start + length - 1}/${object.size}`);
       headers.set('content-length', String(length));
       status = 206;
@@ -189,14 +223,16 @@ export const storage = new Hono<AppEnv>()
     const key = blobKey(body.workspace_id, hash);
     if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
     const config = c.get('config');
-    if (!providersFor(config).registry.get(body.storage_provider_id)) throw badRequest(`Unknown storage_provider_id "${body.storage_provider_id}"`, 'invalid_provider');
     const ws = stub(c, body.workspace_id);
     await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: 0, config });
     const head = await c.env.BLOBS.head(key);
     if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');
     if (head.size !== body.size_bytes) throw unprocessable(`The stored file has ${head.size} bytes, not ${body.size_bytes}`, 'size_mismatch');
-    // Uploads that bypassed the Worker (direct S3 URLs) are hashed now, before they count.
-    if (head.customMetadata?.verified !== 'sha256' && !(await hashMatches(c.env.BLOBS, key, hash.hex))) {
+    // Uploads that may have bypassed the Worker (direct S3 URLs are enabled, or the object lacks
+    // our verification mark) are hashed now, before they count. Object metadata alone is not
+    // trusted while S3 uploads are possible: an S3 client might set it.
+    const mayBypass = config.storage.s3 !== undefined || head.customMetadata?.verified !== 'sha256';
+    if (mayBypass && !(await hashMatches(c.env.BLOBS, key, hash.hex))) {
       await c.env.BLOBS.delete(key);
       throw unprocessable('The stored bytes do not match the hash; the object was removed', 'integrity_error');
     }
@@ -212,9 +248,14 @@ export const storage = new Hono<AppEnv>()
     const body = await jsonBody(c, deleteSchema);
     await authorizeWorkspace(c, body.workspace_id, 'write');
     const hash = requireHash(body.hash);
-    const result = await stub(c, body.workspace_id).deleteBlob(hash.canonical);
+    const ws = stub(c, body.workspace_id);
+    const result = await ws.markForDelete(hash.canonical);
     if (!result.ok) throw conflict(result.message, result.code);
-    await c.env.BLOBS.delete(result.storageKey ?? blobKey(body.workspace_id, hash));
+    // Nothing committed: nothing to delete (an upload in flight is not ours to remove).
+    if (result.storageKey) {
+      await c.env.BLOBS.delete(result.storageKey);
+      await ws.finishBlobGc([hash.canonical]);
+    }
     return c.json({ ok: true });
   })
 
@@ -238,7 +279,7 @@ export const storage = new Hono<AppEnv>()
     const config = c.get('config');
     const ws = stub(c, body.workspace_id);
     const result = await runBlobGc(
-      { bucket: c.env.BLOBS, workspaceId: body.workspace_id, start: (i) => ws.startBlobGc(i), finish: (h) => ws.finishBlobGc(h), committed: (k) => ws.committedKeys(k) },
+      { bucket: c.env.BLOBS, workspaceId: body.workspace_id, start: (i) => ws.startBlobGc(i), finish: (h) => ws.finishBlobGc(h), markStrays: (k, cursor) => ws.markStrays(k, cursor) },
       { retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds, limit: body.limit ?? 100, cooldownMs: config.storage.gcCooldownMs },
     );
     if (!result.ok) throw failed(result);

@@ -7,6 +7,7 @@
  * Every statement is served by an index (docs/schema.md): change_log by its rowid
  * (server_version) and unique op_id, rows by (table_name, pk), file_refs by hash and by entity.
  */
+import { parseHash } from '../storage/hashes';
 import { compareRevisions, REFERENCING_TABLES, SYNC_LIMITS, type PreparedOp, type TableName } from './protocol';
 
 /**
@@ -168,7 +169,7 @@ export function refCount(sql: SqlStorage, hash: string): number {
 
 /** Adds the derived ref_count to a file_meta payload (never the client's). */
 function withDerived(sql: SqlStorage, table: string, pk: string, payload: JsonObject): JsonObject {
-  if (table === 'file_meta') payload.ref_count = refCount(sql, pk);
+  if (table === 'file_meta') payload.ref_count = refCount(sql, parseHash(pk)?.canonical ?? pk);
   return payload;
 }
 

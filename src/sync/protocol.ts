@@ -8,6 +8,7 @@
  */
 import * as z from 'zod';
 import { badRequest, payloadTooLarge } from '../http/errors';
+import { parseHash } from '../storage/hashes';
 
 export const SYNC_LIMITS = {
   maxOps: 100,
@@ -167,7 +168,8 @@ function parseFileHashes(table: string, raw: unknown): string[] {
   if (!Array.isArray(list) || list.length > 1000 || !list.every((h) => typeof h === 'string' && h.length > 0 && h.length <= 128)) {
     throw invalid(table, 'file_hashes must be a JSON array of hashes');
   }
-  return [...new Set(list as string[])];
+  // Stored canonically, so reference counts match however a client spells a hash.
+  return [...new Set((list as string[]).map((h) => parseHash(h)?.canonical ?? h))];
 }
 
 /**

@@ -169,7 +169,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
           workspaceId,
           start: async (i) => this.startBlobGc(i),
           finish: async (h) => this.finishBlobGc(h),
-          committed: async (k) => this.committedKeys(k),
+          markStrays: async (k, c) => this.markStrays(k, c),
         },
         { retentionSeconds: storage.gcRetentionSeconds, limit: 100, cooldownMs: 0 },
       );
@@ -204,8 +204,13 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return outcome;
   }
 
-  deleteBlob(hash: string): blobs.DeleteOutcome {
-    return this.ctx.storage.transactionSync(() => blobs.deleteBlob(this.#sql, hash));
+  markForDelete(hash: string): blobs.DeleteOutcome {
+    return this.ctx.storage.transactionSync(() => blobs.markForDelete(this.#sql, hash, Date.now()));
+  }
+
+  /** Arms the GC alarm (uploads that are never committed must be collected too). */
+  async armGc(): Promise<void> {
+    await this.#ensureAlarm();
   }
 
   usage(): { usedBytes: number; blobCount: number } {
@@ -213,7 +218,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
 
   /** Phase one of blob GC, refused inside the cooldown after the previous run. */
-  startBlobGc(input: { retentionSeconds: number; limit: number; cooldownMs: number }): { ok: true; candidates: { hash: string; storageKey: string }[] } | Failure {
+  startBlobGc(input: { retentionSeconds: number; limit: number; cooldownMs: number }): { ok: true; candidates: { hash: string; storageKey: string }[]; strayCursor: string | null } | Failure {
     const now = Date.now();
     return this.ctx.storage.transactionSync(() => {
       const last = Number(engine.getMeta(this.#sql, 'blob_gc_at') ?? 0);
@@ -222,7 +227,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
         return { ok: false as const, status: 429 as const, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${wait}s`, retryAfter: wait };
       }
       engine.setMeta(this.#sql, 'blob_gc_at', now);
-      return { ok: true as const, candidates: blobs.markOrphans(this.#sql, now - input.retentionSeconds * 1000, input.limit, now) };
+      return { ok: true as const, candidates: blobs.markOrphans(this.#sql, now - input.retentionSeconds * 1000, input.limit, now), strayCursor: engine.getMeta(this.#sql, 'stray_cursor') };
     });
   }
 
@@ -230,8 +235,13 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return this.ctx.storage.transactionSync(() => blobs.finishGc(this.#sql, hashes));
   }
 
-  committedKeys(keys: string[]): string[] {
-    return [...blobs.committedKeys(this.#sql, keys)];
+  markStrays(keys: string[], nextCursor: string | null): { hash: string; storageKey: string }[] {
+    return this.ctx.storage.transactionSync(() => {
+      // The listing resumes where it stopped, so every object is reached over successive runs.
+      if (nextCursor) engine.setMeta(this.#sql, 'stray_cursor', nextCursor);
+      else this.#sql.exec("DELETE FROM meta WHERE key = 'stray_cursor'");
+      return blobs.markStrays(this.#sql, keys, Date.now());
+    });
   }
 
   // -- realtime ---------------------------------------------------------------------------------

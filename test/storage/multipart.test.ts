@@ -44,7 +44,7 @@ describe('multipart uploads (large files)', () => {
       etags.push(await res.json());
     }
     const done = await call('POST', '/api/storage/multipart/complete', u.headers, { workspace_id: u.workspaceId, hash, upload_id: plan.uploadId, parts: etags });
-    expect(await done.json()).toEqual({ ok: true, storageId: plan.storageId });
+    expect(await done.json()).toEqual({ ok: true, storageId: plan.storageId, alreadyPresent: false });
     expect((await commit(u, u.workspaceId, hash, plan.storageId, bytes.byteLength, { mime_type: 'application/pdf', kind: 'pdf' })).status).toBe(200);
 
     const { body } = await downloadUrl(u, u.workspaceId, hash);

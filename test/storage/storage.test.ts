@@ -137,9 +137,9 @@ describe('signed URLs', () => {
   it('clamps requested lifetimes to 15 min for uploads and 1 h for downloads', async () => {
     const u = await syncUser();
     const bytes = bytesOf('clamp me');
-    const { body, hash } = await presignUpload(u, u.workspaceId, bytes, 'image/png', { expires_in_ms: 24 * 3600_000 });
+    const { body } = await presignUpload(u, u.workspaceId, bytes, 'image/png', { expires_in_ms: 24 * 3600_000 });
     expect(body.expiresAt - Date.now()).toBeLessThanOrEqual(15 * 60_000);
-    await put(body.url, bytes, body.headers);
+    const { hash } = await store(u, u.workspaceId, bytes);
     const dl = await downloadUrl(u, u.workspaceId, hash, { expires_in_ms: 24 * 3600_000 });
     expect(dl.body.expiresAt - Date.now()).toBeLessThanOrEqual(3600_000);
     expect(dl.body.expiresAt - Date.now()).toBeGreaterThan(3500_000);
@@ -244,6 +244,43 @@ describe('access and policies', () => {
       expect(await (await fetchUrl(body.url)).text()).toBe('legacy file');
     }
     expect((await downloadUrl(u, u.workspaceId, 'd'.repeat(32))).res.status).toBe(404);
+  });
+});
+
+describe('hardening', () => {
+  it('serves downloads with nosniff and a sandbox CSP, 416 for unsatisfiable ranges and 412 for failed preconditions', async () => {
+    const u = await syncUser();
+    const { hash } = await store(u, u.workspaceId, bytesOf('sixteen bytes!!!'));
+    const { body } = await downloadUrl(u, u.workspaceId, hash);
+    const ok = await fetchUrl(body.url);
+    expect(ok.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(ok.headers.get('content-security-policy')).toContain('sandbox');
+    const beyond = await fetchUrl(body.url, { headers: { range: 'bytes=100-200' } });
+    expect(beyond.status).toBe(416);
+    expect(beyond.headers.get('content-range')).toBe('bytes */16');
+    expect((await fetchUrl(body.url, { headers: { 'if-match': '"not-the-etag"' } })).status).toBe(412);
+    expect((await fetchUrl(body.url, { headers: { 'if-none-match': ok.headers.get('etag')! } })).status).toBe(304);
+  });
+
+  it('refuses MIME types that could break headers, and downloads of uploads never committed', async () => {
+    const u = await syncUser();
+    expect((await presignUpload(u, u.workspaceId, bytesOf('x'), 'image/png;\r\nx-evil: 1')).res.status).toBe(400);
+    const bytes = bytesOf('uploaded, not committed');
+    const { body, hash } = await presignUpload(u, u.workspaceId, bytes);
+    await put(body.url, bytes, body.headers);
+    expect((await downloadUrl(u, u.workspaceId, hash)).res.status).toBe(404);
+  });
+
+  it('delete leaves an upload that was never committed alone, and counts references however the hash is spelled', async () => {
+    const u = await syncUser();
+    const bytes = bytesOf('in flight upload');
+    const { body, hash } = await presignUpload(u, u.workspaceId, bytes);
+    await put(body.url, bytes, body.headers);
+    expect((await call('POST', '/api/storage/delete', u.headers, { workspace_id: u.workspaceId, hash })).status).toBe(200);
+    expect(await env.BLOBS.head(body.storageId)).not.toBeNull();
+    const other = await store(u, u.workspaceId, bytesOf('shouty reference'));
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { file_hashes: JSON.stringify([other.hash.replace(/[a-f]/g, (ch) => ch.toUpperCase())]) }))]);
+    expect((await call('POST', '/api/storage/delete', u.headers, { workspace_id: u.workspaceId, hash: other.hash })).status).toBe(409);
   });
 });
 
