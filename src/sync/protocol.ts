@@ -8,6 +8,7 @@
  */
 import * as z from 'zod';
 import { badRequest, payloadTooLarge } from '../http/errors';
+import { sha256Hex } from '../auth/tokens';
 import { parseHash } from '../storage/hashes';
 
 export const SYNC_LIMITS = {
@@ -135,13 +136,6 @@ function sortKeys(value: unknown): unknown {
     return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys((value as Record<string, unknown>)[key])]));
   }
   return value;
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(text)));
-  let hex = '';
-  for (const b of digest) hex += b.toString(16).padStart(2, '0');
-  return hex;
 }
 
 /** The idempotency fingerprint: (tableName, operation, pk, payload, clock, hlc, deviceId). */

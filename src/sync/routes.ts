@@ -65,6 +65,15 @@ async function readTicket(secret: string, ticket: string, workspaceId: string) {
   }
 }
 
+/** Both GC routes: owner only (settings.manage), one RPC, `{ deletedCount }`. */
+async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
+  const body = await jsonBody(c, gcSchema);
+  const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
+  const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind, retentionSeconds: body.retentionSeconds });
+  if (!result.ok) throw failed(result);
+  return c.json({ deletedCount: result.deletedCount });
+}
+
 export const sync = new Hono<AppEnv>()
   .post('/push', async (c) => {
     const body = await jsonBody(c, pushSchema);
@@ -101,21 +110,8 @@ export const sync = new Hono<AppEnv>()
     return c.json({ workspaceId: r.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark, items: r.items, nextPageToken: r.nextPageToken });
   })
 
-  .post('/gc-tombstones', async (c) => {
-    const body = await jsonBody(c, gcSchema);
-    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
-    const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind: 'tombstones', retentionSeconds: body.retentionSeconds });
-    if (!result.ok) throw failed(result);
-    return c.json({ deletedCount: result.deletedCount });
-  })
-
-  .post('/gc-change-log', async (c) => {
-    const body = await jsonBody(c, gcSchema);
-    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
-    const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind: 'change-log', retentionSeconds: body.retentionSeconds });
-    if (!result.ok) throw failed(result);
-    return c.json({ deletedCount: result.deletedCount });
-  })
+  .post('/gc-tombstones', (c) => runGc(c, 'tombstones'))
+  .post('/gc-change-log', (c) => runGc(c, 'change-log'))
 
   .post('/ws-ticket', async (c) => {
     const body = await jsonBody(c, wsTicketSchema);
