@@ -7,6 +7,7 @@
  * Every statement is served by an index (docs/schema.md): change_log by its rowid
  * (server_version) and unique op_id, rows by (table_name, pk), file_refs by hash and by entity.
  */
+import type { ArchivedEntry } from '../archive/archive';
 import { parseHash } from '../storage/hashes';
 import { compareRevisions, REFERENCING_TABLES, SYNC_LIMITS, type PreparedOp, type TableName } from './protocol';
 
@@ -339,19 +340,61 @@ function lastVersionBefore(sql: SqlStorage, cutoff: number): number {
 }
 
 /**
- * Deletes change-log entries older than the cutoff and at or below every live cursor, at most
- * `chunk` of them; `done` is false when another call should continue.
+ * The next range of change-log versions GC may remove: older than the cutoff, at or below every
+ * live cursor, at most `chunk` of them. Null when there is nothing to remove.
  */
-export function gcChangeLog(sql: SqlStorage, cutoff: number, chunk: number = SYNC_LIMITS.gcChunk): { deleted: number; done: boolean } {
+export function prunableRange(sql: SqlStorage, cutoff: number, chunk: number = SYNC_LIMITS.gcChunk): { from: number; to: number; last: boolean } | null {
   const floor = prunedThrough(sql);
   const through = Math.min(safeThrough(sql, cutoff), lastVersionBefore(sql, cutoff));
-  if (through <= floor) return { deleted: 0, done: true };
-  const stop = Math.min(through, floor + chunk);
+  if (through <= floor) return null;
+  const to = Math.min(through, floor + chunk);
+  return { from: floor + 1, to, last: to === through };
+}
+
+/** The full change-log rows of a version range, for the archive. */
+export function changeLogRows(sql: SqlStorage, from: number, to: number): ArchivedEntry[] {
+  return sql
+    .exec<{ server_version: number; op_id: string; table_name: string; pk: string; op: 'put' | 'delete'; payload: string | null; clock: number; hlc: string; device_id: string; user_id: string; fingerprint: string; created_at: number }>(
+      'SELECT * FROM change_log WHERE server_version BETWEEN ? AND ? ORDER BY server_version',
+      from,
+      to,
+    )
+    .toArray()
+    .map((r) => ({
+      serverVersion: r.server_version,
+      opId: r.op_id,
+      tableName: r.table_name,
+      pk: r.pk,
+      op: r.op,
+      payload: r.payload === null ? null : JSON.parse(r.payload),
+      clock: r.clock,
+      hlc: r.hlc,
+      deviceId: r.device_id,
+      userId: r.user_id,
+      fingerprint: r.fingerprint,
+      createdAt: r.created_at,
+    }));
+}
+
+/** Deletes the change log through `to` and moves the GC floor there; returns how many went. */
+export function pruneThrough(sql: SqlStorage, to: number): number {
+  if (to <= prunedThrough(sql)) return 0;
   // rowsWritten would also count index entries, so count first.
-  const deleted = sql.exec<{ n: number }>('SELECT count(*) AS n FROM change_log WHERE server_version <= ?', stop).one().n;
-  sql.exec('DELETE FROM change_log WHERE server_version <= ?', stop);
-  setMeta(sql, 'pruned_through', stop);
-  return { deleted, done: stop === through };
+  const deleted = sql.exec<{ n: number }>('SELECT count(*) AS n FROM change_log WHERE server_version <= ?', to).one().n;
+  sql.exec('DELETE FROM change_log WHERE server_version <= ?', to);
+  setMeta(sql, 'pruned_through', to);
+  return deleted;
+}
+
+/**
+ * Deletes change-log entries older than the cutoff and at or below every live cursor, at most
+ * `chunk` of them, without archiving (the object archives between `prunableRange` and
+ * `pruneThrough`); `done` is false when another call should continue.
+ */
+export function gcChangeLog(sql: SqlStorage, cutoff: number, chunk: number = SYNC_LIMITS.gcChunk): { deleted: number; done: boolean } {
+  const range = prunableRange(sql, cutoff, chunk);
+  if (!range) return { deleted: 0, done: true };
+  return { deleted: pruneThrough(sql, range.to), done: range.last };
 }
 
 /** Deletes tombstones older than the cutoff whose delete every live cursor has seen. */

@@ -21,6 +21,7 @@ import { logEvent } from '../http/logger';
 import * as engine from './engine';
 import * as blobs from '../storage/engine';
 import { runBlobGc } from '../storage/gc';
+import { archiveRows } from '../archive/archive';
 import { FixedWindowLimiter, type SyncLimitName } from './limiter';
 import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
 import type { PreparedOp, TableName } from './protocol';
@@ -55,6 +56,8 @@ export const GC_INTERVAL_MS = 6 * 3600 * 1000;
 export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql: SqlStorage;
   readonly #limiter = new FixedWindowLimiter();
+  /** Archiving awaits R2, which lets other events in: runs are chained so manifests stay consistent. */
+  #archiving: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -129,23 +132,52 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return { ok: true, workspaceId: caller.workspaceId, snapshotId: state.snapshotId, highWatermark: state.highWatermark, items: page.items, nextPageToken };
   }
 
-  gc(caller: Caller, input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number }): GcReply | Failure {
+  async gc(caller: Caller, input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number }): Promise<GcReply | Failure> {
     const limited = this.#limited(caller);
     if (limited) return limited;
-    const deletedCount = this.#collect(input.kind, input.retentionSeconds);
+    const deletedCount = input.kind === 'tombstones' ? this.#collectTombstones(input.retentionSeconds) : (await this.collectChangeLog(input.retentionSeconds)).deleted;
     logEvent('info', 'sync_gc', { workspaceId: caller.workspaceId, userId: caller.userId, kind: input.kind, retentionSeconds: input.retentionSeconds, deletedCount });
     return { ok: true, deletedCount };
   }
 
-  /** Runs GC in bounded transactions until there is nothing left to collect. */
-  #collect(kind: 'tombstones' | 'change-log', retentionSeconds: number): number {
+  /** Tombstone GC in bounded transactions until there is nothing left to collect. */
+  #collectTombstones(retentionSeconds: number): number {
     const cutoff = Date.now() - retentionSeconds * 1000;
     let total = 0;
     for (;;) {
-      const step = this.ctx.storage.transactionSync(() => (kind === 'tombstones' ? engine.gcTombstones(this.#sql, cutoff) : engine.gcChangeLog(this.#sql, cutoff)));
+      const step = this.ctx.storage.transactionSync(() => engine.gcTombstones(this.#sql, cutoff));
       total += step.deleted;
       if (step.done) return total;
     }
+  }
+
+  /**
+   * Change-log GC: each eligible range is archived to R2 first and deleted only once the archive
+   * write succeeded, so GC never loses history. An R2 failure leaves the rows in place (the next
+   * run retries) and is reported as `archived: false`. `bucket` is a seam for failure tests.
+   */
+  collectChangeLog(retentionSeconds: number, bucket: R2Bucket = this.env.BLOBS): Promise<{ deleted: number; archived: boolean }> {
+    const run = this.#archiving.then(async () => {
+      const workspaceId = this.ctx.id.name;
+      if (!workspaceId) throw new Error('workspace object has no name: cannot archive');
+      const cutoff = Date.now() - retentionSeconds * 1000;
+      let deleted = 0;
+      for (;;) {
+        const range = engine.prunableRange(this.#sql, cutoff);
+        if (!range) return { deleted, archived: true };
+        const rows = engine.changeLogRows(this.#sql, range.from, range.to);
+        try {
+          await archiveRows(bucket, workspaceId, rows);
+        } catch (err) {
+          logEvent('error', 'archive_failed', { workspaceId, from: range.from, to: range.to, message: err instanceof Error ? err.message : String(err) });
+          return { deleted, archived: false };
+        }
+        deleted += this.ctx.storage.transactionSync(() => engine.pruneThrough(this.#sql, range.to));
+        if (range.last) return { deleted, archived: true };
+      }
+    });
+    this.#archiving = run.catch(() => undefined);
+    return run;
   }
 
   /** Retention GC on the alarm, with OR3_SYNC_RETENTION_SECONDS. Idempotent: a retry deletes nothing twice. */
@@ -156,8 +188,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       return;
     }
     const retention = config.config.sync.retentionSeconds;
-    const tombstones = this.#collect('tombstones', retention);
-    const changeLog = this.#collect('change-log', retention);
+    const tombstones = this.#collectTombstones(retention);
+    const changeLog = (await this.collectChangeLog(retention)).deleted;
     logEvent('info', 'sync_gc', { trigger: 'alarm', retentionSeconds: retention, tombstones, changeLog });
     // The same blob GC as POST /api/storage/gc/run, on this object's own methods.
     const workspaceId = this.ctx.id.name;

@@ -1,0 +1,103 @@
+/**
+ * The history archive (from the Stricture storage design): before change-log rows are deleted
+ * by GC, they are written to R2 as immutable JSONL segments under deterministic keys, each day
+ * has a JSONL manifest listing its segments, and `latest.json` points at the newest archived
+ * version. So GC never loses history, and a workspace can be exported, audited and rebuilt with
+ * no database:
+ *
+ *   archive/v1/ws=<workspaceId>/date=<YYYY-MM-DD>/seq=<first>-<last>.jsonl
+ *   archive/v1/ws=<workspaceId>/manifests/date=<YYYY-MM-DD>.jsonl
+ *   archive/v1/ws=<workspaceId>/latest.json
+ *
+ * Writes are idempotent by key: a retry writes the same bytes to the same segment key and adds
+ * no second manifest line. Callers delete rows only after `archiveRows` resolved.
+ */
+
+/** One change-log entry as archived (the wire names of a SyncChange, plus server fields). */
+export interface ArchivedEntry {
+  serverVersion: number;
+  opId: string;
+  tableName: string;
+  pk: string;
+  op: 'put' | 'delete';
+  payload: unknown;
+  clock: number;
+  hlc: string;
+  deviceId: string;
+  userId: string;
+  fingerprint: string;
+  createdAt: number;
+}
+
+export interface ManifestEntry {
+  key: string;
+  first: number;
+  last: number;
+  count: number;
+  bytes: number;
+}
+
+const PREFIX = 'archive/v1';
+
+export const archivePrefix = (workspaceId: string) => `${PREFIX}/ws=${workspaceId}/`;
+export const segmentKey = (workspaceId: string, date: string, first: number, last: number) => `${PREFIX}/ws=${workspaceId}/date=${date}/seq=${first}-${last}.jsonl`;
+export const manifestKey = (workspaceId: string, date: string) => `${PREFIX}/ws=${workspaceId}/manifests/date=${date}.jsonl`;
+export const latestKey = (workspaceId: string) => `${PREFIX}/ws=${workspaceId}/latest.json`;
+
+/** The UTC calendar date of an epoch-ms time. */
+export const utcDate = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+/** Splits version-ordered entries into runs of the same UTC date (one segment each). */
+export function segmentsOf(entries: ArchivedEntry[]): { date: string; entries: ArchivedEntry[] }[] {
+  const out: { date: string; entries: ArchivedEntry[] }[] = [];
+  for (const entry of entries) {
+    const date = utcDate(entry.createdAt);
+    const last = out[out.length - 1];
+    if (last && last.date === date) last.entries.push(entry);
+    else out.push({ date, entries: [entry] });
+  }
+  return out;
+}
+
+export const toJsonl = (items: unknown[]) => items.map((i) => JSON.stringify(i)).join('\n') + '\n';
+
+export function parseJsonl<T>(text: string): T[] {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as T);
+}
+
+/**
+ * Writes the entries' segments, adds them to their day manifests, and moves `latest.json`
+ * forward. Throws if any write fails; nothing is deleted by the caller then.
+ */
+export async function archiveRows(bucket: R2Bucket, workspaceId: string, entries: ArchivedEntry[]): Promise<ManifestEntry[]> {
+  if (!entries.length) return [];
+  const written: ManifestEntry[] = [];
+  for (const segment of segmentsOf(entries)) {
+    const first = segment.entries[0]!.serverVersion;
+    const last = segment.entries[segment.entries.length - 1]!.serverVersion;
+    const key = segmentKey(workspaceId, segment.date, first, last);
+    const body = toJsonl(segment.entries);
+    await bucket.put(key, body, { httpMetadata: { contentType: 'application/x-ndjson' } });
+    const entry: ManifestEntry = { key, first, last, count: segment.entries.length, bytes: new TextEncoder().encode(body).byteLength };
+    const mKey = manifestKey(workspaceId, segment.date);
+    const existing = await bucket.get(mKey);
+    const lines = existing ? parseJsonl<ManifestEntry>(await existing.text()) : [];
+    if (!lines.some((l) => l.key === key)) {
+      lines.push(entry);
+      await bucket.put(mKey, toJsonl(lines), { httpMetadata: { contentType: 'application/x-ndjson' } });
+    }
+    written.push(entry);
+  }
+  const newest = written[written.length - 1]!;
+  const previous = await bucket.get(latestKey(workspaceId));
+  const prior = previous ? ((await previous.json()) as { lastArchivedVersion?: number }).lastArchivedVersion ?? 0 : 0;
+  if (newest.last > prior) {
+    await bucket.put(latestKey(workspaceId), JSON.stringify({ workspaceId, lastArchivedVersion: newest.last, lastSegment: newest.key, updatedAt: new Date().toISOString() }), {
+      httpMetadata: { contentType: 'application/json' },
+    });
+  }
+  return written;
+}
