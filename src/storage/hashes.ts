@@ -45,10 +45,3 @@ export function blobKey(workspaceId: string, hash: ParsedHash): string {
   if (!/^[A-Za-z0-9_-]{1,128}$/.test(workspaceId)) throw badRequest('Invalid workspace id', 'invalid_workspace');
   return `ws/${workspaceId}/${hash.algorithm}/${hash.hex}`;
 }
-
-/** Hex to bytes (R2's `sha256` put option takes the digest). */
-export function hexToBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
-}
