@@ -20,7 +20,9 @@ export interface ArchivedEntry {
   tableName: string;
   pk: string;
   op: 'put' | 'delete';
-  payload: unknown;
+  /** The stored payload; `any` because RPC's type mapping cannot carry `unknown`. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  payload: { [key: string]: any } | null;
   clock: number;
   hlc: string;
   deviceId: string;

@@ -21,7 +21,7 @@ import { logEvent } from '../http/logger';
 import * as engine from './engine';
 import * as blobs from '../storage/engine';
 import { runBlobGc } from '../storage/gc';
-import { archiveRows } from '../archive/archive';
+import { archiveRows, type ArchivedEntry } from '../archive/archive';
 import { FixedWindowLimiter, type SyncLimitName } from './limiter';
 import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
 import type { PreparedOp, TableName } from './protocol';
@@ -222,6 +222,25 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       engine.setMeta(this.#sql, 'snapshot_key', key);
     }
     return key;
+  }
+
+  // -- export (the archive feature's export route pages through these) ---------------------------
+
+  /**
+   * Live change-log entries in the next `limit` versions after `after` (other users'
+   * notifications excluded), with the last version scanned and whether that reached the head.
+   */
+  exportLog(after: number, limit: number, userId: string): { entries: ArchivedEntry[]; through: number; done: boolean } {
+    const from = Math.max(after, engine.prunedThrough(this.#sql)) + 1;
+    const head = engine.headVersion(this.#sql);
+    const through = Math.min(head, from + limit - 1);
+    const entries = from > through ? [] : engine.changeLogRows(this.#sql, from, through).filter((e) => e.tableName !== 'notifications' || e.userId === userId);
+    return { entries, through: Math.max(through, after), done: through >= head };
+  }
+
+  /** One page of the current state for an export, without the sync rate limit. */
+  exportState(after: [string, string] | null, pageSize: number, userId: string) {
+    return engine.snapshotPage(this.#sql, { after, pageSize, userId });
   }
 
   // -- blob bookkeeping (the storage feature's routes call these) -------------------------------

@@ -10,6 +10,7 @@ import { jsonBody } from '../http/body';
 import { badRequest, conflict, notFound } from '../http/errors';
 import { requireUser } from '../auth/authenticate';
 import { randomToken, sha256Hex } from '../auth/tokens';
+import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
 import { ROLES } from './permissions';
 import {
@@ -88,6 +89,12 @@ export const workspaces = new Hono<AppEnv>()
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
     await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
     return c.json({ ok: true });
+  })
+
+  .get('/:id/export', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const { principal } = await authorizeWorkspace(c, workspaceId, 'settings.manage');
+    return exportWorkspace(c, workspaceId, principal.userId);
   })
 
   .get('/:id/members', async (c) => {
