@@ -14,7 +14,9 @@ import { PLATFORM } from '../limits';
 import { badRequest, conflict, forbidden, notFound } from '../http/errors';
 import { ROLES } from '../workspaces/permissions';
 import { memberChangeResult, param } from '../workspaces/routes';
-import { removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspaces/store';
+import { createWorkspace, removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspaces/store';
+import { readHistory, type ExportSource } from '../archive/export';
+import type { ArchivedEntry } from '../archive/archive';
 
 type AdminEnv = AppEnv;
 
@@ -134,6 +136,47 @@ export const admin = new Hono<AdminEnv>()
     await setWorkspaceDeleted(c.env.DB, workspaceId, false);
     audit('admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
+  })
+
+  /**
+   * Restore or fork: a new workspace built by replaying the source's history (archive + live
+   * log) into a fresh object, up to `untilVersion` or `untilTime` (epoch ms or ISO) if given.
+   * The calling admin owns the fork; the source is untouched.
+   */
+  .post('/workspaces/:id/fork', async (c) => {
+    const sourceId = param(c.req.param('id'), 'workspace id');
+    const body = await jsonBody(
+      c,
+      z
+        .strictObject({
+          untilVersion: z.number().int().min(0).optional(),
+          untilTime: z.union([z.number().int().min(0), z.iso.datetime()]).optional(),
+          name: z.string().trim().min(1).max(100).optional(),
+        })
+        .refine((b) => b.untilVersion === undefined || b.untilTime === undefined, { message: 'give untilVersion or untilTime, not both' }),
+      { allowEmpty: true },
+    );
+    const source = await c.env.DB.prepare('SELECT name FROM workspaces WHERE id = ?').bind(sourceId).first<{ name: string }>();
+    if (!source) throw notFound('No such workspace');
+    const admin = await requireUser(c);
+    const untilTime = body.untilTime === undefined ? undefined : typeof body.untilTime === 'number' ? body.untilTime : Date.parse(body.untilTime);
+    const keep = (e: ArchivedEntry) => (body.untilVersion === undefined || e.serverVersion <= body.untilVersion) && (untilTime === undefined || e.createdAt <= untilTime);
+    const forkId = await createWorkspace(c.env.DB, admin.userId, body.name ?? `${source.name} (fork)`, null);
+    const target = c.env.WORKSPACE.getByName(forkId);
+    let imported = 0;
+    let serverVersion = 0;
+    const history = readHistory(c.env.BLOBS, c.env.WORKSPACE.getByName(sourceId) as unknown as ExportSource, sourceId, null);
+    for await (const page of history) {
+      const entries = page.filter(keep);
+      if (entries.length) {
+        const result = await target.importHistory(entries);
+        imported += result.imported;
+        serverVersion = result.serverVersion;
+      }
+      if (entries.length < page.length) break; // history is in version (and time) order
+    }
+    audit('admin.workspace.forked', { ...(await auditBase(c)), workspaceId: sourceId, forkId, imported });
+    return c.json({ id: forkId, imported, serverVersion });
   })
 
   .put('/users/:id/admin', async (c) => {

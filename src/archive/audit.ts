@@ -17,6 +17,7 @@ export type AuditEventName =
   | 'auth.bootstrap_admin.created'
   | 'admin.workspace.deleted'
   | 'admin.workspace.restored'
+  | 'admin.workspace.forked'
   | 'admin.member.upserted'
   | 'admin.member.removed'
   | 'admin.admin.granted'

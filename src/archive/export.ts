@@ -17,12 +17,46 @@ import type { SnapshotItem } from '../sync/engine';
 import { archivePrefix, parseJsonl, type ArchivedEntry, type ManifestEntry } from './archive';
 
 /** The two object methods an export uses (typed here: RPC's mapped types are too deep for these). */
-interface ExportSource {
-  exportLog(after: number, limit: number, userId: string): Promise<{ entries: ArchivedEntry[]; through: number; done: boolean }>;
+export interface ExportSource {
+  exportLog(after: number, limit: number, userId: string | null): Promise<{ entries: ArchivedEntry[]; through: number; done: boolean }>;
   exportState(after: [string, string] | null, pageSize: number, userId: string): Promise<{ items: SnapshotItem[]; next: [string, string] | null }>;
 }
 
 const PAGE = 500;
+
+/**
+ * A workspace's whole history in version order, in pages: the archived segments (by day
+ * manifest), then the live log after them, each version once. `userId` null includes every
+ * user's notifications; otherwise only that user's.
+ */
+export async function* readHistory(bucket: R2Bucket, ws: ExportSource, workspaceId: string, userId: string | null): AsyncGenerator<ArchivedEntry[]> {
+  let lastVersion = 0;
+  const manifests: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({ prefix: `${archivePrefix(workspaceId)}manifests/`, ...(cursor ? { cursor } : {}) });
+    manifests.push(...page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  for (const key of manifests.sort()) {
+    const manifest = await bucket.get(key);
+    if (!manifest) continue;
+    for (const segment of parseJsonl<ManifestEntry>(await manifest.text()).sort((a, b) => a.first - b.first)) {
+      if (segment.last <= lastVersion) continue;
+      const body = await bucket.get(segment.key);
+      if (!body) continue;
+      const entries = parseJsonl<ArchivedEntry>(await body.text()).filter((e) => e.serverVersion > lastVersion && (userId === null || e.tableName !== 'notifications' || e.userId === userId));
+      if (entries.length) yield entries;
+      lastVersion = Math.max(lastVersion, segment.last);
+    }
+  }
+  for (;;) {
+    const page = await ws.exportLog(lastVersion, PAGE, userId);
+    if (page.entries.length) yield page.entries;
+    lastVersion = page.through;
+    if (page.done) return;
+  }
+}
 
 export async function exportWorkspace(c: Context<AppEnv>, workspaceId: string, userId: string): Promise<Response> {
   const ws = c.env.WORKSPACE.getByName(workspaceId) as unknown as ExportSource;
@@ -35,39 +69,12 @@ export async function exportWorkspace(c: Context<AppEnv>, workspaceId: string, u
   const write = async () => {
     let changes = 0;
     let items = 0;
-    let lastVersion = 0;
     const change = (e: ArchivedEntry) => ({ type: 'change', ...e });
     await emit([{ type: 'header', format: 'or3-edge-export/v1', workspaceId, exportedAt: new Date().toISOString() }]);
 
-    // Archived history: day manifests in date order, their segments in version order.
-    const manifests: string[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await bucket.list({ prefix: `${archivePrefix(workspaceId)}manifests/`, ...(cursor ? { cursor } : {}) });
-      manifests.push(...page.objects.map((o) => o.key));
-      cursor = page.truncated ? page.cursor : undefined;
-    } while (cursor);
-    for (const key of manifests.sort()) {
-      const manifest = await bucket.get(key);
-      if (!manifest) continue;
-      for (const segment of parseJsonl<ManifestEntry>(await manifest.text()).sort((a, b) => a.first - b.first)) {
-        if (segment.last <= lastVersion) continue;
-        const body = await bucket.get(segment.key);
-        if (!body) continue;
-        const entries = parseJsonl<ArchivedEntry>(await body.text()).filter((e) => e.serverVersion > lastVersion && (e.tableName !== 'notifications' || e.userId === userId));
-        await emit(entries.map(change));
-        changes += entries.length;
-        lastVersion = Math.max(lastVersion, segment.last);
-      }
-    }
-
-    // The live log after whatever the archive held.
-    for (;;) {
-      const page = await ws.exportLog(lastVersion, PAGE, userId);
-      await emit(page.entries.map(change));
-      changes += page.entries.length;
-      lastVersion = page.through;
-      if (page.done) break;
+    for await (const entries of readHistory(bucket, ws, workspaceId, userId)) {
+      await emit(entries.map(change));
+      changes += entries.length;
     }
 
     // The current state.

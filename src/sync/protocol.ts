@@ -149,6 +149,15 @@ function isLive(payload: Record<string, unknown>): boolean {
   return !(payload.deleted === true || payload.deleted === 1);
 }
 
+/** The canonical blob hashes a stored payload's file_hashes lists (lenient: for replays of stored data). */
+export function referencedHashes(raw: unknown): string[] {
+  try {
+    return parseFileHashes('history', raw);
+  } catch {
+    return [];
+  }
+}
+
 function parseFileHashes(table: string, raw: unknown): string[] {
   if (raw === undefined || raw === null || raw === '') return [];
   let list: unknown = raw;

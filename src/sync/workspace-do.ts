@@ -24,7 +24,7 @@ import { runBlobGc } from '../storage/gc';
 import { archiveRows, type ArchivedEntry } from '../archive/archive';
 import { FixedWindowLimiter, type SyncLimitName } from './limiter';
 import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
-import type { PreparedOp, TableName } from './protocol';
+import { canonicalJson, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from './protocol';
 
 export interface PingResult {
   ok: true;
@@ -230,12 +230,35 @@ export class WorkspaceDO extends DurableObject<Bindings> {
    * Live change-log entries in the next `limit` versions after `after` (other users'
    * notifications excluded), with the last version scanned and whether that reached the head.
    */
-  exportLog(after: number, limit: number, userId: string): { entries: ArchivedEntry[]; through: number; done: boolean } {
+  exportLog(after: number, limit: number, userId: string | null): { entries: ArchivedEntry[]; through: number; done: boolean } {
     const from = Math.max(after, engine.prunedThrough(this.#sql)) + 1;
     const head = engine.headVersion(this.#sql);
     const through = Math.min(head, from + limit - 1);
-    const entries = from > through ? [] : engine.changeLogRows(this.#sql, from, through).filter((e) => e.tableName !== 'notifications' || e.userId === userId);
+    // userId null: every user's notifications (a fork replays everything).
+    const entries = from > through ? [] : engine.changeLogRows(this.#sql, from, through).filter((e) => userId === null || e.tableName !== 'notifications' || e.userId === userId);
     return { entries, through: Math.max(through, after), done: through >= head };
+  }
+
+  /**
+   * Replays history into this (fresh) workspace: each entry goes through the same push logic
+   * (idempotency, last-write-wins, derived refs) as its original author, so the resulting rows
+   * equal the source's at the point the history stops. Versions are allocated anew.
+   */
+  async importHistory(entries: ArchivedEntry[]): Promise<{ imported: number; serverVersion: number }> {
+    const serverVersion = this.ctx.storage.transactionSync(() => {
+      let head = engine.headVersion(this.#sql);
+      for (const e of entries) {
+        const payload = e.payload === null ? null : canonicalJson(e.payload);
+        const live = e.payload !== null && !(e.payload.deleted === true || e.payload.deleted === 1);
+        const fileHashes = REFERENCING_TABLES.has(e.tableName) && e.op === 'put' ? (live ? referencedHashes(e.payload?.file_hashes) : []) : null;
+        const op: PreparedOp = { opId: e.opId, tableName: e.tableName as TableName, pk: e.pk, op: e.op, payload, clock: e.clock, hlc: e.hlc, deviceId: e.deviceId, fingerprint: e.fingerprint, fileHashes };
+        // The original time: deletion times and GC retention stay those of the real writes.
+        head = engine.applyPush(this.#sql, [op], e.userId, e.createdAt).serverVersion;
+      }
+      return head;
+    });
+    if (entries.length) await this.#ensureAlarm();
+    return { imported: entries.length, serverVersion };
   }
 
   /** One page of the current state for an export, without the sync rate limit. */
