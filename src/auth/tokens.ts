@@ -111,14 +111,18 @@ export function parseRefreshToken(token: string): { id: string; secret: string }
   return match ? { id: match[1]!, secret: match[2]! } : null;
 }
 
-/** The child refresh secret for a parent: HMAC(server key, parent id + parent secret). */
-export async function childSecret(serverKey: string, parentId: string, parentSecret: string): Promise<string> {
-  const key = await crypto.subtle.importKey('raw', encoder.encode(`refresh-child:${serverKey}`), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  const mac = await crypto.subtle.sign('HMAC', key, encoder.encode(`${parentId}.${parentSecret}`));
-  return base64url(new Uint8Array(mac));
+/** HMAC-SHA256 of `data` under `key`, base64url: the MAC behind every signed token and URL here. */
+export async function hmacBase64url(key: string, data: string): Promise<string> {
+  const cryptoKey = await crypto.subtle.importKey('raw', encoder.encode(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return base64url(new Uint8Array(await crypto.subtle.sign('HMAC', cryptoKey, encoder.encode(data))));
 }
 
-/** Constant-time comparison of two hex digests of equal length. */
+/** The child refresh secret for a parent: HMAC(server key, parent id + parent secret). */
+export function childSecret(serverKey: string, parentId: string, parentSecret: string): Promise<string> {
+  return hmacBase64url(`refresh-child:${serverKey}`, `${parentId}.${parentSecret}`);
+}
+
+/** Constant-time comparison of two strings (digests, MACs); unequal lengths are simply unequal. */
 export function digestsEqual(a: string, b: string): boolean {
   const ab = encoder.encode(a);
   const bb = encoder.encode(b);

@@ -48,6 +48,11 @@ export const rateLimited = (retryAfterSeconds: number) => {
 export const notImplemented = (message: string) => new ApiError(501, 'not_implemented', message);
 export const misconfigured = (message: string) => new ApiError(503, 'misconfigured', message);
 
+/** The HTTP error for an expected failure a Durable Object returned (thrown errors lose their type across RPC). */
+export function fromFailure(failure: { status: ContentfulStatusCode; code: string; message: string; retryAfter?: number }): ApiError {
+  return new ApiError(failure.status, failure.code, failure.message, failure.retryAfter ? { 'Retry-After': String(failure.retryAfter) } : {});
+}
+
 /** The wire envelope for an error. */
 export function errorBody(code: string, message: string) {
   return { error: code, message };

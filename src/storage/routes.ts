@@ -12,10 +12,9 @@ import { audit } from '../archive/audit';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, forbidden, gone, notFound, unprocessable } from '../http/errors';
+import { ApiError, badRequest, conflict, forbidden, fromFailure, gone, notFound, unprocessable } from '../http/errors';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf, workspaceExists } from '../workspaces/store';
-import type { Failure } from '../sync/workspace-do';
 import { runBlobGc } from './gc';
 import { multipart, partRoute } from './multipart';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
@@ -56,7 +55,6 @@ const deleteSchema = z.strictObject({ workspace_id: id, hash });
 const gcSchema = z.strictObject({ workspace_id: id, retention_seconds: z.number().int().min(0).max(31_536_000).optional(), limit: z.number().int().min(1).max(1000).optional() });
 
 const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByName(workspaceId);
-const failed = (f: Failure) => new ApiError(f.status, f.code, f.message, f.retryAfter ? { 'Retry-After': String(f.retryAfter) } : {});
 const origin = (c: Context<AppEnv>) => new URL(c.req.url).origin;
 
 /** The hash in a blob route's path (`/<algorithm>/<hex>`), parsed like any other. */
@@ -282,7 +280,7 @@ export const storage = new Hono<AppEnv>()
       { bucket: c.env.BLOBS, workspaceId: body.workspace_id, start: (i) => ws.startBlobGc(i), finish: (h) => ws.finishBlobGc(h), markStrays: (k, cursor) => ws.markStrays(k, cursor) },
       { retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds, limit: body.limit ?? 100, cooldownMs: config.storage.gcCooldownMs },
     );
-    if (!result.ok) throw failed(result);
+    if (!result.ok) throw fromFailure(result);
     audit('storage.gc.run', { requestId: c.get('requestId'), actorId: principal.userId, workspaceId: body.workspace_id, deleted: result.deleted_count, status: result.status });
     return c.json({ deleted_count: result.deleted_count, scanned_count: result.scanned_count, status: result.status });
   });

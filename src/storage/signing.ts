@@ -6,7 +6,7 @@
  * working during rotation until URLs signed with it have expired. Verification recomputes the
  * MAC and compares in constant time.
  */
-import { base64url, sha256Hex } from '../auth/tokens';
+import { digestsEqual, hmacBase64url, sha256Hex } from '../auth/tokens';
 
 export const URL_LIMITS = {
   uploadMaxMs: 15 * 60 * 1000,
@@ -33,7 +33,6 @@ export interface UrlKey {
   secret: string;
 }
 
-const encoder = new TextEncoder();
 const keyCache = new Map<string, Promise<UrlKey[]>>();
 
 /** The URL-signing keys (current first); `kid` is derived from each secret. */
@@ -51,10 +50,7 @@ function canonical(f: SignedFields, kid: string): string {
   return ['v1', f.method, f.workspaceId, f.key, String(f.expires), String(f.size), f.hash, f.disposition, f.contentType, kid].join('\n');
 }
 
-async function mac(secret: string, text: string): Promise<string> {
-  const key = await crypto.subtle.importKey('raw', encoder.encode(`storage-url:${secret}`), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return base64url(new Uint8Array(await crypto.subtle.sign('HMAC', key, encoder.encode(text))));
-}
+const mac = (secret: string, text: string) => hmacBase64url(`storage-url:${secret}`, text);
 
 export async function sign(keys: UrlKey[], fields: SignedFields): Promise<{ kid: string; sig: string }> {
   const { kid, secret } = keys[0]!;
@@ -67,9 +63,7 @@ export type VerifyOutcome = 'ok' | 'expired' | 'invalid';
 export async function verify(keys: UrlKey[], fields: SignedFields, kid: string, sig: string, now = Date.now()): Promise<VerifyOutcome> {
   const key = keys.find((k) => k.kid === kid);
   if (!key) return 'invalid';
-  const expected = encoder.encode(await mac(key.secret, canonical(fields, kid)));
-  const given = encoder.encode(sig);
-  if (given.byteLength !== expected.byteLength || !crypto.subtle.timingSafeEqual(given, expected)) return 'invalid';
+  if (!digestsEqual(sig, await mac(key.secret, canonical(fields, kid)))) return 'invalid';
   return fields.expires > now ? 'ok' : 'expired';
 }
 

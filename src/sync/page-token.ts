@@ -3,7 +3,7 @@
  * and expiry, HMAC-signed with a key kept in the workspace's own database. Stateless for the
  * object, unforgeable for clients, and they expire (410) so a snapshot cannot be paged forever.
  */
-import { base64url } from '../auth/tokens';
+import { base64url, digestsEqual, hmacBase64url } from '../auth/tokens';
 
 export const SNAPSHOT_TTL_MS = 15 * 60 * 1000;
 
@@ -16,16 +16,11 @@ export interface PageState {
 
 const encoder = new TextEncoder();
 
-async function hmac(key: string, data: string): Promise<string> {
-  const cryptoKey = await crypto.subtle.importKey('raw', encoder.encode(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return base64url(new Uint8Array(await crypto.subtle.sign('HMAC', cryptoKey, encoder.encode(data))));
-}
-
 const fromB64url = (text: string) => atob(text.replace(/-/g, '+').replace(/_/g, '/'));
 
 export async function signPageToken(key: string, state: PageState): Promise<string> {
   const body = base64url(encoder.encode(JSON.stringify([state.snapshotId, state.highWatermark, state.after[0], state.after[1], state.expiresAt])));
-  return `${body}.${await hmac(key, body)}`;
+  return `${body}.${await hmacBase64url(key, body)}`;
 }
 
 export type PageTokenResult = { ok: true; state: PageState } | { ok: false; reason: 'invalid' | 'expired' };
@@ -33,10 +28,7 @@ export type PageTokenResult = { ok: true; state: PageState } | { ok: false; reas
 export async function readPageToken(key: string, token: string, now = Date.now()): Promise<PageTokenResult> {
   const [body, mac, extra] = token.split('.');
   if (!body || !mac || extra !== undefined) return { ok: false, reason: 'invalid' };
-  const expected = await hmac(key, body);
-  const a = encoder.encode(mac);
-  const b = encoder.encode(expected);
-  if (a.byteLength !== b.byteLength || !crypto.subtle.timingSafeEqual(a, b)) return { ok: false, reason: 'invalid' };
+  if (!digestsEqual(mac, await hmacBase64url(key, body))) return { ok: false, reason: 'invalid' };
   try {
     const [snapshotId, highWatermark, table, pk, expiresAt] = JSON.parse(new TextDecoder().decode(Uint8Array.from(fromB64url(body), (ch) => ch.charCodeAt(0))));
     if (typeof expiresAt !== 'number' || expiresAt <= now) return { ok: false, reason: 'expired' };

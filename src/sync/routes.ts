@@ -11,15 +11,15 @@
 import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../env';
 import { authenticate } from '../auth/authenticate';
-import { base64url } from '../auth/tokens';
+import { base64url, digestsEqual, hmacBase64url } from '../auth/tokens';
 import { isAllowedOrigin } from '../http/cors';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, forbidden, unauthorized } from '../http/errors';
+import { ApiError, badRequest, forbidden, fromFailure, unauthorized } from '../http/errors';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf } from '../workspaces/store';
 import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
-import type { Caller, Failure } from './workspace-do';
+import type { Caller } from './workspace-do';
 
 export const WS_TICKET_TTL_MS = 60_000;
 
@@ -28,10 +28,6 @@ function caller(c: Context<AppEnv>, workspaceId: string, userId: string, name: S
   return { workspaceId, userId, limit: { name, perMinute } };
 }
 
-/** The HTTP error an object's expected failure stands for. */
-function failed(failure: Failure): ApiError {
-  return new ApiError(failure.status, failure.code, failure.message, failure.retryAfter ? { 'Retry-After': String(failure.retryAfter) } : {});
-}
 
 const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByName(workspaceId);
 
@@ -39,10 +35,7 @@ const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByN
 
 const encoder = new TextEncoder();
 
-async function ticketMac(secret: string, body: string) {
-  const key = await crypto.subtle.importKey('raw', encoder.encode(`ws-ticket:${secret}`), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return base64url(new Uint8Array(await crypto.subtle.sign('HMAC', key, encoder.encode(body))));
-}
+const ticketMac = (secret: string, body: string) => hmacBase64url(`ws-ticket:${secret}`, body);
 
 async function issueTicket(secret: string, userId: string, workspaceId: string) {
   const expiresAt = Date.now() + WS_TICKET_TTL_MS;
@@ -53,9 +46,7 @@ async function issueTicket(secret: string, userId: string, workspaceId: string) 
 async function readTicket(secret: string, ticket: string, workspaceId: string) {
   const [body, mac, extra] = ticket.split('.');
   if (!body || !mac || extra !== undefined) return null;
-  const expected = encoder.encode(await ticketMac(secret, body));
-  const given = encoder.encode(mac);
-  if (given.byteLength !== expected.byteLength || !crypto.subtle.timingSafeEqual(given, expected)) return null;
+  if (!digestsEqual(mac, await ticketMac(secret, body))) return null;
   try {
     const [userId, ticketWorkspace, nonce, expiresAt] = JSON.parse(atob(body.replace(/-/g, '+').replace(/_/g, '/')));
     if (ticketWorkspace !== workspaceId || typeof expiresAt !== 'number' || expiresAt <= Date.now()) return null;
@@ -70,7 +61,7 @@ async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
   const body = await jsonBody(c, gcSchema);
   const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
   const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind, retentionSeconds: body.retentionSeconds });
-  if (!result.ok) throw failed(result);
+  if (!result.ok) throw fromFailure(result);
   return c.json({ deletedCount: result.deletedCount });
 }
 
@@ -80,7 +71,7 @@ export const sync = new Hono<AppEnv>()
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'write');
     const ops = await prepareBatch(body.ops, body.scope.workspaceId, principal.userId);
     const result = await stub(c, body.scope.workspaceId).push(caller(c, body.scope.workspaceId, principal.userId, 'push'), ops);
-    if (!result.ok) throw failed(result);
+    if (!result.ok) throw fromFailure(result);
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })
 
@@ -89,7 +80,7 @@ export const sync = new Hono<AppEnv>()
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
     const input = { cursor: body.cursor, limit: body.limit ?? SYNC_LIMITS.pullDefault, ...(body.tables ? { tables: body.tables } : {}) };
     const r = await stub(c, body.scope.workspaceId).pull(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
-    if (!r.ok) throw failed(r);
+    if (!r.ok) throw fromFailure(r);
     return c.json({ changes: r.changes, nextCursor: r.nextCursor, hasMore: r.hasMore, oldestRetainedVersion: r.oldestRetainedVersion, requiresSnapshot: r.requiresSnapshot });
   })
 
@@ -97,7 +88,7 @@ export const sync = new Hono<AppEnv>()
     const body = await jsonBody(c, cursorSchema);
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
     const r = await stub(c, body.scope.workspaceId).updateCursor(caller(c, body.scope.workspaceId, principal.userId, 'updateCursor'), { deviceId: body.deviceId, version: body.version });
-    if (!r.ok) throw failed(r);
+    if (!r.ok) throw fromFailure(r);
     return c.json({ ok: true });
   })
 
@@ -106,7 +97,7 @@ export const sync = new Hono<AppEnv>()
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
     const input = { pageSize: body.pageSize ?? SYNC_LIMITS.snapshotDefault, ...(body.pageToken ? { pageToken: body.pageToken } : {}), ...(body.tables ? { tables: body.tables } : {}) };
     const r = await stub(c, body.scope.workspaceId).snapshot(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
-    if (!r.ok) throw failed(r);
+    if (!r.ok) throw fromFailure(r);
     return c.json({ workspaceId: r.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark, items: r.items, nextPageToken: r.nextPageToken });
   })
 
