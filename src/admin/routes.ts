@@ -7,6 +7,7 @@ import { Hono, type Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import * as z from 'zod';
 import { audit } from '../archive/audit';
+import { archiveAdmin } from '../archive/admin';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
@@ -52,10 +53,11 @@ function likePattern(q: string): string {
 }
 
 // The principal is memoised per request, so this re-reads nothing.
-const auditBase = async (c: Context<AdminEnv>) => ({ requestId: c.get('requestId'), actorId: (await requireUser(c)).userId });
+const auditBase = async (c: Context<AdminEnv>) => ({ actorId: (await requireUser(c)).userId });
 
 export const admin = new Hono<AdminEnv>()
   .use('*', requireAdmin)
+  .route('/', archiveAdmin)
 
   .get('/users', async (c) => {
     const { q, limit, offset } = parseQuery(c);
@@ -108,7 +110,7 @@ export const admin = new Hono<AdminEnv>()
     const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     memberChangeResult(await upsertMember(c.env.DB, workspaceId, userId, body.role));
-    audit('admin.member.upserted', { ...(await auditBase(c)), workspaceId, targetUserId: userId, role: body.role });
+    audit(c, 'admin.member.upserted', { ...(await auditBase(c)), workspaceId, targetUserId: userId, role: body.role });
     return c.json({ ok: true });
   })
 
@@ -117,7 +119,7 @@ export const admin = new Hono<AdminEnv>()
     const userId = param(c.req.param('userId'), 'user id');
     memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
     await c.env.WORKSPACE.getByName(workspaceId).closeSockets(userId);
-    audit('admin.member.removed', { ...(await auditBase(c)), workspaceId, targetUserId: userId });
+    audit(c, 'admin.member.removed', { ...(await auditBase(c)), workspaceId, targetUserId: userId });
     return c.json({ ok: true });
   })
 
@@ -126,7 +128,7 @@ export const admin = new Hono<AdminEnv>()
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
     await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
-    audit('admin.workspace.deleted', { ...(await auditBase(c)), workspaceId });
+    audit(c, 'admin.workspace.deleted', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })
 
@@ -134,7 +136,7 @@ export const admin = new Hono<AdminEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, false);
-    audit('admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
+    audit(c, 'admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })
 
@@ -175,7 +177,7 @@ export const admin = new Hono<AdminEnv>()
       }
       if (entries.length < page.length) break; // history is in version (and time) order
     }
-    audit('admin.workspace.forked', { ...(await auditBase(c)), workspaceId: sourceId, forkId, imported });
+    audit(c, 'admin.workspace.forked', { ...(await auditBase(c)), workspaceId: sourceId, forkId, imported });
     return c.json({ id: forkId, imported, serverVersion });
   })
 
@@ -183,7 +185,7 @@ export const admin = new Hono<AdminEnv>()
     const userId = param(c.req.param('id'), 'user id');
     const result = await c.env.DB.prepare('UPDATE users SET is_admin = 1, updated_at = ? WHERE id = ?').bind(Date.now(), userId).run();
     if (result.meta.changes === 0) throw notFound('No such user', 'no_user');
-    audit('admin.admin.granted', { ...(await auditBase(c)), targetUserId: userId });
+    audit(c, 'admin.admin.granted', { ...(await auditBase(c)), targetUserId: userId });
     return c.json({ ok: true });
   })
 
@@ -201,6 +203,6 @@ export const admin = new Hono<AdminEnv>()
       if (!row) throw notFound('No such user', 'no_user');
       if (row.is_admin === 1) throw conflict('The last deployment admin cannot be revoked', 'last_admin');
     }
-    audit('admin.admin.revoked', { ...(await auditBase(c)), targetUserId: userId });
+    audit(c, 'admin.admin.revoked', { ...(await auditBase(c)), targetUserId: userId });
     return c.json({ ok: true });
   });

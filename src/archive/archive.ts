@@ -71,6 +71,18 @@ export function parseJsonl<T>(text: string): T[] {
 }
 
 /**
+ * Adds a segment to a day manifest unless it is listed already, so a retried write adds no
+ * second line. Read-modify-write: callers serialize their writes to one manifest.
+ */
+export async function addToManifest(bucket: R2Bucket, key: string, entry: ManifestEntry): Promise<void> {
+  const existing = await bucket.get(key);
+  const lines = existing ? parseJsonl<ManifestEntry>(await existing.text()) : [];
+  if (lines.some((l) => l.key === entry.key)) return;
+  lines.push(entry);
+  await bucket.put(key, toJsonl(lines), { httpMetadata: { contentType: 'application/x-ndjson' } });
+}
+
+/**
  * Writes the entries' segments, adds them to their day manifests, and moves `latest.json`
  * forward. Throws if any write fails; nothing is deleted by the caller then.
  */
@@ -84,13 +96,7 @@ export async function archiveRows(bucket: R2Bucket, workspaceId: string, entries
     const body = toJsonl(segment.entries);
     await bucket.put(key, body, { httpMetadata: { contentType: 'application/x-ndjson' } });
     const entry: ManifestEntry = { key, first, last, count: segment.entries.length, bytes: new TextEncoder().encode(body).byteLength };
-    const mKey = manifestKey(workspaceId, segment.date);
-    const existing = await bucket.get(mKey);
-    const lines = existing ? parseJsonl<ManifestEntry>(await existing.text()) : [];
-    if (!lines.some((l) => l.key === key)) {
-      lines.push(entry);
-      await bucket.put(mKey, toJsonl(lines), { httpMetadata: { contentType: 'application/x-ndjson' } });
-    }
+    await addToManifest(bucket, manifestKey(workspaceId, segment.date), entry);
     written.push(entry);
   }
   const newest = written[written.length - 1]!;

@@ -59,7 +59,7 @@ async function deliverTokens(c: Context<AppEnv>, userId: string, sessionId: stri
 // per deployment.
 const bootstrapRuns = new WeakMap<object, Promise<void>>();
 
-async function ensureBootstrapAdmin(c: Context<AppEnv>, requestId: string) {
+async function ensureBootstrapAdmin(c: Context<AppEnv>) {
   const config = c.get('config');
   const bootstrap = config.auth.bootstrap;
   if (!bootstrap) return;
@@ -68,7 +68,7 @@ async function ensureBootstrapAdmin(c: Context<AppEnv>, requestId: string) {
     run = (async () => {
       if (await anyAdminExists(c.env.DB)) return;
       const created = await createBootstrapAdmin(c.env.DB, bootstrap.email, await hashPassword(bootstrap.password));
-      if (created) audit('auth.bootstrap_admin.created', { requestId, email: bootstrap.email });
+      if (created) audit(c, 'auth.bootstrap_admin.created', { email: bootstrap.email });
     })().catch((err) => {
       bootstrapRuns.delete(config); // retry on the next sign-in
       throw err;
@@ -99,8 +99,7 @@ export const basicAuth = new Hono<AppEnv>()
     const ip = clientIp(c);
     await enforceLimit(c.env.RL_AUTH, `signin:${ip}`);
     const body = await jsonBody(c, signInSchema, AUTH_BODY);
-    const requestId = c.get('requestId');
-    await ensureBootstrapAdmin(c, requestId);
+    await ensureBootstrapAdmin(c);
     const db = c.env.DB;
     const accountKey = normalizeEmail(body.email);
 
@@ -112,7 +111,7 @@ export const basicAuth = new Hono<AppEnv>()
     const user = await findUserByEmail(db, accountKey);
     const verdict = await verifyPassword(body.password, user?.password_hash ?? DUMMY_HASH);
     if (!user || !user.password_hash || user.disabled_at !== null || !verdict.ok) {
-      audit('auth.sign_in.failure', { requestId, email: accountKey, ip, outcome: 'invalid_credentials' });
+      audit(c, 'auth.sign_in.failure', { email: accountKey, ip, outcome: 'invalid_credentials' });
       throw invalidCredentials();
     }
     await clearLoginFailures(db, accountKey);
@@ -120,7 +119,7 @@ export const basicAuth = new Hono<AppEnv>()
 
     const { auth } = c.get('config');
     const session = await createSession(db, user.id, auth.refreshTtlSeconds * 1000, c.req.header('user-agent') ?? null);
-    audit('auth.sign_in.success', { requestId, actorId: user.id, email: accountKey, ip, provider: 'basic-auth' });
+    audit(c, 'auth.sign_in.success', { actorId: user.id, email: accountKey, ip, provider: 'basic-auth' });
     return deliverTokens(c, user.id, session.sessionId, user.token_version, session.refreshToken);
   })
 
@@ -158,7 +157,7 @@ export const basicAuth = new Hono<AppEnv>()
     }
     // An existing email gets the same answer as a new one: registration must not reveal accounts.
     if (userId) {
-      audit('auth.register', { requestId: c.get('requestId'), actorId: userId, email: normalizeEmail(body.email), invited: inviteHash !== null });
+      audit(c, 'auth.register', { actorId: userId, email: normalizeEmail(body.email), invited: inviteHash !== null });
     }
     return c.json({ ok: true });
   })
@@ -178,7 +177,7 @@ export const basicAuth = new Hono<AppEnv>()
       enforceLimit(c.env.RL_AUTH, `refresh:${userId}`),
     );
     if (!result.ok) {
-      if (result.reason === 'reused') audit('auth.refresh.reuse_detected', { requestId: c.get('requestId'), ip: clientIp(c) });
+      if (result.reason === 'reused') audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c) });
       return fail(401);
     }
     return deliverTokens(c, result.userId, result.sessionId, result.tokenVersion, result.refreshToken);
@@ -191,7 +190,7 @@ export const basicAuth = new Hono<AppEnv>()
     const sessionId = principal?.sessionId ?? (refresh ? await sessionOfRefreshToken(c.env.DB, refresh) : null);
     if (sessionId) await revokeSession(c.env.DB, sessionId);
     clearAuthCookies(c);
-    if (sessionId) audit('auth.sign_out', { requestId: c.get('requestId'), actorId: principal?.userId ?? null });
+    if (sessionId) audit(c, 'auth.sign_out', { actorId: principal?.userId ?? null });
     return c.json({ ok: true });
   })
 
@@ -214,7 +213,7 @@ export const basicAuth = new Hono<AppEnv>()
     await clearLoginFailures(db, accountKey);
     const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword), principal.sessionId);
     if (version === null) throw conflict('The password was changed by another request; sign in again', 'password_changed');
-    audit('auth.password.changed', { requestId: c.get('requestId'), actorId: user.id });
+    audit(c, 'auth.password.changed', { actorId: user.id });
     // The token version moved on; this session continues with a fresh access token.
     return deliverTokens(c, user.id, principal.sessionId, version, null);
   });

@@ -98,7 +98,7 @@ export const storage = new Hono<AppEnv>()
       // Re-uploading a committed blob costs no quota.
       await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: state.committed ? usage.usedBytes - body.size_bytes : usage.usedBytes, config });
     } catch (err) {
-      audit('storage.upload.rejected', { requestId: c.get('requestId'), actorId: principal.userId, workspaceId: body.workspace_id, reason: err instanceof Error ? err.message : 'rejected' });
+      audit(c, 'storage.upload.rejected', { actorId: principal.userId, workspaceId: body.workspace_id, reason: err instanceof Error ? err.message : 'rejected' });
       throw err;
     }
     const alreadyPresent = state.committed;
@@ -281,6 +281,6 @@ export const storage = new Hono<AppEnv>()
       { retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds, limit: body.limit ?? 100, cooldownMs: config.storage.gcCooldownMs },
     );
     if (!result.ok) throw fromFailure(result);
-    audit('storage.gc.run', { requestId: c.get('requestId'), actorId: principal.userId, workspaceId: body.workspace_id, deleted: result.deleted_count, status: result.status });
+    audit(c, 'storage.gc.run', { actorId: principal.userId, workspaceId: body.workspace_id, deleted: result.deleted_count, status: result.status });
     return c.json({ deleted_count: result.deleted_count, scanned_count: result.scanned_count, status: result.status });
   });

@@ -222,7 +222,7 @@ function takePage<T extends { payload: string | null }>(cursor: Iterable<T>, lim
 export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LIMITS.pageBytes): PullOutcome {
   const floor = prunedThrough(sql);
   const oldestRetainedVersion = floor + 1;
-  if (input.cursor < floor) {
+  if (input.cursor < floor || sawDiscarded(sql, input.cursor)) {
     return { changes: [], nextCursor: input.cursor, hasMore: false, oldestRetainedVersion, requiresSnapshot: true };
   }
   const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
@@ -323,20 +323,45 @@ function safeThrough(sql: SqlStorage, cutoff: number): number {
 }
 
 /**
- * The highest version logged before `cutoff`. The log holds exactly the versions after the GC
- * floor up to the head, allocated in time order, so a binary search on the primary key finds it
- * in ~20 point reads instead of a scan.
+ * The highest version logged before `cutoff`. The log holds the versions after the GC floor up
+ * to the head, allocated in time order (with at most the gap a point-in-time restore leaves, see
+ * `markRestored`), so a binary search on the primary key finds it in ~20 index seeks instead of a
+ * scan: each probe reads the first logged version at or after `mid`.
  */
 function lastVersionBefore(sql: SqlStorage, cutoff: number): number {
   let lo = prunedThrough(sql); // known: everything at or below is gone (treated as old)
   let hi = headVersion(sql);
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    const row = sql.exec<{ created_at: number }>('SELECT created_at FROM change_log WHERE server_version = ?', mid).toArray()[0];
-    if (row && row.created_at < cutoff) lo = mid;
+    const row = sql.exec<{ v: number; created_at: number }>('SELECT server_version AS v, created_at FROM change_log WHERE server_version >= ? ORDER BY server_version LIMIT 1', mid).toArray()[0];
+    if (row && row.v <= hi && row.created_at < cutoff) lo = row.v;
     else hi = mid - 1;
   }
   return lo;
+}
+
+/**
+ * After a point-in-time restore, the object's head is back at `restored` while clients may
+ * hold cursors up to `previousHead`, the head before the restore: they have seen changes that
+ * no longer exist. This burns the versions up to `previousHead + 1` (so new changes can never
+ * reuse a number a client already saw) and makes pulls from a cursor in (restored,
+ * previousHead] answer `requiresSnapshot`; the snapshot's watermark is above that range.
+ * Cursors at or below `restored` saw nothing that was discarded and keep pulling. Idempotent.
+ */
+export function markRestored(sql: SqlStorage, previousHead: number): { restoredHead: number; serverVersion: number } {
+  const restoredHead = headVersion(sql);
+  if (previousHead > restoredHead) {
+    setMeta(sql, 'resnapshot_after', restoredHead);
+    setMeta(sql, 'resnapshot_through', previousHead);
+    setMeta(sql, 'server_version', previousHead + 1);
+  }
+  return { restoredHead, serverVersion: headVersion(sql) };
+}
+
+/** Whether a cursor saw changes a point-in-time restore discarded (see `markRestored`). */
+function sawDiscarded(sql: SqlStorage, cursor: number): boolean {
+  const through = getMeta(sql, 'resnapshot_through');
+  return through !== null && cursor > Number(getMeta(sql, 'resnapshot_after')) && cursor <= Number(through);
 }
 
 /**

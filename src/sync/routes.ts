@@ -20,6 +20,7 @@ import { membershipOf } from '../workspaces/store';
 import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import type { Caller } from './workspace-do';
+import { audit } from '../archive/audit';
 
 export const WS_TICKET_TTL_MS = 60_000;
 
@@ -62,6 +63,7 @@ async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
   const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
   const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind, retentionSeconds: body.retentionSeconds });
   if (!result.ok) throw fromFailure(result);
+  audit(c, 'sync.gc.run', { actorId: principal.userId, workspaceId: body.scope.workspaceId, kind, retentionSeconds: body.retentionSeconds, deleted: result.deletedCount });
   return c.json({ deletedCount: result.deletedCount });
 }
 

@@ -22,6 +22,7 @@ import * as engine from './engine';
 import * as blobs from '../storage/engine';
 import { runBlobGc } from '../storage/gc';
 import { archiveRows, type ArchivedEntry } from '../archive/archive';
+import { recordAudit } from '../archive/audit';
 import { FixedWindowLimiter, type SyncLimitName } from './limiter';
 import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
 import { canonicalJson, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from './protocol';
@@ -32,7 +33,7 @@ export interface PingResult {
   migrations: number;
 }
 
-export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429; code: string; message: string; retryAfter?: number };
+export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429 | 501; code: string; message: string; retryAfter?: number };
 
 export type PushReply = { ok: true; results: engine.PushResult[]; serverVersion: number };
 export type PullReply = { ok: true; changes: engine.SyncChange[]; nextCursor: number; hasMore: boolean; oldestRetainedVersion: number; requiresSnapshot: boolean };
@@ -191,6 +192,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const tombstones = this.#collectTombstones(retention);
     const changeLog = (await this.collectChangeLog(retention)).deleted;
     logEvent('info', 'sync_gc', { trigger: 'alarm', retentionSeconds: retention, tombstones, changeLog });
+    if (tombstones + changeLog > 0) await recordAudit(this.env, 'sync.gc.run', { trigger: 'alarm', workspaceId: this.ctx.id.name, retentionSeconds: retention, tombstones, changeLog });
     // The same blob GC as POST /api/storage/gc/run, on this object's own methods.
     const workspaceId = this.ctx.id.name;
     if (workspaceId) {
@@ -205,7 +207,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
         },
         { retentionSeconds: storage.gcRetentionSeconds, limit: 100, cooldownMs: 0 },
       );
-      if (result.ok) logEvent('info', 'storage_gc', { trigger: 'alarm', workspaceId, deleted: result.deleted_count, status: result.status });
+      if (result.ok && result.deleted_count > 0) await recordAudit(this.env, 'storage.gc.run', { trigger: 'alarm', workspaceId, deleted: result.deleted_count, status: result.status });
     }
     const remaining = this.#sql.exec<{ n: number }>('SELECT (SELECT count(*) FROM change_log) + (SELECT count(*) FROM rows WHERE deleted = 1) + (SELECT count(*) FROM blobs) AS n').one().n;
     if (remaining > 0) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
@@ -224,6 +226,37 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return key;
   }
 
+  // -- point-in-time recovery (production only: local workerd has no bookmarks) -----------------
+
+  /**
+   * PITR step 1: asks the runtime to restore this object's database to `at` (epoch ms) when it
+   * next starts. Returns the head now (for step 3) and the undo bookmark. Nothing changes until
+   * step 2 restarts the object.
+   */
+  async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string } | Failure> {
+    const storage = this.ctx.storage as DurableObjectStorage & { getBookmarkForTime?: unknown };
+    if (typeof storage.getBookmarkForTime !== 'function') return { ok: false, status: 501, code: 'pitr_unsupported', message: 'This runtime has no point-in-time recovery (it exists only on Cloudflare, not in local workerd)' };
+    let bookmark: string;
+    let undoBookmark: string;
+    try {
+      bookmark = await this.ctx.storage.getBookmarkForTime(at);
+      undoBookmark = await this.ctx.storage.onNextSessionRestoreBookmark(bookmark);
+    } catch (err) {
+      return { ok: false, status: 501, code: 'pitr_unsupported', message: `Point-in-time recovery failed: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    return { ok: true, previousHead: engine.headVersion(this.#sql), bookmark, undoBookmark };
+  }
+
+  /** PITR step 2: restarts the object, which then opens the restored database. The call itself rejects. */
+  pitrRestart(): void {
+    this.ctx.abort('point-in-time restore');
+  }
+
+  /** PITR step 3, on the restored database: keeps clients that saw discarded changes from diverging. */
+  pitrFinish(previousHead: number): { restoredHead: number; serverVersion: number } {
+    return this.ctx.storage.transactionSync(() => engine.markRestored(this.#sql, previousHead));
+  }
+
   // -- export (the archive feature's export route pages through these) ---------------------------
 
   /**
@@ -231,8 +264,10 @@ export class WorkspaceDO extends DurableObject<Bindings> {
    * notifications excluded), with the last version scanned and whether that reached the head.
    */
   exportLog(after: number, limit: number, userId: string | null): { entries: ArchivedEntry[]; through: number; done: boolean } {
-    const from = Math.max(after, engine.prunedThrough(this.#sql)) + 1;
+    const after_ = Math.max(after, engine.prunedThrough(this.#sql));
     const head = engine.headVersion(this.#sql);
+    // Start at the next logged version, so the gap a point-in-time restore leaves costs one page.
+    const from = this.#sql.exec<{ v: number | null }>('SELECT min(server_version) AS v FROM change_log WHERE server_version > ?', after_).one().v ?? head + 1;
     const through = Math.min(head, from + limit - 1);
     // userId null: every user's notifications (a fork replays everything).
     const entries = from > through ? [] : engine.changeLogRows(this.#sql, from, through).filter((e) => userId === null || e.tableName !== 'notifications' || e.userId === userId);

@@ -10,6 +10,7 @@ import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { forbidden } from '../http/errors';
 import { logEvent } from '../http/logger';
+import { audit } from '../archive/audit';
 import { requireUser, type Principal } from '../auth/authenticate';
 import { can, type Permission } from './permissions';
 import { membershipOf, type Membership } from './store';
@@ -19,15 +20,21 @@ export interface Authorized {
   membership: Membership;
 }
 
+/** A `permission_denied` warning for alerts, and the same denial in the audit log. */
+function denied(c: Context<AppEnv>, userId: string, workspaceId: string, permission: Permission, reason: string) {
+  logEvent('warn', 'permission_denied', { requestId: c.get('requestId'), userId, workspaceId, permission, reason });
+  audit(c, 'workspace.permission_denied', { actorId: userId, workspaceId, permission, reason });
+}
+
 export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Authorized> {
   const principal = await requireUser(c);
   const membership = await membershipOf(c.env.DB, workspaceId, principal.userId);
   if (!membership) {
-    logEvent('warn', 'permission_denied', { requestId: c.get('requestId'), userId: principal.userId, workspaceId, permission, reason: 'not_member' });
+    denied(c, principal.userId, workspaceId, permission, 'not_member');
     throw forbidden('You are not a member of this workspace', 'not_member');
   }
   if (!can(membership.role, permission)) {
-    logEvent('warn', 'permission_denied', { requestId: c.get('requestId'), userId: principal.userId, workspaceId, permission, reason: membership.role });
+    denied(c, principal.userId, workspaceId, permission, membership.role);
     throw forbidden(`Your role (${membership.role}) does not allow ${permission}`, 'insufficient_role');
   }
   return { principal, membership };

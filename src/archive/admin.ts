@@ -1,0 +1,99 @@
+/**
+ * The archive feature's admin routes, mounted under `/api/admin` behind its admin check:
+ *
+ *   GET  /audit?from=&to=&limit=                 the persisted audit log for a UTC date range
+ *   POST /workspaces/:id/point-in-time-restore   restore a workspace's object to a time (production only)
+ */
+import { Hono } from 'hono';
+import * as z from 'zod';
+import type { AppEnv } from '../env';
+import { jsonBody } from '../http/body';
+import { ApiError, badRequest, conflict, fromFailure, notFound } from '../http/errors';
+import { logEvent } from '../http/logger';
+import { requireUser } from '../auth/authenticate';
+import { param } from '../workspaces/routes';
+import { workspaceExists } from '../workspaces/store';
+import { AUDIT_OBJECT_NAME, audit } from './audit';
+import { AUDIT_MAX_RANGE_DAYS, datesBetween, readAudit } from './audit-log';
+import { utcDate } from './archive';
+
+const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && utcDate(Date.parse(`${d}T00:00:00Z`)) === d, 'not a calendar date');
+
+const auditQuery = z.strictObject({
+  from: day.optional(),
+  to: day.optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1_000),
+});
+
+/** How far back the platform keeps Durable Object bookmarks. */
+const PITR_WINDOW_MS = 30 * 86_400_000;
+
+const pitrBody = z.strictObject({
+  /** The time to restore to: epoch ms or an ISO date-time, within the last 30 days. */
+  at: z.union([z.number().int().min(0), z.iso.datetime()]),
+  /** The workspace id again, so a pasted command cannot restore the wrong workspace. */
+  confirm: z.string(),
+  /**
+   * Only finish an earlier restore whose last step failed (the 502 answer names this value):
+   * no second rewind, just the client-safety step with the head from before the restore.
+   */
+  finishWithPreviousHead: z.number().int().min(0).optional(),
+});
+
+export const archiveAdmin = new Hono<AppEnv>()
+  .get('/audit', async (c) => {
+    const parsed = auditQuery.safeParse(c.req.query());
+    if (!parsed.success) throw badRequest(parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), 'invalid_query');
+    const to = parsed.data.to ?? utcDate(Date.now());
+    const from = parsed.data.from ?? to;
+    if (from > to) throw badRequest('from must not be after to', 'invalid_query');
+    const dates = datesBetween(from, to);
+    if (dates.length > AUDIT_MAX_RANGE_DAYS) throw badRequest(`At most ${AUDIT_MAX_RANGE_DAYS} days per read`, 'invalid_query');
+    // Events still waiting for their batch are written first, so the read is complete up to now.
+    try {
+      await c.env.AUDIT.getByName(AUDIT_OBJECT_NAME).flush();
+    } catch (err) {
+      logEvent('error', 'audit_flush_failed', { message: err instanceof Error ? err.message : String(err) });
+      throw new ApiError(503, 'audit_unavailable', 'The audit log could not be written to storage; try again shortly', { 'Retry-After': '5' });
+    }
+    const { events, truncated } = await readAudit(c.env.BLOBS, dates, parsed.data.limit);
+    return c.json({ from, to, events, truncated });
+  })
+
+  /**
+   * Point-in-time recovery of one workspace's Durable Object. Guarded three ways: deployment
+   * admin + intent header (the admin router), `confirm` must repeat the workspace id, and it
+   * refuses to run outside production (local workerd has no bookmarks, and a dev server pointed
+   * at real data must not rewind it by accident).
+   */
+  .post('/workspaces/:id/point-in-time-restore', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const body = await jsonBody(c, pitrBody);
+    if (c.get('config').environment !== 'production') throw conflict('Point-in-time restore runs only in production (ENVIRONMENT=production)', 'pitr_unavailable');
+    if (body.confirm !== workspaceId) throw badRequest('confirm must equal the workspace id', 'confirm_mismatch');
+    const at = typeof body.at === 'number' ? body.at : Date.parse(body.at);
+    const now = Date.now();
+    if (at >= now || at < now - PITR_WINDOW_MS) throw badRequest('at must be in the past 30 days', 'invalid_time');
+    if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
+
+    let previousHead = body.finishWithPreviousHead;
+    let undoBookmark: string | null = null;
+    if (previousHead === undefined) {
+      const stub = c.env.WORKSPACE.getByName(workspaceId);
+      const prepared = await stub.pitrPrepare(at);
+      if (!prepared.ok) throw fromFailure(prepared);
+      previousHead = prepared.previousHead;
+      undoBookmark = prepared.undoBookmark;
+      await stub.pitrRestart().catch(() => undefined); // aborting rejects the call by design
+    }
+    let finished;
+    try {
+      // A fresh stub: the old one is bound to the aborted instance.
+      finished = await c.env.WORKSPACE.getByName(workspaceId).pitrFinish(previousHead);
+    } catch (err) {
+      logEvent('error', 'pitr_finish_failed', { workspaceId, previousHead, message: err instanceof Error ? err.message : String(err) });
+      throw new ApiError(502, 'pitr_incomplete', `The workspace was restored but its last step failed; repeat this request with "finishWithPreviousHead": ${previousHead} (undo bookmark: ${undoBookmark ?? 'n/a'})`);
+    }
+    audit(c, 'admin.workspace.pitr', { actorId: (await requireUser(c)).userId, workspaceId, at: new Date(at).toISOString(), previousHead, restoredHead: finished.restoredHead });
+    return c.json({ workspaceId, restoredTo: new Date(at).toISOString(), previousHead, restoredHead: finished.restoredHead, serverVersion: finished.serverVersion, undoBookmark });
+  });

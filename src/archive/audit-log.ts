@@ -1,0 +1,80 @@
+/**
+ * The persisted audit log: security events as immutable JSONL objects in R2 under the same
+ * deterministic key scheme as the history archive, one manifest per UTC day, so the log can be
+ * read for a date range with no database:
+ *
+ *   audit/v1/date=<YYYY-MM-DD>/seq=<first>-<last>.jsonl    one JSON line per event, in seq order
+ *   audit/v1/manifests/date=<YYYY-MM-DD>.jsonl             one line per batch: { key, first, last, count, bytes }
+ *
+ * `seq` is allocated by the AuditLogDO (never reused), so a retried flush of the same batch
+ * writes the same key and adds no second manifest line.
+ */
+import { addToManifest, parseJsonl, toJsonl, utcDate, type ManifestEntry } from './archive';
+
+/** One persisted event: its sequence number, time, name and the fields it was emitted with. */
+export interface AuditRecord {
+  seq: number;
+  at: string;
+  event: string;
+  [field: string]: string | number | boolean | null;
+}
+
+const PREFIX = 'audit/v1';
+export const auditBatchKey = (date: string, first: number, last: number) => `${PREFIX}/date=${date}/seq=${first}-${last}.jsonl`;
+export const auditManifestKey = (date: string) => `${PREFIX}/manifests/date=${date}.jsonl`;
+
+/** The longest date range one read may cover. */
+export const AUDIT_MAX_RANGE_DAYS = 31;
+
+/** Writes seq-ordered records as one batch object per UTC day, each listed in its day manifest. */
+export async function writeAuditBatch(bucket: R2Bucket, records: AuditRecord[]): Promise<ManifestEntry[]> {
+  const byDate = new Map<string, AuditRecord[]>();
+  for (const record of records) {
+    const date = utcDate(Date.parse(record.at));
+    const day = byDate.get(date);
+    if (day) day.push(record);
+    else byDate.set(date, [record]);
+  }
+  const written: ManifestEntry[] = [];
+  for (const [date, batch] of byDate) {
+    const first = batch[0]!.seq;
+    const last = batch[batch.length - 1]!.seq;
+    const key = auditBatchKey(date, first, last);
+    const body = toJsonl(batch);
+    await bucket.put(key, body, { httpMetadata: { contentType: 'application/x-ndjson' } });
+    const entry: ManifestEntry = { key, first, last, count: batch.length, bytes: new TextEncoder().encode(body).byteLength };
+    await addToManifest(bucket, auditManifestKey(date), entry);
+    written.push(entry);
+  }
+  return written;
+}
+
+/** Every UTC date from `from` to `to` inclusive (both `YYYY-MM-DD`). */
+export function datesBetween(from: string, to: string): string[] {
+  const out: string[] = [];
+  for (let t = Date.parse(`${from}T00:00:00Z`); t <= Date.parse(`${to}T00:00:00Z`); t += 86_400_000) out.push(utcDate(t));
+  return out;
+}
+
+/**
+ * The events of the given days, through their manifests, in (time, seq) order; stops after
+ * `limit` and says whether more were left.
+ */
+export async function readAudit(bucket: R2Bucket, dates: string[], limit: number): Promise<{ events: AuditRecord[]; truncated: boolean }> {
+  const events: AuditRecord[] = [];
+  for (const date of dates) {
+    const manifest = await bucket.get(auditManifestKey(date));
+    if (!manifest) continue;
+    const day: AuditRecord[] = [];
+    for (const batch of parseJsonl<ManifestEntry>(await manifest.text())) {
+      const body = await bucket.get(batch.key);
+      if (body) day.push(...parseJsonl<AuditRecord>(await body.text()));
+    }
+    day.sort((a, b) => a.at.localeCompare(b.at) || a.seq - b.seq);
+    for (const event of day) {
+      if (events.length === limit) return { events, truncated: true };
+      events.push(event);
+    }
+  }
+  return { events, truncated: false };
+}
