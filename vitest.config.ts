@@ -8,25 +8,43 @@ import { defineConfig } from 'vitest/config';
  * need development mode pass a modified env to the Worker.
  */
 export default defineConfig(async () => ({
-  plugins: [
-    cloudflareTest({
-      wrangler: { configPath: './wrangler.toml' },
-      miniflare: {
-        bindings: {
-          TEST_MIGRATIONS: await readD1Migrations('./migrations/d1'),
-          OR3_BASIC_AUTH_JWT_SECRET: 'test-only-jwt-secret-0123456789abcdef0123456789abcdef',
-          OR3_STORAGE_URL_SECRET: 'test-only-url-secret-0123456789abcdef0123456789abcdef',
-          OR3_ALLOWED_ORIGINS: 'https://app.example.com',
-          // Most tests register users freely; invite and closed modes are tested explicitly.
-          OR3_BASIC_AUTH_REGISTRATION: 'open',
-        },
-      },
-    }),
-  ],
   test: {
-    include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
-    setupFiles: ['./test/setup/apply-migrations.ts'],
     // The Worker writes one JSON line per request; keep test output readable unless asked.
     onConsoleLog: (log: string) => (process.env.TEST_LOGS || !log.trimStart().startsWith('{"level"') ? undefined : false),
+    projects: [
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: await readD1Migrations('./migrations/d1'),
+                OR3_BASIC_AUTH_JWT_SECRET: 'test-only-jwt-secret-0123456789abcdef0123456789abcdef',
+                OR3_STORAGE_URL_SECRET: 'test-only-url-secret-0123456789abcdef0123456789abcdef',
+                OR3_ALLOWED_ORIGINS: 'https://app.example.com',
+                // Most tests register users freely; invite and closed modes are tested explicitly.
+                OR3_BASIC_AUTH_REGISTRATION: 'open',
+              },
+            },
+          }),
+        ],
+        test: {
+          name: 'worker',
+          include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+          setupFiles: ['./test/setup/apply-migrations.ts'],
+        },
+      },
+      {
+        // The browser SDK in Node: fake-indexeddb for IndexedDB, and the real Worker started by
+        // wrangler's test harness in each test file (client/test/harness.ts).
+        test: {
+          name: 'client',
+          include: ['client/test/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
   },
 }));

@@ -1,0 +1,169 @@
+/** Two devices of one user against the real Worker: offline writes, convergence, deletes, snapshots, realtime, faults. */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Or3Workspace } from '../src/index';
+import { device, messageRow, PASSWORD, startServer, uniqueEmail, until, type Device, type TestServer } from './harness';
+
+let server: TestServer;
+const open: Or3Workspace[] = [];
+
+beforeAll(async () => {
+  server = await startServer();
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((ws) => ws.close()));
+});
+afterAll(async () => {
+  await server?.close();
+});
+
+/** One user signed in on two devices, both with the user's default workspace open. */
+async function twoDevices(options: Parameters<typeof device>[1] = {}, optionsB: Parameters<typeof device>[1] = options) {
+  const email = uniqueEmail();
+  const a = device(server, options);
+  const b = device(server, optionsB);
+  await a.client.basicAuth.register({ email, password: PASSWORD });
+  await b.client.basicAuth.signIn(email, PASSWORD);
+  const wsA = await a.client.openWorkspace();
+  const wsB = await b.client.openWorkspace();
+  open.push(wsA, wsB);
+  expect(wsB.id).toBe(wsA.id);
+  return { a, b, wsA, wsB };
+}
+
+const text = async (ws: Or3Workspace, id: string) => (await ws.db.messages.get(id))?.data;
+
+describe('two devices', () => {
+  it('a write made offline on A reaches B after A reconnects', async () => {
+    const { a, wsA, wsB } = await twoDevices();
+    a.online = false;
+    await wsA.db.messages.put(messageRow('m1', { data: 'written offline' }));
+    expect(await wsA.db.pending_ops.count()).toBe(1);
+    await until(() => wsA.status === 'offline', 5_000, 'A offline');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await wsB.db.messages.get('m1')).toBeUndefined();
+    a.online = true;
+    await wsA.syncNow();
+    expect(await wsA.db.pending_ops.count()).toBe(0);
+    await until(async () => (await text(wsB, 'm1')) === 'written offline', 10_000, 'B to see the message');
+  });
+});
+
+describe('convergence', () => {
+  it('concurrent edits converge to the same winner on both devices, and the loser hears about it', async () => {
+    const { a, b, wsA, wsB } = await twoDevices();
+    await wsA.db.messages.put(messageRow('m1', { data: 'base' }));
+    await wsA.syncNow();
+    await until(async () => (await text(wsB, 'm1')) === 'base', 10_000, 'B to get the base');
+    const conflicts: { pk: string }[] = [];
+    wsB.on('conflict', (c) => conflicts.push(c));
+    a.online = false;
+    b.online = false;
+    // B edits first, A second: same clock, A's later HLC wins everywhere.
+    await wsB.db.messages.update('m1', { data: 'from B' });
+    await new Promise((r) => setTimeout(r, 5));
+    await wsA.db.messages.update('m1', { data: 'from A' });
+    a.online = true;
+    await wsA.syncNow();
+    b.online = true;
+    await wsB.syncNow();
+    await wsA.syncNow();
+    expect(await text(wsA, 'm1')).toBe('from A');
+    expect(await text(wsB, 'm1')).toBe('from A');
+    expect(await wsA.db.revisions.get(['messages', 'm1'])).toEqual(await wsB.db.revisions.get(['messages', 'm1']).then((r) => ({ ...r, local: false })));
+    expect(conflicts.map((c) => c.pk)).toEqual(['m1']);
+  });
+
+  it('a delete propagates and is not resurrected by later syncs or a fresh bootstrap', async () => {
+    const { a, wsA, wsB } = await twoDevices();
+    await wsA.db.messages.bulkPut([messageRow('keep'), messageRow('gone')]);
+    await wsA.syncNow();
+    await until(async () => (await wsB.db.messages.count()) === 2, 10_000, 'B to get both');
+    await wsB.db.messages.delete('gone');
+    await wsB.syncNow();
+    await until(async () => (await wsA.db.messages.get('gone')) === undefined, 10_000, 'A to drop it');
+    expect((await wsA.db.revisions.get(['messages', 'gone']))?.deleted).toBe(true);
+    // Another round on both, then a third device bootstrapping from a snapshot: still gone.
+    await wsA.syncNow();
+    await wsB.syncNow();
+    expect(await wsA.db.messages.get('gone')).toBeUndefined();
+    const c = device(server);
+    const session = await a.client.cachedSession();
+    await c.client.basicAuth.signIn(session!.user!.email!, PASSWORD);
+    const wsC = await c.client.openWorkspace();
+    open.push(wsC);
+    await wsC.syncNow();
+    expect((await wsC.db.messages.toArray()).map((m) => m.id)).toEqual(['keep']);
+    expect((await wsC.db.revisions.get(['messages', 'gone']))?.deleted).toBe(true);
+  });
+});
+
+describe('snapshot bootstrap', () => {
+  it('a device behind GC bootstraps from a snapshot and keeps its pending ops', async () => {
+    const { b, wsA, wsB } = await twoDevices();
+    await wsA.db.messages.put(messageRow('early'));
+    await wsA.syncNow();
+    await until(async () => (await wsB.db.messages.get('early')) !== undefined, 10_000, 'B to sync once');
+    // B can no longer push (its edit stays pending) and falls behind while A writes on.
+    b.faults = ({ path }) => (path === '/api/sync/push' ? { status: 503 } : null);
+    await wsB.db.messages.put(messageRow('b-local', { data: 'mine' }));
+    await wsA.db.messages.bulkPut([messageRow('a1'), messageRow('a2'), messageRow('a3')]);
+    await wsA.db.messages.delete('early');
+    await wsA.syncNow();
+    // Server GC with zero retention: the log is archived and gone, B's cursor is behind it.
+    const collected = await server.env.WORKSPACE.getByName(wsA.id).collectChangeLog(0);
+    expect(collected.deleted).toBeGreaterThan(0);
+    await wsB.sync.pull();
+    const ids = (await wsB.db.messages.toArray()).map((m) => m.id).sort();
+    expect(ids).toEqual(['a1', 'a2', 'a3', 'b-local']);
+    expect(await text(wsB, 'b-local')).toBe('mine');
+    expect(await wsB.db.pending_ops.count()).toBe(1);
+    expect((await wsB.sync.state()).cursor).toBeGreaterThanOrEqual(5);
+    // Once B can push again, its edit reaches A.
+    b.faults = null;
+    await wsB.syncNow();
+    await until(async () => (await text(wsA, 'b-local')) === 'mine', 10_000, 'A to get B’s edit');
+  });
+});
+
+describe('realtime', () => {
+  it('delivers a change to B without waiting for a poll', async () => {
+    const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000 } };
+    const { wsA, wsB } = await twoDevices({}, slow);
+    await until(() => wsB.sync.realtimeConnected, 10_000, 'B’s socket');
+    await wsB.syncNow(); // the first round after start; from here on only a poke wakes B
+    await wsA.db.messages.put(messageRow('live', { data: 'poke' }));
+    await until(async () => (await text(wsB, 'live')) === 'poke', 10_000, 'B to hear about it');
+  });
+});
+
+describe('faults', () => {
+  it('drops, 500s, 429s with Retry-After and timeouts lose nothing and duplicate nothing', async () => {
+    const { a, wsA, wsB } = await twoDevices({ timeoutMs: 800 });
+    // Every other push and pull fails, cycling through each kind of fault in turn.
+    const menu = ['drop-before', 'drop-after', { status: 500 }, { status: 503 }, { status: 429, retryAfter: 1 }, 'timeout'] as const;
+    const seen = new Map<string, number>();
+    const injected = new Set<string>();
+    a.faults = ({ path }) => {
+      if (path !== '/api/sync/push' && path !== '/api/sync/pull') return null;
+      const k = (seen.get(path) ?? 0) + 1;
+      seen.set(path, k);
+      if (k % 2 === 0 || k > 30) return null;
+      const fault = menu[((k - 1) / 2) % menu.length]!;
+      injected.add(`${path} ${typeof fault === 'string' ? fault : fault.status}`);
+      return fault;
+    };
+    for (let burst = 0; burst < 20; burst++) {
+      await wsA.db.messages.bulkPut(Array.from({ length: 2 }, (_, i) => messageRow(`f${burst}-${i}`, { data: `v${burst}` })));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await until(async () => (await wsA.db.pending_ops.count()) === 0, 45_000, 'A’s outbox to drain');
+    a.faults = null;
+    await until(async () => (await wsB.db.messages.count()) === 40, 20_000, 'B to have all 40');
+    // The faults really happened, including a push whose answer was lost after the server applied it.
+    for (const fault of ['drop-before', 'drop-after', '500', '503', '429', 'timeout']) expect(injected).toContain(`/api/sync/push ${fault}`);
+    // Exactly one server version per op: nothing was applied twice.
+    const res = await a.client.http.json<{ changes: { pk: string; serverVersion: number }[]; hasMore: boolean }>('POST', '/api/sync/pull', { scope: { workspaceId: wsA.id }, cursor: 0, limit: 1000 });
+    expect(res.changes).toHaveLength(40);
+    expect(new Set(res.changes.map((c) => c.pk)).size).toBe(40);
+  });
+});
