@@ -8,7 +8,7 @@
  * - `ExternalTokenAuth`: any identity provider whose JWT the server trusts (Clerk, Cloudflare
  *   Access, another OIDC issuer): the app passes `getToken()`, e.g. Clerk's `session.getToken`.
  */
-import { HttpClient, Or3Error, type AuthAdapter } from './http';
+import { HttpClient, Or3Error, type AuthAdapter } from './http.js';
 
 export interface Tokens {
   accessToken: string;

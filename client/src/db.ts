@@ -18,7 +18,7 @@
  * as remote and never captured again.
  */
 import { Dexie, type DBCore, type DBCoreMutateRequest, type DBCoreTable, type DBCoreTransaction, type Table } from 'dexie';
-import type { HybridClock } from './hlc';
+import type { HybridClock } from './hlc.js';
 
 export const SYNCED_TABLES = ['threads', 'messages', 'projects', 'posts', 'kv', 'file_meta', 'notifications'] as const;
 export type SyncedTable = (typeof SYNCED_TABLES)[number];

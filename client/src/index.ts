@@ -10,23 +10,23 @@
  * See docs/client.md for the full reference.
  */
 import { Dexie, type Table } from 'dexie';
-import { BasicAuth, ExternalTokenAuth, type TokenStore, type Tokens } from './auth';
-import { openDatabase, type Or3Database, type PendingOp } from './db';
-import { Emitter } from './events';
-import { HybridClock } from './hlc';
-import { HttpClient, type AuthAdapter, type FetchLike } from './http';
-import type { WebSocketLike } from './realtime';
-import { DEFAULT_SYNC_OPTIONS, SyncEngine, type SyncEvents, type SyncOptions, type SyncStatus } from './sync';
-import { DEFAULT_TRANSFER_OPTIONS, TransferQueue, type TransferEvents, type TransferOptions, type UploadInput } from './transfers';
+import { BasicAuth, ExternalTokenAuth, type TokenStore, type Tokens } from './auth.js';
+import { openDatabase, type Or3Database, type PendingOp } from './db.js';
+import { Emitter } from './events.js';
+import { HybridClock } from './hlc.js';
+import { HttpClient, type AuthAdapter, type FetchLike } from './http.js';
+import type { WebSocketLike } from './realtime.js';
+import { DEFAULT_SYNC_OPTIONS, SyncEngine, type SyncEvents, type SyncOptions, type SyncStatus } from './sync.js';
+import { DEFAULT_TRANSFER_OPTIONS, TransferQueue, type TransferEvents, type TransferOptions, type UploadInput } from './transfers.js';
 
-export { BasicAuth, ExternalTokenAuth, memoryTokenStore, type TokenStore, type Tokens } from './auth';
-export { compareRevisions, SYNCED_TABLES, type FileTransfer, type Or3Database, type PendingOp, type Row, type SyncedTable } from './db';
-export { formatHlc, HybridClock, parseHlc } from './hlc';
-export { Or3Error, type AuthAdapter, type FetchLike } from './http';
-export { hashBlob } from './hash';
-export type { SyncChange, SyncEvents, SyncOptions, SyncStatus } from './sync';
-export type { TransferEvents, TransferOptions, TransferProgress, UploadInput } from './transfers';
-export type { WebSocketLike } from './realtime';
+export { BasicAuth, ExternalTokenAuth, memoryTokenStore, type TokenStore, type Tokens } from './auth.js';
+export { compareRevisions, SYNCED_TABLES, type FileTransfer, type Or3Database, type PendingOp, type Row, type SyncedTable } from './db.js';
+export { formatHlc, HybridClock, parseHlc } from './hlc.js';
+export { Or3Error, type AuthAdapter, type FetchLike } from './http.js';
+export { hashBlob } from './hash.js';
+export type { SyncChange, SyncEvents, SyncOptions, SyncStatus } from './sync.js';
+export type { TransferEvents, TransferOptions, TransferProgress, UploadInput } from './transfers.js';
+export type { WebSocketLike } from './realtime.js';
 
 export interface Or3ClientOptions {
   /** The server, e.g. `https://edge.example.com`. Default: the page's own origin. */

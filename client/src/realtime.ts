@@ -8,8 +8,8 @@
  * alike). It reconnects with backoff when the socket drops and sends a `ping` every 30 s so idle
  * proxies keep it open; while it is down the sync loop polls instead.
  */
-import { backoffDelay, type BackoffOptions } from './backoff';
-import type { HttpClient } from './http';
+import { backoffDelay, type BackoffOptions } from './backoff.js';
+import type { HttpClient } from './http.js';
 
 /** The part of the WebSocket API the SDK uses (browser WebSocket and Node 22's global both fit). */
 export interface WebSocketLike {
@@ -91,6 +91,8 @@ export class Realtime {
 
   async #connect() {
     if (this.#stopped) return;
+    // Offline (browsers say so): wait; the 'online' event calls reconnectNow().
+    if ((globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) return this.#retry();
     let ticket: string;
     try {
       ({ ticket } = await this.http.json<{ ticket: string }>('POST', '/api/sync/ws-ticket', { workspaceId: this.workspaceId }));
@@ -123,7 +125,8 @@ export class Realtime {
         // not ours; ignore
       }
     };
-    socket.onclose = () => this.#retry();
+    // 4003: this user lost access to the workspace; reconnecting cannot help.
+    socket.onclose = (ev) => ((ev as { code?: number }).code === 4003 ? this.stop() : this.#retry());
     socket.onerror = () => this.#retry();
   }
 }

@@ -11,12 +11,12 @@
  * Nothing is deleted from the outbox until the server has answered for it, and every op is
  * idempotent by its opId, so a lost response just means the same op is sent again.
  */
-import { backoffDelay, sleep, type BackoffOptions, DEFAULT_BACKOFF } from './backoff';
-import { compareRevisions, markRemote, SYNCED_TABLES, type Or3Database, type PendingOp, type Revision, type Row, type SnapshotItem, type SyncStateRow } from './db';
-import type { Emitter } from './events';
-import type { HybridClock } from './hlc';
-import { HttpClient, Or3Error } from './http';
-import { Realtime, type WebSocketLike } from './realtime';
+import { backoffDelay, sleep, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
+import { compareRevisions, markRemote, SYNCED_TABLES, type Or3Database, type PendingOp, type Revision, type Row, type SnapshotItem, type SyncStateRow } from './db.js';
+import type { Emitter } from './events.js';
+import type { HybridClock } from './hlc.js';
+import { HttpClient, Or3Error } from './http.js';
+import { Realtime, type WebSocketLike } from './realtime.js';
 
 export type SyncStatus = 'idle' | 'syncing' | 'offline' | 'error';
 

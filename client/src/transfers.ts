@@ -12,11 +12,11 @@
  * expired URL, a download of a file whose upload has not finished yet) retry with backoff up
  * to `maxAttempts`; the rest fail at once with the server's message.
  */
-import { backoffDelay, type BackoffOptions, DEFAULT_BACKOFF } from './backoff';
-import type { FileTransfer, Or3Database, Row, TransferState } from './db';
-import type { Emitter } from './events';
-import { hashBlob } from './hash';
-import { errorFrom, HttpClient, Or3Error } from './http';
+import { backoffDelay, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
+import type { FileTransfer, Or3Database, Row, TransferState } from './db.js';
+import type { Emitter } from './events.js';
+import { hashBlob } from './hash.js';
+import { errorFrom, HttpClient, Or3Error } from './http.js';
 
 export interface TransferOptions {
   concurrency: number;
