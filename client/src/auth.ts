@@ -73,12 +73,12 @@ export class BasicAuth implements AuthAdapter {
 
   async signIn(email: string, password: string): Promise<void> {
     await this.#current();
-    const body = await this.#http.json<BearerBody>('POST', '/api/basic-auth/sign-in', { email, password }, { auth: false, headers: this.#transportHeaders() });
+    const body = await this.#http.json<BearerBody>('POST', '/api/basic-auth/sign-in', { email, password }, { auth: false, credentials: this.credentials, headers: this.#transportHeaders() });
     await this.#accept(body);
   }
 
   async register(input: { email: string; password: string; displayName?: string; inviteToken?: string }): Promise<void> {
-    await this.#http.json('POST', '/api/basic-auth/register', { ...input, confirmPassword: input.password }, { auth: false });
+    await this.#http.json('POST', '/api/basic-auth/register', { ...input, confirmPassword: input.password }, { auth: false, credentials: this.credentials });
     await this.signIn(input.email, input.password);
   }
 
@@ -120,12 +120,25 @@ export class BasicAuth implements AuthAdapter {
     return this.#refreshing;
   }
 
+  /** Other tabs share the token store: one refresh at a time across them (Web Locks where available). */
   async #refreshOnce(): Promise<boolean> {
-    const tokens = await this.#current();
+    const locks = (globalThis as { navigator?: { locks?: { request(name: string, cb: () => Promise<boolean>): Promise<boolean> } } }).navigator?.locks;
+    return locks ? locks.request('or3-edge-refresh', () => this.#refreshLocked()) : this.#refreshLocked();
+  }
+
+  async #refreshLocked(): Promise<boolean> {
+    const held = await this.#current();
+    // Re-read the store: another tab may have rotated the tokens already (reusing the old
+    // refresh token outside the grace window would revoke the whole session).
+    const tokens = this.transport === 'bearer' ? await this.store.load() : held;
     if (this.transport === 'bearer' && !tokens) return false;
+    if (tokens && held && tokens.accessToken !== held.accessToken && tokens.expiresAt - Date.now() > REFRESH_MARGIN_MS) {
+      this.#tokens = tokens;
+      return true;
+    }
     let body: BearerBody;
     try {
-      body = await this.#http.json<BearerBody>('POST', '/api/basic-auth/refresh?silent=1', tokens ? { refreshToken: tokens.refreshToken } : undefined, { auth: false, headers: this.#transportHeaders() });
+      body = await this.#http.json<BearerBody>('POST', '/api/basic-auth/refresh?silent=1', tokens ? { refreshToken: tokens.refreshToken } : undefined, { auth: false, credentials: this.credentials, headers: this.#transportHeaders() });
     } catch (err) {
       if (err instanceof Or3Error && err.transient) throw err; // offline: keep the tokens, try later
       body = { ok: false };

@@ -104,6 +104,10 @@ export interface FileTransfer {
   storageId?: string;
   partSize?: number;
   parts?: { partNumber: number; etag: string }[];
+  /** The multipart upload was completed: a retry only commits. */
+  completed?: boolean;
+  /** A retry waits until this time (epoch ms), whatever else wakes the queue. */
+  notBefore?: number;
   updatedAt: number;
 }
 
@@ -189,36 +193,18 @@ function outboxCore(down: DBCore, hooks: OutboxHooks): DBCore {
   };
 }
 
-function setPath(target: Record<string, unknown>, path: string, value: unknown) {
-  const parts = path.split('.');
-  let node = target;
-  for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
-  if (value === undefined) delete node[parts[parts.length - 1]!];
-  else node[parts[parts.length - 1]!] = value;
-}
-
 async function capture(down: DBCore, table: DBCoreTable, name: SyncedTable, req: DBCoreMutateRequest, hooks: OutboxHooks) {
   const trans = req.trans;
   const revisions = down.table('revisions');
   const outbox = down.table('pending_ops');
 
-  // Normalise every request shape into full rows to put and keys to delete.
+  // Normalise every request shape into full rows to put and keys to delete. For put requests
+  // from modify()/update()/upsert(), Dexie has already computed the full rows into `values`
+  // (`updates` only describes them, for middlewares that can use it).
   let puts: Row[] = [];
   let deletes: string[] = [];
   if (req.type === 'add' || req.type === 'put') {
-    if (req.type === 'put' && req.updates) {
-      // Collection.modify()/Table.update(): apply the change specs to the stored rows.
-      const current = await table.getMany({ trans, keys: req.updates.keys });
-      req.updates.keys.forEach((_key, i) => {
-        const existing = current[i] as Row | undefined;
-        if (!existing) return;
-        const row = structuredClone(existing);
-        for (const [path, value] of Object.entries(req.updates!.changeSpecs[i] ?? {})) setPath(row, path, value);
-        puts.push(row);
-      });
-    } else {
-      puts = req.values.map((v) => structuredClone(v) as Row);
-    }
+    puts = req.values.map((v) => structuredClone(v) as Row);
   } else if (req.type === 'delete') {
     deletes = req.keys.map(String);
   } else {
@@ -242,22 +228,27 @@ async function capture(down: DBCore, table: DBCoreTable, name: SyncedTable, req:
   puts.forEach((row, i) => stamp(primaryKeyOf(name, row), 'put', known[i], typeof row.clock === 'number' ? row.clock : undefined, row));
   deletes.forEach((pk, i) => stamp(pk, 'delete', known[puts.length + i], undefined));
 
-  // Coalesce: an op still waiting for the same row is superseded by this one. (One already sent
-  // is harmless: the server orders both by revision and this one is newer.)
-  const superseded: number[] = [];
-  for (const op of ops) {
-    const waiting = await outbox.query({ trans, query: { index: outbox.schema.getIndexByKeyPath(['tableName', 'pk'])!, range: { type: 1 /* DBCoreRangeType.Equal (a const enum) */, lower: [op.tableName, op.pk], upper: [op.tableName, op.pk] } }, values: true });
-    for (const w of waiting.result as PendingOp[]) if (!w.error && w.seq !== undefined) superseded.push(w.seq);
-  }
-  if (superseded.length) await outbox.mutate({ type: 'delete', trans, keys: superseded });
-
   const forward: DBCoreMutateRequest =
     req.type === 'delete' || req.type === 'deleteRange'
       ? req
       : { type: req.type === 'add' ? 'add' : 'put', trans, values: puts, ...(req.mutatedParts ? { mutatedParts: req.mutatedParts } : {}) };
   const result = await table.mutate(forward);
-  await revisions.mutate({ type: 'put', trans, values: revs });
-  await outbox.mutate({ type: 'add', trans, values: ops });
+  // Rows the store refused (an add of an existing key, caught by the app) get no op.
+  const failed = new Set(Object.keys(result.failures ?? {}).map(Number));
+  const keptOps = ops.filter((_op, i) => !failed.has(i));
+  const keptRevs = revs.filter((_rev, i) => !failed.has(i));
+  if (!keptOps.length) return result;
+
+  // Coalesce: an op still waiting for the same row is superseded by this one. (One already sent
+  // is harmless: the server orders both by revision and this one is newer.)
+  const superseded: number[] = [];
+  for (const op of keptOps) {
+    const waiting = await outbox.query({ trans, query: { index: outbox.schema.getIndexByKeyPath(['tableName', 'pk'])!, range: { type: 1 /* DBCoreRangeType.Equal (a const enum) */, lower: [op.tableName, op.pk], upper: [op.tableName, op.pk] } }, values: true });
+    for (const w of waiting.result as PendingOp[]) if (!w.error && w.seq !== undefined) superseded.push(w.seq);
+  }
+  if (superseded.length) await outbox.mutate({ type: 'delete', trans, keys: superseded });
+  await revisions.mutate({ type: 'put', trans, values: keptRevs });
+  await outbox.mutate({ type: 'add', trans, values: keptOps });
   // Notify once the transaction is durable, not before (it may still abort).
   const idb = trans as unknown as IDBTransaction;
   if (typeof idb.addEventListener === 'function') idb.addEventListener('complete', () => hooks.onCaptured(), { once: true });

@@ -83,7 +83,7 @@ export class Or3Client {
   readonly #device: DeviceDb;
   readonly #options: Or3ClientOptions;
   readonly #prefix: string;
-  #deviceId: Promise<string> | null = null;
+  #deviceIds = new Map<string, Promise<string>>();
   #open = new Set<Or3Workspace>();
 
   constructor(options: Or3ClientOptions = {}) {
@@ -118,16 +118,24 @@ export class Or3Client {
     return this.auth;
   }
 
-  /** This device's stable id (one per browser profile), used in change stamps and cursors. */
-  deviceId(): Promise<string> {
-    this.#deviceId ??= (async () => {
-      const existing = await this.#device.settings.get('deviceId');
-      if (typeof existing?.value === 'string') return existing.value;
-      const id = `dev-${crypto.randomUUID()}`;
-      await this.#device.settings.put({ key: 'deviceId', value: id });
-      return id;
-    })();
-    return this.#deviceId;
+  /**
+   * This device's stable id for a user (one per browser profile and account: the server binds a
+   * device id to the user whose cursor it is), used in change stamps and cursors.
+   */
+  deviceId(userId: string): Promise<string> {
+    let pending = this.#deviceIds.get(userId);
+    if (!pending) {
+      pending = (async () => {
+        const key = `deviceId:${userId}`;
+        const existing = await this.#device.settings.get(key);
+        if (typeof existing?.value === 'string') return existing.value;
+        const id = `dev-${crypto.randomUUID()}`;
+        await this.#device.settings.put({ key, value: id });
+        return id;
+      })();
+      this.#deviceIds.set(userId, pending);
+    }
+    return pending;
   }
 
   /** The server's view of the caller (provisions the user and a default workspace on first sight). Cached for offline starts. */
@@ -164,7 +172,7 @@ export class Or3Client {
     const userId = session?.user?.id;
     const id = workspaceId ?? session?.workspace?.id;
     if (!userId || !id) throw new Error('or3 client: sign in first (no session)');
-    const deviceId = await this.deviceId();
+    const deviceId = await this.deviceId(userId);
     const ws = new Or3Workspace(this, id, userId, deviceId, this.#options, this.#prefix);
     await ws.start();
     this.#open.add(ws);
@@ -226,9 +234,11 @@ export class Or3Workspace {
     this.#persistTimer ??= setTimeout(() => {
       this.#persistTimer = null;
       const { wall, counter } = this.clock.state;
-      void this.db.sync_state
-        .get('state')
-        .then((s) => this.db.sync_state.put({ ...(s ?? { id: 'state', cursor: 0 }), id: 'state', hlcWall: wall, hlcCounter: counter }))
+      // One transaction, touching only the clock fields: never races a cursor update.
+      void this.db
+        .transaction('rw', this.db.sync_state, async () => {
+          if (!(await this.db.sync_state.update('state', { hlcWall: wall, hlcCounter: counter }))) await this.db.sync_state.add({ id: 'state', cursor: 0, hlcWall: wall, hlcCounter: counter });
+        })
         .catch(() => undefined);
     }, 250);
   }

@@ -31,6 +31,8 @@ export class Realtime {
   #attempt = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #ping: ReturnType<typeof setInterval> | null = null;
+  /** A connect is under way (waiting for its ticket): no second one. */
+  #connecting = false;
   open = false;
 
   constructor(
@@ -54,7 +56,7 @@ export class Realtime {
 
   /** After coming back online: skip the rest of the backoff. */
   reconnectNow() {
-    if (this.#stopped || this.open) return;
+    if (this.#stopped || this.open || this.#connecting) return;
     if (this.#timer) clearTimeout(this.#timer);
     this.#attempt = 0;
     void this.#connect();
@@ -86,10 +88,21 @@ export class Realtime {
     this.#teardown();
     if (this.#stopped) return;
     this.#attempt++;
+    if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => void this.#connect(), backoffDelay(this.#attempt, this.backoff));
   }
 
   async #connect() {
+    if (this.#stopped || this.#connecting) return;
+    this.#connecting = true;
+    try {
+      await this.#open();
+    } finally {
+      this.#connecting = false;
+    }
+  }
+
+  async #open() {
     if (this.#stopped) return;
     // Offline (browsers say so): wait; the 'online' event calls reconnectNow().
     if ((globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) return this.#retry();
@@ -110,6 +123,7 @@ export class Realtime {
     } catch {
       return this.#retry();
     }
+    this.#teardown(); // never two sockets
     this.#socket = socket;
     socket.onopen = () => {
       this.#attempt = 0;

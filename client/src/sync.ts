@@ -74,7 +74,10 @@ const LOCAL_TABLES = ['revisions', 'sync_state', 'pending_ops'] as const;
 export class SyncEngine {
   status: SyncStatus = 'idle';
   #stopped = true;
+  /** Ends an idle wait (local write, poke, poll due). */
   #wake = new AbortController();
+  /** Ends any wait, a backoff included: syncNow(), back online, stop(). */
+  #urgent = new AbortController();
   #loop: Promise<void> | null = null;
   #waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   #failures = 0;
@@ -105,29 +108,36 @@ export class SyncEngine {
     this.#detachOnline = listenOnline(() => {
       this.#failures = 0; // back online: retry now, not after the backoff
       this.#realtime?.reconnectNow();
-      this.wake();
+      this.#urgentWake();
     });
-    this.#loop = this.#run();
+    // After a stop(), the previous loop finishes before the new one starts.
+    this.#loop = (this.#loop ?? Promise.resolve()).then(() => this.#run());
   }
 
   async stop() {
     this.#stopped = true;
     this.#realtime?.stop();
     this.#detachOnline?.();
-    this.wake();
+    this.#urgentWake();
     await this.#loop;
-    for (const w of this.#waiters.splice(0)) w.reject(new Or3Error(0, 'stopped', 'Sync stopped'));
   }
 
   /** Runs the loop now (also after a permanent error); resolves once a full push + pull succeeded. */
   syncNow(): Promise<void> {
+    if (this.#stopped) return Promise.reject(new Or3Error(0, 'stopped', 'Sync is stopped'));
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
     this.#failures = 0;
-    this.wake();
+    this.#urgentWake();
     return done;
   }
 
+  /** Something may need syncing (a local write, a poke): run soon, but never inside a backoff. */
   wake() {
+    this.#wake.abort();
+  }
+
+  #urgentWake() {
+    this.#urgent.abort();
     this.#wake.abort();
   }
 
@@ -150,6 +160,7 @@ export class SyncEngine {
     while (!this.#stopped) {
       const waiters = this.#waiters.splice(0);
       this.#wake = new AbortController();
+      this.#urgent = new AbortController();
       let delay: number;
       if (isOffline()) {
         this.#setStatus('offline');
@@ -165,6 +176,10 @@ export class SyncEngine {
           for (const w of waiters) w.resolve();
           delay = this.#realtime?.open ? this.options.realtimePollIntervalMs : this.options.pollIntervalMs;
         } catch (err) {
+          if (this.#stopped) {
+            for (const w of waiters) this.#waiters.push(w);
+            break;
+          }
           const error = err instanceof Or3Error ? err : new Or3Error(0, 'client_error', err instanceof Error ? err.message : String(err));
           if (error.transient) {
             this.#failures++;
@@ -177,15 +192,20 @@ export class SyncEngine {
             for (const w of waiters) w.reject(error);
             delay = Number.POSITIVE_INFINITY; // permanent (e.g. signed out): wait for syncNow()
           }
-          if (this.#stopped) return;
-          // During backoff only an explicit wake (syncNow, back online) cuts the wait short.
-          await sleep(Number.isFinite(delay) ? delay : 2 ** 31 - 1, this.#wake.signal);
+          if (this.#stopped) break;
+          // During backoff only an urgent wake (syncNow, back online, stop) cuts the wait short.
+          await sleep(Number.isFinite(delay) ? delay : 2 ** 31 - 1, this.#urgent.signal);
           continue;
         }
       }
-      if (this.#stopped) return;
+      if (this.#stopped) break;
       await sleep(delay, this.#wake.signal);
     }
+    for (const w of this.#waiters.splice(0)) w.reject(new Or3Error(0, 'stopped', 'Sync stopped'));
+  }
+
+  #checkStopped() {
+    if (this.#stopped) throw new Or3Error(0, 'stopped', 'Sync stopped');
   }
 
   async state(): Promise<SyncStateRow> {
@@ -202,6 +222,7 @@ export class SyncEngine {
 
   async push(): Promise<void> {
     for (;;) {
+      this.#checkStopped();
       const batch = await this.db.pending_ops.orderBy('seq').filter((op) => !op.error).limit(this.options.pushBatchSize).toArray();
       if (!batch.length) return;
       try {
@@ -255,6 +276,7 @@ export class SyncEngine {
 
   async pull(): Promise<void> {
     for (let snapshots = 0; ; ) {
+      this.#checkStopped();
       const state = await this.state();
       const res = await this.http.json<{ changes: SyncChange[]; nextCursor: number; hasMore: boolean; requiresSnapshot: boolean }>('POST', '/api/sync/pull', {
         scope: { workspaceId: this.workspaceId },
@@ -375,6 +397,7 @@ export class SyncEngine {
     let pageToken: string | null = null;
     let first: { snapshotId: string; highWatermark: number } | null = null;
     do {
+      this.#checkStopped();
       const page: { snapshotId: string; highWatermark: number; items: SnapshotItem[]; nextPageToken: string | null } = await this.http.json('POST', '/api/sync/snapshot', {
         scope: { workspaceId: this.workspaceId },
         pageSize: this.options.snapshotPageSize,

@@ -181,7 +181,8 @@ export class TransferQueue {
     void (async () => {
       const slots = this.options.concurrency - this.#running.size;
       if (slots <= 0) return;
-      const next = (await this.db.file_transfers.where('state').equals('queued').sortBy('updatedAt')).filter((t) => !this.#running.has(t.id)).slice(0, slots);
+      const now = Date.now();
+      const next = (await this.db.file_transfers.where('state').equals('queued').sortBy('updatedAt')).filter((t) => !this.#running.has(t.id) && (t.notBefore ?? 0) <= now).slice(0, slots);
       for (const t of next) {
         if (this.#running.size >= this.options.concurrency || this.#paused || this.#closed) return;
         this.#running.add(t.id);
@@ -204,14 +205,16 @@ export class TransferQueue {
     } catch (err) {
       if (this.#closed) return;
       const error = err instanceof Or3Error ? err : new Or3Error(0, 'client_error', err instanceof Error ? err.message : String(err));
-      // A download of a file whose upload has not finished on the other device is worth waiting for.
-      const retryable = error.transient || error.status === 410 || (t.direction === 'download' && error.status === 404);
+      // Worth retrying besides transient failures: an expired URL (410), blob GC in progress
+      // (409 gc_in_progress), and a download of a file whose upload has not finished yet (404).
+      const retryable = error.transient || error.status === 410 || error.code === 'gc_in_progress' || (t.direction === 'download' && error.status === 404);
       if (retryable && t.attempts < this.options.maxAttempts) {
-        await this.#update(t, { state: 'queued', error: error.message });
+        const delay = backoffDelay(t.attempts, this.options.backoff, error.retryAfterMs);
+        await this.#update(t, { state: 'queued', error: error.message, notBefore: Date.now() + delay });
         const timer = setTimeout(() => {
           this.#timers.delete(timer);
           this.#kick();
-        }, backoffDelay(t.attempts, this.options.backoff, error.retryAfterMs));
+        }, delay);
         this.#timers.add(timer);
         return;
       }
@@ -265,15 +268,21 @@ export class TransferQueue {
 
   async #multipart(t: FileTransfer, blob: Blob): Promise<string> {
     type Part = { partNumber: number; size: number; url: string };
+    if (t.completed && t.storageId) return t.storageId; // only the commit is left
     let parts: Part[];
     if (!t.uploadId) {
-      const created = await this.http.json<{ uploadId: string; storageId: string; partSize: number; parts: Part[] }>('POST', '/api/storage/multipart/create', {
+      const created = await this.http.json<{ uploadId?: string; storageId: string; partSize: number; parts: Part[]; alreadyPresent?: boolean }>('POST', '/api/storage/multipart/create', {
         workspace_id: this.workspaceId,
         hash: t.hash,
         mime_type: t.mime_type,
         size_bytes: blob.size,
         part_size_bytes: this.options.partSizeBytes,
       });
+      if (created.alreadyPresent || !created.uploadId) {
+        // The workspace already has these bytes: nothing to send.
+        await this.#update(t, { storageId: created.storageId, completed: true, bytes_done: blob.size });
+        return created.storageId;
+      }
       await this.#update(t, { uploadId: created.uploadId, storageId: created.storageId, partSize: created.partSize, parts: [] });
       parts = created.parts;
     } else {
@@ -304,10 +313,15 @@ export class TransferQueue {
     try {
       await this.http.json('POST', '/api/storage/multipart/complete', { workspace_id: this.workspaceId, hash: t.hash, upload_id: t.uploadId, parts: finished.sort((a, b) => a.partNumber - b.partNumber) });
     } catch (err) {
-      // The server dropped or refused the upload: start over with a new one next attempt.
-      if (err instanceof Or3Error && (err.status === 404 || err.status === 422)) await this.#update(t, { uploadId: undefined, parts: [], bytes_done: 0 });
+      if (err instanceof Or3Error && !err.transient) {
+        // The upload is gone or unusable (already completed by a lost answer, expired, refused):
+        // start a new one next attempt; `create` then reports the blob if it is already stored.
+        await this.#update(t, { uploadId: undefined, parts: [], bytes_done: 0 });
+        if (err.status !== 422) throw new Or3Error(503, 'multipart_restart', `The upload will start over: ${err.message}`);
+      }
       throw err;
     }
+    await this.#update(t, { completed: true });
     return t.storageId!;
   }
 

@@ -76,6 +76,19 @@ describe('outbox capture', () => {
     expect(await db.revisions.get(['messages', 'm3'])).toMatchObject({ deleted: true, clock: 2 });
   });
 
+  it('captures upsert() of a new row, and no op for an add the store refused', async () => {
+    const { db } = localDb();
+    await db.kv.upsert('k1', { id: 'k1', name: 'theme', value: 'dark', created_at: 1, updated_at: 1, clock: 0 });
+    expect(await db.kv.get('k1')).toMatchObject({ value: 'dark', clock: 1 });
+    expect(await db.pending_ops.toArray()).toMatchObject([{ pk: 'k1', operation: 'put', payload: { value: 'dark' } }]);
+    await db.kv.upsert('k1', { value: 'light' });
+    expect(await db.pending_ops.toArray()).toMatchObject([{ pk: 'k1', clock: 2, payload: { value: 'light', name: 'theme' } }]);
+    // An add of an existing key fails in the store; the app catches it; no op may claim it happened.
+    await db.kv.add({ id: 'k1', name: 'theme', value: 'bogus', created_at: 1, updated_at: 1, clock: 0 }).catch(() => undefined);
+    expect(await db.pending_ops.toArray()).toMatchObject([{ pk: 'k1', clock: 2, payload: { value: 'light' } }]);
+    expect((await db.kv.get('k1'))!.value).toBe('light');
+  });
+
   it('never captures writes marked as remote (what the sync engine applies)', async () => {
     const { db } = localDb();
     await db.transaction('rw', db.messages, async (tx) => {

@@ -75,6 +75,11 @@ describe('transfers', () => {
     const before = b.calls.length;
     await wsB.files.get(hash);
     expect(b.calls.length).toBe(before);
+    // The same large file uploaded again (here from B) sends no parts: the server already has it.
+    const again = await wsB.upload(new Blob([bytes as BlobPart], { type: 'application/pdf' }), { name: 'copy.pdf' });
+    await wsB.files.waitFor(again.transferId);
+    expect(b.calls.filter((c) => c.startsWith('PUT '))).toEqual([]);
+    expect(b.calls).toContain('POST /api/storage/commit');
   });
 
   it('small files go up in one PUT; the same bytes again are not uploaded twice', async () => {
