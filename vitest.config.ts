@@ -45,6 +45,18 @@ export default defineConfig(async () => ({
           hookTimeout: 60_000,
         },
       },
+      {
+        // The demo app in Debian's Chromium (playwright-core) against the Worker serving it.
+        test: {
+          name: 'e2e',
+          include: ['demo/test/**/*.test.ts'],
+          // Builds demo/dist from the current source first, so the browser never tests a stale build.
+          globalSetup: ['./demo/test/build.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+        },
+      },
     ],
   },
 }));

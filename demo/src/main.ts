@@ -1,0 +1,574 @@
+/**
+ * The or3-edge demo: a small local-first chat on the client SDK. Everything renders from the
+ * local database (Dexie live queries), so it works offline and shows other devices' changes as
+ * soon as they sync. Served by the Worker itself (static assets); same origin, so the SDK uses
+ * the HttpOnly cookie session.
+ */
+import './style.css';
+import { liveQuery, type Subscription } from 'dexie';
+import { createOr3Client, Or3Error, type Or3Workspace, type Row, type TransferProgress } from '../../client/src/index';
+import { formatBytes, formatTime, h, replace, toast } from './dom';
+
+type Role = 'owner' | 'editor' | 'viewer';
+
+const client = createOr3Client();
+const app = document.getElementById('app')!;
+let ws: Or3Workspace | null = null;
+let role: Role = 'viewer';
+let me: { id: string; email?: string; displayName?: string } | null = null;
+let threadId: string | null = localStorage.getItem('or3demo:thread');
+let subscriptions: Subscription[] = [];
+let offEvents: (() => void)[] = [];
+const objectUrls = new Map<string, string>();
+const transfers = new Map<string, TransferProgress>();
+
+// A debugging and testing hook: `or3demo.ws` is the open workspace.
+(window as unknown as { or3demo: unknown }).or3demo = { client, get ws() { return ws; } };
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+const inviteFromUrl = () => new URLSearchParams(location.hash.slice(1)).get('invite');
+const canWrite = () => role !== 'viewer';
+
+// -- boot -----------------------------------------------------------------------------------
+
+async function boot() {
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => undefined);
+  const cached = await client.cachedSession();
+  if (cached?.user && !inviteFromUrl()) {
+    me = cached.user;
+    await openWorkspace(localStorage.getItem('or3demo:workspace') ?? cached.workspace?.id);
+    if (navigator.onLine) void client.session().then((s) => (s ? undefined : signedOut())).catch(() => undefined);
+    return;
+  }
+  try {
+    const session = await client.session();
+    if (session?.authenticated && session.user) return afterSignIn();
+  } catch {
+    // not signed in, or offline on a first visit
+  }
+  renderAuth();
+}
+
+async function afterSignIn() {
+  const session = await client.session();
+  me = session?.user ?? null;
+  const invite = inviteFromUrl();
+  let workspaceId = session?.workspace?.id;
+  if (invite) {
+    try {
+      const accepted = await client.workspaces.acceptInvite(invite);
+      workspaceId = accepted.workspaceId ?? workspaceId;
+    } catch (err) {
+      // Registering with the invite already accepted it.
+      if (!(err instanceof Or3Error && err.code === 'invalid_invite')) throw err;
+    }
+    history.replaceState(null, '', location.pathname);
+  }
+  await openWorkspace(workspaceId);
+}
+
+function signedOut() {
+  void closeWorkspace();
+  me = null;
+  localStorage.removeItem('or3demo:workspace');
+  renderAuth();
+}
+
+// -- auth view ------------------------------------------------------------------------------
+
+function renderAuth(mode: 'sign-in' | 'register' = inviteFromUrl() ? 'register' : 'sign-in') {
+  const error = h('p', { class: 'error', role: 'alert' });
+  const email = h('input', { type: 'email', name: 'email', required: true, autocomplete: 'email', placeholder: 'you@example.com' });
+  const password = h('input', { type: 'password', name: 'password', required: true, minLength: 12, autocomplete: mode === 'register' ? 'new-password' : 'current-password', placeholder: 'at least 12 characters' });
+  const displayName = h('input', { type: 'text', name: 'displayName', autocomplete: 'name', placeholder: 'Ada Lovelace' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, mode === 'register' ? 'Create account' : 'Sign in');
+  const form = h(
+    'form',
+    {
+      class: 'auth-form',
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        submit.disabled = true;
+        error.textContent = '';
+        try {
+          if (mode === 'register') await client.basicAuth.register({ email: email.value, password: password.value, ...(displayName.value ? { displayName: displayName.value } : {}), ...(inviteFromUrl() ? { inviteToken: inviteFromUrl()! } : {}) });
+          else await client.basicAuth.signIn(email.value, password.value);
+          await afterSignIn();
+        } catch (err) {
+          error.textContent = err instanceof Error ? err.message : String(err);
+          submit.disabled = false;
+        }
+      },
+    },
+    h('label', {}, 'Email', email),
+    mode === 'register' ? h('label', {}, 'Display name', displayName) : null,
+    h('label', {}, 'Password', password),
+    submit,
+    error,
+  );
+  replace(
+    app,
+    h(
+      'main',
+      { class: 'auth' },
+      h(
+        'section',
+        { class: 'card' },
+        h('h1', {}, 'or3-edge chat'),
+        h('p', { class: 'muted' }, 'A local-first chat on Cloudflare Workers, Durable Objects, R2 and D1. Open it in two windows and watch them stay in step.'),
+        inviteFromUrl() ? h('p', { class: 'note' }, 'You were invited to a workspace: create an account or sign in to join it.') : null,
+        h(
+          'div',
+          { class: 'tabs', role: 'tablist' },
+          h('button', { type: 'button', role: 'tab', 'aria-selected': String(mode === 'sign-in'), onclick: () => renderAuth('sign-in') }, 'Sign in'),
+          h('button', { type: 'button', role: 'tab', 'aria-selected': String(mode === 'register'), onclick: () => renderAuth('register') }, 'Create account'),
+        ),
+        form,
+      ),
+    ),
+  );
+  email.focus();
+}
+
+// -- workspace ------------------------------------------------------------------------------
+
+async function closeWorkspace() {
+  for (const s of subscriptions) s.unsubscribe();
+  for (const off of offEvents) off();
+  subscriptions = [];
+  offEvents = [];
+  for (const url of objectUrls.values()) URL.revokeObjectURL(url);
+  objectUrls.clear();
+  const old = ws;
+  ws = null;
+  await old?.close();
+}
+
+async function openWorkspace(id?: string) {
+  await closeWorkspace();
+  ws = await client.openWorkspace(id);
+  localStorage.setItem('or3demo:workspace', ws.id);
+  renderShell();
+  void refreshWorkspaces();
+}
+
+/** Workspaces and the caller's role: from the server when online, else from the last copy. */
+async function refreshWorkspaces() {
+  type Summary = { id: string; name: string; role: Role };
+  let list: Summary[] = JSON.parse(localStorage.getItem('or3demo:workspaces') ?? '[]');
+  try {
+    list = (await client.workspaces.list()).map(({ id, name, role }) => ({ id, name, role }));
+    localStorage.setItem('or3demo:workspaces', JSON.stringify(list));
+  } catch {
+    // offline: keep the cached list
+  }
+  const current = list.find((w) => w.id === ws?.id);
+  role = current?.role ?? role;
+  const select = document.querySelector<HTMLSelectElement>('[data-testid=workspace-select]');
+  if (select) {
+    replace(select, ...list.map((w) => h('option', { value: w.id, selected: w.id === ws?.id }, `${w.name} (${w.role})`)));
+  }
+  renderComposerState();
+  renderMembers();
+}
+
+function renderShell() {
+  const workspace = ws!;
+  const newWorkspace = h('input', { type: 'text', placeholder: 'New workspace name', 'aria-label': 'New workspace name', maxLength: 100 });
+  replace(
+    app,
+    h(
+      'header',
+      { class: 'topbar' },
+      h('span', { class: 'brand' }, 'or3-edge'),
+      h('select', {
+        'data-testid': 'workspace-select',
+        'aria-label': 'Workspace',
+        onchange: async (e: Event) => {
+          const id = (e.target as HTMLSelectElement).value;
+          await client.workspaces.setActive(id).catch(() => undefined);
+          await openWorkspace(id);
+        },
+      }),
+      h(
+        'form',
+        {
+          class: 'inline',
+          onsubmit: async (e: Event) => {
+            e.preventDefault();
+            if (!newWorkspace.value.trim()) return;
+            try {
+              const id = await client.workspaces.create(newWorkspace.value.trim());
+              await openWorkspace(id);
+            } catch (err) {
+              toast(err instanceof Error ? err.message : String(err), 'error');
+            }
+          },
+        },
+        newWorkspace,
+        h('button', { type: 'submit' }, 'Create'),
+      ),
+      h('span', { class: 'spacer' }),
+      h('span', { class: 'who', 'data-testid': 'who' }, me?.displayName ?? me?.email ?? ''),
+      h('button', { type: 'button', onclick: async () => (await client.basicAuth.signOut(), signedOut()) }, 'Sign out'),
+    ),
+    h(
+      'div',
+      { class: 'layout' },
+      h('aside', { class: 'threads' }, h('h2', {}, 'Threads'), threadForm(), h('ul', { 'data-testid': 'thread-list' })),
+      h('section', { class: 'conversation' }, h('div', { class: 'messages', 'data-testid': 'messages' }), composer()),
+      h('aside', { class: 'members', 'data-testid': 'members-panel' }),
+    ),
+    h('footer', { class: 'status', 'data-testid': 'status' }),
+  );
+
+  subscriptions.push(
+    liveQuery(() => workspace.db.threads.orderBy('updated_at').reverse().toArray()).subscribe((rows) => renderThreads(rows.filter((t) => !t.deleted))),
+  );
+  selectThread(threadId);
+  offEvents.push(
+    workspace.on('status', renderStatus),
+    workspace.on('pending', renderStatus),
+    workspace.on('change', renderStatus),
+    workspace.on('conflict', ({ tableName }) => toast(`Another device changed the same ${tableName.replace(/s$/, '')} at the same time; its version was kept.`)),
+    workspace.on('rejected', ({ error }) => toast(`The server refused a change: ${error.message}`, 'error')),
+    workspace.on('transfer', (t) => {
+      transfers.set(t.hash, t);
+      for (const bar of document.querySelectorAll<HTMLElement>(`[data-progress="${t.hash}"]`)) renderProgress(bar, t);
+    }),
+  );
+  const onNetwork = () => renderStatus();
+  window.addEventListener('online', onNetwork);
+  window.addEventListener('offline', onNetwork);
+  const timer = setInterval(renderStatus, 1000);
+  offEvents.push(() => {
+    window.removeEventListener('online', onNetwork);
+    window.removeEventListener('offline', onNetwork);
+    clearInterval(timer);
+  });
+  renderStatus();
+}
+
+async function renderStatus() {
+  const footer = document.querySelector('[data-testid=status]');
+  if (!footer || !ws) return;
+  const workspace = ws;
+  const [pending, failed, state] = await Promise.all([workspace.db.pending_ops.filter((o) => !o.error).count(), workspace.db.pending_ops.filter((o) => !!o.error).count(), workspace.sync.state()]);
+  const online = navigator.onLine;
+  replace(
+    footer,
+    h('span', { class: `dot ${online ? 'on' : 'off'}`, 'data-testid': 'network' }, online ? 'Online' : 'Offline'),
+    h('span', { 'data-testid': 'sync-status' }, `Sync: ${workspace.status}`),
+    h('span', { 'data-testid': 'pending' }, `Pending: ${pending}`),
+    failed ? h('span', { class: 'error' }, `Refused: ${failed}`) : null,
+    h('span', { 'data-testid': 'server-version' }, `Server version: ${state.cursor}`),
+    h('span', {}, workspace.sync.realtimeConnected ? 'Realtime: live' : 'Realtime: polling'),
+    h('span', { class: 'muted' }, `Role: ${role}`),
+  );
+}
+
+// -- threads --------------------------------------------------------------------------------
+
+function threadForm() {
+  const title = h('input', { type: 'text', placeholder: 'New thread', 'aria-label': 'New thread title', maxLength: 200, 'data-testid': 'new-thread' });
+  return h(
+    'form',
+    {
+      class: 'inline',
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        if (!ws || !title.value.trim() || !canWrite()) return;
+        const id = crypto.randomUUID();
+        const now = nowSeconds();
+        await ws.db.threads.put({ id, title: title.value.trim(), status: 'ready', deleted: false, pinned: false, created_at: now, updated_at: now, last_message_at: now, clock: 0 });
+        title.value = '';
+        selectThread(id);
+      },
+    },
+    title,
+    h('button', { type: 'submit', class: 'write-only' }, 'Add'),
+  );
+}
+
+function renderThreads(rows: Row[]) {
+  const list = document.querySelector('[data-testid=thread-list]');
+  if (!list) return;
+  if (!threadId && rows[0]) selectThread(String(rows[0].id));
+  replace(
+    list,
+    ...rows.map((t) =>
+      h('li', {}, h('button', { type: 'button', class: t.id === threadId ? 'thread active' : 'thread', 'aria-current': t.id === threadId ? 'true' : false, onclick: () => selectThread(String(t.id)) }, String(t.title ?? 'Untitled'))),
+    ),
+    rows.length ? null : h('li', { class: 'muted' }, canWrite() ? 'No threads yet: add one above.' : 'No threads yet.'),
+  );
+}
+
+let messageSubscription: Subscription | null = null;
+
+function selectThread(id: string | null) {
+  threadId = id;
+  if (id) localStorage.setItem('or3demo:thread', id);
+  messageSubscription?.unsubscribe();
+  messageSubscription = null;
+  const workspace = ws;
+  if (!workspace) return;
+  if (id) {
+    messageSubscription = liveQuery(() => workspace.db.messages.where('thread_id').equals(id).toArray()).subscribe(renderMessages);
+    subscriptions.push(messageSubscription);
+  } else renderMessages([]);
+  void workspace.db.threads.orderBy('updated_at').reverse().toArray().then((rows) => renderThreads(rows.filter((t) => !t.deleted)));
+  renderComposerState();
+}
+
+// -- messages -------------------------------------------------------------------------------
+
+function renderMessages(rows: Row[]) {
+  const box = document.querySelector('[data-testid=messages]');
+  if (!box) return;
+  const sorted = rows.filter((m) => !m.deleted).sort((a, b) => Number(a.index) - Number(b.index) || String(a.order_key).localeCompare(String(b.order_key)));
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  replace(box, ...sorted.map(messageView), sorted.length ? null : h('p', { class: 'empty muted' }, threadId ? 'No messages yet.' : 'Pick or add a thread.'));
+  if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+function messageView(m: Row) {
+  const hashes: string[] = typeof m.file_hashes === 'string' ? safeParse(m.file_hashes) : [];
+  const text = h('p', { class: 'text', 'data-testid': 'message-text' }, String(m.data ?? ''));
+  const article = h(
+    'article',
+    { class: 'message', 'data-id': String(m.id) },
+    h('header', {}, h('strong', {}, String(m.author_name ?? 'Someone')), h('time', {}, formatTime(Number(m.created_at))), Number(m.updated_at) > Number(m.created_at) ? h('span', { class: 'muted' }, '(edited)') : null),
+    text,
+    hashes.length ? h('div', { class: 'attachments' }, ...hashes.map(attachmentView)) : null,
+  );
+  if (canWrite()) {
+    article.append(
+      h(
+        'div',
+        { class: 'actions' },
+        h('button', { type: 'button', class: 'link', onclick: () => editMessage(article, m) }, 'Edit'),
+        h('button', { type: 'button', class: 'link danger', onclick: () => void ws?.db.messages.delete(String(m.id)) }, 'Delete'),
+      ),
+    );
+  }
+  return article;
+}
+
+function editMessage(article: HTMLElement, m: Row) {
+  const input = h('input', { type: 'text', value: String(m.data ?? ''), 'aria-label': 'Edit message' });
+  const form = h(
+    'form',
+    {
+      class: 'inline edit',
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        await ws?.db.messages.update(String(m.id), { data: input.value, updated_at: nowSeconds() });
+      },
+    },
+    input,
+    h('button', { type: 'submit', class: 'primary' }, 'Save'),
+  );
+  article.querySelector('.text')?.replaceWith(form);
+  input.focus();
+}
+
+function attachmentView(hash: string) {
+  const holder = h('div', { class: 'attachment', 'data-hash': hash }, h('div', { class: 'progress', 'data-progress': hash }));
+  const progress = transfers.get(hash);
+  if (progress) renderProgress(holder.firstElementChild as HTMLElement, progress);
+  void showAttachment(holder, hash);
+  return holder;
+}
+
+async function showAttachment(holder: HTMLElement, hash: string) {
+  const workspace = ws;
+  if (!workspace) return;
+  try {
+    let url = objectUrls.get(hash);
+    const meta = await workspace.db.file_meta.get(hash);
+    if (!url) {
+      const blob = await workspace.files.get(hash);
+      url = URL.createObjectURL(blob);
+      objectUrls.set(hash, url);
+    }
+    const name = String(meta?.name ?? 'file');
+    const isImage = String(meta?.mime_type ?? '').startsWith('image/');
+    holder.replaceChildren(
+      isImage ? h('img', { src: url, alt: name, 'data-testid': 'attachment-image' }) : h('a', { href: url, target: '_blank', rel: 'noopener', class: 'pdf', 'data-testid': 'attachment-link' }, `📄 ${name}`),
+      h('span', { class: 'muted' }, meta?.size_bytes ? formatBytes(Number(meta.size_bytes)) : ''),
+    );
+  } catch (err) {
+    holder.append(h('span', { class: 'error' }, err instanceof Error ? err.message : 'download failed'));
+  }
+}
+
+function renderProgress(bar: HTMLElement, t: TransferProgress) {
+  const pct = t.bytesTotal ? Math.round((t.bytesDone / t.bytesTotal) * 100) : 0;
+  bar.replaceChildren(h('div', { class: 'bar', style: `width:${pct}%` }), h('span', {}, `${t.direction === 'upload' ? 'Uploading' : 'Downloading'} ${pct}%${t.state === 'failed' ? ' (failed)' : ''}`));
+  bar.dataset.state = t.state;
+  bar.hidden = t.state === 'done';
+}
+
+const safeParse = (value: string): string[] => {
+  try {
+    const parsed = JSON.parse(value);
+    return Array.isArray(parsed) ? parsed.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+};
+
+// -- composer -------------------------------------------------------------------------------
+
+let staged: { hash: string; name: string }[] = [];
+
+function composer() {
+  const text = h('textarea', { rows: 2, placeholder: 'Write a message', 'aria-label': 'Message', 'data-testid': 'composer-text' });
+  const chips = h('div', { class: 'chips' });
+  const file = h('input', {
+    type: 'file',
+    accept: 'image/png,image/jpeg,image/gif,image/webp,application/pdf',
+    hidden: true,
+    'data-testid': 'attach-input',
+    onchange: async () => {
+      for (const f of Array.from(file.files ?? [])) {
+        try {
+          const { hash } = await ws!.upload(f, { name: f.name });
+          staged.push({ hash, name: f.name });
+          chips.append(h('span', { class: 'chip' }, f.name, h('div', { class: 'progress', 'data-progress': hash })));
+        } catch (err) {
+          toast(err instanceof Error ? err.message : String(err), 'error');
+        }
+      }
+      file.value = '';
+    },
+  });
+  const send = async (e: Event) => {
+    e.preventDefault();
+    const workspace = ws;
+    const thread = threadId;
+    if (!workspace || !thread || !canWrite() || (!text.value.trim() && !staged.length)) return;
+    const now = nowSeconds();
+    const hashes = staged.map((s) => s.hash);
+    await workspace.db.transaction('rw', workspace.db.messages, workspace.db.threads, async () => {
+      const index = await workspace.db.messages.where('thread_id').equals(thread).count();
+      await workspace.db.messages.put({
+        id: crypto.randomUUID(),
+        thread_id: thread,
+        role: 'user',
+        index,
+        // Breaks ties between devices that picked the same index while apart.
+        order_key: `${Date.now().toString(36)}-${workspace.deviceId.slice(-6)}`,
+        data: text.value.trim(),
+        author_name: me?.displayName ?? me?.email ?? 'Someone',
+        deleted: false,
+        created_at: now,
+        updated_at: now,
+        clock: 0,
+        ...(hashes.length ? { file_hashes: JSON.stringify(hashes) } : {}),
+      });
+      await workspace.db.threads.update(thread, { last_message_at: now, updated_at: now });
+    });
+    text.value = '';
+    staged = [];
+    chips.replaceChildren();
+  };
+  return h(
+    'form',
+    { class: 'composer', 'data-testid': 'composer', onsubmit: send },
+    chips,
+    h(
+      'div',
+      { class: 'row' },
+      text,
+      h('label', { class: 'button write-only', title: 'Attach an image or PDF' }, 'Attach', file),
+      h('button', { type: 'submit', class: 'primary write-only', 'data-testid': 'send' }, 'Send'),
+    ),
+    h('p', { class: 'readonly-note muted', 'data-testid': 'readonly-note', hidden: true }, 'You have read-only access to this workspace.'),
+  );
+}
+
+// Enter sends; Shift+Enter is a new line.
+document.addEventListener('keydown', (e) => {
+  const target = e.target as HTMLElement;
+  if (e.key === 'Enter' && !e.shiftKey && target.matches('[data-testid=composer-text]')) {
+    e.preventDefault();
+    target.closest('form')?.requestSubmit();
+  }
+});
+
+function renderComposerState() {
+  const writable = canWrite();
+  for (const el of document.querySelectorAll<HTMLButtonElement | HTMLInputElement | HTMLTextAreaElement>('.composer textarea, .composer button, .composer input, .threads form input, .threads form button')) el.disabled = !writable;
+  const note = document.querySelector<HTMLElement>('[data-testid=readonly-note]');
+  if (note) note.hidden = writable;
+}
+
+// -- members (owners) -----------------------------------------------------------------------
+
+async function renderMembers() {
+  const panel = document.querySelector('[data-testid=members-panel]');
+  if (!panel || !ws) return;
+  const workspaceId = ws.id;
+  if (role !== 'owner') return replace(panel);
+  let members: { userId: string; email?: string; displayName?: string; role: string }[] = [];
+  try {
+    members = await client.workspaces.members(workspaceId);
+  } catch {
+    return replace(panel, h('h2', {}, 'Members'), h('p', { class: 'muted' }, 'Members load when you are online.'));
+  }
+  const inviteRole = h('select', { 'aria-label': 'Invite role', 'data-testid': 'invite-role' }, h('option', { value: 'editor' }, 'editor'), h('option', { value: 'viewer' }, 'viewer'), h('option', { value: 'owner' }, 'owner'));
+  const link = h('input', { type: 'text', readOnly: true, 'aria-label': 'Invite link', 'data-testid': 'invite-link', placeholder: 'Create a link to share' });
+  replace(
+    panel,
+    h('h2', {}, 'Members'),
+    h(
+      'ul',
+      {},
+      ...members.map((m) =>
+        h(
+          'li',
+          {},
+          h('span', {}, m.displayName ?? m.email ?? m.userId),
+          m.userId === me?.id
+            ? h('span', { class: 'muted' }, m.role)
+            : h(
+                'span',
+                {},
+                h(
+                  'select',
+                  { 'aria-label': `Role of ${m.email ?? m.userId}`, onchange: async (e: Event) => client.workspaces.setRole(workspaceId, m.userId, (e.target as HTMLSelectElement).value as Role).then(() => toast('Role updated')).catch((err) => toast(String(err.message), 'error')) },
+                  ...(['owner', 'editor', 'viewer'] as const).map((r) => h('option', { value: r, selected: r === m.role }, r)),
+                ),
+                h('button', { type: 'button', class: 'link danger', onclick: async () => (await client.workspaces.removeMember(workspaceId, m.userId).catch((err) => toast(String(err.message), 'error')), renderMembers()) }, 'Remove'),
+              ),
+        ),
+      ),
+    ),
+    h('h3', {}, 'Invite'),
+    h(
+      'form',
+      {
+        class: 'inline',
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          try {
+            const { inviteToken } = await client.workspaces.invite(workspaceId, inviteRole.value as Role);
+            link.value = `${location.origin}/#invite=${encodeURIComponent(inviteToken)}`;
+            link.select();
+          } catch (err) {
+            toast(err instanceof Error ? err.message : String(err), 'error');
+          }
+        },
+      },
+      inviteRole,
+      h('button', { type: 'submit', 'data-testid': 'create-invite' }, 'Create link'),
+    ),
+    link,
+  );
+}
+
+void boot().catch((err) => {
+  console.error(err);
+  renderAuth();
+});

@@ -1,0 +1,193 @@
+/**
+ * The demo app in a real browser (Debian's Chromium, driven by playwright-core) against the
+ * real Worker serving it: two devices of one user stay in step, an offline device catches up,
+ * an attachment crosses byte-for-byte, and a viewer can read but not write. Screenshots of each
+ * step go to test-results/e2e/.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../client/test/harness';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SHOTS = new URL('../../test-results/e2e/', import.meta.url).pathname;
+const PASSWORD = 'correct horse battery staple';
+// Without a browser there is nothing to drive: fail in CI (which installs it), skip elsewhere.
+const haveBrowser = existsSync(CHROMIUM);
+if (!haveBrowser && process.env.CI) throw new Error(`Chromium not found at ${CHROMIUM}: .ci/run installs Debian's chromium`);
+if (!haveBrowser) console.warn(`e2e: skipped, no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+
+let server: TestServer;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!haveBrowser) return;
+  mkdirSync(SHOTS, { recursive: true });
+  server = await startServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // Root in a container, and a closed network: no sandbox, no background connections.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+async function device(): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.error('page error:', err.message));
+  await page.goto(server.url);
+  return { context, page };
+}
+
+async function register(page: Page, email: string, name: string) {
+  await page.getByRole('tab', { name: 'Create account' }).click();
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Display name').fill(name);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByTestId('status').waitFor();
+}
+
+async function signIn(page: Page, email: string) {
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('status').waitFor();
+}
+
+async function send(page: Page, text: string) {
+  await page.getByTestId('composer-text').fill(text);
+  await page.getByTestId('send').click();
+}
+
+const message = (page: Page, text: string) => page.getByTestId('message-text').filter({ hasText: text });
+const shot = (page: Page, name: string) => page.screenshot({ path: `${SHOTS}${name}.png` });
+
+describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
+  it('keeps two devices in step, online and offline, with attachments and roles', async () => {
+    const email = `ada-${crypto.randomUUID().slice(0, 8)}@example.com`;
+
+    // Device A registers and starts a thread; device B signs in as the same user.
+    const a = await device();
+    await register(a.page, email, 'Ada');
+    await a.page.getByTestId('new-thread').fill('Launch plans');
+    await a.page.getByTestId('new-thread').press('Enter');
+    await send(a.page, 'Hello from A');
+    await message(a.page, 'Hello from A').waitFor();
+    await shot(a.page, '1-device-a');
+
+    const b = await device();
+    await signIn(b.page, email);
+    await b.page.getByRole('button', { name: 'Launch plans' }).click();
+    await message(b.page, 'Hello from A').waitFor({ timeout: 10_000 });
+    await expect.poll(() => b.page.getByTestId('sync-status').textContent(), { timeout: 10_000 }).toContain('idle');
+
+    // Live: a message on A shows up on B without a reload.
+    await send(a.page, 'Are you there, B?');
+    await message(b.page, 'Are you there, B?').waitFor({ timeout: 10_000 });
+    await shot(b.page, '2-device-b-live');
+
+    // B goes offline, writes, and catches up when it is back.
+    await b.context.setOffline(true);
+    await expect.poll(() => b.page.getByTestId('network').textContent()).toBe('Offline');
+    await send(b.page, 'Written on the train');
+    await message(b.page, 'Written on the train').waitFor();
+    // The message, and its thread's last_message_at unless that is still the same second.
+    await expect.poll(() => b.page.getByTestId('pending').textContent()).toMatch(/^Pending: [12]$/);
+    await shot(b.page, '3-device-b-offline');
+    expect(await message(a.page, 'Written on the train').count()).toBe(0);
+    await b.context.setOffline(false);
+    await message(a.page, 'Written on the train').waitFor({ timeout: 15_000 });
+    await expect.poll(() => b.page.getByTestId('pending').textContent(), { timeout: 15_000 }).toBe('Pending: 0');
+    // Both devices end on the same server version.
+    const versions = () => Promise.all([a.page, b.page].map((p) => p.getByTestId('server-version').textContent()));
+    await expect.poll(async () => new Set(await versions()).size, { timeout: 10_000 }).toBe(1);
+    expect((await versions())[0]).toMatch(/Server version: [1-9]\d*/);
+
+    // An image attached on A downloads on B with identical bytes.
+    const bytes = pngBytes();
+    await a.page.getByTestId('attach-input').setInputFiles({ name: 'chart.png', mimeType: 'image/png', buffer: bytes });
+    await a.page.locator('.chip').waitFor();
+    await send(a.page, 'The chart');
+    await b.page.getByTestId('attachment-image').first().waitFor({ timeout: 20_000 });
+    const hash = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const downloaded = await b.page.evaluate(async (h) => {
+      const blob = await (window as unknown as { or3demo: { ws: { files: { get(h: string): Promise<Blob> } } } }).or3demo.ws.files.get(h);
+      const digest = await crypto.subtle.digest('SHA-256', await blob.arrayBuffer());
+      return `sha256:${[...new Uint8Array(digest)].map((x) => x.toString(16).padStart(2, '0')).join('')}`;
+    }, hash);
+    expect(downloaded).toBe(hash);
+    await shot(b.page, '4-device-b-attachment');
+
+    // The owner invites a second user as a viewer: they read, but cannot write.
+    await a.page.getByTestId('invite-role').selectOption('viewer');
+    await a.page.getByTestId('create-invite').click();
+    await expect.poll(() => a.page.getByTestId('invite-link').inputValue()).toContain('#invite=');
+    const link = await a.page.getByTestId('invite-link').inputValue();
+    await shot(a.page, '5-owner-invite');
+
+    const c = await device();
+    await c.page.goto(link);
+    await register(c.page, `grace-${crypto.randomUUID().slice(0, 8)}@example.com`, 'Grace');
+    await c.page.getByRole('button', { name: 'Launch plans' }).click();
+    await message(c.page, 'Written on the train').waitFor({ timeout: 10_000 });
+    await expect.poll(() => c.page.getByTestId('readonly-note').isVisible()).toBe(true);
+    expect(await c.page.getByTestId('send').isDisabled()).toBe(true);
+    expect(await c.page.getByTestId('composer-text').isDisabled()).toBe(true);
+    // Even a write forced past the UI is refused by the server, and kept visible as refused.
+    await c.page.evaluate(() =>
+      (window as unknown as { or3demo: { ws: { db: { kv: { put(r: object): Promise<unknown> } } } } }).or3demo.ws.db.kv.put({ id: 'forced', name: 'x', created_at: 1, updated_at: 1, clock: 0 }),
+    );
+    await c.page.locator('.status .error').filter({ hasText: 'Refused: 1' }).waitFor({ timeout: 10_000 });
+    await shot(c.page, '6-viewer');
+    expect(await a.page.evaluate(() => (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'))).toBeUndefined();
+  });
+});
+
+/** A real 64×64 PNG (a gradient), so the browser renders the thumbnail. */
+function pngBytes(): Buffer {
+  const width = 64;
+  const height = 64;
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    raw[y * (width * 3 + 1)] = 0;
+    for (let x = 0; x < width; x++) {
+      const o = y * (width * 3 + 1) + 1 + x * 3;
+      raw[o] = 243;
+      raw[o + 1] = 128 + x;
+      raw[o + 2] = 32 + y * 2;
+    }
+  }
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf: Buffer) => {
+    let c = 0xffffffff;
+    for (const byte of buf) c = crcTable[(c ^ byte) & 0xff]! ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
