@@ -1,0 +1,413 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: the scenarios of PERFORMANCE.md against the real Worker (this repo's
+ * wrangler.toml, local workerd, D1, R2, Durable Objects), each reported as a ratio to a limit
+ * measured in the same run by the bench-only Worker in bench/ (raw DO SQLite, bare HTTP, raw R2).
+ *
+ *   npm run bench                      every scenario, full sizes (several minutes)
+ *   npm run bench -- --quick           small sizes, under a minute (CI smoke)
+ *   npm run bench -- --scenario pull   one scenario (repeatable); limits it needs are measured too
+ *
+ * Prints progress to stderr, one table to stdout, and writes bench/results.json.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
+import { createTestHarness } from 'wrangler';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+if (Number(process.versions.node.split('.')[0]) < 22) {
+  console.error(`bench: needs Node >= 22 (this is ${process.version}); run it as \`npm run bench\`, which uses the project's Node 22`);
+  process.exit(1);
+}
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const only = argv.flatMap((a, i) => (a === '--scenario' ? [argv[i + 1]] : a.startsWith('--scenario=') ? [a.slice(11)] : []));
+const want = (name) => only.length === 0 || only.includes(name);
+
+// Sizes: full per PERFORMANCE.md; quick divides them so the whole run stays under a minute.
+const S = quick
+  ? { pushOps: 2_000, unbatchedPerDevice: 25, pullLog: 10_000, growthSmall: 2_000, growthLarge: 10_000, growthProbe: 500, realtimeRounds: 20, fanoutOps: 1_000, blobMiB: 5, clientRows: 2_000, deltaRounds: 10 }
+  : { pushOps: 20_000, unbatchedPerDevice: 125, pullLog: 200_000, growthSmall: 10_000, growthLarge: 200_000, growthProbe: 2_000, realtimeRounds: 100, fanoutOps: 5_000, blobMiB: 50, clientRows: 100_000, deltaRounds: 20 };
+const PAYLOAD_BYTES = 300;
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+const now = () => performance.now();
+const pct = (values, p) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+};
+const median = (values) => pct(values, 50);
+const round = (n, digits = 0) => Number(n.toFixed(digits));
+
+// -- the servers ---------------------------------------------------------------------------
+
+log(`bench: starting the Worker and the bench Worker (${quick ? 'quick' : 'full'} sizes)…`);
+const server = createTestHarness({
+  root,
+  workers: [
+    {
+      configPath: './wrangler.toml',
+      vars: {
+        ENVIRONMENT: 'development',
+        OR3_BASIC_AUTH_REGISTRATION: 'open',
+        // The bench measures throughput, not the per-user rate limits.
+        OR3_RATE_LIMIT_OVERRIDES_JSON: JSON.stringify({ push: 100_000, pull: 100_000, updateCursor: 100_000, gc: 10_000 }), // requests per user per minute (the cap)
+      },
+    },
+    { configPath: './bench/wrangler.toml' },
+  ],
+});
+const { url } = await server.listen();
+const app = server.getWorker();
+const bench = server.getWorker('or3-edge-bench');
+const appEnv = await app.getEnv();
+const benchEnv = await bench.getEnv();
+for (const file of ['0000_init.sql']) {
+  const statements = readFileSync(`${root}/migrations/d1/${file}`, 'utf8').split('--> statement-breakpoint').map((s) => s.trim()).filter(Boolean);
+  await appEnv.DB.batch(statements.map((s) => appEnv.DB.prepare(s)));
+}
+
+let ipCounter = 1;
+async function call(method, path, token, body) {
+  const res = await app.fetch(new URL(path, url), {
+    method,
+    headers: { 'content-type': 'application/json', 'cf-connecting-ip': `10.77.0.${ipCounter}`, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** A new user with its default workspace, signed in with a bearer token. */
+async function user() {
+  ipCounter = (ipCounter % 250) + 1; // the sign-in rate limit counts per address
+  const email = `bench-${crypto.randomUUID().slice(0, 8)}@example.com`;
+  const password = 'correct horse battery staple';
+  await call('POST', '/api/basic-auth/register', null, { email, password, confirmPassword: password });
+  const res = await app.fetch(new URL('/api/basic-auth/sign-in', url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-or3-token-transport': 'bearer', 'cf-connecting-ip': `10.77.1.${ipCounter}` },
+    body: JSON.stringify({ email, password }),
+  });
+  const { accessToken } = await res.json();
+  const { session } = await call('GET', '/api/auth/session', accessToken);
+  return { token: accessToken, workspaceId: session.workspace.id };
+}
+
+let seq = 0;
+const filler = 'x'.repeat(PAYLOAD_BYTES - 170);
+function op(pk = `m${++seq}`) {
+  const t = Math.floor(Date.now() / 1000);
+  return {
+    tableName: 'messages',
+    operation: 'put',
+    pk,
+    payload: { id: pk, thread_id: 't1', role: 'user', index: seq, order_key: `a${seq}`, deleted: false, created_at: t, updated_at: t, clock: 1, data: filler },
+    stamp: { deviceId: 'bench-device', opId: crypto.randomUUID(), hlc: `${String(Date.now()).padStart(15, '0')}:${String(seq % 999_999).padStart(6, '0')}:bench`, clock: 1 },
+  };
+}
+
+async function pushOps(u, count, batch = 100, onProgress) {
+  for (let done = 0; done < count; done += batch) {
+    await call('POST', '/api/sync/push', u.token, { scope: { workspaceId: u.workspaceId }, ops: Array.from({ length: Math.min(batch, count - done) }, () => op()) });
+    onProgress?.(done + batch);
+  }
+}
+
+async function pullAll(u, limit = 1000) {
+  let cursor = 0;
+  let rows = 0;
+  for (;;) {
+    const page = await call('POST', '/api/sync/pull', u.token, { scope: { workspaceId: u.workspaceId }, cursor, limit });
+    rows += page.changes.length;
+    cursor = page.nextCursor;
+    if (!page.hasMore) return rows;
+  }
+}
+
+const progress = (label, total) => {
+  let last = 0;
+  return (done) => {
+    if (done - last >= total / 10 || done >= total) {
+      last = done;
+      log(`  ${label}: ${Math.min(done, total).toLocaleString()}/${total.toLocaleString()}`);
+    }
+  };
+};
+
+// -- limits --------------------------------------------------------------------------------
+
+const limits = {};
+const results = [];
+const row = (scenario, figure, unit, limitName, limit, ratio, bar, pass, extra = {}) => {
+  results.push({ scenario, figure: round(figure, 2), unit, limit: limit === null ? null : round(limit, 2), limitName, ratio: ratio === null ? null : round(ratio, 2), bar, pass, ...extra });
+  log(`  → ${scenario}: ${round(figure, 1)} ${unit}${ratio === null ? '' : ` (${round(ratio, 2)} × ${limitName})`} ${pass ? 'PASS' : 'SHORT'}`);
+};
+
+async function rawWriteRate(name, count) {
+  const stub = benchEnv.RAW.getByName(name);
+  await stub.rows(); // the object is up (migrated) before the clock starts
+  const t0 = now();
+  await stub.write(count, PAYLOAD_BYTES);
+  return count / ((now() - t0) / 1000);
+}
+
+async function measureLimits() {
+  log('limits:');
+  limits.rawWrite = await rawWriteRate(`w-${crypto.randomUUID()}`, S.pushOps);
+  log(`  raw DO SQLite write: ${round(limits.rawWrite)} ops/s`);
+  const scanName = `s-${crypto.randomUUID()}`;
+  await benchEnv.RAW.getByName(scanName).write(S.pullLog, PAYLOAD_BYTES);
+  await benchEnv.RAW.getByName(scanName).scan(1000); // warm the page cache, as a live log is
+  const t0 = now();
+  const scanned = await benchEnv.RAW.getByName(scanName).scan(1000);
+  limits.rawScan = scanned / ((now() - t0) / 1000);
+  log(`  raw DO SQLite scan: ${round(limits.rawScan)} rows/s over ${scanned.toLocaleString()} rows`);
+  const times = [];
+  for (let i = 0; i < 200; i++) {
+    const t = now();
+    await (await bench.fetch(new URL('/empty', url))).json();
+    times.push(now() - t);
+  }
+  limits.httpP50 = median(times);
+  limits.httpP99 = pct(times, 99);
+  log(`  bare HTTP round trip: p50 ${round(limits.httpP50, 2)} ms, p99 ${round(limits.httpP99, 2)} ms`);
+  const r2 = await (await bench.fetch(new URL(`/r2?size=${S.blobMiB * 1024 * 1024}`, url))).json();
+  limits.r2PutMBps = S.blobMiB / (r2.putMs / 1000);
+  log(`  raw R2 put: ${round(limits.r2PutMBps, 1)} MB/s (${S.blobMiB} MiB)`);
+}
+
+// -- scenarios -----------------------------------------------------------------------------
+
+const scenarios = {
+  async 'push-batched'() {
+    const u = await user();
+    const t0 = now();
+    await pushOps(u, S.pushOps, 100, progress('push-batched', S.pushOps));
+    const rate = S.pushOps / ((now() - t0) / 1000);
+    row('push-batched', rate, 'ops/s', 'raw DO write', limits.rawWrite, rate / limits.rawWrite, '≥ 0.5', rate / limits.rawWrite >= 0.5);
+  },
+
+  async 'push-unbatched'() {
+    const u = await user();
+    const times = [];
+    const t0 = now();
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let i = 0; i < S.unbatchedPerDevice; i++) {
+          const t = now();
+          await call('POST', '/api/sync/push', u.token, { scope: { workspaceId: u.workspaceId }, ops: [op()] });
+          times.push(now() - t);
+        }
+      }),
+    );
+    const rate = times.length / ((now() - t0) / 1000);
+    const p99 = pct(times, 99);
+    row('push-unbatched (8 devices)', p99, 'ms p99', 'bare HTTP p99', limits.httpP99, p99 / limits.httpP99, '≤ 5', p99 / limits.httpP99 <= 5, { opsPerSecond: round(rate), p50: round(median(times), 2) });
+  },
+
+  async pull() {
+    const u = await user();
+    log(`  pull: building a ${S.pullLog.toLocaleString()}-op log…`);
+    await pushOps(u, S.pullLog, 100, progress('pull log', S.pullLog));
+    const t0 = now();
+    const rows = await pullAll(u, 1000);
+    const rate = rows / ((now() - t0) / 1000);
+    row('pull (pages of 1000)', rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, '≥ 0.5', rate / limits.rawScan >= 0.5);
+    state.pullUser = u;
+  },
+
+  async growth() {
+    // Per-op cost of push and pull at a small and a large log, next to raw SQLite's own growth.
+    const measure = async (u, size) => {
+      const t0 = now();
+      await pushOps(u, S.growthProbe, 100);
+      const pushMs = (now() - t0) / S.growthProbe;
+      const t1 = now();
+      let cursor = Math.max(0, size - S.growthProbe);
+      let rows = 0;
+      while (rows < S.growthProbe) {
+        const page = await call('POST', '/api/sync/pull', u.token, { scope: { workspaceId: u.workspaceId }, cursor, limit: 1000 });
+        rows += page.changes.length;
+        cursor = page.nextCursor;
+        if (!page.hasMore) break;
+      }
+      return { pushMs, pullMs: (now() - t1) / Math.max(1, rows) };
+    };
+    const small = await user();
+    await pushOps(small, S.growthSmall, 100, progress('growth small log', S.growthSmall));
+    const a = await measure(small, S.growthSmall);
+    const large = await user();
+    await pushOps(large, S.growthLarge, 100, progress('growth large log', S.growthLarge));
+    const b = await measure(large, S.growthLarge);
+    const rawName = `g-${crypto.randomUUID()}`;
+    await benchEnv.RAW.getByName(rawName).write(S.growthSmall - S.growthProbe, PAYLOAD_BYTES);
+    const rawSmall = await rawWriteRate(rawName, S.growthProbe);
+    await benchEnv.RAW.getByName(rawName).write(S.growthLarge - S.growthSmall - S.growthProbe, PAYLOAD_BYTES);
+    const rawLarge = await rawWriteRate(rawName, S.growthProbe);
+    const rawGrowth = rawSmall / rawLarge;
+    const pushGrowth = b.pushMs / a.pushMs;
+    const pullGrowth = b.pullMs / a.pullMs;
+    const label = `${S.growthLarge / 1000}k vs ${S.growthSmall / 1000}k log`;
+    row(`growth: push cost (${label})`, pushGrowth, '×', 'raw write growth', rawGrowth, pushGrowth / rawGrowth, '≤ 1.2', pushGrowth / rawGrowth <= 1.2);
+    row(`growth: pull cost (${label})`, pullGrowth, '×', null, null, null, '≤ 1.3', pullGrowth <= 1.3);
+  },
+
+  async realtime() {
+    const a = await user();
+    const wsUrl = new URL('/api/sync/ws', url);
+    wsUrl.protocol = 'ws:';
+    const { ticket } = await call('POST', '/api/sync/ws-ticket', a.token, { workspaceId: a.workspaceId });
+    wsUrl.searchParams.set('workspaceId', a.workspaceId);
+    wsUrl.searchParams.set('ticket', ticket);
+    const socket = new WebSocket(wsUrl);
+    const pokes = [];
+    let waiting = null;
+    socket.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data);
+      if (msg.type === 'poke') waiting?.(msg.serverVersion);
+    };
+    await new Promise((resolve, reject) => ((socket.onopen = resolve), (socket.onerror = reject)));
+    let cursor = 0;
+    for (let i = 0; i < S.realtimeRounds; i++) {
+      const poked = new Promise((resolve) => (waiting = resolve));
+      const t0 = now();
+      await call('POST', '/api/sync/push', a.token, { scope: { workspaceId: a.workspaceId }, ops: [op()] });
+      await poked;
+      const page = await call('POST', '/api/sync/pull', a.token, { scope: { workspaceId: a.workspaceId }, cursor, limit: 100 });
+      cursor = page.nextCursor;
+      if (!page.changes.length) throw new Error('realtime: the pull after a poke was empty');
+      pokes.push(now() - t0);
+    }
+    socket.close();
+    const p50 = median(pokes);
+    const p99 = pct(pokes, 99);
+    row('realtime push → poke → pull, p50', p50, 'ms', null, null, null, '≤ 20 ms', p50 <= 20);
+    row('realtime push → poke → pull, p99', p99, 'ms', null, null, null, '≤ 100 ms', p99 <= 100);
+  },
+
+  async fanout() {
+    const one = await user();
+    const t0 = now();
+    await pushOps(one, S.fanoutOps, 100);
+    const single = S.fanoutOps / ((now() - t0) / 1000);
+    const users = [];
+    for (let i = 0; i < 8; i++) users.push(await user());
+    const t1 = now();
+    await Promise.all(users.map((u) => pushOps(u, S.fanoutOps, 100)));
+    const total = (8 * S.fanoutOps) / ((now() - t1) / 1000);
+    row('fan-out: 8 workspaces at once', total, 'ops/s', 'one workspace', single, total / single, '≥ 1.5', total / single >= 1.5);
+  },
+
+  async blob() {
+    const u = await user();
+    const size = S.blobMiB * 1024 * 1024;
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65_536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65_536)));
+    const hash = `sha256:${Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex')}`;
+    const presign = await call('POST', '/api/storage/presign-upload', u.token, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: size });
+    const t0 = now();
+    const res = await app.fetch(presign.url, { method: presign.method, headers: presign.headers, body: bytes });
+    if (!res.ok) throw new Error(`blob upload: ${res.status} ${await res.text()}`);
+    const mbps = S.blobMiB / ((now() - t0) / 1000);
+    row(`blob upload ${S.blobMiB} MiB (signed URL, hash-checked)`, mbps, 'MB/s', 'raw R2 put', limits.r2PutMBps, mbps / limits.r2PutMBps, '≥ 0.5', mbps / limits.r2PutMBps >= 0.5);
+  },
+
+  async snapshot() {
+    const u = state.pullUser ?? (await (async () => {
+      const fresh = await user();
+      await pushOps(fresh, S.pullLog, 100, progress('snapshot rows', S.pullLog));
+      return fresh;
+    })());
+    const t0 = now();
+    let rows = 0;
+    let pageToken;
+    do {
+      const page = await call('POST', '/api/sync/snapshot', u.token, { scope: { workspaceId: u.workspaceId }, pageSize: 1000, ...(pageToken ? { pageToken } : {}) });
+      rows += page.items.length;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    const rate = rows / ((now() - t0) / 1000);
+    row(`snapshot bootstrap (${rows.toLocaleString()} rows)`, rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, '≥ 0.5', rate / limits.rawScan >= 0.5);
+  },
+
+  async client() {
+    // The SDK's own apply path (last-write-wins, revisions, cursor) into Dexie; IndexedDB here is
+    // fake-indexeddb in Node, which is slower than a browser's.
+    const { openDatabase } = await import(`${root}/client/dist/db.js`);
+    const { HybridClock } = await import(`${root}/client/dist/hlc.js`);
+    const { SyncEngine, DEFAULT_SYNC_OPTIONS } = await import(`${root}/client/dist/sync.js`);
+    const { Emitter } = await import(`${root}/client/dist/events.js`);
+    const clock = new HybridClock('bench-client');
+    const db = openDatabase('bench', { clock, onCaptured: () => {} }, { indexedDB: new IDBFactory(), IDBKeyRange });
+    const engine = new SyncEngine(db, null, 'ws', clock, new Emitter(), DEFAULT_SYNC_OPTIONS, undefined);
+    const change = (v) => {
+      const o = op(`c${v}`);
+      return { serverVersion: v, tableName: 'messages', pk: o.pk, op: 'put', payload: o.payload, stamp: o.stamp };
+    };
+    const t0 = now();
+    for (let v = 1; v <= S.clientRows; v += 1000) {
+      await engine.applyRemote(Array.from({ length: Math.min(1000, S.clientRows - v + 1) }, (_, i) => change(v + i)), v + 999);
+    }
+    const rate = S.clientRows / ((now() - t0) / 1000);
+    const deltas = [];
+    for (let i = 1; i <= S.deltaRounds; i++) {
+      const t = now();
+      await engine.applyRemote([change(S.clientRows + i)], S.clientRows + i);
+      deltas.push(now() - t);
+    }
+    row(`client apply ${S.clientRows.toLocaleString()} rows (fake-indexeddb)`, rate, 'rows/s', null, null, null, 'reported', true);
+    row(`client apply a 1-row delta into ${S.clientRows.toLocaleString()} rows`, median(deltas), 'ms', null, null, null, '≤ 10 ms', median(deltas) <= 10);
+    db.close();
+  },
+
+  async bundle() {
+    execFileSync('npx', ['wrangler', 'deploy', '--dry-run', '--outdir', `${root}/dist`], { cwd: root, stdio: 'ignore' });
+    const kib = gzipSync(readFileSync(`${root}/dist/index.js`)).byteLength / 1024;
+    row('Worker bundle (gzipped)', kib, 'KiB', null, null, null, '≤ 250', kib <= 250);
+  },
+};
+
+const state = {};
+
+// -- run -----------------------------------------------------------------------------------
+
+const started = now();
+try {
+  await measureLimits();
+  for (const [name, run] of Object.entries(scenarios)) {
+    if (!want(name)) continue;
+    log(`${name}:`);
+    const t = now();
+    await run();
+    log(`  (${round((now() - t) / 1000, 1)} s)`);
+  }
+} finally {
+  await server.close();
+}
+
+const table = [
+  ['scenario', 'figure', 'limit', 'ratio', 'bar', 'result'],
+  ...results.map((r) => [
+    r.scenario,
+    `${r.figure.toLocaleString()} ${r.unit}`,
+    r.limit === null ? '—' : `${r.limit.toLocaleString()} (${r.limitName})`,
+    r.ratio === null ? '—' : String(r.ratio),
+    r.bar,
+    r.pass ? 'pass' : 'short',
+  ]),
+];
+const widths = table[0].map((_, c) => Math.max(...table.map((r) => r[c].length)));
+const line = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+console.log(line(table[0]));
+console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+for (const r of table.slice(1)) console.log(line(r));
+
+const machine = { cpus: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGiB: round(totalmem() / 2 ** 30, 1), node: process.version };
+mkdirSync(`${root}/bench`, { recursive: true });
+writeFileSync(`${root}/bench/results.json`, JSON.stringify({ date: new Date().toISOString(), quick, machine, sizes: S, limits, results, seconds: round((now() - started) / 1000, 1) }, null, 2) + '\n');
+log(`bench: done in ${round((now() - started) / 1000, 1)} s; wrote bench/results.json`);

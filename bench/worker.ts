@@ -1,0 +1,92 @@
+/**
+ * The bench Worker: the limits every scenario is compared with, measured in the same run and the
+ * same local runtime (PERFORMANCE.md). Nothing here validates, authenticates or logs; that is
+ * the point. Timing is done by the caller (workerd's clock does not advance during compute).
+ */
+import { DurableObject } from 'cloudflare:workers';
+import { drizzle } from 'drizzle-orm/durable-sqlite';
+import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
+import migrations from '../migrations/do/migrations.js';
+
+interface Env {
+  RAW: DurableObjectNamespace<RawSqliteDO>;
+  RAW_BLOBS: R2Bucket;
+}
+
+/** The workspace object's own schema (same migrations), written and read with bare SQL. */
+export class RawSqliteDO extends DurableObject<Env> {
+  #next = 1;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    void ctx.blockConcurrencyWhile(async () => {
+      migrate(drizzle(ctx.storage), migrations);
+      this.#next = (ctx.storage.sql.exec<{ v: number | null }>('SELECT max(server_version) AS v FROM change_log').one().v ?? 0) + 1;
+    });
+  }
+
+  /** What a push writes per op (a change-log row and a materialized row), `batch` ops per transaction. */
+  write(count: number, payloadBytes: number, batch = 100): number {
+    const sql = this.ctx.storage.sql;
+    const filler = 'x'.repeat(Math.max(0, payloadBytes - 120));
+    for (let done = 0; done < count; done += batch) {
+      this.ctx.storage.transactionSync(() => {
+        for (let i = 0; i < Math.min(batch, count - done); i++) {
+          const v = this.#next++;
+          const pk = `m${v}`;
+          const opId = crypto.randomUUID();
+          const payload = `{"id":"${pk}","thread_id":"t1","role":"user","index":${v},"order_key":"a${v}","deleted":false,"created_at":1,"updated_at":1,"clock":1,"data":"${filler}"}`;
+          sql.exec(
+            'INSERT INTO change_log (server_version, op_id, table_name, pk, op, payload, clock, hlc, device_id, user_id, fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            v, opId, 'messages', pk, 'put', payload, 1, '000001795000000:000000:bench', 'bench', 'u1', 'f'.repeat(64), Date.now(),
+          );
+          sql.exec(
+            'INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, deleted, deleted_at, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL) ON CONFLICT(table_name, pk) DO UPDATE SET payload = excluded.payload',
+            'messages', pk, payload, 1, '000001795000000:000000:bench', opId, v,
+          );
+        }
+      });
+    }
+    return this.#next - 1;
+  }
+
+  /** Pages over the whole log in version order, `limit` rows per query; returns rows read. */
+  scan(limit = 1000): number {
+    const sql = this.ctx.storage.sql;
+    let cursor = 0;
+    let total = 0;
+    for (;;) {
+      const rows = sql.exec<{ server_version: number }>('SELECT server_version, table_name, pk, op, payload, clock, hlc, device_id, op_id FROM change_log WHERE server_version > ? ORDER BY server_version LIMIT ?', cursor, limit).toArray();
+      if (!rows.length) return total;
+      total += rows.length;
+      cursor = rows[rows.length - 1]!.server_version;
+    }
+  }
+
+  rows(): number {
+    return this.ctx.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM change_log').one().n;
+  }
+}
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === '/empty') return Response.json({});
+    if (url.pathname === '/r2') {
+      // Raw R2 through the binding: put `size` bytes made here, then read them back.
+      const size = Number(url.searchParams.get('size'));
+      const bytes = new Uint8Array(size);
+      for (let i = 0; i < size; i += 65_536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65_536)));
+      const key = `raw/${crypto.randomUUID()}`;
+      const t0 = performance.now();
+      await env.RAW_BLOBS.put(key, bytes);
+      const t1 = performance.now();
+      const back = await env.RAW_BLOBS.get(key);
+      await back!.arrayBuffer();
+      const t2 = performance.now();
+      await env.RAW_BLOBS.delete(key);
+      return Response.json({ putMs: t1 - t0, getMs: t2 - t1 });
+    }
+    return new Response('not found', { status: 404 });
+  },
+};
