@@ -71,7 +71,12 @@ export class RawSqliteDO extends DurableObject<Env> {
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname === '/empty') return Response.json({});
+    if (url.pathname === '/empty') {
+      // A bare round trip; with a body, the body is read (what any JSON route must do).
+      if (request.method === 'POST') await request.text();
+      const size = Number(url.searchParams.get('size') ?? 0);
+      return size ? new Response('x'.repeat(size), { headers: { 'content-type': 'application/json' } }) : Response.json({});
+    }
     if (url.pathname === '/r2') {
       // Raw R2 through the binding: put `size` bytes made here, then read them back.
       const size = Number(url.searchParams.get('size'));

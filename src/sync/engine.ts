@@ -174,6 +174,20 @@ function withDerived(sql: SqlStorage, table: string, pk: string, payload: JsonOb
   return payload;
 }
 
+// -- wire encoding ------------------------------------------------------------------------------
+
+/** A stored payload as wire JSON: the stored text itself (canonical JSON), plus derived fields for file_meta. */
+function payloadJson(sql: SqlStorage, table: string, pk: string, stored: string): string {
+  return table === 'file_meta' ? JSON.stringify(withDerived(sql, table, pk, JSON.parse(stored))) : stored;
+}
+
+/** One SyncChange as JSON text, in the field order of the SyncChange type. */
+function changeJson(sql: SqlStorage, r: LogRow): string {
+  const stamp = `{"deviceId":${JSON.stringify(r.device_id)},"opId":${JSON.stringify(r.op_id)},"hlc":${JSON.stringify(r.hlc)},"clock":${r.clock}}`;
+  const payload = r.payload === null ? '' : `,"payload":${payloadJson(sql, r.table_name, r.pk, r.payload)}`;
+  return `{"serverVersion":${r.server_version},"tableName":${JSON.stringify(r.table_name)},"pk":${JSON.stringify(r.pk)},"op":${JSON.stringify(r.op)},"stamp":${stamp}${payload}}`;
+}
+
 // -- pull ---------------------------------------------------------------------------------------
 
 export interface PullInput {
@@ -184,7 +198,13 @@ export interface PullInput {
 }
 
 export interface PullOutcome {
-  changes: SyncChange[];
+  /**
+   * The page's changes as the wire JSON array (SyncChange[]), built as text around the stored
+   * payloads: no parse and re-serialize per row here, one string across the RPC boundary, and
+   * the route splices it into the response as is.
+   */
+  changesJson: string;
+  count: number;
   nextCursor: number;
   hasMore: boolean;
   oldestRetainedVersion: number;
@@ -223,7 +243,7 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
   const floor = prunedThrough(sql);
   const oldestRetainedVersion = floor + 1;
   if (input.cursor < floor || sawDiscarded(sql, input.cursor)) {
-    return { changes: [], nextCursor: input.cursor, hasMore: false, oldestRetainedVersion, requiresSnapshot: true };
+    return { changesJson: '[]', count: 0, nextCursor: input.cursor, hasMore: false, oldestRetainedVersion, requiresSnapshot: true };
   }
   const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
   const cursor = sql.exec<LogRow>(
@@ -233,19 +253,9 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
     input.cursor, input.userId, ...(input.tables ?? []), input.limit + 1,
   );
   const { page, more: hasMore } = takePage(cursor, input.limit, budget);
-  const changes = page.map((r): SyncChange => {
-    const change: SyncChange = {
-      serverVersion: r.server_version,
-      tableName: r.table_name,
-      pk: r.pk,
-      op: r.op,
-      stamp: { deviceId: r.device_id, opId: r.op_id, hlc: r.hlc, clock: r.clock },
-    };
-    if (r.payload !== null) change.payload = withDerived(sql, r.table_name, r.pk, JSON.parse(r.payload));
-    return change;
-  });
+  const changesJson = `[${page.map((r) => changeJson(sql, r)).join(',')}]`;
   const nextCursor = page.length ? page[page.length - 1]!.server_version : input.cursor;
-  return { changes, nextCursor, hasMore, oldestRetainedVersion, requiresSnapshot: false };
+  return { changesJson, count: page.length, nextCursor, hasMore, oldestRetainedVersion, requiresSnapshot: false };
 }
 
 // -- snapshot -----------------------------------------------------------------------------------

@@ -140,7 +140,17 @@ function sortKeys(value: unknown): unknown {
 
 /** The idempotency fingerprint: (tableName, operation, pk, payload, clock, hlc, deviceId). */
 export function fingerprintOf(op: PushOpInput): Promise<string> {
-  return sha256Hex(canonicalJson([op.tableName, op.operation, op.pk, op.payload ?? null, op.stamp.clock, op.stamp.hlc, op.stamp.deviceId]));
+  return sha256Hex(fingerprintInput(op, canonicalJson(op.payload ?? null)));
+}
+
+/**
+ * The fingerprinted text, given the payload's canonical JSON: exactly
+ * `canonicalJson([tableName, operation, pk, payload, clock, hlc, deviceId])`, without sorting and
+ * serializing the payload a second time (stored fingerprints must never change).
+ */
+function fingerprintInput(op: PushOpInput, canonicalPayload: string): string {
+  const j = JSON.stringify;
+  return `[${j(op.tableName)},${j(op.operation)},${j(op.pk)},${canonicalPayload},${j(op.stamp.clock)},${j(op.stamp.hlc)},${j(op.stamp.deviceId)}]`;
 }
 
 const invalid = (table: string, why: string) => badRequest(`Invalid payload for ${table}: ${why}`, 'invalid_payload');
@@ -182,16 +192,20 @@ function parseFileHashes(table: string, raw: unknown): string[] {
 export async function prepareBatch(ops: PushOpInput[], workspaceId: string, callerId: string): Promise<PreparedOp[]> {
   let batchBytes = 0;
   const prepared: PreparedOp[] = [];
+  const fingerprints: Promise<string>[] = [];
   for (const op of ops) {
     if (!(TABLES as readonly string[]).includes(op.tableName)) {
       throw invalid(op.tableName.slice(0, 64), `unknown table; allowed: ${TABLES.join(', ')}`);
     }
     const table = op.tableName as TableName;
-    let payload: Record<string, unknown> | null = null;
+    let stored: string | null = null;
     let fileHashes: string[] | null = null;
+    // Each payload is sorted and serialized once; the size check, the fingerprint and (when the
+    // server changes nothing) the stored text all use that one string.
+    const canonical = canonicalJson(op.payload ?? null);
     if (op.operation === 'put') {
       if (!op.payload) throw invalid(table, 'a put needs a payload object');
-      const bytes = encoder.encode(JSON.stringify(op.payload)).byteLength;
+      const bytes = encoder.encode(canonical).byteLength;
       // 400, not 413: API.md counts an oversized payload as a bad payload, which clients treat as permanent.
       if (bytes > SYNC_LIMITS.maxPayloadBytes) throw invalid(table, `larger than ${SYNC_LIMITS.maxPayloadBytes} bytes`);
       batchBytes += bytes;
@@ -203,25 +217,34 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
       const keyField = table === 'file_meta' ? 'hash' : 'id';
       if (op.payload[keyField] !== op.pk) throw invalid(table, `payload.${keyField} must equal pk`);
       if (op.payload.workspace_id !== undefined && op.payload.workspace_id !== workspaceId) throw invalid(table, 'workspace_id does not match the scope');
-      payload = { ...op.payload };
-      for (const field of SERVER_FIELDS) delete payload[field];
-      if (table === 'notifications') payload.user_id = callerId;
+      const rewrite = table === 'notifications' || SERVER_FIELDS.some((field) => field in op.payload!);
+      let payload: Record<string, unknown> = op.payload;
+      if (rewrite) {
+        payload = { ...op.payload };
+        for (const field of SERVER_FIELDS) delete payload[field];
+        if (table === 'notifications') payload.user_id = callerId;
+      }
+      stored = rewrite ? canonicalJson(payload) : canonical;
       if (REFERENCING_TABLES.has(table)) fileHashes = isLive(payload) ? parseFileHashes(table, payload.file_hashes) : [];
     }
     if (batchBytes > SYNC_LIMITS.maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${SYNC_LIMITS.maxBatchBytes} bytes`);
+    fingerprints.push(sha256Hex(fingerprintInput(op, canonical)));
     prepared.push({
       opId: op.stamp.opId,
       tableName: table,
       pk: op.pk,
       op: op.operation,
-      payload: payload ? canonicalJson(payload) : null,
+      payload: stored,
       clock: op.stamp.clock,
       hlc: op.stamp.hlc,
       deviceId: op.stamp.deviceId,
-      fingerprint: await fingerprintOf(op),
+      fingerprint: '',
       fileHashes,
     });
   }
+  // The digests run together rather than one await per op.
+  const digests = await Promise.all(fingerprints);
+  prepared.forEach((p, i) => (p.fingerprint = digests[i]!));
   return prepared;
 }
 

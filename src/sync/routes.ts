@@ -83,7 +83,9 @@ export const sync = new Hono<AppEnv>()
     const input = { cursor: body.cursor, limit: body.limit ?? SYNC_LIMITS.pullDefault, ...(body.tables ? { tables: body.tables } : {}) };
     const r = await stub(c, body.scope.workspaceId).pull(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
     if (!r.ok) throw fromFailure(r);
-    return c.json({ changes: r.changes, nextCursor: r.nextCursor, hasMore: r.hasMore, oldestRetainedVersion: r.oldestRetainedVersion, requiresSnapshot: r.requiresSnapshot });
+    // The changes arrive as JSON text from the object; the envelope is spliced around them.
+    const tail = JSON.stringify({ nextCursor: r.nextCursor, hasMore: r.hasMore, oldestRetainedVersion: r.oldestRetainedVersion, requiresSnapshot: r.requiresSnapshot });
+    return c.body(`{"changes":${r.changesJson},${tail.slice(1)}`, 200, { 'content-type': 'application/json' });
   })
 
   .post('/update-cursor', async (c) => {

@@ -36,7 +36,7 @@ export interface PingResult {
 export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429 | 501; code: string; message: string; retryAfter?: number };
 
 export type PushReply = { ok: true; results: engine.PushResult[]; serverVersion: number };
-export type PullReply = { ok: true; changes: engine.SyncChange[]; nextCursor: number; hasMore: boolean; oldestRetainedVersion: number; requiresSnapshot: boolean };
+export type PullReply = { ok: true; changesJson: string; count: number; nextCursor: number; hasMore: boolean; oldestRetainedVersion: number; requiresSnapshot: boolean };
 export type SnapshotReply = { ok: true; workspaceId: string; snapshotId: string; highWatermark: number; items: engine.SnapshotItem[]; nextPageToken: string | null };
 export type GcReply = { ok: true; deletedCount: number };
 

@@ -228,7 +228,7 @@ describe('page byte budget', () => {
       const tiny = engine.pull(sql, { cursor: 0, limit: 100, userId: u.id }, 1);
       const two = engine.pull(sql, { cursor: 0, limit: 100, userId: u.id }, 25_000);
       const snap = engine.snapshotPage(sql, { after: null, pageSize: 100, userId: u.id }, 1);
-      return { tiny: [tiny.changes.length, tiny.hasMore, tiny.nextCursor], two: [two.changes.length, two.hasMore], snap: [snap.items.length, snap.next] };
+      return { tiny: [tiny.count, tiny.hasMore, tiny.nextCursor], two: [JSON.parse(two.changesJson).length, two.hasMore], snap: [snap.items.length, snap.next] };
     });
     expect(result.tiny).toEqual([1, true, 1]);
     expect(result.two).toEqual([2, true]);
