@@ -59,6 +59,12 @@ export interface PendingOp {
   attempts: number;
   /** Set when the server refused the op for good: it stays here, out of the push loop. */
   error?: { code: string; message: string };
+  /**
+   * The row as the server has it beneath this local edit (value and revision; null when the
+   * server has none). Restored when the server refuses the op, so a refused edit does not stay
+   * on this device as if it had happened.
+   */
+  baseline?: { row: Row | null; revision: Revision | null };
 }
 
 export interface SyncStateRow {
@@ -212,21 +218,32 @@ async function capture(down: DBCore, table: DBCoreTable, name: SyncedTable, req:
     deletes = (found.result as unknown[]).map(String);
   }
 
-  const keys = [...puts.map((row) => [name, primaryKeyOf(name, row)]), ...deletes.map((pk) => [name, pk])];
-  const known = (await revisions.getMany({ trans, keys })) as (Revision | undefined)[];
+  const pks = [...puts.map((row) => primaryKeyOf(name, row)), ...deletes];
+  const known = (await revisions.getMany({ trans, keys: pks.map((pk) => [name, pk]) })) as (Revision | undefined)[];
+  const current = (await table.getMany({ trans, keys: pks })) as (Row | undefined)[];
+  // Ops still waiting for the same rows: superseded by these (coalescing), and they know the
+  // server's state beneath the first local edit.
+  const waiting: PendingOp[][] = [];
+  for (const pk of pks) {
+    const found = await outbox.query({ trans, query: { index: outbox.schema.getIndexByKeyPath(['tableName', 'pk'])!, range: { type: 1 /* DBCoreRangeType.Equal (a const enum) */, lower: [name, pk], upper: [name, pk] } }, values: true });
+    waiting.push((found.result as PendingOp[]).filter((w) => !w.error && w.seq !== undefined));
+  }
   const now = Date.now();
   const ops: PendingOp[] = [];
   const revs: Revision[] = [];
-  const stamp = (pk: string, operation: 'put' | 'delete', previous: Revision | undefined, requested: number | undefined, payload?: Row) => {
+  const stamp = (i: number, operation: 'put' | 'delete', requested: number | undefined, payload?: Row) => {
+    const pk = pks[i]!;
+    const previous = known[i];
     const clock = Math.max(previous?.clock ?? 0, requested ?? 0) + 1;
     const hlc = hooks.clock.next();
     const opId = crypto.randomUUID();
     if (payload) payload.clock = clock;
-    ops.push({ opId, tableName: name, pk, operation, ...(payload ? { payload: structuredClone(payload) } : {}), clock, hlc, deviceId: hooks.clock.deviceId, createdAt: now, attempts: 0 });
+    const baseline = waiting[i]![0]?.baseline ?? { row: current[i] ? structuredClone(current[i]!) : null, revision: previous ? { ...previous, local: false } : null };
+    ops.push({ opId, tableName: name, pk, operation, ...(payload ? { payload: structuredClone(payload) } : {}), clock, hlc, deviceId: hooks.clock.deviceId, createdAt: now, attempts: 0, baseline });
     revs.push({ tableName: name, pk, clock, hlc, opId, deleted: operation === 'delete', local: true });
   };
-  puts.forEach((row, i) => stamp(primaryKeyOf(name, row), 'put', known[i], typeof row.clock === 'number' ? row.clock : undefined, row));
-  deletes.forEach((pk, i) => stamp(pk, 'delete', known[puts.length + i], undefined));
+  puts.forEach((row, i) => stamp(i, 'put', typeof row.clock === 'number' ? row.clock : undefined, row));
+  deletes.forEach((_pk, i) => stamp(puts.length + i, 'delete', undefined));
 
   const forward: DBCoreMutateRequest =
     req.type === 'delete' || req.type === 'deleteRange'
@@ -241,11 +258,7 @@ async function capture(down: DBCore, table: DBCoreTable, name: SyncedTable, req:
 
   // Coalesce: an op still waiting for the same row is superseded by this one. (One already sent
   // is harmless: the server orders both by revision and this one is newer.)
-  const superseded: number[] = [];
-  for (const op of keptOps) {
-    const waiting = await outbox.query({ trans, query: { index: outbox.schema.getIndexByKeyPath(['tableName', 'pk'])!, range: { type: 1 /* DBCoreRangeType.Equal (a const enum) */, lower: [op.tableName, op.pk], upper: [op.tableName, op.pk] } }, values: true });
-    for (const w of waiting.result as PendingOp[]) if (!w.error && w.seq !== undefined) superseded.push(w.seq);
-  }
+  const superseded = waiting.filter((_w, i) => !failed.has(i)).flat().map((w) => w.seq!);
   if (superseded.length) await outbox.mutate({ type: 'delete', trans, keys: superseded });
   await revisions.mutate({ type: 'put', trans, values: keptRevs });
   await outbox.mutate({ type: 'add', trans, values: keptOps });

@@ -244,9 +244,31 @@ export class SyncEngine {
     await this.#reject(ops.map((op) => ({ op, error: { code: err.code, message: err.message } })));
   }
 
+  /**
+   * Marks ops as refused for good and takes their effect back locally: the row returns to what
+   * the server has (the op's baseline), unless a newer local edit of it is waiting. The ops stay
+   * in the outbox with their error for the app to show, retry or discard.
+   */
   async #reject(items: { op: PendingOp; error: { code: string; message: string } }[]) {
-    await this.db.pending_ops.bulkUpdate(items.map(({ op, error }) => ({ key: op.seq!, changes: { error } })));
+    const tables = new Set<string>();
+    await this.db.transaction('rw', [...SYNCED_TABLES, ...LOCAL_TABLES], async (tx) => {
+      markRemote(tx);
+      for (const { op, error } of items) {
+        if (!(await this.db.pending_ops.get(op.seq!))) continue; // superseded meanwhile
+        await this.db.pending_ops.update(op.seq!, { error });
+        const newer = await this.db.pending_ops.where('[tableName+pk]').equals([op.tableName, op.pk]).filter((o) => !o.error && o.seq! > op.seq!).count();
+        const revision = await this.db.revisions.get([op.tableName, op.pk]);
+        if (newer || !op.baseline || revision?.opId !== op.opId) continue;
+        const { row, revision: base } = op.baseline;
+        if (row) await this.db.table(op.tableName).put(row);
+        else await this.db.table(op.tableName).delete(op.pk);
+        if (base) await this.db.revisions.put({ ...base, local: false });
+        else await this.db.revisions.delete([op.tableName, op.pk]);
+        tables.add(op.tableName);
+      }
+    });
     for (const item of items) this.events.emit('rejected', item);
+    if (tables.size) this.events.emit('change', { tables: [...tables], cursor: (await this.state()).cursor });
   }
 
   async #pushBatch(batch: PendingOp[]) {
@@ -316,7 +338,12 @@ export class SyncEngine {
           if (known.local) await this.db.revisions.put({ ...known, local: false });
           continue;
         }
-        if (known && compareRevisions(incoming, known) <= 0) continue; // what we have is newer
+        if (known && compareRevisions(incoming, known) <= 0) {
+          // What we have is newer. If it is a local edit the server has not accepted yet, the
+          // remote change is the server's state beneath it: that is what a refusal restores.
+          if (known.local) await this.#rebase(change, incoming);
+          continue;
+        }
         const table = this.db.table(change.tableName);
         if (change.op === 'put' && change.payload) await table.put(change.payload);
         else await table.delete(change.pk);
@@ -328,6 +355,17 @@ export class SyncEngine {
     });
     for (const conflict of conflicts) this.events.emit('conflict', conflict);
     if (touched.size) this.events.emit('change', { tables: [...touched], cursor: nextCursor });
+  }
+
+  async #rebase(change: SyncChange, incoming: { clock: number; hlc: string; opId: string }) {
+    const waiting = await this.db.pending_ops.where('[tableName+pk]').equals([change.tableName, change.pk]).filter((o) => !o.error).toArray();
+    for (const op of waiting) {
+      const base = op.baseline?.revision;
+      if (base && compareRevisions(incoming, base) <= 0) continue;
+      await this.db.pending_ops.update(op.seq!, {
+        baseline: { row: change.op === 'put' && change.payload ? change.payload : null, revision: { tableName: change.tableName, pk: change.pk, ...incoming, deleted: change.op === 'delete' } },
+      });
+    }
   }
 
   async #saveState(patch: Partial<SyncStateRow>) {
@@ -381,6 +419,9 @@ export class SyncEngine {
       for (const op of await this.db.pending_ops.orderBy('seq').filter((o) => !o.error).toArray()) {
         const known = await this.db.revisions.get([op.tableName, op.pk]);
         const mine = { clock: op.clock, hlc: op.hlc, opId: op.opId };
+        // The snapshot is the server's state now: it is what a refusal of this op restores.
+        const row = known && !known.deleted ? ((await this.db.table(op.tableName).get(op.pk)) as Row | undefined) : undefined;
+        await this.db.pending_ops.update(op.seq!, { baseline: { row: row ?? null, revision: known ?? null } });
         if (known && compareRevisions(mine, known) <= 0) continue;
         if (op.operation === 'put' && op.payload) await this.db.table(op.tableName).put(op.payload);
         else await this.db.table(op.tableName).delete(op.pk);

@@ -167,3 +167,42 @@ describe('faults', () => {
     expect(new Set(res.changes.map((c) => c.pk)).size).toBe(40);
   });
 });
+
+describe('refused writes', () => {
+  it('a viewer’s edits are refused, taken back locally, and later remote edits still arrive', async () => {
+    const owner = device(server);
+    await owner.client.basicAuth.register({ email: uniqueEmail('owner'), password: PASSWORD });
+    const wsO = await owner.client.openWorkspace();
+    open.push(wsO);
+    await wsO.db.messages.put(messageRow('m1', { data: 'base' }));
+    await wsO.syncNow();
+    const { inviteToken } = await owner.client.workspaces.invite(wsO.id, 'viewer');
+    const viewer = device(server);
+    await viewer.client.basicAuth.register({ email: uniqueEmail('viewer'), password: PASSWORD, inviteToken });
+    const wsV = await viewer.client.openWorkspace(wsO.id);
+    open.push(wsV);
+    await wsV.syncNow();
+    expect(await text(wsV, 'm1')).toBe('base');
+    const rejected: string[] = [];
+    wsV.on('rejected', ({ op, error }) => rejected.push(`${op.pk}:${error.code}`));
+    // An edit of an existing row and a new row: both refused (403), both undone locally.
+    // Two edits (clock 3) so the refused revision would outrank the owner's next edit (clock 2).
+    await wsV.db.messages.update('m1', { data: 'hacked' });
+    await wsV.db.messages.update('m1', { data: 'hacked twice' });
+    await wsV.db.messages.put(messageRow('m2', { data: 'not allowed' }));
+    expect(await text(wsV, 'm1')).toBe('hacked twice');
+    expect((await wsV.db.revisions.get(['messages', 'm1']))?.clock).toBe(3);
+    await wsV.syncNow();
+    expect([...new Set(rejected)].sort()).toEqual(['m1:insufficient_role', 'm2:insufficient_role']);
+    expect(await text(wsV, 'm1')).toBe('base');
+    expect(await wsV.db.messages.get('m2')).toBeUndefined();
+    expect([...new Set((await wsV.failedOps()).map((o) => o.pk))].sort()).toEqual(['m1', 'm2']);
+    // The owner's next edit reaches the viewer: no leftover local revision blocks it.
+    await wsO.db.messages.update('m1', { data: 'edited by owner' });
+    await wsO.syncNow();
+    await wsV.syncNow();
+    expect(await text(wsV, 'm1')).toBe('edited by owner');
+    await wsV.discardFailedOps();
+    expect(await wsV.db.pending_ops.count()).toBe(0);
+  });
+});
