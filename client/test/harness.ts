@@ -7,7 +7,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { createTestHarness } from 'wrangler';
-import { createOr3Client, type Or3Client, type Or3ClientOptions } from '../src/index';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { createOr3Client, type Or3Client, type Or3ClientOptions, type Or3Workspace } from '../src/index';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -119,3 +120,21 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 export const messageRow = (id: string, extra: Record<string, unknown> = {}) => ({
   id, thread_id: 't1', role: 'user', index: 0, order_key: 'a0', deleted: false, created_at: nowSeconds(), updated_at: nowSeconds(), clock: 0, data: 'hello', ...extra,
 });
+
+/**
+ * One server for the test file, started before its tests and closed after them; workspaces
+ * pushed onto `open` are closed after each test.
+ */
+export function serverPerFile(): { readonly server: TestServer; open: Or3Workspace[] } {
+  const state = { server: undefined as unknown as TestServer, open: [] as Or3Workspace[] };
+  beforeAll(async () => {
+    state.server = await startServer();
+  });
+  afterEach(async () => {
+    await Promise.all(state.open.splice(0).map((ws) => ws.close()));
+  });
+  afterAll(async () => {
+    await state.server?.close();
+  });
+  return state;
+}

@@ -1,26 +1,16 @@
 /** Two devices of one user against the real Worker: offline writes, convergence, deletes, snapshots, realtime, faults. */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Or3Workspace } from '../src/index';
-import { device, messageRow, PASSWORD, startServer, uniqueEmail, until, type Device, type TestServer } from './harness';
+import { device, messageRow, PASSWORD, serverPerFile, uniqueEmail, until, type Device } from './harness';
 
-let server: TestServer;
-const open: Or3Workspace[] = [];
-
-beforeAll(async () => {
-  server = await startServer();
-});
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((ws) => ws.close()));
-});
-afterAll(async () => {
-  await server?.close();
-});
+const ctx = serverPerFile();
+const open = ctx.open;
 
 /** One user signed in on two devices, both with the user's default workspace open. */
 async function twoDevices(options: Parameters<typeof device>[1] = {}, optionsB: Parameters<typeof device>[1] = options) {
   const email = uniqueEmail();
-  const a = device(server, options);
-  const b = device(server, optionsB);
+  const a = device(ctx.server, options);
+  const b = device(ctx.server, optionsB);
   await a.client.basicAuth.register({ email, password: PASSWORD });
   await b.client.basicAuth.signIn(email, PASSWORD);
   const wsA = await a.client.openWorkspace();
@@ -86,7 +76,7 @@ describe('convergence', () => {
     await wsA.syncNow();
     await wsB.syncNow();
     expect(await wsA.db.messages.get('gone')).toBeUndefined();
-    const c = device(server);
+    const c = device(ctx.server);
     const session = await a.client.cachedSession();
     await c.client.basicAuth.signIn(session!.user!.email!, PASSWORD);
     const wsC = await c.client.openWorkspace();
@@ -110,7 +100,7 @@ describe('snapshot bootstrap', () => {
     await wsA.db.messages.delete('early');
     await wsA.syncNow();
     // Server GC with zero retention: the log is archived and gone, B's cursor is behind it.
-    const collected = await server.env.WORKSPACE.getByName(wsA.id).collectChangeLog(0);
+    const collected = await ctx.server.env.WORKSPACE.getByName(wsA.id).collectChangeLog(0);
     expect(collected.deleted).toBeGreaterThan(0);
     await wsB.sync.pull();
     const ids = (await wsB.db.messages.toArray()).map((m) => m.id).sort();
@@ -170,14 +160,14 @@ describe('faults', () => {
 
 describe('refused writes', () => {
   it('a viewer’s edits are refused, taken back locally, and later remote edits still arrive', async () => {
-    const owner = device(server);
+    const owner = device(ctx.server);
     await owner.client.basicAuth.register({ email: uniqueEmail('owner'), password: PASSWORD });
     const wsO = await owner.client.openWorkspace();
     open.push(wsO);
     await wsO.db.messages.put(messageRow('m1', { data: 'base' }));
     await wsO.syncNow();
     const { inviteToken } = await owner.client.workspaces.invite(wsO.id, 'viewer');
-    const viewer = device(server);
+    const viewer = device(ctx.server);
     await viewer.client.basicAuth.register({ email: uniqueEmail('viewer'), password: PASSWORD, inviteToken });
     const wsV = await viewer.client.openWorkspace(wsO.id);
     open.push(wsV);

@@ -1,19 +1,10 @@
 /** Attachments between two devices through the real Worker and R2: resumable multipart upload, verified download, progress. */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hashBlob, Or3Error, type Or3Workspace, type TransferProgress } from '../src/index';
-import { device, PASSWORD, startServer, uniqueEmail, until, type TestServer } from './harness';
+import { device, PASSWORD, serverPerFile, uniqueEmail, until } from './harness';
 
-let server: TestServer;
-const open: Or3Workspace[] = [];
-beforeAll(async () => {
-  server = await startServer();
-});
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((ws) => ws.close()));
-});
-afterAll(async () => {
-  await server?.close();
-});
+const ctx = serverPerFile();
+const open = ctx.open;
 
 const MiB = 1024 * 1024;
 const transfers = { multipartThresholdBytes: 6 * MiB, partSizeBytes: 5 * MiB };
@@ -26,8 +17,8 @@ function randomBytes(size: number): Uint8Array {
 
 async function twoDevices() {
   const email = uniqueEmail();
-  const a = device(server, { transfers });
-  const b = device(server, { transfers });
+  const a = device(ctx.server, { transfers });
+  const b = device(ctx.server, { transfers });
   await a.client.basicAuth.register({ email, password: PASSWORD });
   await b.client.basicAuth.signIn(email, PASSWORD);
   const wsA = await a.client.openWorkspace();
@@ -97,7 +88,7 @@ describe('transfers', () => {
   });
 
   it('rejects a file over the size limit before any network, and fails for good on a refused type', async () => {
-    const d = device(server, { transfers: { ...transfers, maxFileSizeBytes: 1000 } });
+    const d = device(ctx.server, { transfers: { ...transfers, maxFileSizeBytes: 1000 } });
     await d.client.basicAuth.register({ email: uniqueEmail(), password: PASSWORD });
     const ws = await d.client.openWorkspace();
     open.push(ws);
