@@ -404,7 +404,9 @@ async function showAttachment(holder: HTMLElement, hash: string) {
 
 function renderProgress(bar: HTMLElement, t: TransferProgress) {
   const pct = t.bytesTotal ? Math.round((t.bytesDone / t.bytesTotal) * 100) : 0;
-  bar.replaceChildren(h('div', { class: 'bar', style: `width:${pct}%` }), h('span', {}, `${t.direction === 'upload' ? 'Uploading' : 'Downloading'} ${pct}%${t.state === 'failed' ? ' (failed)' : ''}`));
+  const fill = h('div', { class: 'bar' });
+  fill.style.width = `${pct}%`; // a CSSOM write, which the page's CSP (no inline style attributes) allows
+  bar.replaceChildren(fill, h('span', {}, `${t.direction === 'upload' ? 'Uploading' : 'Downloading'} ${pct}%${t.state === 'failed' ? ' (failed)' : ''}`));
   bar.dataset.state = t.state;
   bar.hidden = t.state === 'done';
 }

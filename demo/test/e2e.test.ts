@@ -21,6 +21,7 @@ if (!haveBrowser) console.warn(`e2e: skipped, no Chromium at ${CHROMIUM} (apt-ge
 
 let server: TestServer;
 let browser: Browser;
+const cspViolations: string[] = [];
 
 beforeAll(async () => {
   if (!haveBrowser) return;
@@ -43,6 +44,9 @@ async function device(): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error('page error:', err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy/i.test(msg.text())) cspViolations.push(msg.text());
+  });
   await page.goto(server.url);
   return { context, page };
 }
@@ -77,6 +81,9 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
 
     // Device A registers and starts a thread; device B signs in as the same user.
     const a = await device();
+    const headers = (await a.page.request.get(server.url)).headers();
+    expect(headers['content-security-policy']).toContain("default-src 'self'");
+    expect(headers['x-content-type-options']).toBe('nosniff');
     await register(a.page, email, 'Ada');
     await a.page.getByTestId('new-thread').fill('Launch plans');
     await a.page.getByTestId('new-thread').press('Enter');
@@ -149,6 +156,10 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     await c.page.locator('.status .error').filter({ hasText: 'Refused: 1' }).waitFor({ timeout: 10_000 });
     await shot(c.page, '6-viewer');
     expect(await a.page.evaluate(() => (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'))).toBeUndefined();
+    // The refused write was taken back on the viewer's device too.
+    expect(await c.page.evaluate(() => (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'))).toBeUndefined();
+    // The app ran under its Content Security Policy without a violation.
+    expect(cspViolations).toEqual([]);
   });
 });
 
