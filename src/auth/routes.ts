@@ -9,6 +9,7 @@ import { Hono, type Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import * as z from 'zod';
 import { audit } from '../archive/audit';
+import { closeSessionSockets } from '../sync/sockets';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited } from '../http/errors';
@@ -188,7 +189,11 @@ export const basicAuth = new Hono<AppEnv>()
     const principal = await authenticate(c);
     const refresh = body.refreshToken ?? getCookie(c, REFRESH_COOKIE);
     const sessionId = principal?.sessionId ?? (refresh ? await sessionOfRefreshToken(c.env.DB, refresh) : null);
-    if (sessionId) await revokeSession(c.env.DB, sessionId);
+    if (sessionId) {
+      await revokeSession(c.env.DB, sessionId);
+      const owner = principal?.userId ?? (await c.env.DB.prepare('SELECT user_id FROM sessions WHERE id = ?').bind(sessionId).first<{ user_id: string }>())?.user_id;
+      if (owner) await closeSessionSockets(c.env, { userId: owner, sessionId });
+    }
     clearAuthCookies(c);
     if (sessionId) audit(c, 'auth.sign_out', { actorId: principal?.userId ?? null });
     return c.json({ ok: true });
@@ -214,6 +219,7 @@ export const basicAuth = new Hono<AppEnv>()
     const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword), principal.sessionId);
     if (version === null) throw conflict('The password was changed by another request; sign in again', 'password_changed');
     audit(c, 'auth.password.changed', { actorId: user.id });
+    await closeSessionSockets(c.env, { userId: user.id, exceptSessionId: principal.sessionId });
     // The token version moved on; this session continues with a fresh access token.
     return deliverTokens(c, user.id, principal.sessionId, version, null);
   });

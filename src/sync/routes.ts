@@ -38,9 +38,9 @@ const encoder = new TextEncoder();
 
 const ticketMac = (secret: string, body: string) => hmacBase64url(`ws-ticket:${secret}`, body);
 
-async function issueTicket(secret: string, userId: string, workspaceId: string) {
+async function issueTicket(secret: string, userId: string, workspaceId: string, sessionId: string | null) {
   const expiresAt = Date.now() + WS_TICKET_TTL_MS;
-  const body = base64url(encoder.encode(JSON.stringify([userId, workspaceId, crypto.randomUUID(), expiresAt])));
+  const body = base64url(encoder.encode(JSON.stringify([userId, workspaceId, crypto.randomUUID(), expiresAt, sessionId])));
   return { ticket: `${body}.${await ticketMac(secret, body)}`, expiresAt };
 }
 
@@ -49,9 +49,9 @@ async function readTicket(secret: string, ticket: string, workspaceId: string) {
   if (!body || !mac || extra !== undefined) return null;
   if (!digestsEqual(mac, await ticketMac(secret, body))) return null;
   try {
-    const [userId, ticketWorkspace, nonce, expiresAt] = JSON.parse(atob(body.replace(/-/g, '+').replace(/_/g, '/')));
+    const [userId, ticketWorkspace, nonce, expiresAt, sessionId] = JSON.parse(atob(body.replace(/-/g, '+').replace(/_/g, '/')));
     if (ticketWorkspace !== workspaceId || typeof expiresAt !== 'number' || expiresAt <= Date.now()) return null;
-    return { userId: String(userId), nonce: String(nonce), expiresAt };
+    return { userId: String(userId), nonce: String(nonce), expiresAt, sessionId: typeof sessionId === 'string' ? sessionId : null };
   } catch {
     return null;
   }
@@ -111,7 +111,7 @@ export const sync = new Hono<AppEnv>()
   .post('/ws-ticket', async (c) => {
     const body = await jsonBody(c, wsTicketSchema);
     const { principal } = await authorizeWorkspace(c, body.workspaceId, 'read');
-    const { ticket, expiresAt } = await issueTicket(c.get('config').auth.jwtSecret, principal.userId, body.workspaceId);
+    const { ticket, expiresAt } = await issueTicket(c.get('config').auth.jwtSecret, principal.userId, body.workspaceId, principal.sessionId);
     return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString() });
   })
 
@@ -124,12 +124,18 @@ export const sync = new Hono<AppEnv>()
     for (const name of [...forward.keys()]) if (name.startsWith('x-or3-')) forward.delete(name);
     const ticket = c.req.query('ticket');
     let userId: string;
+    let sessionId: string | null;
     if (ticket) {
       const read = await readTicket(c.get('config').auth.jwtSecret, ticket, workspaceId);
       if (!read) throw unauthorized('The ticket is invalid or expired');
       // Membership may have changed since the ticket was issued.
       if (!(await membershipOf(c.env.DB, workspaceId, read.userId))) throw forbidden('You are not a member of this workspace', 'not_member');
+      // So may the session (signed out since): a ticket does not outlive it.
+      if (read.sessionId && !(await c.env.DB.prepare('SELECT 1 AS x FROM sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?').bind(read.sessionId, Date.now()).first())) {
+        throw unauthorized('The session of this ticket has ended');
+      }
       userId = read.userId;
+      sessionId = read.sessionId;
       forward.set('x-or3-ticket-nonce', read.nonce);
       forward.set('x-or3-ticket-expires', String(read.expiresAt));
     } else {
@@ -139,8 +145,11 @@ export const sync = new Hono<AppEnv>()
         throw forbidden(`WebSocket from ${origin} refused`, 'csrf_rejected');
       }
       if (!(await authenticate(c))) throw unauthorized();
-      userId = (await authorizeWorkspace(c, workspaceId, 'read')).principal.userId;
+      const { principal } = await authorizeWorkspace(c, workspaceId, 'read');
+      userId = principal.userId;
+      sessionId = principal.sessionId;
     }
     forward.set('x-or3-user-id', userId);
+    if (sessionId) forward.set('x-or3-session-id', sessionId);
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
   });

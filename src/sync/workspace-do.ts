@@ -381,8 +381,10 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     }
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
-    this.ctx.acceptWebSocket(server, [`user:${userId}`]);
-    server.serializeAttachment({ userId });
+    // Tagged by user and by session, so sign-out and password changes can close exactly theirs.
+    const sessionId = request.headers.get('x-or3-session-id');
+    this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
+    server.serializeAttachment({ userId, sessionId });
     server.send(JSON.stringify({ type: 'hello', serverVersion: engine.headVersion(this.#sql) }));
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -392,6 +394,22 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const sockets = this.ctx.getWebSockets(userId ? `user:${userId}` : undefined);
     for (const ws of sockets) ws.close(4003, 'Access to this workspace was revoked');
     return sockets.length;
+  }
+
+  /**
+   * Closes the sockets of an ended session (`sessionId`: signed out), or all of a user's except
+   * one session's (`exceptSessionId`: the password changed and every other session was revoked).
+   * 4001 tells clients to re-authenticate, not that access to the workspace is gone.
+   */
+  closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+    let closed = 0;
+    for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
+      const attachment = ws.deserializeAttachment() as { sessionId?: string | null } | null;
+      if (input.exceptSessionId && attachment?.sessionId === input.exceptSessionId) continue;
+      ws.close(4001, 'The session ended; sign in again');
+      closed++;
+    }
+    return closed;
   }
 
   #broadcast(message: unknown) {

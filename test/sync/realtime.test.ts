@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { evictDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
-import { call, signedInUser } from '../auth/helpers';
+import { call, PASSWORD, signedInUser, signInBearer } from '../auth/helpers';
 import { api } from '../helpers';
 import { message, op, pushOk, syncUser } from './helpers';
 
@@ -65,6 +65,39 @@ describe('GET /api/sync/ws', () => {
     await socket.next((m) => m.type === 'hello');
     expect((await call('DELETE', `/api/workspaces/${owner.workspaceId}/members/${member.id}`, owner.headers)).status).toBe(200);
     expect((await socket.closed).code).toBe(4003);
+  });
+
+  it('sign-out closes the sockets of that session only (4001), and its tickets stop working', async () => {
+    const u = await syncUser();
+    const other = await signInBearer(u.email); // a second session (another device)
+    const path = `/api/sync/ws?workspaceId=${u.workspaceId}`;
+    const mine = await connect(path, u.headers);
+    const theirs = await connect(path, other.headers);
+    await Promise.all([mine.next((m) => m.type === 'hello'), theirs.next((m) => m.type === 'hello')]);
+    const { ticket } = await (await call('POST', '/api/sync/ws-ticket', u.headers, { workspaceId: u.workspaceId })).json<{ ticket: string }>();
+    expect((await call('POST', '/api/basic-auth/sign-out', u.headers, {})).status).toBe(200);
+    expect((await mine.closed).code).toBe(4001);
+    // The other session's socket is untouched: it still hears commits.
+    await pushOk({ headers: other.headers }, u.workspaceId, [op('messages', 'm1', message('m1'))]);
+    expect(await theirs.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 1 });
+    // A ticket issued to the ended session, still within its 60 s, no longer opens a socket.
+    expect((await api(`${path}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status).toBe(401);
+    theirs.ws.close();
+  });
+
+  it('a password change closes the sockets of every other session, not the current one', async () => {
+    const u = await syncUser();
+    const other = await signInBearer(u.email);
+    const path = `/api/sync/ws?workspaceId=${u.workspaceId}`;
+    const current = await connect(path, u.headers);
+    const stale = await connect(path, other.headers);
+    await Promise.all([current.next((m) => m.type === 'hello'), stale.next((m) => m.type === 'hello')]);
+    const res = await call('POST', '/api/basic-auth/change-password', { ...u.headers, 'x-or3-token-transport': 'bearer' }, { currentPassword: PASSWORD, newPassword: 'a brand new passphrase 42', confirmNewPassword: 'a brand new passphrase 42' });
+    expect(res.status).toBe(200);
+    expect((await stale.closed).code).toBe(4001);
+    await pushOk({ headers: { authorization: `Bearer ${(await res.json<{ accessToken: string }>()).accessToken}` } }, u.workspaceId, [op('messages', 'm1', message('m1'))]);
+    expect(await current.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 1 });
+    current.ws.close();
   });
 
   it('refuses non-members, anonymous callers, foreign origins and plain GETs', async () => {

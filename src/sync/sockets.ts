@@ -1,0 +1,23 @@
+/**
+ * Realtime sockets outlive the request that opened them, so ending a session must close them
+ * too: on sign-out the sockets of that session, on a password change (which revokes every
+ * other session) all of the user's sockets but the current session's. A user's sockets can be
+ * in any workspace they belong to, so each of those objects is asked.
+ */
+import type { Bindings } from '../env';
+import { logEvent } from '../http/logger';
+
+export async function closeSessionSockets(env: Bindings, input: { userId: string; sessionId?: string; exceptSessionId?: string }): Promise<number> {
+  const { results } = await env.DB.prepare('SELECT workspace_id FROM members WHERE user_id = ?').bind(input.userId).all<{ workspace_id: string }>();
+  const counts = await Promise.all(
+    results.map((r) =>
+      env.WORKSPACE.getByName(r.workspace_id)
+        .closeSessionSockets(input)
+        .catch((err: unknown) => {
+          logEvent('warn', 'socket_close_failed', { workspaceId: r.workspace_id, message: err instanceof Error ? err.message : String(err) });
+          return 0;
+        }),
+    ),
+  );
+  return counts.reduce((a, b) => a + b, 0);
+}
