@@ -145,6 +145,11 @@ export class Or3Client {
     return session;
   }
 
+  /** Forgets the cached session (call it on sign-out), so an offline start cannot open the last account. */
+  async forgetSession(): Promise<void> {
+    await this.#device.settings.delete('session');
+  }
+
   /** The last session seen, without the network. */
   async cachedSession(): Promise<SessionContext | null> {
     return ((await this.#device.settings.get('session'))?.value as SessionContext | null | undefined) ?? null;

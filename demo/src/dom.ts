@@ -6,6 +6,8 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props = 
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
     if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on') && typeof value !== 'function') throw new Error(`h(): ${key} must be a function`);
+    if ((key === 'href' || key === 'src') && !safeUrl(String(value))) throw new Error(`h(): refusing ${key} ${String(value).slice(0, 40)}`);
     if (key === 'class') el.className = String(value);
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value as EventListener);
@@ -17,6 +19,16 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props = 
     el.append(typeof child === 'string' ? document.createTextNode(child) : child);
   }
   return el;
+}
+
+/** Only same-origin, blob:, https: and data:image URLs may go into href/src (never javascript:). */
+function safeUrl(url: string): boolean {
+  try {
+    const parsed = new URL(url, location.href);
+    return parsed.origin === location.origin || parsed.protocol === 'blob:' || parsed.protocol === 'https:' || (parsed.protocol === 'data:' && url.startsWith('data:image/'));
+  } catch {
+    return false;
+  }
 }
 
 export function replace(target: Element, ...children: (Child | Child[])[]) {

@@ -16,10 +16,10 @@ const app = document.getElementById('app')!;
 let ws: Or3Workspace | null = null;
 let role: Role = 'viewer';
 let me: { id: string; email?: string; displayName?: string } | null = null;
-let threadId: string | null = localStorage.getItem('or3demo:thread');
+let threadId: string | null = null;
 let subscriptions: Subscription[] = [];
 let offEvents: (() => void)[] = [];
-const objectUrls = new Map<string, string>();
+const objectUrls = new Map<string, Promise<string>>();
 const transfers = new Map<string, TransferProgress>();
 
 // A debugging and testing hook: `or3demo.ws` is the open workspace.
@@ -33,11 +33,14 @@ const canWrite = () => role !== 'viewer';
 
 async function boot() {
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => undefined);
+  // The session ended on the server (a refresh was refused): back to the sign-in form.
+  client.basicAuth.onSignedOut = () => void signedOut();
   const cached = await client.cachedSession();
   if (cached?.user && !inviteFromUrl()) {
     me = cached.user;
     await openWorkspace(localStorage.getItem('or3demo:workspace') ?? cached.workspace?.id);
-    if (navigator.onLine) void client.session().then((s) => (s ? undefined : signedOut())).catch(() => undefined);
+    // Online: make sure the cookie still belongs to the same account.
+    if (navigator.onLine) void client.session().then((s) => (s?.user?.id === me?.id ? undefined : signedOut())).catch(() => undefined);
     return;
   }
   try {
@@ -49,28 +52,31 @@ async function boot() {
   renderAuth();
 }
 
-async function afterSignIn() {
+/** After sign-in or registration: accept an invite from the URL (registration already did), open the workspace. */
+async function afterSignIn(registeredWithInvite = false) {
   const session = await client.session();
   me = session?.user ?? null;
   const invite = inviteFromUrl();
   let workspaceId = session?.workspace?.id;
-  if (invite) {
+  if (invite && !registeredWithInvite) {
     try {
       const accepted = await client.workspaces.acceptInvite(invite);
       workspaceId = accepted.workspaceId ?? workspaceId;
     } catch (err) {
-      // Registering with the invite already accepted it.
       if (!(err instanceof Or3Error && err.code === 'invalid_invite')) throw err;
+      toast('This invite link is used up or expired; ask for a new one.', 'error');
     }
-    history.replaceState(null, '', location.pathname);
   }
+  if (invite) history.replaceState(null, '', location.pathname);
   await openWorkspace(workspaceId);
 }
 
-function signedOut() {
-  void closeWorkspace();
+async function signedOut() {
+  await closeWorkspace();
   me = null;
-  localStorage.removeItem('or3demo:workspace');
+  role = 'viewer';
+  await client.forgetSession();
+  for (const key of Object.keys(localStorage)) if (key.startsWith('or3demo:')) localStorage.removeItem(key);
   renderAuth();
 }
 
@@ -93,7 +99,7 @@ function renderAuth(mode: 'sign-in' | 'register' = inviteFromUrl() ? 'register' 
         try {
           if (mode === 'register') await client.basicAuth.register({ email: email.value, password: password.value, ...(displayName.value ? { displayName: displayName.value } : {}), ...(inviteFromUrl() ? { inviteToken: inviteFromUrl()! } : {}) });
           else await client.basicAuth.signIn(email.value, password.value);
-          await afterSignIn();
+          await afterSignIn(mode === 'register' && inviteFromUrl() !== null);
         } catch (err) {
           error.textContent = err instanceof Error ? err.message : String(err);
           submit.disabled = false;
@@ -134,20 +140,32 @@ function renderAuth(mode: 'sign-in' | 'register' = inviteFromUrl() ? 'register' 
 
 async function closeWorkspace() {
   for (const s of subscriptions) s.unsubscribe();
+  messageSubscription?.unsubscribe();
+  messageSubscription = null;
   for (const off of offEvents) off();
   subscriptions = [];
   offEvents = [];
-  for (const url of objectUrls.values()) URL.revokeObjectURL(url);
+  threadId = null;
+  staged = [];
+  for (const url of objectUrls.values()) void url.then((u) => URL.revokeObjectURL(u)).catch(() => undefined);
   objectUrls.clear();
   const old = ws;
   ws = null;
   await old?.close();
 }
 
+let opening = 0;
+
 async function openWorkspace(id?: string) {
+  const generation = ++opening;
   await closeWorkspace();
-  ws = await client.openWorkspace(id);
-  localStorage.setItem('or3demo:workspace', ws.id);
+  const opened = await client.openWorkspace(id);
+  if (generation !== opening) return void opened.close(); // a later switch won
+  ws = opened;
+  localStorage.setItem('or3demo:workspace', opened.id);
+  const cachedList: { id: string; role: Role }[] = JSON.parse(localStorage.getItem('or3demo:workspaces') ?? '[]');
+  role = cachedList.find((w) => w.id === opened.id)?.role ?? 'viewer';
+  threadId = localStorage.getItem(`or3demo:thread:${opened.id}`);
   renderShell();
   void refreshWorkspaces();
 }
@@ -163,7 +181,9 @@ async function refreshWorkspaces() {
     // offline: keep the cached list
   }
   const current = list.find((w) => w.id === ws?.id);
+  const before = role;
   role = current?.role ?? role;
+  if (role !== before) selectThread(threadId); // redraw: edit/delete buttons depend on the role
   const select = document.querySelector<HTMLSelectElement>('[data-testid=workspace-select]');
   if (select) {
     replace(select, ...list.map((w) => h('option', { value: w.id, selected: w.id === ws?.id }, `${w.name} (${w.role})`)));
@@ -187,7 +207,7 @@ function renderShell() {
         onchange: async (e: Event) => {
           const id = (e.target as HTMLSelectElement).value;
           await client.workspaces.setActive(id).catch(() => undefined);
-          await openWorkspace(id);
+          await openWorkspace(id).catch((err) => toast(err instanceof Error ? err.message : String(err), 'error'));
         },
       }),
       h(
@@ -210,7 +230,7 @@ function renderShell() {
       ),
       h('span', { class: 'spacer' }),
       h('span', { class: 'who', 'data-testid': 'who' }, me?.displayName ?? me?.email ?? ''),
-      h('button', { type: 'button', onclick: async () => (await client.basicAuth.signOut(), signedOut()) }, 'Sign out'),
+      h('button', { type: 'button', onclick: async () => (await client.basicAuth.signOut(), await signedOut()) }, 'Sign out'),
     ),
     h(
       'div',
@@ -307,14 +327,13 @@ let messageSubscription: Subscription | null = null;
 
 function selectThread(id: string | null) {
   threadId = id;
-  if (id) localStorage.setItem('or3demo:thread', id);
+  if (id && ws) localStorage.setItem(`or3demo:thread:${ws.id}`, id);
   messageSubscription?.unsubscribe();
   messageSubscription = null;
   const workspace = ws;
   if (!workspace) return;
   if (id) {
     messageSubscription = liveQuery(() => workspace.db.messages.where('thread_id').equals(id).toArray()).subscribe(renderMessages);
-    subscriptions.push(messageSubscription);
   } else renderMessages([]);
   void workspace.db.threads.orderBy('updated_at').reverse().toArray().then((rows) => renderThreads(rows.filter((t) => !t.deleted)));
   renderComposerState();
@@ -384,13 +403,16 @@ async function showAttachment(holder: HTMLElement, hash: string) {
   const workspace = ws;
   if (!workspace) return;
   try {
-    let url = objectUrls.get(hash);
-    const meta = await workspace.db.file_meta.get(hash);
-    if (!url) {
-      const blob = await workspace.files.get(hash);
-      url = URL.createObjectURL(blob);
-      objectUrls.set(hash, url);
+    // One download and one object URL per file, however often the message list redraws.
+    let pending = objectUrls.get(hash);
+    if (!pending) {
+      pending = workspace.files.get(hash).then((blob) => URL.createObjectURL(blob));
+      objectUrls.set(hash, pending);
+      pending.catch(() => objectUrls.delete(hash));
     }
+    const url = await pending;
+    const meta = await workspace.db.file_meta.get(hash);
+    if (workspace !== ws) return;
     const name = String(meta?.name ?? 'file');
     const isImage = String(meta?.mime_type ?? '').startsWith('image/');
     holder.replaceChildren(
@@ -493,7 +515,7 @@ function composer() {
 // Enter sends; Shift+Enter is a new line.
 document.addEventListener('keydown', (e) => {
   const target = e.target as HTMLElement;
-  if (e.key === 'Enter' && !e.shiftKey && target.matches('[data-testid=composer-text]')) {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && target.matches('[data-testid=composer-text]')) {
     e.preventDefault();
     target.closest('form')?.requestSubmit();
   }
@@ -569,6 +591,13 @@ async function renderMembers() {
     link,
   );
 }
+
+// An invite link pasted into a tab that is already open.
+window.addEventListener('hashchange', () => {
+  if (!inviteFromUrl()) return;
+  if (me) void afterSignIn().catch((err) => toast(err instanceof Error ? err.message : String(err), 'error'));
+  else renderAuth('register');
+});
 
 void boot().catch((err) => {
   console.error(err);

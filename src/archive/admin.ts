@@ -13,7 +13,7 @@ import { logEvent } from '../http/logger';
 import { requireUser } from '../auth/authenticate';
 import { param } from '../workspaces/routes';
 import { workspaceExists } from '../workspaces/store';
-import { AUDIT_OBJECT_NAME, audit } from './audit';
+import { AUDIT_OBJECT_NAME, audit, recordAudit } from './audit';
 import { AUDIT_MAX_RANGE_DAYS, datesBetween, readAudit } from './audit-log';
 import { utcDate } from './archive';
 
@@ -78,22 +78,31 @@ export const archiveAdmin = new Hono<AppEnv>()
 
     let previousHead = body.finishWithPreviousHead;
     let undoBookmark: string | null = null;
+    let preparedBy: string | undefined;
+    const actorId = (await requireUser(c)).userId;
     if (previousHead === undefined) {
       const stub = c.env.WORKSPACE.getByName(workspaceId);
       const prepared = await stub.pitrPrepare(at);
       if (!prepared.ok) throw fromFailure(prepared);
       previousHead = prepared.previousHead;
       undoBookmark = prepared.undoBookmark;
+      preparedBy = prepared.instance;
+      // Recorded before the restart: if anything below fails, the undo bookmark and the head are
+      // still in the audit log.
+      await recordAudit(c.env, 'admin.workspace.pitr', { requestId: c.get('requestId'), actorId, workspaceId, at: new Date(at).toISOString(), previousHead, undoBookmark, step: 'prepared' });
       await stub.pitrRestart().catch(() => undefined); // aborting rejects the call by design
     }
     let finished;
     try {
       // A fresh stub: the old one is bound to the aborted instance.
-      finished = await c.env.WORKSPACE.getByName(workspaceId).pitrFinish(previousHead);
+      finished = await c.env.WORKSPACE.getByName(workspaceId).pitrFinish(previousHead, preparedBy);
     } catch (err) {
-      logEvent('error', 'pitr_finish_failed', { workspaceId, previousHead, message: err instanceof Error ? err.message : String(err) });
-      throw new ApiError(502, 'pitr_incomplete', `The workspace was restored but its last step failed; repeat this request with "finishWithPreviousHead": ${previousHead} (undo bookmark: ${undoBookmark ?? 'n/a'})`);
+      finished = { ok: false as const, status: 503 as const, code: 'pitr_finish_failed', message: err instanceof Error ? err.message : String(err) };
     }
-    audit(c, 'admin.workspace.pitr', { actorId: (await requireUser(c)).userId, workspaceId, at: new Date(at).toISOString(), previousHead, restoredHead: finished.restoredHead });
+    if (!finished.ok) {
+      logEvent('error', 'pitr_finish_failed', { workspaceId, previousHead, code: finished.code, message: finished.message });
+      throw new ApiError(502, 'pitr_incomplete', `The restore's last step failed (${finished.code}); repeat this request with "finishWithPreviousHead": ${previousHead} (undo bookmark: ${undoBookmark ?? 'see the audit log'})`);
+    }
+    audit(c, 'admin.workspace.pitr', { actorId, workspaceId, at: new Date(at).toISOString(), previousHead, restoredHead: finished.restoredHead, step: 'finished' });
     return c.json({ workspaceId, restoredTo: new Date(at).toISOString(), previousHead, restoredHead: finished.restoredHead, serverVersion: finished.serverVersion, undoBookmark });
   });

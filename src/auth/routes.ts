@@ -178,7 +178,10 @@ export const basicAuth = new Hono<AppEnv>()
       enforceLimit(c.env.RL_AUTH, `refresh:${userId}`),
     );
     if (!result.ok) {
-      if (result.reason === 'reused') audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c) });
+      if (result.reason === 'reused') {
+        audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c), targetUserId: result.userId });
+        await closeSessionSockets(c.env, { userId: result.userId, sessionId: result.sessionId });
+      }
       return fail(401);
     }
     return deliverTokens(c, result.userId, result.sessionId, result.tokenVersion, result.refreshToken);

@@ -189,7 +189,9 @@ interface RefreshRow {
 
 export type RotateResult =
   | { ok: true; userId: string; sessionId: string; tokenVersion: number; refreshToken: string }
-  | { ok: false; reason: 'invalid' | 'expired' | 'revoked' | 'reused' };
+  | { ok: false; reason: 'invalid' | 'expired' | 'revoked' }
+  /** A rotated token came back: the session was revoked (its sockets must close too). */
+  | { ok: false; reason: 'reused'; userId: string; sessionId: string };
 
 /**
  * Rotates a refresh token.
@@ -262,7 +264,7 @@ export async function rotateRefreshToken(
     }
   }
   await revokeSession(db, row.session_id, now);
-  return { ok: false, reason: 'reused' };
+  return { ok: false, reason: 'reused', userId: row.user_id, sessionId: row.session_id };
 }
 
 /** Formats 32 hex chars as a UUID-shaped id (the refresh token grammar expects one). */

@@ -361,17 +361,24 @@ function lastVersionBefore(sql: SqlStorage, cutoff: number): number {
 export function markRestored(sql: SqlStorage, previousHead: number): { restoredHead: number; serverVersion: number } {
   const restoredHead = headVersion(sql);
   if (previousHead > restoredHead) {
-    setMeta(sql, 'resnapshot_after', restoredHead);
-    setMeta(sql, 'resnapshot_through', previousHead);
+    // Every restore adds its range: a device offline since an earlier one is still caught.
+    const ranges = restoredRanges(sql);
+    ranges.push([restoredHead, previousHead]);
+    setMeta(sql, 'resnapshot_ranges', JSON.stringify(ranges));
     setMeta(sql, 'server_version', previousHead + 1);
   }
   return { restoredHead, serverVersion: headVersion(sql) };
 }
 
-/** Whether a cursor saw changes a point-in-time restore discarded (see `markRestored`). */
+const restoredRanges = (sql: SqlStorage): [number, number][] => JSON.parse(getMeta(sql, 'resnapshot_ranges') ?? '[]');
+
+/**
+ * Whether a cursor saw changes a point-in-time restore discarded (see `markRestored`), or is
+ * beyond anything this workspace has (a restore not finished yet): either way, re-bootstrap.
+ */
 function sawDiscarded(sql: SqlStorage, cursor: number): boolean {
-  const through = getMeta(sql, 'resnapshot_through');
-  return through !== null && cursor > Number(getMeta(sql, 'resnapshot_after')) && cursor <= Number(through);
+  if (cursor > headVersion(sql)) return true;
+  return restoredRanges(sql).some(([after, through]) => cursor > after && cursor <= through);
 }
 
 /**

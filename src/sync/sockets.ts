@@ -7,7 +7,20 @@
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
 
+/**
+ * Never throws: the session change it follows has already happened, and must be answered as
+ * such. A failure is logged; the sockets then end when their session is next checked.
+ */
 export async function closeSessionSockets(env: Bindings, input: { userId: string; sessionId?: string; exceptSessionId?: string }): Promise<number> {
+  try {
+    return await closeAll(env, input);
+  } catch (err) {
+    logEvent('warn', 'socket_close_failed', { message: err instanceof Error ? err.message : String(err) });
+    return 0;
+  }
+}
+
+async function closeAll(env: Bindings, input: { userId: string; sessionId?: string; exceptSessionId?: string }): Promise<number> {
   const { results } = await env.DB.prepare('SELECT workspace_id FROM members WHERE user_id = ?').bind(input.userId).all<{ workspace_id: string }>();
   const counts = await Promise.all(
     results.map((r) =>

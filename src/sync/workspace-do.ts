@@ -33,7 +33,7 @@ export interface PingResult {
   migrations: number;
 }
 
-export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429 | 501; code: string; message: string; retryAfter?: number };
+export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429 | 501 | 503; code: string; message: string; retryAfter?: number };
 
 export type PushReply = { ok: true; results: engine.PushResult[]; serverVersion: number };
 export type PullReply = { ok: true; changesJson: string; count: number; nextCursor: number; hasMore: boolean; oldestRetainedVersion: number; requiresSnapshot: boolean };
@@ -47,6 +47,8 @@ export interface Caller {
   limit: { name: SyncLimitName; perMinute: number };
 }
 
+const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
+
 /** One member cannot take all of the object's WebSocket slots. */
 export const MAX_SOCKETS_PER_USER = 20;
 const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
@@ -57,6 +59,10 @@ export const GC_INTERVAL_MS = 6 * 3600 * 1000;
 export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql: SqlStorage;
   readonly #limiter = new FixedWindowLimiter();
+  /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
+  #restoring = false;
+  /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
+  readonly #instance = crypto.randomUUID();
   /** Archiving awaits R2, which lets other events in: runs are chained so manifests stay consistent. */
   #archiving: Promise<unknown> = Promise.resolve();
 
@@ -77,6 +83,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
 
   #limited(caller: Caller): Failure | null {
+    if (this.#restoring) return RESTORING;
     const verdict = this.#limiter.take(`${caller.limit.name}:${caller.userId}`, caller.limit.perMinute);
     if (verdict.ok) return null;
     return { ok: false, status: 429, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${verdict.retryAfterSeconds}s`, retryAfter: verdict.retryAfterSeconds };
@@ -233,18 +240,23 @@ export class WorkspaceDO extends DurableObject<Bindings> {
    * next starts. Returns the head now (for step 3) and the undo bookmark. Nothing changes until
    * step 2 restarts the object.
    */
-  async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string } | Failure> {
+  async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
     const storage = this.ctx.storage as DurableObjectStorage & { getBookmarkForTime?: unknown };
     if (typeof storage.getBookmarkForTime !== 'function') return { ok: false, status: 501, code: 'pitr_unsupported', message: 'This runtime has no point-in-time recovery (it exists only on Cloudflare, not in local workerd)' };
+    // From here nothing is served: a write accepted now would be discarded by the rewind, and
+    // its version number handed out again.
+    this.#restoring = true;
+    for (const ws of this.ctx.getWebSockets()) ws.close(1012, 'Restoring; reconnect shortly');
     let bookmark: string;
     let undoBookmark: string;
     try {
       bookmark = await this.ctx.storage.getBookmarkForTime(at);
       undoBookmark = await this.ctx.storage.onNextSessionRestoreBookmark(bookmark);
     } catch (err) {
+      this.#restoring = false;
       return { ok: false, status: 501, code: 'pitr_unsupported', message: `Point-in-time recovery failed: ${err instanceof Error ? err.message : String(err)}` };
     }
-    return { ok: true, previousHead: engine.headVersion(this.#sql), bookmark, undoBookmark };
+    return { ok: true, previousHead: engine.headVersion(this.#sql), bookmark, undoBookmark, instance: this.#instance };
   }
 
   /** PITR step 2: restarts the object, which then opens the restored database. The call itself rejects. */
@@ -252,9 +264,14 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     this.ctx.abort('point-in-time restore');
   }
 
-  /** PITR step 3, on the restored database: keeps clients that saw discarded changes from diverging. */
-  pitrFinish(previousHead: number): { restoredHead: number; serverVersion: number } {
-    return this.ctx.storage.transactionSync(() => engine.markRestored(this.#sql, previousHead));
+  /**
+   * PITR step 3, on the restored database: keeps clients that saw discarded changes from
+   * diverging. Refuses to run on the instance that prepared the restore (the restart did not
+   * happen, and the rewind would still be pending).
+   */
+  pitrFinish(previousHead: number, preparedBy?: string): { ok: true; restoredHead: number; serverVersion: number } | Failure {
+    if (preparedBy !== undefined && preparedBy === this.#instance) return { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
+    return { ok: true, ...this.ctx.storage.transactionSync(() => engine.markRestored(this.#sql, previousHead)) };
   }
 
   // -- export (the archive feature's export route pages through these) ---------------------------
@@ -361,6 +378,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
    */
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return new Response('Expected a WebSocket upgrade', { status: 426 });
+    if (this.#restoring) return new Response('The workspace is being restored; try again shortly', { status: 503, headers: { 'retry-after': '5' } });
     const userId = request.headers.get('x-or3-user-id');
     if (!userId) return new Response('Missing caller', { status: 400 });
     if (this.ctx.getWebSockets(`user:${userId}`).length >= MAX_SOCKETS_PER_USER) {

@@ -118,6 +118,20 @@ describe('audit log persistence', () => {
   });
 });
 
+describe('point-in-time restore marker', () => {
+  it('keeps every restore’s range: a device offline since the first one is still caught after a second', async () => {
+    const u = await syncUser();
+    const ws = u.workspaceId;
+    await pushOk(u, ws, [op('messages', 'a', message('a'))]); // head 1
+    const stub = env.WORKSPACE.getByName(ws);
+    await runInDurableObject(stub, (_i, state) => state.storage.transactionSync(() => markRestored(state.storage.sql, 4))); // (1, 4], head 5
+    await pushOk(u, ws, [op('messages', 'b', message('b')), op('messages', 'c', message('c'))]); // 6, 7
+    await runInDurableObject(stub, (_i, state) => state.storage.transactionSync(() => markRestored(state.storage.sql, 9))); // (7, 9], head 10
+    for (const cursor of [2, 4, 8, 9]) expect((await pull(u, ws, cursor)).requiresSnapshot, `cursor ${cursor}`).toBe(true);
+    for (const cursor of [1, 5, 7, 10]) expect((await pull(u, ws, cursor)).requiresSnapshot, `cursor ${cursor}`).toBe(false);
+  });
+});
+
 describe('point-in-time restore route', () => {
   const path = (ws: string) => `/api/admin/workspaces/${ws}/point-in-time-restore`;
   const hourAgo = () => new Date(Date.now() - 3600_000).toISOString();
@@ -161,7 +175,7 @@ describe('point-in-time restore route', () => {
     const stub = env.WORKSPACE.getByName(ws);
     const finished = await runInDurableObject(stub, (_i, state) => state.storage.transactionSync(() => markRestored(state.storage.sql, 5)));
     expect(finished).toEqual({ restoredHead: 2, serverVersion: 6 });
-    expect(await stub.pitrFinish(5)).toEqual({ restoredHead: 6, serverVersion: 6 }); // idempotent
+    expect(await stub.pitrFinish(5)).toEqual({ ok: true, restoredHead: 6, serverVersion: 6 }); // idempotent
     for (const cursor of [3, 5]) expect((await pull(u, ws, cursor)).requiresSnapshot, `cursor ${cursor}`).toBe(true);
     expect((await pull(u, ws, 6)).requiresSnapshot).toBe(false);
     const pushed = await pushOk(u, ws, [op('messages', 'c', message('c'))]);
@@ -174,6 +188,8 @@ describe('point-in-time restore route', () => {
     const snap = await snapshotAll(u, ws, 100);
     expect(snap.highWatermark).toBeGreaterThanOrEqual(7);
     expect((await pull(u, ws, snap.highWatermark)).requiresSnapshot).toBe(false);
+    // A cursor beyond anything the workspace has (a restore not finished yet) re-bootstraps too.
+    expect((await pull(u, ws, 99)).requiresSnapshot).toBe(true);
     // GC's binary search copes with the gap: age everything and collect it all.
     await runInDurableObject(stub, (_i, state) => state.storage.sql.exec('UPDATE change_log SET created_at = created_at - 7200000'));
     await call('POST', '/api/sync/update-cursor', u.headers, { scope: { workspaceId: ws }, deviceId: 'dev-a', version: 7 });
