@@ -22,6 +22,7 @@ if (!haveBrowser) console.warn(`e2e: skipped, no Chromium at ${CHROMIUM} (apt-ge
 let server: TestServer;
 let browser: Browser;
 const cspViolations: string[] = [];
+const pageErrors: string[] = [];
 
 beforeAll(async () => {
   if (!haveBrowser) return;
@@ -40,14 +41,14 @@ afterAll(async () => {
   await server?.close();
 });
 
-async function device(): Promise<{ context: BrowserContext; page: Page }> {
+async function device(url = server.url): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
-  page.on('pageerror', (err) => console.error('page error:', err.message));
+  page.on('pageerror', (err) => pageErrors.push(err.message));
   page.on('console', (msg) => {
     if (msg.type() === 'error' && /Content Security Policy/i.test(msg.text())) cspViolations.push(msg.text());
   });
-  await page.goto(server.url);
+  await page.goto(url);
   return { context, page };
 }
 
@@ -87,6 +88,7 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     await register(a.page, email, 'Ada');
     await a.page.getByTestId('new-thread').fill('Launch plans');
     await a.page.getByTestId('new-thread').press('Enter');
+    await a.page.locator('.thread.active', { hasText: 'Launch plans' }).waitFor();
     await send(a.page, 'Hello from A');
     await message(a.page, 'Hello from A').waitFor();
     await shot(a.page, '1-device-a');
@@ -110,6 +112,11 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     // The message, and its thread's last_message_at unless that is still the same second.
     await expect.poll(() => b.page.getByTestId('pending').textContent()).toMatch(/^Pending: [12]$/);
     await shot(b.page, '3-device-b-offline');
+    // Offline start: the service worker serves the shell, the data comes from IndexedDB.
+    await b.page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+    await b.page.reload();
+    await message(b.page, 'Written on the train').waitFor({ timeout: 10_000 });
+    await message(b.page, 'Hello from A').waitFor();
     expect(await message(a.page, 'Written on the train').count()).toBe(0);
     await b.context.setOffline(false);
     await message(a.page, 'Written on the train').waitFor({ timeout: 15_000 });
@@ -141,9 +148,11 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     const link = await a.page.getByTestId('invite-link').inputValue();
     await shot(a.page, '5-owner-invite');
 
-    const c = await device();
-    await c.page.goto(link);
+    const c = await device(link);
+    await c.page.getByText('You were invited to a workspace').waitFor();
     await register(c.page, `grace-${crypto.randomUUID().slice(0, 8)}@example.com`, 'Grace');
+    // The role comes from the server, not from the app's default.
+    await expect.poll(() => c.page.getByTestId('workspace-select').textContent(), { timeout: 10_000 }).toContain('(viewer)');
     await c.page.getByRole('button', { name: 'Launch plans' }).click();
     await message(c.page, 'Written on the train').waitFor({ timeout: 10_000 });
     await expect.poll(() => c.page.getByTestId('readonly-note').isVisible()).toBe(true);
@@ -158,8 +167,9 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     expect(await a.page.evaluate(() => (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'))).toBeUndefined();
     // The refused write was taken back on the viewer's device too.
     expect(await c.page.evaluate(() => (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'))).toBeUndefined();
-    // The app ran under its Content Security Policy without a violation.
+    // The app ran under its Content Security Policy without a violation, and threw nothing.
     expect(cspViolations).toEqual([]);
+    expect(pageErrors).toEqual([]);
   });
 });
 
