@@ -57,23 +57,24 @@ export function datesBetween(from: string, to: string): string[] {
 }
 
 /**
- * The events of the given days, through their manifests, in (time, seq) order; stops after
- * `limit` and says whether more were left.
+ * The events of the given days, through their manifests, in the order they were recorded (day,
+ * then seq); stops fetching batches once `limit` events are in hand and says whether more were
+ * left, so a read of a busy month costs `limit` events, not the month.
  */
 export async function readAudit(bucket: R2Bucket, dates: string[], limit: number): Promise<{ events: AuditRecord[]; truncated: boolean }> {
   const events: AuditRecord[] = [];
   for (const date of dates) {
     const manifest = await bucket.get(auditManifestKey(date));
     if (!manifest) continue;
-    const day: AuditRecord[] = [];
-    for (const batch of parseJsonl<ManifestEntry>(await manifest.text())) {
-      const body = await bucket.get(batch.key);
-      if (body) day.push(...parseJsonl<AuditRecord>(await body.text()));
-    }
-    day.sort((a, b) => a.at.localeCompare(b.at) || a.seq - b.seq);
-    for (const event of day) {
+    const batches = parseJsonl<ManifestEntry>(await manifest.text()).sort((a, b) => a.first - b.first);
+    for (const batch of batches) {
       if (events.length === limit) return { events, truncated: true };
-      events.push(event);
+      const body = await bucket.get(batch.key);
+      if (!body) continue;
+      for (const event of parseJsonl<AuditRecord>(await body.text())) {
+        if (events.length === limit) return { events, truncated: true };
+        events.push(event);
+      }
     }
   }
   return { events, truncated: false };

@@ -20,10 +20,26 @@ export interface Authorized {
   membership: Membership;
 }
 
+/**
+ * Denials persisted per isolate: the same (user, workspace, permission) once a minute, so one
+ * user hammering a workspace cannot flood the single audit object. Every denial still gets its
+ * log line.
+ */
+const recentDenials = new Map<string, number>();
+const DENIAL_AUDIT_INTERVAL_MS = 60_000;
+
+function shouldAuditDenial(key: string, now: number): boolean {
+  const last = recentDenials.get(key);
+  if (last !== undefined && now - last < DENIAL_AUDIT_INTERVAL_MS) return false;
+  if (recentDenials.size >= 10_000) recentDenials.clear(); // bounded memory
+  recentDenials.set(key, now);
+  return true;
+}
+
 /** A `permission_denied` warning for alerts, and the same denial in the audit log. */
 function denied(c: Context<AppEnv>, userId: string, workspaceId: string, permission: Permission, reason: string) {
   logEvent('warn', 'permission_denied', { requestId: c.get('requestId'), userId, workspaceId, permission, reason });
-  audit(c, 'workspace.permission_denied', { actorId: userId, workspaceId, permission, reason });
+  if (shouldAuditDenial(`${userId}|${workspaceId}|${permission}`, Date.now())) audit(c, 'workspace.permission_denied', { actorId: userId, workspaceId, permission, reason });
 }
 
 export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Authorized> {

@@ -101,6 +101,10 @@ describe('audit log persistence', () => {
     expect((await call('PUT', `/api/admin/users/${outsider.id}/admin`, intent(admin))).status).toBe(200);
     const denied = await eventually(admin, (e) => e.event === 'workspace.permission_denied' && e.actorId === outsider.id);
     expect(denied[0]).toMatchObject({ workspaceId: u.workspaceId, reason: 'not_member' });
+    // Repeated denials of the same thing are persisted once a minute, not once each.
+    for (let i = 0; i < 5; i++) expect((await call('POST', '/api/sync/pull', outsider.headers, { scope: { workspaceId: u.workspaceId }, cursor: 0 })).status).toBe(403);
+    await auditObject().flush();
+    expect((await readAudit(admin)).events.filter((e) => e.event === 'workspace.permission_denied' && e.actorId === outsider.id)).toHaveLength(1);
     const granted = await eventually(admin, (e) => e.event === 'admin.admin.granted' && e.targetUserId === outsider.id);
     expect(granted[0]).toMatchObject({ actorId: admin.id });
   });
