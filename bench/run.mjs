@@ -11,7 +11,7 @@
  * Prints progress to stderr, one table to stdout, and writes bench/results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -66,7 +66,7 @@ const app = server.getWorker();
 const bench = server.getWorker('or3-edge-bench');
 const appEnv = await app.getEnv();
 const benchEnv = await bench.getEnv();
-for (const file of ['0000_init.sql']) {
+for (const file of readdirSync(`${root}/migrations/d1`).filter((f) => f.endsWith('.sql')).sort()) {
   const statements = readFileSync(`${root}/migrations/d1/${file}`, 'utf8').split('--> statement-breakpoint').map((s) => s.trim()).filter(Boolean);
   await appEnv.DB.batch(statements.map((s) => appEnv.DB.prepare(s)));
 }

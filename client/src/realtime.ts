@@ -96,13 +96,13 @@ export class Realtime {
     if (this.#stopped || this.#connecting) return;
     this.#connecting = true;
     try {
-      await this.#open();
+      await this.#dial();
     } finally {
       this.#connecting = false;
     }
   }
 
-  async #open() {
+  async #dial() {
     if (this.#stopped) return;
     // Offline (browsers say so): wait; the 'online' event calls reconnectNow().
     if ((globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) return this.#retry();

@@ -10,7 +10,7 @@ import { audit } from '../archive/audit';
 import { archiveAdmin } from '../archive/admin';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
-import { jsonBody } from '../http/body';
+import { jsonBody, queryParams } from '../http/body';
 import { PLATFORM } from '../limits';
 import { badRequest, conflict, forbidden, notFound } from '../http/errors';
 import { ROLES } from '../workspaces/permissions';
@@ -37,11 +37,7 @@ const listQuery = z.strictObject({
   includeDeleted: z.enum(['true', 'false']).optional(),
 });
 
-function parseQuery(c: Context<AdminEnv>) {
-  const parsed = listQuery.safeParse(c.req.query());
-  if (!parsed.success) throw badRequest(parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), 'invalid_query');
-  return parsed.data;
-}
+const parseQuery = (c: Context<AdminEnv>) => queryParams(c, listQuery);
 
 /** A LIKE pattern that matches `q` literally anywhere; 400 if it would exceed the platform cap. */
 function likePattern(q: string): string {

@@ -7,7 +7,7 @@
 import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
-import { jsonBody } from '../http/body';
+import { jsonBody, queryParams } from '../http/body';
 import { ApiError, badRequest, conflict, fromFailure, notFound } from '../http/errors';
 import { logEvent } from '../http/logger';
 import { requireUser } from '../auth/authenticate';
@@ -42,10 +42,9 @@ const pitrBody = z.strictObject({
 
 export const archiveAdmin = new Hono<AppEnv>()
   .get('/audit', async (c) => {
-    const parsed = auditQuery.safeParse(c.req.query());
-    if (!parsed.success) throw badRequest(parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), 'invalid_query');
-    const to = parsed.data.to ?? utcDate(Date.now());
-    const from = parsed.data.from ?? to;
+    const query = queryParams(c, auditQuery);
+    const to = query.to ?? utcDate(Date.now());
+    const from = query.from ?? to;
     if (from > to) throw badRequest('from must not be after to', 'invalid_query');
     const dates = datesBetween(from, to);
     if (dates.length > AUDIT_MAX_RANGE_DAYS) throw badRequest(`At most ${AUDIT_MAX_RANGE_DAYS} days per read`, 'invalid_query');
@@ -56,7 +55,7 @@ export const archiveAdmin = new Hono<AppEnv>()
       logEvent('error', 'audit_flush_failed', { message: err instanceof Error ? err.message : String(err) });
       throw new ApiError(503, 'audit_unavailable', 'The audit log could not be written to storage; try again shortly', { 'Retry-After': '5' });
     }
-    const { events, truncated } = await readAudit(c.env.BLOBS, dates, parsed.data.limit);
+    const { events, truncated } = await readAudit(c.env.BLOBS, dates, query.limit);
     return c.json({ from, to, events, truncated });
   })
 

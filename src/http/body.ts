@@ -1,5 +1,5 @@
 /**
- * Reading and validating JSON request bodies.
+ * Reading and validating JSON request bodies (and, with `queryParams`, query strings).
  *
  * The size cap is enforced while reading (a missing or lying Content-Length cannot get past
  * it), malformed JSON is a 400, and zod validates the envelope. Envelope schemas are strict
@@ -84,5 +84,12 @@ export async function jsonBody<S extends z.ZodType>(c: Context<AppEnv>, schema: 
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw badRequest(describeIssues(parsed.error.issues), 'invalid_body');
+  return parsed.data;
+}
+
+/** The query string validated by `schema`; 400 `invalid_query` naming each offending parameter. */
+export function queryParams<S extends z.ZodType>(c: Context<AppEnv>, schema: S): z.output<S> {
+  const parsed = schema.safeParse(c.req.query());
+  if (!parsed.success) throw badRequest(parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), 'invalid_query');
   return parsed.data;
 }
