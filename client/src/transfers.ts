@@ -66,7 +66,8 @@ export class TransferQueue {
   #paused = false;
   #closed = false;
   #waiters = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
-  #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** One timer, armed for the earliest transfer waiting out its backoff (`notBefore`). */
+  #wake: { at: number; timer: ReturnType<typeof setTimeout> } | null = null;
   #detachVisibility: () => void = () => {};
 
   constructor(
@@ -87,7 +88,8 @@ export class TransferQueue {
   close() {
     this.#closed = true;
     this.#detachVisibility();
-    for (const t of this.#timers) clearTimeout(t);
+    if (this.#wake) clearTimeout(this.#wake.timer);
+    this.#wake = null;
     for (const [, list] of this.#waiters) for (const w of list) w.reject(new Or3Error(0, 'stopped', 'The workspace was closed'));
     this.#waiters.clear();
   }
@@ -179,19 +181,38 @@ export class TransferQueue {
   #kick() {
     if (this.#paused || this.#closed) return;
     void (async () => {
-      const slots = this.options.concurrency - this.#running.size;
-      if (slots <= 0) return;
+      if (this.#running.size >= this.options.concurrency) return;
       const now = Date.now();
-      const next = (await this.db.file_transfers.where('state').equals('queued').sortBy('updatedAt')).filter((t) => !this.#running.has(t.id) && (t.notBefore ?? 0) <= now).slice(0, slots);
-      for (const t of next) {
-        if (this.#running.size >= this.options.concurrency || this.#paused || this.#closed) return;
+      const queued = (await this.db.file_transfers.where('state').equals('queued').sortBy('updatedAt')).filter((t) => !this.#running.has(t.id));
+      for (const t of queued) {
+        if (this.#running.size >= this.options.concurrency || this.#paused || this.#closed) break;
+        // Kicks overlap (each awaits the query): one may already have started this transfer.
+        if ((t.notBefore ?? 0) > now || this.#running.has(t.id)) continue;
         this.#running.add(t.id);
         void this.#run(t).finally(() => {
           this.#running.delete(t.id);
           this.#kick();
         });
       }
+      const deferred = queued.filter((t) => !this.#running.has(t.id) && (t.notBefore ?? 0) > now).map((t) => t.notBefore!);
+      if (deferred.length) this.#wakeAt(Math.min(...deferred));
     })();
+  }
+
+  /**
+   * Kicks again once `at` has passed. The delay is measured from now and rounded up, with a
+   * margin: timers may fire a little before `Date.now()` reaches the target (Node truncates
+   * fractional delays and measures from the event loop's cached time), and a kick that came too
+   * early would find nothing runnable and leave the transfer waiting forever.
+   */
+  #wakeAt(at: number) {
+    if (this.#closed || (this.#wake && this.#wake.at <= at)) return;
+    if (this.#wake) clearTimeout(this.#wake.timer);
+    const timer = setTimeout(() => {
+      this.#wake = null;
+      this.#kick();
+    }, Math.max(0, Math.ceil(at - Date.now())) + 5);
+    this.#wake = { at, timer };
   }
 
   async #run(t: FileTransfer) {
@@ -210,12 +231,8 @@ export class TransferQueue {
       const retryable = error.transient || error.status === 410 || error.code === 'gc_in_progress' || (t.direction === 'download' && error.status === 404);
       if (retryable && t.attempts < this.options.maxAttempts) {
         const delay = backoffDelay(t.attempts, this.options.backoff, error.retryAfterMs);
+        // The kick after this run ends arms the wake timer for `notBefore`.
         await this.#update(t, { state: 'queued', error: error.message, notBefore: Date.now() + delay });
-        const timer = setTimeout(() => {
-          this.#timers.delete(timer);
-          this.#kick();
-        }, delay);
-        this.#timers.add(timer);
         return;
       }
       await this.#update(t, { state: 'failed', error: error.message });

@@ -87,6 +87,34 @@ describe('transfers', () => {
     expect(usage).toMatchObject({ used_bytes: 70_000, blob_count: 1 });
   });
 
+  it('a retry still runs when the wall clock steps back during its backoff', async () => {
+    // The backoff deadline is wall-clock time (it survives reloads) but timers run on a monotonic
+    // clock, so a timer can fire while Date.now() is still short of the deadline: here because
+    // the clock stepped back 300 ms; in Node also because fractional delays are truncated and
+    // measured from the event loop's cached time. The queue must look again, not wait forever.
+    const a = device(ctx.server, { transfers: { backoff: { baseMs: 1000, maxMs: 1000 } } }); // retry after 500–1000 ms
+    await a.client.basicAuth.register({ email: uniqueEmail(), password: PASSWORD });
+    const wsA = await a.client.openWorkspace();
+    open.push(wsA);
+    const realNow = Date.now;
+    let failed = false;
+    a.faults = ({ method, path }) => {
+      if (method !== 'PUT' || !path.startsWith('/api/storage/blob/') || failed) return null;
+      failed = true;
+      // Step back once the retry is scheduled.
+      setTimeout(() => (Date.now = () => realNow() - 300), 100);
+      return 'drop-before';
+    };
+    try {
+      const { transferId } = await wsA.upload(new Blob([randomBytes(1000) as BlobPart], { type: 'image/png' }), { name: 'skew.png' });
+      await Promise.race([wsA.files.waitFor(transferId), new Promise((_, reject) => setTimeout(() => reject(new Error('the retry never ran')), 10_000))]);
+      expect(failed).toBe(true);
+      expect(a.calls.filter((c) => c.startsWith('PUT /api/storage/blob/'))).toHaveLength(2);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it('rejects a file over the size limit before any network, and fails for good on a refused type', async () => {
     const d = device(ctx.server, { transfers: { ...transfers, maxFileSizeBytes: 1000 } });
     await d.client.basicAuth.register({ email: uniqueEmail(), password: PASSWORD });
