@@ -41,15 +41,21 @@ export const REFERENCING_TABLES: ReadonlySet<string> = new Set(['messages', 'pos
 // ---------------------------------------------------------------------------------------------
 // Envelopes (strict: unknown fields are a 400 naming them)
 
-const id = z.string().min(1).max(256);
+/**
+ * Keys are stored as SQLite text (UTF-8), where a lone UTF-16 surrogate cannot survive: the row
+ * would come back under a different key than the client wrote. Refused instead.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const text = (max: number) => z.string().min(1).max(max).refine((s) => !LONE_SURROGATE.test(s), 'must be valid Unicode text');
+const id = text(256);
 const uuidLike = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'must be a UUID');
 export const scopeSchema = z.strictObject({ workspaceId: id, projectId: id.optional() });
 const tables = z.array(z.enum(TABLES)).max(SYNC_LIMITS.maxTables).optional();
 
 export const stampSchema = z.strictObject({
-  deviceId: z.string().min(1).max(128),
+  deviceId: text(128),
   opId: uuidLike,
-  hlc: z.string().min(1).max(128),
+  hlc: text(128),
   clock: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
 

@@ -123,6 +123,73 @@ describe('push: last-write-wins', () => {
   });
 });
 
+describe('push: several ops on one row in one batch', () => {
+  it('decides them in batch order, as if pushed one by one: log, results, winner and file refs', async () => {
+    const u = await syncUser();
+    const h1 = 'sha256:' + '1'.repeat(64);
+    const h2 = 'sha256:' + '2'.repeat(64);
+    const meta = (hash: string) => op('file_meta', hash, { hash, deleted: false, created_at: 1, updated_at: 1, clock: 1, name: 'f.png', kind: 'image' });
+    const withFiles = (data: string, ...hashes: string[]) => ({ data, file_hashes: JSON.stringify(hashes) });
+    const reply = await pushOk(u, u.workspaceId, [
+      meta(h1),
+      meta(h2),
+      op('messages', 'm1', message('m1', withFiles('two', h1)), { clock: 2 }),
+      op('messages', 'm1', message('m1', withFiles('one', h2)), { clock: 1 }), // loses to the op just before it
+      op('messages', 'm1', undefined, { operation: 'delete', clock: 3 }),
+      op('messages', 'm1', message('m1', withFiles('four', h2)), { clock: 4 }),
+      op('messages', 'm2', message('m2', withFiles('other', h1))),
+    ]);
+    expect(reply.results.map((r) => [r.success, r.serverVersion])).toEqual([1, 2, 3, 4, 5, 6, 7].map((v) => [true, v]));
+    const { changes } = await pull(u, u.workspaceId, 0);
+    expect(changes.map((c) => [c.serverVersion, c.pk, c.op, c.payload?.data ?? null])).toEqual([
+      [1, h1, 'put', null], [2, h2, 'put', null], [3, 'm1', 'put', 'two'], [4, 'm1', 'put', 'one'], [5, 'm1', 'delete', null], [6, 'm1', 'put', 'four'], [7, 'm2', 'put', 'other'],
+    ]);
+    const state = async () => {
+      const { items } = await snapshotAll(u, u.workspaceId, 10);
+      return Object.fromEntries(items.map((i) => [i.pk, i.kind === 'row' ? (i.payload.data ?? i.payload.ref_count) : 'tombstone']));
+    };
+    // m1's refs are those of its winner ('four': h2), not of 'two' (h1) or of the loser.
+    expect(await state()).toEqual({ [h1]: 1, [h2]: 1, m1: 'four', m2: 'other' });
+    // Within one batch: a put naming h1 then a newer one naming nothing leaves m1 with no refs.
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', withFiles('five', h1)), { clock: 5 }), op('messages', 'm1', message('m1', withFiles('six')), { clock: 6 })]);
+    expect(await state()).toEqual({ [h1]: 1, [h2]: 0, m1: 'six', m2: 'other' });
+  });
+
+  it('a notification created earlier in the batch by the same user may be updated by it', async () => {
+    const u = await syncUser();
+    const n = (title: string) => ({ id: 'n1', user_id: 'ignored', type: 'info', title, read_at: null, deleted: false, created_at: 1, updated_at: 1, clock: 1 });
+    const reply = await pushOk(u, u.workspaceId, [op('notifications', 'n1', n('first')), op('notifications', 'n1', n('second'), { clock: 2 })]);
+    expect(reply.results.every((r) => r.success)).toBe(true);
+    const { items } = await snapshotAll(u, u.workspaceId, 10);
+    expect(items.map((i) => i.payload.title)).toEqual(['second']);
+  });
+});
+
+describe('push: large batches', () => {
+  it('stores a large batch of awkward text exactly as sent', async () => {
+    const u = await syncUser();
+    // Quotes, backslashes, accents, an emoji, control characters and an escaped lone surrogate
+    // inside payloads: every one must come back unchanged.
+    const awkward = 'plain "quoted" \\back\\slash\\ é ü 😀 \u0001\u001f tab\t nl\n \ud800 ';
+    const data = (i: number) => `${i}:`.concat(awkward.repeat(Math.floor(150_000 / awkward.length)));
+    const ops = Array.from({ length: 8 }, (_, i) => op('messages', `big${i}`, message(`big${i}`, { data: data(i) })));
+    const reply = await pushOk(u, u.workspaceId, ops);
+    expect(reply.serverVersion).toBe(8);
+    const { changes } = await pull(u, u.workspaceId, 0, { limit: 100 });
+    expect(changes.map((c) => c.payload.data === data(Number(c.pk.slice(3))))).toEqual(Array(8).fill(true));
+    const { items } = await snapshotAll(u, u.workspaceId, 100);
+    expect(items.filter((i) => i.payload.data === data(Number(i.pk.slice(3))))).toHaveLength(8);
+  });
+
+  it('refuses keys that are not valid Unicode text', async () => {
+    const u = await syncUser();
+    const res = await push(u, u.workspaceId, [op('messages', 'm\ud800', message('m\ud800'))]);
+    expect(res.status).toBe(400);
+    const stamp = await push(u, u.workspaceId, [op('messages', 'm1', message('m1'), { deviceId: 'dev\udc00' })]);
+    expect(stamp.status).toBe(400);
+  });
+});
+
 describe('push: payload rules', () => {
   it('never stores hlc or ref_count from a client payload', async () => {
     const u = await syncUser();
