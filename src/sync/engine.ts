@@ -107,6 +107,13 @@ function jsonChunks(rows: unknown[][], maxChars = 512 * 1024): string[] {
   return chunks;
 }
 
+/** The batch lookups of a push (exported so the query-plan test checks these very statements). */
+export const PUSH_LOOKUPS = {
+  loggedOps: 'SELECT op_id, server_version, fingerprint FROM change_log WHERE op_id IN (SELECT value FROM json_each(?))',
+  currentRows: 'SELECT pk, clock, hlc, op_id, owner_id FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
+  dropRefs: 'DELETE FROM file_refs WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
+} as const;
+
 const entityKey = (table: string, pk: string) => `${table}\u0000${pk}`;
 
 /**
@@ -131,10 +138,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
 
   const logged = new Map<string, { server_version: number; fingerprint: string }>();
   const ids = [...new Set(ops.map((op) => op.opId))];
-  for (const r of sql.exec<{ op_id: string; server_version: number; fingerprint: string }>(
-    'SELECT op_id, server_version, fingerprint FROM change_log WHERE op_id IN (SELECT value FROM json_each(?))',
-    JSON.stringify(ids),
-  )) {
+  for (const r of sql.exec<{ op_id: string; server_version: number; fingerprint: string }>(PUSH_LOOKUPS.loggedOps, JSON.stringify(ids))) {
     logged.set(r.op_id, r);
   }
 
@@ -149,11 +153,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
     pksByTable.set(op.tableName, set);
   }
   for (const [table, pks] of pksByTable) {
-    for (const r of sql.exec<CurrentRow & { pk: string }>(
-      'SELECT pk, clock, hlc, op_id, owner_id FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
-      table,
-      JSON.stringify([...pks]),
-    )) {
+    for (const r of sql.exec<CurrentRow & { pk: string }>(PUSH_LOOKUPS.currentRows, table, JSON.stringify([...pks]))) {
       current.set(entityKey(table, r.pk), { clock: r.clock, hlc: r.hlc, op_id: r.op_id, owner_id: r.owner_id });
     }
   }
@@ -235,7 +235,7 @@ function materialize(sql: SqlStorage, winners: { op: PreparedOp; version: number
   const referencing = winners.filter(({ op }) => REFERENCING_TABLES.has(op.tableName));
   for (const table of new Set(referencing.map(({ op }) => op.tableName))) {
     const pks = referencing.filter(({ op }) => op.tableName === table).map(({ op }) => op.pk);
-    sql.exec('DELETE FROM file_refs WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))', table, JSON.stringify(pks));
+    sql.exec(PUSH_LOOKUPS.dropRefs, table, JSON.stringify(pks));
   }
   const refs = referencing.flatMap(({ op }) => (op.op === 'put' ? (op.fileHashes ?? []).map((hash) => [hash, op.tableName, op.pk]) : []));
   for (const chunk of refs.length ? jsonChunks(refs) : []) {
@@ -255,17 +255,60 @@ function withDerived(sql: SqlStorage, table: string, pk: string, payload: JsonOb
 }
 
 // -- wire encoding ------------------------------------------------------------------------------
+//
+// Pull and snapshot pages are JSON text built by SQLite, one text column per row, around the
+// stored (canonical JSON) payloads. Handing the runtime one string per row instead of nine
+// columns is most of the saving (docs/performance.md); no payload is parsed and re-serialized
+// except file_meta's, whose `ref_count` is derived here and added in JS.
+// json_quote() escapes differently from JSON.stringify in places (e.g. \u000a for \n) but
+// always yields valid JSON for the same string.
 
-/** A stored payload as wire JSON: the stored text itself (canonical JSON), plus derived fields for file_meta. */
-function payloadJson(sql: SqlStorage, table: string, pk: string, stored: string): string {
-  return table === 'file_meta' ? JSON.stringify(withDerived(sql, table, pk, JSON.parse(stored))) : stored;
+/** Columns of one pull row: version, payload size, JSON (a prefix ending in `"payload":` for file_meta puts), and file_meta's pk and payload. */
+type ChangeRow = [serverVersion: number, size: number | null, json: string, filePk: string | null, filePayload: string | null];
+
+const CHANGE_COLUMNS = `server_version, length(payload),
+  '{"serverVersion":' || server_version || ',"tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk) || ',"op":' || json_quote(op)
+  || ',"stamp":{"deviceId":' || json_quote(device_id) || ',"opId":' || json_quote(op_id) || ',"hlc":' || json_quote(hlc) || ',"clock":' || clock || '}'
+  || CASE WHEN payload IS NULL THEN '}' WHEN table_name = 'file_meta' THEN ',"payload":' ELSE ',"payload":' || payload || '}' END,
+  CASE WHEN table_name = 'file_meta' AND payload IS NOT NULL THEN pk END,
+  CASE WHEN table_name = 'file_meta' THEN payload END`;
+
+/** Columns of one snapshot row: payload size, JSON (for a live file_meta row: the text before its payload), and file_meta's pk, payload and the text after it. */
+type ItemRow = [size: number | null, json: string, filePk: string | null, filePayload: string | null, fileTail: string | null];
+
+const REVISION_JSON = `',"revision":{"clock":' || clock || ',"hlc":' || json_quote(hlc) || ',"opId":' || json_quote(op_id) || '}'`;
+/** serverDeletedAt exactly as Date#toISOString() writes it (deleted_at is in ms). */
+const DELETED_AT_ISO = `strftime('%Y-%m-%dT%H:%M:%S', coalesce(deleted_at, 0) / 1000, 'unixepoch') || '.' || substr('00' || (coalesce(deleted_at, 0) % 1000), -3) || 'Z'`;
+const LIVE_FILE = `(table_name = 'file_meta' AND NOT deleted)`;
+const ITEM_COLUMNS = `length(payload),
+  CASE WHEN deleted
+    THEN '{"kind":"tombstone","tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk) || ${REVISION_JSON} || ',"serverDeletedAt":"' || ${DELETED_AT_ISO} || '"}'
+    ELSE '{"kind":"row","tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk) || ',"payload":'
+      || CASE WHEN table_name = 'file_meta' THEN '' ELSE coalesce(payload, '{}') || ${REVISION_JSON} || '}' END
+  END,
+  CASE WHEN ${LIVE_FILE} THEN pk END,
+  CASE WHEN ${LIVE_FILE} THEN coalesce(payload, '{}') END,
+  CASE WHEN ${LIVE_FILE} THEN ${REVISION_JSON} || '}' END`;
+
+/** file_meta's stored payload with the derived ref_count, as JSON text. */
+function filePayloadJson(sql: SqlStorage, pk: string, stored: string): string {
+  return JSON.stringify(withDerived(sql, 'file_meta', pk, JSON.parse(stored)));
 }
 
-/** One SyncChange as JSON text, in the field order of the SyncChange type. */
-function changeJson(sql: SqlStorage, r: LogRow): string {
-  const stamp = `{"deviceId":${JSON.stringify(r.device_id)},"opId":${JSON.stringify(r.op_id)},"hlc":${JSON.stringify(r.hlc)},"clock":${r.clock}}`;
-  const payload = r.payload === null ? '' : `,"payload":${payloadJson(sql, r.table_name, r.pk, r.payload)}`;
-  return `{"serverVersion":${r.server_version},"tableName":${JSON.stringify(r.table_name)},"pk":${JSON.stringify(r.pk)},"op":${JSON.stringify(r.op)},"stamp":${stamp}${payload}}`;
+/**
+ * Takes rows from a cursor until `limit` rows or `budget` payload bytes (at least one row), and
+ * says whether more remain. Iterates synchronously: the cursor is never held across an await.
+ */
+function takePage<T>(cursor: Iterable<T>, limit: number, budget: number, size: (row: T) => number): { page: T[]; more: boolean } {
+  const page: T[] = [];
+  let bytes = 0;
+  for (const row of cursor) {
+    const rowSize = size(row);
+    if (page.length === limit || (page.length > 0 && bytes + rowSize > budget)) return { page, more: true };
+    page.push(row);
+    bytes += rowSize;
+  }
+  return { page, more: false };
 }
 
 // -- pull ---------------------------------------------------------------------------------------
@@ -291,34 +334,6 @@ export interface PullOutcome {
   requiresSnapshot: boolean;
 }
 
-type LogRow = {
-  server_version: number;
-  table_name: string;
-  pk: string;
-  op: 'put' | 'delete';
-  payload: string | null;
-  clock: number;
-  hlc: string;
-  device_id: string;
-  op_id: string;
-};
-
-/**
- * Takes rows from a cursor until `limit` rows or `budget` payload bytes (at least one row), and
- * says whether more remain. Iterates synchronously: the cursor is never held across an await.
- */
-function takePage<T extends { payload: string | null }>(cursor: Iterable<T>, limit: number, budget: number): { page: T[]; more: boolean } {
-  const page: T[] = [];
-  let bytes = 0;
-  for (const row of cursor) {
-    const size = row.payload?.length ?? 0;
-    if (page.length === limit || (page.length > 0 && bytes + size > budget)) return { page, more: true };
-    page.push(row);
-    bytes += size;
-  }
-  return { page, more: false };
-}
-
 export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LIMITS.pageBytes): PullOutcome {
   const floor = prunedThrough(sql);
   const oldestRetainedVersion = floor + 1;
@@ -326,15 +341,17 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
     return { changesJson: '[]', count: 0, nextCursor: input.cursor, hasMore: false, oldestRetainedVersion, requiresSnapshot: true };
   }
   const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
-  const cursor = sql.exec<LogRow>(
-    `SELECT server_version, table_name, pk, op, payload, clock, hlc, device_id, op_id FROM change_log
-      WHERE server_version > ? AND (table_name != 'notifications' OR user_id = ?)${filter}
-      ORDER BY server_version LIMIT ?`,
-    input.cursor, input.userId, ...(input.tables ?? []), input.limit + 1,
-  );
-  const { page, more: hasMore } = takePage(cursor, input.limit, budget);
-  const changesJson = `[${page.map((r) => changeJson(sql, r)).join(',')}]`;
-  const nextCursor = page.length ? page[page.length - 1]!.server_version : input.cursor;
+  const cursor = sql
+    .exec(
+      `SELECT ${CHANGE_COLUMNS} FROM change_log
+        WHERE server_version > ? AND (table_name != 'notifications' OR user_id = ?)${filter}
+        ORDER BY server_version LIMIT ?`,
+      input.cursor, input.userId, ...(input.tables ?? []), input.limit + 1,
+    )
+    .raw<ChangeRow>();
+  const { page, more: hasMore } = takePage(cursor, input.limit, budget, (r) => r[1] ?? 0);
+  const changesJson = `[${page.map(([, , json, filePk, filePayload]) => (filePk === null || filePayload === null ? json : `${json}${filePayloadJson(sql, filePk, filePayload)}}`)).join(',')}]`;
+  const nextCursor = page.length ? page[page.length - 1]![0] : input.cursor;
   return { changesJson, count: page.length, nextCursor, hasMore, oldestRetainedVersion, requiresSnapshot: false };
 }
 
@@ -344,39 +361,30 @@ export type SnapshotItem =
   | { kind: 'row'; tableName: string; pk: string; payload: JsonObject; revision: Revision }
   | { kind: 'tombstone'; tableName: string; pk: string; revision: Revision; serverDeletedAt: string };
 
-type EntityRow = {
-  table_name: string;
-  pk: string;
-  payload: string | null;
-  clock: number;
-  hlc: string;
-  op_id: string;
-  deleted: number;
-  deleted_at: number | null;
-};
-
 /**
  * One page of the materialized state after (afterTable, afterPk), ordered by (tableName, pk);
- * each entity appears once, as a row or a tombstone. Returns one extra item to tell whether
- * another page follows.
+ * each entity appears once, as a row or a tombstone (SnapshotItem[] as JSON text, built like a
+ * pull page). Reads one extra row to tell whether another page follows.
  */
 export function snapshotPage(sql: SqlStorage, input: { after: [string, string] | null; pageSize: number; tables?: TableName[]; userId: string }, budget: number = SYNC_LIMITS.pageBytes) {
   const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
   const after = input.after ?? ['', ''];
-  const cursor = sql.exec<EntityRow>(
-    `SELECT table_name, pk, payload, clock, hlc, op_id, deleted, deleted_at FROM rows
-      WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?)${filter}
-      ORDER BY table_name, pk LIMIT ?`,
-    after[0], after[1], input.userId, ...(input.tables ?? []), input.pageSize + 1,
-  );
-  const { page, more } = takePage(cursor, input.pageSize, budget);
-  const items = page.map((r): SnapshotItem => {
-    const revision = { clock: r.clock, hlc: r.hlc, opId: r.op_id };
-    if (r.deleted) return { kind: 'tombstone', tableName: r.table_name, pk: r.pk, revision, serverDeletedAt: new Date(r.deleted_at ?? 0).toISOString() };
-    return { kind: 'row', tableName: r.table_name, pk: r.pk, payload: withDerived(sql, r.table_name, r.pk, JSON.parse(r.payload ?? '{}')), revision };
-  });
-  const last = items[items.length - 1];
-  return { items, next: more && last ? ([last.tableName, last.pk] as [string, string]) : null };
+  const cursor = sql
+    .exec(
+      `SELECT ${ITEM_COLUMNS} FROM rows
+        WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?)${filter}
+        ORDER BY table_name, pk LIMIT ?`,
+      after[0], after[1], input.userId, ...(input.tables ?? []), input.pageSize + 1,
+    )
+    .raw<ItemRow>();
+  const { page, more } = takePage(cursor, input.pageSize, budget, (r) => r[0] ?? 0);
+  const items = page.map(([, json, filePk, filePayload, fileTail]) => (filePk === null || filePayload === null ? json : `${json}${filePayloadJson(sql, filePk, filePayload)}${fileTail}`));
+  let next: [string, string] | null = null;
+  if (more && items.length) {
+    const last = JSON.parse(items[items.length - 1]!) as SnapshotItem;
+    next = [last.tableName, last.pk];
+  }
+  return { itemsJson: `[${items.join(',')}]`, count: items.length, next };
 }
 
 // -- cursors ------------------------------------------------------------------------------------

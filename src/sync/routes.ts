@@ -102,7 +102,9 @@ export const sync = new Hono<AppEnv>()
     const input = { pageSize: body.pageSize ?? SYNC_LIMITS.snapshotDefault, ...(body.pageToken ? { pageToken: body.pageToken } : {}), ...(body.tables ? { tables: body.tables } : {}) };
     const r = await stub(c, body.scope.workspaceId).snapshot(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
     if (!r.ok) throw fromFailure(r);
-    return c.json({ workspaceId: r.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark, items: r.items, nextPageToken: r.nextPageToken });
+    // As with pull, the items arrive as JSON text and are spliced into the envelope.
+    const head = JSON.stringify({ workspaceId: r.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark });
+    return c.body(`${head.slice(0, -1)},"items":${r.itemsJson},"nextPageToken":${JSON.stringify(r.nextPageToken)}}`, 200, { 'content-type': 'application/json' });
   })
 
   .post('/gc-tombstones', (c) => runGc(c, 'tombstones'))

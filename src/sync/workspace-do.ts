@@ -37,7 +37,8 @@ export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429 | 501 | 5
 
 export type PushReply = { ok: true; results: engine.PushResult[]; serverVersion: number };
 export type PullReply = { ok: true; changesJson: string; count: number; nextCursor: number; hasMore: boolean; oldestRetainedVersion: number; requiresSnapshot: boolean };
-export type SnapshotReply = { ok: true; workspaceId: string; snapshotId: string; highWatermark: number; items: engine.SnapshotItem[]; nextPageToken: string | null };
+/** `itemsJson`: the page's SnapshotItem[] as JSON text, spliced into the response by the route. */
+export type SnapshotReply = { ok: true; workspaceId: string; snapshotId: string; highWatermark: number; itemsJson: string; nextPageToken: string | null };
 export type GcReply = { ok: true; deletedCount: number };
 
 /** Who is calling and which limit applies; the Worker has already checked membership and role. */
@@ -137,7 +138,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     }
     const page = engine.snapshotPage(this.#sql, { after: state.after, pageSize: input.pageSize, tables: input.tables, userId: caller.userId });
     const nextPageToken = page.next ? await signPageToken(key, { ...state, after: page.next }) : null;
-    return { ok: true, workspaceId: caller.workspaceId, snapshotId: state.snapshotId, highWatermark: state.highWatermark, items: page.items, nextPageToken };
+    return { ok: true, workspaceId: caller.workspaceId, snapshotId: state.snapshotId, highWatermark: state.highWatermark, itemsJson: page.itemsJson, nextPageToken };
   }
 
   async gc(caller: Caller, input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number }): Promise<GcReply | Failure> {
@@ -314,8 +315,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
 
   /** One page of the current state for an export, without the sync rate limit. */
-  exportState(after: [string, string] | null, pageSize: number, userId: string) {
-    return engine.snapshotPage(this.#sql, { after, pageSize, userId });
+  exportState(after: [string, string] | null, pageSize: number, userId: string): { items: engine.SnapshotItem[]; next: [string, string] | null } {
+    const page = engine.snapshotPage(this.#sql, { after, pageSize, userId });
+    return { items: JSON.parse(page.itemsJson) as engine.SnapshotItem[], next: page.next };
   }
 
   // -- blob bookkeeping (the storage feature's routes call these) -------------------------------
