@@ -32,6 +32,23 @@ export interface Principal {
 }
 
 const principals = new WeakMap<Request, Promise<Principal | null>>();
+
+/** A membership read together with the session (see `loadSessionAuth`), per request. */
+export interface PrefetchedMembership {
+  workspaceId: string;
+  member: { name: string; role: string } | null;
+}
+const memberships = new WeakMap<Request, PrefetchedMembership>();
+
+/**
+ * The caller's membership of `workspaceId` if authentication already read it in the same D1
+ * query; undefined when it did not (federated tokens, or another workspace), and the caller
+ * reads it itself.
+ */
+export function prefetchedMembership(c: Context<AppEnv>, workspaceId: string): PrefetchedMembership['member'] | undefined {
+  const found = memberships.get(c.req.raw);
+  return found && found.workspaceId === workspaceId ? found.member : undefined;
+}
 const keyCache = new Map<string, Promise<SigningKey[]>>();
 
 /** Signing keys for the configured JWT secrets, derived once per isolate. */
@@ -52,36 +69,39 @@ function bearerToken(c: Context<AppEnv>): string | null {
   return match ? match[1]! : null;
 }
 
-/** The caller, or null. Memoised per request. */
-export function authenticate(c: Context<AppEnv>): Promise<Principal | null> {
+/**
+ * The caller, or null. Memoised per request. `workspaceId`: the workspace the request is about,
+ * whose membership is then read along with the session when that saves a round trip.
+ */
+export function authenticate(c: Context<AppEnv>, workspaceId?: string): Promise<Principal | null> {
   let result = principals.get(c.req.raw);
   if (!result) {
-    result = resolve(c);
+    result = resolve(c, workspaceId);
     principals.set(c.req.raw, result);
   }
   return result;
 }
 
 /** The caller; 401 when there is none. */
-export async function requireUser(c: Context<AppEnv>): Promise<Principal> {
-  const principal = await authenticate(c);
+export async function requireUser(c: Context<AppEnv>, workspaceId?: string): Promise<Principal> {
+  const principal = await authenticate(c, workspaceId);
   if (!principal) throw unauthorized();
   return principal;
 }
 
-async function resolve(c: Context<AppEnv>): Promise<Principal | null> {
+async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Promise<Principal | null> {
   const bearer = bearerToken(c);
-  if (bearer) return fromToken(c, bearer, true);
+  if (bearer) return fromToken(c, bearer, true, workspaceId);
   const access = c.req.header('cf-access-jwt-assertion');
-  if (access) return fromToken(c, access, true);
+  if (access) return fromToken(c, access, true, workspaceId);
   const cookie = getCookie(c, 'or3_access');
-  if (cookie) return fromToken(c, cookie, false);
+  if (cookie) return fromToken(c, cookie, false, workspaceId);
   return null;
 }
 
-async function fromToken(c: Context<AppEnv>, token: string, allowFederated: boolean): Promise<Principal | null> {
+async function fromToken(c: Context<AppEnv>, token: string, allowFederated: boolean, workspaceId: string | undefined): Promise<Principal | null> {
   const issuer = unverifiedIssuer(token);
-  if (issuer === ACCESS_ISSUER) return fromAccessToken(c, token);
+  if (issuer === ACCESS_ISSUER) return fromAccessToken(c, token, workspaceId);
   if (!allowFederated) return null;
   const provider = providerForIssuer(c.get('config').auth.oidcProviders, issuer);
   if (!provider) return null;
@@ -103,13 +123,17 @@ async function fromToken(c: Context<AppEnv>, token: string, allowFederated: bool
   };
 }
 
-async function fromAccessToken(c: Context<AppEnv>, token: string): Promise<Principal | null> {
+async function fromAccessToken(c: Context<AppEnv>, token: string, workspaceId: string | undefined): Promise<Principal | null> {
   const { auth } = c.get('config');
   const claims = await verifyAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
   if (!claims) return null;
-  const row = await loadSessionAuth(c.env.DB, claims.sid, claims.sub);
+  const row = await loadSessionAuth(c.env.DB, claims.sid, claims.sub, workspaceId);
   if (!row || row.session_revoked_at !== null || row.session_expires_at <= Date.now()) return null;
   if (row.disabled_at !== null || row.token_version !== claims.ver) return null;
+  if (workspaceId !== undefined) {
+    const member = row.member_role && row.member_workspace_name !== null && row.member_workspace_name !== undefined ? { name: row.member_workspace_name, role: row.member_role } : null;
+    memberships.set(c.req.raw, { workspaceId, member });
+  }
   return {
     userId: row.id,
     provider: BASIC_PROVIDER,

@@ -292,17 +292,33 @@ export async function sessionOfRefreshToken(db: D1Database, token: string): Prom
 export interface SessionAuthRow extends UserRow {
   session_revoked_at: number | null;
   session_expires_at: number;
+  /** With a workspace asked for: its name and the user's role there (null when not a member of a live workspace). */
+  member_workspace_name?: string | null;
+  member_role?: string | null;
 }
 
-/** One indexed read per authenticated request: the session and its user. */
-export async function loadSessionAuth(db: D1Database, sessionId: string, userId: string): Promise<SessionAuthRow | null> {
+const SESSION_AUTH_COLUMNS = `u.id, u.email, u.display_name, u.password_hash, u.token_version, u.is_admin, u.active_workspace_id, u.disabled_at,
+  s.revoked_at AS session_revoked_at, s.expires_at AS session_expires_at`;
+
+/**
+ * One indexed read per authenticated request: the session and its user. Given a workspace id
+ * (workspace-scoped routes), the same read also brings the user's membership of that workspace,
+ * with exactly the rule of `membershipOf` (a live workspace), so authorizing costs no second
+ * round trip to D1.
+ */
+export async function loadSessionAuth(db: D1Database, sessionId: string, userId: string, workspaceId?: string): Promise<SessionAuthRow | null> {
+  if (workspaceId === undefined) {
+    return db.prepare(`SELECT ${SESSION_AUTH_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.user_id = ?`).bind(sessionId, userId).first<SessionAuthRow>();
+  }
   return db
     .prepare(
-      `SELECT u.id, u.email, u.display_name, u.password_hash, u.token_version, u.is_admin, u.active_workspace_id, u.disabled_at,
-              s.revoked_at AS session_revoked_at, s.expires_at AS session_expires_at
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.user_id = ?`,
+      `SELECT ${SESSION_AUTH_COLUMNS}, w.name AS member_workspace_name, CASE WHEN w.id IS NULL THEN NULL ELSE m.role END AS member_role
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         LEFT JOIN members m ON m.workspace_id = ?3 AND m.user_id = s.user_id
+         LEFT JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
+        WHERE s.id = ?1 AND s.user_id = ?2`,
     )
-    .bind(sessionId, userId)
+    .bind(sessionId, userId, workspaceId)
     .first<SessionAuthRow>();
 }
 

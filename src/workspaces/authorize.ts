@@ -11,7 +11,7 @@ import type { AppEnv } from '../env';
 import { forbidden } from '../http/errors';
 import { logEvent } from '../http/logger';
 import { audit } from '../archive/audit';
-import { requireUser, type Principal } from '../auth/authenticate';
+import { prefetchedMembership, requireUser, type Principal } from '../auth/authenticate';
 import { can, type Permission } from './permissions';
 import { membershipOf, type Membership } from './store';
 
@@ -43,8 +43,10 @@ function denied(c: Context<AppEnv>, userId: string, workspaceId: string, permiss
 }
 
 export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Authorized> {
-  const principal = await requireUser(c);
-  const membership = await membershipOf(c.env.DB, workspaceId, principal.userId);
+  const principal = await requireUser(c, workspaceId);
+  const prefetched = prefetchedMembership(c, workspaceId);
+  const membership: Membership | null =
+    prefetched === undefined ? await membershipOf(c.env.DB, workspaceId, principal.userId) : prefetched && { workspaceId, name: prefetched.name, role: prefetched.role as Membership['role'] };
   if (!membership) {
     denied(c, principal.userId, workspaceId, permission, 'not_member');
     throw forbidden('You are not a member of this workspace', 'not_member');

@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { call, signedInUser } from '../auth/helpers';
-import { upsertMember } from '../../src/workspaces/store';
+import { removeMember, setMemberRole, setWorkspaceDeleted, upsertMember } from '../../src/workspaces/store';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
 
 async function seed(u: { headers: Record<string, string>; workspaceId: string }, n: number) {
@@ -216,6 +216,31 @@ describe('query plans', () => {
       expect(plan.split(' | '), name).not.toContainEqual(expect.stringMatching(/^SCAN (change_log|rows|file_refs)\b/));
       expect(plan, name).not.toContain('USE TEMP B-TREE');
     }
+  });
+});
+
+describe('membership on every request', () => {
+  it('role changes, removal and workspace deletion apply to the very next sync request of the same session', async () => {
+    const u = await syncUser();
+    const member = await signedInUser();
+    const ws = u.workspaceId;
+    const status = async (path: 'push' | 'pull') =>
+      (path === 'push' ? await push(member, ws, [op('messages', crypto.randomUUID(), undefined, { operation: 'delete' })]) : await call('POST', '/api/sync/pull', member.headers, { scope: { workspaceId: ws }, cursor: 0 })).status;
+    expect([await status('push'), await status('pull')]).toEqual([403, 403]);
+    await upsertMember(env.DB, ws, member.id, 'editor');
+    expect([await status('push'), await status('pull')]).toEqual([200, 200]);
+    await setMemberRole(env.DB, ws, member.id, 'viewer');
+    expect([await status('push'), await status('pull')]).toEqual([403, 200]);
+    await removeMember(env.DB, ws, member.id);
+    expect([await status('push'), await status('pull')]).toEqual([403, 403]);
+    await upsertMember(env.DB, ws, member.id, 'editor');
+    expect(await status('push')).toBe(200);
+    await setWorkspaceDeleted(env.DB, ws, true);
+    expect([await status('push'), await status('pull')]).toEqual([403, 403]);
+    // Another workspace's membership is never mistaken for this one's.
+    const other = await syncUser();
+    await upsertMember(env.DB, other.workspaceId, member.id, 'owner');
+    expect([await status('push'), await status('pull')]).toEqual([403, 403]);
   });
 });
 
