@@ -95,7 +95,18 @@ async function user() {
   });
   const { accessToken } = await res.json();
   const { session } = await call('GET', '/api/auth/session', accessToken);
-  return { token: accessToken, workspaceId: session.workspace.id };
+  return { token: accessToken, workspaceId: session.workspace.id, email, password };
+}
+
+/** A second device (its own session) of the same user. */
+async function secondDevice(u) {
+  const res = await app.fetch(new URL('/api/basic-auth/sign-in', url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-or3-token-transport': 'bearer', 'cf-connecting-ip': `10.77.2.${ipCounter}` },
+    body: JSON.stringify({ email: u.email, password: u.password }),
+  });
+  const { accessToken } = await res.json();
+  return { token: accessToken, workspaceId: u.workspaceId };
 }
 
 let seq = 0;
@@ -258,10 +269,13 @@ const scenarios = {
   },
 
   async realtime() {
+    // Device A pushes; device B (another session) holds the socket and pulls when poked. B acts
+    // on the poke at once, as a client does, without waiting for A's push response.
     const a = await user();
+    const b = await secondDevice(a);
     const wsUrl = new URL('/api/sync/ws', url);
     wsUrl.protocol = 'ws:';
-    const { ticket } = await call('POST', '/api/sync/ws-ticket', a.token, { workspaceId: a.workspaceId });
+    const { ticket } = await call('POST', '/api/sync/ws-ticket', b.token, { workspaceId: b.workspaceId });
     wsUrl.searchParams.set('workspaceId', a.workspaceId);
     wsUrl.searchParams.set('ticket', ticket);
     const socket = new WebSocket(wsUrl);
@@ -276,12 +290,13 @@ const scenarios = {
     for (let i = 0; i < S.realtimeRounds; i++) {
       const poked = new Promise((resolve) => (waiting = resolve));
       const t0 = now();
-      await call('POST', '/api/sync/push', a.token, { scope: { workspaceId: a.workspaceId }, ops: [op()] });
+      const pushed = call('POST', '/api/sync/push', a.token, { scope: { workspaceId: a.workspaceId }, ops: [op()] });
       await poked;
-      const page = await call('POST', '/api/sync/pull', a.token, { scope: { workspaceId: a.workspaceId }, cursor, limit: 100 });
+      const page = await call('POST', '/api/sync/pull', b.token, { scope: { workspaceId: b.workspaceId }, cursor, limit: 100 });
+      pokes.push(now() - t0);
+      await pushed;
       cursor = page.nextCursor;
       if (!page.changes.length) throw new Error('realtime: the pull after a poke was empty');
-      pokes.push(now() - t0);
     }
     socket.close();
     const p50 = median(pokes);
