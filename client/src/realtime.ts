@@ -1,7 +1,8 @@
 /**
  * The realtime subscription of one workspace: a WebSocket to `/api/sync/ws` that tells the sync
  * loop when the server has something new (`hello` on connect, `poke` after each commit), so a
- * change shows up on other devices without waiting for a poll.
+ * change shows up on other devices without waiting for a poll. A poke of a small commit carries
+ * its changes; the sync loop applies them when they start at its cursor, and pulls otherwise.
  *
  * It authenticates with a single-use ticket from `POST /api/sync/ws-ticket` (browsers cannot set
  * headers on a WebSocket, and the ticket works for cookie, bearer and external-token auth
@@ -10,6 +11,14 @@
  */
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import type { HttpClient } from './http.js';
+import type { SyncChange } from './sync.js';
+
+/** A poke that carried its commit's changes: what a pull from `fromVersion` would return. */
+export interface PokedChanges {
+  fromVersion: number;
+  serverVersion: number;
+  changes: SyncChange[];
+}
 
 /** The part of the WebSocket API the SDK uses (browser WebSocket and Node 22's global both fit). */
 export interface WebSocketLike {
@@ -40,7 +49,7 @@ export class Realtime {
     private readonly workspaceId: string,
     private readonly WebSocketImpl: new (url: string) => WebSocketLike,
     private readonly backoff: BackoffOptions,
-    private readonly handlers: { onVersion: (serverVersion: number) => void; onOpenChange: (open: boolean) => void },
+    private readonly handlers: { onVersion: (serverVersion: number) => void; onChanges: (poked: PokedChanges) => void; onOpenChange: (open: boolean) => void },
   ) {}
 
   start() {
@@ -133,8 +142,14 @@ export class Realtime {
     socket.onmessage = (ev) => {
       if (typeof ev.data !== 'string' || ev.data === 'pong') return;
       try {
-        const msg = JSON.parse(ev.data) as { type?: string; serverVersion?: number };
-        if ((msg.type === 'hello' || msg.type === 'poke') && typeof msg.serverVersion === 'number') this.handlers.onVersion(msg.serverVersion);
+        const msg = JSON.parse(ev.data) as { type?: string; serverVersion?: number; fromVersion?: number; changes?: SyncChange[] };
+        if ((msg.type === 'hello' || msg.type === 'poke') && typeof msg.serverVersion === 'number') {
+          if (msg.type === 'poke' && typeof msg.fromVersion === 'number' && Array.isArray(msg.changes)) {
+            this.handlers.onChanges({ fromVersion: msg.fromVersion, serverVersion: msg.serverVersion, changes: msg.changes });
+          } else {
+            this.handlers.onVersion(msg.serverVersion);
+          }
+        }
       } catch {
         // not ours; ignore
       }

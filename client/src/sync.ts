@@ -16,7 +16,7 @@ import { compareRevisions, markRemote, SYNCED_TABLES, type Or3Database, type Pen
 import type { Emitter } from './events.js';
 import type { HybridClock } from './hlc.js';
 import { HttpClient, Or3Error } from './http.js';
-import { Realtime, type WebSocketLike } from './realtime.js';
+import { Realtime, type PokedChanges, type WebSocketLike } from './realtime.js';
 
 export type SyncStatus = 'idle' | 'syncing' | 'offline' | 'error';
 
@@ -83,6 +83,12 @@ export class SyncEngine {
   #failures = 0;
   #reportedCursor = -1;
   #realtime: Realtime | null = null;
+  /** Changes that came with pokes, applied by the loop when they start at the cursor. */
+  #poked: PokedChanges[] = [];
+  /** The highest server version a hello or poke announced. */
+  #announced = 0;
+  /** syncNow() asked for a real pull, whatever the pokes brought (one may have been lost). */
+  #forcePull = false;
   #detachOnline: (() => void) | null = null;
 
   constructor(
@@ -101,6 +107,12 @@ export class SyncEngine {
     if (this.options.realtime && this.webSocket) {
       this.#realtime = new Realtime(this.http, this.workspaceId, this.webSocket, this.options.backoff, {
         onVersion: (v) => void this.#maybePull(v),
+        onChanges: (poked) => {
+          // A bounded queue: after a long stall the loop pulls anyway.
+          if (this.#poked.push(poked) > 64) this.#poked.shift();
+          this.#announced = Math.max(this.#announced, poked.serverVersion);
+          this.wake();
+        },
         onOpenChange: () => this.wake(),
       });
       this.#realtime.start();
@@ -127,6 +139,7 @@ export class SyncEngine {
     if (this.#stopped) return Promise.reject(new Or3Error(0, 'stopped', 'Sync is stopped'));
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
     this.#failures = 0;
+    this.#forcePull = true;
     this.#urgentWake();
     return done;
   }
@@ -146,6 +159,7 @@ export class SyncEngine {
   }
 
   async #maybePull(serverVersion: number) {
+    this.#announced = Math.max(this.#announced, serverVersion);
     const state = await this.state();
     if (serverVersion > state.cursor) this.wake();
   }
@@ -297,6 +311,39 @@ export class SyncEngine {
   // -- pull -------------------------------------------------------------------------------------
 
   async pull(): Promise<void> {
+    const force = this.#forcePull;
+    if (!(await this.#applyPoked()) || force) {
+      await this.#pullPages();
+      if (force) this.#forcePull = false;
+    }
+    const { cursor } = await this.state();
+    if (cursor > 0 && cursor !== this.#reportedCursor) {
+      // Lets server GC know what this device has; a failure here must not fail the sync.
+      await this.http
+        .json('POST', '/api/sync/update-cursor', { scope: { workspaceId: this.workspaceId }, deviceId: this.clock.deviceId, version: cursor })
+        .then(() => (this.#reportedCursor = cursor))
+        .catch(() => undefined);
+    }
+  }
+
+  /**
+   * Applies the changes pokes brought, in order, while they start exactly at the cursor (what a
+   * pull from there would return). True when that reached everything announced, so no pull is
+   * needed; false to pull (nothing poked, a gap, or more announced than arrived).
+   */
+  async #applyPoked(): Promise<boolean> {
+    const queued = this.#poked.splice(0).sort((a, b) => a.fromVersion - b.fromVersion);
+    if (!queued.length) return false;
+    for (const poked of queued) {
+      const { cursor } = await this.state();
+      if (poked.serverVersion <= cursor) continue; // already pulled
+      if (poked.fromVersion !== cursor) return false;
+      await this.applyRemote(poked.changes, poked.serverVersion);
+    }
+    return (await this.state()).cursor >= this.#announced;
+  }
+
+  async #pullPages(): Promise<void> {
     for (let snapshots = 0; ; ) {
       this.#checkStopped();
       const state = await this.state();
@@ -312,14 +359,6 @@ export class SyncEngine {
       }
       if (res.changes.length || res.nextCursor !== state.cursor) await this.applyRemote(res.changes, res.nextCursor);
       if (!res.hasMore) break;
-    }
-    const { cursor } = await this.state();
-    if (cursor > 0 && cursor !== this.#reportedCursor) {
-      // Lets server GC know what this device has; a failure here must not fail the sync.
-      await this.http
-        .json('POST', '/api/sync/update-cursor', { scope: { workspaceId: this.workspaceId }, deviceId: this.clock.deviceId, version: cursor })
-        .then(() => (this.#reportedCursor = cursor))
-        .catch(() => undefined);
     }
   }
 

@@ -1,6 +1,6 @@
 /** Two devices of one user against the real Worker: offline writes, convergence, deletes, snapshots, realtime, faults. */
 import { describe, expect, it } from 'vitest';
-import type { Or3Workspace } from '../src/index';
+import type { Or3Workspace, WebSocketLike } from '../src/index';
 import { device, messageRow, PASSWORD, serverPerFile, uniqueEmail, until, type Device } from './harness';
 
 const ctx = serverPerFile();
@@ -115,14 +115,66 @@ describe('snapshot bootstrap', () => {
   });
 });
 
+/** Resolves once the device has sent nothing for `ms` (its start-up rounds are over). */
+async function settled(d: { calls: string[] }, ms = 400) {
+  for (let seen = -1; seen !== d.calls.length; ) {
+    seen = d.calls.length;
+    await new Promise((r) => setTimeout(r, ms));
+  }
+}
+
 describe('realtime', () => {
   it('delivers a change to B without waiting for a poll', async () => {
     const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000 } };
-    const { wsA, wsB } = await twoDevices({}, slow);
+    const { wsA, b, wsB } = await twoDevices({}, slow);
     await until(() => wsB.sync.realtimeConnected, 10_000, 'B’s socket');
     await wsB.syncNow(); // the first round after start; from here on only a poke wakes B
+    await settled(b, 1000);
+    const pulls = () => b.calls.filter((c) => c === 'POST /api/sync/pull').length;
+    const pullsBefore = pulls();
+    let pullsAtArrival = -1;
     await wsA.db.messages.put(messageRow('live', { data: 'poke' }));
-    await until(async () => (await text(wsB, 'live')) === 'poke', 10_000, 'B to hear about it');
+    await until(async () => (await text(wsB, 'live')) === 'poke' && (pullsAtArrival = pulls()) >= 0, 10_000, 'B to hear about it');
+    // The change came with the poke: B applied it without a pull.
+    expect(pullsAtArrival).toBe(pullsBefore);
+    await wsA.syncNow(); // A's own round may still be waiting for its push response
+    expect((await wsB.sync.state()).cursor).toBe((await wsA.sync.state()).cursor);
+  });
+
+  it('pulls instead when a poke does not start at its cursor (one was lost), and on syncNow()', async () => {
+    // B's socket loses the next poke on the way (the transport, not the SDK, is faulty here).
+    let dropNextPoke = false;
+    class LossySocket extends WebSocket {
+      override set onmessage(handler: ((ev: MessageEvent) => void) | null) {
+        super.onmessage = handler && ((ev: MessageEvent) => {
+          if (dropNextPoke && String(ev.data).includes('"type":"poke"')) return void (dropNextPoke = false);
+          handler(ev);
+        });
+      }
+      override get onmessage() {
+        return super.onmessage;
+      }
+    }
+    const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000 } };
+    const { wsA, b, wsB } = await twoDevices({}, { ...slow, WebSocket: LossySocket as unknown as new (url: string) => WebSocketLike });
+    await until(() => wsB.sync.realtimeConnected, 10_000, 'B’s socket');
+    await wsB.syncNow();
+    await settled(b, 1000);
+    const pulls = () => b.calls.filter((c) => c === 'POST /api/sync/pull').length;
+    const before = pulls();
+    dropNextPoke = true;
+    await wsA.db.messages.put(messageRow('missed', { data: 'gap' }));
+    await wsA.syncNow();
+    expect(dropNextPoke).toBe(false); // the poke was lost
+    await wsA.db.messages.put(messageRow('after', { data: 'next' }));
+    await until(async () => (await text(wsB, 'after')) === 'next', 10_000, 'B to catch up');
+    expect(await text(wsB, 'missed')).toBe('gap');
+    expect(pulls()).toBe(before + 1); // the second poke did not start at B's cursor: one pull
+    await wsA.syncNow();
+    expect((await wsB.sync.state()).cursor).toBe((await wsA.sync.state()).cursor);
+    // syncNow() always pulls, even when the pokes say B is up to date.
+    await wsB.syncNow();
+    expect(pulls()).toBe(before + 2);
   });
 });
 

@@ -52,6 +52,10 @@ const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message:
 
 /** One member cannot take all of the object's WebSocket slots. */
 export const MAX_SOCKETS_PER_USER = 20;
+/** A poke carries its commit's changes up to this many payload bytes (and twice that in JSON). */
+export const POKE_CHANGE_BYTES = 64 * 1024;
+/** Above this many distinct users online, a commit touching notifications pokes without changes. */
+const POKE_MAX_USERS = 32;
 const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
 
 /** How often the alarm runs retention GC while the workspace has anything to collect. */
@@ -99,7 +103,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       logEvent('info', 'sync_conflict', { workspaceId: caller.workspaceId, tableName: conflict.tableName, pk: conflict.pk, winner: conflict.winner, loser: conflict.loser });
     }
     if (outcome.allocated > 0) {
-      this.#broadcast({ type: 'poke', serverVersion: outcome.serverVersion });
+      // Synchronously after the transaction: the range holds exactly this push's changes.
+      this.#poke(outcome.serverVersion - outcome.allocated, outcome.serverVersion, ops.some((op) => op.tableName === 'notifications'));
       await this.#ensureAlarm();
     }
     return { ok: true, results: outcome.results, serverVersion: outcome.serverVersion };
@@ -432,11 +437,36 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return closed;
   }
 
-  #broadcast(message: unknown) {
-    const text = JSON.stringify(message);
-    for (const ws of this.ctx.getWebSockets()) {
+  /**
+   * Tells every socket about a commit. When the commit's changes are small they ride along
+   * (`fromVersion`, `changes`: what a pull from `fromVersion` would return to that socket's
+   * user), so a device whose cursor is `fromVersion` applies them without a pull; otherwise, or
+   * with too many users to filter notifications for, the poke is `{ type, serverVersion }` only.
+   * Sends are held by the output gate until the commit is durable.
+   */
+  #poke(fromVersion: number, serverVersion: number, perUser: boolean) {
+    const sockets = this.ctx.getWebSockets();
+    if (!sockets.length) return;
+    const plain = JSON.stringify({ type: 'poke', serverVersion });
+    const userOf = (ws: WebSocket) => (ws.deserializeAttachment() as { userId?: string } | null)?.userId ?? '';
+    const carry = !perUser || new Set(sockets.map(userOf)).size <= POKE_MAX_USERS;
+    const messages = new Map<string, string>();
+    const messageFor = (userId: string): string => {
+      if (!carry) return plain;
+      // Only notifications differ between users; without any, one page serves every socket.
+      const key = perUser ? userId : '';
+      let text = messages.get(key);
+      if (text === undefined) {
+        const page = engine.pull(this.#sql, { cursor: fromVersion, limit: serverVersion - fromVersion, userId }, POKE_CHANGE_BYTES);
+        const small = !page.requiresSnapshot && !page.hasMore && page.changesJson.length <= 2 * POKE_CHANGE_BYTES;
+        text = small ? `{"type":"poke","serverVersion":${serverVersion},"fromVersion":${fromVersion},"changes":${page.changesJson}}` : plain;
+        messages.set(key, text);
+      }
+      return text;
+    };
+    for (const ws of sockets) {
       try {
-        ws.send(text);
+        ws.send(messageFor(userOf(ws)));
       } catch {
         // A socket closing as we send: it will be cleaned up by its close event.
       }

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
 import { call, PASSWORD, signedInUser, signInBearer } from '../auth/helpers';
 import { api } from '../helpers';
-import { message, op, pushOk, syncUser } from './helpers';
+import { message, op, pull, pushOk, syncUser, thread } from './helpers';
 
 interface Socket {
   ws: WebSocket;
@@ -43,8 +43,43 @@ describe('GET /api/sync/ws', () => {
     const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, u.headers);
     expect(await socket.next((m) => m.type === 'hello')).toEqual({ type: 'hello', serverVersion: 0 });
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'))]);
-    expect(await socket.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 1 });
+    expect(await socket.next((m) => m.type === 'poke')).toMatchObject({ type: 'poke', serverVersion: 1 });
     socket.ws.close();
+  });
+
+  it('a poke carries its commit\'s changes, exactly as a pull from fromVersion returns them', async () => {
+    const u = await syncUser();
+    await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1'))]);
+    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, u.headers);
+    await socket.next((m) => m.type === 'hello');
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1')), op('messages', 'm2', message('m2')), op('messages', 'm1', undefined, { operation: 'delete', clock: 2 })]);
+    const poke = await socket.next((m) => m.type === 'poke');
+    expect(poke).toMatchObject({ type: 'poke', serverVersion: 4, fromVersion: 1 });
+    expect(poke.changes).toEqual((await pull(u, u.workspaceId, 1)).changes);
+    expect(poke.changes.map((c: any) => [c.serverVersion, c.pk, c.op])).toEqual([[2, 'm1', 'put'], [3, 'm2', 'put'], [4, 'm1', 'delete']]);
+    socket.ws.close();
+  });
+
+  it('another member\'s poke leaves out notifications that are not theirs; a large commit pokes without changes', async () => {
+    const u = await syncUser();
+    const other = await signedInUser();
+    await upsertMember(env.DB, u.workspaceId, other.id, 'editor');
+    const mine = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, u.headers);
+    const theirs = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, other.headers);
+    await Promise.all([mine.next((m) => m.type === 'hello'), theirs.next((m) => m.type === 'hello')]);
+    const note = { id: 'n1', user_id: 'x', type: 'info', title: 'private', read_at: null, deleted: false, created_at: 1, updated_at: 1, clock: 1 };
+    await pushOk(u, u.workspaceId, [op('notifications', 'n1', note), op('messages', 'm1', message('m1'))]);
+    const [a, b] = await Promise.all([mine.next((m) => m.type === 'poke'), theirs.next((m) => m.type === 'poke')]);
+    expect(a.changes.map((c: any) => c.pk)).toEqual(['n1', 'm1']);
+    expect(b).toMatchObject({ serverVersion: 2, fromVersion: 0 });
+    expect(b.changes.map((c: any) => c.pk)).toEqual(['m1']);
+    expect(JSON.stringify(b)).not.toContain('private');
+    // Over the size a poke carries: clients are told to pull instead.
+    const big = Array.from({ length: 3 }, (_, i) => op('messages', `big${i}`, message(`big${i}`, { data: 'x'.repeat(30_000) })));
+    await pushOk(u, u.workspaceId, big);
+    expect(await mine.next((m) => m.type === 'poke' && m.serverVersion === 5)).toEqual({ type: 'poke', serverVersion: 5 });
+    mine.ws.close();
+    theirs.ws.close();
   });
 
   it('keeps poking after the object is evicted (hibernation)', async () => {
@@ -53,7 +88,7 @@ describe('GET /api/sync/ws', () => {
     await socket.next((m) => m.type === 'hello');
     await evictDurableObject(env.WORKSPACE.getByName(u.workspaceId));
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1')), op('messages', 'm2', message('m2'))]);
-    expect(await socket.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 2 });
+    expect(await socket.next((m) => m.type === 'poke')).toMatchObject({ type: 'poke', serverVersion: 2, fromVersion: 0 });
     socket.ws.close();
   });
 
@@ -79,7 +114,7 @@ describe('GET /api/sync/ws', () => {
     expect((await mine.closed).code).toBe(4001);
     // The other session's socket is untouched: it still hears commits.
     await pushOk({ headers: other.headers }, u.workspaceId, [op('messages', 'm1', message('m1'))]);
-    expect(await theirs.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 1 });
+    expect(await theirs.next((m) => m.type === 'poke')).toMatchObject({ type: 'poke', serverVersion: 1 });
     // A ticket issued to the ended session, still within its 60 s, no longer opens a socket.
     expect((await api(`${path}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status).toBe(401);
     theirs.ws.close();
@@ -96,7 +131,7 @@ describe('GET /api/sync/ws', () => {
     expect(res.status).toBe(200);
     expect((await stale.closed).code).toBe(4001);
     await pushOk({ headers: { authorization: `Bearer ${(await res.json<{ accessToken: string }>()).accessToken}` } }, u.workspaceId, [op('messages', 'm1', message('m1'))]);
-    expect(await current.next((m) => m.type === 'poke')).toEqual({ type: 'poke', serverVersion: 1 });
+    expect(await current.next((m) => m.type === 'poke')).toMatchObject({ type: 'poke', serverVersion: 1 });
     current.ws.close();
   });
 
