@@ -281,11 +281,15 @@ const scenarios = {
     const socket = new WebSocket(wsUrl);
     const pokes = [];
     let waiting = null;
+    let hello;
+    const greeted = new Promise((resolve) => (hello = resolve));
     socket.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
+      if (msg.type === 'hello') hello();
       if (msg.type === 'poke') waiting?.(msg);
     };
-    await new Promise((resolve, reject) => ((socket.onopen = resolve), (socket.onerror = reject)));
+    socket.onerror = (e) => log(`realtime: socket error ${e.message ?? ''}`);
+    await greeted; // sent once the object has confirmed the membership
     let cursor = 0;
     const carried = [];
     for (let i = 0; i < S.realtimeRounds; i++) {

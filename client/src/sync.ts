@@ -311,10 +311,14 @@ export class SyncEngine {
   // -- pull -------------------------------------------------------------------------------------
 
   async pull(): Promise<void> {
+    // Taken now: a syncNow() during this pull asks for another one.
     const force = this.#forcePull;
-    if (!(await this.#applyPoked()) || force) {
-      await this.#pullPages();
-      if (force) this.#forcePull = false;
+    this.#forcePull = false;
+    try {
+      if (!(await this.#applyPoked()) || force) await this.#pullPages();
+    } catch (err) {
+      if (force) this.#forcePull = true;
+      throw err;
     }
     const { cursor } = await this.state();
     if (cursor > 0 && cursor !== this.#reportedCursor) {
@@ -338,7 +342,7 @@ export class SyncEngine {
       const { cursor } = await this.state();
       if (poked.serverVersion <= cursor) continue; // already pulled
       if (poked.fromVersion !== cursor) return false;
-      await this.applyRemote(poked.changes, poked.serverVersion);
+      if (!(await this.applyRemote(poked.changes, poked.serverVersion, poked.fromVersion))) return false;
     }
     return (await this.state()).cursor >= this.#announced;
   }
@@ -357,16 +361,28 @@ export class SyncEngine {
         await this.bootstrap();
         continue;
       }
-      if (res.changes.length || res.nextCursor !== state.cursor) await this.applyRemote(res.changes, res.nextCursor);
+      if (res.changes.length || res.nextCursor !== state.cursor) {
+        // Another tab moved the cursor meanwhile: read again from where it is now.
+        if (!(await this.applyRemote(res.changes, res.nextCursor, state.cursor))) continue;
+      }
       if (!res.hasMore) break;
     }
   }
 
-  /** Applies remote changes with last-write-wins and moves the cursor, in one transaction. */
-  async applyRemote(changes: SyncChange[], nextCursor: number): Promise<void> {
+  /**
+   * Applies remote changes with last-write-wins and moves the cursor, in one transaction.
+   * `from`: the cursor the changes were read from; when another tab has moved the cursor since,
+   * nothing is applied (false), so the cursor never goes back.
+   */
+  async applyRemote(changes: SyncChange[], nextCursor: number, from?: number): Promise<boolean> {
     const conflicts: SyncEvents['conflict'][] = [];
     const touched = new Set<string>();
+    let applied = true;
     await this.db.transaction('rw', [...SYNCED_TABLES, ...LOCAL_TABLES], async (tx) => {
+      if (from !== undefined && (await this.state()).cursor !== from) {
+        applied = false;
+        return;
+      }
       markRemote(tx);
       for (const change of changes) {
         this.clock.observe(change.stamp.hlc);
@@ -394,6 +410,7 @@ export class SyncEngine {
     });
     for (const conflict of conflicts) this.events.emit('conflict', conflict);
     if (touched.size) this.events.emit('change', { tables: [...touched], cursor: nextCursor });
+    return applied;
   }
 
   async #rebase(change: SyncChange, incoming: { clock: number; hlc: string; opId: string }) {

@@ -194,8 +194,8 @@ export class TransferQueue {
           this.#kick();
         });
       }
-      const deferred = queued.filter((t) => !this.#running.has(t.id) && (t.notBefore ?? 0) > now).map((t) => t.notBefore!);
-      if (deferred.length) this.#wakeAt(Math.min(...deferred));
+      const earliest = queued.reduce((min, t) => (!this.#running.has(t.id) && (t.notBefore ?? 0) > now ? Math.min(min, t.notBefore!) : min), Infinity);
+      if (earliest !== Infinity) this.#wakeAt(earliest);
     })();
   }
 
@@ -208,10 +208,12 @@ export class TransferQueue {
   #wakeAt(at: number) {
     if (this.#closed || (this.#wake && this.#wake.at <= at)) return;
     if (this.#wake) clearTimeout(this.#wake.timer);
+    // Capped: a delay above 2^31-1 ms overflows and fires at once, again and again.
+    const delay = Math.min(2 ** 31 - 1, Math.max(0, Math.ceil(at - Date.now())) + 5);
     const timer = setTimeout(() => {
       this.#wake = null;
       this.#kick();
-    }, Math.max(0, Math.ceil(at - Date.now())) + 5);
+    }, delay);
     this.#wake = { at, timer };
   }
 

@@ -141,6 +141,18 @@ describe('realtime', () => {
     expect((await wsB.sync.state()).cursor).toBe((await wsA.sync.state()).cursor);
   });
 
+  it('applies remote changes only from the cursor they were read from (another tab may have moved it)', async () => {
+    const { wsB } = await twoDevices();
+    await wsB.syncNow();
+    const { cursor } = await wsB.sync.state();
+    const change = { serverVersion: cursor + 1, tableName: 'messages', pk: 'x1', op: 'put' as const, payload: messageRow('x1', { data: 'stale' }), stamp: { deviceId: 'other', opId: crypto.randomUUID(), hlc: '000000000000001:000001:other', clock: 1 } };
+    expect(await wsB.sync.applyRemote([change], cursor + 1, cursor + 7)).toBe(false);
+    expect((await wsB.sync.state()).cursor).toBe(cursor);
+    expect(await wsB.db.messages.get('x1')).toBeUndefined();
+    expect(await wsB.sync.applyRemote([change], cursor + 1, cursor)).toBe(true);
+    expect((await wsB.sync.state()).cursor).toBe(cursor + 1);
+  });
+
   it('pulls instead when a poke does not start at its cursor (one was lost), and on syncNow()', async () => {
     // B's socket loses the next poke on the way (the transport, not the SDK, is faulty here).
     let dropNextPoke = false;

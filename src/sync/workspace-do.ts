@@ -24,6 +24,7 @@ import { runBlobGc } from '../storage/gc';
 import { archiveRows, type ArchivedEntry } from '../archive/archive';
 import { recordAudit } from '../archive/audit';
 import { FixedWindowLimiter, type SyncLimitName } from './limiter';
+import { membershipOf } from '../workspaces/store';
 import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
 import { canonicalJson, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from './protocol';
 
@@ -56,6 +57,16 @@ export const MAX_SOCKETS_PER_USER = 20;
 export const POKE_CHANGE_BYTES = 64 * 1024;
 /** Above this many distinct users online, a commit touching notifications pokes without changes. */
 const POKE_MAX_USERS = 32;
+/** How long a socket's membership confirmation lets its pokes carry changes. */
+export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
+
+/** What each accepted socket carries through hibernation. */
+interface SocketAttachment {
+  userId: string;
+  sessionId: string | null;
+  /** When D1 last confirmed the membership (ms); 0: not yet. */
+  verifiedAt: number;
+}
 const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
 
 /** How often the alarm runs retention GC while the workspace has anything to collect. */
@@ -66,6 +77,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #limiter = new FixedWindowLimiter();
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
+  /** Sockets whose membership check is in flight (one at a time each). */
+  #verifying = new WeakSet<WebSocket>();
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
   readonly #instance = crypto.randomUUID();
   /** Archiving awaits R2, which lets other events in: runs are chained so manifests stay consistent. */
@@ -409,9 +422,41 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     // Tagged by user and by session, so sign-out and password changes can close exactly theirs.
     const sessionId = request.headers.get('x-or3-session-id');
     this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
-    server.serializeAttachment({ userId, sessionId });
-    server.send(JSON.stringify({ type: 'hello', serverVersion: engine.headVersion(this.#sql) }));
+    server.serializeAttachment({ userId, sessionId, verifiedAt: 0 } satisfies SocketAttachment);
+    // `hello` follows once the membership is confirmed from here (see #verify).
+    this.ctx.waitUntil(this.#verify(server));
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /**
+   * Confirms from D1 that a socket's user is still a member, after the socket is accepted: a
+   * removal that commits after this read is followed by closeSockets, which now finds the
+   * socket; one that committed before it is seen here. (The Worker's own check ran before the
+   * socket existed, so a removal in between would otherwise leave it open.) Until confirmed,
+   * and again once the confirmation is older than SOCKET_REVERIFY_MS, pokes to the socket carry
+   * no changes; a socket whose user is gone is closed with 4003. The first confirmation sends
+   * `hello`.
+   */
+  async #verify(ws: WebSocket) {
+    if (this.#verifying.has(ws)) return;
+    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+    const workspaceId = this.ctx.id.name;
+    if (!attachment?.userId || !workspaceId) return;
+    this.#verifying.add(ws);
+    try {
+      if (!(await membershipOf(this.env.DB, workspaceId, attachment.userId))) {
+        ws.close(4003, 'Access to this workspace was revoked');
+        return;
+      }
+      ws.serializeAttachment({ ...attachment, verifiedAt: Date.now() } satisfies SocketAttachment);
+      if (!attachment.verifiedAt) ws.send(JSON.stringify({ type: 'hello', serverVersion: engine.headVersion(this.#sql) }));
+    } catch (err) {
+      // D1 unavailable, or the socket closed meanwhile: it stays unverified and is tried again
+      // at the next poke.
+      logEvent('warn', 'socket_verify_failed', { workspaceId, message: err instanceof Error ? err.message : String(err) });
+    } finally {
+      this.#verifying.delete(ws);
+    }
   }
 
   /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted). */
@@ -429,7 +474,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
     let closed = 0;
     for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
-      const attachment = ws.deserializeAttachment() as { sessionId?: string | null } | null;
+      const attachment = ws.deserializeAttachment() as SocketAttachment | null;
       if (input.exceptSessionId && attachment?.sessionId === input.exceptSessionId) continue;
       ws.close(4001, 'The session ended; sign in again');
       closed++;
@@ -448,8 +493,12 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const sockets = this.ctx.getWebSockets();
     if (!sockets.length) return;
     const plain = JSON.stringify({ type: 'poke', serverVersion });
-    const userOf = (ws: WebSocket) => (ws.deserializeAttachment() as { userId?: string } | null)?.userId ?? '';
-    const carry = !perUser || new Set(sockets.map(userOf)).size <= POKE_MAX_USERS;
+    const now = Date.now();
+    const verifiedUser = (ws: WebSocket): string | null => {
+      const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+      return attachment?.userId && attachment.verifiedAt && now - attachment.verifiedAt < SOCKET_REVERIFY_MS ? attachment.userId : null;
+    };
+    const carry = !perUser || new Set(sockets.map(verifiedUser)).size <= POKE_MAX_USERS;
     const messages = new Map<string, string>();
     const messageFor = (userId: string): string => {
       if (!carry) return plain;
@@ -466,7 +515,13 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     };
     for (const ws of sockets) {
       try {
-        ws.send(messageFor(userOf(ws)));
+        const userId = verifiedUser(ws);
+        if (userId === null) {
+          ws.send(plain);
+          this.ctx.waitUntil(this.#verify(ws));
+        } else {
+          ws.send(messageFor(userId));
+        }
       } catch {
         // A socket closing as we send: it will be cleaned up by its close event.
       }

@@ -1,8 +1,9 @@
 /** Realtime: WebSocket pokes after commits, across hibernation, and closed on revoked access. */
 import { env } from 'cloudflare:workers';
-import { evictDurableObject } from 'cloudflare:test';
+import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspaces/store';
+import { removeMember, upsertMember } from '../../src/workspaces/store';
+import { SOCKET_REVERIFY_MS } from '../../src/sync/workspace-do';
 import { call, PASSWORD, signedInUser, signInBearer } from '../auth/helpers';
 import { api } from '../helpers';
 import { message, op, pull, pushOk, syncUser, thread } from './helpers';
@@ -15,7 +16,10 @@ interface Socket {
 }
 
 async function connect(path: string, headers: Record<string, string> = {}): Promise<Socket> {
-  const res = await api(path, { headers: { upgrade: 'websocket', ...headers } });
+  return open(await api(path, { headers: { upgrade: 'websocket', ...headers } }));
+}
+
+async function open(res: Response): Promise<Socket> {
   if (!res.webSocket) throw new Error(`no upgrade: ${res.status} ${await res.text()}`);
   const ws = res.webSocket;
   ws.accept();
@@ -80,6 +84,41 @@ describe('GET /api/sync/ws', () => {
     expect(await mine.next((m) => m.type === 'poke' && m.serverVersion === 5)).toEqual({ type: 'poke', serverVersion: 5 });
     mine.ws.close();
     theirs.ws.close();
+  });
+
+  it('confirms membership after accepting: a user removed before that gets no hello and is closed (4003)', async () => {
+    const u = await syncUser();
+    const gone = await signedInUser();
+    // The Worker's check passed, then the removal committed before the object accepted the
+    // socket: the object is asked directly for a user who is not a member (any more).
+    const socket = await open(await env.WORKSPACE.getByName(u.workspaceId).fetch(`https://edge.test/api/sync/ws?workspaceId=${u.workspaceId}`, { headers: { upgrade: 'websocket', 'x-or3-user-id': gone.id } }));
+    expect((await socket.closed).code).toBe(4003);
+    expect(socket.messages).toEqual([]);
+  });
+
+  it('a socket not confirmed for a while gets pokes without changes until D1 confirms it again; a removed user is then closed', async () => {
+    const u = await syncUser();
+    const member = await signedInUser();
+    await upsertMember(env.DB, u.workspaceId, member.id, 'viewer');
+    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, member.headers);
+    await socket.next((m) => m.type === 'hello');
+    const age = (ms: number) =>
+      runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
+        for (const ws of state.getWebSockets()) ws.serializeAttachment({ ...ws.deserializeAttachment(), verifiedAt: Date.now() - ms });
+      });
+    await age(SOCKET_REVERIFY_MS + 1000);
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'))]);
+    expect(await socket.next((m) => m.type === 'poke' && m.serverVersion === 1)).toEqual({ type: 'poke', serverVersion: 1 });
+    // That poke also re-confirmed the member: the next one carries its changes again.
+    await pushOk(u, u.workspaceId, [op('messages', 'm2', message('m2'))]);
+    expect(await socket.next((m) => m.type === 'poke' && m.serverVersion === 2)).toMatchObject({ fromVersion: 1, changes: [expect.objectContaining({ pk: 'm2' })] });
+    // Removed in D1 without the object being told (say closeSockets failed): the next
+    // re-confirmation closes the socket, and no change reaches it meanwhile.
+    await removeMember(env.DB, u.workspaceId, member.id);
+    await age(SOCKET_REVERIFY_MS + 1000);
+    await pushOk(u, u.workspaceId, [op('messages', 'secret', message('secret'))]);
+    expect((await socket.closed).code).toBe(4003);
+    expect(JSON.stringify(socket.messages)).not.toContain('secret');
   });
 
   it('keeps poking after the object is evicted (hibernation)', async () => {
