@@ -109,7 +109,10 @@ describe('GET /api/sync/ws', () => {
     await age(SOCKET_REVERIFY_MS + 1000);
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'))]);
     expect(await socket.next((m) => m.type === 'poke' && m.serverVersion === 1)).toEqual({ type: 'poke', serverVersion: 1 });
-    // That poke also re-confirmed the member: the next one carries its changes again.
+    // That poke also started a re-confirmation; once it is in, pokes carry changes again.
+    const confirmedAt = () =>
+      runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => Math.min(...state.getWebSockets().map((ws) => ws.deserializeAttachment().verifiedAt as number)));
+    for (let i = 0; i < 100 && Date.now() - (await confirmedAt()) > SOCKET_REVERIFY_MS; i++) await new Promise((r) => setTimeout(r, 20));
     await pushOk(u, u.workspaceId, [op('messages', 'm2', message('m2'))]);
     expect(await socket.next((m) => m.type === 'poke' && m.serverVersion === 2)).toMatchObject({ fromVersion: 1, changes: [expect.objectContaining({ pk: 'm2' })] });
     // Removed in D1 without the object being told (say closeSockets failed): the next
