@@ -11,11 +11,12 @@
  * Prints progress to stderr, one table to stdout, and writes bench/results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
+import { readD1Migrations } from '@cloudflare/vitest-plugin';
 import { createTestHarness } from 'wrangler';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -66,9 +67,8 @@ const app = server.getWorker();
 const bench = server.getWorker('or3-edge-bench');
 const appEnv = await app.getEnv();
 const benchEnv = await bench.getEnv();
-for (const file of readdirSync(`${root}/migrations/d1`).filter((f) => f.endsWith('.sql')).sort()) {
-  const statements = readFileSync(`${root}/migrations/d1/${file}`, 'utf8').split('--> statement-breakpoint').map((s) => s.trim()).filter(Boolean);
-  await appEnv.DB.batch(statements.map((s) => appEnv.DB.prepare(s)));
+for (const migration of await readD1Migrations(`${root}/migrations/d1`)) {
+  await appEnv.DB.batch(migration.queries.map((q) => appEnv.DB.prepare(q)));
 }
 
 let ipCounter = 1;
@@ -434,6 +434,5 @@ console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
 for (const r of table.slice(1)) console.log(line(r));
 
 const machine = { cpus: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGiB: round(totalmem() / 2 ** 30, 1), node: process.version };
-mkdirSync(`${root}/bench`, { recursive: true });
 writeFileSync(`${root}/bench/results.json`, JSON.stringify({ date: new Date().toISOString(), quick, machine, sizes: S, limits, results, seconds: round((now() - started) / 1000, 1) }, null, 2) + '\n');
 log(`bench: done in ${round((now() - started) / 1000, 1)} s; wrote bench/results.json`);

@@ -338,13 +338,15 @@ export class SyncEngine {
   async #applyPoked(): Promise<boolean> {
     const queued = this.#poked.splice(0).sort((a, b) => a.fromVersion - b.fromVersion);
     if (!queued.length) return false;
+    let { cursor } = await this.state();
     for (const poked of queued) {
-      const { cursor } = await this.state();
       if (poked.serverVersion <= cursor) continue; // already pulled
       if (poked.fromVersion !== cursor) return false;
+      // Checked again inside the transaction: another tab may have moved the cursor.
       if (!(await this.applyRemote(poked.changes, poked.serverVersion, poked.fromVersion))) return false;
+      cursor = poked.serverVersion;
     }
-    return (await this.state()).cursor >= this.#announced;
+    return cursor >= this.#announced;
   }
 
   async #pullPages(): Promise<void> {

@@ -183,18 +183,19 @@ export class TransferQueue {
     void (async () => {
       if (this.#running.size >= this.options.concurrency) return;
       const now = Date.now();
+      // Filtered after the await, with nothing awaited until the loop ends: overlapping kicks
+      // cannot both start one transfer.
       const queued = (await this.db.file_transfers.where('state').equals('queued').sortBy('updatedAt')).filter((t) => !this.#running.has(t.id));
       for (const t of queued) {
         if (this.#running.size >= this.options.concurrency || this.#paused || this.#closed) break;
-        // Kicks overlap (each awaits the query): one may already have started this transfer.
-        if ((t.notBefore ?? 0) > now || this.#running.has(t.id)) continue;
+        if ((t.notBefore ?? 0) > now) continue;
         this.#running.add(t.id);
         void this.#run(t).finally(() => {
           this.#running.delete(t.id);
           this.#kick();
         });
       }
-      const earliest = queued.reduce((min, t) => (!this.#running.has(t.id) && (t.notBefore ?? 0) > now ? Math.min(min, t.notBefore!) : min), Infinity);
+      const earliest = queued.reduce((min, t) => ((t.notBefore ?? 0) > now ? Math.min(min, t.notBefore!) : min), Infinity);
       if (earliest !== Infinity) this.#wakeAt(earliest);
     })();
   }

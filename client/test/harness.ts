@@ -3,9 +3,9 @@
  * D1, R2) started locally by wrangler's test harness, and "devices": SDK clients with their own
  * IndexedDB (fake-indexeddb), their own IP, a switch to go offline, and a fault plan for fetch.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
+import { readD1Migrations } from '@cloudflare/vitest-plugin';
 import { createTestHarness } from 'wrangler';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createOr3Client, type Or3Client, type Or3ClientOptions, type Or3Workspace } from '../src/index';
@@ -37,10 +37,8 @@ export async function startServer(vars: Record<string, string> = {}): Promise<Te
   });
   const { url } = await harness.listen();
   const env = await harness.getWorker().getEnv();
-  const dir = `${root}/migrations/d1`;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
-    const statements = readFileSync(`${dir}/${file}`, 'utf8').split('--> statement-breakpoint').map((s) => s.trim()).filter(Boolean);
-    await env.DB.batch(statements.map((s: string) => env.DB.prepare(s)));
+  for (const migration of await readD1Migrations(`${root}/migrations/d1`)) {
+    await env.DB.batch(migration.queries.map((q: string) => env.DB.prepare(q)));
   }
   return { url: url.toString(), env, close: () => harness.close() };
 }

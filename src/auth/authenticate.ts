@@ -14,6 +14,8 @@ import { unauthorized } from '../http/errors';
 import { ACCESS_ISSUER, signingKeys, verifyAccessToken, type SigningKey } from './tokens';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
 import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from './store';
+import type { Role } from '../workspaces/permissions';
+import type { Membership } from '../workspaces/store';
 
 export const BASIC_PROVIDER = 'basic-auth';
 
@@ -34,20 +36,16 @@ export interface Principal {
 const principals = new WeakMap<Request, Promise<Principal | null>>();
 
 /** A membership read together with the session (see `loadSessionAuth`), per request. */
-export interface PrefetchedMembership {
-  workspaceId: string;
-  member: { name: string; role: string } | null;
-}
-const memberships = new WeakMap<Request, PrefetchedMembership>();
+const memberships = new WeakMap<Request, { workspaceId: string; membership: Membership | null }>();
 
 /**
  * The caller's membership of `workspaceId` if authentication already read it in the same D1
  * query; undefined when it did not (federated tokens, or another workspace), and the caller
  * reads it itself.
  */
-export function prefetchedMembership(c: Context<AppEnv>, workspaceId: string): PrefetchedMembership['member'] | undefined {
+export function prefetchedMembership(c: Context<AppEnv>, workspaceId: string): Membership | null | undefined {
   const found = memberships.get(c.req.raw);
-  return found && found.workspaceId === workspaceId ? found.member : undefined;
+  return found && found.workspaceId === workspaceId ? found.membership : undefined;
 }
 const keyCache = new Map<string, Promise<SigningKey[]>>();
 
@@ -131,8 +129,9 @@ async function fromAccessToken(c: Context<AppEnv>, token: string, workspaceId: s
   if (!row || row.session_revoked_at !== null || row.session_expires_at <= Date.now()) return null;
   if (row.disabled_at !== null || row.token_version !== claims.ver) return null;
   if (workspaceId !== undefined) {
-    const member = row.member_role && row.member_workspace_name !== null && row.member_workspace_name !== undefined ? { name: row.member_workspace_name, role: row.member_role } : null;
-    memberships.set(c.req.raw, { workspaceId, member });
+    // The query yields a role only for a member of a live workspace (and then its name).
+    const membership = row.member_role ? { workspaceId, name: row.member_workspace_name!, role: row.member_role as Role } : null;
+    memberships.set(c.req.raw, { workspaceId, membership });
   }
   return {
     userId: row.id,

@@ -238,7 +238,7 @@ function materialize(sql: SqlStorage, winners: { op: PreparedOp; version: number
     sql.exec(PUSH_LOOKUPS.dropRefs, table, JSON.stringify(pks));
   }
   const refs = referencing.flatMap(({ op }) => (op.op === 'put' ? (op.fileHashes ?? []).map((hash) => [hash, op.tableName, op.pk]) : []));
-  for (const chunk of refs.length ? jsonChunks(refs) : []) {
+  for (const chunk of jsonChunks(refs)) {
     sql.exec('INSERT OR IGNORE INTO file_refs (hash, table_name, pk) SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)', chunk);
   }
 }
@@ -246,12 +246,6 @@ function materialize(sql: SqlStorage, winners: { op: PreparedOp; version: number
 /** Derived reference count of a blob: live messages and posts that list it in file_hashes. */
 export function refCount(sql: SqlStorage, hash: string): number {
   return sql.exec<{ n: number }>('SELECT count(*) AS n FROM file_refs WHERE hash = ?', hash).one().n;
-}
-
-/** Adds the derived ref_count to a file_meta payload (never the client's). */
-function withDerived(sql: SqlStorage, table: string, pk: string, payload: JsonObject): JsonObject {
-  if (table === 'file_meta') payload.ref_count = refCount(sql, parseHash(pk)?.canonical ?? pk);
-  return payload;
 }
 
 // -- wire encoding ------------------------------------------------------------------------------
@@ -290,9 +284,11 @@ const ITEM_COLUMNS = `length(payload),
   CASE WHEN ${LIVE_FILE} THEN coalesce(payload, '{}') END,
   CASE WHEN ${LIVE_FILE} THEN ${REVISION_JSON} || '}' END`;
 
-/** file_meta's stored payload with the derived ref_count, as JSON text. */
+/** file_meta's stored payload with the derived ref_count (never the client's), as JSON text. */
 function filePayloadJson(sql: SqlStorage, pk: string, stored: string): string {
-  return JSON.stringify(withDerived(sql, 'file_meta', pk, JSON.parse(stored)));
+  const payload = JSON.parse(stored) as JsonObject;
+  payload.ref_count = refCount(sql, parseHash(pk)?.canonical ?? pk);
+  return JSON.stringify(payload);
 }
 
 /**

@@ -10,7 +10,6 @@
  */
 import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../env';
-import { authenticate } from '../auth/authenticate';
 import { base64url, digestsEqual, hmacBase64url } from '../auth/tokens';
 import { isAllowedOrigin } from '../http/cors';
 import { jsonBody } from '../http/body';
@@ -146,7 +145,7 @@ export const sync = new Hono<AppEnv>()
       if (origin && origin !== new URL(c.req.url).origin && !isAllowedOrigin(c.get('config'), origin)) {
         throw forbidden(`WebSocket from ${origin} refused`, 'csrf_rejected');
       }
-      if (!(await authenticate(c))) throw unauthorized();
+      // 401 without credentials, 403 for non-members; one D1 read for both checks.
       const { principal } = await authorizeWorkspace(c, workspaceId, 'read');
       userId = principal.userId;
       sessionId = principal.sessionId;

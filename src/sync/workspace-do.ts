@@ -494,11 +494,12 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (!sockets.length) return;
     const plain = JSON.stringify({ type: 'poke', serverVersion });
     const now = Date.now();
-    const verifiedUser = (ws: WebSocket): string | null => {
+    // Each socket's user while its membership confirmation is fresh; null: send a plain poke.
+    const users = sockets.map((ws) => {
       const attachment = ws.deserializeAttachment() as SocketAttachment | null;
       return attachment?.userId && attachment.verifiedAt && now - attachment.verifiedAt < SOCKET_REVERIFY_MS ? attachment.userId : null;
-    };
-    const carry = !perUser || new Set(sockets.map(verifiedUser)).size <= POKE_MAX_USERS;
+    });
+    const carry = !perUser || new Set(users).size <= POKE_MAX_USERS;
     const messages = new Map<string, string>();
     const messageFor = (userId: string): string => {
       if (!carry) return plain;
@@ -513,9 +514,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       }
       return text;
     };
-    for (const ws of sockets) {
+    for (const [i, ws] of sockets.entries()) {
       try {
-        const userId = verifiedUser(ws);
+        const userId = users[i] ?? null;
         if (userId === null) {
           ws.send(plain);
           this.ctx.waitUntil(this.#verify(ws));

@@ -45,8 +45,7 @@ function denied(c: Context<AppEnv>, userId: string, workspaceId: string, permiss
 export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Authorized> {
   const principal = await requireUser(c, workspaceId);
   const prefetched = prefetchedMembership(c, workspaceId);
-  const membership: Membership | null =
-    prefetched === undefined ? await membershipOf(c.env.DB, workspaceId, principal.userId) : prefetched && { workspaceId, name: prefetched.name, role: prefetched.role as Membership['role'] };
+  const membership = prefetched === undefined ? await membershipOf(c.env.DB, workspaceId, principal.userId) : prefetched;
   if (!membership) {
     denied(c, principal.userId, workspaceId, permission, 'not_member');
     throw forbidden('You are not a member of this workspace', 'not_member');
