@@ -11,7 +11,9 @@ import type { Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import type { AppEnv } from '../env';
 import { unauthorized } from '../http/errors';
-import { ACCESS_ISSUER, signingKeys, verifyAccessToken, type SigningKey } from './tokens';
+import { ACCESS_ISSUER, verifyAccessToken } from './tokens';
+import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
+import { accessKeys, issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
 import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from './store';
 import type { Role } from '../workspaces/permissions';
@@ -47,19 +49,6 @@ export function prefetchedMembership(c: Context<AppEnv>, workspaceId: string): M
   const found = memberships.get(c.req.raw);
   return found && found.workspaceId === workspaceId ? found.membership : undefined;
 }
-const keyCache = new Map<string, Promise<SigningKey[]>>();
-
-/** Signing keys for the configured JWT secrets, derived once per isolate. */
-export function accessKeys(current: string, previous?: string): Promise<SigningKey[]> {
-  const cacheKey = `${current}\u0000${previous ?? ''}`;
-  let keys = keyCache.get(cacheKey);
-  if (!keys) {
-    keys = signingKeys(current, previous);
-    keyCache.set(cacheKey, keys);
-  }
-  return keys;
-}
-
 function bearerToken(c: Context<AppEnv>): string | null {
   const header = c.req.header('authorization');
   if (!header) return null;
@@ -92,9 +81,38 @@ async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Pro
   if (bearer) return fromToken(c, bearer, true, workspaceId);
   const access = c.req.header('cf-access-jwt-assertion');
   if (access) return fromToken(c, access, true, workspaceId);
-  const cookie = getCookie(c, 'or3_access');
-  if (cookie) return fromToken(c, cookie, false, workspaceId);
-  return null;
+  const cookie = getCookie(c, ACCESS_COOKIE);
+  if (cookie) {
+    const principal = await fromToken(c, cookie, false, workspaceId);
+    if (principal) return principal;
+  }
+  return transparentRefresh(c, workspaceId);
+}
+
+/**
+ * A browser whose access cookie is missing or expired but whose refresh cookie is valid is
+ * served as that user (API.md "Transparent refresh"; OR3's own provider does this, and without
+ * it an OR3 app reloads itself when the access token expires): the refresh token rotates with
+ * the /refresh route's rules and grace window, and both new cookies are set on this response.
+ * A refresh cookie that does not rotate counts as no credentials and is cleared. The basic-auth
+ * routes handle their cookies themselves (refresh, sign-out) and are left out, and so are
+ * WebSocket upgrades: a 101 answer cannot carry the new cookies, and a rotation whose cookies
+ * never reach the browser would later look like refresh-token reuse.
+ */
+async function transparentRefresh(c: Context<AppEnv>, workspaceId: string | undefined): Promise<Principal | null> {
+  const refresh = getCookie(c, REFRESH_COOKIE);
+  if (!refresh || c.req.path.startsWith('/api/basic-auth/') || c.req.header('upgrade')?.toLowerCase() === 'websocket') return null;
+  const rotated = await rotate(c, refresh);
+  // Materialises the context's response first: Hono then copies its Set-Cookie headers into
+  // whatever the route returns, a raw Response (an export stream) or an error included.
+  void c.res;
+  if (!rotated) {
+    clearAuthCookies(c);
+    return null;
+  }
+  const { token } = await issueAccessToken(c, rotated);
+  setAuthCookies(c, token, rotated.refreshToken);
+  return fromAccessToken(c, token, workspaceId);
 }
 
 async function fromToken(c: Context<AppEnv>, token: string, allowFederated: boolean, workspaceId: string | undefined): Promise<Principal | null> {

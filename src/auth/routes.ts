@@ -15,7 +15,8 @@ import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited } from '../http/errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
 import { membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
-import { accessKeys, authenticate, requireUser, type Principal } from './authenticate';
+import { authenticate, requireUser, type Principal } from './authenticate';
+import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
 import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
 import {
@@ -31,11 +32,10 @@ import {
   countLoginAttempt,
   normalizeEmail,
   revokeSession,
-  rotateRefreshToken,
   sessionOfRefreshToken,
   rehashPassword,
 } from './store';
-import { sha256Hex, signAccessToken } from './tokens';
+import { sha256Hex } from './tokens';
 
 /** Auth bodies are a few short strings; a small cap answers oversized ones with 413 before any work. */
 const AUTH_BODY = { maxBytes: 16 * 1024 };
@@ -46,8 +46,7 @@ const wantsBearer = (c: Context<AppEnv>) => c.req.header('x-or3-token-transport'
 
 /** Signs an access token and hands both tokens over by cookie or, for bearer clients, in the body. */
 async function deliverTokens(c: Context<AppEnv>, userId: string, sessionId: string, tokenVersion: number, refreshToken: string | null) {
-  const { auth } = c.get('config');
-  const { token, expiresAt } = await signAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), { sub: userId, sid: sessionId, ver: tokenVersion }, auth.accessTtlSeconds);
+  const { token, expiresAt } = await issueAccessToken(c, { userId, sessionId, tokenVersion });
   if (wantsBearer(c)) {
     return c.json({ ok: true, accessToken: token, ...(refreshToken ? { refreshToken } : {}), expiresAt: new Date(expiresAt).toISOString() });
   }
@@ -172,18 +171,8 @@ export const basicAuth = new Hono<AppEnv>()
       return silent ? c.json({ ok: false }) : c.json({ error: 'unauthorized', message: 'Session expired; sign in again' }, status);
     };
     if (!token) return fail(401);
-    const { auth } = c.get('config');
-    const serverKeys = auth.jwtSecretPrevious ? [auth.jwtSecret, auth.jwtSecretPrevious] : [auth.jwtSecret];
-    const result = await rotateRefreshToken(c.env.DB, serverKeys, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now(), (userId) =>
-      enforceLimit(c.env.RL_AUTH, `refresh:${userId}`),
-    );
-    if (!result.ok) {
-      if (result.reason === 'reused') {
-        audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c), targetUserId: result.userId });
-        await closeSessionSockets(c.env, { userId: result.userId, sessionId: result.sessionId });
-      }
-      return fail(401);
-    }
+    const result = await rotate(c, token);
+    if (!result) return fail(401);
     return deliverTokens(c, result.userId, result.sessionId, result.tokenVersion, result.refreshToken);
   })
 

@@ -1,0 +1,58 @@
+/**
+ * Refresh-token rotation as one step shared by `POST /api/basic-auth/refresh` and the
+ * transparent refresh of cookie requests (docs/auth.md "Transparent refresh"): the same rules,
+ * grace window and reuse detection on both paths, so a browser whose access cookie expired is
+ * served as if it had called /refresh first.
+ */
+import type { Context } from 'hono';
+import { audit } from '../archive/audit';
+import type { AppEnv } from '../env';
+import { clientIp, enforceLimit } from '../http/rate-limit';
+import { closeSessionSockets } from '../sync/sockets';
+import { rotateRefreshToken } from './store';
+import { signAccessToken, signingKeys, type SigningKey } from './tokens';
+
+export interface Rotated {
+  userId: string;
+  sessionId: string;
+  tokenVersion: number;
+  refreshToken: string;
+}
+
+/**
+ * Rotates `token`; null when it is invalid, revoked, expired or reused. Reuse has already
+ * revoked the session family in the store; here it is audited and the family's sockets closed.
+ * A per-user rate limit applies once the token is known to be genuine (429 thrown).
+ */
+export async function rotate(c: Context<AppEnv>, token: string): Promise<Rotated | null> {
+  const { auth } = c.get('config');
+  const serverKeys = auth.jwtSecretPrevious ? [auth.jwtSecret, auth.jwtSecretPrevious] : [auth.jwtSecret];
+  const result = await rotateRefreshToken(c.env.DB, serverKeys, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now(), (userId) =>
+    enforceLimit(c.env.RL_AUTH, `refresh:${userId}`),
+  );
+  if (result.ok) return result;
+  if (result.reason === 'reused') {
+    audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c), targetUserId: result.userId });
+    await closeSessionSockets(c.env, { userId: result.userId, sessionId: result.sessionId });
+  }
+  return null;
+}
+
+const keyCache = new Map<string, Promise<SigningKey[]>>();
+
+/** Signing keys for the configured JWT secrets, derived once per isolate. */
+export function accessKeys(current: string, previous?: string): Promise<SigningKey[]> {
+  const cacheKey = `${current}\u0000${previous ?? ''}`;
+  let keys = keyCache.get(cacheKey);
+  if (!keys) {
+    keys = signingKeys(current, previous);
+    keyCache.set(cacheKey, keys);
+  }
+  return keys;
+}
+
+/** A fresh access token for a session at the user's current token version. */
+export async function issueAccessToken(c: Context<AppEnv>, claims: { userId: string; sessionId: string; tokenVersion: number }) {
+  const { auth } = c.get('config');
+  return signAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), { sub: claims.userId, sid: claims.sessionId, ver: claims.tokenVersion }, auth.accessTtlSeconds);
+}
