@@ -66,7 +66,8 @@ export interface WorkspaceSummary {
   name: string;
   description: string | null;
   role: 'owner' | 'editor' | 'viewer';
-  createdAt: string | number;
+  /** Epoch milliseconds. */
+  createdAt: number;
   isActive: boolean;
 }
 

@@ -55,7 +55,7 @@ export const workspaces = new Hono<AppEnv>()
 
   .post('/', async (c) => {
     const principal = await requireUser(c);
-    const body = await jsonBody(c, z.strictObject({ name, description: description.optional() }));
+    const body = await jsonBody(c, z.strictObject({ name, description: description.nullable().optional() }));
     const id = await createWorkspace(c.env.DB, principal.userId, body.name, body.description ?? null);
     return c.json({ id });
   })

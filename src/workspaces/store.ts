@@ -15,7 +15,8 @@ export interface WorkspaceSummary {
   name: string;
   description: string | null;
   role: Role;
-  createdAt: string;
+  /** Epoch milliseconds: OR3's client types it as a number and sorts by subtraction. */
+  createdAt: number;
   isActive: boolean;
 }
 
@@ -50,7 +51,7 @@ export async function listWorkspaces(db: D1Database, userId: string, activeId: s
     name: r.name,
     description: r.description,
     role: r.role,
-    createdAt: new Date(r.created_at).toISOString(),
+    createdAt: r.created_at,
     isActive: r.id === activeId,
   }));
 }

@@ -60,11 +60,20 @@ describe('workspaces', () => {
   it('creates, lists newest first with the contract fields, renames and soft-deletes', async () => {
     const user = await signedInUser();
     const a = await (await call('POST', '/api/workspaces', user.headers, { name: 'Alpha', description: 'first' })).json<{ id: string }>();
-    const b = await (await call('POST', '/api/workspaces', user.headers, { name: 'Beta' })).json<{ id: string }>();
+    const before = Date.now();
+    // OR3's workspace manager sends null for an empty description.
+    const created = await call('POST', '/api/workspaces', user.headers, { name: 'Beta', description: null });
+    expect(created.status).toBe(200);
+    const b = await created.json<{ id: string }>();
     let list = (await (await call('GET', '/api/workspaces', user.headers)).json<any>()).workspaces;
     expect(list.map((w: any) => w.id)).toEqual([b.id, a.id]);
-    expect(list[1]).toEqual({ id: a.id, name: 'Alpha', description: 'first', role: 'owner', createdAt: expect.any(String), isActive: false });
+    expect(list[1]).toEqual({ id: a.id, name: 'Alpha', description: 'first', role: 'owner', createdAt: expect.any(Number), isActive: false });
     expect(list[0].description).toBeNull();
+    // createdAt is epoch milliseconds, as OR3 sorts by `b.createdAt - a.createdAt`.
+    expect(Number.isInteger(list[0].createdAt)).toBe(true);
+    expect(list[0].createdAt).toBeGreaterThanOrEqual(before);
+    expect(list[0].createdAt).toBeLessThanOrEqual(Date.now());
+    expect(list[0].createdAt).toBeGreaterThanOrEqual(list[1].createdAt);
 
     expect((await call('PATCH', `/api/workspaces/${a.id}`, user.headers, { name: 'Alpha 2', description: null })).status).toBe(200);
     expect((await call('DELETE', `/api/workspaces/${b.id}`, user.headers)).status).toBe(200);
