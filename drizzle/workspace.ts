@@ -47,7 +47,16 @@ export const rows = sqliteTable(
     clock: integer('clock').notNull(),
     hlc: text('hlc').notNull(),
     opId: text('op_id').notNull(),
+    /** The version of the winning op (the one whose payload and stamp the row holds). */
     serverVersion: integer('server_version').notNull(),
+    /**
+     * The version of the key's most recent logged op, winner or loser: pull serves each key
+     * whose changed_version is above the cursor once, with its winning revision, at this
+     * version (a compacted pull, docs/sync.md).
+     */
+    changedVersion: integer('changed_version').notNull().default(0),
+    /** The device of the winning op (the stamp pull serves; the log may have been collected). */
+    deviceId: text('device_id').notNull().default(''),
     deleted: integer('deleted').notNull(),
     deletedAt: integer('deleted_at'),
     /** Owner of a notifications row; null for shared tables. */
@@ -56,6 +65,7 @@ export const rows = sqliteTable(
   (t) => [
     primaryKey({ columns: [t.tableName, t.pk] }),
     index('rows_tombstones_idx').on(t.deletedAt).where(sql`deleted = 1`),
+    index('rows_changed_idx').on(t.changedVersion),
   ],
 );
 

@@ -83,7 +83,7 @@ export interface StagedItem {
 
 export type SnapshotItem =
   | { kind: 'row'; tableName: string; pk: string; payload: Row; revision: { clock: number; hlc: string; opId: string } }
-  | { kind: 'tombstone'; tableName: string; pk: string; revision: { clock: number; hlc: string; opId: string }; serverDeletedAt?: string };
+  | { kind: 'tombstone'; tableName: string; pk: string; revision: { clock: number; hlc: string; opId: string }; serverDeletedAt?: number };
 
 export interface FileBlob {
   hash: string;

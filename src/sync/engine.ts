@@ -74,6 +74,8 @@ export function setMeta(sql: SqlStorage, key: string, value: string | number) {
 export const headVersion = (sql: SqlStorage) => Number(getMeta(sql, 'server_version') ?? 0);
 /** Everything at or below this version may have been removed from the change log by GC. */
 export const prunedThrough = (sql: SqlStorage) => Number(getMeta(sql, 'pruned_through') ?? 0);
+/** The highest `changed_version` of a collected tombstone: pulls from below it need a snapshot. */
+export const collectedThrough = (sql: SqlStorage) => Number(getMeta(sql, 'collected_through') ?? 0);
 
 // -- push ---------------------------------------------------------------------------------------
 
@@ -112,16 +114,20 @@ export const PUSH_LOOKUPS = {
   loggedOps: 'SELECT op_id, server_version, fingerprint FROM change_log WHERE op_id IN (SELECT value FROM json_each(?))',
   currentRows: 'SELECT pk, clock, hlc, op_id, owner_id FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
   dropRefs: 'DELETE FROM file_refs WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
+  touchLosers: `UPDATE rows SET changed_version = j.value ->> 2 FROM json_each(?) AS j
+    WHERE rows.table_name = j.value ->> 0 AND rows.pk = j.value ->> 1`,
 } as const;
 
 const entityKey = (table: string, pk: string) => `${table}\u0000${pk}`;
 
 /**
- * Applies a prepared batch. Exactly one result per op, in order:
+ * Applies a prepared batch (its opIds are distinct: the protocol refuses repeats). Exactly one
+ * result per op, in order:
  * - a replayed opId with the same fingerprint returns its original version, allocating nothing;
- *   with a different fingerprint it is a CONFLICT; a duplicate inside the batch mirrors the first;
+ *   with a different fingerprint it is a CONFLICT;
  * - every other accepted op gets the next version and a change-log row, LWW winners and losers
- *   alike; winners replace the materialized entry (a put clears a tombstone, a delete makes one);
+ *   alike; winners replace the materialized entry (a put clears a tombstone, a delete makes one),
+ *   and every logged op moves its key's `changed_version`, which is what pull reads;
  * - notifications belong to their user: touching another user's is UNAUTHORIZED.
  *
  * Set-wise, because each statement costs a fixed ~0.05–0.1 ms in the runtime whatever it does
@@ -160,13 +166,9 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
 
   const logRows: unknown[][] = [];
   const winners = new Map<string, { op: PreparedOp; version: number }>();
-  const seen = new Map<string, { fingerprint: string; result: PushResult }>();
+  /** The last version logged for each key in this batch, winner or loser. */
+  const touched = new Map<string, { tableName: string; pk: string; version: number }>();
   for (const op of ops) {
-    const earlier = seen.get(op.opId);
-    if (earlier) {
-      results.push(earlier.fingerprint === op.fingerprint ? { ...earlier.result } : conflictResult(op.opId));
-      continue;
-    }
     const before = logged.get(op.opId);
     let result: PushResult;
     if (before) {
@@ -179,6 +181,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
       } else {
         head += 1;
         logRows.push([head, op.opId, op.tableName, op.pk, op.op, op.payload, op.clock, op.hlc, op.deviceId, op.fingerprint]);
+        touched.set(key, { tableName: op.tableName, pk: op.pk, version: head });
         const incoming = { clock: op.clock, hlc: op.hlc, opId: op.opId };
         const revision = stored ? { clock: stored.clock, hlc: stored.hlc, opId: stored.op_id } : null;
         if (!revision || compareRevisions(incoming, revision) > 0) {
@@ -190,7 +193,6 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
         result = { opId: op.opId, success: true, serverVersion: head };
       }
     }
-    seen.set(op.opId, { fingerprint: op.fingerprint, result });
     results.push(result);
   }
 
@@ -202,7 +204,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
       chunk, userId, now,
     );
   }
-  materialize(sql, [...winners.values()], userId, now);
+  materialize(sql, winners, touched, userId, now);
   if (head !== start) setMeta(sql, 'server_version', head);
   return { results, serverVersion: head, allocated: head - start, conflicts };
 }
@@ -214,25 +216,41 @@ const conflictResult = (opId: string): PushResult => ({
   errorCode: 'CONFLICT',
 });
 
-/** Writes the winning op of each entity into `rows`, and replaces the file refs of messages and posts. */
-function materialize(sql: SqlStorage, winners: { op: PreparedOp; version: number }[], userId: string, now: number) {
-  if (!winners.length) return;
-  const rows = winners.map(({ op, version }) => {
+/**
+ * Writes the winning op of each entity into `rows` with its key's last logged version, moves
+ * `changed_version` of keys whose ops in this batch all lost, and replaces the file refs of
+ * messages and posts.
+ */
+function materialize(
+  sql: SqlStorage,
+  winners: Map<string, { op: PreparedOp; version: number }>,
+  touched: Map<string, { tableName: string; pk: string; version: number }>,
+  userId: string,
+  now: number,
+) {
+  const rows = [...winners].map(([key, { op, version }]) => {
     const deleted = op.op === 'delete' ? 1 : 0;
-    return [op.tableName, op.pk, op.payload, op.clock, op.hlc, op.opId, version, deleted, deleted ? now : null, op.tableName === NOTIFICATIONS ? userId : null];
+    const changed = touched.get(key)!.version;
+    return [op.tableName, op.pk, op.payload, op.clock, op.hlc, op.opId, version, changed, op.deviceId, deleted, deleted ? now : null, op.tableName === NOTIFICATIONS ? userId : null];
   });
   for (const chunk of jsonChunks(rows)) {
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
     sql.exec(
-      `INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, deleted, deleted_at, owner_id)
-       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
+      `INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, changed_version, device_id, deleted, deleted_at, owner_id)
+       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11
        FROM json_each(?) WHERE true
        ON CONFLICT(table_name, pk) DO UPDATE SET payload = excluded.payload, clock = excluded.clock, hlc = excluded.hlc, op_id = excluded.op_id,
-         server_version = excluded.server_version, deleted = excluded.deleted, deleted_at = excluded.deleted_at, owner_id = excluded.owner_id`,
+         server_version = excluded.server_version, changed_version = excluded.changed_version, device_id = excluded.device_id,
+         deleted = excluded.deleted, deleted_at = excluded.deleted_at, owner_id = excluded.owner_id`,
       chunk,
     );
   }
-  const referencing = winners.filter(({ op }) => REFERENCING_TABLES.has(op.tableName));
+  // Losers leave the row as it was but still count as a change of the key (API.md "Pull").
+  const lostOnly = [...touched].filter(([key]) => !winners.has(key)).map(([, t]) => [t.tableName, t.pk, t.version]);
+  for (const chunk of jsonChunks(lostOnly)) {
+    sql.exec(PUSH_LOOKUPS.touchLosers, chunk);
+  }
+  const referencing = [...winners.values()].filter(({ op }) => REFERENCING_TABLES.has(op.tableName));
   for (const table of new Set(referencing.map(({ op }) => op.tableName))) {
     const pks = referencing.filter(({ op }) => op.tableName === table).map(({ op }) => op.pk);
     sql.exec(PUSH_LOOKUPS.dropRefs, table, JSON.stringify(pks));
@@ -260,8 +278,13 @@ export function refCount(sql: SqlStorage, hash: string): number {
 /** Columns of one pull row: version, payload size, JSON (a prefix ending in `"payload":` for file_meta puts), and file_meta's pk and payload. */
 type ChangeRow = [serverVersion: number, size: number | null, json: string, filePk: string | null, filePayload: string | null];
 
-const CHANGE_COLUMNS = `server_version, length(payload),
-  '{"serverVersion":' || server_version || ',"tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk) || ',"op":' || json_quote(op)
+/**
+ * One change per materialized row: the key's winning revision (a put with its payload, or a
+ * delete with the tombstone's stamp) at the version of the key's most recent logged op.
+ */
+const CHANGE_COLUMNS = `changed_version, length(payload),
+  '{"serverVersion":' || changed_version || ',"tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk)
+  || ',"op":' || CASE WHEN deleted THEN '"delete"' ELSE '"put"' END
   || ',"stamp":{"deviceId":' || json_quote(device_id) || ',"opId":' || json_quote(op_id) || ',"hlc":' || json_quote(hlc) || ',"clock":' || clock || '}'
   || CASE WHEN payload IS NULL THEN '}' WHEN table_name = 'file_meta' THEN ',"payload":' ELSE ',"payload":' || payload || '}' END,
   CASE WHEN table_name = 'file_meta' AND payload IS NOT NULL THEN pk END,
@@ -271,12 +294,12 @@ const CHANGE_COLUMNS = `server_version, length(payload),
 type ItemRow = [size: number | null, json: string, filePk: string | null, filePayload: string | null, fileTail: string | null];
 
 const REVISION_JSON = `',"revision":{"clock":' || clock || ',"hlc":' || json_quote(hlc) || ',"opId":' || json_quote(op_id) || '}'`;
-/** serverDeletedAt exactly as Date#toISOString() writes it (deleted_at is in ms). */
-const DELETED_AT_ISO = `strftime('%Y-%m-%dT%H:%M:%S', coalesce(deleted_at, 0) / 1000, 'unixepoch') || '.' || substr('00' || (coalesce(deleted_at, 0) % 1000), -3) || 'Z'`;
+/** serverDeletedAt in integer epoch seconds, as OR3's provider writes it (deleted_at is in ms). */
+const DELETED_AT_SECONDS = `(coalesce(deleted_at, 0) / 1000)`;
 const LIVE_FILE = `(table_name = 'file_meta' AND NOT deleted)`;
 const ITEM_COLUMNS = `length(payload),
   CASE WHEN deleted
-    THEN '{"kind":"tombstone","tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk) || ${REVISION_JSON} || ',"serverDeletedAt":"' || ${DELETED_AT_ISO} || '"}'
+    THEN '{"kind":"tombstone","tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk) || ${REVISION_JSON} || ',"serverDeletedAt":' || ${DELETED_AT_SECONDS} || '}'
     ELSE '{"kind":"row","tableName":' || json_quote(table_name) || ',"pk":' || json_quote(pk) || ',"payload":'
       || CASE WHEN table_name = 'file_meta' THEN '' ELSE coalesce(payload, '{}') || ${REVISION_JSON} || '}' END
   END,
@@ -330,8 +353,16 @@ export interface PullOutcome {
   requiresSnapshot: boolean;
 }
 
+/**
+ * A compacted pull (API.md "Pull"): every key whose most recent logged op is above the cursor,
+ * once, with its current winning revision, in the order of that version. It reads the
+ * materialized rows by `changed_version` (indexed), so its cost follows changed keys, not ops,
+ * and superseded ops and last-write-wins losers are never served. Change-log GC does not limit
+ * it; only tombstone GC does: a cursor below the newest collected tombstone's version may have
+ * missed that delete, and must bootstrap from a snapshot.
+ */
 export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LIMITS.pageBytes): PullOutcome {
-  const floor = prunedThrough(sql);
+  const floor = collectedThrough(sql);
   const oldestRetainedVersion = floor + 1;
   if (input.cursor < floor || sawDiscarded(sql, input.cursor)) {
     return { changesJson: '[]', count: 0, nextCursor: input.cursor, hasMore: false, oldestRetainedVersion, requiresSnapshot: true };
@@ -339,9 +370,9 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
   const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
   const cursor = sql
     .exec(
-      `SELECT ${CHANGE_COLUMNS} FROM change_log
-        WHERE server_version > ? AND (table_name != 'notifications' OR user_id = ?)${filter}
-        ORDER BY server_version LIMIT ?`,
+      `SELECT ${CHANGE_COLUMNS} FROM rows
+        WHERE changed_version > ? AND (table_name != 'notifications' OR owner_id = ?)${filter}
+        ORDER BY changed_version LIMIT ?`,
       input.cursor, input.userId, ...(input.tables ?? []), input.limit + 1,
     )
     .raw<ChangeRow>();
@@ -355,7 +386,7 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
 
 export type SnapshotItem =
   | { kind: 'row'; tableName: string; pk: string; payload: JsonObject; revision: Revision }
-  | { kind: 'tombstone'; tableName: string; pk: string; revision: Revision; serverDeletedAt: string };
+  | { kind: 'tombstone'; tableName: string; pk: string; revision: Revision; /** Epoch seconds. */ serverDeletedAt: number };
 
 /**
  * One page of the materialized state after (afterTable, afterPk), ordered by (tableName, pk);
@@ -523,16 +554,21 @@ export function gcChangeLog(sql: SqlStorage, cutoff: number, chunk: number = SYN
   return { deleted: pruneThrough(sql, range.to), done: range.last };
 }
 
-/** Deletes tombstones older than the cutoff whose delete every live cursor has seen. */
+/**
+ * Deletes tombstones older than the cutoff whose last change every live cursor has seen, and
+ * raises the pull floor (`collected_through`) to the newest of them: a device below it could
+ * not learn of those deletes from a pull any more.
+ */
 export function gcTombstones(sql: SqlStorage, cutoff: number, chunk: number = SYNC_LIMITS.gcChunk): { deleted: number; done: boolean } {
   const safe = safeThrough(sql, cutoff);
   const victims = sql
-    .exec<{ id: number }>('SELECT rowid AS id FROM rows WHERE deleted = 1 AND deleted_at < ? AND server_version <= ? LIMIT ?', cutoff, safe, chunk)
-    .toArray()
-    .map((r) => r.id);
+    .exec<{ id: number; v: number }>('SELECT rowid AS id, changed_version AS v FROM rows WHERE deleted = 1 AND deleted_at < ? AND changed_version <= ? LIMIT ?', cutoff, safe, chunk)
+    .toArray();
   for (let i = 0; i < victims.length; i += 90) {
-    const ids = victims.slice(i, i + 90);
+    const ids = victims.slice(i, i + 90).map((r) => r.id);
     sql.exec(`DELETE FROM rows WHERE rowid IN (${ids.map(() => '?').join(', ')})`, ...ids);
   }
+  const newest = victims.reduce((max, r) => Math.max(max, r.v), 0);
+  if (newest > collectedThrough(sql)) setMeta(sql, 'collected_through', newest);
   return { deleted: victims.length, done: victims.length < chunk };
 }

@@ -48,13 +48,19 @@ export const REFERENCING_TABLES: ReadonlySet<string> = new Set(['messages', 'pos
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const text = (max: number) => z.string().min(1).max(max).refine((s) => !LONE_SURROGATE.test(s), 'must be valid Unicode text');
 const id = text(256);
-const uuidLike = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'must be a UUID');
+/**
+ * An RFC 4122 (9562) UUID: version 1–8 and the 10xx variant, or the nil/max UUIDs; the rule
+ * newer OR3 clients apply to every opId in a pull page, so one odd writer cannot poison every
+ * other client's pages (API.md "Idempotency").
+ */
+const UUID = /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
+const opIdSchema = z.string().regex(UUID, 'must be an RFC 4122 UUID');
 export const scopeSchema = z.strictObject({ workspaceId: id, projectId: id.optional() });
 const tables = z.array(z.enum(TABLES)).max(SYNC_LIMITS.maxTables).optional();
 
 export const stampSchema = z.strictObject({
   deviceId: text(128),
-  opId: uuidLike,
+  opId: opIdSchema,
   hlc: text(128),
   clock: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });
@@ -68,7 +74,21 @@ export const pushOpSchema = z.looseObject({
   stamp: stampSchema,
 });
 
-export const pushSchema = z.strictObject({ scope: scopeSchema, ops: z.array(pushOpSchema).max(SYNC_LIMITS.maxOps, `at most ${SYNC_LIMITS.maxOps} ops per push`) });
+export const pushSchema = z.strictObject({
+  scope: scopeSchema,
+  ops: z
+    .array(pushOpSchema)
+    .max(SYNC_LIMITS.maxOps, `at most ${SYNC_LIMITS.maxOps} ops per push`)
+    // Newer OR3 clients reject a push response that repeats an opId, so such a batch is refused
+    // whole (API.md "Idempotency") rather than answered with a mirrored result.
+    .superRefine((ops, ctx) => {
+      const seen = new Set<string>();
+      for (const [i, op] of ops.entries()) {
+        if (seen.has(op.stamp.opId)) ctx.addIssue({ code: 'custom', path: [i, 'stamp', 'opId'], message: `repeats an earlier opId of this batch (${op.stamp.opId})` });
+        seen.add(op.stamp.opId);
+      }
+    }),
+});
 export const pullSchema = z.strictObject({
   scope: scopeSchema,
   cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),

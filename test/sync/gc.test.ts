@@ -20,6 +20,11 @@ async function age(workspaceId: string, ms: number, what: 'all' | { device: stri
   });
 }
 
+const logVersions = (workspaceId: string) =>
+  runInDurableObject(env.WORKSPACE.getByName(workspaceId), (_i, state) =>
+    state.storage.sql.exec<{ v: number }>('SELECT server_version AS v FROM change_log ORDER BY server_version').toArray().map((r) => r.v),
+  );
+
 const gc = (u: { headers: Record<string, string>; workspaceId: string }, kind: 'gc-change-log' | 'gc-tombstones', retentionSeconds = 3600) =>
   call('POST', `/api/sync/${kind}`, u.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds });
 const cursor = (u: { headers: Record<string, string>; workspaceId: string }, deviceId: string, version: number) =>
@@ -43,10 +48,11 @@ describe('change-log GC', () => {
     expect(await (await gc(u, 'gc-change-log')).json()).toEqual({ deletedCount: 0 });
     await age(u.workspaceId, 2 * HOUR);
     expect(await (await gc(u, 'gc-change-log')).json()).toEqual({ deletedCount: 2 });
-    expect(await pull(u, u.workspaceId, 2)).toMatchObject({ requiresSnapshot: false, oldestRetainedVersion: 3 });
+    expect(await logVersions(u.workspaceId)).toEqual([3, 4, 5, 6]);
+    // Pull is a diff of the materialized rows: the log's floor does not stop a lagging device.
+    expect(await pull(u, u.workspaceId, 2)).toMatchObject({ requiresSnapshot: false, oldestRetainedVersion: 1 });
     expect((await pull(u, u.workspaceId, 2)).changes.map((c) => c.serverVersion)).toEqual([3, 4, 5, 6]);
-    // A device behind the floor must bootstrap: it is never silently missing data.
-    expect(await pull(u, u.workspaceId, 1)).toMatchObject({ changes: [], requiresSnapshot: true, nextCursor: 1, oldestRetainedVersion: 3 });
+    expect((await pull(u, u.workspaceId, 0)).changes.map((c) => c.pk)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
   });
 
   it('drops device cursors idle past retention first, then a lagging device bootstraps from a snapshot that reproduces the live rows', async () => {
@@ -58,7 +64,14 @@ describe('change-log GC', () => {
     await age(u.workspaceId, 2 * HOUR);
     await age(u.workspaceId, 2 * HOUR, { device: 'idle' });
     expect(await (await gc(u, 'gc-change-log')).json()).toEqual({ deletedCount: 4 });
-    expect((await pull(u, u.workspaceId, 1)).requiresSnapshot).toBe(true);
+    // b's tombstone is still there, so a device at 1 can still learn of the delete by pulling.
+    const lagging = await pull(u, u.workspaceId, 1);
+    expect(lagging.requiresSnapshot).toBe(false);
+    expect(lagging.changes.map((c) => [c.pk, c.op])).toEqual([['c', 'put'], ['b', 'delete']]);
+    // Once the tombstone is collected it could not: from below its version, bootstrap.
+    expect(await (await gc(u, 'gc-tombstones')).json()).toEqual({ deletedCount: 1 });
+    expect(await pull(u, u.workspaceId, 1)).toMatchObject({ changes: [], requiresSnapshot: true, nextCursor: 1, oldestRetainedVersion: 5 });
+    expect((await pull(u, u.workspaceId, 4)).requiresSnapshot).toBe(false);
     expect(await replayed(u)).toEqual(['a', 'c']);
     // The dropped device's cursor is gone: it can start again from the snapshot watermark.
     expect((await cursor(u, 'idle', 4)).status).toBe(200);

@@ -36,10 +36,12 @@ describe('pull', () => {
     await pushOk(u, u.workspaceId, [t, op('messages', 'm1', message('m1')), op('messages', 'm1', undefined, { operation: 'delete', clock: 5 })]);
     const all = await pull(u, u.workspaceId, 0);
     expect(all.changes[0]).toEqual({ serverVersion: 1, tableName: 'threads', pk: 't1', op: 'put', payload: t.payload, stamp: { deviceId: 'laptop', opId: t.stamp.opId, hlc: t.stamp.hlc, clock: 2 } });
-    expect(all.changes[2]).not.toHaveProperty('payload');
-    expect(all.changes[2].op).toBe('delete');
+    // m1's put was superseded by its delete: one change for the key, the tombstone, at v3.
+    expect(all.changes).toHaveLength(2);
+    expect(all.changes[1]).not.toHaveProperty('payload');
+    expect(all.changes[1]).toMatchObject({ serverVersion: 3, pk: 'm1', op: 'delete' });
     const messagesOnly = await pull(u, u.workspaceId, 0, { tables: ['messages'] });
-    expect(messagesOnly.changes.map((c) => c.serverVersion)).toEqual([2, 3]);
+    expect(messagesOnly.changes.map((c) => c.serverVersion)).toEqual([3]);
   });
 
   it.each([
@@ -205,7 +207,8 @@ describe('query plans', () => {
       return {
         opId: plan(PUSH_LOOKUPS.loggedOps, '["x","y"]'),
         row: plan(PUSH_LOOKUPS.currentRows, 'messages', '["m1","m2"]'),
-        pull: plan("SELECT server_version FROM change_log WHERE server_version > ? AND (table_name != 'notifications' OR user_id = ?) ORDER BY server_version LIMIT ?", 0, 'u', 10),
+        pull: plan("SELECT changed_version FROM rows WHERE changed_version > ? AND (table_name != 'notifications' OR owner_id = ?) ORDER BY changed_version LIMIT ?", 0, 'u', 10),
+        losers: plan(PUSH_LOOKUPS.touchLosers, '[["messages","m1",9]]'),
         snapshot: plan("SELECT pk FROM rows WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?) ORDER BY table_name, pk LIMIT ?", '', '', 'u', 10),
         refs: plan('SELECT count(*) FROM file_refs WHERE hash = ?', 'h'),
         refsByEntity: plan(PUSH_LOOKUPS.dropRefs, 'messages', '["m1"]'),
@@ -245,7 +248,7 @@ describe('membership on every request', () => {
 });
 
 describe('wire encoding', () => {
-  it('pages are built as text yet carry awkward keys, stamps and payloads exactly, and tombstone times to the millisecond', async () => {
+  it('pages are built as text yet carry awkward keys, stamps and payloads exactly, and tombstone times in epoch seconds', async () => {
     const u = await syncUser();
     const pk = 'k "quoted" \\ é 😀 \u0001 \n end';
     const stamp = { deviceId: 'dev "x" \\ ü', hlc: 'h\u0002 "1"', clock: 7 };
@@ -263,18 +266,19 @@ describe('wire encoding', () => {
     const after = Date.now();
     expect((await pull(u, u.workspaceId, 1)).changes).toEqual([{ serverVersion: 2, tableName: 'messages', pk, op: 'delete', stamp: del.stamp }]);
     ({ items } = await snapshotAll(u, u.workspaceId, 10));
-    expect(items).toEqual([{ kind: 'tombstone', tableName: 'messages', pk, revision: { clock: 8, hlc: del.stamp.hlc, opId: del.stamp.opId }, serverDeletedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) }]);
-    const deletedAt = Date.parse(items[0].serverDeletedAt);
-    expect(deletedAt).toBeGreaterThanOrEqual(before);
-    expect(deletedAt).toBeLessThanOrEqual(after);
-    // The exact instant the object stored, through toISOString, is what the page says.
+    expect(items).toEqual([{ kind: 'tombstone', tableName: 'messages', pk, revision: { clock: 8, hlc: del.stamp.hlc, opId: del.stamp.opId }, serverDeletedAt: expect.any(Number) }]);
+    // Integer epoch seconds, as OR3's provider writes it (newer OR3 clients reject anything else).
+    const deletedAt = items[0].serverDeletedAt;
+    expect(Number.isInteger(deletedAt)).toBe(true);
+    expect(deletedAt).toBeGreaterThanOrEqual(Math.floor(before / 1000));
+    expect(deletedAt).toBeLessThanOrEqual(Math.floor(after / 1000));
+    // The instant the object stored (ms), truncated to seconds; and the epoch (no time).
     const stored = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec<{ d: number }>('SELECT deleted_at AS d FROM rows').one().d);
-    expect(items[0].serverDeletedAt).toBe(new Date(stored).toISOString());
-    // Milliseconds that need padding, and the epoch (a tombstone without a time).
-    for (const ms of [1_700_000_000_005, 1_700_000_000_050, 0]) {
+    expect(deletedAt).toBe(Math.floor(stored / 1000));
+    for (const ms of [1_700_000_000_999, 1_700_000_001_000, 0]) {
       await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => void state.storage.sql.exec('UPDATE rows SET deleted_at = ?', ms));
       ({ items } = await snapshotAll(u, u.workspaceId, 10));
-      expect(items[0].serverDeletedAt).toBe(new Date(ms).toISOString());
+      expect(items[0].serverDeletedAt).toBe(Math.floor(ms / 1000));
     }
   });
 });

@@ -1,6 +1,14 @@
 /** API.md Sync semantics, push side: versions, idempotency, logging, LWW, validation. */
+import { env } from 'cloudflare:workers';
+import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
+
+/** The op ids in the workspace's change log, in version order. */
+const loggedOps = (workspaceId: string) =>
+  runInDurableObject(env.WORKSPACE.getByName(workspaceId), (_i, state) =>
+    state.storage.sql.exec<{ op_id: string }>('SELECT op_id FROM change_log ORDER BY server_version').toArray().map((r) => r.op_id),
+  );
 
 describe('push: versions', () => {
   it('allocates a contiguous block and answers the counter after the batch, one result per op in order', async () => {
@@ -45,13 +53,21 @@ describe('push: idempotency', () => {
     expect(reply.serverVersion).toBe(1);
   });
 
-  it('a duplicate inside one batch mirrors the first', async () => {
+  it('a batch that names one opId twice, or an opId that is not a UUID, is refused whole with 400 and stores nothing', async () => {
     const u = await syncUser();
     const o = op('messages', 'm1', message('m1'));
-    const reply = await pushOk(u, u.workspaceId, [o, op('messages', 'm2', message('m2')), o]);
-    expect(reply.results.map((r) => r.serverVersion)).toEqual([1, 2, 1]);
-    const conflict = await pushOk(u, u.workspaceId, [op('messages', 'm3', message('m3'), { opId: o.stamp.opId })]);
-    expect(conflict.results[0]!.errorCode).toBe('CONFLICT');
+    const repeated = await push(u, u.workspaceId, [o, op('messages', 'm2', message('m2')), o]);
+    expect(repeated.status).toBe(400);
+    expect((await repeated.json<{ message: string }>()).message).toMatch(/ops\.2\.stamp\.opId: repeats an earlier opId/);
+    for (const bad of ['not-a-uuid', '0123456789abcdef0123456789abcdef', '01234567-89ab-cdef-0123-456789abcdef', '01234567-89ab-4def-c123-456789abcdef']) {
+      const res = await push(u, u.workspaceId, [op('messages', 'm3', message('m3')), op('messages', 'm4', message('m4'), { opId: bad })]);
+      expect(res.status, bad).toBe(400);
+      expect((await res.json<{ message: string }>()).message, bad).toContain('ops.1.stamp.opId');
+    }
+    expect((await pull(u, u.workspaceId, 0)).changes).toEqual([]);
+    // Upper-case and other versions are UUIDs too.
+    const upper = crypto.randomUUID().toUpperCase();
+    expect((await pushOk(u, u.workspaceId, [op('messages', 'm5', message('m5'), { opId: upper }), op('messages', 'm6', message('m6'), { opId: '6ba7b810-9dad-11d1-80b4-00c04fd430c8' })])).serverVersion).toBe(2);
   });
 
   it('fingerprints ignore the key order of payloads', async () => {
@@ -71,8 +87,10 @@ describe('push: last-write-wins', () => {
     await pushOk(u, u.workspaceId, [newer]);
     const reply = await pushOk(u, u.workspaceId, [older]);
     expect(reply.results[0]).toMatchObject({ success: true, serverVersion: 2 });
+    // Pull serves the winner only, at the version of the key's last logged op (the loser's).
     const { changes } = await pull(u, u.workspaceId, 0);
-    expect(changes.map((c) => c.payload.data)).toEqual(['newer', 'older']);
+    expect(changes.map((c) => [c.serverVersion, c.payload.data, c.stamp.opId])).toEqual([[2, 'newer', newer.stamp.opId]]);
+    expect(await loggedOps(u.workspaceId)).toEqual([newer.stamp.opId, older.stamp.opId]);
     const { items } = await snapshotAll(u, u.workspaceId);
     expect(items).toEqual([expect.objectContaining({ kind: 'row', pk: 'm1', payload: expect.objectContaining({ data: 'newer' }), revision: { clock: 5, hlc: '2', opId: newer.stamp.opId } })]);
   });
@@ -116,7 +134,7 @@ describe('push: last-write-wins', () => {
     await pushOk(u, u.workspaceId, [op('messages', 'm1', undefined, { operation: 'delete', clock: 3 })]);
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { data: 'stale' }), { clock: 1 })]);
     let { items } = await snapshotAll(u, u.workspaceId);
-    expect(items).toEqual([expect.objectContaining({ kind: 'tombstone', pk: 'm1', revision: expect.objectContaining({ clock: 3 }), serverDeletedAt: expect.any(String) })]);
+    expect(items).toEqual([expect.objectContaining({ kind: 'tombstone', pk: 'm1', revision: expect.objectContaining({ clock: 3 }), serverDeletedAt: expect.any(Number) })]);
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { data: 'revived' }), { clock: 4 })]);
     ({ items } = await snapshotAll(u, u.workspaceId));
     expect(items).toEqual([expect.objectContaining({ kind: 'row', payload: expect.objectContaining({ data: 'revived' }) })]);
@@ -141,8 +159,10 @@ describe('push: several ops on one row in one batch', () => {
     ]);
     expect(reply.results.map((r) => [r.success, r.serverVersion])).toEqual([1, 2, 3, 4, 5, 6, 7].map((v) => [true, v]));
     const { changes } = await pull(u, u.workspaceId, 0);
+    // Every op is logged; pull serves each key once, with its winner.
+    expect(await loggedOps(u.workspaceId)).toHaveLength(7);
     expect(changes.map((c) => [c.serverVersion, c.pk, c.op, c.payload?.data ?? null])).toEqual([
-      [1, h1, 'put', null], [2, h2, 'put', null], [3, 'm1', 'put', 'two'], [4, 'm1', 'put', 'one'], [5, 'm1', 'delete', null], [6, 'm1', 'put', 'four'], [7, 'm2', 'put', 'other'],
+      [1, h1, 'put', null], [2, h2, 'put', null], [6, 'm1', 'put', 'four'], [7, 'm2', 'put', 'other'],
     ]);
     const state = async () => {
       const { items } = await snapshotAll(u, u.workspaceId, 10);
