@@ -12,10 +12,11 @@ import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
 import { PLATFORM } from '../limits';
-import { badRequest, conflict, forbidden, notFound } from '../http/errors';
+import { ApiError, badRequest, conflict, forbidden, notFound } from '../http/errors';
+import { logEvent } from '../http/logger';
 import { ROLES } from '../workspaces/permissions';
 import { memberChangeResult, param } from '../workspaces/routes';
-import { createWorkspace, removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspaces/store';
+import { createWorkspace, discardWorkspace, removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspaces/store';
 import { readHistory, type ExportSource } from '../archive/export';
 import type { ArchivedEntry } from '../archive/archive';
 
@@ -163,15 +164,24 @@ export const admin = new Hono<AdminEnv>()
     const target = c.env.WORKSPACE.getByName(forkId);
     let imported = 0;
     let serverVersion = 0;
-    const history = readHistory(c.env.BLOBS, c.env.WORKSPACE.getByName(sourceId) as unknown as ExportSource, sourceId, null);
-    for await (const page of history) {
-      const entries = page.filter(keep);
-      if (entries.length) {
-        const result = await target.importHistory(entries);
-        imported += result.imported;
-        serverVersion = result.serverVersion;
+    try {
+      const history = readHistory(c.env.BLOBS, c.env.WORKSPACE.getByName(sourceId) as unknown as ExportSource, sourceId, null);
+      for await (const page of history) {
+        const entries = page.filter(keep);
+        if (entries.length) {
+          const result = await target.importHistory(entries);
+          imported += result.imported;
+          serverVersion = result.serverVersion;
+        }
+        if (entries.length < page.length) break; // history is in version (and time) order
       }
-      if (entries.length < page.length) break; // history is in version (and time) order
+    } catch (err) {
+      // A history that cannot be replayed (e.g. a payload stored before nesting was bounded,
+      // which cannot cross an RPC boundary): nothing of the fork may stay behind.
+      logEvent('error', 'fork_failed', { workspaceId: sourceId, forkId, imported, message: err instanceof Error ? err.message : String(err) });
+      await target.discard();
+      await discardWorkspace(c.env.DB, forkId);
+      throw new ApiError(422, 'fork_failed', `The history of this workspace could not be replayed after ${imported} changes; no fork was created`);
     }
     audit(c, 'admin.workspace.forked', { ...(await auditBase(c)), workspaceId: sourceId, forkId, imported });
     return c.json({ id: forkId, imported, serverVersion });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../http/errors';
-import { canonicalJson, compareRevisions, fingerprintOf, prepareBatch, type PushOpInput } from './protocol';
+import { TooDeep, canonicalJson, compareRevisions, fingerprintOf, prepareBatch, type PushOpInput } from './protocol';
 
 const stamp = (clock = 1, hlc = 'h', opId = '00000000-0000-4000-8000-000000000000') => ({ deviceId: 'd', opId, hlc, clock });
 const msg = (id: string, extra: Record<string, unknown> = {}) => ({ id, thread_id: 't', role: 'user', index: 0, order_key: 'a', deleted: false, created_at: 1, updated_at: 1, clock: 1, ...extra });
@@ -13,6 +13,31 @@ describe('canonicalJson', () => {
 
   it('keeps a "__proto__" key like any other, so different payloads never share a fingerprint', () => {
     expect(canonicalJson(JSON.parse('{"b":2,"__proto__":{"x":1}}'))).toBe('{"__proto__":{"x":1},"b":2}');
+  });
+});
+
+describe('canonicalJson without recursion', () => {
+  /** The previous, recursive definition: canonical output must never change (stored fingerprints). */
+  const sortKeys = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(sortKeys) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])])) : v;
+
+  it('writes exactly what JSON.stringify of the key-sorted value writes', () => {
+    const samples = [
+      null, 0, -0, 1.5e300, 'é "q" \\ \u0000 😀', true, [], {}, [[]], [{}], { '': 1, ' ': [null, false, 'x'] },
+      { z: [1, { y: { x: [2, 3, { w: 'deep' }] } }], a: '', m: [{ b: 2, a: 1 }] },
+      JSON.parse('{"b":2,"__proto__":{"x":1},"a":[1,{"c":{"__proto__":null}}]}'),
+    ];
+    for (const sample of samples) expect(canonicalJson(sample)).toBe(JSON.stringify(sortKeys(sample)));
+  });
+
+  it('canonicalises 100,000 levels without overflowing the stack, and stops at maxDepth', () => {
+    const deep = (levels: number) => JSON.parse('['.repeat(levels - 1) + '{"a":1}' + ']'.repeat(levels - 1));
+    expect(canonicalJson(deep(100_000)).length).toBe(2 * 99_999 + 7);
+    expect(canonicalJson(deep(64), 64)).toBe('['.repeat(63) + '{"a":1}' + ']'.repeat(63));
+    expect(() => canonicalJson(deep(65), 64)).toThrow(TooDeep);
+    // Scalars below the last level do not count as a level.
+    expect(canonicalJson({ a: { b: 1 } }, 2)).toBe('{"a":{"b":1}}');
+    expect(() => canonicalJson({ a: { b: {} } }, 2)).toThrow('nested deeper than 2 levels');
   });
 });
 

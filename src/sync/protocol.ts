@@ -15,6 +15,12 @@ export const SYNC_LIMITS = {
   maxOps: 100,
   maxBatchBytes: 2 * 1024 * 1024,
   maxPayloadBytes: 256 * 1024,
+  /**
+   * Nesting levels of a payload (the payload object itself is level 1). Chat rows are a few
+   * levels deep; unbounded nesting overflowed the stack (500) and, stored at 2,000 levels, could
+   * no longer cross an RPC boundary, which broke fork. docs/sync.md "Limits".
+   */
+  maxPayloadDepth: 64,
   pullDefault: 100,
   pullMax: 1000,
   maxTables: 50,
@@ -150,18 +156,58 @@ export type PushOpInput = z.output<typeof pushOpSchema>;
 
 const encoder = new TextEncoder();
 
-/** JSON with object keys sorted at every level, so equal payloads give equal fingerprints. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
+/** Thrown by `canonicalJson` when a value is nested deeper than its bound. */
+export class TooDeep extends Error {
+  constructor(readonly maxDepth: number) {
+    super(`nested deeper than ${maxDepth} levels`);
+  }
 }
 
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value && typeof value === 'object') {
-    // fromEntries defines own properties, so a "__proto__" key is kept like any other.
-    return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys((value as Record<string, unknown>)[key])]));
+/**
+ * JSON with object keys sorted at every level, so equal payloads give equal fingerprints.
+ * Exactly `JSON.stringify` of the value with its keys sorted (stored fingerprints must never
+ * change), but written with an explicit stack instead of recursion, so no input can overflow the
+ * call stack; with `maxDepth`, it throws `TooDeep` past that many levels of arrays and objects.
+ */
+export function canonicalJson(value: unknown, maxDepth = Infinity): string {
+  const out: string[] = [];
+  // Either text to emit as is, or a value to serialize at a depth (its container's + 1).
+  const stack: (string | { value: unknown; depth: number })[] = [{ value, depth: 1 }];
+  while (stack.length) {
+    const task = stack.pop()!;
+    if (typeof task === 'string') {
+      out.push(task);
+      continue;
+    }
+    const { value: v, depth } = task;
+    if (v === null || typeof v !== 'object') {
+      // As JSON.stringify writes an array slot it cannot represent (undefined, functions…).
+      out.push(JSON.stringify(v) ?? 'null');
+      continue;
+    }
+    if (depth > maxDepth) throw new TooDeep(maxDepth);
+    if (Array.isArray(v)) {
+      stack.push(']');
+      for (let i = v.length - 1; i >= 0; i--) {
+        stack.push({ value: v[i], depth: depth + 1 });
+        if (i > 0) stack.push(',');
+      }
+      stack.push('[');
+      continue;
+    }
+    const record = v as Record<string, unknown>;
+    // JSON.stringify leaves out properties it cannot represent.
+    const keys = Object.keys(record)
+      .filter((k) => record[k] !== undefined && typeof record[k] !== 'function' && typeof record[k] !== 'symbol')
+      .sort();
+    stack.push('}');
+    for (let i = keys.length - 1; i >= 0; i--) {
+      stack.push({ value: record[keys[i]!], depth: depth + 1 });
+      stack.push(`${i > 0 ? ',' : ''}${JSON.stringify(keys[i])}:`);
+    }
+    stack.push('{');
   }
-  return value;
+  return out.join('');
 }
 
 /** The idempotency fingerprint: (tableName, operation, pk, payload, clock, hlc, deviceId). */
@@ -228,7 +274,13 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
     let fileHashes: string[] | null = null;
     // Each payload is sorted and serialized once; the size check, the fingerprint and (when the
     // server changes nothing) the stored text all use that one string.
-    const canonical = canonicalJson(op.payload ?? null);
+    let canonical: string;
+    try {
+      canonical = canonicalJson(op.payload ?? null, SYNC_LIMITS.maxPayloadDepth);
+    } catch (err) {
+      if (err instanceof TooDeep) throw invalid(table, err.message);
+      throw err;
+    }
     if (op.operation === 'put') {
       if (!op.payload) throw invalid(table, 'a put needs a payload object');
       const bytes = encoder.encode(canonical).byteLength;

@@ -332,6 +332,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return { imported: entries.length, serverVersion };
   }
 
+  /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
+  async discard(): Promise<void> {
+    await this.ctx.storage.deleteAll();
+  }
+
   /** One page of the current state for an export, without the sync rate limit. */
   exportState(after: [string, string] | null, pageSize: number, userId: string): { items: engine.SnapshotItem[]; next: [string, string] | null } {
     const page = engine.snapshotPage(this.#sql, { after, pageSize, userId });

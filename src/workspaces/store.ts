@@ -116,6 +116,19 @@ export async function setWorkspaceDeleted(db: D1Database, id: string, deleted: b
   return result.meta.changes > 0;
 }
 
+/**
+ * Removes a workspace that never went into use (a fork whose replay failed), with its members
+ * and invites, in one batch. Not a user-facing delete: those are soft (setWorkspaceDeleted).
+ */
+export async function discardWorkspace(db: D1Database, id: string): Promise<void> {
+  await db.batch([
+    db.prepare('DELETE FROM invites WHERE workspace_id = ?').bind(id),
+    db.prepare('DELETE FROM members WHERE workspace_id = ?').bind(id),
+    db.prepare('UPDATE users SET active_workspace_id = NULL WHERE active_workspace_id = ?').bind(id),
+    db.prepare('DELETE FROM workspaces WHERE id = ?').bind(id),
+  ]);
+}
+
 export async function workspaceExists(db: D1Database, id: string): Promise<{ deleted: boolean } | null> {
   const row = await db.prepare('SELECT deleted_at FROM workspaces WHERE id = ?').bind(id).first<{ deleted_at: number | null }>();
   return row ? { deleted: row.deleted_at !== null } : null;

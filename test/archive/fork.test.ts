@@ -50,4 +50,43 @@ describe('POST /api/admin/workspaces/:id/fork', () => {
     expect((await fork(admin, u.workspaceId, { untilVersion: 1, untilTime: 5 })).status).toBe(400);
     expect((await fork(admin, u.workspaceId, { untilTime: 'yesterday' })).status).toBe(400);
   });
+
+  it('forks a workspace whose payloads are nested as deep as allowed', async () => {
+    const u = await syncUser();
+    const admin = await signedInUser({ isAdmin: true });
+    let data: unknown = { leaf: 'bottom' };
+    for (let i = 2; i < 64; i++) data = { down: data };
+    await pushOk(u, u.workspaceId, [op('messages', 'deep', message('deep', { data })), op('threads', 't1', thread('t1'))]);
+    const res = await fork(admin, u.workspaceId);
+    expect(res.status).toBe(200);
+    const { id } = await res.json<{ id: string }>();
+    expect((await snapshotAll(admin, id, 100)).items).toEqual((await snapshotAll(u, u.workspaceId, 100)).items);
+  });
+
+  it('forks a payload stored 2,000 levels deep before nesting was bounded (canonicalised without recursion)', async () => {
+    const u = await syncUser();
+    const admin = await signedInUser({ isAdmin: true });
+    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'))]);
+    const deep = '{"a":'.repeat(2_000) + '1' + '}'.repeat(2_000);
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec("UPDATE change_log SET payload = ? WHERE pk = 'm1'", deep));
+    const res = await fork(admin, u.workspaceId);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ imported: 1 });
+  });
+
+  it('a fork that fails leaves no half-made workspace behind', async () => {
+    const u = await syncUser();
+    const admin = await signedInUser({ isAdmin: true });
+    await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1')), op('messages', 'm1', message('m1'))]);
+    // A history entry that cannot be read back (damaged storage): the replay stops midway.
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec("UPDATE change_log SET payload = '{not json' WHERE pk = 'm1'"));
+    const before = await env.DB.prepare('SELECT count(*) AS n FROM workspaces').first<{ n: number }>();
+    const res = await fork(admin, u.workspaceId, { name: 'Doomed fork' });
+    expect(res.status).toBe(422);
+    expect(await res.json()).toMatchObject({ error: 'fork_failed' });
+    expect(await env.DB.prepare('SELECT count(*) AS n FROM workspaces').first<{ n: number }>()).toEqual(before);
+    expect(await env.DB.prepare("SELECT count(*) AS n FROM workspaces WHERE name = 'Doomed fork'").first<{ n: number }>()).toEqual({ n: 0 });
+    const list = await (await call('GET', '/api/workspaces', admin.headers)).json<any>();
+    expect(list.workspaces.map((w: any) => w.name)).not.toContain('Doomed fork');
+  });
 });

@@ -2,6 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it, vi } from 'vitest';
+import { api } from '../helpers';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
 
 /** The op ids in the workspace's change log, in version order. */
@@ -211,6 +212,27 @@ describe('push: large batches', () => {
 });
 
 describe('push: payload rules', () => {
+  it('refuses payloads nested deeper than 64 levels with 400 Invalid payload, storing nothing (10,000 and 2,000 levels included)', async () => {
+    const u = await syncUser();
+    // The payload is level 1; `data` holds the remaining levels as arrays around one object.
+    // Written as text: JSON.stringify itself recurses, and would overflow in the test.
+    const deepOp = (levels: number) => {
+      const shell = JSON.stringify(op('messages', 'deep', message('deep', { data: '@' })));
+      return shell.replace('"@"', '['.repeat(levels - 2) + '{"leaf":true}' + ']'.repeat(levels - 2));
+    };
+    for (const levels of [10_000, 2_000, 65]) {
+      const body = `{"scope":${JSON.stringify({ workspaceId: u.workspaceId })},"ops":[${JSON.stringify(op('messages', 'ok', message('ok')))},${deepOp(levels)}]}`;
+      const res = await api('/api/sync/push', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body });
+      expect(res.status, `${levels} levels`).toBe(400);
+      expect(await res.json(), `${levels} levels`).toEqual({ error: 'invalid_payload', message: 'Invalid payload for messages: nested deeper than 64 levels' });
+    }
+    expect((await pull(u, u.workspaceId, 0)).changes).toEqual([]);
+    const ok = await api('/api/sync/push', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: `{"scope":${JSON.stringify({ workspaceId: u.workspaceId })},"ops":[${deepOp(64)}]}` });
+    expect(ok.status).toBe(200);
+    const { items } = await snapshotAll(u, u.workspaceId);
+    expect(JSON.stringify(items[0].payload.data)).toBe('['.repeat(62) + '{"leaf":true}' + ']'.repeat(62));
+  });
+
   it('never stores hlc or ref_count from a client payload', async () => {
     const u = await syncUser();
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { hlc: 'client-hlc' }))]);
