@@ -31,8 +31,8 @@ const want = (name) => only.length === 0 || only.includes(name);
 
 // Sizes: full per PERFORMANCE.md; quick divides them so the whole run stays under a minute.
 const S = quick
-  ? { pushOps: 2_000, unbatchedPerDevice: 25, pullLog: 10_000, growthSmall: 2_000, growthLarge: 10_000, growthProbe: 500, realtimeRounds: 20, fanoutOps: 1_000, blobMiB: 5, clientRows: 2_000, deltaRounds: 10 }
-  : { pushOps: 20_000, unbatchedPerDevice: 125, pullLog: 200_000, growthSmall: 10_000, growthLarge: 200_000, growthProbe: 2_000, realtimeRounds: 100, fanoutOps: 5_000, blobMiB: 50, clientRows: 100_000, deltaRounds: 20 };
+  ? { pushOps: 2_000, unbatchedPerDevice: 25, pullLog: 10_000, coldRows: 1_000, coldEdits: 10, growthSmall: 2_000, growthLarge: 10_000, growthProbe: 500, realtimeRounds: 20, fanoutOps: 1_000, blobMiB: 5, clientRows: 2_000, deltaRounds: 10 }
+  : { pushOps: 20_000, unbatchedPerDevice: 125, pullLog: 200_000, coldRows: 10_000, coldEdits: 10, growthSmall: 10_000, growthLarge: 200_000, growthProbe: 2_000, realtimeRounds: 100, fanoutOps: 5_000, blobMiB: 50, clientRows: 100_000, deltaRounds: 20 };
 const PAYLOAD_BYTES = 300;
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
@@ -120,6 +120,12 @@ function op(pk = `m${++seq}`) {
     payload: { id: pk, thread_id: 't1', role: 'user', index: seq, order_key: `a${seq}`, deleted: false, created_at: t, updated_at: t, clock: 1, data: filler },
     stamp: { deviceId: 'bench-device', opId: crypto.randomUUID(), hlc: `${String(Date.now()).padStart(15, '0')}:${String(seq % 999_999).padStart(6, '0')}:bench`, clock: 1 },
   };
+}
+
+/** An edit of an existing row: the same pk at a higher clock. */
+function editOp(pk, clock) {
+  const o = op(pk);
+  return { ...o, payload: { ...o.payload, clock, data: `${clock}:${filler}` }, stamp: { ...o.stamp, clock } };
 }
 
 async function pushOps(u, count, batch = 100, onProgress) {
@@ -230,6 +236,42 @@ const scenarios = {
     const rate = rows / ((now() - t0) / 1000);
     row('pull (pages of 1000)', rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, '≥ 0.5', rate / limits.rawScan >= 0.5);
     state.pullUser = u;
+  },
+
+  async 'cold-start'() {
+    // A device starting from cursor 0 on a workspace whose rows were each edited many times:
+    // how many changes it is served, and how fast it reaches the live state (API.md "Pull is
+    // compacted": each key once, its winner).
+    const u = await user();
+    const total = S.coldRows * S.coldEdits;
+    log(`  cold-start: ${S.coldRows.toLocaleString()} rows × ${S.coldEdits} edits…`);
+    const report = progress('cold-start ops', total);
+    for (let edit = 1; edit <= S.coldEdits; edit++) {
+      for (let i = 0; i < S.coldRows; i += 100) {
+        const ops = Array.from({ length: Math.min(100, S.coldRows - i) }, (_, k) => editOp(`cold${i + k}`, edit));
+        await call('POST', '/api/sync/push', u.token, { scope: { workspaceId: u.workspaceId }, ops });
+        report((edit - 1) * S.coldRows + i + ops.length);
+      }
+    }
+    const t0 = now();
+    let cursor = 0;
+    let served = 0;
+    const live = new Map();
+    for (;;) {
+      const page = await call('POST', '/api/sync/pull', u.token, { scope: { workspaceId: u.workspaceId }, cursor, limit: 1000 });
+      served += page.changes.length;
+      for (const c of page.changes) {
+        const seen = live.get(c.pk);
+        if (!seen || c.stamp.clock >= seen) live.set(c.pk, c.stamp.clock);
+      }
+      cursor = page.nextCursor;
+      if (!page.hasMore) break;
+    }
+    const seconds = (now() - t0) / 1000;
+    if (live.size !== S.coldRows || [...live.values()].some((clock) => clock !== S.coldEdits)) throw new Error('cold-start: the pull did not reach the live state');
+    const rate = S.coldRows / seconds;
+    row(`cold start: ${S.coldRows.toLocaleString()} rows × ${S.coldEdits} edits, changes served`, served, 'changes', 'live rows', S.coldRows, served / S.coldRows, 'reported', true);
+    row(`cold start: live rows/s (pages of 1000)`, rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, 'reported', true, { seconds: round(seconds, 2) });
   },
 
   async growth() {
