@@ -31,6 +31,8 @@ export const changeLog = sqliteTable('change_log', {
   userId: text('user_id').notNull(),
   fingerprint: text('fingerprint').notNull(),
   createdAt: integer('created_at').notNull(),
+  /** What this entry counts towards the sync storage quota (protocol.ts `entryBytes`). */
+  size: integer('size').notNull().default(0),
 });
 
 /**
@@ -61,6 +63,8 @@ export const rows = sqliteTable(
     deletedAt: integer('deleted_at'),
     /** Owner of a notifications row; null for shared tables. */
     ownerId: text('owner_id'),
+    /** What this entry counts towards the sync storage quota (protocol.ts `entryBytes`). */
+    size: integer('size').notNull().default(0),
   },
   (t) => [
     primaryKey({ columns: [t.tableName, t.pk] }),

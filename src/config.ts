@@ -81,7 +81,7 @@ export interface Config {
     gcCooldownMs: number;
     s3?: { accountId: string; accessKeyId: string; secretAccessKey: string; bucketName: string };
   };
-  sync: { retentionSeconds: number };
+  sync: { retentionSeconds: number; workspaceQuotaBytes: number };
   rateLimitOverrides: Partial<Record<RateLimitName, number>>;
   /** Names of the secrets replaced by dev stand-ins (development only), for a loud warning. */
   devSecretsInUse: string[];
@@ -190,6 +190,8 @@ const schema = z.object({
   OR3_STORAGE_GC_RETENTION_SECONDS: intVar(604_800, 0, 31_536_000),
   OR3_STORAGE_GC_COOLDOWN_MS: intVar(60_000, 0, 86_400_000),
   OR3_SYNC_RETENTION_SECONDS: intVar(2_592_000, 3_600, 31_536_000),
+  // A Durable Object's SQLite storage is at most 10 GB (docs/configuration.md).
+  OR3_SYNC_WORKSPACE_QUOTA_BYTES: intVar(1_073_741_824, 1_024, 10 * 1_073_741_824),
   OR3_RATE_LIMIT_OVERRIDES_JSON: jsonVar(rateLimitOverridesSchema, {}),
 });
 
@@ -374,7 +376,7 @@ export function parseConfig(env: Bindings): ConfigResult {
         gcCooldownMs: v.OR3_STORAGE_GC_COOLDOWN_MS,
         s3,
       },
-      sync: { retentionSeconds: v.OR3_SYNC_RETENTION_SECONDS },
+      sync: { retentionSeconds: v.OR3_SYNC_RETENTION_SECONDS, workspaceQuotaBytes: v.OR3_SYNC_WORKSPACE_QUOTA_BYTES },
       rateLimitOverrides: v.OR3_RATE_LIMIT_OVERRIDES_JSON,
       devSecretsInUse,
     },

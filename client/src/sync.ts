@@ -242,8 +242,10 @@ export class SyncEngine {
       try {
         await this.#pushBatch(batch);
       } catch (err) {
-        // One bad op rejects a whole batch (400/413): send them one by one to find it.
-        if (err instanceof Or3Error && (err.status === 400 || err.status === 413) && batch.length > 1) {
+        // One bad op rejects a whole batch (400/413): send them one by one to find it. A batch
+        // over the workspace's sync quota is refused as a whole, and its ops with it: sending
+        // them one by one would only fill the quota to the brim in arrival order.
+        if (err instanceof Or3Error && (err.status === 400 || err.status === 413) && err.code !== 'quota_exceeded' && batch.length > 1) {
           for (const op of batch) await this.#pushBatch([op]).catch((e) => this.#rejectIfPermanent([op], e));
         } else {
           await this.#rejectIfPermanent(batch, err);

@@ -120,13 +120,13 @@ export const messageRow = (id: string, extra: Record<string, unknown> = {}) => (
 });
 
 /**
- * One server for the test file, started before its tests and closed after them; workspaces
- * pushed onto `open` are closed after each test.
+ * One server for the test file (with `vars` over the defaults), started before its tests and
+ * closed after them; workspaces pushed onto `open` are closed after each test.
  */
-export function serverPerFile(): { readonly server: TestServer; open: Or3Workspace[] } {
+export function serverPerFile(vars: Record<string, string> = {}): { readonly server: TestServer; open: Or3Workspace[] } {
   const state = { server: undefined as unknown as TestServer, open: [] as Or3Workspace[] };
   beforeAll(async () => {
-    state.server = await startServer();
+    state.server = await startServer(vars);
   });
   afterEach(async () => {
     await Promise.all(state.open.splice(0).map((ws) => ws.close()));

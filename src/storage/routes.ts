@@ -262,7 +262,14 @@ export const storage = new Hono<AppEnv>()
     if (!workspaceId.success) throw badRequest('workspace_id is required', 'invalid_query');
     await authorizeWorkspace(c, workspaceId.data, 'read');
     const usage = await stub(c, workspaceId.data).usage();
-    return c.json({ used_bytes: usage.usedBytes, quota_bytes: c.get('config').storage.workspaceQuotaBytes, blob_count: usage.blobCount });
+    const config = c.get('config');
+    return c.json({
+      used_bytes: usage.usedBytes,
+      quota_bytes: config.storage.workspaceQuotaBytes,
+      blob_count: usage.blobCount,
+      sync_bytes: usage.syncBytes,
+      sync_quota_bytes: config.sync.workspaceQuotaBytes,
+    });
   })
 
   .post('/gc/run', async (c) => {

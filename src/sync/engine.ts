@@ -48,6 +48,11 @@ export interface PushOutcome {
   conflicts: ConflictEvent[];
 }
 
+/** A batch refused whole because it would take the workspace over its sync storage quota. */
+export interface QuotaRefusal {
+  quotaExceeded: { usedBytes: number; batchBytes: number; quotaBytes: number };
+}
+
 export interface SyncChange {
   serverVersion: number;
   tableName: string;
@@ -74,6 +79,14 @@ export function setMeta(sql: SqlStorage, key: string, value: string | number) {
 export const headVersion = (sql: SqlStorage) => Number(getMeta(sql, 'server_version') ?? 0);
 /** Everything at or below this version may have been removed from the change log by GC. */
 export const prunedThrough = (sql: SqlStorage) => Number(getMeta(sql, 'pruned_through') ?? 0);
+/**
+ * Bytes of sync data stored (change log + materialized rows, by `entryBytes`), kept as a
+ * running total: every write and every GC deletion moves it, so the quota check is O(1).
+ */
+export const syncBytes = (sql: SqlStorage) => Number(getMeta(sql, 'sync_bytes') ?? 0);
+const addSyncBytes = (sql: SqlStorage, delta: number) => {
+  if (delta !== 0) setMeta(sql, 'sync_bytes', syncBytes(sql) + delta);
+};
 /** The highest `changed_version` of a collected tombstone: pulls from below it need a snapshot. */
 export const collectedThrough = (sql: SqlStorage) => Number(getMeta(sql, 'collected_through') ?? 0);
 
@@ -84,6 +97,7 @@ type CurrentRow = {
   hlc: string;
   op_id: string;
   owner_id: string | null;
+  size: number;
 };
 
 /**
@@ -112,7 +126,7 @@ function jsonChunks(rows: unknown[][], maxChars = 512 * 1024): string[] {
 /** The batch lookups of a push (exported so the query-plan test checks these very statements). */
 export const PUSH_LOOKUPS = {
   loggedOps: 'SELECT op_id, server_version, fingerprint FROM change_log WHERE op_id IN (SELECT value FROM json_each(?))',
-  currentRows: 'SELECT pk, clock, hlc, op_id, owner_id FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
+  currentRows: 'SELECT pk, clock, hlc, op_id, owner_id, size FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
   dropRefs: 'DELETE FROM file_refs WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
   touchLosers: `UPDATE rows SET changed_version = j.value ->> 2 FROM json_each(?) AS j
     WHERE rows.table_name = j.value ->> 0 AND rows.pk = j.value ->> 1`,
@@ -128,7 +142,10 @@ const entityKey = (table: string, pk: string) => `${table}\u0000${pk}`;
  * - every other accepted op gets the next version and a change-log row, LWW winners and losers
  *   alike; winners replace the materialized entry (a put clears a tombstone, a delete makes one),
  *   and every logged op moves its key's `changed_version`, which is what pull reads;
- * - notifications belong to their user: touching another user's is UNAUTHORIZED.
+ * - notifications belong to their user: touching another user's is UNAUTHORIZED;
+ * - a batch holding a put that would take the stored sync data over `quotaBytes` is refused
+ *   whole, before anything is written (API.md "Sync storage quota"); batches of deletes only are
+ *   always accepted, so a full workspace can be cleaned up.
  *
  * Set-wise, because each statement costs a fixed ~0.05–0.1 ms in the runtime whatever it does
  * (docs/performance.md): one query finds the replayed op ids, one per table reads the current
@@ -136,7 +153,7 @@ const entityKey = (table: string, pk: string) => `${table}\u0000${pk}`;
  * winners), and the writes go in as a few `INSERT … SELECT … FROM json_each(?)` statements.
  * A 100-op push runs ~6 statements instead of ~500.
  */
-export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, now: number): PushOutcome {
+export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, now: number, quotaBytes = Number.POSITIVE_INFINITY): PushOutcome | QuotaRefusal {
   let head = headVersion(sql);
   const start = head;
   const results: PushResult[] = [];
@@ -160,7 +177,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
   }
   for (const [table, pks] of pksByTable) {
     for (const r of sql.exec<CurrentRow & { pk: string }>(PUSH_LOOKUPS.currentRows, table, JSON.stringify([...pks]))) {
-      current.set(entityKey(table, r.pk), { clock: r.clock, hlc: r.hlc, op_id: r.op_id, owner_id: r.owner_id });
+      current.set(entityKey(table, r.pk), { clock: r.clock, hlc: r.hlc, op_id: r.op_id, owner_id: r.owner_id, size: r.size });
     }
   }
 
@@ -168,6 +185,8 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
   const winners = new Map<string, { op: PreparedOp; version: number }>();
   /** The last version logged for each key in this batch, winner or loser. */
   const touched = new Map<string, { tableName: string; pk: string; version: number }>();
+  /** How the stored sync data grows: every logged op, plus each winner's size over the row it replaces. */
+  let growth = 0;
   for (const op of ops) {
     const before = logged.get(op.opId);
     let result: PushResult;
@@ -180,13 +199,15 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
         result = { opId: op.opId, success: false, error: 'This notification belongs to another user', errorCode: 'UNAUTHORIZED' };
       } else {
         head += 1;
-        logRows.push([head, op.opId, op.tableName, op.pk, op.op, op.payload, op.clock, op.hlc, op.deviceId, op.fingerprint]);
+        logRows.push([head, op.opId, op.tableName, op.pk, op.op, op.payload, op.clock, op.hlc, op.deviceId, op.fingerprint, op.bytes]);
+        growth += op.bytes;
         touched.set(key, { tableName: op.tableName, pk: op.pk, version: head });
         const incoming = { clock: op.clock, hlc: op.hlc, opId: op.opId };
         const revision = stored ? { clock: stored.clock, hlc: stored.hlc, opId: stored.op_id } : null;
         if (!revision || compareRevisions(incoming, revision) > 0) {
           winners.set(key, { op, version: head });
-          current.set(key, { clock: op.clock, hlc: op.hlc, op_id: op.opId, owner_id: op.tableName === NOTIFICATIONS ? userId : null });
+          growth += op.bytes - (stored?.size ?? 0);
+          current.set(key, { clock: op.clock, hlc: op.hlc, op_id: op.opId, owner_id: op.tableName === NOTIFICATIONS ? userId : null, size: op.bytes });
         } else {
           conflicts.push({ tableName: op.tableName, pk: op.pk, winner: revision, loser: incoming });
         }
@@ -196,16 +217,21 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
     results.push(result);
   }
 
+  const used = syncBytes(sql);
+  if (growth > 0 && used + growth > quotaBytes && ops.some((op) => op.op === 'put')) {
+    return { quotaExceeded: { usedBytes: used, batchBytes: growth, quotaBytes } };
+  }
   for (const chunk of jsonChunks(logRows)) {
     sql.exec(
-      `INSERT INTO change_log (server_version, op_id, table_name, pk, op, payload, clock, hlc, device_id, user_id, fingerprint, created_at)
-       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, ?2, value ->> 9, ?3
+      `INSERT INTO change_log (server_version, op_id, table_name, pk, op, payload, clock, hlc, device_id, user_id, fingerprint, created_at, size)
+       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, ?2, value ->> 9, ?3, value ->> 10
        FROM json_each(?1) ORDER BY key`,
       chunk, userId, now,
     );
   }
   materialize(sql, winners, touched, userId, now);
   if (head !== start) setMeta(sql, 'server_version', head);
+  addSyncBytes(sql, growth);
   return { results, serverVersion: head, allocated: head - start, conflicts };
 }
 
@@ -231,17 +257,17 @@ function materialize(
   const rows = [...winners].map(([key, { op, version }]) => {
     const deleted = op.op === 'delete' ? 1 : 0;
     const changed = touched.get(key)!.version;
-    return [op.tableName, op.pk, op.payload, op.clock, op.hlc, op.opId, version, changed, op.deviceId, deleted, deleted ? now : null, op.tableName === NOTIFICATIONS ? userId : null];
+    return [op.tableName, op.pk, op.payload, op.clock, op.hlc, op.opId, version, changed, op.deviceId, deleted, deleted ? now : null, op.tableName === NOTIFICATIONS ? userId : null, op.bytes];
   });
   for (const chunk of jsonChunks(rows)) {
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
     sql.exec(
-      `INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, changed_version, device_id, deleted, deleted_at, owner_id)
-       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11
+      `INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, changed_version, device_id, deleted, deleted_at, owner_id, size)
+       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12
        FROM json_each(?) WHERE true
        ON CONFLICT(table_name, pk) DO UPDATE SET payload = excluded.payload, clock = excluded.clock, hlc = excluded.hlc, op_id = excluded.op_id,
          server_version = excluded.server_version, changed_version = excluded.changed_version, device_id = excluded.device_id,
-         deleted = excluded.deleted, deleted_at = excluded.deleted_at, owner_id = excluded.owner_id`,
+         deleted = excluded.deleted, deleted_at = excluded.deleted_at, owner_id = excluded.owner_id, size = excluded.size`,
       chunk,
     );
   }
@@ -537,10 +563,11 @@ export function changeLogRows(sql: SqlStorage, from: number, to: number): Archiv
 export function pruneThrough(sql: SqlStorage, to: number): number {
   if (to <= prunedThrough(sql)) return 0;
   // rowsWritten would also count index entries, so count first.
-  const deleted = sql.exec<{ n: number }>('SELECT count(*) AS n FROM change_log WHERE server_version <= ?', to).one().n;
+  const gone = sql.exec<{ n: number; bytes: number }>('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM change_log WHERE server_version <= ?', to).one();
   sql.exec('DELETE FROM change_log WHERE server_version <= ?', to);
   setMeta(sql, 'pruned_through', to);
-  return deleted;
+  addSyncBytes(sql, -gone.bytes);
+  return gone.n;
 }
 
 /**
@@ -562,7 +589,7 @@ export function gcChangeLog(sql: SqlStorage, cutoff: number, chunk: number = SYN
 export function gcTombstones(sql: SqlStorage, cutoff: number, chunk: number = SYNC_LIMITS.gcChunk): { deleted: number; done: boolean } {
   const safe = safeThrough(sql, cutoff);
   const victims = sql
-    .exec<{ id: number; v: number }>('SELECT rowid AS id, changed_version AS v FROM rows WHERE deleted = 1 AND deleted_at < ? AND changed_version <= ? LIMIT ?', cutoff, safe, chunk)
+    .exec<{ id: number; v: number; size: number }>('SELECT rowid AS id, changed_version AS v, size FROM rows WHERE deleted = 1 AND deleted_at < ? AND changed_version <= ? LIMIT ?', cutoff, safe, chunk)
     .toArray();
   for (let i = 0; i < victims.length; i += 90) {
     const ids = victims.slice(i, i + 90).map((r) => r.id);
@@ -570,5 +597,6 @@ export function gcTombstones(sql: SqlStorage, cutoff: number, chunk: number = SY
   }
   const newest = victims.reduce((max, r) => Math.max(max, r.v), 0);
   if (newest > collectedThrough(sql)) setMeta(sql, 'collected_through', newest);
+  addSyncBytes(sql, -victims.reduce((sum, r) => sum + r.size, 0));
   return { deleted: victims.length, done: victims.length < chunk };
 }

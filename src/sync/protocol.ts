@@ -150,6 +150,35 @@ export interface PreparedOp {
   fingerprint: string;
   /** For messages/posts puts: the blob hashes a live row references ([] when none or deleted). */
   fileHashes: string[] | null;
+  /** What one stored copy of this op counts towards the sync storage quota (`entryBytes`). */
+  bytes: number;
+}
+
+/**
+ * Bytes a stored entry (a change-log row, or a materialized row) counts towards the sync quota:
+ * the UTF-8 size of its payload and keys, plus a fixed allowance for the ids, fingerprint,
+ * integers and index entries every entry carries. The same formula is applied in SQL by
+ * migration 0004 (`length(CAST(x AS BLOB))`), so the running total and a recount agree.
+ */
+export const ENTRY_OVERHEAD_BYTES = 160;
+
+export function entryBytes(payload: string | null, pk: string, hlc: string, deviceId: string, payloadBytes?: number): number {
+  return (payloadBytes ?? (payload === null ? 0 : utf8Length(payload))) + utf8Length(pk) + utf8Length(hlc) + utf8Length(deviceId) + ENTRY_OVERHEAD_BYTES;
+}
+
+/** UTF-8 length of well-formed text (keys are refused with lone surrogates), without encoding it. */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff) {
+      bytes += 4;
+      i++; // the low surrogate of the pair
+    } else bytes += 3;
+  }
+  return bytes;
 }
 
 export type PushOpInput = z.output<typeof pushOpSchema>;
@@ -271,6 +300,7 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
     }
     const table = op.tableName as TableName;
     let stored: string | null = null;
+    let storedBytes = 0;
     let fileHashes: string[] | null = null;
     // Each payload is sorted and serialized once; the size check, the fingerprint and (when the
     // server changes nothing) the stored text all use that one string.
@@ -303,6 +333,7 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
         if (table === 'notifications') payload.user_id = callerId;
       }
       stored = rewrite ? canonicalJson(payload) : canonical;
+      storedBytes = rewrite ? utf8Length(stored) : bytes;
       if (REFERENCING_TABLES.has(table)) fileHashes = isLive(payload) ? parseFileHashes(table, payload.file_hashes) : [];
     }
     if (batchBytes > SYNC_LIMITS.maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${SYNC_LIMITS.maxBatchBytes} bytes`);
@@ -318,6 +349,7 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
       deviceId: op.stamp.deviceId,
       fingerprint: '',
       fileHashes,
+      bytes: entryBytes(stored, op.pk, op.stamp.hlc, op.stamp.deviceId, storedBytes),
     });
   }
   // The digests run together rather than one await per op.

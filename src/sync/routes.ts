@@ -71,7 +71,7 @@ export const sync = new Hono<AppEnv>()
     const body = await jsonBody(c, pushSchema);
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'write');
     const ops = await prepareBatch(body.ops, body.scope.workspaceId, principal.userId);
-    const result = await stub(c, body.scope.workspaceId).push(caller(c, body.scope.workspaceId, principal.userId, 'push'), ops);
+    const result = await stub(c, body.scope.workspaceId).push(caller(c, body.scope.workspaceId, principal.userId, 'push'), ops, c.get('config').sync.workspaceQuotaBytes);
     if (!result.ok) throw fromFailure(result);
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })

@@ -26,7 +26,7 @@ import { recordAudit } from '../archive/audit';
 import { FixedWindowLimiter, type SyncLimitName } from './limiter';
 import { membershipOf } from '../workspaces/store';
 import { SNAPSHOT_TTL_MS, readPageToken, signPageToken } from './page-token';
-import { canonicalJson, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from './protocol';
+import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from './protocol';
 
 export interface PingResult {
   ok: true;
@@ -34,7 +34,7 @@ export interface PingResult {
   migrations: number;
 }
 
-export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 429 | 501 | 503; code: string; message: string; retryAfter?: number };
+export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 413 | 429 | 501 | 503; code: string; message: string; retryAfter?: number };
 
 export type PushReply = { ok: true; results: engine.PushResult[]; serverVersion: number };
 export type PullReply = { ok: true; changesJson: string; count: number; nextCursor: number; hasMore: boolean; oldestRetainedVersion: number; requiresSnapshot: boolean };
@@ -107,11 +107,21 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return { ok: false, status: 429, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${verdict.retryAfterSeconds}s`, retryAfter: verdict.retryAfterSeconds };
   }
 
-  async push(caller: Caller, ops: PreparedOp[]): Promise<PushReply | Failure> {
+  /** `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data. */
+  async push(caller: Caller, ops: PreparedOp[], quotaBytes: number): Promise<PushReply | Failure> {
     const limited = this.#limited(caller);
     if (limited) return limited;
     const now = Date.now();
-    const outcome = this.ctx.storage.transactionSync(() => engine.applyPush(this.#sql, ops, caller.userId, now));
+    const outcome = this.ctx.storage.transactionSync(() => engine.applyPush(this.#sql, ops, caller.userId, now, quotaBytes));
+    if ('quotaExceeded' in outcome) {
+      const { usedBytes, batchBytes } = outcome.quotaExceeded;
+      return {
+        ok: false,
+        status: 413,
+        code: 'quota_exceeded',
+        message: `This workspace's synced data is at its quota (${usedBytes} of ${quotaBytes} bytes; this push needs ${batchBytes} more). Delete rows, or ask the operator to raise OR3_SYNC_WORKSPACE_QUOTA_BYTES`,
+      };
+    }
     for (const conflict of outcome.conflicts) {
       logEvent('info', 'sync_conflict', { workspaceId: caller.workspaceId, tableName: conflict.tableName, pk: conflict.pk, winner: conflict.winner, loser: conflict.loser });
     }
@@ -322,9 +332,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
         const payload = e.payload === null ? null : canonicalJson(e.payload);
         const live = e.payload !== null && !(e.payload.deleted === true || e.payload.deleted === 1);
         const fileHashes = REFERENCING_TABLES.has(e.tableName) && e.op === 'put' ? (live ? referencedHashes(e.payload?.file_hashes) : []) : null;
-        const op: PreparedOp = { opId: e.opId, tableName: e.tableName as TableName, pk: e.pk, op: e.op, payload, clock: e.clock, hlc: e.hlc, deviceId: e.deviceId, fingerprint: e.fingerprint, fileHashes };
-        // The original time: deletion times and GC retention stay those of the real writes.
-        head = engine.applyPush(this.#sql, [op], e.userId, e.createdAt).serverVersion;
+        const op: PreparedOp = { opId: e.opId, tableName: e.tableName as TableName, pk: e.pk, op: e.op, payload, clock: e.clock, hlc: e.hlc, deviceId: e.deviceId, fingerprint: e.fingerprint, fileHashes, bytes: entryBytes(payload, e.pk, e.hlc, e.deviceId) };
+        // The original time: deletion times and GC retention stay those of the real writes. No
+        // quota: a replay reproduces data the source already holds.
+        const outcome = engine.applyPush(this.#sql, [op], e.userId, e.createdAt);
+        if ('serverVersion' in outcome) head = outcome.serverVersion;
       }
       return head;
     });
@@ -364,8 +376,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     await this.#ensureAlarm();
   }
 
-  usage(): { usedBytes: number; blobCount: number } {
-    return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql) };
+  usage(): { usedBytes: number; blobCount: number; syncBytes: number } {
+    return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: engine.syncBytes(this.#sql) };
   }
 
   /** Phase one of blob GC, refused inside the cooldown after the previous run. */

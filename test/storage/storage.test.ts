@@ -31,7 +31,7 @@ describe('upload → commit → download', () => {
     expect(got.headers.get('cache-control')).toMatch(/^private, max-age=\d+$/);
     expect(got.headers.get('etag')).toBeTruthy();
     const usage = await (await call('GET', `/api/storage/usage?workspace_id=${u.workspaceId}`, u.headers)).json();
-    expect(usage).toEqual({ used_bytes: 70_000, quota_bytes: 1073741824, blob_count: 1 });
+    expect(usage).toEqual({ used_bytes: 70_000, quota_bytes: 1073741824, blob_count: 1, sync_bytes: 0, sync_quota_bytes: 1073741824 });
   });
 
   it('serves HTTP ranges', async () => {

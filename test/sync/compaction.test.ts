@@ -213,18 +213,20 @@ async function fillHistory(u: SyncUser) {
 
 /**
  * Turns the object back into one deployed before this change (the previous schema: no
- * changed_version, no device_id, the 0003 migration not applied), runs `oldState` on it as the
- * old engine would have left it, and reads every pull the old engine would have answered (a
- * replay of the log above each cursor).
+ * changed_version, no device_id, no size columns; migrations 0003 and 0004 not applied), runs
+ * `oldState` on it as the old engine would have left it, and reads every pull the old engine
+ * would have answered (a replay of the log above each cursor).
  */
 async function revertToPreviousSchema(u: SyncUser, oldState: (sql: SqlStorage) => void = () => {}) {
   return runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
     const sql = state.storage.sql;
+    const syncBytes = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'sync_bytes'").one().value);
     sql.exec('DROP INDEX rows_changed_idx');
-    sql.exec('ALTER TABLE rows DROP COLUMN changed_version');
-    sql.exec('ALTER TABLE rows DROP COLUMN device_id');
-    sql.exec("DELETE FROM meta WHERE key = 'collected_through'");
-    sql.exec('DELETE FROM __drizzle_migrations WHERE created_at = (SELECT max(created_at) FROM __drizzle_migrations)');
+    for (const column of ['changed_version', 'device_id', 'size']) sql.exec(`ALTER TABLE rows DROP COLUMN ${column}`);
+    sql.exec('ALTER TABLE change_log DROP COLUMN size');
+    sql.exec("DELETE FROM meta WHERE key IN ('collected_through', 'sync_bytes')");
+    const applied = sql.exec<{ created_at: number }>('SELECT created_at FROM __drizzle_migrations ORDER BY created_at DESC LIMIT 2').toArray();
+    sql.exec('DELETE FROM __drizzle_migrations WHERE created_at >= ?', applied[1]!.created_at);
     oldState(sql);
     const head = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'server_version'").one().value);
     const pulls: Record<number, any[]> = {};
@@ -234,7 +236,7 @@ async function revertToPreviousSchema(u: SyncUser, oldState: (sql: SqlStorage) =
         .toArray()
         .map((r) => ({ serverVersion: r.server_version, tableName: r.table_name, pk: r.pk, op: r.op, payload: r.payload === null ? undefined : JSON.parse(r.payload), stamp: { clock: r.clock, hlc: r.hlc, opId: r.op_id, deviceId: r.device_id } }));
     }
-    return { head, pulls };
+    return { head, pulls, syncBytes };
   });
 }
 
@@ -247,6 +249,7 @@ function applyMigrations(u: SyncUser) {
       columns: sql.exec<{ name: string }>('PRAGMA table_info(rows)').toArray().map((r) => r.name),
       rows: sql.exec<{ pk: string; changed_version: number; device_id: string }>('SELECT pk, changed_version, device_id FROM rows ORDER BY pk').toArray(),
       floor: Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'collected_through'").one().value),
+      syncBytes: Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'sync_bytes'").one().value),
     };
   });
 }
@@ -269,6 +272,8 @@ describe('compacted pull: migrating an object filled under the previous schema',
       { pk: 't3', changed_version: 9, device_id: 'device-a' },
     ]);
     expect(applied.floor).toBe(0);
+    // The quota's running total, recounted by migration 0004, is what the pushes had added up.
+    expect(applied.syncBytes).toBe(before.syncBytes);
 
     for (let cursor = 0; cursor <= before.head; cursor++) {
       const after = await pull(u, u.workspaceId, cursor, { limit: 1000 });
