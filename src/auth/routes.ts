@@ -14,7 +14,7 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited } from '../http/errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
-import { membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
+import { inviteClaimable, membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
 import { accessKeys, authenticate, requireUser, type Principal } from './authenticate';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
 import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
@@ -137,9 +137,10 @@ export const basicAuth = new Hono<AppEnv>()
     const inviteHash = body.inviteToken ? await sha256Hex(body.inviteToken) : null;
     if (auth.registration === 'invite' && !inviteHash) throw forbidden('Registration requires an invite', 'invite_required');
     if (inviteHash) {
+      // An early answer before the slow hash; the claim in createInvitedUser checks again.
       const invite = await db
-        .prepare('SELECT 1 AS x FROM invites WHERE token_hash = ? AND accepted_at IS NULL AND expires_at > ?')
-        .bind(inviteHash, Date.now())
+        .prepare(`SELECT 1 AS x FROM invites WHERE token_hash = ?2 AND ${inviteClaimable('?1')}`)
+        .bind(Date.now(), inviteHash)
         .first();
       if (!invite) throw forbidden('The invite is invalid, used or expired', 'invalid_invite');
     }

@@ -9,6 +9,7 @@
  * with another batch.
  */
 import { childSecret, digestsEqual, parseRefreshToken, randomToken, sha256Hex } from './tokens';
+import { inviteClaimable } from '../workspaces/store';
 
 /** A session ends this long after sign-in, however actively it is refreshed. */
 export const SESSION_ABSOLUTE_MS = 90 * 24 * 3600 * 1000;
@@ -78,8 +79,9 @@ export async function anyAdminExists(db: D1Database): Promise<boolean> {
 export type InvitedUserResult = 'created' | 'email_taken' | 'invalid_invite';
 
 /**
- * Registers a user through an invite in one batch: the invite is claimed only while it is
- * unused, unexpired, for a live workspace, and the email is free; the user, the membership and
+ * Registers a user through an invite in one batch: the invite is claimed only while it may
+ * still admit someone (`inviteClaimable`: unused, unexpired, live workspace, creator still an
+ * owner) and the email is free; the user, the membership and
  * the active workspace are written only if that claim succeeded. So one invite makes at most one
  * account, and a taken email never burns an invite.
  */
@@ -95,8 +97,7 @@ export async function createInvitedUser(
     db
       .prepare(
         `UPDATE invites SET accepted_at = ?3, accepted_by = ?2
-          WHERE token_hash = ?1 AND accepted_at IS NULL AND expires_at > ?3
-            AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = invites.workspace_id AND w.deleted_at IS NULL)
+          WHERE token_hash = ?1 AND ${inviteClaimable('?3')}
             AND NOT EXISTS (SELECT 1 FROM users WHERE email = ?4)`,
       )
       .bind(input.inviteHash, userId, now, email),
