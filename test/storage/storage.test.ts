@@ -266,7 +266,8 @@ describe('hardening', () => {
     const u = await syncUser();
     const { hash } = await store(u, u.workspaceId, bytesOf('sixteen bytes!!!'));
     const { body } = await downloadUrl(u, u.workspaceId, hash);
-    for (const headers of [{ 'if-none-match': 'garbage' }, { 'if-none-match': '"unterminated' }, { 'if-none-match': ',,,' }, { 'if-match': 'garbage' }, { 'if-unmodified-since': 'not a date' }]) {
+    const malformed: Record<string, string>[] = [{ 'if-none-match': 'garbage' }, { 'if-none-match': '"unterminated' }, { 'if-none-match': ',,,' }, { 'if-match': 'garbage' }, { 'if-unmodified-since': 'not a date' }];
+    for (const headers of malformed) {
       const res = await fetchUrl(body.url, { headers });
       expect(res.status, JSON.stringify(headers)).toBe(200);
       expect(await res.text()).toBe('sixteen bytes!!!');
