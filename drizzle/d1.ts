@@ -60,7 +60,8 @@ export const workspaces = sqliteTable(
     /** Soft delete: hidden from members, restorable by a deployment admin. */
     deletedAt: integer('deleted_at'),
   },
-  (t) => [index('workspaces_created_idx').on(t.createdAt)],
+  // created_by + created_at: counting a user's recent creations (the per-hour creation limit).
+  (t) => [index('workspaces_created_idx').on(t.createdAt), index('workspaces_creator_idx').on(t.createdBy, t.createdAt)],
 );
 
 export const members = sqliteTable(

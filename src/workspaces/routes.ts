@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { badRequest, conflict, notFound } from '../http/errors';
+import { badRequest, conflict, notFound, rateLimited } from '../http/errors';
 import { requireUser } from '../auth/authenticate';
 import { randomToken, sha256Hex } from '../auth/tokens';
 import { audit } from '../archive/audit';
@@ -17,7 +17,7 @@ import { ROLES } from './permissions';
 import {
   acceptInvite,
   createInvite,
-  createWorkspace,
+  createWorkspaceWithinLimit,
   listMembers,
   listPendingInvites,
   listWorkspaces,
@@ -59,8 +59,9 @@ export const workspaces = new Hono<AppEnv>()
   .post('/', async (c) => {
     const principal = await requireUser(c);
     const body = await jsonBody(c, z.strictObject({ name, description: description.optional() }));
-    const id = await createWorkspace(c.env.DB, principal.userId, body.name, body.description ?? null);
-    return c.json({ id });
+    const created = await createWorkspaceWithinLimit(c.env.DB, principal.userId, body.name, body.description ?? null, c.get('config').workspaces.createLimitPerHour);
+    if (!created.ok) throw rateLimited(created.retryAfterMs / 1000);
+    return c.json({ id: created.id });
   })
 
   .post('/active', async (c) => {

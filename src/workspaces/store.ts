@@ -67,6 +67,43 @@ export async function createWorkspace(db: D1Database, ownerId: string, name: str
   return id;
 }
 
+export const CREATE_WINDOW_MS = 3600 * 1000;
+
+/**
+ * `createWorkspace` for `POST /api/workspaces`, limited to `perHour` workspaces created by the
+ * same user in the last rolling hour (deleted ones count: deleting does not buy another). Sync
+ * limits are counted per workspace inside each workspace's object, so without this a user could
+ * multiply them by creating workspaces. The count and the insert are one statement (D1 runs
+ * them one at a time), so parallel requests cannot overshoot; the route is rare, so counting in
+ * D1 (over `workspaces_creator_idx`) costs nothing that matters.
+ */
+export async function createWorkspaceWithinLimit(
+  db: D1Database,
+  ownerId: string,
+  name: string,
+  description: string | null,
+  perHour: number,
+  now = Date.now(),
+): Promise<{ ok: true; id: string } | { ok: false; retryAfterMs: number }> {
+  const id = crypto.randomUUID();
+  const [created] = await db.batch([
+    db
+      .prepare(
+        `INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE (SELECT count(*) FROM workspaces WHERE created_by = ?4 AND created_at > ?5 - ?6) < ?7`,
+      )
+      .bind(id, name, description, ownerId, now, CREATE_WINDOW_MS, perHour),
+    db.prepare("INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) SELECT ?1, ?2, 'owner', ?3, ?3 WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?1)").bind(id, ownerId, now),
+  ]);
+  if (created!.meta.changes > 0) return { ok: true, id };
+  // A slot frees when the perHour-th most recent creation leaves the window.
+  const blocking = await db
+    .prepare('SELECT created_at FROM workspaces WHERE created_by = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?')
+    .bind(ownerId, now - CREATE_WINDOW_MS, perHour - 1)
+    .first<{ created_at: number }>();
+  return { ok: false, retryAfterMs: blocking ? blocking.created_at + CREATE_WINDOW_MS - now : 1000 };
+}
+
 /**
  * First sight of a user: if they belong to no live workspace, create "My Workspace" with them
  * as owner, and make their active workspace a live one. Safe under concurrency: the inserts run

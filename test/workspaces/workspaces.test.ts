@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createWorkspace, upsertMember } from '../../src/workspaces/store';
-import { api, json } from '../helpers';
+import { api, apiWithEnv, json } from '../helpers';
 import { PASSWORD, call, randomIp, signInBearer, signInCookies, signedInUser, makeUser, uniqueEmail, type SignedIn } from '../auth/helpers';
 
 type RoleName = 'owner' | 'editor' | 'viewer' | 'outsider';
@@ -336,6 +336,50 @@ describe('listing and revoking invites', () => {
     expect(await res.json()).toMatchObject({ error: 'invite_not_found' });
     expect((await call('DELETE', `/api/workspaces/${mine.id}/invites/${crypto.randomUUID()}`, users.owner.headers)).status).toBe(404);
     expect(await claimPaths.accept(inviteToken)).toBe(200);
+  });
+});
+
+describe('workspace creation limit (SECURITY.md §36)', () => {
+  const create = (user: SignedIn, name: string) => call('POST', '/api/workspaces', user.headers, { name });
+
+  it('the 21st workspace a user creates within an hour is refused with 429 and Retry-After; other users are not affected', async () => {
+    const user = await signedInUser();
+    for (let i = 1; i <= 20; i++) expect((await create(user, `W${i}`)).status, `#${i}`).toBe(200);
+    const refused = await create(user, 'W21');
+    expect(refused.status).toBe(429);
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(3500);
+    expect(retryAfter).toBeLessThanOrEqual(3600);
+    expect(await refused.json()).toEqual({ error: 'rate_limited', message: `Rate limit exceeded. Retry after ${retryAfter}s` });
+    const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM workspaces WHERE created_by = ?').bind(user.id).first<{ n: number }>())!;
+    expect(n).toBe(20);
+    expect((await create(users.outsider, 'Mine')).status).toBe(200);
+  });
+
+  it('counts deleted workspaces too, frees a slot when the oldest creation leaves the hour, and says when', async () => {
+    const user = await signedInUser();
+    const limited = (name: string) => apiWithEnv({ OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '2' }, '/api/workspaces', json({ name }, user.headers));
+    const first = await (await limited('A')).json<{ id: string }>();
+    expect((await call('DELETE', `/api/workspaces/${first.id}`, user.headers)).status).toBe(200);
+    expect((await limited('B')).status).toBe(200);
+    expect((await limited('C')).status).toBe(429);
+    // The first creation is now 59 min 50 s old: a slot frees in about 10 s.
+    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?').bind(Date.now() - 3_590_000, first.id).run();
+    const soon = await limited('C');
+    expect(soon.status).toBe(429);
+    expect(Number(soon.headers.get('retry-after'))).toBeGreaterThanOrEqual(9);
+    expect(Number(soon.headers.get('retry-after'))).toBeLessThanOrEqual(11);
+    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?').bind(Date.now() - 3_600_001, first.id).run();
+    expect((await limited('C')).status).toBe(200);
+  });
+
+  it('parallel creations cannot overshoot the limit', async () => {
+    const user = await signedInUser();
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => apiWithEnv({ OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '4' }, '/api/workspaces', json({ name: `P${i}` }, user.headers))));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(4);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(6);
+    const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM members WHERE user_id = ?').bind(user.id).first<{ n: number }>())!;
+    expect(n).toBe(4);
   });
 });
 
