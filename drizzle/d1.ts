@@ -137,7 +137,10 @@ export const invites = sqliteTable(
 
 /** Per-account failed sign-in counter, for exponential backoff without permanent lockout. */
 export const loginFailures = sqliteTable('login_failures', {
-  /** Normalised email: counts unknown addresses too, so the response cannot reveal which exist. */
+  /**
+   * `signin:<normalised email>` (unknown addresses count too, so the response cannot reveal which
+   * exist) or `cpw:<user id>` for change-password; see `attemptKey` in src/auth/store.ts.
+   */
   accountKey: text('account_key').primaryKey(),
   failures: integer('failures').notNull().default(0),
   lastFailedAt: integer('last_failed_at').notNull(),

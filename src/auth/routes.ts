@@ -20,6 +20,7 @@ import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } fro
 import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
 import {
   anyAdminExists,
+  attemptKey,
   changePassword,
   clearLoginFailures,
   createInvitedUser,
@@ -105,7 +106,7 @@ export const basicAuth = new Hono<AppEnv>()
     const accountKey = normalizeEmail(body.email);
 
     // Counted before checking, cleared on success: parallel guesses cannot outrun the backoff.
-    const attempt = await countLoginAttempt(db, accountKey);
+    const attempt = await countLoginAttempt(db, attemptKey.signIn(accountKey));
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
 
     // Unknown, disabled and password-less accounts all run the same KDF as a real one.
@@ -115,7 +116,7 @@ export const basicAuth = new Hono<AppEnv>()
       audit(c, 'auth.sign_in.failure', { email: accountKey, ip, outcome: 'invalid_credentials' });
       throw invalidCredentials();
     }
-    await clearLoginFailures(db, accountKey);
+    await clearLoginFailures(db, attemptKey.signIn(accountKey));
     if (verdict.needsRehash) await rehashPassword(db, user.id, await hashPassword(body.password));
 
     const { auth } = c.get('config');
@@ -213,7 +214,8 @@ export const basicAuth = new Hono<AppEnv>()
     if (body.newPassword !== body.confirmNewPassword) throw badRequest('Passwords do not match', 'password_mismatch');
     const problem = passwordProblem(body.newPassword);
     if (problem) throw badRequest(problem, 'weak_password');
-    const accountKey = user.email ?? user.id;
+    // Its own counter: failed sign-ins for this email (anyone's) must not block the owner here.
+    const accountKey = attemptKey.changePassword(user.id);
     const attempt = await countLoginAttempt(db, accountKey);
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
     if (!(await verifyPassword(body.currentPassword, user.password_hash)).ok) {

@@ -381,6 +381,18 @@ export async function getOrCreateIdentityUser(db: D1Database, identity: Federate
 // ---------------------------------------------------------------------------------------------
 // Login failure counters (per account, so rotating IPs does not help an attacker)
 
+/**
+ * The counter a password attempt is charged to. Sign-in counts per email (anyone may try any
+ * email, so the owner shares that counter with whoever is guessing); change-password counts per
+ * signed-in user, in its own namespace, so someone else's failed sign-ins never lock the owner
+ * out of changing their password. The prefixes keep the namespaces apart: no sign-in input
+ * (any string) can name a change-password counter.
+ */
+export const attemptKey = {
+  signIn: (email: string) => `signin:${normalizeEmail(email)}`,
+  changePassword: (userId: string) => `cpw:${userId}`,
+};
+
 /** Failures allowed before backoff starts, the window they count in, and the longest block. */
 export const LOGIN_BACKOFF = { freeFailures: 5, firstBlockMs: 5_000, windowMs: 15 * 60 * 1000, maxBlockMs: 15 * 60 * 1000 } as const;
 
