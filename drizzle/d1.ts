@@ -60,7 +60,8 @@ export const workspaces = sqliteTable(
     /** Soft delete: hidden from members, restorable by a deployment admin. */
     deletedAt: integer('deleted_at'),
   },
-  (t) => [index('workspaces_created_idx').on(t.createdAt)],
+  // created_by + created_at: counting a user's recent creations (the per-hour creation limit).
+  (t) => [index('workspaces_created_idx').on(t.createdAt), index('workspaces_creator_idx').on(t.createdBy, t.createdAt)],
 );
 
 export const members = sqliteTable(
@@ -136,7 +137,10 @@ export const invites = sqliteTable(
 
 /** Per-account failed sign-in counter, for exponential backoff without permanent lockout. */
 export const loginFailures = sqliteTable('login_failures', {
-  /** Normalised email: counts unknown addresses too, so the response cannot reveal which exist. */
+  /**
+   * `signin:<normalised email>` (unknown addresses count too, so the response cannot reveal which
+   * exist) or `cpw:<user id>` for change-password; see `attemptKey` in src/auth/store.ts.
+   */
   accountKey: text('account_key').primaryKey(),
   failures: integer('failures').notNull().default(0),
   lastFailedAt: integer('last_failed_at').notNull(),

@@ -51,6 +51,11 @@ export interface OidcProviderConfig {
   requiredClaims?: string[];
   /** Claims that must equal one of the given values (e.g. GitHub's `repository_owner_id`). */
   claims?: Record<string, string[]>;
+  /**
+   * The oldest `iat` accepted, in seconds: unset → OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS; `0` → no
+   * bound for this provider (then a token without `iat` is accepted too).
+   */
+  maxTokenAgeSeconds?: number;
 }
 
 export interface Config {
@@ -70,6 +75,12 @@ export interface Config {
     autoProvision: boolean;
     bootstrap?: { email: string; password: string };
     oidcProviders: OidcProviderConfig[];
+    /** Default oldest `iat` accepted from a federated token (seconds); providers may override. */
+    oidcMaxTokenAgeSeconds: number;
+  };
+  workspaces: {
+    /** Workspaces one user may create per rolling hour (`POST /api/workspaces`). */
+    createLimitPerHour: number;
   };
   storage: {
     urlSecret: string;
@@ -142,6 +153,10 @@ const jsonVar = <T extends z.ZodType>(schema: T, fallback: z.input<T>) =>
       .pipe(schema),
   );
 
+/** Bounds for the oldest federated token accepted (seconds): a minute … a year. */
+const MIN_TOKEN_AGE_SECONDS = 60;
+const MAX_TOKEN_AGE_SECONDS = 31_536_000;
+
 const oidcProviderSchema = z
   .strictObject({
     id: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'id must be lowercase letters, digits, - or _'),
@@ -155,6 +170,11 @@ const oidcProviderSchema = z
     claims: z
       .record(z.string().min(1), z.union([z.string(), z.array(z.string()).min(1)]))
       .transform((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Array.isArray(v) ? v : [v]])))
+      .optional(),
+    maxTokenAgeSeconds: z
+      .number()
+      .int()
+      .refine((n) => n === 0 || (n >= MIN_TOKEN_AGE_SECONDS && n <= MAX_TOKEN_AGE_SECONDS), `maxTokenAgeSeconds must be 0 (no bound) or ${MIN_TOKEN_AGE_SECONDS} … ${MAX_TOKEN_AGE_SECONDS}`)
       .optional(),
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwks === undefined), {
@@ -177,6 +197,8 @@ const schema = z.object({
   ),
   OR3_AUTH_AUTO_PROVISION: boolVar(true),
   OR3_AUTH_OIDC_PROVIDERS: jsonVar(z.array(oidcProviderSchema), []),
+  OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS: intVar(86_400, MIN_TOKEN_AGE_SECONDS, MAX_TOKEN_AGE_SECONDS),
+  OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: intVar(20, 1, 100_000),
   OR3_STORAGE_ALLOWED_MIME_TYPES: z.preprocess(
     blankToUndefined,
     z
@@ -365,7 +387,9 @@ export function parseConfig(env: Bindings): ConfigResult {
         autoProvision: v.OR3_AUTH_AUTO_PROVISION,
         bootstrap,
         oidcProviders: v.OR3_AUTH_OIDC_PROVIDERS as OidcProviderConfig[],
+        oidcMaxTokenAgeSeconds: v.OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS,
       },
+      workspaces: { createLimitPerHour: v.OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR },
       storage: {
         urlSecret,
         urlSecretPrevious,

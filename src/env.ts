@@ -24,8 +24,17 @@ export interface Secrets {
   R2_BUCKET_NAME?: string;
 }
 
+/**
+ * Plain vars deliberately left out of wrangler.toml `[vars]`: their defaults live in config.ts,
+ * and an operator sets one only to change that default.
+ */
+export interface OptionalVars {
+  OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR?: string;
+  OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS?: string;
+}
+
 /** Everything the Worker receives as `env`. */
-export type Bindings = Env & Secrets;
+export type Bindings = Env & Secrets & OptionalVars;
 
 /** Per-request values set by the HTTP middleware. */
 export interface Variables {

@@ -127,6 +127,28 @@ describe('configuration (parseConfig)', () => {
     expect(parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: JSON.stringify(providers) }).ok).toBe(false);
   });
 
+  it('defaults and bounds the workspace creation limit and the federated token age', () => {
+    const defaults = parseConfig(base);
+    expect(defaults.ok && defaults.config.workspaces.createLimitPerHour).toBe(20);
+    expect(defaults.ok && defaults.config.auth.oidcMaxTokenAgeSeconds).toBe(86_400);
+    const set = parseConfig({ ...base, OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '5', OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS: '3600' });
+    expect(set.ok && [set.config.workspaces.createLimitPerHour, set.config.auth.oidcMaxTokenAgeSeconds]).toEqual([5, 3600]);
+    for (const [name, value] of [['OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR', '0'], ['OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR', 'lots'], ['OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS', '0'], ['OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS', '-1']]) {
+      const result = parseConfig({ ...base, [name!]: value });
+      expect(result.ok, `${name}=${value}`).toBe(false);
+      if (!result.ok) expect(result.problems[0]?.variable).toBe(name);
+    }
+  });
+
+  it('takes a per-provider maxTokenAgeSeconds: 0 for no bound, else 60 … 31536000', () => {
+    const provider = (maxTokenAgeSeconds: unknown) => JSON.stringify([{ id: 'p', issuer: 'https://i.example.com', audience: 'a', jwksUrl: 'https://i.example.com/jwks', maxTokenAgeSeconds }]);
+    for (const ok of [0, 60, 604_800]) {
+      const result = parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: provider(ok) });
+      expect(result.ok && result.config.auth.oidcProviders[0]?.maxTokenAgeSeconds, String(ok)).toBe(ok);
+    }
+    for (const bad of [30, -1, 1.5, null, '3600']) expect(parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: provider(bad) }).ok, String(bad)).toBe(false);
+  });
+
   it('requires the R2 S3 credentials together', () => {
     expect(parseConfig({ ...base, R2_ACCOUNT_ID: 'acc' }).ok).toBe(false);
     const all = parseConfig({ ...base, R2_ACCOUNT_ID: 'acc', R2_ACCESS_KEY_ID: 'key', R2_SECRET_ACCESS_KEY: 'secret' });

@@ -28,6 +28,7 @@ export type AuditEventName =
   | 'admin.admin.revoked'
   | 'admin.workspace.pitr'
   | 'workspace.permission_denied'
+  | 'workspace.invite.revoked'
   | 'storage.upload.rejected'
   | 'storage.gc.run'
   | 'sync.gc.run';

@@ -121,7 +121,7 @@ async function fromToken(c: Context<AppEnv>, token: string, allowFederated: bool
   if (!allowFederated) return null;
   const provider = providerForIssuer(c.get('config').auth.oidcProviders, issuer);
   if (!provider) return null;
-  const identity = await verifyFederatedToken(provider, token);
+  const identity = await verifyFederatedToken(provider, token, c.get('config').auth.oidcMaxTokenAgeSeconds);
   if (!identity) return null;
   const db = c.env.DB;
   const user = c.get('config').auth.autoProvision ? await getOrCreateIdentityUser(db, identity) : await findIdentityUser(db, identity);

@@ -4,8 +4,9 @@
  *
  * The provider is chosen by the token's unverified `iss`, then everything is checked against
  * that provider only: signature with its keys, its pinned algorithms, exact issuer, audience,
- * expiry, then the provider's claim rules (Clerk's `azp`, required claims such as `sid`, exact
- * values such as GitHub's `repository_owner_id`). `jku`/`x5u` headers are never followed; keys come
+ * expiry, token age (`iat`, see `maxTokenAgeFor`), then the provider's claim rules (Clerk's
+ * `azp`, required claims such as `sid`, exact values such as GitHub's `repository_owner_id`).
+ * `jku`/`x5u` headers are never followed; keys come
  * only from the configured JWKS URL (jose caches it and refetches an unknown `kid` at most once
  * per 30 s cooldown) or from inline keys.
  */
@@ -55,14 +56,29 @@ export function claimRulesHold(provider: OidcProviderConfig, claims: Record<stri
   return true;
 }
 
-/** Verifies an external token against one provider; null when it does not verify. */
-export async function verifyFederatedToken(provider: OidcProviderConfig, token: string): Promise<(FederatedIdentity & { expiresAt: number }) | null> {
+/**
+ * The oldest `iat` accepted from `provider` (seconds), or null for no bound: the provider's own
+ * `maxTokenAgeSeconds` (0 = opted out), else the deployment default.
+ */
+export function maxTokenAgeFor(provider: OidcProviderConfig, defaultSeconds: number): number | null {
+  const seconds = provider.maxTokenAgeSeconds ?? defaultSeconds;
+  return seconds > 0 ? seconds : null;
+}
+
+/**
+ * Verifies an external token against one provider; null when it does not verify. A bounded age
+ * means `iat` is required and may be at most that old (or in the future by the clock tolerance):
+ * an IdP's token with a far `exp` is not honoured forever.
+ */
+export async function verifyFederatedToken(provider: OidcProviderConfig, token: string, defaultMaxAgeSeconds: number): Promise<(FederatedIdentity & { expiresAt: number }) | null> {
+  const maxAge = maxTokenAgeFor(provider, defaultMaxAgeSeconds);
   try {
     const { payload } = await jwtVerify(token, keySetFor(provider), {
       algorithms: provider.algorithms,
       issuer: provider.issuer,
       audience: provider.audience,
-      requiredClaims: ['sub', 'exp'],
+      requiredClaims: maxAge === null ? ['sub', 'exp'] : ['sub', 'exp', 'iat'],
+      ...(maxAge === null ? {} : { maxTokenAge: maxAge }),
       clockTolerance: 5,
     });
     const claims = payload as Record<string, unknown>;

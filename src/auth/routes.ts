@@ -14,13 +14,14 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited } from '../http/errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
-import { membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
+import { inviteClaimable, membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
 import { authenticate, requireUser, type Principal } from './authenticate';
 import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
 import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
 import {
   anyAdminExists,
+  attemptKey,
   changePassword,
   clearLoginFailures,
   createInvitedUser,
@@ -104,7 +105,7 @@ export const basicAuth = new Hono<AppEnv>()
     const accountKey = normalizeEmail(body.email);
 
     // Counted before checking, cleared on success: parallel guesses cannot outrun the backoff.
-    const attempt = await countLoginAttempt(db, accountKey);
+    const attempt = await countLoginAttempt(db, attemptKey.signIn(accountKey));
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
 
     // Unknown, disabled and password-less accounts all run the same KDF as a real one.
@@ -114,7 +115,7 @@ export const basicAuth = new Hono<AppEnv>()
       audit(c, 'auth.sign_in.failure', { email: accountKey, ip, outcome: 'invalid_credentials' });
       throw invalidCredentials();
     }
-    await clearLoginFailures(db, accountKey);
+    await clearLoginFailures(db, attemptKey.signIn(accountKey));
     if (verdict.needsRehash) await rehashPassword(db, user.id, await hashPassword(body.password));
 
     const { auth } = c.get('config');
@@ -136,9 +137,10 @@ export const basicAuth = new Hono<AppEnv>()
     const inviteHash = body.inviteToken ? await sha256Hex(body.inviteToken) : null;
     if (auth.registration === 'invite' && !inviteHash) throw forbidden('Registration requires an invite', 'invite_required');
     if (inviteHash) {
+      // An early answer before the slow hash; the claim in createInvitedUser checks again.
       const invite = await db
-        .prepare('SELECT 1 AS x FROM invites WHERE token_hash = ? AND accepted_at IS NULL AND expires_at > ?')
-        .bind(inviteHash, Date.now())
+        .prepare(`SELECT 1 AS x FROM invites WHERE token_hash = ?2 AND ${inviteClaimable('?1')}`)
+        .bind(Date.now(), inviteHash)
         .first();
       if (!invite) throw forbidden('The invite is invalid, used or expired', 'invalid_invite');
     }
@@ -201,7 +203,8 @@ export const basicAuth = new Hono<AppEnv>()
     if (body.newPassword !== body.confirmNewPassword) throw badRequest('Passwords do not match', 'password_mismatch');
     const problem = passwordProblem(body.newPassword);
     if (problem) throw badRequest(problem, 'weak_password');
-    const accountKey = user.email ?? user.id;
+    // Its own counter: failed sign-ins for this email (anyone's) must not block the owner here.
+    const accountKey = attemptKey.changePassword(user.id);
     const attempt = await countLoginAttempt(db, accountKey);
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
     if (!(await verifyPassword(body.currentPassword, user.password_hash)).ok) {

@@ -9,6 +9,7 @@
  * with another batch.
  */
 import { childSecret, digestsEqual, parseRefreshToken, randomToken, sha256Hex } from './tokens';
+import { inviteClaimable } from '../workspaces/store';
 
 /** A session ends this long after sign-in, however actively it is refreshed. */
 export const SESSION_ABSOLUTE_MS = 90 * 24 * 3600 * 1000;
@@ -78,8 +79,9 @@ export async function anyAdminExists(db: D1Database): Promise<boolean> {
 export type InvitedUserResult = 'created' | 'email_taken' | 'invalid_invite';
 
 /**
- * Registers a user through an invite in one batch: the invite is claimed only while it is
- * unused, unexpired, for a live workspace, and the email is free; the user, the membership and
+ * Registers a user through an invite in one batch: the invite is claimed only while it may
+ * still admit someone (`inviteClaimable`: unused, unexpired, live workspace, creator still an
+ * owner) and the email is free; the user, the membership and
  * the active workspace are written only if that claim succeeded. So one invite makes at most one
  * account, and a taken email never burns an invite.
  */
@@ -95,8 +97,7 @@ export async function createInvitedUser(
     db
       .prepare(
         `UPDATE invites SET accepted_at = ?3, accepted_by = ?2
-          WHERE token_hash = ?1 AND accepted_at IS NULL AND expires_at > ?3
-            AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = invites.workspace_id AND w.deleted_at IS NULL)
+          WHERE token_hash = ?1 AND ${inviteClaimable('?3')}
             AND NOT EXISTS (SELECT 1 FROM users WHERE email = ?4)`,
       )
       .bind(input.inviteHash, userId, now, email),
@@ -379,6 +380,18 @@ export async function getOrCreateIdentityUser(db: D1Database, identity: Federate
 
 // ---------------------------------------------------------------------------------------------
 // Login failure counters (per account, so rotating IPs does not help an attacker)
+
+/**
+ * The counter a password attempt is charged to. Sign-in counts per email (anyone may try any
+ * email, so the owner shares that counter with whoever is guessing); change-password counts per
+ * signed-in user, in its own namespace, so someone else's failed sign-ins never lock the owner
+ * out of changing their password. The prefixes keep the namespaces apart: no sign-in input
+ * (any string) can name a change-password counter.
+ */
+export const attemptKey = {
+  signIn: (email: string) => `signin:${normalizeEmail(email)}`,
+  changePassword: (userId: string) => `cpw:${userId}`,
+};
 
 /** Failures allowed before backoff starts, the window they count in, and the longest block. */
 export const LOGIN_BACKOFF = { freeFailures: 5, firstBlockMs: 5_000, windowMs: 15 * 60 * 1000, maxBlockMs: 15 * 60 * 1000 } as const;

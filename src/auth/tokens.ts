@@ -71,6 +71,12 @@ export async function signAccessToken(keys: SigningKey[], claims: AccessClaims, 
   return { token, expiresAt: exp * 1000 };
 }
 
+/**
+ * How much longer than the configured TTL a token's `exp − iat` may be. Ours are exactly the TTL;
+ * the slack covers a TTL lowered while tokens are live, not a token that was minted to last.
+ */
+export const ACCESS_LIFETIME_SKEW_SECONDS = 60;
+
 /** Verified access-token claims, or null for any invalid token (the reason never reaches the client). */
 export async function verifyAccessToken(keys: SigningKey[], token: string, ttlSeconds: number): Promise<(AccessClaims & { exp: number }) | null> {
   try {
@@ -87,10 +93,13 @@ export async function verifyAccessToken(keys: SigningKey[], token: string, ttlSe
         audience: ACCESS_AUDIENCE,
         typ: ACCESS_TYP,
         requiredClaims: ['sub', 'sid', 'ver', 'iat', 'exp'],
-        maxTokenAge: ttlSeconds + 60,
+        maxTokenAge: ttlSeconds + ACCESS_LIFETIME_SKEW_SECONDS,
         clockTolerance: 5,
       },
     );
+    // `maxTokenAge` bounds how old `iat` is, not how far `exp` lies beyond it: a token signed with
+    // the real secret (a leaked key, a bug) could otherwise carry a 10-year `exp`.
+    if (typeof payload.iat !== 'number' || typeof payload.exp !== 'number' || payload.exp - payload.iat > ttlSeconds + ACCESS_LIFETIME_SKEW_SECONDS) return null;
     return claimsOf(payload);
   } catch {
     return null;

@@ -8,9 +8,16 @@
  *   POST /api/storage/multipart/complete → assembles the parts, then verifies the SHA-256 (422 and removal on mismatch)
  *   POST /api/storage/multipart/abort
  *
- * Each part URL is signed over the upload id, the part number and that part's exact size, so a
- * part cannot be replayed into another upload or another position. R2 requires equal parts
- * (except the last) of at least 5 MiB; incomplete uploads expire after 7 days.
+ * The size is fixed at create: the upload id the client gets seals the declared size, part size
+ * and MIME type (upload-id.ts), `/urls` refuses any other size and `/complete` refuses an
+ * assembly of any other size, and both run the upload policy (size limit, MIME, quota) again,
+ * because the configuration or the workspace's usage may have changed since create. Each part URL
+ * is signed over the upload id, the part number and that part's exact size, so a part cannot be
+ * replayed into another upload or another position. R2 requires equal parts (except the last) of
+ * at least 5 MiB; incomplete uploads expire after 7 days.
+ *
+ * R2's error text never reaches the client (it names internals); it is logged, and the client
+ * gets a message saying what to do.
  *
  * Parts are assembled under a staging key, then moved to the blob's key with R2's own SHA-256
  * check and put-if-absent: a corrupt or concurrent completion can never replace or remove a
@@ -18,14 +25,17 @@
  */
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
+import { audit } from '../archive/audit';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, unprocessable } from '../http/errors';
+import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../http/errors';
+import { logEvent } from '../http/logger';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
 import { storageHooks } from './hooks';
 import { blobPath } from './providers';
 import { clampExpiry, sign, URL_LIMITS, urlKeys, verify } from './signing';
+import { openUploadId, parseUploadId, sealUploadId, type DeclaredUpload } from './upload-id';
 
 export const MULTIPART = { minPartBytes: 5 * 1024 * 1024, defaultPartBytes: 10 * 1024 * 1024, maxPartBytes: 95 * 1024 * 1024, maxParts: 10_000 } as const;
 
@@ -60,9 +70,56 @@ function layout(size: number, requested?: number) {
   return { partSize, partCount, sizeOf };
 }
 
-async function partUrls(c: Context<AppEnv>, workspaceId: string, hash: ParsedHash, key: string, uploadId: string, sizeOf: (n: number) => number, numbers: number[]) {
+const signingKeys = (c: Context<AppEnv>) => {
   const { storage } = c.get('config');
-  const keys = await urlKeys(storage.urlSecret, storage.urlSecretPrevious);
+  return urlKeys(storage.urlSecret, storage.urlSecretPrevious);
+};
+
+/** Logs what R2 said (server-side only) and answers the client without it. */
+function r2Failure(c: Context<AppEnv>, step: string, err: unknown, message: string, code: string): ApiError {
+  logEvent('warn', 'multipart_r2_error', { requestId: c.get('requestId'), step, message: err instanceof Error ? err.message : String(err) });
+  return badRequest(message, code);
+}
+
+/**
+ * The upload policy for `sizeBytes` of this blob (the same hooks as presign): size limit, MIME
+ * allow-list, quota. Re-uploading a committed blob costs no quota. Refusals are audited.
+ */
+async function checkPolicy(c: Context<AppEnv>, input: { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number }) {
+  const ws = c.env.WORKSPACE.getByName(input.workspaceId);
+  const [state, usage] = await Promise.all([ws.blobState(input.hash.canonical), ws.usage()]);
+  if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+  try {
+    await storageHooks.checkUpload({
+      workspaceId: input.workspaceId,
+      userId: input.userId,
+      hash: input.hash.canonical,
+      mimeType: input.mimeType,
+      sizeBytes: input.sizeBytes,
+      usedBytes: state.committed ? usage.usedBytes - input.sizeBytes : usage.usedBytes,
+      config: c.get('config'),
+    });
+  } catch (err) {
+    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err instanceof Error ? err.message : 'rejected', multipart: true });
+    throw err;
+  }
+  return state;
+}
+
+/** The upload as declared at create; 400 for an id we did not make for this blob, 410 once R2 has dropped it. */
+async function declaredUpload(c: Context<AppEnv>, workspaceId: string, hash: ParsedHash, key: string, uploadId: string, opts: { allowExpired?: boolean } = {}): Promise<DeclaredUpload> {
+  const opened = await openUploadId(await signingKeys(c), { workspaceId, key, hash: hash.canonical }, uploadId);
+  if (opened === 'invalid') throw badRequest('Unknown upload_id for this file; start the upload again with /multipart/create', 'invalid_upload');
+  if (opened === 'expired') {
+    const parsed = opts.allowExpired ? parseUploadId(uploadId) : null;
+    if (parsed) return parsed;
+    throw gone('This upload has expired; start again with /multipart/create', 'upload_expired');
+  }
+  return opened;
+}
+
+async function partUrls(c: Context<AppEnv>, workspaceId: string, hash: ParsedHash, key: string, uploadId: string, sizeOf: (n: number) => number, numbers: number[]) {
+  const keys = await signingKeys(c);
   const expires = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
   const origin = new URL(c.req.url).origin;
   const parts = [];
@@ -81,23 +138,26 @@ export const multipart = new Hono<AppEnv>()
     const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
     const hash = requireHash(body.hash, { uploadable: true });
     const key = blobKey(body.workspace_id, hash);
-    const ws = c.env.WORKSPACE.getByName(body.workspace_id);
-    const [state, usage] = await Promise.all([ws.blobState(hash.canonical), ws.usage()]);
-    if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
-    await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: state.committed ? usage.usedBytes - body.size_bytes : usage.usedBytes, config: c.get('config') });
+    const state = await checkPolicy(c, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: body.mime_type, sizeBytes: body.size_bytes });
     const { partSize, partCount, sizeOf } = layout(body.size_bytes, body.part_size_bytes);
     if (state.committed || (await c.env.BLOBS.head(key))) return c.json({ alreadyPresent: true, storageId: key, partSize, partCount, parts: [] });
     const upload = await c.env.BLOBS.createMultipartUpload(stagingKey(key), { httpMetadata: { contentType: body.mime_type } });
-    const { parts, expiresAt } = await partUrls(c, body.workspace_id, hash, key, upload.uploadId, sizeOf, Array.from({ length: partCount }, (_, i) => i + 1));
-    return c.json({ alreadyPresent: false, uploadId: upload.uploadId, storageId: key, partSize, partCount, parts, expiresAt });
+    const uploadId = await sealUploadId(await signingKeys(c), { workspaceId: body.workspace_id, key, hash: hash.canonical }, { r2UploadId: upload.uploadId, sizeBytes: body.size_bytes, partSizeBytes: partSize, mimeType: body.mime_type });
+    const { parts, expiresAt } = await partUrls(c, body.workspace_id, hash, key, uploadId, sizeOf, Array.from({ length: partCount }, (_, i) => i + 1));
+    return c.json({ alreadyPresent: false, uploadId, storageId: key, partSize, partCount, parts, expiresAt });
   })
 
   .post('/urls', async (c) => {
     const body = await jsonBody(c, urlsSchema);
-    await authorizeWorkspace(c, body.workspace_id, 'write');
+    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
     const hash = requireHash(body.hash, { uploadable: true });
     const key = blobKey(body.workspace_id, hash);
-    const { partCount, sizeOf } = layout(body.size_bytes, body.part_size_bytes);
+    const declared = await declaredUpload(c, body.workspace_id, hash, key, body.upload_id);
+    if (body.size_bytes !== declared.sizeBytes) throw badRequest(`size_bytes must be the size declared at create (${declared.sizeBytes})`, 'size_mismatch');
+    if (body.part_size_bytes !== undefined && body.part_size_bytes !== declared.partSizeBytes) throw badRequest(`part_size_bytes must be the part size chosen at create (${declared.partSizeBytes})`, 'size_mismatch');
+    // The limits or the workspace's usage may have changed since create.
+    await checkPolicy(c, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: declared.mimeType, sizeBytes: declared.sizeBytes });
+    const { partCount, sizeOf } = layout(declared.sizeBytes, declared.partSizeBytes);
     const numbers = body.part_numbers ?? Array.from({ length: partCount }, (_, i) => i + 1);
     if (numbers.some((n) => n > partCount)) throw badRequest(`part numbers go up to ${partCount}`, 'invalid_part');
     return c.json(await partUrls(c, body.workspace_id, hash, key, body.upload_id, sizeOf, numbers));
@@ -105,34 +165,44 @@ export const multipart = new Hono<AppEnv>()
 
   .post('/complete', async (c) => {
     const body = await jsonBody(c, completeSchema);
-    await authorizeWorkspace(c, body.workspace_id, 'write');
+    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
     const hash = requireHash(body.hash, { uploadable: true });
     const key = blobKey(body.workspace_id, hash);
     const staging = stagingKey(key);
+    const declared = await declaredUpload(c, body.workspace_id, hash, key, body.upload_id);
     try {
-      await c.env.BLOBS.resumeMultipartUpload(staging, body.upload_id).complete([...body.parts].sort((a, b) => a.partNumber - b.partNumber));
+      await c.env.BLOBS.resumeMultipartUpload(staging, declared.r2UploadId).complete([...body.parts].sort((a, b) => a.partNumber - b.partNumber));
     } catch (err) {
-      throw badRequest(`The upload could not be completed: ${err instanceof Error ? err.message : 'unknown error'}`, 'multipart_failed');
+      throw r2Failure(c, 'complete', err, 'The upload could not be completed: check the part numbers and etags, or ask /multipart/urls for the missing parts', 'multipart_failed');
     }
-    const assembled = await c.env.BLOBS.get(staging);
+    const assembled = await c.env.BLOBS.head(staging);
     if (!assembled) throw conflict('The assembled file disappeared (another completion of the same hash?); try again', 'multipart_failed');
     try {
+      // Parts are bound to the declared size, so a difference means missing parts (or an upload
+      // made before sizes were bound): either way it must not count.
+      if (assembled.size > declared.sizeBytes) throw payloadTooLarge(`The assembled file has ${assembled.size} bytes, more than the ${declared.sizeBytes} declared at create; nothing was stored`, 'size_mismatch');
+      if (assembled.size < declared.sizeBytes) throw unprocessable(`The assembled file has ${assembled.size} bytes, not the ${declared.sizeBytes} declared at create (missing parts?); nothing was stored`, 'size_mismatch');
+      await checkPolicy(c, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: declared.mimeType, sizeBytes: assembled.size });
+      const object = await c.env.BLOBS.get(staging);
+      if (!object) throw conflict('The assembled file disappeared (another completion of the same hash?); try again', 'multipart_failed');
       // R2 checks the SHA-256 as it stores, and put-if-absent never replaces a stored blob.
-      const length = new FixedLengthStream(assembled.size);
-      void assembled.body.pipeTo(length.writable).catch(() => undefined);
+      const length = new FixedLengthStream(object.size);
+      void object.body.pipeTo(length.writable).catch(() => undefined);
       const stored = await c.env.BLOBS.put(key, length.readable, {
         sha256: hash.hex,
         onlyIf: { etagDoesNotMatch: '*' },
-        httpMetadata: assembled.httpMetadata ?? {},
+        httpMetadata: object.httpMetadata ?? {},
         customMetadata: { verified: 'sha256' },
       });
       return c.json({ ok: true, storageId: key, alreadyPresent: stored === null });
     } catch (err) {
+      if (err instanceof ApiError) throw err;
       if (/checksum|10037|sha-?256/i.test(err instanceof Error ? err.message : '')) {
         throw unprocessable('The assembled file does not match the hash; nothing was stored', 'integrity_error');
       }
       throw err;
     } finally {
+      // Whatever the outcome, the staged assembly never lingers (nothing uncharged stays in R2).
       await c.env.BLOBS.delete(staging);
     }
   })
@@ -140,8 +210,10 @@ export const multipart = new Hono<AppEnv>()
   .post('/abort', async (c) => {
     const body = await jsonBody(c, abortSchema);
     await authorizeWorkspace(c, body.workspace_id, 'write');
-    const key = blobKey(body.workspace_id, requireHash(body.hash, { uploadable: true }));
-    await c.env.BLOBS.resumeMultipartUpload(stagingKey(key), body.upload_id).abort().catch(() => undefined);
+    const hash = requireHash(body.hash, { uploadable: true });
+    const key = blobKey(body.workspace_id, hash);
+    const declared = await declaredUpload(c, body.workspace_id, hash, key, body.upload_id, { allowExpired: true });
+    await c.env.BLOBS.resumeMultipartUpload(stagingKey(key), declared.r2UploadId).abort().catch(() => undefined);
     return c.json({ ok: true });
   });
 
@@ -154,16 +226,18 @@ export const partRoute = new Hono<AppEnv>().put('/blob/:workspaceId/:algorithm/:
   const uploadId = c.req.query('uploadId') ?? '';
   const size = Number(c.req.query('size'));
   if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > MULTIPART.maxParts) throw badRequest('Invalid part number', 'invalid_part');
-  const { storage } = c.get('config');
-  const outcome = await verify(await urlKeys(storage.urlSecret, storage.urlSecretPrevious), { method: 'PUT', workspaceId, key: partKey(key, uploadId, partNumber), expires: Number(c.req.query('exp')), size, hash: hash.canonical, disposition: 'inline', contentType: '' }, c.req.query('kid') ?? '', c.req.query('sig') ?? '');
+  const outcome = await verify(await signingKeys(c), { method: 'PUT', workspaceId, key: partKey(key, uploadId, partNumber), expires: Number(c.req.query('exp')), size, hash: hash.canonical, disposition: 'inline', contentType: '' }, c.req.query('kid') ?? '', c.req.query('sig') ?? '');
   if (outcome === 'invalid') throw new ApiError(403, 'invalid_signature', 'This URL is not valid (tampered, or signed with a retired key)');
   if (outcome === 'expired') throw new ApiError(410, 'url_expired', 'This URL has expired; ask for new part URLs');
   if (Number(c.req.header('content-length')) !== size) throw badRequest(`Content-Length must be the signed part size ${size}`, 'length_mismatch');
+  // The URL's signature covers the whole upload id, and we signed it only after checking its seal.
+  const r2UploadId = parseUploadId(uploadId)?.r2UploadId;
+  if (!r2UploadId) throw badRequest('Unknown upload; start the upload again with /multipart/create', 'invalid_upload');
   try {
-    const part = await c.env.BLOBS.resumeMultipartUpload(stagingKey(key), uploadId).uploadPart(partNumber, c.req.raw.body!);
+    const part = await c.env.BLOBS.resumeMultipartUpload(stagingKey(key), r2UploadId).uploadPart(partNumber, c.req.raw.body!);
     return c.json({ partNumber: part.partNumber, etag: part.etag });
   } catch (err) {
     // An interrupted body or an unknown upload: the client retries this part with a fresh URL.
-    throw badRequest(`The part was not stored: ${err instanceof Error ? err.message : 'upload interrupted'}`, 'part_upload_failed');
+    throw r2Failure(c, 'upload_part', err, 'The part was not stored (interrupted, or the upload is gone); retry it with a fresh URL from /multipart/urls', 'part_upload_failed');
   }
 });

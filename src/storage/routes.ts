@@ -21,6 +21,7 @@ import { blobKey, requireHash, type ParsedHash } from './hashes';
 import { storageHooks } from './hooks';
 import { providersFor } from './providers';
 import { clampExpiry, URL_LIMITS, urlKeys, verify } from './signing';
+import { evaluate, parseRange } from './conditional';
 
 const id = z.string().min(1).max(128);
 /** type/subtype with optional parameters: nothing that could break a header. */
@@ -166,52 +167,51 @@ export const storage = new Hono<AppEnv>()
     const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
     const expires = Number(c.req.query('exp'));
     await checkSignature(c, { method: 'GET', workspaceId, key, expires, size: 0, hash: hash.canonical, disposition: disp, contentType: '' });
-    let object: R2Object | R2ObjectBody | null;
+    // One R2 read in the usual case: the range is asked for optimistically, and the
+    // preconditions and If-Range are judged by us once the object's validators are known.
+    const asked = parseRange(c.req.header('range'));
+    const optimistic: R2Range | undefined = !asked ? undefined : 'suffix' in asked ? { suffix: asked.suffix } : { offset: asked.first, ...(asked.last === undefined ? {} : { length: asked.last - asked.first + 1 }) };
+    let object: R2ObjectBody | null = null;
     try {
-      object = await c.env.BLOBS.get(key, { range: c.req.raw.headers, onlyIf: c.req.raw.headers });
+      object = await c.env.BLOBS.get(key, optimistic ? { range: optimistic } : {});
     } catch (err) {
-      // An unsatisfiable range (R2 error 10039) is the client's mistake: 416, not 500.
-      const head = await c.env.BLOBS.head(key);
-      if (!head) throw notFound('No such file', 'blob_not_found');
-      if (/10039|range/i.test(err instanceof Error ? err.message : '')) {
-        return new Response(null, { status: 416, headers: { 'content-range': `bytes */${head.size}` } });
-      }
-      throw err;
+      if (!optimistic) throw err; // R2 refuses some unsatisfiable ranges outright (10039): judged below
     }
-    if (!object) throw notFound('No such file', 'blob_not_found');
+    const meta: R2Object | null = object ?? (await c.env.BLOBS.head(key));
+    if (!meta) throw notFound('No such file', 'blob_not_found');
+    const outcome = evaluate(c.req.raw.headers, { etag: meta.httpEtag, lastModified: meta.uploaded.getTime(), size: meta.size });
+
     const headers = new Headers();
-    object.writeHttpMetadata(headers);
-    headers.set('etag', object.httpEtag);
+    meta.writeHttpMetadata(headers);
+    headers.set('etag', meta.httpEtag);
+    headers.set('last-modified', meta.uploaded.toUTCString());
     headers.set('accept-ranges', 'bytes');
     headers.set('content-disposition', `${disp}; filename="${hash.hex}"`);
     headers.set('cache-control', `private, max-age=${Math.max(0, Math.floor((expires - Date.now()) / 1000))}`);
     // Served from the API origin: never sniffed into HTML, never scripted, whatever the MIME list allows.
     headers.set('x-content-type-options', 'nosniff');
     headers.set('content-security-policy', "sandbox; default-src 'none'");
-    if (!('body' in object)) {
-      // A failed precondition: If-None-Match/If-Modified-Since mean "not modified", the others 412.
-      const conditionalGet = c.req.header('if-none-match') !== undefined || c.req.header('if-modified-since') !== undefined;
-      return new Response(null, { status: conditionalGet ? 304 : 412, headers });
+    if (outcome.status !== 200 && outcome.status !== 206) {
+      await object?.body.cancel();
+      if (outcome.status === 416) return new Response(null, { status: 416, headers: { 'content-range': `bytes */${meta.size}` } });
+      return new Response(null, { status: outcome.status, headers });
     }
-    const range = object.range as { offset?: number; length?: number; suffix?: number } | undefined;
-    // A range starting past the end is unsatisfiable (R2 may clamp it instead of failing).
-    const requestedStart = /^bytes=(\d+)-\d*$/.exec(c.req.header('range') ?? '')?.[1];
-    if (requestedStart !== undefined && Number(requestedStart) >= object.size) {
-      return new Response(null, { status: 416, headers: { 'content-range': `bytes */${object.size}` } });
-    }
-    let status = 200;
-    if (range && c.req.header('range')) {
-      const suffix = range.suffix !== undefined ? Math.min(range.suffix, object.size) : undefined;
-      const start = suffix !== undefined ? object.size - suffix : (range.offset ?? 0);
-      const length = suffix !== undefined ? suffix : Math.min(range.length ?? object.size - start, object.size - start);
-      headers.set('content-range', `bytes ${start}-${start + length - 1}/${object.size}`);
-      headers.set('content-length', String(length));
-      status = 206;
+    if (outcome.range) {
+      // Only the rare R2 refusal of a range we find satisfiable lands here without a body.
+      object ??= await c.env.BLOBS.get(key, { range: outcome.range });
+      headers.set('content-range', `bytes ${outcome.range.offset}-${outcome.range.offset + outcome.range.length - 1}/${meta.size}`);
+      headers.set('content-length', String(outcome.range.length));
     } else {
-      headers.set('content-length', String(object.size));
+      // No range applies (none asked, one ignored, or If-Range no longer matches): the whole body.
+      if (optimistic || !object) {
+        await object?.body.cancel();
+        object = await c.env.BLOBS.get(key);
+      }
+      headers.set('content-length', String(meta.size));
     }
-    await storageHooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: object.size });
-    return new Response(object.body, { status, headers });
+    if (!object) throw notFound('No such file', 'blob_not_found');
+    await storageHooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: meta.size });
+    return new Response(object.body, { status: outcome.status, headers });
   })
 
   .post('/commit', async (c) => {

@@ -7,19 +7,22 @@ import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { badRequest, conflict, notFound } from '../http/errors';
+import { badRequest, conflict, notFound, rateLimited } from '../http/errors';
 import { requireUser } from '../auth/authenticate';
 import { randomToken, sha256Hex } from '../auth/tokens';
+import { audit } from '../archive/audit';
 import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
 import { ROLES } from './permissions';
 import {
   acceptInvite,
   createInvite,
-  createWorkspace,
+  createWorkspaceWithinLimit,
   listMembers,
+  listPendingInvites,
   listWorkspaces,
   removeMember,
+  revokeInvite,
   setActiveWorkspace,
   setMemberRole,
   setWorkspaceDeleted,
@@ -56,8 +59,9 @@ export const workspaces = new Hono<AppEnv>()
   .post('/', async (c) => {
     const principal = await requireUser(c);
     const body = await jsonBody(c, z.strictObject({ name, description: description.nullable().optional() }));
-    const id = await createWorkspace(c.env.DB, principal.userId, body.name, body.description ?? null);
-    return c.json({ id });
+    const created = await createWorkspaceWithinLimit(c.env.DB, principal.userId, body.name, body.description ?? null, c.get('config').workspaces.createLimitPerHour);
+    if (!created.ok) throw rateLimited(created.retryAfterMs / 1000);
+    return c.json({ id: created.id });
   })
 
   .post('/active', async (c) => {
@@ -138,4 +142,22 @@ export const workspaces = new Hono<AppEnv>()
     const expiresAt = Date.now() + (body.expiresInSeconds ?? INVITE_TTL.defaultSeconds) * 1000;
     await createInvite(c.env.DB, { workspaceId, role: body.role, tokenHash: await sha256Hex(inviteToken), createdBy: principal.userId, expiresAt });
     return c.json({ inviteToken, expiresAt: new Date(expiresAt).toISOString() });
+  })
+
+  // Pending invites (those that could still admit someone), so an owner can see and revoke
+  // what is outstanding. The token is shown once at creation and never again.
+  .get('/:id/invites', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    await authorizeWorkspace(c, workspaceId, 'users.manage');
+    return c.json({ invites: await listPendingInvites(c.env.DB, workspaceId) });
+  })
+
+  .delete('/:id/invites/:inviteId', async (c) => {
+    const workspaceId = param(c.req.param('id'), 'workspace id');
+    const inviteId = param(c.req.param('inviteId'), 'invite id');
+    const { principal } = await authorizeWorkspace(c, workspaceId, 'users.manage');
+    // Scoped by workspace: an invite of another workspace is as unknown as a made-up id.
+    if (!(await revokeInvite(c.env.DB, workspaceId, inviteId))) throw notFound('No such pending invite in this workspace', 'invite_not_found');
+    audit(c, 'workspace.invite.revoked', { actorId: principal.userId, workspaceId, inviteId });
+    return c.json({ ok: true });
   });

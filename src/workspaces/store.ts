@@ -4,9 +4,12 @@
  * Invariants kept by single conditional statements (D1 has no interactive transactions):
  * a workspace always keeps at least one owner (demote/remove check the owner count in the same
  * statement); default-workspace provisioning happens at most once per user because its batch
- * inserts only while the user has no live membership, and D1 runs batches one at a time.
+ * inserts only while the user has no live membership, and D1 runs batches one at a time; an
+ * invite admits someone only while its creator may still manage users (checked in the statement
+ * that claims it), and a member who loses that right loses their pending invites in the same
+ * batch that removes or demotes them.
  */
-import type { Role } from './permissions';
+import { ROLES, can, type Role } from './permissions';
 
 export const DEFAULT_WORKSPACE_NAME = 'My Workspace';
 
@@ -63,6 +66,43 @@ export async function createWorkspace(db: D1Database, ownerId: string, name: str
     db.prepare("INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) VALUES (?, ?, 'owner', ?, ?)").bind(id, ownerId, now, now),
   ]);
   return id;
+}
+
+export const CREATE_WINDOW_MS = 3600 * 1000;
+
+/**
+ * `createWorkspace` for `POST /api/workspaces`, limited to `perHour` workspaces created by the
+ * same user in the last rolling hour (deleted ones count: deleting does not buy another). Sync
+ * limits are counted per workspace inside each workspace's object, so without this a user could
+ * multiply them by creating workspaces. The count and the insert are one statement (D1 runs
+ * them one at a time), so parallel requests cannot overshoot; the route is rare, so counting in
+ * D1 (over `workspaces_creator_idx`) costs nothing that matters.
+ */
+export async function createWorkspaceWithinLimit(
+  db: D1Database,
+  ownerId: string,
+  name: string,
+  description: string | null,
+  perHour: number,
+  now = Date.now(),
+): Promise<{ ok: true; id: string } | { ok: false; retryAfterMs: number }> {
+  const id = crypto.randomUUID();
+  const [created] = await db.batch([
+    db
+      .prepare(
+        `INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE (SELECT count(*) FROM workspaces WHERE created_by = ?4 AND created_at > ?5 - ?6) < ?7`,
+      )
+      .bind(id, name, description, ownerId, now, CREATE_WINDOW_MS, perHour),
+    db.prepare("INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) SELECT ?1, ?2, 'owner', ?3, ?3 WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?1)").bind(id, ownerId, now),
+  ]);
+  if (created!.meta.changes > 0) return { ok: true, id };
+  // A slot frees when the perHour-th most recent creation leaves the window.
+  const blocking = await db
+    .prepare('SELECT created_at FROM workspaces WHERE created_by = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?')
+    .bind(ownerId, now - CREATE_WINDOW_MS, perHour - 1)
+    .first<{ created_at: number }>();
+  return { ok: false, retryAfterMs: blocking ? blocking.created_at + CREATE_WINDOW_MS - now : 1000 };
 }
 
 /**
@@ -166,11 +206,11 @@ const KEEPS_AN_OWNER = `(role != 'owner' OR ?3 = 'owner' OR (SELECT count(*) FRO
 
 /** Changes an existing member's role, refusing to leave the workspace without an owner. */
 export async function setMemberRole(db: D1Database, workspaceId: string, userId: string, role: Role, now = Date.now()): Promise<MemberChange> {
-  const result = await db
-    .prepare(`UPDATE members SET role = ?3, updated_at = ?4 WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER}`)
-    .bind(workspaceId, userId, role, now)
-    .run();
-  if (result.meta.changes > 0) return 'ok';
+  const [result] = await db.batch([
+    db.prepare(`UPDATE members SET role = ?3, updated_at = ?4 WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER}`).bind(workspaceId, userId, role, now),
+    expireInvitesOfNonManager(db, workspaceId, userId, now),
+  ]);
+  if (result!.meta.changes > 0) return 'ok';
   return (await isMember(db, workspaceId, userId)) ? 'last_owner' : 'not_member';
 }
 
@@ -185,12 +225,12 @@ export async function upsertMember(db: D1Database, workspaceId: string, userId: 
   return setMemberRole(db, workspaceId, userId, role, now);
 }
 
-export async function removeMember(db: D1Database, workspaceId: string, userId: string): Promise<MemberChange> {
-  const result = await db
-    .prepare(`DELETE FROM members WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER.replace('?3', "'removed'")}`)
-    .bind(workspaceId, userId)
-    .run();
-  if (result.meta.changes > 0) return 'ok';
+export async function removeMember(db: D1Database, workspaceId: string, userId: string, now = Date.now()): Promise<MemberChange> {
+  const [result] = await db.batch([
+    db.prepare(`DELETE FROM members WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER.replace('?3', "'removed'")}`).bind(workspaceId, userId),
+    expireInvitesOfNonManager(db, workspaceId, userId, now),
+  ]);
+  if (result!.meta.changes > 0) return 'ok';
   return (await isMember(db, workspaceId, userId)) ? 'last_owner' : 'not_member';
 }
 
@@ -201,6 +241,40 @@ async function isMember(db: D1Database, workspaceId: string, userId: string) {
 // ---------------------------------------------------------------------------------------------
 // Invites: the token is shown once; only its SHA-256 is stored.
 
+/** The roles allowed to manage users: only their invites may admit anyone. */
+const MANAGER_ROLES = ROLES.filter((r) => can(r, 'users.manage'))
+  .map((r) => `'${r}'`)
+  .join(', ');
+
+/**
+ * SQL condition on a row of `invites`: it may still admit someone at `now` (a bound parameter
+ * such as `?1`). Unused, unexpired, for a live workspace, and its creator is still a member
+ * allowed to manage users: an owner who was removed or demoted cannot come back (or bring
+ * anyone in) through an invite made while they were an owner. Part of the claiming statement
+ * itself, so no removal can slip between the check and the claim.
+ */
+export function inviteClaimable(now: string): string {
+  return `invites.accepted_at IS NULL AND invites.expires_at > ${now}
+    AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = invites.workspace_id AND w.deleted_at IS NULL)
+    AND EXISTS (SELECT 1 FROM members cm WHERE cm.workspace_id = invites.workspace_id AND cm.user_id = invites.created_by AND cm.role IN (${MANAGER_ROLES}))`;
+}
+
+/**
+ * Expires the pending invites `userId` made in `workspaceId` unless they (still) may manage
+ * users. Batched right after a removal or a role change, so it sees the outcome: a failed
+ * change (last owner) or a promotion expires nothing. Expired rather than deleted, so a later
+ * promotion does not bring old invites back and the record of who invited whom stays.
+ */
+function expireInvitesOfNonManager(db: D1Database, workspaceId: string, userId: string, now: number) {
+  return db
+    .prepare(
+      `UPDATE invites SET expires_at = ?3
+        WHERE workspace_id = ?1 AND created_by = ?2 AND accepted_at IS NULL AND expires_at > ?3
+          AND NOT EXISTS (SELECT 1 FROM members WHERE workspace_id = ?1 AND user_id = ?2 AND role IN (${MANAGER_ROLES}))`,
+    )
+    .bind(workspaceId, userId, now);
+}
+
 export async function createInvite(db: D1Database, input: { workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number }, now = Date.now()) {
   await db
     .prepare('INSERT INTO invites (id, workspace_id, role, token_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
@@ -208,19 +282,44 @@ export async function createInvite(db: D1Database, input: { workspaceId: string;
     .run();
 }
 
+export interface InviteView {
+  id: string;
+  role: Role;
+  createdBy: string;
+  /** ISO-8601, like the `expiresAt` that creating the invite returned. */
+  expiresAt: string;
+}
+
+/** The invites of a workspace that could still admit someone, newest first; never the token hash. */
+export async function listPendingInvites(db: D1Database, workspaceId: string, now = Date.now()): Promise<InviteView[]> {
+  const { results } = await db
+    .prepare(`SELECT id, role, created_by, expires_at FROM invites WHERE workspace_id = ?2 AND ${inviteClaimable('?1')} ORDER BY created_at DESC, id`)
+    .bind(now, workspaceId)
+    .all<{ id: string; role: Role; created_by: string; expires_at: number }>();
+  return results.map((r) => ({ id: r.id, role: r.role, createdBy: r.created_by, expiresAt: new Date(r.expires_at).toISOString() }));
+}
+
+/** Revokes (expires) a pending invite of this workspace; false when there is none by that id. */
+export async function revokeInvite(db: D1Database, workspaceId: string, inviteId: string, now = Date.now()): Promise<boolean> {
+  const result = await db
+    .prepare('UPDATE invites SET expires_at = ?3 WHERE id = ?1 AND workspace_id = ?2 AND accepted_at IS NULL AND expires_at > ?3')
+    .bind(inviteId, workspaceId, now)
+    .run();
+  return result.meta.changes > 0;
+}
+
 export type InviteResult = { ok: true; workspaceId: string; role: Role } | { ok: false };
 
 /**
- * Accepts an invite for `userId`: claims it atomically (single use, unexpired, live workspace)
- * and adds the membership in the same batch. An existing member keeps their current role.
+ * Accepts an invite for `userId`: claims it atomically (see `inviteClaimable`) and adds the
+ * membership in the same batch. An existing member keeps their current role.
  */
 export async function acceptInvite(db: D1Database, tokenHash: string, userId: string, now = Date.now()): Promise<InviteResult> {
   const [claim] = await db.batch<{ workspace_id: string; role: Role }>([
     db
       .prepare(
         `UPDATE invites SET accepted_at = ?1, accepted_by = ?2
-          WHERE token_hash = ?3 AND accepted_at IS NULL AND expires_at > ?1
-            AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = invites.workspace_id AND w.deleted_at IS NULL)
+          WHERE token_hash = ?3 AND ${inviteClaimable('?1')}
         RETURNING workspace_id, role`,
       )
       .bind(now, userId, tokenHash),

@@ -88,6 +88,19 @@ describe('access tokens', () => {
     await refused(await forge(user, sid, { claims: { iat: now - 3 * 3600, exp: now + 600 } }));
   });
 
+  it('refuses a long-lived token signed with the real secret: exp − iat over the access TTL plus 60 s skew', async () => {
+    const user = await signedInUser();
+    const sid = sidOf(user.accessToken);
+    const now = Math.floor(Date.now() / 1000);
+    await refused(await forge(user, sid, { claims: { iat: now, exp: now + 10 * 365 * 86400 } }));
+    await refused(await forge(user, sid, { claims: { iat: now, exp: now + 900 + 61 } }));
+    expect((await call('GET', '/api/workspaces', { authorization: `Bearer ${await forge(user, sid, { claims: { iat: now, exp: now + 900 + 60 } })}` })).status).toBe(200);
+    // The bound follows the configured TTL.
+    const hour = await forge(user, sid, { claims: { iat: now, exp: now + 3600 } });
+    expect((await call('GET', '/api/workspaces', { authorization: `Bearer ${hour}` })).status).toBe(401);
+    expect((await apiWithEnv({ OR3_BASIC_AUTH_ACCESS_TTL_SECONDS: '3600' }, '/api/workspaces', { headers: { authorization: `Bearer ${hour}` } })).status).toBe(200);
+  });
+
   it('refuses a wrong or missing audience and a wrong issuer', async () => {
     const user = await signedInUser();
     const sid = sidOf(user.accessToken);

@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { LOGIN_BACKOFF, clearLoginFailures, countLoginAttempt, loginBlockedForMs } from '../../src/auth/store';
+import { PASSWORD, call, signInBearer, signedInUser } from './helpers';
 
 const T0 = 1_000_000_000_000;
 
@@ -42,5 +43,37 @@ describe('per-account login backoff (D1)', () => {
     expect(await loginBlockedForMs(env.DB, key)).toBeGreaterThan(0);
     await clearLoginFailures(env.DB, key);
     expect(await loginBlockedForMs(env.DB, key)).toBe(0);
+  });
+});
+
+describe('change-password has its own counter (SECURITY.md §38)', () => {
+  const changePassword = (user: { headers: Record<string, string> }, currentPassword: string, next = 'a brand new password') =>
+    call('POST', '/api/basic-auth/change-password', { ...user.headers, 'x-or3-token-transport': 'bearer' }, { currentPassword, newPassword: next, confirmNewPassword: next });
+
+  /** Someone else failing to sign in as `email` until the account is in backoff. */
+  async function lockSignIn(email: string) {
+    for (let i = 0; i < LOGIN_BACKOFF.freeFailures; i++) expect((await signInBearer(email, 'a wrong guess!')).res.status).toBe(401);
+    expect((await signInBearer(email, PASSWORD)).res.status).toBe(429);
+  }
+
+  it("someone else's failed sign-ins for the email never block the signed-in owner's change-password", async () => {
+    const owner = await signedInUser();
+    await lockSignIn(owner.email);
+    expect((await changePassword(owner, PASSWORD)).status).toBe(200);
+  });
+
+  it('sign-in attempts cannot name the change-password counter', async () => {
+    const owner = await signedInUser();
+    await lockSignIn(`cpw:${owner.id}`);
+    expect((await changePassword(owner, PASSWORD)).status).toBe(200);
+  });
+
+  it("wrong current passwords back off change-password for that user only, and leave sign-in alone", async () => {
+    const owner = await signedInUser();
+    for (let i = 0; i < LOGIN_BACKOFF.freeFailures; i++) expect((await changePassword(owner, 'not my password')).status).toBe(400);
+    const blocked = await changePassword(owner, PASSWORD);
+    expect(blocked.status).toBe(429);
+    expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await signInBearer(owner.email)).res.status).toBe(200);
   });
 });

@@ -27,18 +27,18 @@ beforeAll(async () => {
 });
 
 async function token(
-  opts: { sub?: string; iss?: string; aud?: string; azp?: string | null; exp?: number; key?: CryptoKey; alg?: string; kid?: string; email?: string; extra?: Record<string, unknown> } = {},
+  opts: { sub?: string; iss?: string; aud?: string; azp?: string | null; exp?: number; iat?: number | null; key?: CryptoKey; alg?: string; kid?: string; email?: string; extra?: Record<string, unknown> } = {},
 ) {
   const claims: Record<string, unknown> = { email: opts.email ?? 'fed@example.com', email_verified: true, name: 'Fed User', repository_owner_id: 42, ...opts.extra };
   if (opts.azp !== null) claims.azp = opts.azp ?? 'https://app.example.com';
-  return new SignJWT(claims)
+  const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: opts.alg ?? 'RS256', kid: opts.kid ?? 'k1' })
     .setIssuer(opts.iss ?? ISSUER)
     .setAudience(opts.aud ?? 'or3')
     .setSubject(opts.sub ?? `user_${crypto.randomUUID()}`)
-    .setIssuedAt()
-    .setExpirationTime(opts.exp ?? Math.floor(Date.now() / 1000) + 300)
-    .sign(opts.key ?? privateKey);
+    .setExpirationTime(opts.exp ?? Math.floor(Date.now() / 1000) + 300);
+  if (opts.iat !== null) jwt.setIssuedAt(opts.iat);
+  return jwt.sign(opts.key ?? privateKey);
 }
 
 const session = async (jwt: string, overrides: Record<string, string> = {}, header = 'authorization') =>
@@ -128,6 +128,23 @@ describe('federated identity (OIDC)', () => {
     const strict = { OR3_AUTH_OIDC_PROVIDERS: JSON.stringify(providers) };
     expect((await session(await token(), strict)).session).toBeNull();
     expect((await session(await token({ extra: { sid: 'sess_123' } }), strict)).session?.provider).toBe('clerk');
+  });
+
+  it('refuses a token issued longer ago than the maximum age (default 24 h), or without iat; a provider may opt out', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const longLived = now + 10 * 365 * 86400;
+    expect((await session(await token({ iat: now - 2 * 86400, exp: longLived }))).session).toBeNull();
+    expect((await session(await token({ iat: null }))).session).toBeNull();
+    expect((await session(await token({ iat: now - 23 * 3600, exp: longLived }))).session?.provider).toBe('clerk');
+    // The deployment default is configurable…
+    expect((await session(await token({ iat: now - 2 * 3600 }), { OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS: '3600' })).session).toBeNull();
+    // …and a provider may set its own bound, or none at all with 0.
+    const providers = JSON.parse(vars.OR3_AUTH_OIDC_PROVIDERS!);
+    const withAge = (maxTokenAgeSeconds: number) => ({ OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ ...providers[0], maxTokenAgeSeconds }]) });
+    expect((await session(await token({ iat: now - 2 * 3600 }), withAge(3600))).session).toBeNull();
+    expect((await session(await token({ iat: now - 2 * 86400, exp: longLived }), withAge(7 * 86400))).session?.provider).toBe('clerk');
+    expect((await session(await token({ iat: now - 30 * 86400, exp: longLived }), withAge(0))).session?.provider).toBe('clerk');
+    expect((await session(await token({ iat: null }), withAge(0))).session?.provider).toBe('clerk');
   });
 
   it('shows only an email the IdP says it verified', async () => {

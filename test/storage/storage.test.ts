@@ -262,6 +262,46 @@ describe('hardening', () => {
     expect((await fetchUrl(body.url, { headers: { 'if-none-match': ok.headers.get('etag')! } })).status).toBe(304);
   });
 
+  it('ignores a malformed If-None-Match (or other precondition): 200 with the body, never a 500', async () => {
+    const u = await syncUser();
+    const { hash } = await store(u, u.workspaceId, bytesOf('sixteen bytes!!!'));
+    const { body } = await downloadUrl(u, u.workspaceId, hash);
+    const malformed: Record<string, string>[] = [{ 'if-none-match': 'garbage' }, { 'if-none-match': '"unterminated' }, { 'if-none-match': ',,,' }, { 'if-match': 'garbage' }, { 'if-unmodified-since': 'not a date' }];
+    for (const headers of malformed) {
+      const res = await fetchUrl(body.url, { headers });
+      expect(res.status, JSON.stringify(headers)).toBe(200);
+      expect(await res.text()).toBe('sixteen bytes!!!');
+    }
+    // Well-formed ones still work, and a failed If-Range serves the whole body.
+    const etag = (await fetchUrl(body.url)).headers.get('etag')!;
+    expect((await fetchUrl(body.url, { headers: { 'if-none-match': `"x", W/${etag}` } })).status).toBe(304);
+    const stale = await fetchUrl(body.url, { headers: { range: 'bytes=2-5', 'if-range': '"other"' } });
+    expect(stale.status).toBe(200);
+    expect(await stale.text()).toBe('sixteen bytes!!!');
+    const fresh = await fetchUrl(body.url, { headers: { range: 'bytes=2-5', 'if-range': etag } });
+    expect([fresh.status, await fresh.text()]).toEqual([206, 'xtee']);
+  });
+
+  it('answers unparsable and multi-range Range headers with 200 and the whole body, unsatisfiable ones with 416', async () => {
+    const u = await syncUser();
+    const { hash } = await store(u, u.workspaceId, bytesOf('sixteen bytes!!!'));
+    const { body } = await downloadUrl(u, u.workspaceId, hash);
+    for (const range of ['bytes=abc', 'bytes=0-1,3-4', 'items=0-1', 'bytes=5-2', 'bytes=', 'bytes=-']) {
+      const res = await fetchUrl(body.url, { headers: { range } });
+      expect(res.status, range).toBe(200);
+      expect(res.headers.get('content-range'), range).toBeNull();
+      expect(res.headers.get('content-length'), range).toBe('16');
+      expect(await res.text(), range).toBe('sixteen bytes!!!');
+    }
+    for (const range of ['bytes=-0', 'bytes=16-', 'bytes=100-200']) {
+      const res = await fetchUrl(body.url, { headers: { range } });
+      expect(res.status, range).toBe(416);
+      expect(res.headers.get('content-range'), range).toBe('bytes */16');
+    }
+    const clamped = await fetchUrl(body.url, { headers: { range: 'bytes=15-100' } });
+    expect([clamped.status, clamped.headers.get('content-range'), await clamped.text()]).toEqual([206, 'bytes 15-15/16', '!']);
+  });
+
   it('refuses MIME types that could break headers, and downloads of uploads never committed', async () => {
     const u = await syncUser();
     expect((await presignUpload(u, u.workspaceId, bytesOf('x'), 'image/png;\r\nx-evil: 1')).res.status).toBe(400);

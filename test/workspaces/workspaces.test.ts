@@ -1,8 +1,8 @@
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createWorkspace, upsertMember } from '../../src/workspaces/store';
-import { api } from '../helpers';
-import { call, signInCookies, signedInUser, makeUser, type SignedIn } from '../auth/helpers';
+import { api, apiWithEnv, json } from '../helpers';
+import { PASSWORD, call, randomIp, signInBearer, signInCookies, signedInUser, makeUser, uniqueEmail, type SignedIn } from '../auth/helpers';
 
 type RoleName = 'owner' | 'editor' | 'viewer' | 'outsider';
 let users: Record<RoleName, SignedIn>;
@@ -30,6 +30,7 @@ const matrix: [string, string, (w: { id: string; extra: string }) => string, unk
   ['change a role', 'PUT', (w) => `/api/workspaces/${w.id}/members/${w.extra}`, { role: 'editor' }, ['owner']],
   ['remove a member', 'DELETE', (w) => `/api/workspaces/${w.id}/members/${w.extra}`, undefined, ['owner']],
   ['create an invite', 'POST', (w) => `/api/workspaces/${w.id}/invites`, { role: 'viewer' }, ['owner']],
+  ['list invites', 'GET', (w) => `/api/workspaces/${w.id}/invites`, undefined, ['owner']],
 ];
 
 describe('workspace role matrix', () => {
@@ -125,6 +126,8 @@ describe('IDOR across workspaces', () => {
         ['DELETE', `/api/workspaces/${id}`, undefined],
         ['PUT', `/api/workspaces/${id}/members/${users.outsider.id}`, { role: 'owner' }],
         ['POST', `/api/workspaces/${id}/invites`, { role: 'owner' }],
+        ['GET', `/api/workspaces/${id}/invites`, undefined],
+        ['DELETE', `/api/workspaces/${id}/invites/${crypto.randomUUID()}`, undefined],
         ['POST', '/api/workspaces/active', { id }],
       ] as const) {
         const res = await call(method, path, users.outsider.headers, body);
@@ -199,6 +202,193 @@ describe('invites', () => {
     expect(JSON.stringify(results)).not.toContain(inviteToken);
     expect((await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer', expiresInSeconds: 10 })).status).toBe(400);
     expect((await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer', expiresInSeconds: 365 * 86400 })).status).toBe(400);
+  });
+});
+
+/** An owner invite made by a co-owner `creator` of a fresh team (owner: users.owner). */
+async function coOwnerInvite() {
+  const w = await team();
+  const creator = await signedInUser();
+  await upsertMember(env.DB, w.id, creator.id, 'owner');
+  const res = await call('POST', `/api/workspaces/${w.id}/invites`, creator.headers, { role: 'owner' });
+  const { inviteToken } = await res.json<{ inviteToken: string }>();
+  return { w, creator, inviteToken };
+}
+
+/** The two ways an invite is claimed: accepted by a signed-in user, or used to register. */
+const claimPaths = {
+  accept: async (inviteToken: string) => (await call('POST', '/api/workspaces/invites/accept', (await signedInUser()).headers, { inviteToken })).status,
+  register: async (inviteToken: string) => {
+    const email = uniqueEmail('claimer');
+    const res = await api('/api/basic-auth/register', json({ email, password: PASSWORD, confirmPassword: PASSWORD, inviteToken }, { 'cf-connecting-ip': randomIp() }));
+    // Registration answers 200 for a taken email too: whether an account exists is what counts.
+    const signedIn = (await signInBearer(email)).res.status === 200;
+    return res.status === 200 && signedIn ? 200 : res.status;
+  },
+};
+
+const owners = async (workspaceId: string) =>
+  (await env.DB.prepare("SELECT user_id FROM members WHERE workspace_id = ? AND role = 'owner' ORDER BY user_id").bind(workspaceId).all<{ user_id: string }>()).results.map((r) => r.user_id);
+
+describe('invite takeover (SECURITY.md §32)', () => {
+  for (const [path, claim] of Object.entries(claimPaths)) {
+    it(`${path}: an invite from a co-owner who was since removed admits no one`, async () => {
+      const { w, creator, inviteToken } = await coOwnerInvite();
+      expect((await call('DELETE', `/api/workspaces/${w.id}/members/${creator.id}`, users.owner.headers)).status).toBe(200);
+      expect(await claim(inviteToken)).toBe(path === 'accept' ? 404 : 403);
+      expect(await owners(w.id)).toEqual([users.owner.id]);
+    });
+
+    it(`${path}: an invite from a co-owner who was since demoted to viewer admits no one`, async () => {
+      const { w, creator, inviteToken } = await coOwnerInvite();
+      expect((await call('PUT', `/api/workspaces/${w.id}/members/${creator.id}`, users.owner.headers, { role: 'viewer' })).status).toBe(200);
+      expect(await claim(inviteToken)).toBe(path === 'accept' ? 404 : 403);
+      expect(await owners(w.id)).toEqual([users.owner.id]);
+    });
+
+    it(`${path}: an invite from a co-owner who is still an owner admits (control)`, async () => {
+      const { inviteToken } = await coOwnerInvite();
+      expect(await claim(inviteToken)).toBe(200);
+    });
+  }
+
+  it('an invite from a creator who left by themselves admits no one', async () => {
+    const { w, creator, inviteToken } = await coOwnerInvite();
+    expect((await call('DELETE', `/api/workspaces/${w.id}/members/${creator.id}`, creator.headers)).status).toBe(200);
+    expect(await claimPaths.accept(inviteToken)).toBe(404);
+  });
+
+  it('a demotion through the admin API expires the invites for good: promoting the creator again does not revive them', async () => {
+    const { w, creator, inviteToken } = await coOwnerInvite();
+    const admin = await signedInUser({ isAdmin: true });
+    const adminHeaders = { ...admin.headers, 'x-or3-admin-intent': 'admin' };
+    expect((await call('PUT', `/api/admin/workspaces/${w.id}/members/${creator.id}`, adminHeaders, { role: 'editor' })).status).toBe(200);
+    const row = await env.DB.prepare('SELECT expires_at FROM invites WHERE workspace_id = ? AND created_by = ?').bind(w.id, creator.id).first<{ expires_at: number }>();
+    expect(row!.expires_at).toBeLessThanOrEqual(Date.now());
+    expect((await call('PUT', `/api/admin/workspaces/${w.id}/members/${creator.id}`, adminHeaders, { role: 'owner' })).status).toBe(200);
+    expect(await claimPaths.accept(inviteToken)).toBe(404);
+  });
+
+  it('a removal through the admin API expires the creator’s invites, and no one else’s', async () => {
+    const { w, creator, inviteToken } = await coOwnerInvite();
+    const kept = await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const admin = await signedInUser({ isAdmin: true });
+    expect((await call('DELETE', `/api/admin/workspaces/${w.id}/members/${creator.id}`, { ...admin.headers, 'x-or3-admin-intent': 'admin' })).status).toBe(200);
+    // Re-adding the creator as owner: the old invite stays dead, the other owner's still works.
+    await upsertMember(env.DB, w.id, creator.id, 'owner');
+    expect(await claimPaths.accept(inviteToken)).toBe(404);
+    expect(await claimPaths.accept(kept.inviteToken)).toBe(200);
+  });
+
+  it('a refused demotion (the last owner) expires nothing', async () => {
+    const w = await team();
+    const { inviteToken } = await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    expect((await call('PUT', `/api/workspaces/${w.id}/members/${users.owner.id}`, users.owner.headers, { role: 'viewer' })).status).toBe(409);
+    expect(await claimPaths.accept(inviteToken)).toBe(200);
+  });
+});
+
+describe('listing and revoking invites', () => {
+  it('owners list pending invites with role, creator and expiry, and never the token or its hash', async () => {
+    const w = await team();
+    const made = [];
+    for (const role of ['viewer', 'editor', 'owner']) {
+      made.push(await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role, expiresInSeconds: 3600 })).json<{ inviteToken: string; expiresAt: string }>());
+    }
+    // One accepted and one expired: neither is pending any more.
+    expect((await call('POST', '/api/workspaces/invites/accept', (await signedInUser()).headers, { inviteToken: made[0]!.inviteToken })).status).toBe(200);
+    await env.DB.prepare("UPDATE invites SET expires_at = ? WHERE workspace_id = ? AND role = 'editor'").bind(Date.now() - 1, w.id).run();
+
+    const res = await call('GET', `/api/workspaces/${w.id}/invites`, users.owner.headers);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toContain('no-store');
+    const text = await res.text();
+    const { invites } = JSON.parse(text);
+    expect(invites).toEqual([{ id: expect.any(String), role: 'owner', createdBy: users.owner.id, expiresAt: made[2]!.expiresAt }]);
+    const { results } = await env.DB.prepare('SELECT token_hash FROM invites WHERE workspace_id = ?').bind(w.id).all<{ token_hash: string }>();
+    for (const secret of [...made.map((m) => m.inviteToken), ...results.map((r) => r.token_hash)]) expect(text).not.toContain(secret);
+  });
+
+  it('editors, viewers and outsiders may neither list nor revoke (403); without auth 401', async () => {
+    const w = await team();
+    await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer' });
+    const { invites } = await (await call('GET', `/api/workspaces/${w.id}/invites`, users.owner.headers)).json<any>();
+    for (const role of ['editor', 'viewer', 'outsider'] as const) {
+      expect((await call('GET', `/api/workspaces/${w.id}/invites`, users[role].headers)).status, role).toBe(403);
+      expect((await call('DELETE', `/api/workspaces/${w.id}/invites/${invites[0].id}`, users[role].headers)).status, role).toBe(403);
+    }
+    expect((await call('GET', `/api/workspaces/${w.id}/invites`, {})).status).toBe(401);
+    expect((await call('DELETE', `/api/workspaces/${w.id}/invites/${invites[0].id}`, {})).status).toBe(401);
+    await expect((await call('GET', `/api/workspaces/${w.id}/invites`, users.owner.headers)).json()).resolves.toEqual({ invites });
+  });
+
+  it('an owner revokes a pending invite: it no longer admits anyone, and a second revoke is 404', async () => {
+    const w = await team();
+    const { inviteToken } = await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'owner' })).json<{ inviteToken: string }>();
+    const { invites } = await (await call('GET', `/api/workspaces/${w.id}/invites`, users.owner.headers)).json<any>();
+    const revoke = await call('DELETE', `/api/workspaces/${w.id}/invites/${invites[0].id}`, users.owner.headers);
+    expect(revoke.status).toBe(200);
+    expect(await revoke.json()).toEqual({ ok: true });
+    expect(await claimPaths.accept(inviteToken)).toBe(404);
+    expect(await claimPaths.register(inviteToken)).toBe(403);
+    expect((await (await call('GET', `/api/workspaces/${w.id}/invites`, users.owner.headers)).json<any>()).invites).toEqual([]);
+    expect((await call('DELETE', `/api/workspaces/${w.id}/invites/${invites[0].id}`, users.owner.headers)).status).toBe(404);
+  });
+
+  it("an unknown invite, or another workspace's, is 404 and stays usable", async () => {
+    const mine = await team();
+    const theirs = await createWorkspace(env.DB, users.editor.id, 'Theirs', null);
+    const { inviteToken } = await (await call('POST', `/api/workspaces/${theirs}/invites`, users.editor.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const { invites } = await (await call('GET', `/api/workspaces/${theirs}/invites`, users.editor.headers)).json<any>();
+    const res = await call('DELETE', `/api/workspaces/${mine.id}/invites/${invites[0].id}`, users.owner.headers);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: 'invite_not_found' });
+    expect((await call('DELETE', `/api/workspaces/${mine.id}/invites/${crypto.randomUUID()}`, users.owner.headers)).status).toBe(404);
+    expect(await claimPaths.accept(inviteToken)).toBe(200);
+  });
+});
+
+describe('workspace creation limit (SECURITY.md §36)', () => {
+  const create = (user: SignedIn, name: string) => call('POST', '/api/workspaces', user.headers, { name });
+
+  it('the 21st workspace a user creates within an hour is refused with 429 and Retry-After; other users are not affected', async () => {
+    const user = await signedInUser();
+    for (let i = 1; i <= 20; i++) expect((await create(user, `W${i}`)).status, `#${i}`).toBe(200);
+    const refused = await create(user, 'W21');
+    expect(refused.status).toBe(429);
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(3500);
+    expect(retryAfter).toBeLessThanOrEqual(3600);
+    expect(await refused.json()).toEqual({ error: 'rate_limited', message: `Rate limit exceeded. Retry after ${retryAfter}s` });
+    const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM workspaces WHERE created_by = ?').bind(user.id).first<{ n: number }>())!;
+    expect(n).toBe(20);
+    expect((await create(users.outsider, 'Mine')).status).toBe(200);
+  });
+
+  it('counts deleted workspaces too, frees a slot when the oldest creation leaves the hour, and says when', async () => {
+    const user = await signedInUser();
+    const limited = (name: string) => apiWithEnv({ OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '2' }, '/api/workspaces', json({ name }, user.headers));
+    const first = await (await limited('A')).json<{ id: string }>();
+    expect((await call('DELETE', `/api/workspaces/${first.id}`, user.headers)).status).toBe(200);
+    expect((await limited('B')).status).toBe(200);
+    expect((await limited('C')).status).toBe(429);
+    // The first creation is now 59 min 50 s old: a slot frees in about 10 s.
+    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?').bind(Date.now() - 3_590_000, first.id).run();
+    const soon = await limited('C');
+    expect(soon.status).toBe(429);
+    expect(Number(soon.headers.get('retry-after'))).toBeGreaterThanOrEqual(9);
+    expect(Number(soon.headers.get('retry-after'))).toBeLessThanOrEqual(11);
+    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?').bind(Date.now() - 3_600_001, first.id).run();
+    expect((await limited('C')).status).toBe(200);
+  });
+
+  it('parallel creations cannot overshoot the limit', async () => {
+    const user = await signedInUser();
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => apiWithEnv({ OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '4' }, '/api/workspaces', json({ name: `P${i}` }, user.headers))));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(4);
+    expect(results.filter((r) => r.status === 429)).toHaveLength(6);
+    const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM members WHERE user_id = ?').bind(user.id).first<{ n: number }>())!;
+    expect(n).toBe(4);
   });
 });
 

@@ -1,0 +1,1 @@
+CREATE INDEX `workspaces_creator_idx` ON `workspaces` (`created_by`,`created_at`);
