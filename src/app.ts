@@ -13,18 +13,24 @@ import { requestContext } from './http/request-context';
 import { health } from './health/routes';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
-import { storage } from './storage/routes';
+import { defaultStorageDeps, type StorageDeps } from './storage/policy';
+import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
 import { workspaces } from './workspaces/routes';
 
 /** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
 const isSignedUrlPath = (path: string) => path.startsWith('/api/storage/blob/');
 
-/**
- * @param mountExtra mounts more routes before the fallbacks (tests use it to exercise the
- *                   plumbing through a probe route; production passes nothing).
- */
-export function createApp(mountExtra?: (app: Hono<AppEnv>) => void) {
+export interface AppOptions {
+  /** Storage hooks and the upload provider (docs/storage.md "Hooks"); the built-in ones by default. */
+  storage?: Partial<StorageDeps>;
+  /** Mounts more routes before the fallbacks (tests exercise the plumbing through a probe route). */
+  mountExtra?: (app: Hono<AppEnv>) => void;
+}
+
+export function createApp(options: AppOptions = {}) {
+  const { mountExtra } = options;
+  const storage = { ...defaultStorageDeps(), ...options.storage };
   const app = new Hono<AppEnv>();
   app.onError(handleError);
 
@@ -40,7 +46,7 @@ export function createApp(mountExtra?: (app: Hono<AppEnv>) => void) {
   app.route('/api/workspaces', workspaces);
   app.route('/api/admin', admin);
   app.route('/api/sync', sync);
-  app.route('/api/storage', storage);
+  app.route('/api/storage', storageRoutes(storage));
   mountExtra?.(app);
 
   installFallbacks(app);

@@ -3,7 +3,7 @@
  */
 import { createApp } from './app';
 
-export { WorkspaceDO } from './sync/workspace-do';
+export { WorkspaceDO } from './workspace-db/object';
 export { AuditLogDO } from './archive/audit-do';
 
 export default createApp();

@@ -7,7 +7,8 @@ import { LIMITS } from '../src/limits';
 import { api, probeFetch } from './helpers';
 
 // The real middleware stack with a probe router that uses the real body reader and errors.
-const app = createApp((a) => {
+const app = createApp({
+  mountExtra: (a) => {
   a.post('/api/probe/echo', async (c) => {
     const body = await jsonBody(c, z.strictObject({ name: z.string().min(1), payload: z.record(z.string(), z.unknown()).optional() }));
     return c.json({ ok: true, body });
@@ -19,6 +20,7 @@ const app = createApp((a) => {
   a.get('/api/probe/crash', () => {
     throw new Error('secret internal detail at db.ts:42');
   });
+  },
 });
 const probe = (path: string, init?: RequestInit, overrides = {}) => probeFetch(app, path, init, overrides);
 const post = (body: string, headers: Record<string, string> = {}) => ({

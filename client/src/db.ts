@@ -81,6 +81,16 @@ export interface StagedItem {
   item: SnapshotItem;
 }
 
+/** A change as pull and pokes carry it (docs/sync.md "Pull"). */
+export interface SyncChange {
+  serverVersion: number;
+  tableName: string;
+  pk: string;
+  op: 'put' | 'delete';
+  payload?: Row;
+  stamp: { deviceId: string; opId: string; hlc: string; clock: number };
+}
+
 export type SnapshotItem =
   | { kind: 'row'; tableName: string; pk: string; payload: Row; revision: { clock: number; hlc: string; opId: string } }
   | { kind: 'tombstone'; tableName: string; pk: string; revision: { clock: number; hlc: string; opId: string }; serverDeletedAt?: number };

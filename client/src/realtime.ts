@@ -11,7 +11,7 @@
  */
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import type { HttpClient } from './http.js';
-import type { SyncChange } from './sync.js';
+import type { SyncChange } from './db.js';
 
 /** A poke that carried its commit's changes: what a pull from `fromVersion` would return. */
 export interface PokedChanges {

@@ -12,7 +12,7 @@
  * idempotent by its opId, so a lost response just means the same op is sent again.
  */
 import { backoffDelay, sleep, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
-import { compareRevisions, markRemote, SYNCED_TABLES, type Or3Database, type PendingOp, type Revision, type Row, type SnapshotItem, type SyncStateRow } from './db.js';
+import { compareRevisions, markRemote, SYNCED_TABLES, type Or3Database, type PendingOp, type Revision, type Row, type SnapshotItem, type SyncChange, type SyncStateRow } from './db.js';
 import type { Emitter } from './events.js';
 import type { HybridClock } from './hlc.js';
 import { HttpClient, Or3Error } from './http.js';
@@ -20,14 +20,7 @@ import { Realtime, type PokedChanges, type WebSocketLike } from './realtime.js';
 
 export type SyncStatus = 'idle' | 'syncing' | 'offline' | 'error';
 
-export interface SyncChange {
-  serverVersion: number;
-  tableName: string;
-  pk: string;
-  op: 'put' | 'delete';
-  payload?: Row;
-  stamp: { deviceId: string; opId: string; hlc: string; clock: number };
-}
+export type { SyncChange } from './db.js';
 
 export interface SyncEvents extends Record<string, unknown> {
   status: { status: SyncStatus; error?: Or3Error };

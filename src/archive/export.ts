@@ -13,7 +13,7 @@
  */
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
-import type { SnapshotItem } from '../sync/engine';
+import type { SnapshotItem } from '../workspace-db/reads';
 import { archivePrefix, parseJsonl, type ArchivedEntry, type ManifestEntry } from './archive';
 
 /** The two object methods an export uses (typed here: RPC's mapped types are too deep for these). */

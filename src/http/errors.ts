@@ -48,9 +48,23 @@ export const rateLimited = (retryAfterSeconds: number) => {
 export const notImplemented = (message: string) => new ApiError(501, 'not_implemented', message);
 export const misconfigured = (message: string) => new ApiError(503, 'misconfigured', message);
 
-/** The HTTP error for an expected failure a Durable Object returned (thrown errors lose their type across RPC). */
-export function fromFailure(failure: { status: ContentfulStatusCode; code: string; message: string; retryAfter?: number }): ApiError {
+/**
+ * An expected failure, returned rather than thrown where errors cross an RPC boundary (a thrown
+ * error loses its type there): the workspace object's answers use it, and `fromFailure` is the
+ * one mapping to HTTP.
+ */
+export type Failure = { ok: false; status: 400 | 403 | 409 | 410 | 413 | 422 | 429 | 501 | 503; code: string; message: string; retryAfter?: number };
+
+/** The HTTP error for a `Failure`. */
+export function fromFailure(failure: Omit<Failure, 'ok'>): ApiError {
   return new ApiError(failure.status, failure.code, failure.message, failure.retryAfter ? { 'Retry-After': String(failure.retryAfter) } : {});
+}
+
+/** A `Failure` (or any status, e.g. 426) as a JSON envelope response, for code outside Hono (the object's fetch). */
+export function failureResponse(failure: { status: number; code: string; message: string; retryAfter?: number }): Response {
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=UTF-8' };
+  if (failure.retryAfter) headers['retry-after'] = String(failure.retryAfter);
+  return new Response(JSON.stringify(errorBody(failure.code, failure.message)), { status: failure.status, headers });
 }
 
 /** The wire envelope for an error. */

@@ -103,7 +103,10 @@ export const sizeAndQuotaPolicy: StorageHookMap['storage.files.upload:filter:pol
   if (ctx.usedBytes + ctx.sizeBytes > workspaceQuotaBytes) throw payloadTooLarge(`Workspace storage quota exceeded (${ctx.usedBytes} + ${ctx.sizeBytes} > ${workspaceQuotaBytes} bytes)`, 'quota_exceeded');
 };
 
-/** The hooks the storage routes use, with the built-in policies registered. */
-export const storageHooks = new StorageHooks();
-storageHooks.on('storage.files.upload:filter:policy', mimePolicy);
-storageHooks.on('storage.files.upload:filter:policy', sizeAndQuotaPolicy);
+/** A hook set with the built-in policies registered (what `createApp` uses unless given its own). */
+export function defaultStorageHooks(): StorageHooks {
+  const hooks = new StorageHooks();
+  hooks.on('storage.files.upload:filter:policy', mimePolicy);
+  hooks.on('storage.files.upload:filter:policy', sizeAndQuotaPolicy);
+  return hooks;
+}

@@ -32,7 +32,7 @@ import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } 
 import { logEvent } from '../http/logger';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
-import { storageHooks } from './hooks';
+import { checkUploadPolicy, type StorageDeps } from './policy';
 import { blobPath } from './providers';
 import { clampExpiry, sign, URL_LIMITS, urlKeys, verify } from './signing';
 import { openUploadId, parseUploadId, sealUploadId, type DeclaredUpload } from './upload-id';
@@ -81,31 +81,6 @@ function r2Failure(c: Context<AppEnv>, step: string, err: unknown, message: stri
   return badRequest(message, code);
 }
 
-/**
- * The upload policy for `sizeBytes` of this blob (the same hooks as presign): size limit, MIME
- * allow-list, quota. Re-uploading a committed blob costs no quota. Refusals are audited.
- */
-async function checkPolicy(c: Context<AppEnv>, input: { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number }) {
-  const ws = c.env.WORKSPACE.getByName(input.workspaceId);
-  const [state, usage] = await Promise.all([ws.blobState(input.hash.canonical), ws.usage()]);
-  if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
-  try {
-    await storageHooks.checkUpload({
-      workspaceId: input.workspaceId,
-      userId: input.userId,
-      hash: input.hash.canonical,
-      mimeType: input.mimeType,
-      sizeBytes: input.sizeBytes,
-      usedBytes: state.committed ? usage.usedBytes - input.sizeBytes : usage.usedBytes,
-      config: c.get('config'),
-    });
-  } catch (err) {
-    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err instanceof Error ? err.message : 'rejected', multipart: true });
-    throw err;
-  }
-  return state;
-}
-
 /** The upload as declared at create; 400 for an id we did not make for this blob, 410 once R2 has dropped it. */
 async function declaredUpload(c: Context<AppEnv>, workspaceId: string, hash: ParsedHash, key: string, uploadId: string, opts: { allowExpired?: boolean } = {}): Promise<DeclaredUpload> {
   const opened = await openUploadId(await signingKeys(c), { workspaceId, key, hash: hash.canonical }, uploadId);
@@ -132,13 +107,15 @@ async function partUrls(c: Context<AppEnv>, workspaceId: string, hash: ParsedHas
   return { parts, expiresAt: expires };
 }
 
-export const multipart = new Hono<AppEnv>()
+/** The multipart routes, built with the app's storage dependencies. */
+export const multipartRoutes = ({ hooks }: StorageDeps) =>
+  new Hono<AppEnv>()
   .post('/create', async (c) => {
     const body = await jsonBody(c, createSchema);
     const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
     const hash = requireHash(body.hash, { uploadable: true });
     const key = blobKey(body.workspace_id, hash);
-    const state = await checkPolicy(c, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: body.mime_type, sizeBytes: body.size_bytes });
+    const state = await checkUploadPolicy(c, hooks, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: body.mime_type, sizeBytes: body.size_bytes, multipart: true });
     const { partSize, partCount, sizeOf } = layout(body.size_bytes, body.part_size_bytes);
     if (state.committed || (await c.env.BLOBS.head(key))) return c.json({ alreadyPresent: true, storageId: key, partSize, partCount, parts: [] });
     const upload = await c.env.BLOBS.createMultipartUpload(stagingKey(key), { httpMetadata: { contentType: body.mime_type } });
@@ -156,7 +133,7 @@ export const multipart = new Hono<AppEnv>()
     if (body.size_bytes !== declared.sizeBytes) throw badRequest(`size_bytes must be the size declared at create (${declared.sizeBytes})`, 'size_mismatch');
     if (body.part_size_bytes !== undefined && body.part_size_bytes !== declared.partSizeBytes) throw badRequest(`part_size_bytes must be the part size chosen at create (${declared.partSizeBytes})`, 'size_mismatch');
     // The limits or the workspace's usage may have changed since create.
-    await checkPolicy(c, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: declared.mimeType, sizeBytes: declared.sizeBytes });
+    await checkUploadPolicy(c, hooks, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: declared.mimeType, sizeBytes: declared.sizeBytes, multipart: true });
     const { partCount, sizeOf } = layout(declared.sizeBytes, declared.partSizeBytes);
     const numbers = body.part_numbers ?? Array.from({ length: partCount }, (_, i) => i + 1);
     if (numbers.some((n) => n > partCount)) throw badRequest(`part numbers go up to ${partCount}`, 'invalid_part');
@@ -182,7 +159,7 @@ export const multipart = new Hono<AppEnv>()
       // made before sizes were bound): either way it must not count.
       if (assembled.size > declared.sizeBytes) throw payloadTooLarge(`The assembled file has ${assembled.size} bytes, more than the ${declared.sizeBytes} declared at create; nothing was stored`, 'size_mismatch');
       if (assembled.size < declared.sizeBytes) throw unprocessable(`The assembled file has ${assembled.size} bytes, not the ${declared.sizeBytes} declared at create (missing parts?); nothing was stored`, 'size_mismatch');
-      await checkPolicy(c, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: declared.mimeType, sizeBytes: assembled.size });
+      await checkUploadPolicy(c, hooks, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: declared.mimeType, sizeBytes: assembled.size, multipart: true });
       const object = await c.env.BLOBS.get(staging);
       if (!object) throw conflict('The assembled file disappeared (another completion of the same hash?); try again', 'multipart_failed');
       // R2 checks the SHA-256 as it stores, and put-if-absent never replaces a stored blob.

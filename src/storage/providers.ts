@@ -1,6 +1,6 @@
 /**
  * Where blob bytes go, behind one small interface so another backend can be added without
- * touching the routes.
+ * touching the routes (which one signs uploads is chosen by `StorageDeps.uploadProvider`).
  *
  * - `r2` (default): URLs signed by the Worker (signing.ts) pointing at the Worker's own blob
  *   routes, which stream into and out of the R2 binding. R2 itself verifies the SHA-256 on put.
@@ -39,30 +39,6 @@ export interface ObjectStorageProvider {
   presignDownload(input: PresignInput): Promise<PresignedRequest>;
   /** True when uploads through this provider are verified against their hash before they land. */
   readonly verifiesOnUpload: boolean;
-}
-
-export class ProviderRegistrationError extends Error {
-  constructor(id: string, missing: string[]) {
-    super(`Storage provider "${id}" cannot be registered: missing ${missing.join(', ')}`);
-    this.name = 'ProviderRegistrationError';
-  }
-}
-
-const REQUIRED: (keyof ObjectStorageProvider)[] = ['id', 'presignUpload', 'presignDownload', 'verifiesOnUpload'];
-
-export class ProviderRegistry {
-  readonly #providers = new Map<string, ObjectStorageProvider>();
-
-  register(provider: ObjectStorageProvider) {
-    const candidate = provider as unknown as Record<string, unknown>;
-    const missing = REQUIRED.filter((name) => (name === 'id' ? typeof candidate.id !== 'string' || !candidate.id : name === 'verifiesOnUpload' ? typeof candidate[name] !== 'boolean' : typeof candidate[name] !== 'function'));
-    if (missing.length) throw new ProviderRegistrationError(String(candidate.id ?? '(no id)'), missing);
-    this.#providers.set(provider.id, provider);
-  }
-
-  get(id: string): ObjectStorageProvider | undefined {
-    return this.#providers.get(id);
-  }
 }
 
 /** The Worker's own blob route for a key: `/api/storage/blob/<workspace>/<algorithm>/<hex>`. */
@@ -113,12 +89,4 @@ export function r2S3Provider(endpoint?: string): ObjectStorageProvider {
     return { url: signed.url, method, headers: method === 'PUT' ? { 'content-type': input.mimeType } : {} };
   };
   return { id: 'r2-s3', verifiesOnUpload: false, presignUpload: (i) => presign(i, 'PUT'), presignDownload: (i) => presign(i, 'GET') };
-}
-
-/** The registry the routes use: `r2`, plus `r2-s3` when R2 API credentials are configured. */
-export function providersFor(config: Config): { registry: ProviderRegistry; uploadProvider: ObjectStorageProvider } {
-  const registry = new ProviderRegistry();
-  registry.register(r2Provider);
-  if (config.storage.s3) registry.register(r2S3Provider());
-  return { registry, uploadProvider: config.storage.s3 ? registry.get('r2-s3')! : r2Provider };
 }

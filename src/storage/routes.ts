@@ -16,10 +16,10 @@ import { ApiError, badRequest, conflict, forbidden, fromFailure, gone, notFound,
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf, workspaceExists } from '../workspaces/store';
 import { runBlobGc } from './gc';
-import { multipart, partRoute } from './multipart';
+import { multipartRoutes, partRoute } from './multipart';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
-import { storageHooks } from './hooks';
-import { providersFor } from './providers';
+import { r2Provider } from './providers';
+import { checkUploadPolicy, type StorageDeps } from './policy';
 import { clampExpiry, URL_LIMITS, urlKeys, verify } from './signing';
 import { evaluate, parseRange } from './conditional';
 
@@ -83,34 +83,25 @@ async function hashMatches(bucket: R2Bucket, key: string, hex: string): Promise<
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('') === hex;
 }
 
-export const storage = new Hono<AppEnv>()
-  .route('/multipart', multipart)
+/** The storage routes, built with the app's storage dependencies (hooks, upload provider). */
+export const storageRoutes = (deps: StorageDeps) =>
+  new Hono<AppEnv>()
+  .route('/multipart', multipartRoutes(deps))
   .route('/', partRoute)
   .post('/presign-upload', async (c) => {
     const body = await jsonBody(c, presignUploadSchema);
     const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
     const hash = requireHash(body.hash, { uploadable: true });
     const key = blobKey(body.workspace_id, hash);
-    const ws = stub(c, body.workspace_id);
-    const [state, usage] = await Promise.all([ws.blobState(hash.canonical), ws.usage()]);
-    if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+    const state = await checkUploadPolicy(c, deps.hooks, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: body.mime_type, sizeBytes: body.size_bytes });
     const config = c.get('config');
-    try {
-      // Re-uploading a committed blob costs no quota.
-      await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: state.committed ? usage.usedBytes - body.size_bytes : usage.usedBytes, config });
-    } catch (err) {
-      audit(c, 'storage.upload.rejected', { actorId: principal.userId, workspaceId: body.workspace_id, reason: err instanceof Error ? err.message : 'rejected' });
-      throw err;
-    }
     const alreadyPresent = state.committed;
-    // Uploads that are never committed are collected by the GC alarm: make sure it is armed.
-    c.executionCtx.waitUntil(ws.armGc());
     const max = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
-    const options = await storageHooks.filterUrl({ method: 'PUT', expiresAt: clampExpiry('PUT', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
+    const options = await deps.hooks.filterUrl({ method: 'PUT', expiresAt: clampExpiry('PUT', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
     // A committed blob never gets a direct S3 URL: an S3 PUT would overwrite verified bytes.
-    const uploadProvider = alreadyPresent ? providersFor(config).registry.get('r2')! : providersFor(config).uploadProvider;
+    const uploadProvider = alreadyPresent ? r2Provider : deps.uploadProvider(config);
     const signed = await uploadProvider.presignUpload({ workspaceId: body.workspace_id, hash, key, mimeType: body.mime_type, sizeBytes: body.size_bytes, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
-    await storageHooks.emit('storage.files.upload:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, sizeBytes: body.size_bytes });
+    await deps.hooks.emit('storage.files.upload:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, sizeBytes: body.size_bytes });
     return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent });
   })
 
@@ -125,10 +116,10 @@ export const storage = new Hono<AppEnv>()
     const present = hash.algorithm === 'sha256' ? (await stub(c, body.workspace_id).blobState(hash.canonical)).committed : (await c.env.BLOBS.head(key)) !== null;
     if (!present) throw notFound('No such file in this workspace', 'blob_not_found');
     const max = clampExpiry('GET', URL_LIMITS.downloadMaxMs);
-    const options = await storageHooks.filterUrl({ method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
+    const options = await deps.hooks.filterUrl({ method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
     const config = c.get('config');
-    const signed = await providersFor(config).registry.get('r2')!.presignDownload({ workspaceId: body.workspace_id, hash, key, mimeType: '', sizeBytes: 0, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
-    await storageHooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical });
+    const signed = await r2Provider.presignDownload({ workspaceId: body.workspace_id, hash, key, mimeType: '', sizeBytes: 0, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
+    await deps.hooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical });
     return c.json({ ...signed, expiresAt: options.expiresAt });
   })
 
@@ -158,7 +149,7 @@ export const storage = new Hono<AppEnv>()
       if (/10058|429|too many|rate/i.test(message)) throw new ApiError(429, 'rate_limited', 'Rate limit exceeded. Retry after 1s', { 'Retry-After': '1' });
       throw err;
     }
-    await storageHooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
+    await deps.hooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
     return c.json({ ok: true, alreadyPresent: stored === null });
   })
 
@@ -210,7 +201,7 @@ export const storage = new Hono<AppEnv>()
       headers.set('content-length', String(meta.size));
     }
     if (!object) throw notFound('No such file', 'blob_not_found');
-    await storageHooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: meta.size });
+    await deps.hooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: meta.size });
     return new Response(object.body, { status: outcome.status, headers });
   })
 
@@ -222,7 +213,7 @@ export const storage = new Hono<AppEnv>()
     if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
     const config = c.get('config');
     const ws = stub(c, body.workspace_id);
-    await storageHooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: 0, config });
+    await deps.hooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: 0, config });
     const head = await c.env.BLOBS.head(key);
     if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');
     if (head.size !== body.size_bytes) throw unprocessable(`The stored file has ${head.size} bytes, not ${body.size_bytes}`, 'size_mismatch');
@@ -238,7 +229,7 @@ export const storage = new Hono<AppEnv>()
       { hash: hash.canonical, sizeBytes: body.size_bytes, mimeType: body.mime_type, storageKey: key, providerId: body.storage_provider_id, name: body.name, kind: body.kind },
       config.storage.workspaceQuotaBytes,
     );
-    if (!result.ok) throw new ApiError(result.status, result.code, result.message);
+    if (!result.ok) throw fromFailure(result);
     return c.json({ ok: true });
   })
 
@@ -248,7 +239,7 @@ export const storage = new Hono<AppEnv>()
     const hash = requireHash(body.hash);
     const ws = stub(c, body.workspace_id);
     const result = await ws.markForDelete(hash.canonical);
-    if (!result.ok) throw conflict(result.message, result.code);
+    if (!result.ok) throw fromFailure(result);
     // Nothing committed: nothing to delete (an upload in flight is not ours to remove).
     if (result.storageKey) {
       await c.env.BLOBS.delete(result.storageKey);

@@ -7,8 +7,17 @@
  * Counts are per user per workspace per minute (fixed windows), and live in memory: an evicted
  * object starts counting afresh, which only ever errs towards letting a request through.
  */
+import type { Failure } from '../http/errors';
+
 export const DEFAULT_SYNC_LIMITS = { push: 200, pull: 120, updateCursor: 60, gc: 10 } as const;
 export type SyncLimitName = keyof typeof DEFAULT_SYNC_LIMITS;
+
+/** Who is calling the workspace's object and which limit applies; the Worker has already checked membership and role. */
+export interface Caller {
+  workspaceId: string;
+  userId: string;
+  limit: { name: SyncLimitName; perMinute: number };
+}
 
 export class FixedWindowLimiter {
   readonly #windowMs: number;
@@ -30,6 +39,13 @@ export class FixedWindowLimiter {
     if (entry.count >= limit) return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((start + this.#windowMs - now) / 1000)) };
     entry.count += 1;
     return { ok: true };
+  }
+
+  /** Counts one request of `caller`; the 429 failure when it is over its limit, else null. */
+  refuse(caller: Caller, now = Date.now()): Failure | null {
+    const verdict = this.take(`${caller.limit.name}:${caller.userId}`, caller.limit.perMinute, now);
+    if (verdict.ok) return null;
+    return { ok: false, status: 429, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${verdict.retryAfterSeconds}s`, retryAfter: verdict.retryAfterSeconds };
   }
 
   #prune(currentStart: number) {

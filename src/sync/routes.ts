@@ -16,9 +16,8 @@ import { jsonBody } from '../http/body';
 import { ApiError, badRequest, forbidden, fromFailure, unauthorized } from '../http/errors';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf } from '../workspaces/store';
-import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
+import { DEFAULT_SYNC_LIMITS, type Caller, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
-import type { Caller } from './workspace-do';
 import { audit } from '../archive/audit';
 
 export const WS_TICKET_TTL_MS = 60_000;
@@ -102,7 +101,7 @@ export const sync = new Hono<AppEnv>()
     const r = await stub(c, body.scope.workspaceId).snapshot(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
     if (!r.ok) throw fromFailure(r);
     // As with pull, the items arrive as JSON text and are spliced into the envelope.
-    const head = JSON.stringify({ workspaceId: r.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark });
+    const head = JSON.stringify({ workspaceId: body.scope.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark });
     return c.body(`${head.slice(0, -1)},"items":${r.itemsJson},"nextPageToken":${JSON.stringify(r.nextPageToken)}}`, 200, { 'content-type': 'application/json' });
   })
 

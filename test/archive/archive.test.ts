@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { archivePrefix, archiveRows, latestKey, manifestKey, parseJsonl, segmentsOf, utcDate, type ArchivedEntry, type ManifestEntry } from '../../src/archive/archive';
-import type { WorkspaceDO } from '../../src/sync/workspace-do';
+import type { WorkspaceDO } from '../../src/workspace-db/object';
 import { call } from '../auth/helpers';
 import { message, op, pull, pushOk, syncUser } from '../sync/helpers';
 

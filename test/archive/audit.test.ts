@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { AUDIT_OBJECT_NAME } from '../../src/archive/audit';
 import { auditManifestKey, type AuditRecord } from '../../src/archive/audit-log';
 import { parseJsonl, utcDate, type ManifestEntry } from '../../src/archive/archive';
-import { markRestored } from '../../src/sync/engine';
+import { markRestored } from '../../src/workspace-db/recovery';
 import { apiWithEnv } from '../helpers';
 import { call, makeUser, PASSWORD, randomIp, signedInUser, type SignedIn } from '../auth/helpers';
 import { message, op, pull, pushOk, snapshotAll, syncUser } from '../sync/helpers';

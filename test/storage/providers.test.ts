@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig, type Config } from '../../src/config';
 import type { Bindings } from '../../src/env';
 import { requireHash } from '../../src/storage/hashes';
-import { ProviderRegistrationError, ProviderRegistry, r2Provider, r2S3Provider, type ObjectStorageProvider } from '../../src/storage/providers';
+import { r2S3Provider } from '../../src/storage/providers';
 import { apiWithEnv } from '../helpers';
 import { syncUser } from '../sync/helpers';
 import { bytesOf, sha256 } from './helpers';
@@ -15,17 +15,6 @@ function s3Config(): Config {
   if (!result.ok) throw new Error('config');
   return result.config;
 }
-
-describe('provider registry', () => {
-  it('refuses a provider missing a required method with a typed error naming it', () => {
-    const registry = new ProviderRegistry();
-    const broken = { id: 'half', verifiesOnUpload: true, presignUpload: r2Provider.presignUpload } as unknown as ObjectStorageProvider;
-    expect(() => registry.register(broken)).toThrow(ProviderRegistrationError);
-    expect(() => registry.register(broken)).toThrow('missing presignDownload');
-    registry.register(r2Provider);
-    expect(registry.get('r2')).toBe(r2Provider);
-  });
-});
 
 describe('direct R2 (S3) presigned URLs', () => {
   it('signs a PUT to the account endpoint with length and type as signed headers', async () => {

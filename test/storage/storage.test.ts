@@ -2,10 +2,11 @@ import { env } from 'cloudflare:workers';
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
-import { storageHooks } from '../../src/storage/hooks';
+import { createApp } from '../../src/app';
+import { defaultStorageHooks } from '../../src/storage/hooks';
 import { forbidden } from '../../src/http/errors';
 import { call, signedInUser } from '../auth/helpers';
-import { apiWithEnv } from '../helpers';
+import { apiWithEnv, probeFetch } from '../helpers';
 import { message, op, pushOk, syncUser } from '../sync/helpers';
 import { bytesOf, commit, downloadUrl, fetchUrl, presignUpload, put, randomBytes, sha256, store } from './helpers';
 
@@ -206,32 +207,33 @@ describe('access and policies', () => {
     expect(usage.used_bytes).toBe(600);
   });
 
-  it('lets an upload policy hook reject with a descriptive error', async () => {
+  it('lets an upload policy hook, injected through createApp, reject with a descriptive error', async () => {
     const u = await syncUser();
-    const off = storageHooks.on('storage.files.upload:filter:policy', (ctx) => {
+    const hooks = defaultStorageHooks();
+    hooks.on('storage.files.upload:filter:policy', (ctx) => {
       if (ctx.sizeBytes === 13) throw forbidden('Thirteen-byte files are unlucky', 'policy_rejected');
     });
-    try {
-      const { res } = await presignUpload(u, u.workspaceId, bytesOf('thirteen byte'));
-      expect(res.status).toBe(403);
-      expect(await res.json()).toEqual({ error: 'policy_rejected', message: 'Thirteen-byte files are unlucky' });
-      expect((await presignUpload(u, u.workspaceId, bytesOf('fourteen bytes'))).res.status).toBe(200);
-    } finally {
-      off();
-    }
+    const app = createApp({ storage: { hooks } });
+    const presign = async (bytes: Uint8Array) =>
+      probeFetch(app, '/api/storage/presign-upload', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify({ workspace_id: u.workspaceId, hash: await sha256(bytes), mime_type: 'image/png', size_bytes: bytes.byteLength }) });
+    const res = await presign(bytesOf('thirteen byte'));
+    expect(res.status).toBe(403);
+    expect(await res.json()).toEqual({ error: 'policy_rejected', message: 'Thirteen-byte files are unlucky' });
+    expect((await presign(bytesOf('fourteen bytes'))).status).toBe(200);
+    // The app without the hook is unaffected.
+    expect((await presignUpload(u, u.workspaceId, bytesOf('thirteen byte'))).res.status).toBe(200);
   });
 
   it('lets a URL hook shorten expiry and change disposition, never extend past the maximum', async () => {
     const u = await syncUser();
     const { hash } = await store(u, u.workspaceId, bytesOf('hooked download'));
-    const off = storageHooks.on('storage.files.url:filter:options', (o) => ({ ...o, expiresAt: o.expiresAt + 10 * 24 * 3600_000, disposition: 'attachment' }));
-    try {
-      const { body } = await downloadUrl(u, u.workspaceId, hash);
-      expect(body.expiresAt - Date.now()).toBeLessThanOrEqual(3600_000);
-      expect(body.url).toContain('disp=attachment');
-    } finally {
-      off();
-    }
+    const hooks = defaultStorageHooks();
+    hooks.on('storage.files.url:filter:options', (o) => ({ ...o, expiresAt: o.expiresAt + 10 * 24 * 3600_000, disposition: 'attachment' }));
+    const app = createApp({ storage: { hooks } });
+    const res = await probeFetch(app, '/api/storage/presign-download', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify({ workspace_id: u.workspaceId, hash }) });
+    const body = await res.json<any>();
+    expect(body.expiresAt - Date.now()).toBeLessThanOrEqual(3600_000);
+    expect(body.url).toContain('disp=attachment');
   });
 
   it('looks up legacy md5 files by md5:<hex> and bare hex', async () => {

@@ -177,7 +177,7 @@ describe('compacted pull: what is served', () => {
 
   it('pokes carry the compacted changes too', async () => {
     const u = await syncUser();
-    const engine = await import('../../src/sync/engine');
+    const engine = await import('../../src/workspace-db/reads');
     await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1')), op('threads', 't1', thread('t1', { title: 'x', clock: 2 }), { clock: 2 })]);
     const page = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => engine.pull(state.storage.sql, { cursor: 0, limit: 2, userId: u.id }));
     expect(JSON.parse(page.changesJson).map((c: Change) => [c.serverVersion, c.payload?.title])).toEqual([[2, 'x']]);

@@ -201,7 +201,7 @@ describe('query plans', () => {
   it('push and pull statements use indexes, never a full scan', async () => {
     const u = await syncUser();
     await seed(u, 3);
-    const { PUSH_LOOKUPS } = await import('../../src/sync/engine');
+    const { PUSH_LOOKUPS } = await import('../../src/workspace-db/push');
     const plans = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
       const plan = (q: string, ...args: unknown[]) => state.storage.sql.exec<{ detail: string }>(`EXPLAIN QUERY PLAN ${q}`, ...args).toArray().map((r) => r.detail).join(' | ');
       return {
@@ -287,7 +287,7 @@ describe('page byte budget', () => {
   it('pull and snapshot pages stop early on large payloads, always with at least one item, and say there is more', async () => {
     const u = await syncUser();
     await pushOk(u, u.workspaceId, [0, 1, 2].map((i) => op('messages', `big${i}`, message(`big${i}`, { data: 'x'.repeat(10_000) }))));
-    const engine = await import('../../src/sync/engine');
+    const engine = await import('../../src/workspace-db/reads');
     const result = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
       const sql = state.storage.sql;
       const tiny = engine.pull(sql, { cursor: 0, limit: 100, userId: u.id }, 1);
@@ -305,17 +305,19 @@ describe('GC in bounded chunks', () => {
   it('deletes the eligible prefix a chunk at a time until done', async () => {
     const u = await syncUser();
     await pushOk(u, u.workspaceId, Array.from({ length: 5 }, (_, i) => op('messages', `g${i}`, message(`g${i}`))));
-    const engine = await import('../../src/sync/engine');
+    const retention = await import('../../src/workspace-db/retention');
+    const meta = await import('../../src/workspace-db/meta');
     const steps = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
       const sql = state.storage.sql;
       sql.exec('UPDATE change_log SET created_at = created_at - 7200000 WHERE server_version <= 4');
       const out = [];
       for (;;) {
-        const step = engine.gcChangeLog(sql, Date.now() - 3_600_000, 3);
-        out.push(step);
-        if (step.done) break;
+        const range = retention.prunableRange(sql, Date.now() - 3_600_000, 3);
+        if (!range) break;
+        out.push({ deleted: retention.pruneThrough(sql, range.to), done: range.last });
+        if (range.last) break;
       }
-      return { out, floor: engine.prunedThrough(sql) };
+      return { out, floor: meta.prunedThrough(sql) };
     });
     expect(steps.out).toEqual([{ deleted: 3, done: false }, { deleted: 1, done: true }]);
     expect(steps.floor).toBe(4);

@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { removeMember, upsertMember } from '../../src/workspaces/store';
-import { SOCKET_REVERIFY_MS } from '../../src/sync/workspace-do';
+import { SOCKET_REVERIFY_MS } from '../../src/workspace-db/sockets';
 import { call, PASSWORD, signedInUser, signInBearer } from '../auth/helpers';
 import { api } from '../helpers';
 import { message, op, pull, pushOk, syncUser, thread } from './helpers';

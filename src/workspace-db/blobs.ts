@@ -1,13 +1,19 @@
 /**
- * Blob bookkeeping inside the workspace's Durable Object: committed blobs, exact quota usage,
- * reference checks and GC selection. Synchronous, called inside `transactionSync`, so two
+ * Blob bookkeeping inside the workspace database (docs/storage.md): committed blobs, exact quota
+ * usage, reference counts and GC selection. Synchronous, called inside `transactionSync`, so two
  * commits can never both squeeze past the quota and a delete cannot race a commit.
  *
- * References come from the sync engine's `file_refs` (derived from live messages and posts);
- * `file_meta` rows come from its `rows` table.
+ * References are `file_refs` (derived by push from live messages and posts); `file_meta` rows
+ * come from `rows`.
  */
 import { logEvent } from '../http/logger';
-import { getMeta, refCount, setMeta } from '../sync/engine';
+import type { Failure } from '../http/errors';
+import { getMeta, setMeta } from './meta';
+
+/** Derived reference count of a blob: live messages and posts that list it in file_hashes. */
+export function refCount(sql: SqlStorage, hash: string): number {
+  return sql.exec<{ n: number }>('SELECT count(*) AS n FROM file_refs WHERE hash = ?', hash).one().n;
+}
 
 export interface CommitInput {
   hash: string;
@@ -19,7 +25,7 @@ export interface CommitInput {
   kind: string | null;
 }
 
-export type CommitOutcome = { ok: true; charged: number } | { ok: false; status: 409 | 413; code: string; message: string };
+export type CommitOutcome = { ok: true; charged: number } | Failure;
 
 export const usedBytes = (sql: SqlStorage) => Number(getMeta(sql, 'used_bytes') ?? 0);
 export const blobCount = (sql: SqlStorage) => sql.exec<{ n: number }>('SELECT count(*) AS n FROM blobs').one().n;
@@ -72,7 +78,7 @@ export function blobState(sql: SqlStorage, hash: string, now = Date.now()): Blob
   return { committed: !!row && row.gc_started_at === null, gcPending: isFreshMark(row?.gc_started_at ?? null, now), sizeBytes: row?.size_bytes ?? null, refCount: refCount(sql, hash) };
 }
 
-export type DeleteOutcome = { ok: true; storageKey: string | null } | { ok: false; status: 409; code: string; message: string };
+export type DeleteOutcome = { ok: true; storageKey: string | null } | Failure;
 
 /**
  * Phase one of a delete: refuses while live messages or posts reference the blob, else marks it
@@ -141,4 +147,44 @@ export function markStrays(sql: SqlStorage, keys: string[], now: number): { hash
     if (inserted.length) marked.push({ hash, storageKey: key });
   }
   return marked;
+}
+
+/**
+ * What presign-upload needs in one call: the blob's state and the workspace's committed bytes
+ * (a re-upload of a committed blob costs no quota, so the caller discounts it).
+ */
+export function uploadState(sql: SqlStorage, hash: string, now = Date.now()): { state: BlobState; usedBytes: number } {
+  return { state: blobState(sql, hash, now), usedBytes: usedBytes(sql) };
+}
+
+/** Phase one of blob GC, refused inside the cooldown after the previous run. */
+export function startBlobGc(
+  sql: SqlStorage,
+  input: { retentionSeconds: number; limit: number; cooldownMs: number },
+  now: number,
+): { ok: true; candidates: { hash: string; storageKey: string }[]; strayCursor: string | null } | Failure {
+  const last = Number(getMeta(sql, 'blob_gc_at') ?? 0);
+  if (now - last < input.cooldownMs) {
+    const wait = Math.ceil((last + input.cooldownMs - now) / 1000);
+    return { ok: false, status: 429, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${wait}s`, retryAfter: wait };
+  }
+  setMeta(sql, 'blob_gc_at', now);
+  return { ok: true, candidates: markOrphans(sql, now - input.retentionSeconds * 1000, input.limit, now), strayCursor: getMeta(sql, 'stray_cursor') };
+}
+
+/** Marks strays and saves where the R2 listing stopped, so every object is reached over successive runs. */
+export function markStraysAt(sql: SqlStorage, keys: string[], nextCursor: string | null, now: number) {
+  if (nextCursor) setMeta(sql, 'stray_cursor', nextCursor);
+  else sql.exec("DELETE FROM meta WHERE key = 'stray_cursor'");
+  return markStrays(sql, keys, now);
+}
+
+/** Blob GC's three phases as transactions on this database (storage/gc.ts `BlobGcDeps`, less the R2 side). */
+export function blobGcSteps(storage: DurableObjectStorage) {
+  const sql = storage.sql;
+  return {
+    start: (input: { retentionSeconds: number; limit: number; cooldownMs: number }) => storage.transactionSync(() => startBlobGc(sql, input, Date.now())),
+    finish: (hashes: string[]) => storage.transactionSync(() => finishGc(sql, hashes)),
+    markStrays: (keys: string[], nextCursor: string | null) => storage.transactionSync(() => markStraysAt(sql, keys, nextCursor, Date.now())),
+  };
 }

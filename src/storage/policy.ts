@@ -1,0 +1,55 @@
+/**
+ * What the storage routes are built with, injected through `createApp` (docs/storage.md
+ * "Hooks"): the hooks (upload policies, URL filters, observers) and the provider choice for
+ * upload URLs. Plus the upload policy check presign and multipart share.
+ */
+import type { Context } from 'hono';
+import { audit } from '../archive/audit';
+import type { Config } from '../config';
+import type { AppEnv } from '../env';
+import { conflict } from '../http/errors';
+import type { BlobState } from '../workspace-db/blobs';
+import type { ParsedHash } from './hashes';
+import { defaultStorageHooks, type StorageHooks } from './hooks';
+import { r2Provider, r2S3Provider, type ObjectStorageProvider } from './providers';
+
+export interface StorageDeps {
+  hooks: StorageHooks;
+  /** The provider that signs upload URLs; downloads are always served by the Worker (`r2`). */
+  uploadProvider: (config: Config) => ObjectStorageProvider;
+}
+
+/** Direct-to-R2 S3 URLs when R2 API credentials are configured, else the Worker's own signed URLs. */
+export const defaultUploadProvider = (config: Config): ObjectStorageProvider => (config.storage.s3 ? r2S3Provider() : r2Provider);
+
+export const defaultStorageDeps = (): StorageDeps => ({ hooks: defaultStorageHooks(), uploadProvider: defaultUploadProvider });
+
+/**
+ * The upload policy for `sizeBytes` of this blob: the hooks' policies (size limit, MIME
+ * allow-list, quota; docs/storage.md), in one call to the workspace's object, which also arms
+ * its GC alarm (uploads that are never committed must be collected). Re-uploading a committed
+ * blob costs no quota. Refusals are audited. Returns the blob's state.
+ */
+export async function checkUploadPolicy(
+  c: Context<AppEnv>,
+  hooks: StorageHooks,
+  input: { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; multipart?: boolean },
+): Promise<BlobState> {
+  const { state, usedBytes } = await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(input.hash.canonical);
+  if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+  try {
+    await hooks.checkUpload({
+      workspaceId: input.workspaceId,
+      userId: input.userId,
+      hash: input.hash.canonical,
+      mimeType: input.mimeType,
+      sizeBytes: input.sizeBytes,
+      usedBytes: state.committed ? usedBytes - input.sizeBytes : usedBytes,
+      config: c.get('config'),
+    });
+  } catch (err) {
+    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err instanceof Error ? err.message : 'rejected', ...(input.multipart ? { multipart: true } : {}) });
+    throw err;
+  }
+  return state;
+}

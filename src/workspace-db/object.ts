@@ -1,0 +1,197 @@
+/**
+ * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
+ * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
+ * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside
+ * (gapless versions without locks; the output gate holds the reply until it is durable).
+ * Expected failures are returned as `Failure` values: thrown errors lose their type over RPC.
+ */
+import { DurableObject } from 'cloudflare:workers';
+import { drizzle } from 'drizzle-orm/durable-sqlite';
+import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
+import migrations from '../../migrations/do/migrations.js';
+import type { ArchivedEntry } from '../archive/archive';
+import type { Bindings } from '../env';
+import type { Failure } from '../http/errors';
+import { logEvent } from '../http/logger';
+import { FixedWindowLimiter, type Caller } from '../sync/limiter';
+import type { PreparedOp, TableName } from '../sync/protocol';
+import * as blobs from './blobs';
+import { updateCursor } from './cursors';
+import { migrationsApplied, syncBytes } from './meta';
+import { applyPush, type PushResult } from './push';
+import { pull, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
+import { exportLog, exportState, markRestored, preparePitr, replayHistory } from './recovery';
+import { collectChangeLog, collectTombstones, runRetention } from './retention';
+import { WorkspaceSockets } from './sockets';
+
+const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
+
+/** How often the alarm runs retention GC while the workspace has anything to collect. */
+export const GC_INTERVAL_MS = 6 * 3600 * 1000;
+
+export class WorkspaceDO extends DurableObject<Bindings> {
+  readonly #sql: SqlStorage;
+  readonly #limiter = new FixedWindowLimiter();
+  readonly #sockets: WorkspaceSockets;
+  /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
+  #restoring = false;
+  /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
+  readonly #instance = crypto.randomUUID();
+  /** Archiving awaits R2, which lets other events in: runs are chained so manifests stay consistent. */
+  #archiving: Promise<unknown> = Promise.resolve();
+
+  constructor(ctx: DurableObjectState, env: Bindings) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#sockets = new WorkspaceSockets(ctx, env);
+    // Returned, so a failing migration rejects blockConcurrencyWhile and resets the object.
+    void ctx.blockConcurrencyWhile(async () => migrate(drizzle(ctx.storage), migrations));
+    // Answered by the runtime without waking a hibernated object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
+  }
+
+  /** Liveness probe for deep health checks: proves the object starts and its database answers. */
+  ping(): { ok: true; migrations: number } {
+    return { ok: true, migrations: migrationsApplied(this.#sql) };
+  }
+  #limited(caller: Caller): Failure | null {
+    return this.#restoring ? RESTORING : this.#limiter.refuse(caller);
+  }
+
+  /** `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data. */
+  async push(caller: Caller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+    const limited = this.#limited(caller);
+    if (limited) return limited;
+    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, caller.userId, Date.now(), quotaBytes));
+    if (!outcome.ok) return outcome;
+    for (const c of outcome.conflicts) logEvent('info', 'sync_conflict', { workspaceId: caller.workspaceId, tableName: c.tableName, pk: c.pk, winner: c.winner, loser: c.loser });
+    if (outcome.allocated > 0) {
+      // Synchronously after the transaction: the range holds exactly this push's changes.
+      this.#sockets.poke(outcome.serverVersion - outcome.allocated, outcome.serverVersion, ops.some((op) => op.tableName === 'notifications'));
+      await this.#ensureAlarm();
+    }
+    return { ok: true, results: outcome.results, serverVersion: outcome.serverVersion };
+  }
+  pull(caller: Caller, input: { cursor: number; limit: number; tables?: TableName[] }): ({ ok: true } & PullOutcome) | Failure {
+    // A read: one implicit transaction is enough, and no await separates its statements.
+    return this.#limited(caller) ?? { ok: true, ...pull(this.#sql, { ...input, userId: caller.userId }) };
+  }
+  updateCursor(caller: Caller, input: { deviceId: string; version: number }): { ok: true } | Failure {
+    return this.#limited(caller) ?? this.ctx.storage.transactionSync(() => updateCursor(this.#sql, { ...input, userId: caller.userId }, Date.now()));
+  }
+  async snapshot(caller: Caller, input: { pageSize: number; pageToken?: string; tables?: TableName[] }): Promise<SnapshotReply | Failure> {
+    return this.#limited(caller) ?? snapshot(this.#sql, { ...input, userId: caller.userId });
+  }
+  async gc(caller: Caller, input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number }): Promise<{ ok: true; deletedCount: number } | Failure> {
+    const limited = this.#limited(caller);
+    if (limited) return limited;
+    const deletedCount = input.kind === 'tombstones' ? collectTombstones(this.ctx.storage, input.retentionSeconds) : (await this.collectChangeLog(input.retentionSeconds)).deleted;
+    logEvent('info', 'sync_gc', { workspaceId: caller.workspaceId, userId: caller.userId, kind: input.kind, retentionSeconds: input.retentionSeconds, deletedCount });
+    return { ok: true, deletedCount };
+  }
+
+  /** Change-log GC with archiving (retention.ts); `bucket` is a seam for failure tests. */
+  collectChangeLog(retentionSeconds: number, bucket: R2Bucket = this.env.BLOBS): Promise<{ deleted: number; archived: boolean }> {
+    const workspaceId = this.ctx.id.name;
+    if (!workspaceId) return Promise.reject(new Error('workspace object has no name: cannot archive'));
+    const run = this.#archiving.then(() => collectChangeLog(this.ctx.storage, bucket, workspaceId, retentionSeconds));
+    this.#archiving = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Retention GC and blob GC on the alarm (retention.ts), re-armed while anything is left. */
+  override async alarm() {
+    if (await runRetention(this.ctx.storage, this.env, this.ctx.id.name, (seconds) => this.collectChangeLog(seconds))) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+  }
+  async #ensureAlarm() {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+  }
+  // -- recovery.ts: point-in-time restore, export, fork and import
+
+  /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
+  async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
+    const prepared = await preparePitr(this.ctx.storage, at, (restoring) => {
+      this.#restoring = restoring;
+      if (restoring) this.#sockets.close(1012, 'Restoring; reconnect shortly');
+    });
+    return prepared.ok ? { ...prepared, instance: this.#instance } : prepared;
+  }
+  /** PITR step 2: restarts the object, which then opens the restored database. The call itself rejects. */
+  pitrRestart(): void {
+    this.ctx.abort('point-in-time restore');
+  }
+  /** PITR step 3, on the restored database; refused on the instance that prepared it (no restart happened). */
+  pitrFinish(previousHead: number, preparedBy?: string): { ok: true; restoredHead: number; serverVersion: number } | Failure {
+    if (preparedBy !== undefined && preparedBy === this.#instance) return { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
+    return { ok: true, ...this.ctx.storage.transactionSync(() => markRestored(this.#sql, previousHead)) };
+  }
+  exportLog(after: number, limit: number, userId: string | null): { entries: ArchivedEntry[]; through: number; done: boolean } {
+    return exportLog(this.#sql, after, limit, userId);
+  }
+  exportState(after: [string, string] | null, pageSize: number, userId: string): { items: SnapshotItem[]; next: [string, string] | null } {
+    return exportState(this.#sql, after, pageSize, userId);
+  }
+  async importHistory(entries: ArchivedEntry[]): Promise<{ imported: number; serverVersion: number }> {
+    const serverVersion = this.ctx.storage.transactionSync(() => replayHistory(this.#sql, entries));
+    if (entries.length) await this.#ensureAlarm();
+    return { imported: entries.length, serverVersion };
+  }
+  /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
+  discard(): Promise<void> {
+    return this.ctx.storage.deleteAll();
+  }
+
+  // -- blobs.ts: blob bookkeeping for the storage routes
+
+  /** Presign-upload's one call: the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
+  async prepareUpload(hash: string): Promise<{ state: blobs.BlobState; usedBytes: number }> {
+    await this.#ensureAlarm();
+    return blobs.uploadState(this.#sql, hash);
+  }
+  blobState(hash: string): blobs.BlobState {
+    return blobs.blobState(this.#sql, hash);
+  }
+  async commitBlob(input: blobs.CommitInput, quotaBytes: number): Promise<blobs.CommitOutcome> {
+    const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));
+    if (outcome.ok) await this.#ensureAlarm();
+    return outcome;
+  }
+  markForDelete(hash: string): blobs.DeleteOutcome {
+    return this.ctx.storage.transactionSync(() => blobs.markForDelete(this.#sql, hash, Date.now()));
+  }
+  usage(): { usedBytes: number; blobCount: number; syncBytes: number } {
+    return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: syncBytes(this.#sql) };
+  }
+
+  /** Blob GC's phases (storage/gc.ts drives them; the alarm uses the same ones in-process). */
+  startBlobGc(input: { retentionSeconds: number; limit: number; cooldownMs: number }) {
+    return blobs.blobGcSteps(this.ctx.storage).start(input);
+  }
+  finishBlobGc(hashes: string[]): number {
+    return blobs.blobGcSteps(this.ctx.storage).finish(hashes);
+  }
+  markStrays(keys: string[], nextCursor: string | null): { hash: string; storageKey: string }[] {
+    return blobs.blobGcSteps(this.ctx.storage).markStrays(keys, nextCursor);
+  }
+
+  // -- sockets.ts: realtime
+
+  /** A WebSocket upgrade the Worker forwarded after authorizing it. */
+  override async fetch(request: Request): Promise<Response> {
+    return this.#sockets.accept(request, this.#restoring);
+  }
+
+  /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted). */
+  closeSockets(userId?: string): number {
+    return this.#sockets.close(4003, 'Access to this workspace was revoked', userId);
+  }
+  closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+    return this.#sockets.closeSession(input);
+  }
+
+  /** Clients only listen; "ping" is answered by the auto-response without waking the object. */
+  override webSocketMessage() {}
+  override webSocketClose(ws: WebSocket, code: number, reason: string) {
+    this.#sockets.closed(ws, code, reason);
+  }
+}

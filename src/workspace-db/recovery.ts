@@ -1,0 +1,101 @@
+/**
+ * Recovery of the workspace database: point-in-time restore (docs/operations.md; production
+ * only, local workerd has no bookmarks), the export's pages, and the replay of history that
+ * fork and import use.
+ */
+import type { ArchivedEntry } from '../archive/archive';
+import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
+import type { Failure } from '../http/errors';
+import { headVersion, prunedThrough, restoredRanges, setMeta } from './meta';
+import { applyPush } from './push';
+import { snapshotPage, type SnapshotItem } from './reads';
+import { changeLogRows } from './retention';
+
+/**
+ * After a point-in-time restore, the object's head is back at `restored` while clients may
+ * hold cursors up to `previousHead`, the head before the restore: they have seen changes that
+ * no longer exist. This burns the versions up to `previousHead + 1` (so new changes can never
+ * reuse a number a client already saw) and makes pulls from a cursor in (restored,
+ * previousHead] answer `requiresSnapshot`; the snapshot's watermark is above that range.
+ * Cursors at or below `restored` saw nothing that was discarded and keep pulling. Idempotent.
+ */
+export function markRestored(sql: SqlStorage, previousHead: number): { restoredHead: number; serverVersion: number } {
+  const restoredHead = headVersion(sql);
+  if (previousHead > restoredHead) {
+    // Every restore adds its range: a device offline since an earlier one is still caught.
+    const ranges = restoredRanges(sql);
+    ranges.push([restoredHead, previousHead]);
+    setMeta(sql, 'resnapshot_ranges', JSON.stringify(ranges));
+    setMeta(sql, 'server_version', previousHead + 1);
+  }
+  return { restoredHead, serverVersion: headVersion(sql) };
+}
+
+// -- point-in-time restore --------------------------------------------------------------------
+
+/**
+ * PITR step 1: asks the runtime to restore the database to `at` (epoch ms) when the object next
+ * starts, and returns the head now (for step 3) and the undo bookmark. `beforeRewind` runs
+ * first: from then on nothing may be served (a write accepted now would be discarded by the
+ * rewind, and its version number handed out again).
+ */
+export async function preparePitr(
+  storage: DurableObjectStorage,
+  at: number,
+  hold: (restoring: boolean) => void,
+): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string } | Failure> {
+  const pitr = storage as DurableObjectStorage & { getBookmarkForTime?: unknown };
+  if (typeof pitr.getBookmarkForTime !== 'function') return { ok: false, status: 501, code: 'pitr_unsupported', message: 'This runtime has no point-in-time recovery (it exists only on Cloudflare, not in local workerd)' };
+  hold(true);
+  try {
+    const bookmark = await storage.getBookmarkForTime(at);
+    const undoBookmark = await storage.onNextSessionRestoreBookmark(bookmark);
+    return { ok: true, previousHead: headVersion(storage.sql), bookmark, undoBookmark };
+  } catch (err) {
+    hold(false);
+    return { ok: false, status: 501, code: 'pitr_unsupported', message: `Point-in-time recovery failed: ${err instanceof Error ? err.message : String(err)}` };
+  }
+}
+
+// -- export, fork and import --------------------------------------------------------------------
+
+/**
+ * Live change-log entries in the next `limit` versions after `after` (other users'
+ * notifications excluded; `userId` null: everyone's, for a fork), with the last version scanned
+ * and whether that reached the head.
+ */
+export function exportLog(sql: SqlStorage, after: number, limit: number, userId: string | null): { entries: ArchivedEntry[]; through: number; done: boolean } {
+  const start = Math.max(after, prunedThrough(sql));
+  const head = headVersion(sql);
+  // Start at the next logged version, so the gap a point-in-time restore leaves costs one page.
+  const from = sql.exec<{ v: number | null }>('SELECT min(server_version) AS v FROM change_log WHERE server_version > ?', start).one().v ?? head + 1;
+  const through = Math.min(head, from + limit - 1);
+  const entries = from > through ? [] : changeLogRows(sql, from, through).filter((e) => userId === null || e.tableName !== 'notifications' || e.userId === userId);
+  return { entries, through: Math.max(through, after), done: through >= head };
+}
+
+/** One page of the current state for an export. */
+export function exportState(sql: SqlStorage, after: [string, string] | null, pageSize: number, userId: string): { items: SnapshotItem[]; next: [string, string] | null } {
+  const page = snapshotPage(sql, { after, pageSize, userId });
+  return { items: JSON.parse(page.itemsJson) as SnapshotItem[], next: page.next };
+}
+
+/**
+ * Replays history into this (fresh) workspace, inside the caller's transaction: each entry goes
+ * through the same push logic (idempotency, last-write-wins, derived refs) as its original
+ * author, at its original time (deletion times and GC retention stay those of the real writes),
+ * so the rows equal the source's where the history stops. Versions are allocated anew; no
+ * quota applies (a replay reproduces data the source already holds).
+ */
+export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): number {
+  let head = headVersion(sql);
+  for (const e of entries) {
+    const payload = e.payload === null ? null : canonicalJson(e.payload);
+    const live = e.payload !== null && !(e.payload.deleted === true || e.payload.deleted === 1);
+    const fileHashes = REFERENCING_TABLES.has(e.tableName) && e.op === 'put' ? (live ? referencedHashes(e.payload?.file_hashes) : []) : null;
+    const op: PreparedOp = { opId: e.opId, tableName: e.tableName as TableName, pk: e.pk, op: e.op, payload, clock: e.clock, hlc: e.hlc, deviceId: e.deviceId, fingerprint: e.fingerprint, fileHashes, bytes: entryBytes(payload, e.pk, e.hlc, e.deviceId) };
+    const outcome = applyPush(sql, [op], e.userId, e.createdAt);
+    if (outcome.ok) head = outcome.serverVersion;
+  }
+  return head;
+}

@@ -1,0 +1,195 @@
+/**
+ * The workspace's realtime sockets (docs/sync.md "Realtime"), kept out of the object's class:
+ * accepting upgrades the Worker forwarded, confirming membership from D1, pokes after commits,
+ * and closing sockets when access or a session ends. WebSocket Hibernation: idle sockets cost
+ * nothing, and what a socket must remember lives in its attachment, never in memory.
+ */
+import type { Bindings } from '../env';
+import { failureResponse } from '../http/errors';
+import { logEvent } from '../http/logger';
+import { membershipOf } from '../workspaces/store';
+import { headVersion } from './meta';
+import { pull } from './reads';
+
+/** One member cannot take all of the object's WebSocket slots. */
+export const MAX_SOCKETS_PER_USER = 20;
+/** A poke carries its commit's changes up to this many payload bytes (and twice that in JSON). */
+export const POKE_CHANGE_BYTES = 64 * 1024;
+/** Above this many distinct users online, a commit touching notifications pokes without changes. */
+const POKE_MAX_USERS = 32;
+/** How long a socket's membership confirmation lets its pokes carry changes. */
+export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
+/** Used ticket nonces are kept this long past their expiry, so a ticket cannot be replayed at the edge of it. */
+const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
+
+/** What each accepted socket carries through hibernation. */
+interface SocketAttachment {
+  userId: string;
+  sessionId: string | null;
+  /** When D1 last confirmed the membership (ms); 0: not yet. */
+  verifiedAt: number;
+}
+
+const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAttachment | null;
+
+export class WorkspaceSockets {
+  /** Sockets whose membership check is in flight (one at a time each). */
+  readonly #verifying = new WeakSet<WebSocket>();
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly env: Bindings,
+  ) {}
+
+  /**
+   * A WebSocket upgrade the Worker forwarded after authenticating the caller and checking
+   * membership (`x-or3-*` headers, which the Worker never passes through from clients). A
+   * ticket's nonce is recorded here, so a ticket works once.
+   */
+  accept(request: Request, restoring: boolean): Response {
+    if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return failureResponse({ status: 426, code: 'upgrade_required', message: 'Expected a WebSocket upgrade' });
+    if (restoring) return failureResponse({ status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 });
+    const userId = request.headers.get('x-or3-user-id');
+    if (!userId) return failureResponse({ status: 400, code: 'missing_caller', message: 'Missing caller' });
+    if (this.ctx.getWebSockets(`user:${userId}`).length >= MAX_SOCKETS_PER_USER) {
+      return failureResponse({ status: 429, code: 'too_many_sockets', message: `At most ${MAX_SOCKETS_PER_USER} realtime connections per user` });
+    }
+    const nonce = request.headers.get('x-or3-ticket-nonce');
+    if (nonce) {
+      const expiresAt = Number(request.headers.get('x-or3-ticket-expires'));
+      const refused = this.#claimTicket(nonce, expiresAt);
+      if (refused) return failureResponse({ status: 403, code: 'invalid_ticket', message: refused });
+    }
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    // Tagged by user and by session, so sign-out and password changes can close exactly theirs.
+    const sessionId = request.headers.get('x-or3-session-id');
+    this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
+    server.serializeAttachment({ userId, sessionId, verifiedAt: 0 } satisfies SocketAttachment);
+    // `hello` follows once the membership is confirmed from here (see verify).
+    this.ctx.waitUntil(this.verify(server));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** Records a ticket's nonce; the reason it is refused, or null. */
+  #claimTicket(nonce: string, expiresAt: number): string | null {
+    const now = Date.now();
+    // Checked here too: the Worker's clock reading is older than ours.
+    if (!Number.isFinite(expiresAt) || expiresAt <= now) return 'Ticket expired';
+    const sql = this.ctx.storage.sql;
+    const fresh = this.ctx.storage.transactionSync(() => {
+      sql.exec('DELETE FROM ws_tickets WHERE expires_at < ?', now - TICKET_NONCE_MARGIN_MS);
+      return sql.exec('INSERT INTO ws_tickets (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING nonce', nonce, expiresAt).toArray().length > 0;
+    });
+    return fresh ? null : 'Ticket already used';
+  }
+
+  /**
+   * Confirms from D1 that a socket's user is still a member, after the socket is accepted: a
+   * removal that commits after this read is followed by closeSockets, which now finds the
+   * socket; one that committed before it is seen here. (The Worker's own check ran before the
+   * socket existed, so a removal in between would otherwise leave it open.) Until confirmed,
+   * and again once the confirmation is older than SOCKET_REVERIFY_MS, pokes to the socket carry
+   * no changes; a socket whose user is gone is closed with 4003. The first confirmation sends
+   * `hello`.
+   */
+  async verify(ws: WebSocket) {
+    if (this.#verifying.has(ws)) return;
+    const attachment = attachmentOf(ws);
+    const workspaceId = this.ctx.id.name;
+    if (!attachment?.userId || !workspaceId) return;
+    this.#verifying.add(ws);
+    try {
+      if (!(await membershipOf(this.env.DB, workspaceId, attachment.userId))) {
+        ws.close(4003, 'Access to this workspace was revoked');
+        return;
+      }
+      ws.serializeAttachment({ ...attachment, verifiedAt: Date.now() } satisfies SocketAttachment);
+      if (!attachment.verifiedAt) ws.send(JSON.stringify({ type: 'hello', serverVersion: headVersion(this.ctx.storage.sql) }));
+    } catch (err) {
+      // D1 unavailable, or the socket closed meanwhile: it stays unverified and is tried again
+      // at the next poke.
+      logEvent('warn', 'socket_verify_failed', { workspaceId, message: err instanceof Error ? err.message : String(err) });
+    } finally {
+      this.#verifying.delete(ws);
+    }
+  }
+
+  /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted or restoring). */
+  close(code: number, reason: string, userId?: string): number {
+    const sockets = this.ctx.getWebSockets(userId ? `user:${userId}` : undefined);
+    for (const ws of sockets) ws.close(code, reason);
+    return sockets.length;
+  }
+
+  /**
+   * Closes the sockets of an ended session (`sessionId`: signed out), or all of a user's except
+   * one session's (`exceptSessionId`: the password changed and every other session was revoked).
+   * 4001 tells clients to re-authenticate, not that access to the workspace is gone.
+   */
+  closeSession(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+    let closed = 0;
+    for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
+      if (input.exceptSessionId && attachmentOf(ws)?.sessionId === input.exceptSessionId) continue;
+      ws.close(4001, 'The session ended; sign in again');
+      closed++;
+    }
+    return closed;
+  }
+
+  /** A socket closed by its client: answer the close (older compatibility dates need it). */
+  closed(ws: WebSocket, code: number, reason: string) {
+    try {
+      ws.close(code, reason);
+    } catch {
+      // Already closed (newer compatibility dates reply to the close frame automatically).
+    }
+  }
+
+  /**
+   * Tells every socket about a commit. When the commit's changes are small they ride along
+   * (`fromVersion`, `changes`: what a pull from `fromVersion` would return to that socket's
+   * user), so a device whose cursor is `fromVersion` applies them without a pull; otherwise, or
+   * with too many users to filter notifications for, the poke is `{ type, serverVersion }` only.
+   * Sends are held by the output gate until the commit is durable.
+   */
+  poke(fromVersion: number, serverVersion: number, perUser: boolean) {
+    const sockets = this.ctx.getWebSockets();
+    if (!sockets.length) return;
+    const plain = JSON.stringify({ type: 'poke', serverVersion });
+    const now = Date.now();
+    // Each socket's user while its membership confirmation is fresh; null: send a plain poke.
+    const users = sockets.map((ws) => {
+      const attachment = attachmentOf(ws);
+      return attachment?.userId && attachment.verifiedAt && now - attachment.verifiedAt < SOCKET_REVERIFY_MS ? attachment.userId : null;
+    });
+    const carry = !perUser || new Set(users).size <= POKE_MAX_USERS;
+    const messages = new Map<string, string>();
+    const messageFor = (userId: string): string => {
+      if (!carry) return plain;
+      // Only notifications differ between users; without any, one page serves every socket.
+      const key = perUser ? userId : '';
+      let text = messages.get(key);
+      if (text === undefined) {
+        const page = pull(this.ctx.storage.sql, { cursor: fromVersion, limit: serverVersion - fromVersion, userId }, POKE_CHANGE_BYTES);
+        const small = !page.requiresSnapshot && !page.hasMore && page.changesJson.length <= 2 * POKE_CHANGE_BYTES;
+        text = small ? `{"type":"poke","serverVersion":${serverVersion},"fromVersion":${fromVersion},"changes":${page.changesJson}}` : plain;
+        messages.set(key, text);
+      }
+      return text;
+    };
+    for (const [i, ws] of sockets.entries()) {
+      try {
+        const userId = users[i] ?? null;
+        if (userId === null) {
+          ws.send(plain);
+          this.ctx.waitUntil(this.verify(ws));
+        } else {
+          ws.send(messageFor(userId));
+        }
+      } catch {
+        // A socket closing as we send: it will be cleaned up by its close event.
+      }
+    }
+  }
+}
