@@ -74,7 +74,8 @@ async function main() {
   const index = await fetch(`${base}/`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   const html = await index.text();
   const script = html.match(/<script type="module"[^>]* src="(\/assets\/[^"]+\.js)"/)?.[1];
-  if (index.status !== 200 || !html.includes('<div id="app"') || !script) throw new Error(`GET / is not the built demo (${index.status}): ${html.slice(0, 300)}`);
+  if (index.status !== 200 || !html.includes('<div id="app"') || !script)
+    throw new Error(`GET / is not the built demo (${index.status}): ${html.slice(0, 300)}`);
   const js = await fetch(`${base}${script}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   await js.arrayBuffer();
   if (js.status !== 200) throw new Error(`GET ${script}: ${js.status}`);

@@ -75,8 +75,12 @@ async function buildDemo() {
 
 /** Applies migrations/d1 to the local D1 unless the same files were applied already. */
 function migrateLocalD1() {
-  const files = readdirSync(D1_MIGRATIONS).filter((name) => name.endsWith('.sql')).sort();
-  const fingerprint = files.map((name) => `${name} ${createHash('sha256').update(readFileSync(join(D1_MIGRATIONS, name))).digest('hex')}`).join('\n');
+  const sha256 = (path) => createHash('sha256').update(readFileSync(path)).digest('hex');
+  const files = readdirSync(D1_MIGRATIONS).filter((name) => name.endsWith('.sql'));
+  const fingerprint = files
+    .sort()
+    .map((name) => `${name} ${sha256(join(D1_MIGRATIONS, name))}`)
+    .join('\n');
   if (existsSync(D1_STAMP) && readFileSync(D1_STAMP, 'utf8') === fingerprint) {
     log('local D1 is up to date');
     return;
@@ -86,7 +90,12 @@ function migrateLocalD1() {
   delete env.WRANGLER_COMMAND;
   const wrangler = join(root, 'node_modules/wrangler/bin/wrangler.js');
   try {
-    execFileSync(process.execPath, [wrangler, 'd1', 'migrations', 'apply', 'DB', '--local'], { cwd: root, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(process.execPath, [wrangler, 'd1', 'migrations', 'apply', 'DB', '--local'], {
+      cwd: root,
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (err) {
     console.error(`${err.stdout ?? ''}${err.stderr ?? ''}`);
     throw new Error('wrangler-build: `wrangler d1 migrations apply DB --local` failed (output above)');
