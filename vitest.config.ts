@@ -19,6 +19,9 @@ export default defineConfig(async () => ({
             miniflare: {
               bindings: {
                 TEST_MIGRATIONS: await readD1Migrations('./migrations/d1'),
+                // wrangler also loads the committed, local-only .env (ENVIRONMENT=development): the
+                // suite tests production behaviour, so say production here, where it wins.
+                ENVIRONMENT: 'production',
                 OR3_BASIC_AUTH_JWT_SECRET: 'test-only-jwt-secret-0123456789abcdef0123456789abcdef',
                 OR3_STORAGE_URL_SECRET: 'test-only-url-secret-0123456789abcdef0123456789abcdef',
                 OR3_ALLOWED_ORIGINS: 'https://app.example.com',
