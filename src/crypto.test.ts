@@ -14,7 +14,7 @@ import {
   toHex,
   unseal,
 } from './crypto';
-import { childSecret } from './auth/tokens';
+import { childSecret, childTokenId } from './auth/tokens';
 import { sign, urlKeys, verify } from './storage/signing';
 import { openUploadId, sealUploadId } from './storage/upload-id';
 import { readPageToken, signPageToken } from './sync/page-token';
@@ -110,8 +110,10 @@ describe('formats issued before this module', () => {
     expect(await openUploadId(await urlKeys(SECRET), { workspaceId: 'ws-1', key, hash }, id, 2000)).toEqual({ ...declared, expires: 604_801_000 });
   });
 
-  it('derives the same refresh-token child secret as before', async () => {
-    expect(await childSecret(SECRET, '00000000-0000-4000-8000-000000000001', 'A'.repeat(43))).toBe('L5oz8FQWKcAfoikS1XLj6VRJLlKr_qE30oUZXNnZ9es');
+  it('derives the same refresh-token child id and secret as before', async () => {
+    const parentId = '00000000-0000-4000-8000-000000000001';
+    expect(await childTokenId(parentId)).toBe('d56e5d71-dd02-0272-bd3c-1e6befb24b34');
+    expect(await childSecret(SECRET, parentId, 'A'.repeat(43))).toBe('L5oz8FQWKcAfoikS1XLj6VRJLlKr_qE30oUZXNnZ9es');
   });
 
   it('signs and reads a snapshot page token exactly as before', async () => {

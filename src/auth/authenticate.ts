@@ -11,9 +11,9 @@ import type { Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import type { AppEnv } from '../env';
 import { unauthorized } from '../http/errors';
-import { ACCESS_ISSUER, verifyAccessToken } from './tokens';
+import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
-import { accessKeys, issueAccessToken, rotate } from './refresh';
+import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
 import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from './store';
 import type { Role } from '../workspaces/permissions';
@@ -141,7 +141,7 @@ async function fromToken(c: Context<AppEnv>, token: string, allowFederated: bool
 
 async function fromAccessToken(c: Context<AppEnv>, token: string, workspaceId: string | undefined): Promise<Principal | null> {
   const { auth } = c.get('config');
-  const claims = await verifyAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
+  const claims = await verifyAccessToken(await signingKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
   if (!claims) return null;
   const row = await loadSessionAuth(c.env.DB, claims.sid, claims.sub, workspaceId);
   if (!row || row.session_revoked_at !== null || row.session_expires_at <= Date.now()) return null;

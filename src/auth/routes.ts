@@ -36,7 +36,7 @@ import {
   sessionOfRefreshToken,
   rehashPassword,
 } from './store';
-import { sha256Hex } from './tokens';
+import { sha256Hex } from '../crypto';
 
 /** Auth bodies are a few short strings; a small cap answers oversized ones with 413 before any work. */
 const AUTH_BODY = { maxBytes: 16 * 1024 };

@@ -9,7 +9,7 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { badRequest, conflict, notFound, rateLimited } from '../http/errors';
 import { requireUser } from '../auth/authenticate';
-import { randomToken, sha256Hex } from '../auth/tokens';
+import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../archive/audit';
 import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
