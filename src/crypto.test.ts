@@ -18,6 +18,7 @@ import { childSecret, childTokenId } from './auth/tokens';
 import { sign, urlKeys, verify } from './storage/signing';
 import { openUploadId, sealUploadId } from './storage/upload-id';
 import { readPageToken, signPageToken } from './sync/page-token';
+import { readTicket } from './sync/ws-ticket';
 
 /** Values made by the code before src/crypto.ts existed: what is already issued must keep verifying. */
 const SECRET = 'test-vector-secret-0123456789abcdef0123456789';
@@ -114,6 +115,12 @@ describe('formats issued before this module', () => {
     const parentId = '00000000-0000-4000-8000-000000000001';
     expect(await childTokenId(parentId)).toBe('d56e5d71-dd02-0272-bd3c-1e6befb24b34');
     expect(await childSecret(SECRET, parentId, 'A'.repeat(43))).toBe('L5oz8FQWKcAfoikS1XLj6VRJLlKr_qE30oUZXNnZ9es');
+  });
+
+  it('reads a WebSocket ticket issued before, for its workspace only', async () => {
+    expect(await readTicket(SECRET, TICKET, 'ws-1', FUTURE - 1)).toEqual({ userId: 'user-1', nonce: 'nonce-1', expiresAt: FUTURE, sessionId: 'session-1' });
+    expect(await readTicket(SECRET, TICKET, 'ws-2', FUTURE - 1)).toBeNull();
+    expect(await readTicket(SECRET, TICKET, 'ws-1', FUTURE)).toBeNull();
   });
 
   it('signs and reads a snapshot page token exactly as before', async () => {

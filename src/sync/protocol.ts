@@ -8,7 +8,7 @@
  */
 import * as z from 'zod';
 import { badRequest, payloadTooLarge } from '../http/errors';
-import { sha256Hex } from '../auth/tokens';
+import { sha256Hex } from '../crypto';
 import { parseHash } from '../storage/hashes';
 
 export const SYNC_LIMITS = {
