@@ -239,13 +239,9 @@ export function canonicalJson(value: unknown, maxDepth = Infinity): string {
   return out.join('');
 }
 
-/** The idempotency fingerprint: (tableName, operation, pk, payload, clock, hlc, deviceId). */
-export function fingerprintOf(op: PushOpInput): Promise<string> {
-  return sha256Hex(fingerprintInput(op, canonicalJson(op.payload ?? null)));
-}
-
 /**
- * The fingerprinted text, given the payload's canonical JSON: exactly
+ * The idempotency fingerprint's text: (tableName, operation, pk, payload, clock, hlc, deviceId),
+ * given the payload's canonical JSON. Exactly
  * `canonicalJson([tableName, operation, pk, payload, clock, hlc, deviceId])`, without sorting and
  * serializing the payload a second time (stored fingerprints must never change).
  */
