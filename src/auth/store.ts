@@ -277,6 +277,16 @@ export async function revokeSession(db: D1Database, sessionId: string, now = Dat
   ]);
 }
 
+/** The user a session belongs to, live or not; null when there is no such session. */
+export async function sessionOwner(db: D1Database, sessionId: string): Promise<string | null> {
+  return (await db.prepare('SELECT user_id FROM sessions WHERE id = ?').bind(sessionId).first<{ user_id: string }>())?.user_id ?? null;
+}
+
+/** Whether a session is neither revoked nor past its absolute end. */
+export async function sessionIsLive(db: D1Database, sessionId: string, now = Date.now()): Promise<boolean> {
+  return (await db.prepare('SELECT 1 AS x FROM sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?').bind(sessionId, now).first()) !== null;
+}
+
 /** The refresh token's session id, for sign-out by refresh cookie. Verifies the secret. */
 export async function sessionOfRefreshToken(db: D1Database, token: string): Promise<string | null> {
   const parsed = parseRefreshToken(token);
@@ -317,6 +327,11 @@ export async function loadSessionAuth(db: D1Database, sessionId: string, userId:
     )
     .bind(sessionId, userId, workspaceId)
     .first<SessionAuthRow>();
+}
+
+/** Touches the users table: the deep health check's D1 probe, so unapplied migrations show up. */
+export async function probeUsersTable(db: D1Database): Promise<void> {
+  await db.prepare('SELECT count(*) AS n FROM users LIMIT 1').first();
 }
 
 // ---------------------------------------------------------------------------------------------

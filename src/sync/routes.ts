@@ -9,6 +9,7 @@
  */
 import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../env';
+import { sessionIsLive } from '../auth/store';
 import { isAllowedOrigin } from '../http/cors';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, forbidden, fromFailure, unauthorized } from '../http/errors';
@@ -103,7 +104,7 @@ export const sync = new Hono<AppEnv>()
       // Membership may have changed since the ticket was issued.
       if (!(await membershipOf(c.env.DB, workspaceId, read.userId))) throw forbidden('You are not a member of this workspace', 'not_member');
       // So may the session (signed out since): a ticket does not outlive it.
-      if (read.sessionId && !(await c.env.DB.prepare('SELECT 1 AS x FROM sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?').bind(read.sessionId, Date.now()).first())) {
+      if (read.sessionId && !(await sessionIsLive(c.env.DB, read.sessionId))) {
         throw unauthorized('The session of this ticket has ended');
       }
       userId = read.userId;
