@@ -6,8 +6,9 @@
 import { Hono, type Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import * as z from 'zod';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import { archiveAdmin } from '../archive/admin';
+import { auditAdmin } from '../audit/routes';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -52,6 +53,7 @@ const auditBase = async (c: Context<AppEnv>) => ({ actorId: (await requireUser(c
 
 export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
+  .route('/', auditAdmin)
   .route('/', archiveAdmin)
 
   .get('/users', async (c) => {

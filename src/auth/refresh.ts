@@ -5,7 +5,7 @@
  * served as if it had called /refresh first.
  */
 import type { Context } from 'hono';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { clientIp, enforceLimit } from '../http/rate-limit';
 import { closeSessionSockets } from '../sync/sockets';

@@ -8,7 +8,7 @@
 import { Hono, type Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import * as z from 'zod';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import { closeSessionSockets } from '../sync/sockets';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';

@@ -25,7 +25,7 @@
  */
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../http/errors';

@@ -19,7 +19,7 @@ import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import type { Caller } from './workspace-do';
 import { issueTicket, readTicket } from './ws-ticket';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 
 function caller(c: Context<AppEnv>, workspaceId: string, userId: string, name: SyncLimitName): Caller {
   const perMinute = c.get('config').rateLimitOverrides[name] ?? DEFAULT_SYNC_LIMITS[name];

@@ -10,7 +10,7 @@ import { jsonBody } from '../http/body';
 import { badRequest, conflict, notFound, rateLimited } from '../http/errors';
 import { requireUser } from '../auth/authenticate';
 import { randomToken, sha256Hex } from '../crypto';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
 import { ROLES } from './permissions';

@@ -2,8 +2,8 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { AUDIT_OBJECT_NAME } from '../../src/archive/audit';
-import { auditManifestKey, type AuditRecord } from '../../src/archive/audit-log';
+import { AUDIT_OBJECT_NAME } from '../../src/audit/emit';
+import { auditManifestKey, type AuditRecord } from '../../src/audit/log';
 import { parseJsonl, utcDate, type ManifestEntry } from '../../src/archive/archive';
 import { markRestored } from '../../src/sync/engine';
 import { apiWithEnv } from '../helpers';

@@ -9,7 +9,7 @@
  * `seq` is allocated by the AuditLogDO (never reused), so a retried flush of the same batch
  * writes the same key and adds no second manifest line.
  */
-import { addToManifest, parseJsonl, toJsonl, utcDate, type ManifestEntry } from './archive';
+import { addToManifest, parseJsonl, toJsonl, utcDate, type ManifestEntry } from '../archive/archive';
 
 /** One persisted event: its sequence number, time, name and the fields it was emitted with. */
 export interface AuditRecord {
