@@ -9,7 +9,7 @@
  * together (secrets, origins, pairs, OIDC providers) and reports all it finds.
  */
 import * as z from 'zod';
-import { oidcProviderSchema, providerListProblems, TOKEN_AGE_SECONDS } from './auth/oidc';
+import { oidcProviderSchema, providerListProblems, TOKEN_AGE_SECONDS } from './oidc-providers';
 
 /** Secrets must carry at least 256 bits; RFC 8725 §3.5 asks for this for HMAC keys. */
 export const MIN_SECRET_BYTES = 32;
