@@ -5,11 +5,11 @@
  */
 import { Hono } from 'hono';
 import * as z from 'zod';
-import { utcDate } from '../archive/archive';
 import type { AppEnv } from '../env';
 import { queryParams } from '../http/body';
 import { ApiError, badRequest } from '../http/errors';
 import { logEvent } from '../http/logger';
+import { utcDate } from '../r2-jsonl';
 import { AUDIT_OBJECT_NAME } from './emit';
 import { AUDIT_MAX_RANGE_DAYS, datesBetween, readAudit } from './log';
 

@@ -4,7 +4,7 @@ import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { AUDIT_OBJECT_NAME } from '../../src/audit/emit';
 import { auditManifestKey, type AuditRecord } from '../../src/audit/log';
-import { parseJsonl, utcDate, type ManifestEntry } from '../../src/archive/archive';
+import { parseJsonl, utcDate, type ManifestEntry } from '../../src/r2-jsonl';
 import { markRestored } from '../../src/sync/engine';
 import { apiWithEnv } from '../helpers';
 import { call, makeUser, PASSWORD, randomIp, signedInUser, type SignedIn } from '../auth/helpers';
