@@ -1,5 +1,5 @@
 /**
- * The history archive (from the Stricture storage design): before change-log rows are deleted
+ * The history archive (docs/operations.md "History archive"): before change-log rows are deleted
  * by GC, they are written to R2 as immutable JSONL segments under deterministic keys, each day
  * has a JSONL manifest listing its segments, and `latest.json` points at the newest archived
  * version. So GC never loses history, and a workspace can be exported, audited and rebuilt with

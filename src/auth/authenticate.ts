@@ -91,7 +91,7 @@ async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Pro
 
 /**
  * A browser whose access cookie is missing or expired but whose refresh cookie is valid is
- * served as that user (API.md "Transparent refresh"; OR3's own provider does this, and without
+ * served as that user (docs/auth.md "Transparent refresh"; OR3's own provider does this, and without
  * it an OR3 app reloads itself when the access token expires): the refresh token rotates with
  * the /refresh route's rules and grace window, and both new cookies are set on this response.
  * A refresh cookie that does not rotate counts as no credentials and is cleared. The basic-auth

@@ -1,6 +1,6 @@
 /**
  * Built-in email + password auth (`/api/basic-auth/*`) and session resolution
- * (`GET /api/auth/session`), speaking OR3's contract (API.md "Session" and "Basic auth").
+ * (`GET /api/auth/session`), speaking OR3's contract (docs/auth.md "Built-in email + password").
  *
  * Browsers get HttpOnly cookies; clients that send `x-or3-token-transport: bearer` get the
  * tokens in the body instead (and refresh with `{ refreshToken }`).

@@ -1,6 +1,6 @@
 /**
  * `/api/workspaces`: list, create, rename, soft-delete, switch the active workspace, and the
- * ext routes for members and invites (API.md "Workspaces"). Every route resolves the caller's
+ * ext routes for members and invites (docs/auth.md "Authorization" and "Invites"). Every route resolves the caller's
  * role through `authorizeWorkspace`.
  */
 import { Hono } from 'hono';
