@@ -2,7 +2,8 @@
  * The one place security events are emitted: sign-ins and their failures, admin mutations,
  * permission denials, GC runs, rejected uploads. Each becomes a structured `audit` log line at
  * once and is persisted to R2 under `audit/v1/…` through the AuditLogDO (see object.ts), off
- * the response path: the request never waits for, or fails because of, the audit write.
+ * the response path: the request never waits for, or fails because of, the audit write
+ * (docs/operations.md "Audit log"; the events: docs/auth.md "Audit events").
  *
  * Never pass secrets, tokens or passwords here: only ids, emails and outcomes.
  */
