@@ -4,6 +4,6 @@
 import { createApp } from './app';
 
 export { WorkspaceDO } from './workspace-db/object';
-export { AuditLogDO } from './archive/audit-do';
+export { AuditLogDO } from './audit/object';
 
 export default createApp();

@@ -1,29 +1,19 @@
 /**
- * The archive feature's admin routes, mounted under `/api/admin` behind its admin check:
+ * The archive feature's admin route, mounted under `/api/admin` behind its admin check
+ * (docs/operations.md "Point-in-time recovery"):
  *
- *   GET  /audit?from=&to=&limit=                 the persisted audit log for a UTC date range
  *   POST /workspaces/:id/point-in-time-restore   restore a workspace's object to a time (production only)
  */
 import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
-import { jsonBody, queryParams } from '../http/body';
+import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, fromFailure, notFound } from '../http/errors';
 import { logEvent } from '../http/logger';
 import { requireUser } from '../auth/authenticate';
 import { param } from '../workspaces/routes';
 import { workspaceExists } from '../workspaces/store';
-import { AUDIT_OBJECT_NAME, audit, recordAudit } from './audit';
-import { AUDIT_MAX_RANGE_DAYS, datesBetween, readAudit } from './audit-log';
-import { utcDate } from './archive';
-
-const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && utcDate(Date.parse(`${d}T00:00:00Z`)) === d, 'not a calendar date');
-
-const auditQuery = z.strictObject({
-  from: day.optional(),
-  to: day.optional(),
-  limit: z.coerce.number().int().min(1).max(10_000).default(1_000),
-});
+import { audit, recordAudit } from '../audit/emit';
 
 /** How far back the platform keeps Durable Object bookmarks. */
 const PITR_WINDOW_MS = 30 * 86_400_000;
@@ -41,24 +31,6 @@ const pitrBody = z.strictObject({
 });
 
 export const archiveAdmin = new Hono<AppEnv>()
-  .get('/audit', async (c) => {
-    const query = queryParams(c, auditQuery);
-    const to = query.to ?? utcDate(Date.now());
-    const from = query.from ?? to;
-    if (from > to) throw badRequest('from must not be after to', 'invalid_query');
-    const dates = datesBetween(from, to);
-    if (dates.length > AUDIT_MAX_RANGE_DAYS) throw badRequest(`At most ${AUDIT_MAX_RANGE_DAYS} days per read`, 'invalid_query');
-    // Events still waiting for their batch are written first, so the read is complete up to now.
-    try {
-      await c.env.AUDIT.getByName(AUDIT_OBJECT_NAME).flush();
-    } catch (err) {
-      logEvent('error', 'audit_flush_failed', { message: err instanceof Error ? err.message : String(err) });
-      throw new ApiError(503, 'audit_unavailable', 'The audit log could not be written to storage; try again shortly', { 'Retry-After': '5' });
-    }
-    const { events, truncated } = await readAudit(c.env.BLOBS, dates, query.limit);
-    return c.json({ from, to, events, truncated });
-  })
-
   /**
    * Point-in-time recovery of one workspace's Durable Object. Guarded three ways: deployment
    * admin + intent header (the admin router), `confirm` must repeat the workspace id, and it

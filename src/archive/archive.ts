@@ -1,5 +1,5 @@
 /**
- * The history archive (from the Stricture storage design): before change-log rows are deleted
+ * The history archive (docs/operations.md "History archive"): before change-log rows are deleted
  * by GC, they are written to R2 as immutable JSONL segments under deterministic keys, each day
  * has a JSONL manifest listing its segments, and `latest.json` points at the newest archived
  * version. So GC never loses history, and a workspace can be exported, audited and rebuilt with
@@ -10,8 +10,9 @@
  *   archive/v1/ws=<workspaceId>/latest.json
  *
  * Writes are idempotent by key: a retry writes the same bytes to the same segment key and adds
- * no second manifest line. Callers delete rows only after `archiveRows` resolved.
+ * no second manifest line (src/r2-jsonl.ts). Callers delete rows only after `archiveRows` resolved.
  */
+import { utcDate, writeBatch, type ManifestEntry } from '../r2-jsonl';
 
 /** One change-log entry as archived (the wire names of a SyncChange, plus server fields). */
 export interface ArchivedEntry {
@@ -31,23 +32,12 @@ export interface ArchivedEntry {
   createdAt: number;
 }
 
-export interface ManifestEntry {
-  key: string;
-  first: number;
-  last: number;
-  count: number;
-  bytes: number;
-}
-
 const PREFIX = 'archive/v1';
 
 export const archivePrefix = (workspaceId: string) => `${PREFIX}/ws=${workspaceId}/`;
 export const segmentKey = (workspaceId: string, date: string, first: number, last: number) => `${PREFIX}/ws=${workspaceId}/date=${date}/seq=${first}-${last}.jsonl`;
 export const manifestKey = (workspaceId: string, date: string) => `${PREFIX}/ws=${workspaceId}/manifests/date=${date}.jsonl`;
 export const latestKey = (workspaceId: string) => `${PREFIX}/ws=${workspaceId}/latest.json`;
-
-/** The UTC calendar date of an epoch-ms time. */
-export const utcDate = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 
 /** Splits version-ordered entries into runs of the same UTC date (one segment each). */
 export function segmentsOf(entries: ArchivedEntry[]): { date: string; entries: ArchivedEntry[] }[] {
@@ -61,27 +51,6 @@ export function segmentsOf(entries: ArchivedEntry[]): { date: string; entries: A
   return out;
 }
 
-export const toJsonl = (items: unknown[]) => items.map((i) => JSON.stringify(i)).join('\n') + '\n';
-
-export function parseJsonl<T>(text: string): T[] {
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as T);
-}
-
-/**
- * Adds a segment to a day manifest unless it is listed already, so a retried write adds no
- * second line. Read-modify-write: callers serialize their writes to one manifest.
- */
-export async function addToManifest(bucket: R2Bucket, key: string, entry: ManifestEntry): Promise<void> {
-  const existing = await bucket.get(key);
-  const lines = existing ? parseJsonl<ManifestEntry>(await existing.text()) : [];
-  if (lines.some((l) => l.key === entry.key)) return;
-  lines.push(entry);
-  await bucket.put(key, toJsonl(lines), { httpMetadata: { contentType: 'application/x-ndjson' } });
-}
-
 /**
  * Writes the entries' segments, adds them to their day manifests, and moves `latest.json`
  * forward. Throws if any write fails; nothing is deleted by the caller then.
@@ -92,12 +61,7 @@ export async function archiveRows(bucket: R2Bucket, workspaceId: string, entries
   for (const segment of segmentsOf(entries)) {
     const first = segment.entries[0]!.serverVersion;
     const last = segment.entries[segment.entries.length - 1]!.serverVersion;
-    const key = segmentKey(workspaceId, segment.date, first, last);
-    const body = toJsonl(segment.entries);
-    await bucket.put(key, body, { httpMetadata: { contentType: 'application/x-ndjson' } });
-    const entry: ManifestEntry = { key, first, last, count: segment.entries.length, bytes: new TextEncoder().encode(body).byteLength };
-    await addToManifest(bucket, manifestKey(workspaceId, segment.date), entry);
-    written.push(entry);
+    written.push(await writeBatch(bucket, segmentKey(workspaceId, segment.date, first, last), manifestKey(workspaceId, segment.date), first, last, segment.entries));
   }
   const newest = written[written.length - 1]!;
   const previous = await bucket.get(latestKey(workspaceId));

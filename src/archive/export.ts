@@ -14,7 +14,8 @@
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import type { SnapshotItem } from '../workspace-db/reads';
-import { archivePrefix, parseJsonl, type ArchivedEntry, type ManifestEntry } from './archive';
+import { parseJsonl, type ManifestEntry } from '../r2-jsonl';
+import { archivePrefix, type ArchivedEntry } from './archive';
 
 /** The two object methods an export uses (typed here: RPC's mapped types are too deep for these). */
 export interface ExportSource {

@@ -11,9 +11,9 @@ import type { Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import type { AppEnv } from '../env';
 import { unauthorized } from '../http/errors';
-import { ACCESS_ISSUER, verifyAccessToken } from './tokens';
+import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
-import { accessKeys, issueAccessToken, rotate } from './refresh';
+import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
 import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from './store';
 import type { Role } from '../workspaces/permissions';
@@ -91,7 +91,7 @@ async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Pro
 
 /**
  * A browser whose access cookie is missing or expired but whose refresh cookie is valid is
- * served as that user (API.md "Transparent refresh"; OR3's own provider does this, and without
+ * served as that user (docs/auth.md "Transparent refresh"; OR3's own provider does this, and without
  * it an OR3 app reloads itself when the access token expires): the refresh token rotates with
  * the /refresh route's rules and grace window, and both new cookies are set on this response.
  * A refresh cookie that does not rotate counts as no credentials and is cleared. The basic-auth
@@ -141,7 +141,7 @@ async function fromToken(c: Context<AppEnv>, token: string, allowFederated: bool
 
 async function fromAccessToken(c: Context<AppEnv>, token: string, workspaceId: string | undefined): Promise<Principal | null> {
   const { auth } = c.get('config');
-  const claims = await verifyAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
+  const claims = await verifyAccessToken(await signingKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
   if (!claims) return null;
   const row = await loadSessionAuth(c.env.DB, claims.sid, claims.sub, workspaceId);
   if (!row || row.session_revoked_at !== null || row.session_expires_at <= Date.now()) return null;

@@ -11,7 +11,7 @@
  * per 30 s cooldown) or from inline keys.
  */
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import type { OidcProviderConfig } from '../config';
+import type { OidcProviderConfig } from '../oidc-providers';
 import type { FederatedIdentity } from './store';
 
 const keySets = new Map<string, JWTVerifyGetKey>();

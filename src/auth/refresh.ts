@@ -5,12 +5,12 @@
  * served as if it had called /refresh first.
  */
 import type { Context } from 'hono';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { clientIp, enforceLimit } from '../http/rate-limit';
 import { closeSessionSockets } from '../sync/sockets';
 import { rotateRefreshToken } from './store';
-import { signAccessToken, signingKeys, type SigningKey } from './tokens';
+import { signAccessToken, signingKeys } from './tokens';
 
 export interface Rotated {
   userId: string;
@@ -38,21 +38,8 @@ export async function rotate(c: Context<AppEnv>, token: string): Promise<Rotated
   return null;
 }
 
-const keyCache = new Map<string, Promise<SigningKey[]>>();
-
-/** Signing keys for the configured JWT secrets, derived once per isolate. */
-export function accessKeys(current: string, previous?: string): Promise<SigningKey[]> {
-  const cacheKey = `${current}\u0000${previous ?? ''}`;
-  let keys = keyCache.get(cacheKey);
-  if (!keys) {
-    keys = signingKeys(current, previous);
-    keyCache.set(cacheKey, keys);
-  }
-  return keys;
-}
-
 /** A fresh access token for a session at the user's current token version. */
 export async function issueAccessToken(c: Context<AppEnv>, claims: { userId: string; sessionId: string; tokenVersion: number }) {
   const { auth } = c.get('config');
-  return signAccessToken(await accessKeys(auth.jwtSecret, auth.jwtSecretPrevious), { sub: claims.userId, sid: claims.sessionId, ver: claims.tokenVersion }, auth.accessTtlSeconds);
+  return signAccessToken(await signingKeys(auth.jwtSecret, auth.jwtSecretPrevious), { sub: claims.userId, sid: claims.sessionId, ver: claims.tokenVersion }, auth.accessTtlSeconds);
 }

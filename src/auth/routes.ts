@@ -1,6 +1,6 @@
 /**
  * Built-in email + password auth (`/api/basic-auth/*`) and session resolution
- * (`GET /api/auth/session`), speaking OR3's contract (API.md "Session" and "Basic auth").
+ * (`GET /api/auth/session`), speaking OR3's contract (docs/auth.md "Built-in email + password").
  *
  * Browsers get HttpOnly cookies; clients that send `x-or3-token-transport: bearer` get the
  * tokens in the body instead (and refresh with `{ refreshToken }`).
@@ -8,13 +8,13 @@
 import { Hono, type Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import * as z from 'zod';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import { closeSessionSockets } from '../sync/sockets';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited } from '../http/errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
-import { inviteClaimable, membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
+import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
 import { authenticate, requireUser, type Principal } from './authenticate';
 import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
@@ -34,9 +34,10 @@ import {
   normalizeEmail,
   revokeSession,
   sessionOfRefreshToken,
+  sessionOwner,
   rehashPassword,
 } from './store';
-import { sha256Hex } from './tokens';
+import { sha256Hex } from '../crypto';
 
 /** Auth bodies are a few short strings; a small cap answers oversized ones with 413 before any work. */
 const AUTH_BODY = { maxBytes: 16 * 1024 };
@@ -138,11 +139,7 @@ export const basicAuth = new Hono<AppEnv>()
     if (auth.registration === 'invite' && !inviteHash) throw forbidden('Registration requires an invite', 'invite_required');
     if (inviteHash) {
       // An early answer before the slow hash; the claim in createInvitedUser checks again.
-      const invite = await db
-        .prepare(`SELECT 1 AS x FROM invites WHERE token_hash = ?2 AND ${inviteClaimable('?1')}`)
-        .bind(Date.now(), inviteHash)
-        .first();
-      if (!invite) throw forbidden('The invite is invalid, used or expired', 'invalid_invite');
+      if (!(await inviteIsClaimable(db, inviteHash))) throw forbidden('The invite is invalid, used or expired', 'invalid_invite');
     }
 
     // Hash even when the email turns out to be taken, so both answers take as long.
@@ -185,7 +182,7 @@ export const basicAuth = new Hono<AppEnv>()
     const sessionId = principal?.sessionId ?? (refresh ? await sessionOfRefreshToken(c.env.DB, refresh) : null);
     if (sessionId) {
       await revokeSession(c.env.DB, sessionId);
-      const owner = principal?.userId ?? (await c.env.DB.prepare('SELECT user_id FROM sessions WHERE id = ?').bind(sessionId).first<{ user_id: string }>())?.user_id;
+      const owner = principal?.userId ?? (await sessionOwner(c.env.DB, sessionId));
       if (owner) await closeSessionSockets(c.env, { userId: owner, sessionId });
     }
     clearAuthCookies(c);

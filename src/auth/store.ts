@@ -8,7 +8,8 @@
  * transaction on D1's single writer, so a `NOT EXISTS` check inside a batch cannot interleave
  * with another batch.
  */
-import { childSecret, digestsEqual, parseRefreshToken, randomToken, sha256Hex } from './tokens';
+import { randomToken, sha256Hex, timingSafeEqual } from '../crypto';
+import { childSecret, childTokenId, parseRefreshToken } from './tokens';
 import { inviteClaimable } from '../workspaces/store';
 
 /** A session ends this long after sign-in, however actively it is refreshed. */
@@ -225,12 +226,12 @@ export async function rotateRefreshToken(
     )
     .bind(parsed.id)
     .first<RefreshRow>();
-  if (!row || !digestsEqual(row.secret_hash, await sha256Hex(parsed.secret))) return { ok: false, reason: 'invalid' };
+  if (!row || !timingSafeEqual(row.secret_hash, await sha256Hex(parsed.secret))) return { ok: false, reason: 'invalid' };
   if (row.revoked_at !== null || row.session_revoked_at !== null || row.disabled_at !== null) return { ok: false, reason: 'revoked' };
   if (row.expires_at <= now || row.session_expires_at <= now) return { ok: false, reason: 'expired' };
   await beforeRotate?.(row.user_id);
 
-  const childId = deriveChildId(await sha256Hex(`child-id:${row.id}`));
+  const childId = await childTokenId(row.id);
   const issue = (secret: string) => ({ ok: true as const, userId: row.user_id, sessionId: row.session_id, tokenVersion: row.token_version, refreshToken: `${childId}.${secret}` });
 
   if (row.used_at === null) {
@@ -261,16 +262,11 @@ export async function rotateRefreshToken(
     // The child was derived with whichever key was current then; a rotation may have happened since.
     for (const key of serverKeys) {
       const secret = await childSecret(key, row.id, parsed.secret);
-      if (digestsEqual(child.secret_hash, await sha256Hex(secret))) return issue(secret);
+      if (timingSafeEqual(child.secret_hash, await sha256Hex(secret))) return issue(secret);
     }
   }
   await revokeSession(db, row.session_id, now);
   return { ok: false, reason: 'reused', userId: row.user_id, sessionId: row.session_id };
-}
-
-/** Formats 32 hex chars as a UUID-shaped id (the refresh token grammar expects one). */
-function deriveChildId(hex: string): string {
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** Revokes a session and every refresh token in it. */
@@ -281,12 +277,22 @@ export async function revokeSession(db: D1Database, sessionId: string, now = Dat
   ]);
 }
 
+/** The user a session belongs to, live or not; null when there is no such session. */
+export async function sessionOwner(db: D1Database, sessionId: string): Promise<string | null> {
+  return (await db.prepare('SELECT user_id FROM sessions WHERE id = ?').bind(sessionId).first<{ user_id: string }>())?.user_id ?? null;
+}
+
+/** Whether a session is neither revoked nor past its absolute end. */
+export async function sessionIsLive(db: D1Database, sessionId: string, now = Date.now()): Promise<boolean> {
+  return (await db.prepare('SELECT 1 AS x FROM sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?').bind(sessionId, now).first()) !== null;
+}
+
 /** The refresh token's session id, for sign-out by refresh cookie. Verifies the secret. */
 export async function sessionOfRefreshToken(db: D1Database, token: string): Promise<string | null> {
   const parsed = parseRefreshToken(token);
   if (!parsed) return null;
   const row = await db.prepare('SELECT session_id, secret_hash FROM refresh_tokens WHERE id = ?').bind(parsed.id).first<{ session_id: string; secret_hash: string }>();
-  if (!row || !digestsEqual(row.secret_hash, await sha256Hex(parsed.secret))) return null;
+  if (!row || !timingSafeEqual(row.secret_hash, await sha256Hex(parsed.secret))) return null;
   return row.session_id;
 }
 
@@ -321,6 +327,11 @@ export async function loadSessionAuth(db: D1Database, sessionId: string, userId:
     )
     .bind(sessionId, userId, workspaceId)
     .first<SessionAuthRow>();
+}
+
+/** Touches the users table: the deep health check's D1 probe, so unapplied migrations show up. */
+export async function probeUsersTable(db: D1Database): Promise<void> {
+  await db.prepare('SELECT count(*) AS n FROM users LIMIT 1').first();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@
  * plaintext.
  */
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { hmacSign, keyring, sha256Hex } from '../crypto';
 
 export const ACCESS_ISSUER = 'or3-edge';
 export const ACCESS_AUDIENCE = 'or3-edge:access';
@@ -25,29 +26,9 @@ export interface SigningKey {
   key: Uint8Array;
 }
 
-export async function sha256Hex(input: string | Uint8Array): Promise<string> {
-  const bytes = typeof input === 'string' ? encoder.encode(input) : input;
-  const digest = await crypto.subtle.digest('SHA-256', bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-export function base64url(bytes: Uint8Array): string {
-  let binary = '';
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-export function randomToken(bytes = 32): string {
-  return base64url(crypto.getRandomValues(new Uint8Array(bytes)));
-}
-
-/** kid = first 16 hex chars of SHA-256("kid:" + secret): stable per secret, reveals nothing useful. */
+/** The access-token keys, current first; kid = first 16 hex chars of SHA-256("kid:" + secret). */
 export async function signingKeys(current: string, previous?: string): Promise<SigningKey[]> {
-  const keys: SigningKey[] = [];
-  for (const secret of previous ? [current, previous] : [current]) {
-    keys.push({ kid: (await sha256Hex(`kid:${secret}`)).slice(0, 16), key: encoder.encode(secret) });
-  }
-  return keys;
+  return (await keyring('kid', 16, current, previous)).map(({ kid, secret }) => ({ kid, key: encoder.encode(secret) }));
 }
 
 export interface AccessClaims {
@@ -120,21 +101,16 @@ export function parseRefreshToken(token: string): { id: string; secret: string }
   return match ? { id: match[1]!, secret: match[2]! } : null;
 }
 
-/** HMAC-SHA256 of `data` under `key`, base64url: the MAC behind every signed token and URL here. */
-export async function hmacBase64url(key: string, data: string): Promise<string> {
-  const cryptoKey = await crypto.subtle.importKey('raw', encoder.encode(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return base64url(new Uint8Array(await crypto.subtle.sign('HMAC', cryptoKey, encoder.encode(data))));
-}
-
 /** The child refresh secret for a parent: HMAC(server key, parent id + parent secret). */
 export function childSecret(serverKey: string, parentId: string, parentSecret: string): Promise<string> {
-  return hmacBase64url(`refresh-child:${serverKey}`, `${parentId}.${parentSecret}`);
+  return hmacSign(`refresh-child:${serverKey}`, `${parentId}.${parentSecret}`);
 }
 
-/** Constant-time comparison of two strings (digests, MACs); unequal lengths are simply unequal. */
-export function digestsEqual(a: string, b: string): boolean {
-  const ab = encoder.encode(a);
-  const bb = encoder.encode(b);
-  if (ab.byteLength !== bb.byteLength) return false;
-  return crypto.subtle.timingSafeEqual(ab, bb);
+/**
+ * The child's id, derived from the parent's: 32 hex chars of SHA-256("child-id:" + parent id),
+ * formatted as a UUID because the refresh token grammar expects one.
+ */
+export async function childTokenId(parentId: string): Promise<string> {
+  const hex = await sha256Hex(`child-id:${parentId}`);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }

@@ -10,6 +10,7 @@
  */
 import { Hono } from 'hono';
 import { version } from '../../package.json';
+import { probeUsersTable } from '../auth/store';
 import type { AppEnv, Bindings } from '../env';
 
 const PROBE_TIMEOUT_MS = 5_000;
@@ -45,12 +46,12 @@ async function probe(check: () => Promise<unknown>): Promise<ProviderHealth> {
 
 const elapsed = (started: number) => Math.round((performance.now() - started) * 100) / 100;
 
-/** The three provider probes, exported so tests can run them against broken bindings. */
-export function checkProviders(env: Bindings) {
+/** The three provider probes, run together. */
+function checkProviders(env: Bindings) {
   return Promise.all([
     probe(() => env.WORKSPACE.getByName(HEALTH_OBJECT_NAME).ping()),
     probe(() => env.BLOBS.head('health/probe')),
-    probe(() => env.DB.prepare('SELECT count(*) AS n FROM users LIMIT 1').first()),
+    probe(() => probeUsersTable(env.DB)),
   ]).then(([sync, storage, auth]) => ({ sync, storage, auth }));
 }
 

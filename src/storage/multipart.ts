@@ -1,5 +1,5 @@
 /**
- * Large files (ext, additive to API.md): R2 multipart uploads through Worker-signed part URLs,
+ * Large files (docs/storage.md "Large files (ext)", additive to OR3's contract): R2 multipart uploads through Worker-signed part URLs,
  * for files larger than one request body (Workers accept 100 MB on common plans).
  *
  *   POST /api/storage/multipart/create   → { uploadId, storageId, partSize, partCount, parts: [{ partNumber, size, url }] }
@@ -25,7 +25,7 @@
  */
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../http/errors';

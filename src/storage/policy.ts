@@ -4,7 +4,7 @@
  * upload URLs. Plus the upload policy check presign and multipart share.
  */
 import type { Context } from 'hono';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import type { Config } from '../config';
 import type { AppEnv } from '../env';
 import { conflict } from '../http/errors';

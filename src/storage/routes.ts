@@ -8,7 +8,8 @@
  */
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
+import { toHex } from '../crypto';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
@@ -79,8 +80,7 @@ async function hashMatches(bucket: R2Bucket, key: string, hex: string): Promise<
   if (!object) return false;
   const digest = new crypto.DigestStream('SHA-256');
   await object.body.pipeTo(digest);
-  const bytes = new Uint8Array(await digest.digest);
-  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('') === hex;
+  return toHex(new Uint8Array(await digest.digest)) === hex;
 }
 
 /** The storage routes, built with the app's storage dependencies (hooks, upload provider). */

@@ -1,12 +1,12 @@
 /**
- * Worker-signed blob URLs (SECURITY.md §5). A URL is an HMAC-SHA256 over
+ * Worker-signed blob URLs (docs/storage.md). A URL is an HMAC-SHA256 over
  * `v1\nMETHOD\nworkspace\nkey\nexpires\nsize\nsha256\ndisposition\ncontent-type\nkid`, one field per line so no
  * two field lists share a string. It is bound to the method, the workspace, the exact object
  * key, the byte size, the hash and the expiry; `kid` names the key, so the previous secret keeps
  * working during rotation until URLs signed with it have expired. Verification recomputes the
  * MAC and compares in constant time.
  */
-import { digestsEqual, hmacBase64url, sha256Hex } from '../auth/tokens';
+import { hmacSign, hmacVerify, keyring, type NamedKey } from '../crypto';
 
 export const URL_LIMITS = {
   uploadMaxMs: 15 * 60 * 1000,
@@ -28,33 +28,21 @@ export interface SignedFields {
   contentType: string;
 }
 
-export interface UrlKey {
-  kid: string;
-  secret: string;
-}
+export type UrlKey = NamedKey;
 
-const keyCache = new Map<string, Promise<UrlKey[]>>();
-
-/** The URL-signing keys (current first); `kid` is derived from each secret. */
-export function urlKeys(current: string, previous?: string): Promise<UrlKey[]> {
-  const cacheKey = `${current}\u0000${previous ?? ''}`;
-  let keys = keyCache.get(cacheKey);
-  if (!keys) {
-    keys = Promise.all((previous ? [current, previous] : [current]).map(async (secret) => ({ kid: (await sha256Hex(`url-kid:${secret}`)).slice(0, 12), secret })));
-    keyCache.set(cacheKey, keys);
-  }
-  return keys;
-}
+/** The URL-signing keys, current first; kid = first 12 hex chars of SHA-256("url-kid:" + secret). */
+export const urlKeys = (current: string, previous?: string): Promise<UrlKey[]> => keyring('url-kid', 12, current, previous);
 
 function canonical(f: SignedFields, kid: string): string {
   return ['v1', f.method, f.workspaceId, f.key, String(f.expires), String(f.size), f.hash, f.disposition, f.contentType, kid].join('\n');
 }
 
-const mac = (secret: string, text: string) => hmacBase64url(`storage-url:${secret}`, text);
+/** The MAC key of a URL secret: its own purpose, so no other token's MAC is ever a valid URL signature. */
+const macKey = (secret: string) => `storage-url:${secret}`;
 
 export async function sign(keys: UrlKey[], fields: SignedFields): Promise<{ kid: string; sig: string }> {
   const { kid, secret } = keys[0]!;
-  return { kid, sig: await mac(secret, canonical(fields, kid)) };
+  return { kid, sig: await hmacSign(macKey(secret), canonical(fields, kid)) };
 }
 
 export type VerifyOutcome = 'ok' | 'expired' | 'invalid';
@@ -63,7 +51,7 @@ export type VerifyOutcome = 'ok' | 'expired' | 'invalid';
 export async function verify(keys: UrlKey[], fields: SignedFields, kid: string, sig: string, now = Date.now()): Promise<VerifyOutcome> {
   const key = keys.find((k) => k.kid === kid);
   if (!key) return 'invalid';
-  if (!digestsEqual(sig, await mac(key.secret, canonical(fields, kid)))) return 'invalid';
+  if (!(await hmacVerify(macKey(key.secret), canonical(fields, kid), sig))) return 'invalid';
   return fields.expires > now ? 'ok' : 'expired';
 }
 

@@ -11,7 +11,7 @@
  * Layout: `m1.<size>.<partSize>.<expires>.<kid>.<sig>.<base64url MIME>.<R2 upload id>`; the R2
  * id comes last because its alphabet is R2's business.
  */
-import { base64url } from '../auth/tokens';
+import { decodeBase64urlText, encodeBase64url } from '../crypto';
 import { sign, verify, type UrlKey } from './signing';
 
 /** R2 aborts unfinished multipart uploads after 7 days. */
@@ -48,7 +48,7 @@ function fields(scope: Scope, d: DeclaredUpload) {
 export async function sealUploadId(keys: UrlKey[], scope: Scope, declared: Omit<DeclaredUpload, 'expires'>, now = Date.now()): Promise<string> {
   const d = { ...declared, expires: now + UPLOAD_ID_LIFETIME_MS };
   const { kid, sig } = await sign(keys, fields(scope, d));
-  const mime = base64url(Uint8Array.from(d.mimeType, (ch) => ch.charCodeAt(0)));
+  const mime = encodeBase64url(d.mimeType);
   return ['m1', d.sizeBytes, d.partSizeBytes, d.expires, kid, sig, mime, d.r2UploadId].join('.');
 }
 
@@ -56,10 +56,10 @@ export async function sealUploadId(keys: UrlKey[], scope: Scope, declared: Omit<
 export function parseUploadId(id: string): (DeclaredUpload & { kid: string; sig: string }) | null {
   const match = /^m1\.(\d{1,16})\.(\d{1,10})\.(\d{1,16})\.([0-9a-f]{1,64})\.([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{1,400})\.(.+)$/s.exec(id);
   if (!match) return null;
-  // MIME types are ASCII (checked at create), so one byte is one character.
+  // MIME types are ASCII (checked at create), so UTF-8 and the former byte-per-character encoding agree.
   let mimeType: string;
   try {
-    mimeType = atob(match[6]!.replace(/-/g, '+').replace(/_/g, '/'));
+    mimeType = decodeBase64urlText(match[6]!);
   } catch {
     return null;
   }

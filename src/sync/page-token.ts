@@ -1,9 +1,10 @@
 /**
  * Snapshot page tokens: the position of the next page plus the snapshot's id, high watermark
- * and expiry, HMAC-signed with a key kept in the workspace's own database. Stateless for the
- * object, unforgeable for clients, and they expire (410) so a snapshot cannot be paged forever.
+ * and expiry, sealed (src/crypto.ts) with a key kept in the workspace's own database. Stateless
+ * for the object, unforgeable for clients, and they expire (410) so a snapshot cannot be paged
+ * forever (docs/sync.md).
  */
-import { base64url, digestsEqual, hmacBase64url } from '../auth/tokens';
+import { seal, unseal } from '../crypto';
 
 export const SNAPSHOT_TTL_MS = 15 * 60 * 1000;
 
@@ -14,26 +15,18 @@ export interface PageState {
   expiresAt: number;
 }
 
-const encoder = new TextEncoder();
+/** Where the expiry sits in a token's fields. */
+const EXPIRES_AT = 4;
 
-const fromB64url = (text: string) => atob(text.replace(/-/g, '+').replace(/_/g, '/'));
-
-export async function signPageToken(key: string, state: PageState): Promise<string> {
-  const body = base64url(encoder.encode(JSON.stringify([state.snapshotId, state.highWatermark, state.after[0], state.after[1], state.expiresAt])));
-  return `${body}.${await hmacBase64url(key, body)}`;
+export function signPageToken(key: string, state: PageState): Promise<string> {
+  return seal(key, [state.snapshotId, state.highWatermark, state.after[0], state.after[1], state.expiresAt]);
 }
 
 export type PageTokenResult = { ok: true; state: PageState } | { ok: false; reason: 'invalid' | 'expired' };
 
 export async function readPageToken(key: string, token: string, now = Date.now()): Promise<PageTokenResult> {
-  const [body, mac, extra] = token.split('.');
-  if (!body || !mac || extra !== undefined) return { ok: false, reason: 'invalid' };
-  if (!digestsEqual(mac, await hmacBase64url(key, body))) return { ok: false, reason: 'invalid' };
-  try {
-    const [snapshotId, highWatermark, table, pk, expiresAt] = JSON.parse(new TextDecoder().decode(Uint8Array.from(fromB64url(body), (ch) => ch.charCodeAt(0))));
-    if (typeof expiresAt !== 'number' || expiresAt <= now) return { ok: false, reason: 'expired' };
-    return { ok: true, state: { snapshotId, highWatermark, after: [table, pk], expiresAt } };
-  } catch {
-    return { ok: false, reason: 'invalid' };
-  }
+  const opened = await unseal(key, token, EXPIRES_AT, now);
+  if (!opened.ok) return opened;
+  const [snapshotId, highWatermark, table, pk, expiresAt] = opened.fields as [string, number, string, string, number];
+  return { ok: true, state: { snapshotId, highWatermark, after: [table, pk], expiresAt } };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../http/errors';
-import { TooDeep, canonicalJson, compareRevisions, fingerprintOf, prepareBatch, type PushOpInput } from './protocol';
+import { TooDeep, canonicalJson, compareRevisions, prepareBatch, type PushOpInput } from './protocol';
 
 const stamp = (clock = 1, hlc = 'h', opId = '00000000-0000-4000-8000-000000000000') => ({ deviceId: 'd', opId, hlc, clock });
 const msg = (id: string, extra: Record<string, unknown> = {}) => ({ id, thread_id: 't', role: 'user', index: 0, order_key: 'a', deleted: false, created_at: 1, updated_at: 1, clock: 1, ...extra });
@@ -52,7 +52,9 @@ describe('compareRevisions', () => {
   });
 });
 
-describe('fingerprintOf', () => {
+describe('fingerprints', () => {
+  const fingerprintOf = async (op: PushOpInput) => (await prepareBatch([op], 'ws', 'u'))[0]!.fingerprint;
+
   it('covers table, operation, pk, payload, clock, hlc and device, not queue fields', async () => {
     const base = put('messages', 'm', msg('m'));
     const f = await fingerprintOf(base);

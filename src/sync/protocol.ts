@@ -1,5 +1,5 @@
 /**
- * The sync wire contract (API.md "Sync"): request envelopes, the table allow-list, per-table
+ * The sync wire contract (docs/sync.md): request envelopes, the table allow-list, per-table
  * payload rules, and the preparation of a push batch into the ops the Durable Object applies.
  *
  * Everything here is pure and runs in the Worker, before the workspace's object is called:
@@ -8,7 +8,7 @@
  */
 import * as z from 'zod';
 import { badRequest, payloadTooLarge } from '../http/errors';
-import { sha256Hex } from '../auth/tokens';
+import { sha256Hex } from '../crypto';
 import { parseHash } from '../storage/hashes';
 
 export const SYNC_LIMITS = {
@@ -57,7 +57,7 @@ const id = text(256);
 /**
  * An RFC 4122 (9562) UUID: version 1–8 and the 10xx variant, or the nil/max UUIDs; the rule
  * newer OR3 clients apply to every opId in a pull page, so one odd writer cannot poison every
- * other client's pages (API.md "Idempotency").
+ * other client's pages (docs/sync.md "Guarantees", idempotency).
  */
 const UUID = /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
 const opIdSchema = z.string().regex(UUID, 'must be an RFC 4122 UUID');
@@ -86,7 +86,7 @@ export const pushSchema = z.strictObject({
     .array(pushOpSchema)
     .max(SYNC_LIMITS.maxOps, `at most ${SYNC_LIMITS.maxOps} ops per push`)
     // Newer OR3 clients reject a push response that repeats an opId, so such a batch is refused
-    // whole (API.md "Idempotency") rather than answered with a mirrored result.
+    // whole (docs/sync.md "Guarantees", idempotency) rather than answered with a mirrored result.
     .superRefine((ops, ctx) => {
       const seen = new Set<string>();
       for (const [i, op] of ops.entries()) {
@@ -115,7 +115,7 @@ export const gcSchema = z.strictObject({
 export const wsTicketSchema = z.strictObject({ workspaceId: id });
 
 // ---------------------------------------------------------------------------------------------
-// Table payloads (API.md "Table payloads"): required fields and their types. Other columns are
+// Table payloads (docs/sync.md "Guarantees", validation): required fields and their types. Other columns are
 // allowed: a newer client may add them.
 
 const flag = z.union([z.boolean(), z.literal(0), z.literal(1)]);
@@ -239,13 +239,9 @@ export function canonicalJson(value: unknown, maxDepth = Infinity): string {
   return out.join('');
 }
 
-/** The idempotency fingerprint: (tableName, operation, pk, payload, clock, hlc, deviceId). */
-export function fingerprintOf(op: PushOpInput): Promise<string> {
-  return sha256Hex(fingerprintInput(op, canonicalJson(op.payload ?? null)));
-}
-
 /**
- * The fingerprinted text, given the payload's canonical JSON: exactly
+ * The idempotency fingerprint's text: (tableName, operation, pk, payload, clock, hlc, deviceId),
+ * given the payload's canonical JSON. Exactly
  * `canonicalJson([tableName, operation, pk, payload, clock, hlc, deviceId])`, without sorting and
  * serializing the payload a second time (stored fingerprints must never change).
  */
@@ -314,7 +310,7 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
     if (op.operation === 'put') {
       if (!op.payload) throw invalid(table, 'a put needs a payload object');
       const bytes = encoder.encode(canonical).byteLength;
-      // 400, not 413: API.md counts an oversized payload as a bad payload, which clients treat as permanent.
+      // 400, not 413: OR3's contract counts an oversized payload as a bad payload (docs/sync.md "Limits"), which clients treat as permanent.
       if (bytes > SYNC_LIMITS.maxPayloadBytes) throw invalid(table, `larger than ${SYNC_LIMITS.maxPayloadBytes} bytes`);
       batchBytes += bytes;
       const parsed = payloadSchemas[table].safeParse(op.payload);

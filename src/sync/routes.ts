@@ -1,16 +1,15 @@
 /**
- * `/api/sync/*` (API.md "Sync"): authenticate, check membership and permission for the scope's
+ * `/api/sync/*` (docs/sync.md): authenticate, check membership and permission for the scope's
  * workspace (one D1 read), validate and prepare in the Worker, then make exactly one RPC to the
  * workspace's Durable Object.
  *
  * Realtime: `GET /api/sync/ws?workspaceId=` upgrades to a WebSocket on the object. Browsers on
  * an allowed origin authenticate with their cookie; other clients send a bearer header, or, where
- * a WebSocket API cannot set headers, a single-use ticket from `POST /api/sync/ws-ticket` (valid
- * 60 s) in `?ticket=`. No long-lived token ever goes in a URL.
+ * a WebSocket API cannot set headers, a single-use ticket (ws-ticket.ts) in `?ticket=`.
  */
 import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../env';
-import { base64url, digestsEqual, hmacBase64url } from '../auth/tokens';
+import { sessionIsLive } from '../auth/store';
 import { isAllowedOrigin } from '../http/cors';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, forbidden, fromFailure, unauthorized } from '../http/errors';
@@ -18,42 +17,15 @@ import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf } from '../workspaces/store';
 import { DEFAULT_SYNC_LIMITS, type Caller, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
-import { audit } from '../archive/audit';
-
-export const WS_TICKET_TTL_MS = 60_000;
+import { issueTicket, readTicket } from './ws-ticket';
+import { audit } from '../audit/emit';
 
 function caller(c: Context<AppEnv>, workspaceId: string, userId: string, name: SyncLimitName): Caller {
   const perMinute = c.get('config').rateLimitOverrides[name] ?? DEFAULT_SYNC_LIMITS[name];
   return { workspaceId, userId, limit: { name, perMinute } };
 }
 
-
 const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByName(workspaceId);
-
-// -- WebSocket tickets: HMAC-signed { user, workspace, nonce, expiry }; the object records the nonce.
-
-const encoder = new TextEncoder();
-
-const ticketMac = (secret: string, body: string) => hmacBase64url(`ws-ticket:${secret}`, body);
-
-async function issueTicket(secret: string, userId: string, workspaceId: string, sessionId: string | null) {
-  const expiresAt = Date.now() + WS_TICKET_TTL_MS;
-  const body = base64url(encoder.encode(JSON.stringify([userId, workspaceId, crypto.randomUUID(), expiresAt, sessionId])));
-  return { ticket: `${body}.${await ticketMac(secret, body)}`, expiresAt };
-}
-
-async function readTicket(secret: string, ticket: string, workspaceId: string) {
-  const [body, mac, extra] = ticket.split('.');
-  if (!body || !mac || extra !== undefined) return null;
-  if (!digestsEqual(mac, await ticketMac(secret, body))) return null;
-  try {
-    const [userId, ticketWorkspace, nonce, expiresAt, sessionId] = JSON.parse(atob(body.replace(/-/g, '+').replace(/_/g, '/')));
-    if (ticketWorkspace !== workspaceId || typeof expiresAt !== 'number' || expiresAt <= Date.now()) return null;
-    return { userId: String(userId), nonce: String(nonce), expiresAt, sessionId: typeof sessionId === 'string' ? sessionId : null };
-  } catch {
-    return null;
-  }
-}
 
 /** Both GC routes: owner only (settings.manage), one RPC, `{ deletedCount }`. */
 async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
@@ -131,7 +103,7 @@ export const sync = new Hono<AppEnv>()
       // Membership may have changed since the ticket was issued.
       if (!(await membershipOf(c.env.DB, workspaceId, read.userId))) throw forbidden('You are not a member of this workspace', 'not_member');
       // So may the session (signed out since): a ticket does not outlive it.
-      if (read.sessionId && !(await c.env.DB.prepare('SELECT 1 AS x FROM sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?').bind(read.sessionId, Date.now()).first())) {
+      if (read.sessionId && !(await sessionIsLive(c.env.DB, read.sessionId))) {
         throw unauthorized('The session of this ticket has ended');
       }
       userId = read.userId;

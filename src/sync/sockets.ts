@@ -6,6 +6,7 @@
  */
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
+import { memberWorkspaceIds } from '../workspaces/store';
 
 /**
  * Never throws: the session change it follows has already happened, and must be answered as
@@ -21,13 +22,13 @@ export async function closeSessionSockets(env: Bindings, input: { userId: string
 }
 
 async function closeAll(env: Bindings, input: { userId: string; sessionId?: string; exceptSessionId?: string }): Promise<number> {
-  const { results } = await env.DB.prepare('SELECT workspace_id FROM members WHERE user_id = ?').bind(input.userId).all<{ workspace_id: string }>();
+  const workspaceIds = await memberWorkspaceIds(env.DB, input.userId);
   const counts = await Promise.all(
-    results.map((r) =>
-      env.WORKSPACE.getByName(r.workspace_id)
+    workspaceIds.map((workspaceId) =>
+      env.WORKSPACE.getByName(workspaceId)
         .closeSessionSockets(input)
         .catch((err: unknown) => {
-          logEvent('warn', 'socket_close_failed', { workspaceId: r.workspace_id, message: err instanceof Error ? err.message : String(err) });
+          logEvent('warn', 'socket_close_failed', { workspaceId, message: err instanceof Error ? err.message : String(err) });
           return 0;
         }),
     ),

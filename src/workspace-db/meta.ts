@@ -3,6 +3,7 @@
  * the running byte totals and the snapshot-token key. Every room of the workspace database
  * reads and moves them through here.
  */
+import { randomHex } from '../crypto';
 
 export function getMeta(sql: SqlStorage, key: string): string | null {
   const row = sql.exec<{ value: string }>('SELECT value FROM meta WHERE key = ?', key).toArray()[0];
@@ -32,7 +33,7 @@ export const collectedThrough = (sql: SqlStorage) => Number(getMeta(sql, 'collec
 export function snapshotKey(sql: SqlStorage): string {
   let key = getMeta(sql, 'snapshot_key');
   if (!key) {
-    key = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    key = randomHex(32);
     setMeta(sql, 'snapshot_key', key);
   }
   return key;

@@ -5,7 +5,7 @@
  * lost. Each step runs in its own bounded transaction.
  */
 import { archiveRows, type ArchivedEntry } from '../archive/archive';
-import { recordAudit } from '../archive/audit';
+import { recordAudit } from '../audit/emit';
 import { loadConfig } from '../config';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';

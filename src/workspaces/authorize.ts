@@ -10,7 +10,7 @@ import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import { forbidden } from '../http/errors';
 import { logEvent } from '../http/logger';
-import { audit } from '../archive/audit';
+import { audit } from '../audit/emit';
 import { prefetchedMembership, requireUser, type Principal } from '../auth/authenticate';
 import { can, type Permission } from './permissions';
 import { membershipOf, type Membership } from './store';

@@ -1,6 +1,6 @@
 /**
  * `/api/workspaces`: list, create, rename, soft-delete, switch the active workspace, and the
- * ext routes for members and invites (API.md "Workspaces"). Every route resolves the caller's
+ * ext routes for members and invites (docs/auth.md "Authorization" and "Invites"). Every route resolves the caller's
  * role through `authorizeWorkspace`.
  */
 import { Hono } from 'hono';
@@ -9,8 +9,8 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { badRequest, conflict, notFound, rateLimited } from '../http/errors';
 import { requireUser } from '../auth/authenticate';
-import { randomToken, sha256Hex } from '../auth/tokens';
-import { audit } from '../archive/audit';
+import { randomToken, sha256Hex } from '../crypto';
+import { audit } from '../audit/emit';
 import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
 import { ROLES } from './permissions';

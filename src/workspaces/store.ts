@@ -169,6 +169,17 @@ export async function discardWorkspace(db: D1Database, id: string): Promise<void
   ]);
 }
 
+/** Every workspace the user is a member of, deleted or not (their sockets may be open in any). */
+export async function memberWorkspaceIds(db: D1Database, userId: string): Promise<string[]> {
+  const { results } = await db.prepare('SELECT workspace_id FROM members WHERE user_id = ?').bind(userId).all<{ workspace_id: string }>();
+  return results.map((r) => r.workspace_id);
+}
+
+/** A workspace's name, deleted or not; null when there is none by that id. */
+export async function workspaceName(db: D1Database, id: string): Promise<string | null> {
+  return (await db.prepare('SELECT name FROM workspaces WHERE id = ?').bind(id).first<{ name: string }>())?.name ?? null;
+}
+
 export async function workspaceExists(db: D1Database, id: string): Promise<{ deleted: boolean } | null> {
   const row = await db.prepare('SELECT deleted_at FROM workspaces WHERE id = ?').bind(id).first<{ deleted_at: number | null }>();
   return row ? { deleted: row.deleted_at !== null } : null;
@@ -273,6 +284,11 @@ function expireInvitesOfNonManager(db: D1Database, workspaceId: string, userId: 
           AND NOT EXISTS (SELECT 1 FROM members WHERE workspace_id = ?1 AND user_id = ?2 AND role IN (${MANAGER_ROLES}))`,
     )
     .bind(workspaceId, userId, now);
+}
+
+/** Whether an invite could admit someone now (an early answer; the claim checks again). */
+export async function inviteIsClaimable(db: D1Database, tokenHash: string, now = Date.now()): Promise<boolean> {
+  return (await db.prepare(`SELECT 1 AS x FROM invites WHERE token_hash = ?2 AND ${inviteClaimable('?1')}`).bind(now, tokenHash).first()) !== null;
 }
 
 export async function createInvite(db: D1Database, input: { workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number }, now = Date.now()) {

@@ -2,7 +2,8 @@
 import { env } from 'cloudflare:workers';
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { archivePrefix, archiveRows, latestKey, manifestKey, parseJsonl, segmentsOf, utcDate, type ArchivedEntry, type ManifestEntry } from '../../src/archive/archive';
+import { archivePrefix, archiveRows, latestKey, manifestKey, segmentsOf, type ArchivedEntry } from '../../src/archive/archive';
+import { parseJsonl, utcDate, type ManifestEntry } from '../../src/r2-jsonl';
 import type { WorkspaceDO } from '../../src/workspace-db/object';
 import { call } from '../auth/helpers';
 import { message, op, pull, pushOk, syncUser } from '../sync/helpers';

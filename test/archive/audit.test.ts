@@ -2,9 +2,9 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { AUDIT_OBJECT_NAME } from '../../src/archive/audit';
-import { auditManifestKey, type AuditRecord } from '../../src/archive/audit-log';
-import { parseJsonl, utcDate, type ManifestEntry } from '../../src/archive/archive';
+import { AUDIT_OBJECT_NAME } from '../../src/audit/emit';
+import { auditManifestKey, type AuditRecord } from '../../src/audit/log';
+import { parseJsonl, utcDate, type ManifestEntry } from '../../src/r2-jsonl';
 import { markRestored } from '../../src/workspace-db/recovery';
 import { apiWithEnv } from '../helpers';
 import { call, makeUser, PASSWORD, randomIp, signedInUser, type SignedIn } from '../auth/helpers';

@@ -1,7 +1,7 @@
 /**
  * The persisted audit log: security events as immutable JSONL objects in R2 under the same
- * deterministic key scheme as the history archive, one manifest per UTC day, so the log can be
- * read for a date range with no database:
+ * deterministic key scheme as the history archive (src/r2-jsonl.ts), one manifest per UTC day,
+ * so the log can be read for a date range with no database (docs/operations.md "Audit log"):
  *
  *   audit/v1/date=<YYYY-MM-DD>/seq=<first>-<last>.jsonl    one JSON line per event, in seq order
  *   audit/v1/manifests/date=<YYYY-MM-DD>.jsonl             one line per batch: { key, first, last, count, bytes }
@@ -9,7 +9,7 @@
  * `seq` is allocated by the AuditLogDO (never reused), so a retried flush of the same batch
  * writes the same key and adds no second manifest line.
  */
-import { addToManifest, parseJsonl, toJsonl, utcDate, type ManifestEntry } from './archive';
+import { parseJsonl, utcDate, writeBatch, type ManifestEntry } from '../r2-jsonl';
 
 /** One persisted event: its sequence number, time, name and the fields it was emitted with. */
 export interface AuditRecord {
@@ -39,12 +39,7 @@ export async function writeAuditBatch(bucket: R2Bucket, records: AuditRecord[]):
   for (const [date, batch] of byDate) {
     const first = batch[0]!.seq;
     const last = batch[batch.length - 1]!.seq;
-    const key = auditBatchKey(date, first, last);
-    const body = toJsonl(batch);
-    await bucket.put(key, body, { httpMetadata: { contentType: 'application/x-ndjson' } });
-    const entry: ManifestEntry = { key, first, last, count: batch.length, bytes: new TextEncoder().encode(body).byteLength };
-    await addToManifest(bucket, auditManifestKey(date), entry);
-    written.push(entry);
+    written.push(await writeBatch(bucket, auditBatchKey(date, first, last), auditManifestKey(date), first, last, batch));
   }
   return written;
 }

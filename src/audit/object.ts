@@ -11,7 +11,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
-import { writeAuditBatch, type AuditRecord } from './audit-log';
+import { writeAuditBatch, type AuditRecord } from './log';
 
 /** How long events wait for company before a flush. */
 export const AUDIT_FLUSH_DELAY_MS = 5_000;

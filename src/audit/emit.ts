@@ -1,15 +1,16 @@
 /**
  * The one place security events are emitted: sign-ins and their failures, admin mutations,
  * permission denials, GC runs, rejected uploads. Each becomes a structured `audit` log line at
- * once and is persisted to R2 under `audit/v1/…` through the AuditLogDO (see audit-do.ts), off
- * the response path: the request never waits for, or fails because of, the audit write.
+ * once and is persisted to R2 under `audit/v1/…` through the AuditLogDO (see object.ts), off
+ * the response path: the request never waits for, or fails because of, the audit write
+ * (docs/operations.md "Audit log"; the events: docs/auth.md "Audit events").
  *
  * Never pass secrets, tokens or passwords here: only ids, emails and outcomes.
  */
 import type { Context } from 'hono';
 import type { AppEnv, Bindings } from '../env';
 import { logEvent } from '../http/logger';
-import type { AuditInput } from './audit-do';
+import type { AuditInput } from './object';
 
 export type AuditEventName =
   | 'auth.sign_in.success'

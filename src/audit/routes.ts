@@ -1,0 +1,40 @@
+/**
+ * `GET /api/admin/audit?from=&to=&limit=`: the persisted audit log for a UTC date range
+ * (docs/admin.md, docs/operations.md "Audit log"). Mounted under `/api/admin`, behind its
+ * deployment-admin check.
+ */
+import { Hono } from 'hono';
+import * as z from 'zod';
+import type { AppEnv } from '../env';
+import { queryParams } from '../http/body';
+import { ApiError, badRequest } from '../http/errors';
+import { logEvent } from '../http/logger';
+import { utcDate } from '../r2-jsonl';
+import { AUDIT_OBJECT_NAME } from './emit';
+import { AUDIT_MAX_RANGE_DAYS, datesBetween, readAudit } from './log';
+
+const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && utcDate(Date.parse(`${d}T00:00:00Z`)) === d, 'not a calendar date');
+
+const auditQuery = z.strictObject({
+  from: day.optional(),
+  to: day.optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(1_000),
+});
+
+export const auditAdmin = new Hono<AppEnv>().get('/audit', async (c) => {
+  const query = queryParams(c, auditQuery);
+  const to = query.to ?? utcDate(Date.now());
+  const from = query.from ?? to;
+  if (from > to) throw badRequest('from must not be after to', 'invalid_query');
+  const dates = datesBetween(from, to);
+  if (dates.length > AUDIT_MAX_RANGE_DAYS) throw badRequest(`At most ${AUDIT_MAX_RANGE_DAYS} days per read`, 'invalid_query');
+  // Events still waiting for their batch are written first, so the read is complete up to now.
+  try {
+    await c.env.AUDIT.getByName(AUDIT_OBJECT_NAME).flush();
+  } catch (err) {
+    logEvent('error', 'audit_flush_failed', { message: err instanceof Error ? err.message : String(err) });
+    throw new ApiError(503, 'audit_unavailable', 'The audit log could not be written to storage; try again shortly', { 'Retry-After': '5' });
+  }
+  const { events, truncated } = await readAudit(c.env.BLOBS, dates, query.limit);
+  return c.json({ from, to, events, truncated });
+});
