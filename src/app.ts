@@ -6,7 +6,7 @@ import { Hono } from 'hono';
 import type { AppEnv } from './env';
 import { cors } from './http/cors';
 import { csrfGuard } from './http/csrf';
-import { handleError } from './http/errors';
+import { handleError } from './errors';
 import { installFallbacks } from './http/fallbacks';
 import { noStore } from './http/no-store';
 import { requestContext } from './http/request-context';

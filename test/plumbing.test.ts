@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createApp } from '../src/app';
 import { jsonBody } from '../src/http/body';
-import { conflict } from '../src/http/errors';
+import { conflict } from '../src/errors';
 import { LIMITS } from '../src/limits';
 import { api, probeFetch } from './helpers';
 

@@ -13,7 +13,7 @@ import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
 import { PLATFORM } from '../limits';
-import { ApiError, badRequest, conflict, forbidden, notFound } from '../http/errors';
+import { ApiError, badRequest, conflict, forbidden, notFound } from '../errors';
 import { logEvent } from '../http/logger';
 import { ROLES } from '../workspaces/permissions';
 import { memberChangeResult, param } from '../workspaces/routes';

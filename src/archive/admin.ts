@@ -8,7 +8,7 @@ import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, fromFailure, notFound } from '../http/errors';
+import { ApiError, badRequest, conflict, fromFailure, notFound } from '../errors';
 import { logEvent } from '../http/logger';
 import { requireUser } from '../auth/authenticate';
 import { param } from '../workspaces/routes';

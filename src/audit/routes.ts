@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { queryParams } from '../http/body';
-import { ApiError, badRequest } from '../http/errors';
+import { ApiError, badRequest } from '../errors';
 import { logEvent } from '../http/logger';
 import { utcDate } from '../r2-jsonl';
 import { AUDIT_OBJECT_NAME } from './emit';

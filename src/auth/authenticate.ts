@@ -10,7 +10,7 @@
 import type { Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import type { AppEnv } from '../env';
-import { unauthorized } from '../http/errors';
+import { unauthorized } from '../errors';
 import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
 import { issueAccessToken, rotate } from './refresh';

@@ -19,7 +19,7 @@ export const CURRENT = { ln: 14, r: 8, p: 5 } as const;
 const SALT_BYTES = 16;
 const KEY_BYTES = 32;
 
-/** Bounds on stored parameters (SECURITY.md §2): checked before any derivation. */
+/** Bounds on stored parameters (docs/auth.md "Passwords"): checked before any derivation. */
 const BOUNDS = { lnMax: 16, rMax: 16, pMax: 8, costMax: 2 ** 20, memoryMax: 32 * 1024 * 1024 } as const;
 
 /**

@@ -12,7 +12,7 @@ import { audit } from '../audit/emit';
 import { closeSessionSockets } from '../sync/sockets';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, forbidden, rateLimited } from '../http/errors';
+import { ApiError, badRequest, conflict, forbidden, rateLimited, unauthorized } from '../errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
 import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
 import { authenticate, requireUser, type Principal } from './authenticate';
@@ -165,13 +165,15 @@ export const basicAuth = new Hono<AppEnv>()
     const silent = c.req.query('silent') === '1';
     const body = await jsonBody(c, refreshSchema, { ...AUTH_BODY, allowEmpty: true });
     const token = body.refreshToken ?? getCookie(c, REFRESH_COOKIE);
-    const fail = (status: 401) => {
+    // Silent mode answers 200 { ok: false } (OR3's probe); otherwise the usual 401 envelope.
+    const fail = () => {
       if (!wantsBearer(c)) clearAuthCookies(c);
-      return silent ? c.json({ ok: false }) : c.json({ error: 'unauthorized', message: 'Session expired; sign in again' }, status);
+      if (silent) return c.json({ ok: false });
+      throw unauthorized('Session expired; sign in again');
     };
-    if (!token) return fail(401);
+    if (!token) return fail();
     const result = await rotate(c, token);
-    if (!result) return fail(401);
+    if (!result) return fail();
     return deliverTokens(c, result.userId, result.sessionId, result.tokenVersion, result.refreshToken);
   })
 

@@ -4,12 +4,12 @@
  * The size cap is enforced while reading (a missing or lying Content-Length cannot get past
  * it), malformed JSON is a 400, and zod validates the envelope. Envelope schemas are strict
  * objects, so an unknown field is rejected with a message naming it; row payloads inside an
- * envelope stay open (API.md: a newer client may add columns).
+ * envelope stay open (docs/sync.md: a newer client may add columns).
  */
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import type { AppEnv } from '../env';
-import { badRequest, payloadTooLarge, unsupportedMediaType } from './errors';
+import { badRequest, payloadTooLarge, unsupportedMediaType } from '../errors';
 import { isJsonContentType } from './csrf';
 import { LIMITS } from '../limits';
 

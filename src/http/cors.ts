@@ -9,7 +9,7 @@
 import type { MiddlewareHandler } from 'hono';
 import type { Config } from '../config';
 import type { AppEnv } from '../env';
-import { errorBody } from './errors';
+import { errorBody } from '../errors';
 import { mutateResponseHeaders } from './headers';
 
 const ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';

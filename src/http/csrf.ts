@@ -12,7 +12,7 @@ import type { MiddlewareHandler } from 'hono';
 import { getCookie } from 'hono/cookie';
 import type { AppEnv } from '../env';
 import { isAllowedOrigin } from './cors';
-import { forbidden, unsupportedMediaType } from './errors';
+import { forbidden, unsupportedMediaType } from '../errors';
 
 export const AUTH_COOKIES = ['or3_access', 'or3_refresh'] as const;
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);

@@ -5,7 +5,7 @@
  */
 import type { Hono } from 'hono';
 import type { AppEnv } from '../env';
-import { errorBody, methodNotAllowed } from './errors';
+import { errorBody, methodNotAllowed } from '../errors';
 
 export function installFallbacks(app: Hono<AppEnv>) {
   const methodsByPath = new Map<string, Set<string>>();

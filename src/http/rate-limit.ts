@@ -5,7 +5,7 @@
  */
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
-import { rateLimited } from './errors';
+import { rateLimited } from '../errors';
 
 /** The client address as Cloudflare saw it. Never X-Forwarded-For: clients can set that. */
 export function clientIp(c: Context<AppEnv>): string {

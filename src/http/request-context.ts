@@ -9,7 +9,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { loadConfig } from '../config';
 import type { AppEnv } from '../env';
-import { errorBody } from './errors';
+import { errorBody } from '../errors';
 import { mutateResponseHeaders } from './headers';
 import { Logger, logEvent } from './logger';
 

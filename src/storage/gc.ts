@@ -7,7 +7,7 @@
  * the object drops the records and frees their bytes. A run that dies leaves marks that the next
  * run takes over after 10 minutes.
  */
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 
 export interface BlobGcDeps {
   bucket: R2Bucket;

@@ -5,7 +5,7 @@
  * One module parses them all, because the seed's bug was exactly here: a `sha256:` prefix went
  * into an object path unparsed. Keys are built only from the parsed, validated hex.
  */
-import { badRequest } from '../http/errors';
+import { badRequest } from '../errors';
 
 export type HashAlgorithm = 'sha256' | 'md5';
 

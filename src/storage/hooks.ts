@@ -9,7 +9,7 @@
  *   observers; an observer that throws is logged, never fatal.
  */
 import type { Config } from '../config';
-import { payloadTooLarge, unsupportedMediaType } from '../http/errors';
+import { payloadTooLarge, unsupportedMediaType } from '../errors';
 import { logEvent } from '../http/logger';
 
 export interface UploadPolicyContext {

@@ -28,7 +28,7 @@ import * as z from 'zod';
 import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../http/errors';
+import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../errors';
 import { logEvent } from '../http/logger';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { blobKey, requireHash, type ParsedHash } from './hashes';

@@ -7,7 +7,7 @@ import type { Context } from 'hono';
 import { audit } from '../audit/emit';
 import type { Config } from '../config';
 import type { AppEnv } from '../env';
-import { conflict } from '../http/errors';
+import { conflict } from '../errors';
 import type { BlobState } from '../workspace-db/blobs';
 import type { ParsedHash } from './hashes';
 import { defaultStorageHooks, type StorageHooks } from './hooks';

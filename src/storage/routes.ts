@@ -1,5 +1,5 @@
 /**
- * `/api/storage/*` (API.md "Storage"): presigned upload/download URLs, the Worker's own blob
+ * `/api/storage/*` (docs/storage.md): presigned upload/download URLs, the Worker's own blob
  * routes those URLs point at, commit (exact quota), delete, usage and blob GC.
  *
  * Bodies are snake_case as OR3 sends them. Blob routes authenticate by signature only, never by
@@ -13,7 +13,7 @@ import { toHex } from '../crypto';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, forbidden, fromFailure, gone, notFound, unprocessable } from '../http/errors';
+import { ApiError, badRequest, conflict, forbidden, fromFailure, gone, notFound, unprocessable } from '../errors';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf, workspaceExists } from '../workspaces/store';
 import { runBlobGc } from './gc';
@@ -66,7 +66,7 @@ function pathHash(c: Context<AppEnv>, uploadable: boolean): { workspaceId: strin
   return { workspaceId, hash, key: blobKey(workspaceId, hash) };
 }
 
-/** Checks a blob URL's signature; 403 for anything forged or retired, 410 once expired (API.md). */
+/** Checks a blob URL's signature; 403 for anything forged or retired, 410 once expired (docs/storage.md). */
 async function checkSignature(c: Context<AppEnv>, fields: Parameters<typeof verify>[1]) {
   const { storage } = c.get('config');
   const outcome = await verify(await urlKeys(storage.urlSecret, storage.urlSecretPrevious), fields, c.req.query('kid') ?? '', c.req.query('sig') ?? '');

@@ -7,7 +7,7 @@
  * Counts are per user per workspace per minute (fixed windows), and live in memory: an evicted
  * object starts counting afresh, which only ever errs towards letting a request through.
  */
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 
 export const DEFAULT_SYNC_LIMITS = { push: 200, pull: 120, updateCursor: 60, gc: 10 } as const;
 export type SyncLimitName = keyof typeof DEFAULT_SYNC_LIMITS;

@@ -7,7 +7,7 @@
  * resource of a workspace, so it should only do the transaction.
  */
 import * as z from 'zod';
-import { badRequest, payloadTooLarge } from '../http/errors';
+import { badRequest, payloadTooLarge } from '../errors';
 import { sha256Hex } from '../crypto';
 import { parseHash } from '../storage/hashes';
 

@@ -12,7 +12,7 @@ import type { AppEnv } from '../env';
 import { sessionIsLive } from '../auth/store';
 import { isAllowedOrigin } from '../http/cors';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, forbidden, fromFailure, unauthorized } from '../http/errors';
+import { ApiError, badRequest, forbidden, fromFailure, unauthorized } from '../errors';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { membershipOf } from '../workspaces/store';
 import { DEFAULT_SYNC_LIMITS, type Caller, type SyncLimitName } from './limiter';

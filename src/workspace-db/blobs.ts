@@ -7,7 +7,7 @@
  * come from `rows`.
  */
 import { logEvent } from '../http/logger';
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 import { getMeta, setMeta } from './meta';
 
 /** Derived reference count of a blob: live messages and posts that list it in file_hashes. */

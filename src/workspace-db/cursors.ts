@@ -1,5 +1,5 @@
 /** Per-device pull cursors (docs/sync.md "Cursors"): forward-only; GC never deletes what the slowest live one needs. */
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 import { headVersion } from './meta';
 
 export type CursorOutcome = { ok: true } | Failure;

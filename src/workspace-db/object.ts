@@ -11,7 +11,7 @@ import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
 import migrations from '../../migrations/do/migrations.js';
 import type { ArchivedEntry } from '../archive/archive';
 import type { Bindings } from '../env';
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { FixedWindowLimiter, type Caller } from '../sync/limiter';
 import type { PreparedOp, TableName } from '../sync/protocol';

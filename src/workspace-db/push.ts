@@ -5,7 +5,7 @@
  * (table_name, pk), file_refs by entity.
  */
 import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../sync/protocol';
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
 
 export interface Revision {
@@ -94,7 +94,7 @@ const entityKey = (table: string, pk: string) => `${table}\u0000${pk}`;
  *   and every logged op moves its key's `changed_version`, which is what pull reads;
  * - notifications belong to their user: touching another user's is UNAUTHORIZED;
  * - a batch holding a put that would take the stored sync data over `quotaBytes` is refused
- *   whole, before anything is written (API.md "Sync storage quota"); batches of deletes only are
+ *   whole, before anything is written (docs/sync.md "Sync storage quota"); batches of deletes only are
  *   always accepted, so a full workspace can be cleaned up.
  *
  * Set-wise, because each statement costs a fixed ~0.05–0.1 ms in the runtime whatever it does
@@ -222,7 +222,7 @@ function materialize(
       chunk,
     );
   }
-  // Losers leave the row as it was but still count as a change of the key (API.md "Pull").
+  // Losers leave the row as it was but still count as a change of the key (docs/sync.md "The model").
   const lostOnly = [...touched].filter(([key]) => !winners.has(key)).map(([, t]) => [t.tableName, t.pk, t.version]);
   for (const chunk of jsonChunks(lostOnly)) {
     sql.exec(PUSH_LOOKUPS.touchLosers, chunk);

@@ -3,7 +3,7 @@
  * built as JSON text by SQLite around the stored payloads. Synchronous: a cursor is never held
  * across an await.
  */
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 import { SYNC_LIMITS, type TableName } from '../sync/protocol';
 import { readPageToken, signPageToken, SNAPSHOT_TTL_MS, type PageState } from '../sync/page-token';
 import { parseHash } from '../storage/hashes';
@@ -116,7 +116,7 @@ export interface PullOutcome {
 }
 
 /**
- * A compacted pull (API.md "Pull"): every key whose most recent logged op is above the cursor,
+ * A compacted pull (docs/sync.md "Pull"): every key whose most recent logged op is above the cursor,
  * once, with its current winning revision, in the order of that version. It reads the
  * materialized rows by `changed_version` (indexed), so its cost follows changed keys, not ops,
  * and superseded ops and last-write-wins losers are never served. Change-log GC does not limit

@@ -5,7 +5,7 @@
  */
 import type { ArchivedEntry } from '../archive/archive';
 import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
-import type { Failure } from '../http/errors';
+import type { Failure } from '../errors';
 import { headVersion, prunedThrough, restoredRanges, setMeta } from './meta';
 import { applyPush } from './push';
 import { snapshotPage, type SnapshotItem } from './reads';

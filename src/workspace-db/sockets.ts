@@ -5,7 +5,7 @@
  * nothing, and what a socket must remember lives in its attachment, never in memory.
  */
 import type { Bindings } from '../env';
-import { failureResponse } from '../http/errors';
+import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import { membershipOf } from '../workspaces/store';
 import { headVersion } from './meta';

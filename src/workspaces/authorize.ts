@@ -8,7 +8,7 @@
  */
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
-import { forbidden } from '../http/errors';
+import { forbidden } from '../errors';
 import { logEvent } from '../http/logger';
 import { audit } from '../audit/emit';
 import { prefetchedMembership, requireUser, type Principal } from '../auth/authenticate';

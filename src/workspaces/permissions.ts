@@ -1,5 +1,5 @@
 /**
- * Roles and what they may do (API.md). Deployment admin is a user flag, not a role: it grants
+ * Roles and what they may do (docs/auth.md "Authorization"). Deployment admin is a user flag, not a role: it grants
  * `admin.access` to the admin API, never implicit membership of a workspace.
  */
 export const ROLES = ['owner', 'editor', 'viewer'] as const;

@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { badRequest, conflict, notFound, rateLimited } from '../http/errors';
+import { badRequest, conflict, notFound, rateLimited } from '../errors';
 import { requireUser } from '../auth/authenticate';
 import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../audit/emit';

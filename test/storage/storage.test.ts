@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
 import { createApp } from '../../src/app';
 import { defaultStorageHooks } from '../../src/storage/hooks';
-import { forbidden } from '../../src/http/errors';
+import { forbidden } from '../../src/errors';
 import { call, signedInUser } from '../auth/helpers';
 import { apiWithEnv, probeFetch } from '../helpers';
 import { message, op, pushOk, syncUser } from '../sync/helpers';

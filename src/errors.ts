@@ -1,6 +1,6 @@
 /**
  * Typed errors with stable machine codes. Any module may throw an `ApiError`; the single
- * `onError` handler (see `handleError`) turns it into the wire envelope from API.md:
+ * `onError` handler (see `handleError`) turns it into the wire envelope (docs/architecture.md "The request path"):
  * `{ "error": "<machine code>", "message": "<human text>" }`.
  *
  * Anything that is not an `ApiError` is a bug: it is logged with its stack (outside
@@ -8,7 +8,7 @@
  */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import type { AppEnv } from '../env';
+import type { AppEnv } from './env';
 
 export class ApiError extends Error {
   readonly status: ContentfulStatusCode;
