@@ -7,6 +7,7 @@
  * production) and answered with a generic 500 that never carries internals.
  */
 import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AppEnv } from './env';
 
@@ -78,6 +79,12 @@ export function handleError(err: Error, c: Context<AppEnv>) {
     for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
     if (err.status >= 500) c.get('log')?.fail(err);
     return c.json(errorBody(err.code, err.message), err.status);
+  }
+  if (err instanceof HTTPException) {
+    // Thrown by Hono itself or a middleware from it: its status stands, in our envelope.
+    if (err.status >= 500) c.get('log')?.fail(err);
+    const status = err.status as ContentfulStatusCode;
+    return c.json(errorBody(status >= 500 ? 'internal_error' : 'http_error', err.message || 'Request failed'), status);
   }
   c.get('log')?.fail(err);
   return c.json(errorBody('internal_error', 'Internal server error'), 500);

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
+import { HTTPException } from 'hono/http-exception';
 import { createApp } from '../src/app';
 import { jsonBody } from '../src/http/body';
 import { conflict } from '../src/errors';
@@ -16,6 +17,9 @@ const app = createApp({
   a.post('/api/probe/optional', async (c) => c.json(await jsonBody(c, z.strictObject({ n: z.number().optional() }), { allowEmpty: true })));
   a.post('/api/probe/conflict', () => {
     throw conflict('Already exists');
+  });
+  a.get('/api/probe/http-exception', () => {
+    throw new HTTPException(418, { message: 'I am a teapot' });
   });
   a.get('/api/probe/crash', () => {
     throw new Error('secret internal detail at db.ts:42');
@@ -87,6 +91,12 @@ describe('error envelope', () => {
     const res = await probe('/api/probe/conflict', post('{}'));
     expect(res.status).toBe(409);
     expect(await res.json()).toEqual({ error: 'conflict', message: 'Already exists' });
+  });
+
+  it('keeps the status of a Hono HTTPException, in the JSON envelope', async () => {
+    const res = await probe('/api/probe/http-exception');
+    expect(res.status).toBe(418);
+    expect(await res.json()).toEqual({ error: 'http_error', message: 'I am a teapot' });
   });
 
   it('answers an unexpected error with a generic 500 that carries no internals', async () => {
