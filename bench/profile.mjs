@@ -60,8 +60,24 @@ const op = () => {
     tableName: 'messages',
     operation: 'put',
     pk,
-    payload: { id: pk, thread_id: 't1', role: 'user', index: seq, order_key: 'a', deleted: false, created_at: 1, updated_at: 1, clock: 1, data: 'x'.repeat(130) },
-    stamp: { deviceId: 'profile', opId: crypto.randomUUID(), hlc: `${String(Date.now()).padStart(15, '0')}:${String(seq % 999_999).padStart(6, '0')}:profile`, clock: 1 },
+    payload: {
+      id: pk,
+      thread_id: 't1',
+      role: 'user',
+      index: seq,
+      order_key: 'a',
+      deleted: false,
+      created_at: 1,
+      updated_at: 1,
+      clock: 1,
+      data: 'x'.repeat(130),
+    },
+    stamp: {
+      deviceId: 'profile',
+      opId: crypto.randomUUID(),
+      hlc: `${String(Date.now()).padStart(15, '0')}:${String(seq % 999_999).padStart(6, '0')}:profile`,
+      clock: 1,
+    },
   };
 };
 const push = () => call('POST', '/api/sync/push', accessToken, { scope, ops: Array.from({ length: 100 }, op) });

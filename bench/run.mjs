@@ -31,8 +31,36 @@ const want = (name) => only.length === 0 || only.includes(name);
 
 // Sizes: full per PERFORMANCE.md; quick divides them so the whole run stays under a minute.
 const S = quick
-  ? { pushOps: 2_000, unbatchedPerDevice: 25, pullLog: 10_000, coldRows: 1_000, coldEdits: 10, growthSmall: 2_000, growthLarge: 10_000, growthProbe: 500, realtimeRounds: 20, fanoutOps: 1_000, blobMiB: 5, clientRows: 2_000, deltaRounds: 10 }
-  : { pushOps: 20_000, unbatchedPerDevice: 125, pullLog: 200_000, coldRows: 10_000, coldEdits: 10, growthSmall: 10_000, growthLarge: 200_000, growthProbe: 2_000, realtimeRounds: 100, fanoutOps: 5_000, blobMiB: 50, clientRows: 100_000, deltaRounds: 20 };
+  ? {
+      pushOps: 2_000,
+      unbatchedPerDevice: 25,
+      pullLog: 10_000,
+      coldRows: 1_000,
+      coldEdits: 10,
+      growthSmall: 2_000,
+      growthLarge: 10_000,
+      growthProbe: 500,
+      realtimeRounds: 20,
+      fanoutOps: 1_000,
+      blobMiB: 5,
+      clientRows: 2_000,
+      deltaRounds: 10,
+    }
+  : {
+      pushOps: 20_000,
+      unbatchedPerDevice: 125,
+      pullLog: 200_000,
+      coldRows: 10_000,
+      coldEdits: 10,
+      growthSmall: 10_000,
+      growthLarge: 200_000,
+      growthProbe: 2_000,
+      realtimeRounds: 100,
+      fanoutOps: 5_000,
+      blobMiB: 50,
+      clientRows: 100_000,
+      deltaRounds: 20,
+    };
 const PAYLOAD_BYTES = 300;
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
@@ -118,7 +146,12 @@ function op(pk = `m${++seq}`) {
     operation: 'put',
     pk,
     payload: { id: pk, thread_id: 't1', role: 'user', index: seq, order_key: `a${seq}`, deleted: false, created_at: t, updated_at: t, clock: 1, data: filler },
-    stamp: { deviceId: 'bench-device', opId: crypto.randomUUID(), hlc: `${String(Date.now()).padStart(15, '0')}:${String(seq % 999_999).padStart(6, '0')}:bench`, clock: 1 },
+    stamp: {
+      deviceId: 'bench-device',
+      opId: crypto.randomUUID(),
+      hlc: `${String(Date.now()).padStart(15, '0')}:${String(seq % 999_999).padStart(6, '0')}:bench`,
+      clock: 1,
+    },
   };
 }
 
@@ -130,7 +163,10 @@ function editOp(pk, clock) {
 
 async function pushOps(u, count, batch = 100, onProgress) {
   for (let done = 0; done < count; done += batch) {
-    await call('POST', '/api/sync/push', u.token, { scope: { workspaceId: u.workspaceId }, ops: Array.from({ length: Math.min(batch, count - done) }, () => op()) });
+    await call('POST', '/api/sync/push', u.token, {
+      scope: { workspaceId: u.workspaceId },
+      ops: Array.from({ length: Math.min(batch, count - done) }, () => op()),
+    });
     onProgress?.(done + batch);
   }
 }
@@ -161,7 +197,17 @@ const progress = (label, total) => {
 const limits = {};
 const results = [];
 const row = (scenario, figure, unit, limitName, limit, ratio, bar, pass, extra = {}) => {
-  results.push({ scenario, figure: round(figure, 2), unit, limit: limit === null ? null : round(limit, 2), limitName, ratio: ratio === null ? null : round(ratio, 2), bar, pass, ...extra });
+  results.push({
+    scenario,
+    figure: round(figure, 2),
+    unit,
+    limit: limit === null ? null : round(limit, 2),
+    limitName,
+    ratio: ratio === null ? null : round(ratio, 2),
+    bar,
+    pass,
+    ...extra,
+  });
   log(`  → ${scenario}: ${round(figure, 1)} ${unit}${ratio === null ? '' : ` (${round(ratio, 2)} × ${limitName})`} ${pass ? 'PASS' : 'SHORT'}`);
 };
 
@@ -224,7 +270,10 @@ const scenarios = {
     );
     const rate = times.length / ((now() - t0) / 1000);
     const p99 = pct(times, 99);
-    row('push-unbatched (8 devices)', p99, 'ms p99', 'bare HTTP p99', limits.httpP99, p99 / limits.httpP99, '≤ 5', p99 / limits.httpP99 <= 5, { opsPerSecond: round(rate), p50: round(median(times), 2) });
+    row('push-unbatched (8 devices)', p99, 'ms p99', 'bare HTTP p99', limits.httpP99, p99 / limits.httpP99, '≤ 5', p99 / limits.httpP99 <= 5, {
+      opsPerSecond: round(rate),
+      p50: round(median(times), 2),
+    });
   },
 
   async pull() {
@@ -268,10 +317,22 @@ const scenarios = {
       if (!page.hasMore) break;
     }
     const seconds = (now() - t0) / 1000;
-    if (live.size !== S.coldRows || [...live.values()].some((clock) => clock !== S.coldEdits)) throw new Error('cold-start: the pull did not reach the live state');
+    if (live.size !== S.coldRows || [...live.values()].some((clock) => clock !== S.coldEdits))
+      throw new Error('cold-start: the pull did not reach the live state');
     const rate = S.coldRows / seconds;
-    row(`cold start: ${S.coldRows.toLocaleString()} rows × ${S.coldEdits} edits, changes served`, served, 'changes', 'live rows', S.coldRows, served / S.coldRows, 'reported', true);
-    row(`cold start: live rows/s (pages of 1000)`, rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, 'reported', true, { seconds: round(seconds, 2) });
+    row(
+      `cold start: ${S.coldRows.toLocaleString()} rows × ${S.coldEdits} edits, changes served`,
+      served,
+      'changes',
+      'live rows',
+      S.coldRows,
+      served / S.coldRows,
+      'reported',
+      true,
+    );
+    row(`cold start: live rows/s (pages of 1000)`, rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, 'reported', true, {
+      seconds: round(seconds, 2),
+    });
   },
 
   async growth() {
@@ -377,30 +438,59 @@ const scenarios = {
     const bytes = new Uint8Array(size);
     for (let i = 0; i < size; i += 65_536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65_536)));
     const hash = `sha256:${Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex')}`;
-    const presign = await call('POST', '/api/storage/presign-upload', u.token, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: size });
+    const presign = await call('POST', '/api/storage/presign-upload', u.token, {
+      workspace_id: u.workspaceId,
+      hash,
+      mime_type: 'application/pdf',
+      size_bytes: size,
+    });
     const t0 = now();
     const res = await app.fetch(presign.url, { method: presign.method, headers: presign.headers, body: bytes });
     if (!res.ok) throw new Error(`blob upload: ${res.status} ${await res.text()}`);
     const mbps = S.blobMiB / ((now() - t0) / 1000);
-    row(`blob upload ${S.blobMiB} MiB (signed URL, hash-checked)`, mbps, 'MB/s', 'raw R2 put', limits.r2PutMBps, mbps / limits.r2PutMBps, '≥ 0.5', mbps / limits.r2PutMBps >= 0.5);
+    row(
+      `blob upload ${S.blobMiB} MiB (signed URL, hash-checked)`,
+      mbps,
+      'MB/s',
+      'raw R2 put',
+      limits.r2PutMBps,
+      mbps / limits.r2PutMBps,
+      '≥ 0.5',
+      mbps / limits.r2PutMBps >= 0.5,
+    );
   },
 
   async snapshot() {
-    const u = state.pullUser ?? (await (async () => {
-      const fresh = await user();
-      await pushOps(fresh, S.pullLog, 100, progress('snapshot rows', S.pullLog));
-      return fresh;
-    })());
+    const u =
+      state.pullUser ??
+      (await (async () => {
+        const fresh = await user();
+        await pushOps(fresh, S.pullLog, 100, progress('snapshot rows', S.pullLog));
+        return fresh;
+      })());
     const t0 = now();
     let rows = 0;
     let pageToken;
     do {
-      const page = await call('POST', '/api/sync/snapshot', u.token, { scope: { workspaceId: u.workspaceId }, pageSize: 1000, ...(pageToken ? { pageToken } : {}) });
+      const page = await call('POST', '/api/sync/snapshot', u.token, {
+        scope: { workspaceId: u.workspaceId },
+        pageSize: 1000,
+        ...(pageToken ? { pageToken } : {}),
+      });
       rows += page.items.length;
       pageToken = page.nextPageToken;
     } while (pageToken);
     const rate = rows / ((now() - t0) / 1000);
-    row(`snapshot bootstrap (${rows.toLocaleString()} rows)`, rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, '≥ 0.5', rate / limits.rawScan >= 0.5);
+    row(
+      `snapshot bootstrap (${rows.toLocaleString()} rows)`,
+      rate,
+      'rows/s',
+      'raw DO scan',
+      limits.rawScan,
+      rate / limits.rawScan,
+      '≥ 0.5',
+      rate / limits.rawScan >= 0.5,
+    );
   },
 
   async client() {
@@ -419,7 +509,10 @@ const scenarios = {
     };
     const t0 = now();
     for (let v = 1; v <= S.clientRows; v += 1000) {
-      await engine.applyRemote(Array.from({ length: Math.min(1000, S.clientRows - v + 1) }, (_, i) => change(v + i)), v + 999);
+      await engine.applyRemote(
+        Array.from({ length: Math.min(1000, S.clientRows - v + 1) }, (_, i) => change(v + i)),
+        v + 999,
+      );
     }
     const rate = S.clientRows / ((now() - t0) / 1000);
     const deltas = [];
@@ -476,5 +569,8 @@ console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
 for (const r of table.slice(1)) console.log(line(r));
 
 const machine = { cpus: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), memoryGiB: round(totalmem() / 2 ** 30, 1), node: process.version };
-writeFileSync(`${root}/bench/results.json`, JSON.stringify({ date: new Date().toISOString(), quick, machine, sizes: S, limits, results, seconds: round((now() - started) / 1000, 1) }, null, 2) + '\n');
+writeFileSync(
+  `${root}/bench/results.json`,
+  JSON.stringify({ date: new Date().toISOString(), quick, machine, sizes: S, limits, results, seconds: round((now() - started) / 1000, 1) }, null, 2) + '\n',
+);
 log(`bench: done in ${round((now() - started) / 1000, 1)} s; wrote bench/results.json`);

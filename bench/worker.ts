@@ -38,11 +38,28 @@ export class RawSqliteDO extends DurableObject<Env> {
           const payload = `{"id":"${pk}","thread_id":"t1","role":"user","index":${v},"order_key":"a${v}","deleted":false,"created_at":1,"updated_at":1,"clock":1,"data":"${filler}"}`;
           sql.exec(
             'INSERT INTO change_log (server_version, op_id, table_name, pk, op, payload, clock, hlc, device_id, user_id, fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            v, opId, 'messages', pk, 'put', payload, 1, '000001795000000:000000:bench', 'bench', 'u1', 'f'.repeat(64), Date.now(),
+            v,
+            opId,
+            'messages',
+            pk,
+            'put',
+            payload,
+            1,
+            '000001795000000:000000:bench',
+            'bench',
+            'u1',
+            'f'.repeat(64),
+            Date.now(),
           );
           sql.exec(
             'INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, deleted, deleted_at, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL) ON CONFLICT(table_name, pk) DO UPDATE SET payload = excluded.payload',
-            'messages', pk, payload, 1, '000001795000000:000000:bench', opId, v,
+            'messages',
+            pk,
+            payload,
+            1,
+            '000001795000000:000000:bench',
+            opId,
+            v,
           );
         }
       });
@@ -56,7 +73,13 @@ export class RawSqliteDO extends DurableObject<Env> {
     let cursor = 0;
     let total = 0;
     for (;;) {
-      const rows = sql.exec<{ server_version: number }>('SELECT server_version, table_name, pk, op, payload, clock, hlc, device_id, op_id FROM change_log WHERE server_version > ? ORDER BY server_version LIMIT ?', cursor, limit).toArray();
+      const rows = sql
+        .exec<{ server_version: number }>(
+          'SELECT server_version, table_name, pk, op, payload, clock, hlc, device_id, op_id FROM change_log WHERE server_version > ? ORDER BY server_version LIMIT ?',
+          cursor,
+          limit,
+        )
+        .toArray();
       if (!rows.length) return total;
       total += rows.length;
       cursor = rows[rows.length - 1]!.server_version;

@@ -146,4 +146,3 @@ export const loginFailures = sqliteTable('login_failures', {
   lastFailedAt: integer('last_failed_at').notNull(),
   blockedUntil: integer('blocked_until').notNull().default(0),
 });
-

@@ -68,7 +68,9 @@ export const rows = sqliteTable(
   },
   (t) => [
     primaryKey({ columns: [t.tableName, t.pk] }),
-    index('rows_tombstones_idx').on(t.deletedAt).where(sql`deleted = 1`),
+    index('rows_tombstones_idx')
+      .on(t.deletedAt)
+      .where(sql`deleted = 1`),
     index('rows_changed_idx').on(t.changedVersion),
   ],
 );

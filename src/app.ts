@@ -37,7 +37,10 @@ export function createApp(options: AppOptions = {}) {
   app.use('*', requestContext());
   app.use('*', cors());
   // Health is public; blob downloads set their own `Cache-Control: private`.
-  app.use('/api/*', noStore((path) => path === '/api/health' || isSignedUrlPath(path)));
+  app.use(
+    '/api/*',
+    noStore((path) => path === '/api/health' || isSignedUrlPath(path)),
+  );
   app.use('/api/*', csrfGuard(isSignedUrlPath));
 
   app.route('/api/health', health);

@@ -26,8 +26,7 @@ export class ApiError extends Error {
 }
 
 export const badRequest = (message: string, code = 'bad_request') => new ApiError(400, code, message);
-export const unauthorized = (message = 'Authentication required', code = 'unauthorized') =>
-  new ApiError(401, code, message);
+export const unauthorized = (message = 'Authentication required', code = 'unauthorized') => new ApiError(401, code, message);
 export const forbidden = (message = 'Forbidden', code = 'forbidden') => new ApiError(403, code, message);
 export const notFound = (message = 'Not found', code = 'not_found') => new ApiError(404, code, message);
 export const methodNotAllowed = (method: string, allowed: string[]) =>
@@ -37,8 +36,7 @@ export const methodNotAllowed = (method: string, allowed: string[]) =>
 export const conflict = (message: string, code = 'conflict') => new ApiError(409, code, message);
 export const gone = (message: string, code = 'gone') => new ApiError(410, code, message);
 export const payloadTooLarge = (message: string, code = 'payload_too_large') => new ApiError(413, code, message);
-export const unsupportedMediaType = (message: string, code = 'unsupported_media_type') =>
-  new ApiError(415, code, message);
+export const unsupportedMediaType = (message: string, code = 'unsupported_media_type') => new ApiError(415, code, message);
 export const unprocessable = (message: string, code = 'integrity_error') => new ApiError(422, code, message);
 export const rateLimited = (retryAfterSeconds: number) => {
   const seconds = Math.max(1, Math.ceil(retryAfterSeconds));

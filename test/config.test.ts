@@ -86,7 +86,11 @@ describe('configuration (parseConfig)', () => {
     ['OR3_AUTH_AUTO_PROVISION', 'yes', '"true" or "false"'],
     ['OR3_AUTH_OIDC_PROVIDERS', '{not json', 'not valid JSON'],
     ['OR3_AUTH_OIDC_PROVIDERS', '[{"id":"x","issuer":"https://i.example","audience":"a"}]', 'exactly one of jwksUrl or jwks'],
-    ['OR3_AUTH_OIDC_PROVIDERS', '[{"id":"x","issuer":"https://i.example","audience":"a","jwksUrl":"https://i.example/jwks","algorithms":["HS256"]}]', 'algorithms'],
+    [
+      'OR3_AUTH_OIDC_PROVIDERS',
+      '[{"id":"x","issuer":"https://i.example","audience":"a","jwksUrl":"https://i.example/jwks","algorithms":["HS256"]}]',
+      'algorithms',
+    ],
     ['OR3_RATE_LIMIT_OVERRIDES_JSON', '{"psuh": 5}', 'psuh'],
     ['OR3_STORAGE_ALLOWED_MIME_TYPES', 'image/png,pdf', 'MIME type'],
     ['ENVIRONMENT', 'staging', '"production" or "development"'],
@@ -103,8 +107,21 @@ describe('configuration (parseConfig)', () => {
 
   it('parses OIDC providers, normalising audience and defaulting algorithms', () => {
     const providers = [
-      { id: 'clerk', issuer: 'https://clerk.example.com', audience: 'or3', jwksUrl: 'https://clerk.example.com/.well-known/jwks.json', authorizedParties: ['https://app.example.com'] },
-      { id: 'ci', issuer: 'https://token.actions.githubusercontent.com', audience: ['a', 'b'], algorithms: ['RS256'], jwks: { keys: [{ kty: 'RSA', n: 'x', e: 'AQAB' }] }, claims: { repository_owner_id: '1' } },
+      {
+        id: 'clerk',
+        issuer: 'https://clerk.example.com',
+        audience: 'or3',
+        jwksUrl: 'https://clerk.example.com/.well-known/jwks.json',
+        authorizedParties: ['https://app.example.com'],
+      },
+      {
+        id: 'ci',
+        issuer: 'https://token.actions.githubusercontent.com',
+        audience: ['a', 'b'],
+        algorithms: ['RS256'],
+        jwks: { keys: [{ kty: 'RSA', n: 'x', e: 'AQAB' }] },
+        claims: { repository_owner_id: '1' },
+      },
     ];
     const result = parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: JSON.stringify(providers) });
     expect(result.ok).toBe(true);
@@ -114,7 +131,12 @@ describe('configuration (parseConfig)', () => {
   });
 
   it('production refuses a GitHub Actions provider without a claim rule', () => {
-    const gh = { id: 'gh', issuer: 'https://token.actions.githubusercontent.com', audience: 'or3-ci', jwksUrl: 'https://token.actions.githubusercontent.com/.well-known/jwks' };
+    const gh = {
+      id: 'gh',
+      issuer: 'https://token.actions.githubusercontent.com',
+      audience: 'or3-ci',
+      jwksUrl: 'https://token.actions.githubusercontent.com/.well-known/jwks',
+    };
     const bare = parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([gh]) });
     expect(bare.ok).toBe(false);
     if (!bare.ok) expect(bare.problems[0]?.message).toContain('needs "claims"');
@@ -133,7 +155,12 @@ describe('configuration (parseConfig)', () => {
     expect(defaults.ok && defaults.config.auth.oidcMaxTokenAgeSeconds).toBe(86_400);
     const set = parseConfig({ ...base, OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '5', OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS: '3600' });
     expect(set.ok && [set.config.workspaces.createLimitPerHour, set.config.auth.oidcMaxTokenAgeSeconds]).toEqual([5, 3600]);
-    for (const [name, value] of [['OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR', '0'], ['OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR', 'lots'], ['OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS', '0'], ['OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS', '-1']]) {
+    for (const [name, value] of [
+      ['OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR', '0'],
+      ['OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR', 'lots'],
+      ['OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS', '0'],
+      ['OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS', '-1'],
+    ]) {
       const result = parseConfig({ ...base, [name!]: value });
       expect(result.ok, `${name}=${value}`).toBe(false);
       if (!result.ok) expect(result.problems[0]?.variable).toBe(name);
@@ -141,7 +168,8 @@ describe('configuration (parseConfig)', () => {
   });
 
   it('takes a per-provider maxTokenAgeSeconds: 0 for no bound, else 60 … 31536000', () => {
-    const provider = (maxTokenAgeSeconds: unknown) => JSON.stringify([{ id: 'p', issuer: 'https://i.example.com', audience: 'a', jwksUrl: 'https://i.example.com/jwks', maxTokenAgeSeconds }]);
+    const provider = (maxTokenAgeSeconds: unknown) =>
+      JSON.stringify([{ id: 'p', issuer: 'https://i.example.com', audience: 'a', jwksUrl: 'https://i.example.com/jwks', maxTokenAgeSeconds }]);
     for (const ok of [0, 60, 604_800]) {
       const result = parseConfig({ ...base, OR3_AUTH_OIDC_PROVIDERS: provider(ok) });
       expect(result.ok && result.config.auth.oidcProviders[0]?.maxTokenAgeSeconds, String(ok)).toBe(ok);

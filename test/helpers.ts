@@ -33,7 +33,12 @@ export const json = (body: unknown, headers: Record<string, string> = {}): Reque
  * The real app with one extra probe router mounted, for exercising the plumbing (body reading,
  * errors) through the same middleware stack production uses.
  */
-export async function probeFetch(app: { fetch: (r: Request, e: Bindings, c: ExecutionContext) => Response | Promise<Response> }, path: string, init?: RequestInit, overrides: Partial<Record<keyof Bindings, unknown>> = {}) {
+export async function probeFetch(
+  app: { fetch: (r: Request, e: Bindings, c: ExecutionContext) => Response | Promise<Response> },
+  path: string,
+  init?: RequestInit,
+  overrides: Partial<Record<keyof Bindings, unknown>> = {},
+) {
   const modified = { ...(env as unknown as Bindings), ...overrides } as Bindings;
   const ctx = createExecutionContext();
   const res = await app.fetch(new Request(`${BASE}${path}`, init), modified, ctx);

@@ -10,20 +10,20 @@ import { api, probeFetch } from './helpers';
 // The real middleware stack with a probe router that uses the real body reader and errors.
 const app = createApp({
   mountExtra: (a) => {
-  a.post('/api/probe/echo', async (c) => {
-    const body = await jsonBody(c, z.strictObject({ name: z.string().min(1), payload: z.record(z.string(), z.unknown()).optional() }));
-    return c.json({ ok: true, body });
-  });
-  a.post('/api/probe/optional', async (c) => c.json(await jsonBody(c, z.strictObject({ n: z.number().optional() }), { allowEmpty: true })));
-  a.post('/api/probe/conflict', () => {
-    throw conflict('Already exists');
-  });
-  a.get('/api/probe/http-exception', () => {
-    throw new HTTPException(418, { message: 'I am a teapot' });
-  });
-  a.get('/api/probe/crash', () => {
-    throw new Error('secret internal detail at db.ts:42');
-  });
+    a.post('/api/probe/echo', async (c) => {
+      const body = await jsonBody(c, z.strictObject({ name: z.string().min(1), payload: z.record(z.string(), z.unknown()).optional() }));
+      return c.json({ ok: true, body });
+    });
+    a.post('/api/probe/optional', async (c) => c.json(await jsonBody(c, z.strictObject({ n: z.number().optional() }), { allowEmpty: true })));
+    a.post('/api/probe/conflict', () => {
+      throw conflict('Already exists');
+    });
+    a.get('/api/probe/http-exception', () => {
+      throw new HTTPException(418, { message: 'I am a teapot' });
+    });
+    a.get('/api/probe/crash', () => {
+      throw new Error('secret internal detail at db.ts:42');
+    });
   },
 });
 const probe = (path: string, init?: RequestInit, overrides = {}) => probeFetch(app, path, init, overrides);

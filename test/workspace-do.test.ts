@@ -11,7 +11,10 @@ describe('WorkspaceDO schema', () => {
     const result = await stub.ping();
     expect(result).toEqual({ ok: true, migrations: MIGRATIONS });
     const tables = await runInDurableObject(stub, (_instance, state) =>
-      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((r) => r.name),
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .toArray()
+        .map((r) => r.name),
     );
     expect(tables).toEqual(expect.arrayContaining(['meta', 'change_log', 'rows', 'device_cursors', 'file_refs', 'ws_tickets']));
   });
@@ -23,8 +26,9 @@ describe('WorkspaceDO schema', () => {
     });
     await evictDurableObject(stub);
     expect(await stub.ping()).toEqual({ ok: true, migrations: MIGRATIONS });
-    const value = await runInDurableObject(stub, (_i, state) =>
-      state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'probe'").one().value,
+    const value = await runInDurableObject(
+      stub,
+      (_i, state) => state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'probe'").one().value,
     );
     expect(value).toBe('kept');
   });

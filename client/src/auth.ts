@@ -73,7 +73,12 @@ export class BasicAuth implements AuthAdapter {
 
   async signIn(email: string, password: string): Promise<void> {
     await this.#current();
-    const body = await this.#http.json<BearerBody>('POST', '/api/basic-auth/sign-in', { email, password }, { auth: false, credentials: this.credentials, headers: this.#transportHeaders() });
+    const body = await this.#http.json<BearerBody>(
+      'POST',
+      '/api/basic-auth/sign-in',
+      { email, password },
+      { auth: false, credentials: this.credentials, headers: this.#transportHeaders() },
+    );
     await this.#accept(body);
   }
 
@@ -138,7 +143,11 @@ export class BasicAuth implements AuthAdapter {
     }
     let body: BearerBody;
     try {
-      body = await this.#http.json<BearerBody>('POST', '/api/basic-auth/refresh?silent=1', tokens ? { refreshToken: tokens.refreshToken } : undefined, { auth: false, credentials: this.credentials, headers: this.#transportHeaders() });
+      body = await this.#http.json<BearerBody>('POST', '/api/basic-auth/refresh?silent=1', tokens ? { refreshToken: tokens.refreshToken } : undefined, {
+        auth: false,
+        credentials: this.credentials,
+        headers: this.#transportHeaders(),
+      });
     } catch (err) {
       if (err instanceof Or3Error && err.transient) throw err; // offline: keep the tokens, try later
       body = { ok: false };

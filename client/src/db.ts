@@ -235,7 +235,14 @@ async function capture(down: DBCore, table: DBCoreTable, name: SyncedTable, req:
   // server's state beneath the first local edit.
   const waiting: PendingOp[][] = [];
   for (const pk of pks) {
-    const found = await outbox.query({ trans, query: { index: outbox.schema.getIndexByKeyPath(['tableName', 'pk'])!, range: { type: 1 /* DBCoreRangeType.Equal (a const enum) */, lower: [name, pk], upper: [name, pk] } }, values: true });
+    const found = await outbox.query({
+      trans,
+      query: {
+        index: outbox.schema.getIndexByKeyPath(['tableName', 'pk'])!,
+        range: { type: 1 /* DBCoreRangeType.Equal (a const enum) */, lower: [name, pk], upper: [name, pk] },
+      },
+      values: true,
+    });
     waiting.push((found.result as PendingOp[]).filter((w) => !w.error && w.seq !== undefined));
   }
   const now = Date.now();
@@ -248,8 +255,23 @@ async function capture(down: DBCore, table: DBCoreTable, name: SyncedTable, req:
     const hlc = hooks.clock.next();
     const opId = crypto.randomUUID();
     if (payload) payload.clock = clock;
-    const baseline = waiting[i]![0]?.baseline ?? { row: current[i] ? structuredClone(current[i]!) : null, revision: previous ? { ...previous, local: false } : null };
-    ops.push({ opId, tableName: name, pk, operation, ...(payload ? { payload: structuredClone(payload) } : {}), clock, hlc, deviceId: hooks.clock.deviceId, createdAt: now, attempts: 0, baseline });
+    const baseline = waiting[i]![0]?.baseline ?? {
+      row: current[i] ? structuredClone(current[i]!) : null,
+      revision: previous ? { ...previous, local: false } : null,
+    };
+    ops.push({
+      opId,
+      tableName: name,
+      pk,
+      operation,
+      ...(payload ? { payload: structuredClone(payload) } : {}),
+      clock,
+      hlc,
+      deviceId: hooks.clock.deviceId,
+      createdAt: now,
+      attempts: 0,
+      baseline,
+    });
     revs.push({ tableName: name, pk, clock, hlc, opId, deleted: operation === 'delete', local: true });
   };
   puts.forEach((row, i) => stamp(i, 'put', typeof row.clock === 'number' ? row.clock : undefined, row));
@@ -268,7 +290,10 @@ async function capture(down: DBCore, table: DBCoreTable, name: SyncedTable, req:
 
   // Coalesce: an op still waiting for the same row is superseded by this one. (One already sent
   // is harmless: the server orders both by revision and this one is newer.)
-  const superseded = waiting.filter((_w, i) => !failed.has(i)).flat().map((w) => w.seq!);
+  const superseded = waiting
+    .filter((_w, i) => !failed.has(i))
+    .flat()
+    .map((w) => w.seq!);
   if (superseded.length) await outbox.mutate({ type: 'delete', trans, keys: superseded });
   await revisions.mutate({ type: 'put', trans, values: keptRevs });
   await outbox.mutate({ type: 'add', trans, values: keptOps });

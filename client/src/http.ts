@@ -81,7 +81,11 @@ export class HttpClient {
       used = useAuth ? await adapter.headers() : {};
       const headers: Record<string, string> = { accept: 'application/json', ...used, ...options.headers };
       if (body !== undefined) headers['content-type'] = 'application/json';
-      return this.fetch(this.url(path), { method, headers, credentials: options.credentials ?? adapter.credentials, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) }, options);
+      return this.fetch(
+        this.url(path),
+        { method, headers, credentials: options.credentials ?? adapter.credentials, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) },
+        options,
+      );
     };
     let res = await send();
     if (res.status === 401 && useAuth && (await this.auth().recover(used))) res = await send();

@@ -158,13 +158,25 @@ export class Or3Client {
 
   readonly workspaces = {
     list: async () => (await this.http.json<{ workspaces: WorkspaceSummary[] }>('GET', '/api/workspaces')).workspaces,
-    create: async (name: string, description?: string) => (await this.http.json<{ id: string }>('POST', '/api/workspaces', { name, ...(description ? { description } : {}) })).id,
+    create: async (name: string, description?: string) =>
+      (await this.http.json<{ id: string }>('POST', '/api/workspaces', { name, ...(description ? { description } : {}) })).id,
     setActive: async (id: string) => void (await this.http.json('POST', '/api/workspaces/active', { id })),
-    members: async (id: string) => (await this.http.json<{ members: { userId: string; email?: string; displayName?: string; role: string }[] }>('GET', `/api/workspaces/${encodeURIComponent(id)}/members`)).members,
-    setRole: async (id: string, userId: string, role: 'owner' | 'editor' | 'viewer') => void (await this.http.json('PUT', `/api/workspaces/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`, { role })),
-    removeMember: async (id: string, userId: string) => void (await this.http.json('DELETE', `/api/workspaces/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`)),
+    members: async (id: string) =>
+      (
+        await this.http.json<{ members: { userId: string; email?: string; displayName?: string; role: string }[] }>(
+          'GET',
+          `/api/workspaces/${encodeURIComponent(id)}/members`,
+        )
+      ).members,
+    setRole: async (id: string, userId: string, role: 'owner' | 'editor' | 'viewer') =>
+      void (await this.http.json('PUT', `/api/workspaces/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`, { role })),
+    removeMember: async (id: string, userId: string) =>
+      void (await this.http.json('DELETE', `/api/workspaces/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`)),
     invite: async (id: string, role: 'editor' | 'viewer' | 'owner', expiresInSeconds?: number) =>
-      this.http.json<{ inviteToken: string; expiresAt: string }>('POST', `/api/workspaces/${encodeURIComponent(id)}/invites`, { role, ...(expiresInSeconds ? { expiresInSeconds } : {}) }),
+      this.http.json<{ inviteToken: string; expiresAt: string }>('POST', `/api/workspaces/${encodeURIComponent(id)}/invites`, {
+        role,
+        ...(expiresInSeconds ? { expiresInSeconds } : {}),
+      }),
     acceptInvite: async (inviteToken: string) => this.http.json<{ workspaceId?: string }>('POST', '/api/workspaces/invites/accept', { inviteToken }),
   };
 
@@ -216,9 +228,21 @@ export class Or3Workspace {
     const deps = options.indexedDB ? { indexedDB: options.indexedDB, IDBKeyRange: options.IDBKeyRange } : {};
     // One database per (user, workspace): two accounts on one device never share rows.
     this.db = openDatabase(`${prefix}:${userId}:${id}`, { clock: this.clock, onCaptured: () => this.#captured() }, deps);
-    const WebSocketImpl = options.WebSocket === null ? undefined : (options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket);
-    this.sync = new SyncEngine(this.db, client.http, id, this.clock, this.#events as unknown as Emitter<SyncEvents>, { ...DEFAULT_SYNC_OPTIONS, ...options.sync }, WebSocketImpl);
-    this.files = new TransferQueue(this.db, client.http, id, this.#events as unknown as Emitter<TransferEvents>, { ...DEFAULT_TRANSFER_OPTIONS, ...options.transfers });
+    const WebSocketImpl =
+      options.WebSocket === null ? undefined : (options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket);
+    this.sync = new SyncEngine(
+      this.db,
+      client.http,
+      id,
+      this.clock,
+      this.#events as unknown as Emitter<SyncEvents>,
+      { ...DEFAULT_SYNC_OPTIONS, ...options.sync },
+      WebSocketImpl,
+    );
+    this.files = new TransferQueue(this.db, client.http, id, this.#events as unknown as Emitter<TransferEvents>, {
+      ...DEFAULT_TRANSFER_OPTIONS,
+      ...options.transfers,
+    });
   }
 
   async start() {
@@ -243,7 +267,8 @@ export class Or3Workspace {
       // One transaction, touching only the clock fields: never races a cursor update.
       void this.db
         .transaction('rw', this.db.sync_state, async () => {
-          if (!(await this.db.sync_state.update('state', { hlcWall: wall, hlcCounter: counter }))) await this.db.sync_state.add({ id: 'state', cursor: 0, hlcWall: wall, hlcCounter: counter });
+          if (!(await this.db.sync_state.update('state', { hlcWall: wall, hlcCounter: counter })))
+            await this.db.sync_state.add({ id: 'state', cursor: 0, hlcWall: wall, hlcCounter: counter });
         })
         .catch(() => undefined);
     }, 250);

@@ -12,7 +12,18 @@
  * idempotent by its opId, so a lost response just means the same op is sent again.
  */
 import { backoffDelay, sleep, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
-import { compareRevisions, markRemote, SYNCED_TABLES, type Or3Database, type PendingOp, type Revision, type Row, type SnapshotItem, type SyncChange, type SyncStateRow } from './db.js';
+import {
+  compareRevisions,
+  markRemote,
+  SYNCED_TABLES,
+  type Or3Database,
+  type PendingOp,
+  type Revision,
+  type Row,
+  type SnapshotItem,
+  type SyncChange,
+  type SyncStateRow,
+} from './db.js';
 import type { Emitter } from './events.js';
 import type { HybridClock } from './hlc.js';
 import { HttpClient, Or3Error } from './http.js';
@@ -230,7 +241,11 @@ export class SyncEngine {
   async push(): Promise<void> {
     for (;;) {
       this.#checkStopped();
-      const batch = await this.db.pending_ops.orderBy('seq').filter((op) => !op.error).limit(this.options.pushBatchSize).toArray();
+      const batch = await this.db.pending_ops
+        .orderBy('seq')
+        .filter((op) => !op.error)
+        .limit(this.options.pushBatchSize)
+        .toArray();
       if (!batch.length) return;
       try {
         await this.#pushBatch(batch);
@@ -265,7 +280,11 @@ export class SyncEngine {
       for (const { op, error } of items) {
         if (!(await this.db.pending_ops.get(op.seq!))) continue; // superseded meanwhile
         await this.db.pending_ops.update(op.seq!, { error });
-        const newer = await this.db.pending_ops.where('[tableName+pk]').equals([op.tableName, op.pk]).filter((o) => !o.error && o.seq! > op.seq!).count();
+        const newer = await this.db.pending_ops
+          .where('[tableName+pk]')
+          .equals([op.tableName, op.pk])
+          .filter((o) => !o.error && o.seq! > op.seq!)
+          .count();
         const revision = await this.db.revisions.get([op.tableName, op.pk]);
         if (newer || !op.baseline || revision?.opId !== op.opId) continue;
         const { row, revision: base } = op.baseline;
@@ -289,7 +308,10 @@ export class SyncEngine {
       ...(op.payload ? { payload: op.payload } : {}),
       stamp: { deviceId: op.deviceId, opId: op.opId, hlc: op.hlc, clock: op.clock },
     }));
-    const res = await this.http.json<{ results: { opId: string; success: boolean; error?: string; errorCode?: string }[] }>('POST', '/api/sync/push', { scope: { workspaceId: this.workspaceId }, ops });
+    const res = await this.http.json<{ results: { opId: string; success: boolean; error?: string; errorCode?: string }[] }>('POST', '/api/sync/push', {
+      scope: { workspaceId: this.workspaceId },
+      ops,
+    });
     const byId = new Map(batch.map((op) => [op.opId, op]));
     const accepted: number[] = [];
     const refused: { op: PendingOp; error: { code: string; message: string } }[] = [];
@@ -345,7 +367,7 @@ export class SyncEngine {
   }
 
   async #pullPages(): Promise<void> {
-    for (let snapshots = 0; ; ) {
+    for (let snapshots = 0; ;) {
       this.#checkStopped();
       const state = await this.state();
       const res = await this.http.json<{ changes: SyncChange[]; nextCursor: number; hasMore: boolean; requiresSnapshot: boolean }>('POST', '/api/sync/pull', {
@@ -401,7 +423,13 @@ export class SyncEngine {
         else await table.delete(change.pk);
         await this.db.revisions.put({ tableName: change.tableName, pk: change.pk, ...incoming, deleted: change.op === 'delete' });
         touched.add(change.tableName);
-        if (known?.local) conflicts.push({ tableName: change.tableName, pk: change.pk, local: { clock: known.clock, hlc: known.hlc, opId: known.opId, deleted: known.deleted }, remote: change });
+        if (known?.local)
+          conflicts.push({
+            tableName: change.tableName,
+            pk: change.pk,
+            local: { clock: known.clock, hlc: known.hlc, opId: known.opId, deleted: known.deleted },
+            remote: change,
+          });
       }
       await this.#saveState({ cursor: nextCursor, lastSyncedAt: Date.now() });
     });
@@ -411,12 +439,19 @@ export class SyncEngine {
   }
 
   async #rebase(change: SyncChange, incoming: { clock: number; hlc: string; opId: string }) {
-    const waiting = await this.db.pending_ops.where('[tableName+pk]').equals([change.tableName, change.pk]).filter((o) => !o.error).toArray();
+    const waiting = await this.db.pending_ops
+      .where('[tableName+pk]')
+      .equals([change.tableName, change.pk])
+      .filter((o) => !o.error)
+      .toArray();
     for (const op of waiting) {
       const base = op.baseline?.revision;
       if (base && compareRevisions(incoming, base) <= 0) continue;
       await this.db.pending_ops.update(op.seq!, {
-        baseline: { row: change.op === 'put' && change.payload ? change.payload : null, revision: { tableName: change.tableName, pk: change.pk, ...incoming, deleted: change.op === 'delete' } },
+        baseline: {
+          row: change.op === 'put' && change.payload ? change.payload : null,
+          revision: { tableName: change.tableName, pk: change.pk, ...incoming, deleted: change.op === 'delete' },
+        },
       });
     }
   }
@@ -469,7 +504,10 @@ export class SyncEngine {
         await this.db.revisions.bulkPut(revisions);
       }
       // Local edits the server has not accepted yet win where they are newer, as they will on the server.
-      for (const op of await this.db.pending_ops.orderBy('seq').filter((o) => !o.error).toArray()) {
+      for (const op of await this.db.pending_ops
+        .orderBy('seq')
+        .filter((o) => !o.error)
+        .toArray()) {
         const known = await this.db.revisions.get([op.tableName, op.pk]);
         const mine = { clock: op.clock, hlc: op.hlc, opId: op.opId };
         // The snapshot is the server's state now: it is what a refusal of this op restores.
@@ -492,11 +530,15 @@ export class SyncEngine {
     let first: { snapshotId: string; highWatermark: number } | null = null;
     do {
       this.#checkStopped();
-      const page: { snapshotId: string; highWatermark: number; items: SnapshotItem[]; nextPageToken: string | null } = await this.http.json('POST', '/api/sync/snapshot', {
-        scope: { workspaceId: this.workspaceId },
-        pageSize: this.options.snapshotPageSize,
-        ...(pageToken ? { pageToken } : {}),
-      });
+      const page: { snapshotId: string; highWatermark: number; items: SnapshotItem[]; nextPageToken: string | null } = await this.http.json(
+        'POST',
+        '/api/sync/snapshot',
+        {
+          scope: { workspaceId: this.workspaceId },
+          pageSize: this.options.snapshotPageSize,
+          ...(pageToken ? { pageToken } : {}),
+        },
+      );
       first ??= { snapshotId: page.snapshotId, highWatermark: page.highWatermark };
       await this.db.snapshot_stage.bulkAdd(page.items.map((item) => ({ snapshotId: first!.snapshotId, item })));
       pageToken = page.nextPageToken;

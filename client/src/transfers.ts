@@ -114,12 +114,34 @@ export class TransferQueue {
     const mime = input.mimeType ?? (blob.type || 'application/octet-stream');
     const hash = await hashBlob(blob);
     const now = Math.floor(Date.now() / 1000);
-    const transfer: FileTransfer = { id: crypto.randomUUID(), hash, direction: 'upload', state: 'queued', bytes_done: 0, bytes_total: blob.size, attempts: 0, mime_type: mime, name: input.name, kind: input.kind ?? kindOf(mime), updatedAt: Date.now() };
+    const transfer: FileTransfer = {
+      id: crypto.randomUUID(),
+      hash,
+      direction: 'upload',
+      state: 'queued',
+      bytes_done: 0,
+      bytes_total: blob.size,
+      attempts: 0,
+      mime_type: mime,
+      name: input.name,
+      kind: input.kind ?? kindOf(mime),
+      updatedAt: Date.now(),
+    };
     await this.db.transaction('rw', ['file_blobs', 'file_meta', 'file_transfers'], async () => {
       await this.db.file_blobs.put({ hash, blob, cachedAt: Date.now() });
       const existing = await this.db.file_meta.get(hash);
       if (!existing || existing.deleted) {
-        await this.db.file_meta.put({ hash, name: input.name, kind: transfer.kind, mime_type: mime, size_bytes: blob.size, deleted: false, created_at: now, updated_at: now, clock: (existing?.clock as number | undefined) ?? 0 });
+        await this.db.file_meta.put({
+          hash,
+          name: input.name,
+          kind: transfer.kind,
+          mime_type: mime,
+          size_bytes: blob.size,
+          deleted: false,
+          created_at: now,
+          updated_at: now,
+          clock: (existing?.clock as number | undefined) ?? 0,
+        });
       }
       await this.db.file_transfers.put(transfer);
     });
@@ -136,7 +158,19 @@ export class TransferQueue {
     const existing = await this.db.file_transfers.get(id);
     if (!existing || existing.state === 'failed' || existing.state === 'done') {
       const meta = await this.db.file_meta.get(hash);
-      await this.db.file_transfers.put({ id, hash, direction: 'download', state: 'queued', bytes_done: 0, bytes_total: Number(meta?.size_bytes ?? 0), attempts: 0, mime_type: String(meta?.mime_type ?? ''), name: String(meta?.name ?? ''), kind: (meta?.kind as 'image' | 'pdf') ?? 'image', updatedAt: Date.now() });
+      await this.db.file_transfers.put({
+        id,
+        hash,
+        direction: 'download',
+        state: 'queued',
+        bytes_done: 0,
+        bytes_total: Number(meta?.size_bytes ?? 0),
+        attempts: 0,
+        mime_type: String(meta?.mime_type ?? ''),
+        name: String(meta?.name ?? ''),
+        kind: (meta?.kind as 'image' | 'pdf') ?? 'image',
+        updatedAt: Date.now(),
+      });
     }
     const done = this.waitFor(id);
     this.#kick();
@@ -169,7 +203,15 @@ export class TransferQueue {
   }
 
   #emit(t: FileTransfer) {
-    this.events.emit('transfer', { id: t.id, hash: t.hash, direction: t.direction, state: t.state, bytesDone: t.bytes_done, bytesTotal: t.bytes_total, ...(t.error ? { error: t.error } : {}) });
+    this.events.emit('transfer', {
+      id: t.id,
+      hash: t.hash,
+      direction: t.direction,
+      state: t.state,
+      bytesDone: t.bytes_done,
+      bytesTotal: t.bytes_total,
+      ...(t.error ? { error: t.error } : {}),
+    });
   }
 
   async #update(t: FileTransfer, changes: Partial<FileTransfer>) {
@@ -255,7 +297,14 @@ export class TransferQueue {
     if (blob.size > this.options.multipartThresholdBytes) {
       storageId = await this.#multipart(t, blob);
     } else {
-      const presign = await this.http.json<{ url: string; method: string; headers: Record<string, string>; storageId: string; storageProviderId?: string; alreadyPresent?: boolean }>('POST', '/api/storage/presign-upload', {
+      const presign = await this.http.json<{
+        url: string;
+        method: string;
+        headers: Record<string, string>;
+        storageId: string;
+        storageProviderId?: string;
+        alreadyPresent?: boolean;
+      }>('POST', '/api/storage/presign-upload', {
         workspace_id: this.workspaceId,
         hash: t.hash,
         mime_type: t.mime_type,
@@ -291,13 +340,17 @@ export class TransferQueue {
     if (t.completed && t.storageId) return t.storageId; // only the commit is left
     let parts: Part[];
     if (!t.uploadId) {
-      const created = await this.http.json<{ uploadId?: string; storageId: string; partSize: number; parts: Part[]; alreadyPresent?: boolean }>('POST', '/api/storage/multipart/create', {
-        workspace_id: this.workspaceId,
-        hash: t.hash,
-        mime_type: t.mime_type,
-        size_bytes: blob.size,
-        part_size_bytes: this.options.partSizeBytes,
-      });
+      const created = await this.http.json<{ uploadId?: string; storageId: string; partSize: number; parts: Part[]; alreadyPresent?: boolean }>(
+        'POST',
+        '/api/storage/multipart/create',
+        {
+          workspace_id: this.workspaceId,
+          hash: t.hash,
+          mime_type: t.mime_type,
+          size_bytes: blob.size,
+          part_size_bytes: this.options.partSizeBytes,
+        },
+      );
       if (created.alreadyPresent || !created.uploadId) {
         // The workspace already has these bytes: nothing to send.
         await this.#update(t, { storageId: created.storageId, completed: true, bytes_done: blob.size });
@@ -328,10 +381,21 @@ export class TransferQueue {
       if (!res.ok) throw await errorFrom(res);
       const { etag } = (await res.json()) as { etag: string };
       finished.push({ partNumber: part.partNumber, etag });
-      await this.#update(t, { parts: [...finished], bytes_done: Math.min(blob.size, finished.reduce((sum, p) => sum + Math.min(t.partSize!, blob.size - (p.partNumber - 1) * t.partSize!), 0)) });
+      await this.#update(t, {
+        parts: [...finished],
+        bytes_done: Math.min(
+          blob.size,
+          finished.reduce((sum, p) => sum + Math.min(t.partSize!, blob.size - (p.partNumber - 1) * t.partSize!), 0),
+        ),
+      });
     }
     try {
-      await this.http.json('POST', '/api/storage/multipart/complete', { workspace_id: this.workspaceId, hash: t.hash, upload_id: t.uploadId, parts: finished.sort((a, b) => a.partNumber - b.partNumber) });
+      await this.http.json('POST', '/api/storage/multipart/complete', {
+        workspace_id: this.workspaceId,
+        hash: t.hash,
+        upload_id: t.uploadId,
+        parts: finished.sort((a, b) => a.partNumber - b.partNumber),
+      });
     } catch (err) {
       if (err instanceof Or3Error && !err.transient) {
         // The upload is gone or unusable (already completed by a lost answer, expired, refused):
@@ -348,7 +412,10 @@ export class TransferQueue {
   // -- download ---------------------------------------------------------------------------------
 
   async #download(t: FileTransfer) {
-    const presign = await this.http.json<{ url: string; method: string; headers: Record<string, string> }>('POST', '/api/storage/presign-download', { workspace_id: this.workspaceId, hash: t.hash });
+    const presign = await this.http.json<{ url: string; method: string; headers: Record<string, string> }>('POST', '/api/storage/presign-download', {
+      workspace_id: this.workspaceId,
+      hash: t.hash,
+    });
     const res = await this.http.fetch(presign.url, { method: presign.method, headers: presign.headers }, { timeoutMs: 10 * 60_000 });
     if (!res.ok) throw await errorFrom(res);
     const total = Number(res.headers.get('content-length') ?? t.bytes_total) || t.bytes_total;
@@ -377,7 +444,11 @@ export class TransferQueue {
 }
 
 function onVisibility(callback: (visible: boolean) => void): () => void {
-  const doc = (globalThis as { document?: { visibilityState?: string; addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void } }).document;
+  const doc = (
+    globalThis as {
+      document?: { visibilityState?: string; addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void };
+    }
+  ).document;
   if (!doc?.addEventListener) return () => {};
   const listener = () => callback(doc.visibilityState !== 'hidden');
   doc.addEventListener('visibilitychange', listener);

@@ -116,7 +116,17 @@ export async function until<T>(check: () => Promise<T> | T, timeoutMs = 10_000, 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 export const messageRow = (id: string, extra: Record<string, unknown> = {}) => ({
-  id, thread_id: 't1', role: 'user', index: 0, order_key: 'a0', deleted: false, created_at: nowSeconds(), updated_at: nowSeconds(), clock: 0, data: 'hello', ...extra,
+  id,
+  thread_id: 't1',
+  role: 'user',
+  index: 0,
+  order_key: 'a0',
+  deleted: false,
+  created_at: nowSeconds(),
+  updated_at: nowSeconds(),
+  clock: 0,
+  data: 'hello',
+  ...extra,
 });
 
 /**

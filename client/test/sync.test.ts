@@ -117,7 +117,7 @@ describe('snapshot bootstrap', () => {
 
 /** Resolves once the device has sent nothing for `ms` (its start-up rounds are over). */
 async function settled(d: { calls: string[] }, ms = 400) {
-  for (let seen = -1; seen !== d.calls.length; ) {
+  for (let seen = -1; seen !== d.calls.length;) {
     seen = d.calls.length;
     await new Promise((r) => setTimeout(r, ms));
   }
@@ -145,7 +145,14 @@ describe('realtime', () => {
     const { wsB } = await twoDevices();
     await wsB.syncNow();
     const { cursor } = await wsB.sync.state();
-    const change = { serverVersion: cursor + 1, tableName: 'messages', pk: 'x1', op: 'put' as const, payload: messageRow('x1', { data: 'stale' }), stamp: { deviceId: 'other', opId: crypto.randomUUID(), hlc: '000000000000001:000001:other', clock: 1 } };
+    const change = {
+      serverVersion: cursor + 1,
+      tableName: 'messages',
+      pk: 'x1',
+      op: 'put' as const,
+      payload: messageRow('x1', { data: 'stale' }),
+      stamp: { deviceId: 'other', opId: crypto.randomUUID(), hlc: '000000000000001:000001:other', clock: 1 },
+    };
     expect(await wsB.sync.applyRemote([change], cursor + 1, cursor + 7)).toBe(false);
     expect((await wsB.sync.state()).cursor).toBe(cursor);
     expect(await wsB.db.messages.get('x1')).toBeUndefined();
@@ -158,10 +165,12 @@ describe('realtime', () => {
     let dropNextPoke = false;
     class LossySocket extends WebSocket {
       override set onmessage(handler: ((ev: MessageEvent) => void) | null) {
-        super.onmessage = handler && ((ev: MessageEvent) => {
-          if (dropNextPoke && String(ev.data).includes('"type":"poke"')) return void (dropNextPoke = false);
-          handler(ev);
-        });
+        super.onmessage =
+          handler &&
+          ((ev: MessageEvent) => {
+            if (dropNextPoke && String(ev.data).includes('"type":"poke"')) return void (dropNextPoke = false);
+            handler(ev);
+          });
       }
       override get onmessage() {
         return super.onmessage;
@@ -216,7 +225,11 @@ describe('faults', () => {
     // The faults really happened, including a push whose answer was lost after the server applied it.
     for (const fault of ['drop-before', 'drop-after', '500', '503', '429', 'timeout']) expect(injected).toContain(`/api/sync/push ${fault}`);
     // Exactly one server version per op: nothing was applied twice.
-    const res = await a.client.http.json<{ changes: { pk: string; serverVersion: number }[]; hasMore: boolean }>('POST', '/api/sync/pull', { scope: { workspaceId: wsA.id }, cursor: 0, limit: 1000 });
+    const res = await a.client.http.json<{ changes: { pk: string; serverVersion: number }[]; hasMore: boolean }>('POST', '/api/sync/pull', {
+      scope: { workspaceId: wsA.id },
+      cursor: 0,
+      limit: 1000,
+    });
     expect(res.changes).toHaveLength(40);
     expect(new Set(res.changes.map((c) => c.pk)).size).toBe(40);
   });

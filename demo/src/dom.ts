@@ -25,7 +25,12 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props = 
 function safeUrl(url: string): boolean {
   try {
     const parsed = new URL(url, location.href);
-    return parsed.origin === location.origin || parsed.protocol === 'blob:' || parsed.protocol === 'https:' || (parsed.protocol === 'data:' && url.startsWith('data:image/'));
+    return (
+      parsed.origin === location.origin ||
+      parsed.protocol === 'blob:' ||
+      parsed.protocol === 'https:' ||
+      (parsed.protocol === 'data:' && url.startsWith('data:image/'))
+    );
   } catch {
     return false;
   }

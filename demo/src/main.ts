@@ -23,7 +23,12 @@ const objectUrls = new Map<string, Promise<string>>();
 const transfers = new Map<string, TransferProgress>();
 
 // A debugging and testing hook: `or3demo.ws` is the open workspace.
-(window as unknown as { or3demo: unknown }).or3demo = { client, get ws() { return ws; } };
+(window as unknown as { or3demo: unknown }).or3demo = {
+  client,
+  get ws() {
+    return ws;
+  },
+};
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 const inviteFromUrl = () => new URLSearchParams(location.hash.slice(1)).get('invite');
@@ -40,7 +45,11 @@ async function boot() {
     me = cached.user;
     await openWorkspace(localStorage.getItem('or3demo:workspace') ?? cached.workspace?.id);
     // Online: make sure the cookie still belongs to the same account.
-    if (navigator.onLine) void client.session().then((s) => (s?.user?.id === me?.id ? undefined : signedOut())).catch(() => undefined);
+    if (navigator.onLine)
+      void client
+        .session()
+        .then((s) => (s?.user?.id === me?.id ? undefined : signedOut()))
+        .catch(() => undefined);
     return;
   }
   try {
@@ -85,7 +94,14 @@ async function signedOut() {
 function renderAuth(mode: 'sign-in' | 'register' = inviteFromUrl() ? 'register' : 'sign-in') {
   const error = h('p', { class: 'error', role: 'alert' });
   const email = h('input', { type: 'email', name: 'email', required: true, autocomplete: 'email', placeholder: 'you@example.com' });
-  const password = h('input', { type: 'password', name: 'password', required: true, minLength: 12, autocomplete: mode === 'register' ? 'new-password' : 'current-password', placeholder: 'at least 12 characters' });
+  const password = h('input', {
+    type: 'password',
+    name: 'password',
+    required: true,
+    minLength: 12,
+    autocomplete: mode === 'register' ? 'new-password' : 'current-password',
+    placeholder: 'at least 12 characters',
+  });
   const displayName = h('input', { type: 'text', name: 'displayName', autocomplete: 'name', placeholder: 'Ada Lovelace' });
   const submit = h('button', { type: 'submit', class: 'primary' }, mode === 'register' ? 'Create account' : 'Sign in');
   const form = h(
@@ -97,7 +113,13 @@ function renderAuth(mode: 'sign-in' | 'register' = inviteFromUrl() ? 'register' 
         submit.disabled = true;
         error.textContent = '';
         try {
-          if (mode === 'register') await client.basicAuth.register({ email: email.value, password: password.value, ...(displayName.value ? { displayName: displayName.value } : {}), ...(inviteFromUrl() ? { inviteToken: inviteFromUrl()! } : {}) });
+          if (mode === 'register')
+            await client.basicAuth.register({
+              email: email.value,
+              password: password.value,
+              ...(displayName.value ? { displayName: displayName.value } : {}),
+              ...(inviteFromUrl() ? { inviteToken: inviteFromUrl()! } : {}),
+            });
           else await client.basicAuth.signIn(email.value, password.value);
           await afterSignIn(mode === 'register' && inviteFromUrl() !== null);
         } catch (err) {
@@ -250,7 +272,9 @@ function renderShell() {
     workspace.on('status', renderStatus),
     workspace.on('pending', renderStatus),
     workspace.on('change', renderStatus),
-    workspace.on('conflict', ({ tableName }) => toast(`Another device changed the same ${tableName.replace(/s$/, '')} at the same time; its version was kept.`)),
+    workspace.on('conflict', ({ tableName }) =>
+      toast(`Another device changed the same ${tableName.replace(/s$/, '')} at the same time; its version was kept.`),
+    ),
     workspace.on('rejected', ({ error }) => toast(`The server refused a change: ${error.message}`, 'error')),
     workspace.on('transfer', (t) => {
       transfers.set(t.hash, t);
@@ -273,7 +297,11 @@ async function renderStatus() {
   const footer = document.querySelector('[data-testid=status]');
   if (!footer || !ws) return;
   const workspace = ws;
-  const [pending, failed, state] = await Promise.all([workspace.db.pending_ops.filter((o) => !o.error).count(), workspace.db.pending_ops.filter((o) => !!o.error).count(), workspace.sync.state()]);
+  const [pending, failed, state] = await Promise.all([
+    workspace.db.pending_ops.filter((o) => !o.error).count(),
+    workspace.db.pending_ops.filter((o) => !!o.error).count(),
+    workspace.sync.state(),
+  ]);
   const online = navigator.onLine;
   replace(
     footer,
@@ -300,7 +328,17 @@ function threadForm() {
         if (!ws || !title.value.trim() || !canWrite()) return;
         const id = crypto.randomUUID();
         const now = nowSeconds();
-        await ws.db.threads.put({ id, title: title.value.trim(), status: 'ready', deleted: false, pinned: false, created_at: now, updated_at: now, last_message_at: now, clock: 0 });
+        await ws.db.threads.put({
+          id,
+          title: title.value.trim(),
+          status: 'ready',
+          deleted: false,
+          pinned: false,
+          created_at: now,
+          updated_at: now,
+          last_message_at: now,
+          clock: 0,
+        });
         title.value = '';
         selectThread(id);
       },
@@ -317,7 +355,20 @@ function renderThreads(rows: Row[]) {
   replace(
     list,
     ...rows.map((t) =>
-      h('li', {}, h('button', { type: 'button', class: t.id === threadId ? 'thread active' : 'thread', 'aria-current': t.id === threadId ? 'true' : false, onclick: () => selectThread(String(t.id)) }, String(t.title ?? 'Untitled'))),
+      h(
+        'li',
+        {},
+        h(
+          'button',
+          {
+            type: 'button',
+            class: t.id === threadId ? 'thread active' : 'thread',
+            'aria-current': t.id === threadId ? 'true' : false,
+            onclick: () => selectThread(String(t.id)),
+          },
+          String(t.title ?? 'Untitled'),
+        ),
+      ),
     ),
     rows.length ? null : h('li', { class: 'muted' }, canWrite() ? 'No threads yet: add one above.' : 'No threads yet.'),
   );
@@ -335,7 +386,11 @@ function selectThread(id: string | null) {
   if (id) {
     messageSubscription = liveQuery(() => workspace.db.messages.where('thread_id').equals(id).toArray()).subscribe(renderMessages);
   } else renderMessages([]);
-  void workspace.db.threads.orderBy('updated_at').reverse().toArray().then((rows) => renderThreads(rows.filter((t) => !t.deleted)));
+  void workspace.db.threads
+    .orderBy('updated_at')
+    .reverse()
+    .toArray()
+    .then((rows) => renderThreads(rows.filter((t) => !t.deleted)));
   renderComposerState();
 }
 
@@ -356,7 +411,13 @@ function messageView(m: Row) {
   const article = h(
     'article',
     { class: 'message', 'data-id': String(m.id) },
-    h('header', {}, h('strong', {}, String(m.author_name ?? 'Someone')), h('time', {}, formatTime(Number(m.created_at))), Number(m.updated_at) > Number(m.created_at) ? h('span', { class: 'muted' }, '(edited)') : null),
+    h(
+      'header',
+      {},
+      h('strong', {}, String(m.author_name ?? 'Someone')),
+      h('time', {}, formatTime(Number(m.created_at))),
+      Number(m.updated_at) > Number(m.created_at) ? h('span', { class: 'muted' }, '(edited)') : null,
+    ),
     text,
     hashes.length ? h('div', { class: 'attachments' }, ...hashes.map(attachmentView)) : null,
   );
@@ -416,7 +477,9 @@ async function showAttachment(holder: HTMLElement, hash: string) {
     const name = String(meta?.name ?? 'file');
     const isImage = String(meta?.mime_type ?? '').startsWith('image/');
     holder.replaceChildren(
-      isImage ? h('img', { src: url, alt: name, 'data-testid': 'attachment-image' }) : h('a', { href: url, target: '_blank', rel: 'noopener', class: 'pdf', 'data-testid': 'attachment-link' }, `📄 ${name}`),
+      isImage
+        ? h('img', { src: url, alt: name, 'data-testid': 'attachment-image' })
+        : h('a', { href: url, target: '_blank', rel: 'noopener', class: 'pdf', 'data-testid': 'attachment-link' }, `📄 ${name}`),
       h('span', { class: 'muted' }, meta?.size_bytes ? formatBytes(Number(meta.size_bytes)) : ''),
     );
   } catch (err) {
@@ -523,7 +586,10 @@ document.addEventListener('keydown', (e) => {
 
 function renderComposerState() {
   const writable = canWrite();
-  for (const el of document.querySelectorAll<HTMLButtonElement | HTMLInputElement | HTMLTextAreaElement>('.composer textarea, .composer button, .composer input, .threads form input, .threads form button')) el.disabled = !writable;
+  for (const el of document.querySelectorAll<HTMLButtonElement | HTMLInputElement | HTMLTextAreaElement>(
+    '.composer textarea, .composer button, .composer input, .threads form input, .threads form button',
+  ))
+    el.disabled = !writable;
   const note = document.querySelector<HTMLElement>('[data-testid=readonly-note]');
   if (note) note.hidden = writable;
 }
@@ -541,7 +607,13 @@ async function renderMembers() {
   } catch {
     return replace(panel, h('h2', {}, 'Members'), h('p', { class: 'muted' }, 'Members load when you are online.'));
   }
-  const inviteRole = h('select', { 'aria-label': 'Invite role', 'data-testid': 'invite-role' }, h('option', { value: 'editor' }, 'editor'), h('option', { value: 'viewer' }, 'viewer'), h('option', { value: 'owner' }, 'owner'));
+  const inviteRole = h(
+    'select',
+    { 'aria-label': 'Invite role', 'data-testid': 'invite-role' },
+    h('option', { value: 'editor' }, 'editor'),
+    h('option', { value: 'viewer' }, 'viewer'),
+    h('option', { value: 'owner' }, 'owner'),
+  );
   const link = h('input', { type: 'text', readOnly: true, 'aria-label': 'Invite link', 'data-testid': 'invite-link', placeholder: 'Create a link to share' });
   replace(
     panel,
@@ -561,10 +633,28 @@ async function renderMembers() {
                 {},
                 h(
                   'select',
-                  { 'aria-label': `Role of ${m.email ?? m.userId}`, onchange: async (e: Event) => client.workspaces.setRole(workspaceId, m.userId, (e.target as HTMLSelectElement).value as Role).then(() => toast('Role updated')).catch((err) => toast(String(err.message), 'error')) },
+                  {
+                    'aria-label': `Role of ${m.email ?? m.userId}`,
+                    onchange: async (e: Event) =>
+                      client.workspaces
+                        .setRole(workspaceId, m.userId, (e.target as HTMLSelectElement).value as Role)
+                        .then(() => toast('Role updated'))
+                        .catch((err) => toast(String(err.message), 'error')),
+                  },
                   ...(['owner', 'editor', 'viewer'] as const).map((r) => h('option', { value: r, selected: r === m.role }, r)),
                 ),
-                h('button', { type: 'button', class: 'link danger', onclick: async () => (await client.workspaces.removeMember(workspaceId, m.userId).catch((err) => toast(String(err.message), 'error')), renderMembers()) }, 'Remove'),
+                h(
+                  'button',
+                  {
+                    type: 'button',
+                    class: 'link danger',
+                    onclick: async () => (
+                      await client.workspaces.removeMember(workspaceId, m.userId).catch((err) => toast(String(err.message), 'error')),
+                      renderMembers()
+                    ),
+                  },
+                  'Remove',
+                ),
               ),
         ),
       ),

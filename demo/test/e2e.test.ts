@@ -32,7 +32,15 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     headless: true,
     // Root in a container, and a closed network: no sandbox, no background connections.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 });
 
@@ -160,13 +168,27 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     expect(await c.page.getByTestId('composer-text').isDisabled()).toBe(true);
     // Even a write forced past the UI is refused by the server, and kept visible as refused.
     await c.page.evaluate(() =>
-      (window as unknown as { or3demo: { ws: { db: { kv: { put(r: object): Promise<unknown> } } } } }).or3demo.ws.db.kv.put({ id: 'forced', name: 'x', created_at: 1, updated_at: 1, clock: 0 }),
+      (window as unknown as { or3demo: { ws: { db: { kv: { put(r: object): Promise<unknown> } } } } }).or3demo.ws.db.kv.put({
+        id: 'forced',
+        name: 'x',
+        created_at: 1,
+        updated_at: 1,
+        clock: 0,
+      }),
     );
     await c.page.locator('.status .error').filter({ hasText: 'Refused: 1' }).waitFor({ timeout: 10_000 });
     await shot(c.page, '6-viewer');
-    expect(await a.page.evaluate(() => (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'))).toBeUndefined();
+    expect(
+      await a.page.evaluate(() =>
+        (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'),
+      ),
+    ).toBeUndefined();
     // The refused write was taken back on the viewer's device too.
-    expect(await c.page.evaluate(() => (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'))).toBeUndefined();
+    expect(
+      await c.page.evaluate(() =>
+        (window as unknown as { or3demo: { ws: { db: { kv: { get(k: string): Promise<unknown> } } } } }).or3demo.ws.db.kv.get('forced'),
+      ),
+    ).toBeUndefined();
     // The app ran under its Content Security Policy without a violation, and threw nothing.
     expect(cspViolations).toEqual([]);
     expect(pageErrors).toEqual([]);
@@ -210,5 +232,10 @@ function pngBytes(): Buffer {
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 2; // RGB
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }

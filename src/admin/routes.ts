@@ -124,7 +124,8 @@ export const admin = new Hono<AppEnv>()
     if (sourceName === null) throw notFound('No such workspace');
     const admin = await requireUser(c);
     const untilTime = body.untilTime === undefined ? undefined : typeof body.untilTime === 'number' ? body.untilTime : Date.parse(body.untilTime);
-    const keep = (e: ArchivedEntry) => (body.untilVersion === undefined || e.serverVersion <= body.untilVersion) && (untilTime === undefined || e.createdAt <= untilTime);
+    const keep = (e: ArchivedEntry) =>
+      (body.untilVersion === undefined || e.serverVersion <= body.untilVersion) && (untilTime === undefined || e.createdAt <= untilTime);
     const forkId = await createWorkspace(c.env.DB, admin.userId, body.name ?? `${sourceName} (fork)`, null);
     const target = c.env.WORKSPACE.getByName(forkId);
     let imported = 0;

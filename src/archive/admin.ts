@@ -40,7 +40,8 @@ export const archiveAdmin = new Hono<AppEnv>()
   .post('/workspaces/:id/point-in-time-restore', async (c) => {
     const workspaceId = param(c.req.param('id'), 'workspace id');
     const body = await jsonBody(c, pitrBody);
-    if (c.get('config').environment !== 'production') throw conflict('Point-in-time restore runs only in production (ENVIRONMENT=production)', 'pitr_unavailable');
+    if (c.get('config').environment !== 'production')
+      throw conflict('Point-in-time restore runs only in production (ENVIRONMENT=production)', 'pitr_unavailable');
     if (body.confirm !== workspaceId) throw badRequest('confirm must equal the workspace id', 'confirm_mismatch');
     const at = typeof body.at === 'number' ? body.at : Date.parse(body.at);
     const now = Date.now();
@@ -60,7 +61,15 @@ export const archiveAdmin = new Hono<AppEnv>()
       preparedBy = prepared.instance;
       // Recorded before the restart: if anything below fails, the undo bookmark and the head are
       // still in the audit log.
-      await recordAudit(c.env, 'admin.workspace.pitr', { requestId: c.get('requestId'), actorId, workspaceId, at: new Date(at).toISOString(), previousHead, undoBookmark, step: 'prepared' });
+      await recordAudit(c.env, 'admin.workspace.pitr', {
+        requestId: c.get('requestId'),
+        actorId,
+        workspaceId,
+        at: new Date(at).toISOString(),
+        previousHead,
+        undoBookmark,
+        step: 'prepared',
+      });
       await stub.pitrRestart().catch(() => undefined); // aborting rejects the call by design
     }
     let finished;
@@ -72,8 +81,26 @@ export const archiveAdmin = new Hono<AppEnv>()
     }
     if (!finished.ok) {
       logEvent('error', 'pitr_finish_failed', { workspaceId, previousHead, code: finished.code, message: finished.message });
-      throw new ApiError(502, 'pitr_incomplete', `The restore's last step failed (${finished.code}); repeat this request with "finishWithPreviousHead": ${previousHead} (undo bookmark: ${undoBookmark ?? 'see the audit log'})`);
+      throw new ApiError(
+        502,
+        'pitr_incomplete',
+        `The restore's last step failed (${finished.code}); repeat this request with "finishWithPreviousHead": ${previousHead} (undo bookmark: ${undoBookmark ?? 'see the audit log'})`,
+      );
     }
-    audit(c, 'admin.workspace.pitr', { actorId, workspaceId, at: new Date(at).toISOString(), previousHead, restoredHead: finished.restoredHead, step: 'finished' });
-    return c.json({ workspaceId, restoredTo: new Date(at).toISOString(), previousHead, restoredHead: finished.restoredHead, serverVersion: finished.serverVersion, undoBookmark });
+    audit(c, 'admin.workspace.pitr', {
+      actorId,
+      workspaceId,
+      at: new Date(at).toISOString(),
+      previousHead,
+      restoredHead: finished.restoredHead,
+      step: 'finished',
+    });
+    return c.json({
+      workspaceId,
+      restoredTo: new Date(at).toISOString(),
+      previousHead,
+      restoredHead: finished.restoredHead,
+      serverVersion: finished.serverVersion,
+      undoBookmark,
+    });
   });

@@ -35,7 +35,8 @@ export interface ArchivedEntry {
 const PREFIX = 'archive/v1';
 
 export const archivePrefix = (workspaceId: string) => `${PREFIX}/ws=${workspaceId}/`;
-export const segmentKey = (workspaceId: string, date: string, first: number, last: number) => `${PREFIX}/ws=${workspaceId}/date=${date}/seq=${first}-${last}.jsonl`;
+export const segmentKey = (workspaceId: string, date: string, first: number, last: number) =>
+  `${PREFIX}/ws=${workspaceId}/date=${date}/seq=${first}-${last}.jsonl`;
 export const manifestKey = (workspaceId: string, date: string) => `${PREFIX}/ws=${workspaceId}/manifests/date=${date}.jsonl`;
 export const latestKey = (workspaceId: string) => `${PREFIX}/ws=${workspaceId}/latest.json`;
 
@@ -61,15 +62,21 @@ export async function archiveRows(bucket: R2Bucket, workspaceId: string, entries
   for (const segment of segmentsOf(entries)) {
     const first = segment.entries[0]!.serverVersion;
     const last = segment.entries[segment.entries.length - 1]!.serverVersion;
-    written.push(await writeBatch(bucket, segmentKey(workspaceId, segment.date, first, last), manifestKey(workspaceId, segment.date), first, last, segment.entries));
+    written.push(
+      await writeBatch(bucket, segmentKey(workspaceId, segment.date, first, last), manifestKey(workspaceId, segment.date), first, last, segment.entries),
+    );
   }
   const newest = written[written.length - 1]!;
   const previous = await bucket.get(latestKey(workspaceId));
-  const prior = previous ? ((await previous.json()) as { lastArchivedVersion?: number }).lastArchivedVersion ?? 0 : 0;
+  const prior = previous ? (((await previous.json()) as { lastArchivedVersion?: number }).lastArchivedVersion ?? 0) : 0;
   if (newest.last > prior) {
-    await bucket.put(latestKey(workspaceId), JSON.stringify({ workspaceId, lastArchivedVersion: newest.last, lastSegment: newest.key, updatedAt: new Date().toISOString() }), {
-      httpMetadata: { contentType: 'application/json' },
-    });
+    await bucket.put(
+      latestKey(workspaceId),
+      JSON.stringify({ workspaceId, lastArchivedVersion: newest.last, lastSegment: newest.key, updatedAt: new Date().toISOString() }),
+      {
+        httpMetadata: { contentType: 'application/json' },
+      },
+    );
   }
   return written;
 }

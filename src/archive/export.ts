@@ -46,7 +46,9 @@ export async function* readHistory(bucket: R2Bucket, ws: ExportSource, workspace
       if (segment.last <= lastVersion) continue;
       const body = await bucket.get(segment.key);
       if (!body) continue;
-      const entries = parseJsonl<ArchivedEntry>(await body.text()).filter((e) => e.serverVersion > lastVersion && (userId === null || e.tableName !== 'notifications' || e.userId === userId));
+      const entries = parseJsonl<ArchivedEntry>(await body.text()).filter(
+        (e) => e.serverVersion > lastVersion && (userId === null || e.tableName !== 'notifications' || e.userId === userId),
+      );
       if (entries.length) yield entries;
       lastVersion = Math.max(lastVersion, segment.last);
     }

@@ -43,7 +43,9 @@ export class AuditLogDO extends DurableObject<Bindings> {
       let flushed = 0;
       for (;;) {
         const planned = this.#sql.exec<{ value: number }>("SELECT value FROM meta WHERE key = 'planned_through'").toArray()[0]?.value;
-        const through = planned ?? this.#sql.exec<{ seq: number | null }>('SELECT max(seq) AS seq FROM (SELECT seq FROM pending ORDER BY seq LIMIT ?)', FLUSH_BATCH).one().seq;
+        const through =
+          planned ??
+          this.#sql.exec<{ seq: number | null }>('SELECT max(seq) AS seq FROM (SELECT seq FROM pending ORDER BY seq LIMIT ?)', FLUSH_BATCH).one().seq;
         if (through === null) return flushed;
         this.#sql.exec("INSERT INTO meta (key, value) VALUES ('planned_through', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", through);
         const records = this.#sql

@@ -13,7 +13,10 @@ import { utcDate } from '../r2-jsonl';
 import { AUDIT_OBJECT_NAME } from './emit';
 import { AUDIT_MAX_RANGE_DAYS, datesBetween, readAudit } from './log';
 
-const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && utcDate(Date.parse(`${d}T00:00:00Z`)) === d, 'not a calendar date');
+const day = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD')
+  .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && utcDate(Date.parse(`${d}T00:00:00Z`)) === d, 'not a calendar date');
 
 const auditQuery = z.strictObject({
   from: day.optional(),

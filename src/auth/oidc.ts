@@ -70,7 +70,11 @@ export function maxTokenAgeFor(provider: OidcProviderConfig, defaultSeconds: num
  * means `iat` is required and may be at most that old (or in the future by the clock tolerance):
  * an IdP's token with a far `exp` is not honoured forever.
  */
-export async function verifyFederatedToken(provider: OidcProviderConfig, token: string, defaultMaxAgeSeconds: number): Promise<(FederatedIdentity & { expiresAt: number }) | null> {
+export async function verifyFederatedToken(
+  provider: OidcProviderConfig,
+  token: string,
+  defaultMaxAgeSeconds: number,
+): Promise<(FederatedIdentity & { expiresAt: number }) | null> {
   const maxAge = maxTokenAgeFor(provider, defaultMaxAgeSeconds);
   try {
     const { payload } = await jwtVerify(token, keySetFor(provider), {

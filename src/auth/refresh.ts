@@ -41,5 +41,9 @@ export async function rotate(c: Context<AppEnv>, token: string): Promise<Rotated
 /** A fresh access token for a session at the user's current token version. */
 export async function issueAccessToken(c: Context<AppEnv>, claims: { userId: string; sessionId: string; tokenVersion: number }) {
   const { auth } = c.get('config');
-  return signAccessToken(await signingKeys(auth.jwtSecret, auth.jwtSecretPrevious), { sub: claims.userId, sid: claims.sessionId, ver: claims.tokenVersion }, auth.accessTtlSeconds);
+  return signAccessToken(
+    await signingKeys(auth.jwtSecret, auth.jwtSecretPrevious),
+    { sub: claims.userId, sid: claims.sessionId, ver: claims.tokenVersion },
+    auth.accessTtlSeconds,
+  );
 }

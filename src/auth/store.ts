@@ -127,14 +127,27 @@ export async function createInvitedUser(
  * other sessions are revoked in the same transaction. Returns the new token version, or null
  * when the password changed underneath.
  */
-export async function changePassword(db: D1Database, userId: string, oldHash: string, newHash: string, keepSessionId: string, now = Date.now()): Promise<number | null> {
+export async function changePassword(
+  db: D1Database,
+  userId: string,
+  oldHash: string,
+  newHash: string,
+  keepSessionId: string,
+  now = Date.now(),
+): Promise<number | null> {
   const applied = `(SELECT password_hash FROM users WHERE id = ?2) = ?3`;
   const [update] = await db.batch<{ token_version: number }>([
     db
-      .prepare('UPDATE users SET password_hash = ?3, token_version = token_version + 1, updated_at = ?1 WHERE id = ?2 AND password_hash = ?4 RETURNING token_version')
+      .prepare(
+        'UPDATE users SET password_hash = ?3, token_version = token_version + 1, updated_at = ?1 WHERE id = ?2 AND password_hash = ?4 RETURNING token_version',
+      )
       .bind(now, userId, newHash, oldHash),
-    db.prepare(`UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND id != ?4 AND revoked_at IS NULL AND ${applied}`).bind(now, userId, newHash, keepSessionId),
-    db.prepare(`UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND session_id != ?4 AND revoked_at IS NULL AND ${applied}`).bind(now, userId, newHash, keepSessionId),
+    db
+      .prepare(`UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND id != ?4 AND revoked_at IS NULL AND ${applied}`)
+      .bind(now, userId, newHash, keepSessionId),
+    db
+      .prepare(`UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND session_id != ?4 AND revoked_at IS NULL AND ${applied}`)
+      .bind(now, userId, newHash, keepSessionId),
   ]);
   return update?.results[0]?.token_version ?? null;
 }
@@ -153,13 +166,7 @@ export interface IssuedRefresh {
 }
 
 /** Starts a session with its first refresh token (one batch). */
-export async function createSession(
-  db: D1Database,
-  userId: string,
-  refreshTtlMs: number,
-  userAgent: string | null,
-  now = Date.now(),
-): Promise<IssuedRefresh> {
+export async function createSession(db: D1Database, userId: string, refreshTtlMs: number, userAgent: string | null, now = Date.now()): Promise<IssuedRefresh> {
   const sessionId = crypto.randomUUID();
   const tokenId = crypto.randomUUID();
   const secret = randomToken();
@@ -232,7 +239,13 @@ export async function rotateRefreshToken(
   await beforeRotate?.(row.user_id);
 
   const childId = await childTokenId(row.id);
-  const issue = (secret: string) => ({ ok: true as const, userId: row.user_id, sessionId: row.session_id, tokenVersion: row.token_version, refreshToken: `${childId}.${secret}` });
+  const issue = (secret: string) => ({
+    ok: true as const,
+    userId: row.user_id,
+    sessionId: row.session_id,
+    tokenVersion: row.token_version,
+    refreshToken: `${childId}.${secret}`,
+  });
 
   if (row.used_at === null) {
     const secret = await childSecret(serverKeys[0]!, row.id, parsed.secret);
@@ -291,7 +304,10 @@ export async function sessionIsLive(db: D1Database, sessionId: string, now = Dat
 export async function sessionOfRefreshToken(db: D1Database, token: string): Promise<string | null> {
   const parsed = parseRefreshToken(token);
   if (!parsed) return null;
-  const row = await db.prepare('SELECT session_id, secret_hash FROM refresh_tokens WHERE id = ?').bind(parsed.id).first<{ session_id: string; secret_hash: string }>();
+  const row = await db
+    .prepare('SELECT session_id, secret_hash FROM refresh_tokens WHERE id = ?')
+    .bind(parsed.id)
+    .first<{ session_id: string; secret_hash: string }>();
   if (!row || !timingSafeEqual(row.secret_hash, await sha256Hex(parsed.secret))) return null;
   return row.session_id;
 }
@@ -315,7 +331,10 @@ const SESSION_AUTH_COLUMNS = `u.id, u.email, u.display_name, u.password_hash, u.
  */
 export async function loadSessionAuth(db: D1Database, sessionId: string, userId: string, workspaceId?: string): Promise<SessionAuthRow | null> {
   if (workspaceId === undefined) {
-    return db.prepare(`SELECT ${SESSION_AUTH_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.user_id = ?`).bind(sessionId, userId).first<SessionAuthRow>();
+    return db
+      .prepare(`SELECT ${SESSION_AUTH_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.user_id = ?`)
+      .bind(sessionId, userId)
+      .first<SessionAuthRow>();
   }
   return db
     .prepare(
@@ -421,7 +440,11 @@ export async function loginBlockedForMs(db: D1Database, accountKey: string, now 
  * refused until it ends; each attempt let through after a block doubles it (10 s, 20 s … 15 min).
  * Attempts older than the window start the count again: there is no permanent lockout.
  */
-export async function countLoginAttempt(db: D1Database, accountKey: string, now = Date.now()): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }> {
+export async function countLoginAttempt(
+  db: D1Database,
+  accountKey: string,
+  now = Date.now(),
+): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }> {
   const { freeFailures, firstBlockMs, windowMs, maxBlockMs } = LOGIN_BACKOFF;
   const counted = await db
     .prepare(

@@ -80,7 +80,8 @@ export async function verifyAccessToken(keys: SigningKey[], token: string, ttlSe
     );
     // `maxTokenAge` bounds how old `iat` is, not how far `exp` lies beyond it: a token signed with
     // the real secret (a leaked key, a bug) could otherwise carry a 10-year `exp`.
-    if (typeof payload.iat !== 'number' || typeof payload.exp !== 'number' || payload.exp - payload.iat > ttlSeconds + ACCESS_LIFETIME_SKEW_SECONDS) return null;
+    if (typeof payload.iat !== 'number' || typeof payload.exp !== 'number' || payload.exp - payload.iat > ttlSeconds + ACCESS_LIFETIME_SKEW_SECONDS)
+      return null;
     return claimsOf(payload);
   } catch {
     return null;

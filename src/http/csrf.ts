@@ -40,7 +40,9 @@ export function csrfGuard(exempt: (path: string) => boolean = () => false): Midd
     // Cloudflare Access adds its assertion header to every proxied request from its own cookie,
     // so for Access users that header is an ambient credential too.
     const ambient =
-      AUTH_COOKIES.some((name) => cookies[name] !== undefined) || cookies.CF_Authorization !== undefined || c.req.header('cf-access-jwt-assertion') !== undefined;
+      AUTH_COOKIES.some((name) => cookies[name] !== undefined) ||
+      cookies.CF_Authorization !== undefined ||
+      c.req.header('cf-access-jwt-assertion') !== undefined;
     if (!ambient) return next();
 
     const origin = c.req.header('origin');

@@ -37,10 +37,7 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
         }
         const names = [...new Set(result.problems.map((p) => p.variable))].join(', ');
         // Assigned, not returned, so the log line below sees the real status.
-        c.res = c.json(
-          errorBody('misconfigured', `The server is misconfigured (${names}); the operator must fix it. See docs/configuration.md.`),
-          503,
-        );
+        c.res = c.json(errorBody('misconfigured', `The server is misconfigured (${names}); the operator must fix it. See docs/configuration.md.`), 503);
         return;
       }
       c.set('config', result.config);

@@ -11,7 +11,19 @@ describe('Range (RFC 9110 §14)', () => {
     expect(parseRange('bytes=2-5')).toEqual({ first: 2, last: 5 });
     expect(parseRange('BYTES = 2-')).toEqual({ first: 2 });
     expect(parseRange('bytes=-3')).toEqual({ suffix: 3 });
-    for (const ignored of [undefined, '', 'bytes=', 'bytes=-', 'bytes=abc', 'bytes=5-2', 'bytes=0-1,3-4', 'items=0-1', 'bytes=1-2-3', 'bytes=0x1-2', `bytes=${'9'.repeat(20)}-`]) {
+    for (const ignored of [
+      undefined,
+      '',
+      'bytes=',
+      'bytes=-',
+      'bytes=abc',
+      'bytes=5-2',
+      'bytes=0-1,3-4',
+      'items=0-1',
+      'bytes=1-2-3',
+      'bytes=0x1-2',
+      `bytes=${'9'.repeat(20)}-`,
+    ]) {
       expect(parseRange(ignored), String(ignored)).toBeNull();
     }
   });
@@ -27,7 +39,10 @@ describe('Range (RFC 9110 §14)', () => {
 describe('preconditions (RFC 9110 §13)', () => {
   it('parses entity-tag lists, and refuses malformed ones', () => {
     expect(parseEntityTags('*')).toBe('*');
-    expect(parseEntityTags(' "a" , W/"b",, ')).toEqual([{ weak: false, tag: '"a"' }, { weak: true, tag: '"b"' }]);
+    expect(parseEntityTags(' "a" , W/"b",, ')).toEqual([
+      { weak: false, tag: '"a"' },
+      { weak: true, tag: '"b"' },
+    ]);
     for (const bad of ['garbage', '"unterminated', 'W/', ',,,', '"a" "b"', 'w/"a"', '"a\u0001"']) expect(parseEntityTags(bad), bad).toBeNull();
   });
 
@@ -50,7 +65,13 @@ describe('preconditions (RFC 9110 §13)', () => {
     expect(judge({ 'if-modified-since': date(lastModified) })).toEqual({ status: 304 });
     // If-None-Match wins over If-Modified-Since.
     expect(judge({ 'if-none-match': '"other"', 'if-modified-since': date(lastModified) })).toEqual({ status: 200, range: null });
-    const malformed: Record<string, string>[] = [{ 'if-none-match': 'garbage' }, { 'if-match': 'garbage' }, { 'if-modified-since': 'soon' }, { 'if-unmodified-since': 'soon' }, { 'if-modified-since': 'Wed, 21 Oct 2099 07:28:00 GMT' }];
+    const malformed: Record<string, string>[] = [
+      { 'if-none-match': 'garbage' },
+      { 'if-match': 'garbage' },
+      { 'if-modified-since': 'soon' },
+      { 'if-unmodified-since': 'soon' },
+      { 'if-modified-since': 'Wed, 21 Oct 2099 07:28:00 GMT' },
+    ];
     for (const ignored of malformed) {
       expect(judge(ignored), JSON.stringify(ignored)).toEqual({ status: 200, range: null });
     }
@@ -59,7 +80,8 @@ describe('preconditions (RFC 9110 §13)', () => {
   it('applies a range only while If-Range still matches, strongly', () => {
     expect(judge({ range: 'bytes=2-5', 'if-range': etag })).toEqual({ status: 206, range: { offset: 2, length: 4 } });
     expect(judge({ range: 'bytes=2-5', 'if-range': new Date(lastModified).toUTCString() })).toEqual({ status: 206, range: { offset: 2, length: 4 } });
-    for (const stale of ['"other"', `W/${etag}`, 'garbage', 'Thu, 01 Jan 2026 12:00:01 GMT']) expect(judge({ range: 'bytes=2-5', 'if-range': stale }), stale).toEqual({ status: 200, range: null });
+    for (const stale of ['"other"', `W/${etag}`, 'garbage', 'Thu, 01 Jan 2026 12:00:01 GMT'])
+      expect(judge({ range: 'bytes=2-5', 'if-range': stale }), stale).toEqual({ status: 200, range: null });
     expect(judge({ range: 'bytes=16-' })).toEqual({ status: 416 });
   });
 });

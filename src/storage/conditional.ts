@@ -23,7 +23,10 @@ export function parseRange(header: string | undefined | null): ByteRange | null 
   if (!header) return null;
   const match = /^\s*bytes\s*=(.*)$/i.exec(header);
   if (!match) return null;
-  const specs = match[1]!.split(',').map((s) => s.trim()).filter(Boolean);
+  const specs = match[1]!
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (specs.length !== 1) return null; // none, or a multi-range request: served whole
   const [first, last, ...rest] = specs[0]!.split('-');
   if (rest.length || first === undefined || last === undefined) return null;

@@ -12,7 +12,11 @@ import type { Failure } from '../errors';
 export interface BlobGcDeps {
   bucket: R2Bucket;
   workspaceId: string;
-  start(input: { retentionSeconds: number; limit: number; cooldownMs: number }): Promise<{ ok: true; candidates: { hash: string; storageKey: string }[]; strayCursor: string | null } | Failure>;
+  start(input: {
+    retentionSeconds: number;
+    limit: number;
+    cooldownMs: number;
+  }): Promise<{ ok: true; candidates: { hash: string; storageKey: string }[]; strayCursor: string | null } | Failure>;
   finish(hashes: string[]): Promise<number>;
   /** Marks objects with no committed record (so commits wait) and saves the listing cursor. */
   markStrays(keys: string[], nextCursor: string | null): Promise<{ hash: string; storageKey: string }[]>;

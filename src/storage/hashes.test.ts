@@ -15,10 +15,13 @@ describe('hashes', () => {
     expect(() => requireHash(`md5:${MD5}`, { uploadable: true })).toThrow('sha256');
   });
 
-  it.each(['', 'sha256:', `sha256:${SHA}0`, `sha1:${SHA.slice(0, 40)}`, `sha256:${'g'.repeat(64)}`, SHA, `../sha256:${SHA}`, `sha256:${SHA}/../x`])('rejects %j', (input) => {
-    expect(parseHash(input)).toBeNull();
-    expect(() => requireHash(input)).toThrow();
-  });
+  it.each(['', 'sha256:', `sha256:${SHA}0`, `sha1:${SHA.slice(0, 40)}`, `sha256:${'g'.repeat(64)}`, SHA, `../sha256:${SHA}`, `sha256:${SHA}/../x`])(
+    'rejects %j',
+    (input) => {
+      expect(parseHash(input)).toBeNull();
+      expect(() => requireHash(input)).toThrow();
+    },
+  );
 
   it('builds keys only from the parsed hex, never the raw input', () => {
     expect(blobKey('ws-1', requireHash(`sha256:${SHA}`))).toBe(`ws/ws-1/sha256/${SHA}`);

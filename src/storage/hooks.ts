@@ -79,7 +79,14 @@ export class StorageHooks {
   }
 
   /** Notifies observers; their failures are logged and ignored. */
-  async emit(name: 'storage.files.upload:action:before' | 'storage.files.upload:action:after' | 'storage.files.download:action:before' | 'storage.files.download:action:after', event: TransferEvent) {
+  async emit(
+    name:
+      | 'storage.files.upload:action:before'
+      | 'storage.files.upload:action:after'
+      | 'storage.files.download:action:before'
+      | 'storage.files.download:action:after',
+    event: TransferEvent,
+  ) {
     for (const handler of this.#list(name)) {
       try {
         await handler(event);
@@ -93,14 +100,16 @@ export class StorageHooks {
 /** Policy: MIME allow-list (`OR3_STORAGE_ALLOWED_MIME_TYPES`) → 415. */
 export const mimePolicy: StorageHookMap['storage.files.upload:filter:policy'] = (ctx) => {
   const mime = ctx.mimeType.split(';')[0]!.trim().toLowerCase();
-  if (!ctx.config.storage.allowedMimeTypes.includes(mime)) throw unsupportedMediaType(`MIME type ${mime} is not allowed; allowed: ${ctx.config.storage.allowedMimeTypes.join(', ')}`, 'mime_not_allowed');
+  if (!ctx.config.storage.allowedMimeTypes.includes(mime))
+    throw unsupportedMediaType(`MIME type ${mime} is not allowed; allowed: ${ctx.config.storage.allowedMimeTypes.join(', ')}`, 'mime_not_allowed');
 };
 
 /** Policy: file size (`OR3_MAX_CLOUD_FILE_SIZE_BYTES`) and workspace quota → 413. */
 export const sizeAndQuotaPolicy: StorageHookMap['storage.files.upload:filter:policy'] = (ctx) => {
   const { maxFileSizeBytes, workspaceQuotaBytes } = ctx.config.storage;
   if (ctx.sizeBytes > maxFileSizeBytes) throw payloadTooLarge(`File is larger than the ${maxFileSizeBytes}-byte limit`, 'file_too_large');
-  if (ctx.usedBytes + ctx.sizeBytes > workspaceQuotaBytes) throw payloadTooLarge(`Workspace storage quota exceeded (${ctx.usedBytes} + ${ctx.sizeBytes} > ${workspaceQuotaBytes} bytes)`, 'quota_exceeded');
+  if (ctx.usedBytes + ctx.sizeBytes > workspaceQuotaBytes)
+    throw payloadTooLarge(`Workspace storage quota exceeded (${ctx.usedBytes} + ${ctx.sizeBytes} > ${workspaceQuotaBytes} bytes)`, 'quota_exceeded');
 };
 
 /** A hook set with the built-in policies registered (what `createApp` uses unless given its own). */

@@ -48,7 +48,12 @@ export async function checkUploadPolicy(
       config: c.get('config'),
     });
   } catch (err) {
-    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err instanceof Error ? err.message : 'rejected', ...(input.multipart ? { multipart: true } : {}) });
+    audit(c, 'storage.upload.rejected', {
+      actorId: input.userId,
+      workspaceId: input.workspaceId,
+      reason: err instanceof Error ? err.message : 'rejected',
+      ...(input.multipart ? { multipart: true } : {}),
+    });
     throw err;
   }
   return state;

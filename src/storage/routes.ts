@@ -26,10 +26,18 @@ import { evaluate, parseRange } from './conditional';
 
 const id = z.string().min(1).max(128);
 /** type/subtype with optional parameters: nothing that could break a header. */
-export const mimeType = z.string().max(255).regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9!#$&^_.+-]+=[a-z0-9!#$&^_.+-]+)*$/i, 'must be a MIME type like image/png');
+export const mimeType = z
+  .string()
+  .max(255)
+  .regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9!#$&^_.+-]+=[a-z0-9!#$&^_.+-]+)*$/i, 'must be a MIME type like image/png');
 const hash = z.string().min(1).max(80);
 const disposition = z.enum(['inline', 'attachment']).optional();
-const expiresIn = z.number().int().min(0).max(7 * 24 * 3600 * 1000).optional();
+const expiresIn = z
+  .number()
+  .int()
+  .min(0)
+  .max(7 * 24 * 3600 * 1000)
+  .optional();
 
 const presignUploadSchema = z.strictObject({
   workspace_id: id,
@@ -54,7 +62,11 @@ const commitSchema = z.strictObject({
   page_count: z.number().int().min(0).optional(),
 });
 const deleteSchema = z.strictObject({ workspace_id: id, hash });
-const gcSchema = z.strictObject({ workspace_id: id, retention_seconds: z.number().int().min(0).max(31_536_000).optional(), limit: z.number().int().min(1).max(1000).optional() });
+const gcSchema = z.strictObject({
+  workspace_id: id,
+  retention_seconds: z.number().int().min(0).max(31_536_000).optional(),
+  limit: z.number().int().min(1).max(1000).optional(),
+});
 
 const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByName(workspaceId);
 const origin = (c: Context<AppEnv>) => new URL(c.req.url).origin;
@@ -86,199 +98,274 @@ async function hashMatches(bucket: R2Bucket, key: string, hex: string): Promise<
 /** The storage routes, built with the app's storage dependencies (hooks, upload provider). */
 export const storageRoutes = (deps: StorageDeps) =>
   new Hono<AppEnv>()
-  .route('/multipart', multipartRoutes(deps))
-  .route('/', partRoute)
-  .post('/presign-upload', async (c) => {
-    const body = await jsonBody(c, presignUploadSchema);
-    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
-    const hash = requireHash(body.hash, { uploadable: true });
-    const key = blobKey(body.workspace_id, hash);
-    const state = await checkUploadPolicy(c, deps.hooks, { workspaceId: body.workspace_id, userId: principal.userId, hash, mimeType: body.mime_type, sizeBytes: body.size_bytes });
-    const config = c.get('config');
-    const alreadyPresent = state.committed;
-    const max = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
-    const options = await deps.hooks.filterUrl({ method: 'PUT', expiresAt: clampExpiry('PUT', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
-    // A committed blob never gets a direct S3 URL: an S3 PUT would overwrite verified bytes.
-    const uploadProvider = alreadyPresent ? r2Provider : deps.uploadProvider(config);
-    const signed = await uploadProvider.presignUpload({ workspaceId: body.workspace_id, hash, key, mimeType: body.mime_type, sizeBytes: body.size_bytes, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
-    await deps.hooks.emit('storage.files.upload:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, sizeBytes: body.size_bytes });
-    return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent });
-  })
-
-  .post('/presign-download', async (c) => {
-    const body = await jsonBody(c, presignDownloadSchema);
-    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'read');
-    const hash = requireHash(body.hash);
-    const key = blobKey(body.workspace_id, hash);
-    // storage_id is optional and the key is derived from workspace and hash, so a foreign or
-    // legacy storage_id is simply ignored. New (sha256) files must be committed to be served;
-    // legacy md5 files predate commits and only need to exist.
-    const present = hash.algorithm === 'sha256' ? (await stub(c, body.workspace_id).blobState(hash.canonical)).committed : (await c.env.BLOBS.head(key)) !== null;
-    if (!present) throw notFound('No such file in this workspace', 'blob_not_found');
-    const max = clampExpiry('GET', URL_LIMITS.downloadMaxMs);
-    const options = await deps.hooks.filterUrl({ method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: body.disposition ?? 'inline' }, { workspaceId: body.workspace_id, hash: hash.canonical }, max);
-    const config = c.get('config');
-    const signed = await r2Provider.presignDownload({ workspaceId: body.workspace_id, hash, key, mimeType: '', sizeBytes: 0, expiresAt: options.expiresAt, disposition: options.disposition, origin: origin(c), config });
-    await deps.hooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical });
-    return c.json({ ...signed, expiresAt: options.expiresAt });
-  })
-
-  .put('/blob/:workspaceId/:algorithm/:hex', async (c) => {
-    const { workspaceId, hash, key } = pathHash(c, true);
-    const size = Number(c.req.query('size'));
-    const contentType = c.req.query('type') ?? '';
-    const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
-    await checkSignature(c, { method: 'PUT', workspaceId, key, expires: Number(c.req.query('exp')), size, hash: hash.canonical, disposition: disp, contentType });
-    const declared = c.req.header('content-length');
-    if (declared === undefined) throw badRequest('Content-Length is required', 'length_required');
-    if (Number(declared) !== size) throw badRequest(`Content-Length ${declared} does not match the signed size ${size}`, 'length_mismatch');
-    let stored: R2Object | null;
-    try {
-      // R2 checks the SHA-256 itself and stores nothing on a mismatch; put-if-absent stores
-      // identical content once.
-      stored = await c.env.BLOBS.put(key, c.req.raw.body, {
-        sha256: hash.hex,
-        onlyIf: { etagDoesNotMatch: '*' },
-        httpMetadata: { contentType },
-        customMetadata: { verified: 'sha256' },
+    .route('/multipart', multipartRoutes(deps))
+    .route('/', partRoute)
+    .post('/presign-upload', async (c) => {
+      const body = await jsonBody(c, presignUploadSchema);
+      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+      const hash = requireHash(body.hash, { uploadable: true });
+      const key = blobKey(body.workspace_id, hash);
+      const state = await checkUploadPolicy(c, deps.hooks, {
+        workspaceId: body.workspace_id,
+        userId: principal.userId,
+        hash,
+        mimeType: body.mime_type,
+        sizeBytes: body.size_bytes,
       });
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (/checksum|10037|sha-?256/i.test(message)) throw unprocessable('The uploaded bytes do not match the hash', 'integrity_error');
-      // R2 allows about one write per second to a key: two devices uploading the same file.
-      if (/10058|429|too many|rate/i.test(message)) throw new ApiError(429, 'rate_limited', 'Rate limit exceeded. Retry after 1s', { 'Retry-After': '1' });
-      throw err;
-    }
-    await deps.hooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
-    return c.json({ ok: true, alreadyPresent: stored === null });
-  })
+      const config = c.get('config');
+      const alreadyPresent = state.committed;
+      const max = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
+      const options = await deps.hooks.filterUrl(
+        { method: 'PUT', expiresAt: clampExpiry('PUT', body.expires_in_ms), disposition: body.disposition ?? 'inline' },
+        { workspaceId: body.workspace_id, hash: hash.canonical },
+        max,
+      );
+      // A committed blob never gets a direct S3 URL: an S3 PUT would overwrite verified bytes.
+      const uploadProvider = alreadyPresent ? r2Provider : deps.uploadProvider(config);
+      const signed = await uploadProvider.presignUpload({
+        workspaceId: body.workspace_id,
+        hash,
+        key,
+        mimeType: body.mime_type,
+        sizeBytes: body.size_bytes,
+        expiresAt: options.expiresAt,
+        disposition: options.disposition,
+        origin: origin(c),
+        config,
+      });
+      await deps.hooks.emit('storage.files.upload:action:before', {
+        workspaceId: body.workspace_id,
+        userId: principal.userId,
+        hash: hash.canonical,
+        sizeBytes: body.size_bytes,
+      });
+      return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent });
+    })
 
-  .get('/blob/:workspaceId/:algorithm/:hex', async (c) => {
-    const { workspaceId, hash, key } = pathHash(c, false);
-    const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
-    const expires = Number(c.req.query('exp'));
-    await checkSignature(c, { method: 'GET', workspaceId, key, expires, size: 0, hash: hash.canonical, disposition: disp, contentType: '' });
-    // One R2 read in the usual case: the range is asked for optimistically, and the
-    // preconditions and If-Range are judged by us once the object's validators are known.
-    const asked = parseRange(c.req.header('range'));
-    const optimistic: R2Range | undefined = !asked ? undefined : 'suffix' in asked ? { suffix: asked.suffix } : { offset: asked.first, ...(asked.last === undefined ? {} : { length: asked.last - asked.first + 1 }) };
-    let object: R2ObjectBody | null = null;
-    try {
-      object = await c.env.BLOBS.get(key, optimistic ? { range: optimistic } : {});
-    } catch (err) {
-      if (!optimistic) throw err; // R2 refuses some unsatisfiable ranges outright (10039): judged below
-    }
-    const meta: R2Object | null = object ?? (await c.env.BLOBS.head(key));
-    if (!meta) throw notFound('No such file', 'blob_not_found');
-    const outcome = evaluate(c.req.raw.headers, { etag: meta.httpEtag, lastModified: meta.uploaded.getTime(), size: meta.size });
+    .post('/presign-download', async (c) => {
+      const body = await jsonBody(c, presignDownloadSchema);
+      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'read');
+      const hash = requireHash(body.hash);
+      const key = blobKey(body.workspace_id, hash);
+      // storage_id is optional and the key is derived from workspace and hash, so a foreign or
+      // legacy storage_id is simply ignored. New (sha256) files must be committed to be served;
+      // legacy md5 files predate commits and only need to exist.
+      const present =
+        hash.algorithm === 'sha256' ? (await stub(c, body.workspace_id).blobState(hash.canonical)).committed : (await c.env.BLOBS.head(key)) !== null;
+      if (!present) throw notFound('No such file in this workspace', 'blob_not_found');
+      const max = clampExpiry('GET', URL_LIMITS.downloadMaxMs);
+      const options = await deps.hooks.filterUrl(
+        { method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: body.disposition ?? 'inline' },
+        { workspaceId: body.workspace_id, hash: hash.canonical },
+        max,
+      );
+      const config = c.get('config');
+      const signed = await r2Provider.presignDownload({
+        workspaceId: body.workspace_id,
+        hash,
+        key,
+        mimeType: '',
+        sizeBytes: 0,
+        expiresAt: options.expiresAt,
+        disposition: options.disposition,
+        origin: origin(c),
+        config,
+      });
+      await deps.hooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical });
+      return c.json({ ...signed, expiresAt: options.expiresAt });
+    })
 
-    const headers = new Headers();
-    meta.writeHttpMetadata(headers);
-    headers.set('etag', meta.httpEtag);
-    headers.set('last-modified', meta.uploaded.toUTCString());
-    headers.set('accept-ranges', 'bytes');
-    headers.set('content-disposition', `${disp}; filename="${hash.hex}"`);
-    headers.set('cache-control', `private, max-age=${Math.max(0, Math.floor((expires - Date.now()) / 1000))}`);
-    // Served from the API origin: never sniffed into HTML, never scripted, whatever the MIME list allows.
-    headers.set('x-content-type-options', 'nosniff');
-    headers.set('content-security-policy', "sandbox; default-src 'none'");
-    if (outcome.status !== 200 && outcome.status !== 206) {
-      await object?.body.cancel();
-      if (outcome.status === 416) return new Response(null, { status: 416, headers: { 'content-range': `bytes */${meta.size}` } });
-      return new Response(null, { status: outcome.status, headers });
-    }
-    if (outcome.range) {
-      // Only the rare R2 refusal of a range we find satisfiable lands here without a body.
-      object ??= await c.env.BLOBS.get(key, { range: outcome.range });
-      headers.set('content-range', `bytes ${outcome.range.offset}-${outcome.range.offset + outcome.range.length - 1}/${meta.size}`);
-      headers.set('content-length', String(outcome.range.length));
-    } else {
-      // No range applies (none asked, one ignored, or If-Range no longer matches): the whole body.
-      if (optimistic || !object) {
-        await object?.body.cancel();
-        object = await c.env.BLOBS.get(key);
+    .put('/blob/:workspaceId/:algorithm/:hex', async (c) => {
+      const { workspaceId, hash, key } = pathHash(c, true);
+      const size = Number(c.req.query('size'));
+      const contentType = c.req.query('type') ?? '';
+      const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
+      await checkSignature(c, {
+        method: 'PUT',
+        workspaceId,
+        key,
+        expires: Number(c.req.query('exp')),
+        size,
+        hash: hash.canonical,
+        disposition: disp,
+        contentType,
+      });
+      const declared = c.req.header('content-length');
+      if (declared === undefined) throw badRequest('Content-Length is required', 'length_required');
+      if (Number(declared) !== size) throw badRequest(`Content-Length ${declared} does not match the signed size ${size}`, 'length_mismatch');
+      let stored: R2Object | null;
+      try {
+        // R2 checks the SHA-256 itself and stores nothing on a mismatch; put-if-absent stores
+        // identical content once.
+        stored = await c.env.BLOBS.put(key, c.req.raw.body, {
+          sha256: hash.hex,
+          onlyIf: { etagDoesNotMatch: '*' },
+          httpMetadata: { contentType },
+          customMetadata: { verified: 'sha256' },
+        });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        if (/checksum|10037|sha-?256/i.test(message)) throw unprocessable('The uploaded bytes do not match the hash', 'integrity_error');
+        // R2 allows about one write per second to a key: two devices uploading the same file.
+        if (/10058|429|too many|rate/i.test(message)) throw new ApiError(429, 'rate_limited', 'Rate limit exceeded. Retry after 1s', { 'Retry-After': '1' });
+        throw err;
       }
-      headers.set('content-length', String(meta.size));
-    }
-    if (!object) throw notFound('No such file', 'blob_not_found');
-    await deps.hooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: meta.size });
-    return new Response(object.body, { status: outcome.status, headers });
-  })
+      await deps.hooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
+      return c.json({ ok: true, alreadyPresent: stored === null });
+    })
 
-  .post('/commit', async (c) => {
-    const body = await jsonBody(c, commitSchema);
-    const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
-    const hash = requireHash(body.hash, { uploadable: true });
-    const key = blobKey(body.workspace_id, hash);
-    if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
-    const config = c.get('config');
-    const ws = stub(c, body.workspace_id);
-    await deps.hooks.checkUpload({ workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical, mimeType: body.mime_type, sizeBytes: body.size_bytes, usedBytes: 0, config });
-    const head = await c.env.BLOBS.head(key);
-    if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');
-    if (head.size !== body.size_bytes) throw unprocessable(`The stored file has ${head.size} bytes, not ${body.size_bytes}`, 'size_mismatch');
-    // Uploads that may have bypassed the Worker (direct S3 URLs are enabled, or the object lacks
-    // our verification mark) are hashed now, before they count. Object metadata alone is not
-    // trusted while S3 uploads are possible: an S3 client might set it.
-    const mayBypass = config.storage.s3 !== undefined || head.customMetadata?.verified !== 'sha256';
-    if (mayBypass && !(await hashMatches(c.env.BLOBS, key, hash.hex))) {
-      await c.env.BLOBS.delete(key);
-      throw unprocessable('The stored bytes do not match the hash; the object was removed', 'integrity_error');
-    }
-    const result = await ws.commitBlob(
-      { hash: hash.canonical, sizeBytes: body.size_bytes, mimeType: body.mime_type, storageKey: key, providerId: body.storage_provider_id, name: body.name, kind: body.kind },
-      config.storage.workspaceQuotaBytes,
-    );
-    if (!result.ok) throw fromFailure(result);
-    return c.json({ ok: true });
-  })
+    .get('/blob/:workspaceId/:algorithm/:hex', async (c) => {
+      const { workspaceId, hash, key } = pathHash(c, false);
+      const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
+      const expires = Number(c.req.query('exp'));
+      await checkSignature(c, { method: 'GET', workspaceId, key, expires, size: 0, hash: hash.canonical, disposition: disp, contentType: '' });
+      // One R2 read in the usual case: the range is asked for optimistically, and the
+      // preconditions and If-Range are judged by us once the object's validators are known.
+      const asked = parseRange(c.req.header('range'));
+      const optimistic: R2Range | undefined = !asked
+        ? undefined
+        : 'suffix' in asked
+          ? { suffix: asked.suffix }
+          : { offset: asked.first, ...(asked.last === undefined ? {} : { length: asked.last - asked.first + 1 }) };
+      let object: R2ObjectBody | null = null;
+      try {
+        object = await c.env.BLOBS.get(key, optimistic ? { range: optimistic } : {});
+      } catch (err) {
+        if (!optimistic) throw err; // R2 refuses some unsatisfiable ranges outright (10039): judged below
+      }
+      const meta: R2Object | null = object ?? (await c.env.BLOBS.head(key));
+      if (!meta) throw notFound('No such file', 'blob_not_found');
+      const outcome = evaluate(c.req.raw.headers, { etag: meta.httpEtag, lastModified: meta.uploaded.getTime(), size: meta.size });
 
-  .post('/delete', async (c) => {
-    const body = await jsonBody(c, deleteSchema);
-    await authorizeWorkspace(c, body.workspace_id, 'write');
-    const hash = requireHash(body.hash);
-    const ws = stub(c, body.workspace_id);
-    const result = await ws.markForDelete(hash.canonical);
-    if (!result.ok) throw fromFailure(result);
-    // Nothing committed: nothing to delete (an upload in flight is not ours to remove).
-    if (result.storageKey) {
-      await c.env.BLOBS.delete(result.storageKey);
-      await ws.finishBlobGc([hash.canonical]);
-    }
-    return c.json({ ok: true });
-  })
+      const headers = new Headers();
+      meta.writeHttpMetadata(headers);
+      headers.set('etag', meta.httpEtag);
+      headers.set('last-modified', meta.uploaded.toUTCString());
+      headers.set('accept-ranges', 'bytes');
+      headers.set('content-disposition', `${disp}; filename="${hash.hex}"`);
+      headers.set('cache-control', `private, max-age=${Math.max(0, Math.floor((expires - Date.now()) / 1000))}`);
+      // Served from the API origin: never sniffed into HTML, never scripted, whatever the MIME list allows.
+      headers.set('x-content-type-options', 'nosniff');
+      headers.set('content-security-policy', "sandbox; default-src 'none'");
+      if (outcome.status !== 200 && outcome.status !== 206) {
+        await object?.body.cancel();
+        if (outcome.status === 416) return new Response(null, { status: 416, headers: { 'content-range': `bytes */${meta.size}` } });
+        return new Response(null, { status: outcome.status, headers });
+      }
+      if (outcome.range) {
+        // Only the rare R2 refusal of a range we find satisfiable lands here without a body.
+        object ??= await c.env.BLOBS.get(key, { range: outcome.range });
+        headers.set('content-range', `bytes ${outcome.range.offset}-${outcome.range.offset + outcome.range.length - 1}/${meta.size}`);
+        headers.set('content-length', String(outcome.range.length));
+      } else {
+        // No range applies (none asked, one ignored, or If-Range no longer matches): the whole body.
+        if (optimistic || !object) {
+          await object?.body.cancel();
+          object = await c.env.BLOBS.get(key);
+        }
+        headers.set('content-length', String(meta.size));
+      }
+      if (!object) throw notFound('No such file', 'blob_not_found');
+      await deps.hooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: meta.size });
+      return new Response(object.body, { status: outcome.status, headers });
+    })
 
-  .get('/usage', async (c) => {
-    const workspaceId = id.safeParse(c.req.query('workspace_id'));
-    if (!workspaceId.success) throw badRequest('workspace_id is required', 'invalid_query');
-    await authorizeWorkspace(c, workspaceId.data, 'read');
-    const usage = await stub(c, workspaceId.data).usage();
-    const config = c.get('config');
-    return c.json({
-      used_bytes: usage.usedBytes,
-      quota_bytes: config.storage.workspaceQuotaBytes,
-      blob_count: usage.blobCount,
-      sync_bytes: usage.syncBytes,
-      sync_quota_bytes: config.sync.workspaceQuotaBytes,
+    .post('/commit', async (c) => {
+      const body = await jsonBody(c, commitSchema);
+      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+      const hash = requireHash(body.hash, { uploadable: true });
+      const key = blobKey(body.workspace_id, hash);
+      if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
+      const config = c.get('config');
+      const ws = stub(c, body.workspace_id);
+      await deps.hooks.checkUpload({
+        workspaceId: body.workspace_id,
+        userId: principal.userId,
+        hash: hash.canonical,
+        mimeType: body.mime_type,
+        sizeBytes: body.size_bytes,
+        usedBytes: 0,
+        config,
+      });
+      const head = await c.env.BLOBS.head(key);
+      if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');
+      if (head.size !== body.size_bytes) throw unprocessable(`The stored file has ${head.size} bytes, not ${body.size_bytes}`, 'size_mismatch');
+      // Uploads that may have bypassed the Worker (direct S3 URLs are enabled, or the object lacks
+      // our verification mark) are hashed now, before they count. Object metadata alone is not
+      // trusted while S3 uploads are possible: an S3 client might set it.
+      const mayBypass = config.storage.s3 !== undefined || head.customMetadata?.verified !== 'sha256';
+      if (mayBypass && !(await hashMatches(c.env.BLOBS, key, hash.hex))) {
+        await c.env.BLOBS.delete(key);
+        throw unprocessable('The stored bytes do not match the hash; the object was removed', 'integrity_error');
+      }
+      const result = await ws.commitBlob(
+        {
+          hash: hash.canonical,
+          sizeBytes: body.size_bytes,
+          mimeType: body.mime_type,
+          storageKey: key,
+          providerId: body.storage_provider_id,
+          name: body.name,
+          kind: body.kind,
+        },
+        config.storage.workspaceQuotaBytes,
+      );
+      if (!result.ok) throw fromFailure(result);
+      return c.json({ ok: true });
+    })
+
+    .post('/delete', async (c) => {
+      const body = await jsonBody(c, deleteSchema);
+      await authorizeWorkspace(c, body.workspace_id, 'write');
+      const hash = requireHash(body.hash);
+      const ws = stub(c, body.workspace_id);
+      const result = await ws.markForDelete(hash.canonical);
+      if (!result.ok) throw fromFailure(result);
+      // Nothing committed: nothing to delete (an upload in flight is not ours to remove).
+      if (result.storageKey) {
+        await c.env.BLOBS.delete(result.storageKey);
+        await ws.finishBlobGc([hash.canonical]);
+      }
+      return c.json({ ok: true });
+    })
+
+    .get('/usage', async (c) => {
+      const workspaceId = id.safeParse(c.req.query('workspace_id'));
+      if (!workspaceId.success) throw badRequest('workspace_id is required', 'invalid_query');
+      await authorizeWorkspace(c, workspaceId.data, 'read');
+      const usage = await stub(c, workspaceId.data).usage();
+      const config = c.get('config');
+      return c.json({
+        used_bytes: usage.usedBytes,
+        quota_bytes: config.storage.workspaceQuotaBytes,
+        blob_count: usage.blobCount,
+        sync_bytes: usage.syncBytes,
+        sync_quota_bytes: config.sync.workspaceQuotaBytes,
+      });
+    })
+
+    .post('/gc/run', async (c) => {
+      const body = await jsonBody(c, gcSchema, { allowEmpty: false });
+      const principal = await requireUser(c);
+      // Owners of the workspace, or deployment admins for any existing workspace.
+      if (principal.isAdmin) {
+        if (!(await workspaceExists(c.env.DB, body.workspace_id))) throw notFound('No such workspace');
+      } else if ((await membershipOf(c.env.DB, body.workspace_id, principal.userId))?.role !== 'owner') {
+        throw forbidden('Only the workspace owner or a deployment admin can run storage GC', 'insufficient_role');
+      }
+      const config = c.get('config');
+      const ws = stub(c, body.workspace_id);
+      const result = await runBlobGc(
+        {
+          bucket: c.env.BLOBS,
+          workspaceId: body.workspace_id,
+          start: (i) => ws.startBlobGc(i),
+          finish: (h) => ws.finishBlobGc(h),
+          markStrays: (k, cursor) => ws.markStrays(k, cursor),
+        },
+        { retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds, limit: body.limit ?? 100, cooldownMs: config.storage.gcCooldownMs },
+      );
+      if (!result.ok) throw fromFailure(result);
+      audit(c, 'storage.gc.run', { actorId: principal.userId, workspaceId: body.workspace_id, deleted: result.deleted_count, status: result.status });
+      return c.json({ deleted_count: result.deleted_count, scanned_count: result.scanned_count, status: result.status });
     });
-  })
-
-  .post('/gc/run', async (c) => {
-    const body = await jsonBody(c, gcSchema, { allowEmpty: false });
-    const principal = await requireUser(c);
-    // Owners of the workspace, or deployment admins for any existing workspace.
-    if (principal.isAdmin) {
-      if (!(await workspaceExists(c.env.DB, body.workspace_id))) throw notFound('No such workspace');
-    } else if ((await membershipOf(c.env.DB, body.workspace_id, principal.userId))?.role !== 'owner') {
-      throw forbidden('Only the workspace owner or a deployment admin can run storage GC', 'insufficient_role');
-    }
-    const config = c.get('config');
-    const ws = stub(c, body.workspace_id);
-    const result = await runBlobGc(
-      { bucket: c.env.BLOBS, workspaceId: body.workspace_id, start: (i) => ws.startBlobGc(i), finish: (h) => ws.finishBlobGc(h), markStrays: (k, cursor) => ws.markStrays(k, cursor) },
-      { retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds, limit: body.limit ?? 100, cooldownMs: config.storage.gcCooldownMs },
-    );
-    if (!result.ok) throw fromFailure(result);
-    audit(c, 'storage.gc.run', { actorId: principal.userId, workspaceId: body.workspace_id, deleted: result.deleted_count, status: result.status });
-    return c.json({ deleted_count: result.deleted_count, scanned_count: result.scanned_count, status: result.status });
-  });

@@ -1,14 +1,32 @@
 import { describe, expect, it } from 'vitest';
 import { clampExpiry, sign, urlKeys, verify, URL_LIMITS, type SignedFields } from './signing';
 
-const fields: SignedFields = { method: 'PUT', workspaceId: 'w', key: 'ws/w/sha256/aa', expires: Date.now() + 60_000, size: 10, hash: 'sha256:aa', disposition: 'inline', contentType: 'image/png' };
+const fields: SignedFields = {
+  method: 'PUT',
+  workspaceId: 'w',
+  key: 'ws/w/sha256/aa',
+  expires: Date.now() + 60_000,
+  size: 10,
+  hash: 'sha256:aa',
+  disposition: 'inline',
+  contentType: 'image/png',
+};
 
 describe('URL signing', () => {
   it('verifies its own signature and refuses any changed field', async () => {
     const keys = await urlKeys('x'.repeat(32));
     const { kid, sig } = await sign(keys, fields);
     expect(await verify(keys, fields, kid, sig)).toBe('ok');
-    for (const change of [{ method: 'GET' }, { workspaceId: 'v' }, { key: 'ws/w/sha256/ab' }, { expires: fields.expires + 1 }, { size: 11 }, { hash: 'sha256:ab' }, { disposition: 'attachment' }, { contentType: 'text/html' }] as Partial<SignedFields>[]) {
+    for (const change of [
+      { method: 'GET' },
+      { workspaceId: 'v' },
+      { key: 'ws/w/sha256/ab' },
+      { expires: fields.expires + 1 },
+      { size: 11 },
+      { hash: 'sha256:ab' },
+      { disposition: 'attachment' },
+      { contentType: 'text/html' },
+    ] as Partial<SignedFields>[]) {
       expect(await verify(keys, { ...fields, ...change }, kid, sig), JSON.stringify(change)).toBe('invalid');
     }
     expect(await verify(keys, fields, kid, sig.slice(0, -1) + (sig.endsWith('A') ? 'B' : 'A'))).toBe('invalid');

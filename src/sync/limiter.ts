@@ -45,7 +45,13 @@ export class FixedWindowLimiter {
   refuse(caller: Caller, now = Date.now()): Failure | null {
     const verdict = this.take(`${caller.limit.name}:${caller.userId}`, caller.limit.perMinute, now);
     if (verdict.ok) return null;
-    return { ok: false, status: 429, code: 'rate_limited', message: `Rate limit exceeded. Retry after ${verdict.retryAfterSeconds}s`, retryAfter: verdict.retryAfterSeconds };
+    return {
+      ok: false,
+      status: 429,
+      code: 'rate_limited',
+      message: `Rate limit exceeded. Retry after ${verdict.retryAfterSeconds}s`,
+      retryAfter: verdict.retryAfterSeconds,
+    };
   }
 
   #prune(currentStart: number) {

@@ -3,8 +3,25 @@ import { ApiError } from '../errors';
 import { TooDeep, canonicalJson, compareRevisions, prepareBatch, type PushOpInput } from './protocol';
 
 const stamp = (clock = 1, hlc = 'h', opId = '00000000-0000-4000-8000-000000000000') => ({ deviceId: 'd', opId, hlc, clock });
-const msg = (id: string, extra: Record<string, unknown> = {}) => ({ id, thread_id: 't', role: 'user', index: 0, order_key: 'a', deleted: false, created_at: 1, updated_at: 1, clock: 1, ...extra });
-const put = (tableName: string, pk: string, payload: Record<string, unknown>, s = stamp()): PushOpInput => ({ tableName, operation: 'put', pk, payload, stamp: s });
+const msg = (id: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  thread_id: 't',
+  role: 'user',
+  index: 0,
+  order_key: 'a',
+  deleted: false,
+  created_at: 1,
+  updated_at: 1,
+  clock: 1,
+  ...extra,
+});
+const put = (tableName: string, pk: string, payload: Record<string, unknown>, s = stamp()): PushOpInput => ({
+  tableName,
+  operation: 'put',
+  pk,
+  payload,
+  stamp: s,
+});
 
 describe('canonicalJson', () => {
   it('sorts keys at every depth and keeps array order', () => {
@@ -19,11 +36,29 @@ describe('canonicalJson', () => {
 describe('canonicalJson without recursion', () => {
   /** The previous, recursive definition: canonical output must never change (stored fingerprints). */
   const sortKeys = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(sortKeys) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])])) : v;
+    Array.isArray(v)
+      ? v.map(sortKeys)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+          )
+        : v;
 
   it('writes exactly what JSON.stringify of the key-sorted value writes', () => {
     const samples = [
-      null, 0, -0, 1.5e300, 'é "q" \\ \u0000 😀', true, [], {}, [[]], [{}], { '': 1, ' ': [null, false, 'x'] },
+      null,
+      0,
+      -0,
+      1.5e300,
+      'é "q" \\ \u0000 😀',
+      true,
+      [],
+      {},
+      [[]],
+      [{}],
+      { '': 1, ' ': [null, false, 'x'] },
       { z: [1, { y: { x: [2, 3, { w: 'deep' }] } }], a: '', m: [{ b: 2, a: 1 }] },
       JSON.parse('{"b":2,"__proto__":{"x":1},"a":[1,{"c":{"__proto__":null}}]}'),
     ];
@@ -85,13 +120,24 @@ describe('prepareBatch', () => {
   });
 
   it('accepts deletes without payloads and 0/1 flags', async () => {
-    const [del, flag] = await prepareBatch([{ tableName: 'threads', operation: 'delete', pk: 't', stamp: stamp() }, put('threads', 't2', { id: 't2', status: 's', pinned: 1, deleted: 0, created_at: 1, updated_at: 1, clock: 1 })], 'ws', 'u');
+    const [del, flag] = await prepareBatch(
+      [
+        { tableName: 'threads', operation: 'delete', pk: 't', stamp: stamp() },
+        put('threads', 't2', { id: 't2', status: 's', pinned: 1, deleted: 0, created_at: 1, updated_at: 1, clock: 1 }),
+      ],
+      'ws',
+      'u',
+    );
     expect(del).toMatchObject({ op: 'delete', payload: null, fileHashes: null });
     expect(flag!.op).toBe('put');
   });
 
   it('rejects the batch with a message naming the table and the problem', async () => {
-    const attempt = prepareBatch([put('messages', 'm', msg('m')), put('kv', 'k', { id: 'k', name: 'n', created_at: 'yesterday', updated_at: 1, clock: 1 })], 'ws', 'u');
+    const attempt = prepareBatch(
+      [put('messages', 'm', msg('m')), put('kv', 'k', { id: 'k', name: 'n', created_at: 'yesterday', updated_at: 1, clock: 1 })],
+      'ws',
+      'u',
+    );
     await expect(attempt).rejects.toThrow(ApiError);
     await expect(attempt).rejects.toThrow('Invalid payload for kv: created_at');
   });

@@ -52,14 +52,20 @@ export const REFERENCING_TABLES: ReadonlySet<string> = new Set(['messages', 'pos
  * would come back under a different key than the client wrote. Refused instead.
  */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const text = (max: number) => z.string().min(1).max(max).refine((s) => !LONE_SURROGATE.test(s), 'must be valid Unicode text');
+const text = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => !LONE_SURROGATE.test(s), 'must be valid Unicode text');
 const id = text(256);
 /**
  * An RFC 4122 (9562) UUID: version 1–8 and the 10xx variant, or the nil/max UUIDs; the rule
  * newer OR3 clients apply to every opId in a pull page, so one odd writer cannot poison every
  * other client's pages (docs/sync.md "Guarantees", idempotency).
  */
-const UUID = /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
+const UUID =
+  /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
 const opIdSchema = z.string().regex(UUID, 'must be an RFC 4122 UUID');
 export const scopeSchema = z.strictObject({ workspaceId: id, projectId: id.optional() });
 const tables = z.array(z.enum(TABLES)).max(SYNC_LIMITS.maxTables).optional();
@@ -90,7 +96,8 @@ export const pushSchema = z.strictObject({
     .superRefine((ops, ctx) => {
       const seen = new Set<string>();
       for (const [i, op] of ops.entries()) {
-        if (seen.has(op.stamp.opId)) ctx.addIssue({ code: 'custom', path: [i, 'stamp', 'opId'], message: `repeats an earlier opId of this batch (${op.stamp.opId})` });
+        if (seen.has(op.stamp.opId))
+          ctx.addIssue({ code: 'custom', path: [i, 'stamp', 'opId'], message: `repeats an earlier opId of this batch (${op.stamp.opId})` });
         seen.add(op.stamp.opId);
       }
     }),
@@ -101,7 +108,11 @@ export const pullSchema = z.strictObject({
   limit: z.number().int().min(1).max(SYNC_LIMITS.pullMax).optional(),
   tables,
 });
-export const cursorSchema = z.strictObject({ scope: scopeSchema, deviceId: z.string().min(1).max(128), version: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) });
+export const cursorSchema = z.strictObject({
+  scope: scopeSchema,
+  deviceId: z.string().min(1).max(128),
+  version: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
 export const snapshotSchema = z.strictObject({
   scope: scopeSchema,
   pageSize: z.number().int().min(1).max(SYNC_LIMITS.snapshotMax).optional(),

@@ -31,9 +31,18 @@ const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByN
 async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
   const body = await jsonBody(c, gcSchema);
   const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
-  const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), { kind, retentionSeconds: body.retentionSeconds });
+  const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), {
+    kind,
+    retentionSeconds: body.retentionSeconds,
+  });
   if (!result.ok) throw fromFailure(result);
-  audit(c, 'sync.gc.run', { actorId: principal.userId, workspaceId: body.scope.workspaceId, kind, retentionSeconds: body.retentionSeconds, deleted: result.deletedCount });
+  audit(c, 'sync.gc.run', {
+    actorId: principal.userId,
+    workspaceId: body.scope.workspaceId,
+    kind,
+    retentionSeconds: body.retentionSeconds,
+    deleted: result.deletedCount,
+  });
   return c.json({ deletedCount: result.deletedCount });
 }
 
@@ -42,7 +51,11 @@ export const sync = new Hono<AppEnv>()
     const body = await jsonBody(c, pushSchema);
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'write');
     const ops = await prepareBatch(body.ops, body.scope.workspaceId, principal.userId);
-    const result = await stub(c, body.scope.workspaceId).push(caller(c, body.scope.workspaceId, principal.userId, 'push'), ops, c.get('config').sync.workspaceQuotaBytes);
+    const result = await stub(c, body.scope.workspaceId).push(
+      caller(c, body.scope.workspaceId, principal.userId, 'push'),
+      ops,
+      c.get('config').sync.workspaceQuotaBytes,
+    );
     if (!result.ok) throw fromFailure(result);
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })
@@ -54,14 +67,22 @@ export const sync = new Hono<AppEnv>()
     const r = await stub(c, body.scope.workspaceId).pull(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
     if (!r.ok) throw fromFailure(r);
     // The changes arrive as JSON text from the object; the envelope is spliced around them.
-    const tail = JSON.stringify({ nextCursor: r.nextCursor, hasMore: r.hasMore, oldestRetainedVersion: r.oldestRetainedVersion, requiresSnapshot: r.requiresSnapshot });
+    const tail = JSON.stringify({
+      nextCursor: r.nextCursor,
+      hasMore: r.hasMore,
+      oldestRetainedVersion: r.oldestRetainedVersion,
+      requiresSnapshot: r.requiresSnapshot,
+    });
     return c.body(`{"changes":${r.changesJson},${tail.slice(1)}`, 200, { 'content-type': 'application/json' });
   })
 
   .post('/update-cursor', async (c) => {
     const body = await jsonBody(c, cursorSchema);
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
-    const r = await stub(c, body.scope.workspaceId).updateCursor(caller(c, body.scope.workspaceId, principal.userId, 'updateCursor'), { deviceId: body.deviceId, version: body.version });
+    const r = await stub(c, body.scope.workspaceId).updateCursor(caller(c, body.scope.workspaceId, principal.userId, 'updateCursor'), {
+      deviceId: body.deviceId,
+      version: body.version,
+    });
     if (!r.ok) throw fromFailure(r);
     return c.json({ ok: true });
   })
@@ -69,12 +90,18 @@ export const sync = new Hono<AppEnv>()
   .post('/snapshot', async (c) => {
     const body = await jsonBody(c, snapshotSchema);
     const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
-    const input = { pageSize: body.pageSize ?? SYNC_LIMITS.snapshotDefault, ...(body.pageToken ? { pageToken: body.pageToken } : {}), ...(body.tables ? { tables: body.tables } : {}) };
+    const input = {
+      pageSize: body.pageSize ?? SYNC_LIMITS.snapshotDefault,
+      ...(body.pageToken ? { pageToken: body.pageToken } : {}),
+      ...(body.tables ? { tables: body.tables } : {}),
+    };
     const r = await stub(c, body.scope.workspaceId).snapshot(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
     if (!r.ok) throw fromFailure(r);
     // As with pull, the items arrive as JSON text and are spliced into the envelope.
     const head = JSON.stringify({ workspaceId: body.scope.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark });
-    return c.body(`${head.slice(0, -1)},"items":${r.itemsJson},"nextPageToken":${JSON.stringify(r.nextPageToken)}}`, 200, { 'content-type': 'application/json' });
+    return c.body(`${head.slice(0, -1)},"items":${r.itemsJson},"nextPageToken":${JSON.stringify(r.nextPageToken)}}`, 200, {
+      'content-type': 'application/json',
+    });
   })
 
   .post('/gc-tombstones', (c) => runGc(c, 'tombstones'))

@@ -49,7 +49,8 @@ export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, n
     existing = undefined;
   }
   if (existing) {
-    if (existing.gc_started_at !== null) return { ok: false, status: 409, code: 'gc_in_progress', message: 'This blob is being deleted; upload it again shortly' };
+    if (existing.gc_started_at !== null)
+      return { ok: false, status: 409, code: 'gc_in_progress', message: 'This blob is being deleted; upload it again shortly' };
     sql.exec('UPDATE blobs SET name = COALESCE(?, name), kind = COALESCE(?, kind) WHERE hash = ?', input.name, input.kind, input.hash);
     return { ok: true, charged: 0 };
   }
@@ -59,7 +60,14 @@ export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, n
   }
   sql.exec(
     'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, name, kind, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-    input.hash, input.sizeBytes, input.mimeType, input.storageKey, input.providerId, input.name, input.kind, now,
+    input.hash,
+    input.sizeBytes,
+    input.mimeType,
+    input.storageKey,
+    input.providerId,
+    input.name,
+    input.kind,
+    now,
   );
   setMeta(sql, 'used_bytes', used + input.sizeBytes);
   return { ok: true, charged: input.sizeBytes };
@@ -75,7 +83,12 @@ export interface BlobState {
 export function blobState(sql: SqlStorage, hash: string, now = Date.now()): BlobState {
   const row = sql.exec<{ size_bytes: number; gc_started_at: number | null }>('SELECT size_bytes, gc_started_at FROM blobs WHERE hash = ?', hash).toArray()[0];
   // A stale mark means a deletion died half-way: treat the blob as absent (commit drops the record).
-  return { committed: !!row && row.gc_started_at === null, gcPending: isFreshMark(row?.gc_started_at ?? null, now), sizeBytes: row?.size_bytes ?? null, refCount: refCount(sql, hash) };
+  return {
+    committed: !!row && row.gc_started_at === null,
+    gcPending: isFreshMark(row?.gc_started_at ?? null, now),
+    sizeBytes: row?.size_bytes ?? null,
+    refCount: refCount(sql, hash),
+  };
 }
 
 export type DeleteOutcome = { ok: true; storageKey: string | null } | Failure;
@@ -106,7 +119,9 @@ export function markOrphans(sql: SqlStorage, cutoff: number, limit: number, now:
           AND NOT EXISTS (SELECT 1 FROM rows m WHERE m.table_name = 'file_meta' AND lower(trim(m.pk)) = b.hash AND m.deleted = 0
                             AND coalesce(json_extract(m.payload, '$.deleted'), 0) IN (0, 'false'))
         ORDER BY b.committed_at LIMIT ?`,
-      cutoff, now - GC_MARK_STALE_MS, limit,
+      cutoff,
+      now - GC_MARK_STALE_MS,
+      limit,
     )
     .toArray();
   for (const c of candidates) sql.exec('UPDATE blobs SET gc_started_at = ? WHERE hash = ?', now, c.hash);
@@ -119,7 +134,8 @@ export function finishGc(sql: SqlStorage, hashes: string[]): number {
   let deleted = 0;
   for (const hash of hashes) {
     // A sync push may have referenced the blob again while its object was being deleted.
-    if (refCount(sql, hash) > 0) logEvent('error', 'storage_gc_lost_reference', { hash, message: 'A blob was deleted while a new reference to it arrived; re-upload it' });
+    if (refCount(sql, hash) > 0)
+      logEvent('error', 'storage_gc_lost_reference', { hash, message: 'A blob was deleted while a new reference to it arrived; re-upload it' });
     const row = sql.exec<{ size_bytes: number }>('DELETE FROM blobs WHERE hash = ? AND gc_started_at IS NOT NULL RETURNING size_bytes', hash).toArray()[0];
     if (row) {
       freed += row.size_bytes;
@@ -142,7 +158,14 @@ export function markStrays(sql: SqlStorage, keys: string[], now: number): { hash
     if (!hex) continue;
     const hash = `sha256:${hex}`;
     const inserted = sql
-      .exec('INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, committed_at, gc_started_at) VALUES (?, 0, ?, ?, ?, 0, ?) ON CONFLICT(hash) DO NOTHING RETURNING hash', hash, 'application/octet-stream', key, 'stray', now)
+      .exec(
+        'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, committed_at, gc_started_at) VALUES (?, 0, ?, ?, ?, 0, ?) ON CONFLICT(hash) DO NOTHING RETURNING hash',
+        hash,
+        'application/octet-stream',
+        key,
+        'stray',
+        now,
+      )
       .toArray();
     if (inserted.length) marked.push({ hash, storageKey: key });
   }

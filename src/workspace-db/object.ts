@@ -12,18 +12,18 @@ import migrations from '../../migrations/do/migrations.js';
 import type { ArchivedEntry } from '../archive/archive';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
-import { logEvent } from '../http/logger';
 import { FixedWindowLimiter, type Caller } from '../sync/limiter';
 import type { PreparedOp, TableName } from '../sync/protocol';
 import * as blobs from './blobs';
 import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
-import { applyPush, type PushResult } from './push';
+import { applyPush, logConflicts, type PushResult } from './push';
 import { pull, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
 import { exportLog, exportState, markRestored, preparePitr, replayHistory } from './recovery';
-import { collectChangeLog, collectTombstones, runRetention } from './retention';
+import { collectChangeLog, collectOnRequest, collectTombstones, runRetention } from './retention';
 import { WorkspaceSockets } from './sockets';
 
+const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
 
 /** How often the alarm runs retention GC while the workspace has anything to collect. */
@@ -64,13 +64,18 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (limited) return limited;
     const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, caller.userId, Date.now(), quotaBytes));
     if (!outcome.ok) return outcome;
-    for (const c of outcome.conflicts) logEvent('info', 'sync_conflict', { workspaceId: caller.workspaceId, tableName: c.tableName, pk: c.pk, winner: c.winner, loser: c.loser });
-    if (outcome.allocated > 0) {
+    logConflicts(caller.workspaceId, outcome.conflicts);
+    const { results, serverVersion, allocated } = outcome;
+    if (allocated > 0) {
       // Synchronously after the transaction: the range holds exactly this push's changes.
-      this.#sockets.poke(outcome.serverVersion - outcome.allocated, outcome.serverVersion, ops.some((op) => op.tableName === 'notifications'));
+      this.#sockets.poke(
+        serverVersion - allocated,
+        serverVersion,
+        ops.some((op) => op.tableName === 'notifications'),
+      );
       await this.#ensureAlarm();
     }
-    return { ok: true, results: outcome.results, serverVersion: outcome.serverVersion };
+    return { ok: true, results, serverVersion };
   }
   pull(caller: Caller, input: { cursor: number; limit: number; tables?: TableName[] }): ({ ok: true } & PullOutcome) | Failure {
     // A read: one implicit transaction is enough, and no await separates its statements.
@@ -85,9 +90,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   async gc(caller: Caller, input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number }): Promise<{ ok: true; deletedCount: number } | Failure> {
     const limited = this.#limited(caller);
     if (limited) return limited;
-    const deletedCount = input.kind === 'tombstones' ? collectTombstones(this.ctx.storage, input.retentionSeconds) : (await this.collectChangeLog(input.retentionSeconds)).deleted;
-    logEvent('info', 'sync_gc', { workspaceId: caller.workspaceId, userId: caller.userId, kind: input.kind, retentionSeconds: input.retentionSeconds, deletedCount });
-    return { ok: true, deletedCount };
+    const collect =
+      input.kind === 'tombstones' ? async (s: number) => collectTombstones(this.ctx.storage, s) : async (s: number) => (await this.collectChangeLog(s)).deleted;
+    return { ok: true, deletedCount: await collectOnRequest(caller, input, collect) };
   }
 
   /** Change-log GC with archiving (retention.ts); `bucket` is a seam for failure tests. */
@@ -101,13 +106,13 @@ export class WorkspaceDO extends DurableObject<Bindings> {
 
   /** Retention GC and blob GC on the alarm (retention.ts), re-armed while anything is left. */
   override async alarm() {
-    if (await runRetention(this.ctx.storage, this.env, this.ctx.id.name, (seconds) => this.collectChangeLog(seconds))) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+    const more = await runRetention(this.ctx.storage, this.env, this.ctx.id.name, (seconds) => this.collectChangeLog(seconds));
+    if (more) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
   }
   async #ensureAlarm() {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
   }
   // -- recovery.ts: point-in-time restore, export, fork and import
-
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
   async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
     const prepared = await preparePitr(this.ctx.storage, at, (restoring) => {
@@ -122,7 +127,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   /** PITR step 3, on the restored database; refused on the instance that prepared it (no restart happened). */
   pitrFinish(previousHead: number, preparedBy?: string): { ok: true; restoredHead: number; serverVersion: number } | Failure {
-    if (preparedBy !== undefined && preparedBy === this.#instance) return { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
+    if (preparedBy !== undefined && preparedBy === this.#instance) return NOT_RESTARTED;
     return { ok: true, ...this.ctx.storage.transactionSync(() => markRestored(this.#sql, previousHead)) };
   }
   exportLog(after: number, limit: number, userId: string | null): { entries: ArchivedEntry[]; through: number; done: boolean } {
@@ -142,7 +147,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
 
   // -- blobs.ts: blob bookkeeping for the storage routes
-
   /** Presign-upload's one call: the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
   async prepareUpload(hash: string): Promise<{ state: blobs.BlobState; usedBytes: number }> {
     await this.#ensureAlarm();
@@ -162,7 +166,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   usage(): { usedBytes: number; blobCount: number; syncBytes: number } {
     return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: syncBytes(this.#sql) };
   }
-
   /** Blob GC's phases (storage/gc.ts drives them; the alarm uses the same ones in-process). */
   startBlobGc(input: { retentionSeconds: number; limit: number; cooldownMs: number }) {
     return blobs.blobGcSteps(this.ctx.storage).start(input);
@@ -175,7 +178,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
 
   // -- sockets.ts: realtime
-
   /** A WebSocket upgrade the Worker forwarded after authorizing it. */
   override async fetch(request: Request): Promise<Response> {
     return this.#sockets.accept(request, this.#restoring);

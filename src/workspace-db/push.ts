@@ -6,6 +6,7 @@
  */
 import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../sync/protocol';
 import type { Failure } from '../errors';
+import { logEvent } from '../http/logger';
 import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
 
 export interface Revision {
@@ -37,8 +38,6 @@ export interface PushOutcome {
   allocated: number;
   conflicts: ConflictEvent[];
 }
-
-
 
 const NOTIFICATIONS = 'notifications';
 
@@ -177,7 +176,9 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
       `INSERT INTO change_log (server_version, op_id, table_name, pk, op, payload, clock, hlc, device_id, user_id, fingerprint, created_at, size)
        SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, ?2, value ->> 9, ?3, value ->> 10
        FROM json_each(?1) ORDER BY key`,
-      chunk, userId, now,
+      chunk,
+      userId,
+      now,
     );
   }
   materialize(sql, winners, touched, userId, now);
@@ -208,7 +209,21 @@ function materialize(
   const rows = [...winners].map(([key, { op, version }]) => {
     const deleted = op.op === 'delete' ? 1 : 0;
     const changed = touched.get(key)!.version;
-    return [op.tableName, op.pk, op.payload, op.clock, op.hlc, op.opId, version, changed, op.deviceId, deleted, deleted ? now : null, op.tableName === NOTIFICATIONS ? userId : null, op.bytes];
+    return [
+      op.tableName,
+      op.pk,
+      op.payload,
+      op.clock,
+      op.hlc,
+      op.opId,
+      version,
+      changed,
+      op.deviceId,
+      deleted,
+      deleted ? now : null,
+      op.tableName === NOTIFICATIONS ? userId : null,
+      op.bytes,
+    ];
   });
   for (const chunk of jsonChunks(rows)) {
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
@@ -236,4 +251,9 @@ function materialize(
   for (const chunk of jsonChunks(refs)) {
     sql.exec('INSERT OR IGNORE INTO file_refs (hash, table_name, pk) SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)', chunk);
   }
+}
+
+/** Each op that lost last-write-wins, as a `sync_conflict` log event with both revisions (docs/sync.md). */
+export function logConflicts(workspaceId: string, conflicts: ConflictEvent[]) {
+  for (const c of conflicts) logEvent('info', 'sync_conflict', { workspaceId, tableName: c.tableName, pk: c.pk, winner: c.winner, loser: c.loser });
 }

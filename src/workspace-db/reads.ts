@@ -135,7 +135,10 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
       `SELECT ${CHANGE_COLUMNS} FROM rows
         WHERE changed_version > ? AND (table_name != 'notifications' OR owner_id = ?)${filter}
         ORDER BY changed_version LIMIT ?`,
-      input.cursor, input.userId, ...(input.tables ?? []), input.limit + 1,
+      input.cursor,
+      input.userId,
+      ...(input.tables ?? []),
+      input.limit + 1,
     )
     .raw<ChangeRow>();
   const { page, more: hasMore } = takePage(cursor, input.limit, budget, (r) => r[1] ?? 0);
@@ -155,7 +158,11 @@ export type SnapshotItem =
  * each entity appears once, as a row or a tombstone (SnapshotItem[] as JSON text, built like a
  * pull page). Reads one extra row to tell whether another page follows.
  */
-export function snapshotPage(sql: SqlStorage, input: { after: [string, string] | null; pageSize: number; tables?: TableName[]; userId: string }, budget: number = SYNC_LIMITS.pageBytes) {
+export function snapshotPage(
+  sql: SqlStorage,
+  input: { after: [string, string] | null; pageSize: number; tables?: TableName[]; userId: string },
+  budget: number = SYNC_LIMITS.pageBytes,
+) {
   const filter = input.tables?.length ? ` AND table_name IN (${input.tables.map(() => '?').join(', ')})` : '';
   const after = input.after ?? ['', ''];
   const cursor = sql
@@ -163,11 +170,17 @@ export function snapshotPage(sql: SqlStorage, input: { after: [string, string] |
       `SELECT ${ITEM_COLUMNS} FROM rows
         WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?)${filter}
         ORDER BY table_name, pk LIMIT ?`,
-      after[0], after[1], input.userId, ...(input.tables ?? []), input.pageSize + 1,
+      after[0],
+      after[1],
+      input.userId,
+      ...(input.tables ?? []),
+      input.pageSize + 1,
     )
     .raw<ItemRow>();
   const { page, more } = takePage(cursor, input.pageSize, budget, (r) => r[0] ?? 0);
-  const items = page.map(([, json, filePk, filePayload, fileTail]) => (filePk === null || filePayload === null ? json : `${json}${filePayloadJson(sql, filePk, filePayload)}${fileTail}`));
+  const items = page.map(([, json, filePk, filePayload, fileTail]) =>
+    filePk === null || filePayload === null ? json : `${json}${filePayloadJson(sql, filePk, filePayload)}${fileTail}`,
+  );
   let next: [string, string] | null = null;
   if (more && items.length) {
     const last = JSON.parse(items[items.length - 1]!) as SnapshotItem;
@@ -184,7 +197,10 @@ export type SnapshotReply = { ok: true; snapshotId: string; highWatermark: numbe
  * high watermark; later pages come back with the page token the previous one handed out, sealed
  * with the workspace's own key and expiring after SNAPSHOT_TTL_MS (410).
  */
-export async function snapshot(sql: SqlStorage, input: { pageSize: number; pageToken?: string; tables?: TableName[]; userId: string }): Promise<SnapshotReply | Failure> {
+export async function snapshot(
+  sql: SqlStorage,
+  input: { pageSize: number; pageToken?: string; tables?: TableName[]; userId: string },
+): Promise<SnapshotReply | Failure> {
   const key = snapshotKey(sql);
   let state: Omit<PageState, 'after'> & { after: [string, string] | null };
   if (input.pageToken) {

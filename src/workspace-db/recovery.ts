@@ -45,7 +45,13 @@ export async function preparePitr(
   hold: (restoring: boolean) => void,
 ): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string } | Failure> {
   const pitr = storage as DurableObjectStorage & { getBookmarkForTime?: unknown };
-  if (typeof pitr.getBookmarkForTime !== 'function') return { ok: false, status: 501, code: 'pitr_unsupported', message: 'This runtime has no point-in-time recovery (it exists only on Cloudflare, not in local workerd)' };
+  if (typeof pitr.getBookmarkForTime !== 'function')
+    return {
+      ok: false,
+      status: 501,
+      code: 'pitr_unsupported',
+      message: 'This runtime has no point-in-time recovery (it exists only on Cloudflare, not in local workerd)',
+    };
   hold(true);
   try {
     const bookmark = await storage.getBookmarkForTime(at);
@@ -70,12 +76,18 @@ export function exportLog(sql: SqlStorage, after: number, limit: number, userId:
   // Start at the next logged version, so the gap a point-in-time restore leaves costs one page.
   const from = sql.exec<{ v: number | null }>('SELECT min(server_version) AS v FROM change_log WHERE server_version > ?', start).one().v ?? head + 1;
   const through = Math.min(head, from + limit - 1);
-  const entries = from > through ? [] : changeLogRows(sql, from, through).filter((e) => userId === null || e.tableName !== 'notifications' || e.userId === userId);
+  const entries =
+    from > through ? [] : changeLogRows(sql, from, through).filter((e) => userId === null || e.tableName !== 'notifications' || e.userId === userId);
   return { entries, through: Math.max(through, after), done: through >= head };
 }
 
 /** One page of the current state for an export. */
-export function exportState(sql: SqlStorage, after: [string, string] | null, pageSize: number, userId: string): { items: SnapshotItem[]; next: [string, string] | null } {
+export function exportState(
+  sql: SqlStorage,
+  after: [string, string] | null,
+  pageSize: number,
+  userId: string,
+): { items: SnapshotItem[]; next: [string, string] | null } {
   const page = snapshotPage(sql, { after, pageSize, userId });
   return { items: JSON.parse(page.itemsJson) as SnapshotItem[], next: page.next };
 }
@@ -93,7 +105,19 @@ export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): number
     const payload = e.payload === null ? null : canonicalJson(e.payload);
     const live = e.payload !== null && !(e.payload.deleted === true || e.payload.deleted === 1);
     const fileHashes = REFERENCING_TABLES.has(e.tableName) && e.op === 'put' ? (live ? referencedHashes(e.payload?.file_hashes) : []) : null;
-    const op: PreparedOp = { opId: e.opId, tableName: e.tableName as TableName, pk: e.pk, op: e.op, payload, clock: e.clock, hlc: e.hlc, deviceId: e.deviceId, fingerprint: e.fingerprint, fileHashes, bytes: entryBytes(payload, e.pk, e.hlc, e.deviceId) };
+    const op: PreparedOp = {
+      opId: e.opId,
+      tableName: e.tableName as TableName,
+      pk: e.pk,
+      op: e.op,
+      payload,
+      clock: e.clock,
+      hlc: e.hlc,
+      deviceId: e.deviceId,
+      fingerprint: e.fingerprint,
+      fileHashes,
+      bytes: entryBytes(payload, e.pk, e.hlc, e.deviceId),
+    };
     const outcome = applyPush(sql, [op], e.userId, e.createdAt);
     if (outcome.ok) head = outcome.serverVersion;
   }

@@ -35,7 +35,12 @@ function lastVersionBefore(sql: SqlStorage, cutoff: number): number {
   let hi = headVersion(sql);
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    const row = sql.exec<{ v: number; created_at: number }>('SELECT server_version AS v, created_at FROM change_log WHERE server_version >= ? ORDER BY server_version LIMIT 1', mid).toArray()[0];
+    const row = sql
+      .exec<{ v: number; created_at: number }>(
+        'SELECT server_version AS v, created_at FROM change_log WHERE server_version >= ? ORDER BY server_version LIMIT 1',
+        mid,
+      )
+      .toArray()[0];
     if (row && row.v <= hi && row.created_at < cutoff) lo = row.v;
     else hi = mid - 1;
   }
@@ -57,11 +62,20 @@ export function prunableRange(sql: SqlStorage, cutoff: number, chunk: number = S
 /** The full change-log rows of a version range, for the archive. */
 export function changeLogRows(sql: SqlStorage, from: number, to: number): ArchivedEntry[] {
   return sql
-    .exec<{ server_version: number; op_id: string; table_name: string; pk: string; op: 'put' | 'delete'; payload: string | null; clock: number; hlc: string; device_id: string; user_id: string; fingerprint: string; created_at: number }>(
-      'SELECT * FROM change_log WHERE server_version BETWEEN ? AND ? ORDER BY server_version',
-      from,
-      to,
-    )
+    .exec<{
+      server_version: number;
+      op_id: string;
+      table_name: string;
+      pk: string;
+      op: 'put' | 'delete';
+      payload: string | null;
+      clock: number;
+      hlc: string;
+      device_id: string;
+      user_id: string;
+      fingerprint: string;
+      created_at: number;
+    }>('SELECT * FROM change_log WHERE server_version BETWEEN ? AND ? ORDER BY server_version', from, to)
     .toArray()
     .map((r) => ({
       serverVersion: r.server_version,
@@ -83,7 +97,9 @@ export function changeLogRows(sql: SqlStorage, from: number, to: number): Archiv
 export function pruneThrough(sql: SqlStorage, to: number): number {
   if (to <= prunedThrough(sql)) return 0;
   // rowsWritten would also count index entries, so count first.
-  const gone = sql.exec<{ n: number; bytes: number }>('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM change_log WHERE server_version <= ?', to).one();
+  const gone = sql
+    .exec<{ n: number; bytes: number }>('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM change_log WHERE server_version <= ?', to)
+    .one();
   sql.exec('DELETE FROM change_log WHERE server_version <= ?', to);
   setMeta(sql, 'pruned_through', to);
   addSyncBytes(sql, -gone.bytes);
@@ -98,7 +114,12 @@ export function pruneThrough(sql: SqlStorage, to: number): number {
 export function gcTombstones(sql: SqlStorage, cutoff: number, chunk: number = SYNC_LIMITS.gcChunk): { deleted: number; done: boolean } {
   const safe = safeThrough(sql, cutoff);
   const victims = sql
-    .exec<{ id: number; v: number; size: number }>('SELECT rowid AS id, changed_version AS v, size FROM rows WHERE deleted = 1 AND deleted_at < ? AND changed_version <= ? LIMIT ?', cutoff, safe, chunk)
+    .exec<{ id: number; v: number; size: number }>(
+      'SELECT rowid AS id, changed_version AS v, size FROM rows WHERE deleted = 1 AND deleted_at < ? AND changed_version <= ? LIMIT ?',
+      cutoff,
+      safe,
+      chunk,
+    )
     .toArray();
   for (let i = 0; i < victims.length; i += 90) {
     const ids = victims.slice(i, i + 90).map((r) => r.id);
@@ -108,6 +129,23 @@ export function gcTombstones(sql: SqlStorage, cutoff: number, chunk: number = SY
   if (newest > collectedThrough(sql)) setMeta(sql, 'collected_through', newest);
   addSyncBytes(sql, -victims.reduce((sum, r) => sum + r.size, 0));
   return { deleted: victims.length, done: victims.length < chunk };
+}
+
+/** GC asked for by a route (`POST /api/sync/gc-*`): runs `collect` and logs what it deleted. */
+export async function collectOnRequest(
+  caller: { workspaceId: string; userId: string },
+  input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number },
+  collect: (retentionSeconds: number) => Promise<number>,
+): Promise<number> {
+  const deletedCount = await collect(input.retentionSeconds);
+  logEvent('info', 'sync_gc', {
+    workspaceId: caller.workspaceId,
+    userId: caller.userId,
+    kind: input.kind,
+    retentionSeconds: input.retentionSeconds,
+    deletedCount,
+  });
+  return deletedCount;
 }
 
 /** Tombstone GC in bounded transactions until there is nothing left to collect. */
@@ -126,7 +164,12 @@ export function collectTombstones(storage: DurableObjectStorage, retentionSecond
  * write succeeded. An R2 failure leaves the rows in place (the next run retries) and is reported
  * as `archived: false`. Runs must not overlap (the object chains them): archiving awaits R2.
  */
-export async function collectChangeLog(storage: DurableObjectStorage, bucket: R2Bucket, workspaceId: string, retentionSeconds: number): Promise<{ deleted: number; archived: boolean }> {
+export async function collectChangeLog(
+  storage: DurableObjectStorage,
+  bucket: R2Bucket,
+  workspaceId: string,
+  retentionSeconds: number,
+): Promise<{ deleted: number; archived: boolean }> {
   const cutoff = Date.now() - retentionSeconds * 1000;
   let deleted = 0;
   for (;;) {
@@ -146,7 +189,8 @@ export async function collectChangeLog(storage: DurableObjectStorage, bucket: R2
 
 /** Whether the alarm still has anything to collect (log entries, tombstones, or blobs). */
 const hasCollectable = (sql: SqlStorage) =>
-  sql.exec<{ n: number }>('SELECT (SELECT count(*) FROM change_log) + (SELECT count(*) FROM rows WHERE deleted = 1) + (SELECT count(*) FROM blobs) AS n').one().n > 0;
+  sql.exec<{ n: number }>('SELECT (SELECT count(*) FROM change_log) + (SELECT count(*) FROM rows WHERE deleted = 1) + (SELECT count(*) FROM blobs) AS n').one()
+    .n > 0;
 
 /**
  * The object's alarm: retention GC with OR3_SYNC_RETENTION_SECONDS, then the same blob GC as
@@ -154,7 +198,12 @@ const hasCollectable = (sql: SqlStorage) =>
  * whether anything is left to collect (the alarm is then re-armed). `collectLog` is the
  * object's chained change-log GC (archive runs must not overlap).
  */
-export async function runRetention(storage: DurableObjectStorage, env: Bindings, workspaceId: string | undefined, collectLog: (retentionSeconds: number) => Promise<{ deleted: number }>): Promise<boolean> {
+export async function runRetention(
+  storage: DurableObjectStorage,
+  env: Bindings,
+  workspaceId: string | undefined,
+  collectLog: (retentionSeconds: number) => Promise<{ deleted: number }>,
+): Promise<boolean> {
   const config = loadConfig(env);
   if (!config.ok) {
     logEvent('error', 'sync_gc_skipped', { reason: 'configuration invalid' });
@@ -167,9 +216,16 @@ export async function runRetention(storage: DurableObjectStorage, env: Bindings,
   if (tombstones + changeLog > 0) await recordAudit(env, 'sync.gc.run', { trigger: 'alarm', workspaceId, retentionSeconds: retention, tombstones, changeLog });
   if (workspaceId) {
     const steps = blobGcSteps(storage);
-    const deps = { bucket: env.BLOBS, workspaceId, start: async (i: Parameters<typeof steps.start>[0]) => steps.start(i), finish: async (h: string[]) => steps.finish(h), markStrays: async (k: string[], c: string | null) => steps.markStrays(k, c) };
+    const deps = {
+      bucket: env.BLOBS,
+      workspaceId,
+      start: async (i: Parameters<typeof steps.start>[0]) => steps.start(i),
+      finish: async (h: string[]) => steps.finish(h),
+      markStrays: async (k: string[], c: string | null) => steps.markStrays(k, c),
+    };
     const result = await runBlobGc(deps, { retentionSeconds: config.config.storage.gcRetentionSeconds, limit: 100, cooldownMs: 0 });
-    if (result.ok && result.deleted_count > 0) await recordAudit(env, 'storage.gc.run', { trigger: 'alarm', workspaceId, deleted: result.deleted_count, status: result.status });
+    if (result.ok && result.deleted_count > 0)
+      await recordAudit(env, 'storage.gc.run', { trigger: 'alarm', workspaceId, deleted: result.deleted_count, status: result.status });
   }
   return hasCollectable(storage.sql);
 }

@@ -47,7 +47,8 @@ export class WorkspaceSockets {
    * ticket's nonce is recorded here, so a ticket works once.
    */
   accept(request: Request, restoring: boolean): Response {
-    if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return failureResponse({ status: 426, code: 'upgrade_required', message: 'Expected a WebSocket upgrade' });
+    if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket')
+      return failureResponse({ status: 426, code: 'upgrade_required', message: 'Expected a WebSocket upgrade' });
     if (restoring) return failureResponse({ status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 });
     const userId = request.headers.get('x-or3-user-id');
     if (!userId) return failureResponse({ status: 400, code: 'missing_caller', message: 'Missing caller' });

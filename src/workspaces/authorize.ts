@@ -39,7 +39,8 @@ function shouldAuditDenial(key: string, now: number): boolean {
 /** A `permission_denied` warning for alerts, and the same denial in the audit log. */
 function denied(c: Context<AppEnv>, userId: string, workspaceId: string, permission: Permission, reason: string) {
   logEvent('warn', 'permission_denied', { requestId: c.get('requestId'), userId, workspaceId, permission, reason });
-  if (shouldAuditDenial(`${userId}|${workspaceId}|${permission}`, Date.now())) audit(c, 'workspace.permission_denied', { actorId: userId, workspaceId, permission, reason });
+  if (shouldAuditDenial(`${userId}|${workspaceId}|${permission}`, Date.now()))
+    audit(c, 'workspace.permission_denied', { actorId: userId, workspaceId, permission, reason });
 }
 
 export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Authorized> {

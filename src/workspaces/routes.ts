@@ -59,7 +59,13 @@ export const workspaces = new Hono<AppEnv>()
   .post('/', async (c) => {
     const principal = await requireUser(c);
     const body = await jsonBody(c, z.strictObject({ name, description: description.nullable().optional() }));
-    const created = await createWorkspaceWithinLimit(c.env.DB, principal.userId, body.name, body.description ?? null, c.get('config').workspaces.createLimitPerHour);
+    const created = await createWorkspaceWithinLimit(
+      c.env.DB,
+      principal.userId,
+      body.name,
+      body.description ?? null,
+      c.get('config').workspaces.createLimitPerHour,
+    );
     if (!created.ok) throw rateLimited(created.retryAfterMs / 1000);
     return c.json({ id: created.id });
   })

@@ -62,7 +62,9 @@ export async function listWorkspaces(db: D1Database, userId: string, activeId: s
 export async function createWorkspace(db: D1Database, ownerId: string, name: string, description: string | null, now = Date.now()): Promise<string> {
   const id = crypto.randomUUID();
   await db.batch([
-    db.prepare('INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)').bind(id, name, description, ownerId, now, now),
+    db
+      .prepare('INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .bind(id, name, description, ownerId, now, now),
     db.prepare("INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) VALUES (?, ?, 'owner', ?, ?)").bind(id, ownerId, now, now),
   ]);
   return id;
@@ -94,7 +96,11 @@ export async function createWorkspaceWithinLimit(
          SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE (SELECT count(*) FROM workspaces WHERE created_by = ?4 AND created_at > ?5 - ?6) < ?7`,
       )
       .bind(id, name, description, ownerId, now, CREATE_WINDOW_MS, perHour),
-    db.prepare("INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) SELECT ?1, ?2, 'owner', ?3, ?3 WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?1)").bind(id, ownerId, now),
+    db
+      .prepare(
+        "INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) SELECT ?1, ?2, 'owner', ?3, ?3 WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?1)",
+      )
+      .bind(id, ownerId, now),
   ]);
   if (created!.meta.changes > 0) return { ok: true, id };
   // A slot frees when the perHour-th most recent creation leaves the window.
@@ -118,7 +124,9 @@ export async function provisionDefaultWorkspace(db: D1Database, userId: string, 
       .prepare(`INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at) SELECT ?2, ?3, NULL, ?1, ?4, ?4 WHERE ${noMembership}`)
       .bind(userId, id, DEFAULT_WORKSPACE_NAME, now),
     db
-      .prepare(`INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) SELECT ?2, ?1, 'owner', ?3, ?3 WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?2)`)
+      .prepare(
+        `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) SELECT ?2, ?1, 'owner', ?3, ?3 WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?2)`,
+      )
       .bind(userId, id, now),
     // Point the active workspace at a live membership when it is unset or no longer valid.
     db
@@ -218,7 +226,9 @@ const KEEPS_AN_OWNER = `(role != 'owner' OR ?3 = 'owner' OR (SELECT count(*) FRO
 /** Changes an existing member's role, refusing to leave the workspace without an owner. */
 export async function setMemberRole(db: D1Database, workspaceId: string, userId: string, role: Role, now = Date.now()): Promise<MemberChange> {
   const [result] = await db.batch([
-    db.prepare(`UPDATE members SET role = ?3, updated_at = ?4 WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER}`).bind(workspaceId, userId, role, now),
+    db
+      .prepare(`UPDATE members SET role = ?3, updated_at = ?4 WHERE workspace_id = ?1 AND user_id = ?2 AND ${KEEPS_AN_OWNER}`)
+      .bind(workspaceId, userId, role, now),
     expireInvitesOfNonManager(db, workspaceId, userId, now),
   ]);
   if (result!.meta.changes > 0) return 'ok';
@@ -288,10 +298,19 @@ function expireInvitesOfNonManager(db: D1Database, workspaceId: string, userId: 
 
 /** Whether an invite could admit someone now (an early answer; the claim checks again). */
 export async function inviteIsClaimable(db: D1Database, tokenHash: string, now = Date.now()): Promise<boolean> {
-  return (await db.prepare(`SELECT 1 AS x FROM invites WHERE token_hash = ?2 AND ${inviteClaimable('?1')}`).bind(now, tokenHash).first()) !== null;
+  return (
+    (await db
+      .prepare(`SELECT 1 AS x FROM invites WHERE token_hash = ?2 AND ${inviteClaimable('?1')}`)
+      .bind(now, tokenHash)
+      .first()) !== null
+  );
 }
 
-export async function createInvite(db: D1Database, input: { workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number }, now = Date.now()) {
+export async function createInvite(
+  db: D1Database,
+  input: { workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number },
+  now = Date.now(),
+) {
   await db
     .prepare('INSERT INTO invites (id, workspace_id, role, token_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
     .bind(crypto.randomUUID(), input.workspaceId, input.role, input.tokenHash, input.createdBy, now, input.expiresAt)

@@ -25,7 +25,11 @@ const mutations = (ws: string, user: string): [string, string, unknown][] => [
 describe('admin API access', () => {
   it('refuses everyone but deployment admins, workspace owners included', async () => {
     const ws = await createWorkspace(env.DB, owner.id, 'Owned', null);
-    for (const [method, path, body] of [['GET', '/api/admin/users', undefined], ['GET', '/api/admin/workspaces', undefined], ...mutations(ws, owner.id)] as [string, string, unknown][]) {
+    for (const [method, path, body] of [['GET', '/api/admin/users', undefined], ['GET', '/api/admin/workspaces', undefined], ...mutations(ws, owner.id)] as [
+      string,
+      string,
+      unknown,
+    ][]) {
       const res = await call(method, path, intent(owner), body);
       expect(res.status, `${method} ${path}`).toBe(403);
       expect(await res.json()).toMatchObject({ error: 'admin_required' });

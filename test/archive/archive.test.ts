@@ -18,7 +18,10 @@ async function ageLog(workspaceId: string, ms: number, upTo = Number.MAX_SAFE_IN
 
 async function archived(workspaceId: string) {
   const listed = await env.BLOBS.list({ prefix: archivePrefix(workspaceId) });
-  const segments = listed.objects.map((o) => o.key).filter((k) => /\/date=\d{4}-\d{2}-\d{2}\/seq=/.test(k)).sort();
+  const segments = listed.objects
+    .map((o) => o.key)
+    .filter((k) => /\/date=\d{4}-\d{2}-\d{2}\/seq=/.test(k))
+    .sort();
   const entries: ArchivedEntry[] = [];
   for (const key of segments) entries.push(...parseJsonl<ArchivedEntry>(await (await env.BLOBS.get(key))!.text()));
   return { segments, entries };
@@ -30,12 +33,23 @@ const gcLog = (u: { headers: Record<string, string>; workspaceId: string }) =>
 describe('history archive', () => {
   it('archives every row GC deletes, with a day manifest listing exactly the segments and latest.json', async () => {
     const u = await syncUser();
-    const pushed = await pushOk(u, u.workspaceId, [op('messages', 'a', message('a', { data: 'first' })), op('messages', 'b', message('b')), op('messages', 'a', undefined, { operation: 'delete', clock: 2 })]);
+    const pushed = await pushOk(u, u.workspaceId, [
+      op('messages', 'a', message('a', { data: 'first' })),
+      op('messages', 'b', message('b')),
+      op('messages', 'a', undefined, { operation: 'delete', clock: 2 }),
+    ]);
     await ageLog(u.workspaceId, 2 * HOUR);
     expect(await (await gcLog(u)).json()).toEqual({ deletedCount: 3 });
     const { segments, entries } = await archived(u.workspaceId);
     expect(entries.map((e) => e.serverVersion)).toEqual([1, 2, 3]);
-    expect(entries[0]).toMatchObject({ tableName: 'messages', pk: 'a', op: 'put', opId: pushed.results[0]!.opId, payload: expect.objectContaining({ data: 'first' }), userId: u.id });
+    expect(entries[0]).toMatchObject({
+      tableName: 'messages',
+      pk: 'a',
+      op: 'put',
+      opId: pushed.results[0]!.opId,
+      payload: expect.objectContaining({ data: 'first' }),
+      userId: u.id,
+    });
     expect(entries[2]).toMatchObject({ op: 'delete', payload: null });
     const date = utcDate(Date.now() - 2 * HOUR);
     const manifest = parseJsonl<ManifestEntry>(await (await env.BLOBS.get(manifestKey(u.workspaceId, date)))!.text());
@@ -43,12 +57,19 @@ describe('history archive', () => {
     expect(manifest[0]).toMatchObject({ first: 1, last: 3, count: 3 });
     expect(await (await env.BLOBS.get(latestKey(u.workspaceId)))!.json()).toMatchObject({ lastArchivedVersion: 3 });
     // The live log is gone, the history is not; the state still pulls (a diff of the rows).
-    expect((await pull(u, u.workspaceId, 0)).changes.map((c: any) => [c.pk, c.op])).toEqual([['b', 'put'], ['a', 'delete']]);
+    expect((await pull(u, u.workspaceId, 0)).changes.map((c: any) => [c.pk, c.op])).toEqual([
+      ['b', 'put'],
+      ['a', 'delete'],
+    ]);
   });
 
   it('splits rows of different days into one segment per day', async () => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, Array.from({ length: 4 }, (_, i) => op('messages', `m${i}`, message(`m${i}`))));
+    await pushOk(
+      u,
+      u.workspaceId,
+      Array.from({ length: 4 }, (_, i) => op('messages', `m${i}`, message(`m${i}`))),
+    );
     await ageLog(u.workspaceId, 3 * 24 * HOUR, 2);
     await ageLog(u.workspaceId, 2 * HOUR);
     await gcLog(u);
@@ -76,16 +97,27 @@ describe('history archive', () => {
   it('is idempotent: a retried write produces the same object and no second manifest line', async () => {
     const workspaceId = crypto.randomUUID();
     const now = Date.now();
-    const rows: ArchivedEntry[] = [1, 2].map((v) => ({ serverVersion: v, opId: `op-${v}`, tableName: 'kv', pk: `k${v}`, op: 'put', payload: { v }, clock: 1, hlc: 'h', deviceId: 'd', userId: 'u', fingerprint: 'f', createdAt: now }));
+    const rows: ArchivedEntry[] = [1, 2].map((v) => ({
+      serverVersion: v,
+      opId: `op-${v}`,
+      tableName: 'kv',
+      pk: `k${v}`,
+      op: 'put',
+      payload: { v },
+      clock: 1,
+      hlc: 'h',
+      deviceId: 'd',
+      userId: 'u',
+      fingerprint: 'f',
+      createdAt: now,
+    }));
     await archiveRows(env.BLOBS, workspaceId, rows);
     const first = await (await env.BLOBS.get(`archive/v1/ws=${workspaceId}/date=${utcDate(now)}/seq=1-2.jsonl`))!.text();
     await archiveRows(env.BLOBS, workspaceId, rows);
     const listed = await env.BLOBS.list({ prefix: archivePrefix(workspaceId) });
-    expect(listed.objects.map((o) => o.key).sort()).toEqual([
-      `archive/v1/ws=${workspaceId}/date=${utcDate(now)}/seq=1-2.jsonl`,
-      latestKey(workspaceId),
-      manifestKey(workspaceId, utcDate(now)),
-    ].sort());
+    expect(listed.objects.map((o) => o.key).sort()).toEqual(
+      [`archive/v1/ws=${workspaceId}/date=${utcDate(now)}/seq=1-2.jsonl`, latestKey(workspaceId), manifestKey(workspaceId, utcDate(now))].sort(),
+    );
     expect(await (await env.BLOBS.get(`archive/v1/ws=${workspaceId}/date=${utcDate(now)}/seq=1-2.jsonl`))!.text()).toBe(first);
     expect(parseJsonl(await (await env.BLOBS.get(manifestKey(workspaceId, utcDate(now))))!.text())).toHaveLength(1);
   });

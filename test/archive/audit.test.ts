@@ -29,8 +29,7 @@ async function eventually(admin: SignedIn, match: (e: AuditRecord) => boolean, q
   throw new Error('audit event never arrived');
 }
 
-const signIn = (email: string, password: string) =>
-  call('POST', '/api/basic-auth/sign-in', { 'cf-connecting-ip': randomIp() }, { email, password });
+const signIn = (email: string, password: string) => call('POST', '/api/basic-auth/sign-in', { 'cf-connecting-ip': randomIp() }, { email, password });
 
 describe('audit log persistence', () => {
   it('persists sign-in success and failure and reads them back, with no secrets in the record', async () => {
@@ -102,7 +101,8 @@ describe('audit log persistence', () => {
     const denied = await eventually(admin, (e) => e.event === 'workspace.permission_denied' && e.actorId === outsider.id);
     expect(denied[0]).toMatchObject({ workspaceId: u.workspaceId, reason: 'not_member' });
     // Repeated denials of the same thing are persisted once a minute, not once each.
-    for (let i = 0; i < 5; i++) expect((await call('POST', '/api/sync/pull', outsider.headers, { scope: { workspaceId: u.workspaceId }, cursor: 0 })).status).toBe(403);
+    for (let i = 0; i < 5; i++)
+      expect((await call('POST', '/api/sync/pull', outsider.headers, { scope: { workspaceId: u.workspaceId }, cursor: 0 })).status).toBe(403);
     await auditObject().flush();
     expect((await readAudit(admin)).events.filter((e) => e.event === 'workspace.permission_denied' && e.actorId === outsider.id)).toHaveLength(1);
     const granted = await eventually(admin, (e) => e.event === 'admin.admin.granted' && e.targetUserId === outsider.id);
@@ -114,7 +114,15 @@ describe('audit log persistence', () => {
     const member = await signedInUser();
     expect((await call('GET', '/api/admin/audit', member.headers)).status).toBe(403);
     expect((await call('GET', '/api/admin/audit', {})).status).toBe(401);
-    for (const query of ['?from=2026-03-05&to=2026-03-01', '?from=2026-01-01&to=2026-03-01', '?from=2026-02-30', '?from=yesterday', '?limit=0', '?limit=99999', '?bogus=1']) {
+    for (const query of [
+      '?from=2026-03-05&to=2026-03-01',
+      '?from=2026-01-01&to=2026-03-01',
+      '?from=2026-02-30',
+      '?from=yesterday',
+      '?limit=0',
+      '?limit=99999',
+      '?bogus=1',
+    ]) {
       const res = await call('GET', `/api/admin/audit${query}`, admin.headers);
       expect(res.status, query).toBe(400);
       expect(await res.json()).toMatchObject({ error: 'invalid_query' });
@@ -160,7 +168,11 @@ describe('point-in-time restore route', () => {
     }
     expect((await call('POST', path('no-such-workspace'), intent(admin), { at: hourAgo(), confirm: 'no-such-workspace' })).status).toBe(404);
     // Local dev must never rewind anything.
-    const dev = await apiWithEnv({ ENVIRONMENT: 'development' }, path(ws), { method: 'POST', headers: { ...intent(admin), 'content-type': 'application/json' }, body: JSON.stringify({ at: hourAgo(), confirm: ws }) });
+    const dev = await apiWithEnv({ ENVIRONMENT: 'development' }, path(ws), {
+      method: 'POST',
+      headers: { ...intent(admin), 'content-type': 'application/json' },
+      body: JSON.stringify({ at: hourAgo(), confirm: ws }),
+    });
     expect(dev.status).toBe(409);
     expect(await dev.json()).toMatchObject({ error: 'pitr_unavailable' });
     // Local workerd has no bookmarks: a clear 501, and the workspace is untouched.

@@ -14,10 +14,21 @@ const parse = async (res: Response) =>
 describe('GET /api/workspaces/:id/export', () => {
   it('streams archived then live history, each version once and in order, then the current state', async () => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, [op('messages', 'a', message('a')), op('messages', 'b', message('b')), op('messages', 'a', undefined, { operation: 'delete', clock: 2 })]);
-    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec('UPDATE change_log SET created_at = created_at - 7200000'));
-    expect(await (await call('POST', '/api/sync/gc-change-log', u.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 })).json()).toEqual({ deletedCount: 3 });
-    await pushOk(u, u.workspaceId, [op('messages', 'c', message('c')), op('notifications', 'n1', { id: 'n1', user_id: u.id, type: 't', title: 'T', deleted: false, created_at: 1, updated_at: 1, clock: 1 })]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'a', message('a')),
+      op('messages', 'b', message('b')),
+      op('messages', 'a', undefined, { operation: 'delete', clock: 2 }),
+    ]);
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) =>
+      state.storage.sql.exec('UPDATE change_log SET created_at = created_at - 7200000'),
+    );
+    expect(await (await call('POST', '/api/sync/gc-change-log', u.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 })).json()).toEqual({
+      deletedCount: 3,
+    });
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'c', message('c')),
+      op('notifications', 'n1', { id: 'n1', user_id: u.id, type: 't', title: 'T', deleted: false, created_at: 1, updated_at: 1, clock: 1 }),
+    ]);
 
     const res = await call('GET', `/api/workspaces/${u.workspaceId}/export`, u.headers);
     expect(res.status).toBe(200);
@@ -32,11 +43,13 @@ describe('GET /api/workspaces/:id/export', () => {
     expect(lines.at(-1)).toEqual({ type: 'end', changes: 5, items: state.length });
   });
 
-  it('leaves out other users\' notifications', async () => {
+  it("leaves out other users' notifications", async () => {
     const u = await syncUser();
     const other = await signedInUser();
     await upsertMember(env.DB, u.workspaceId, other.id, 'editor');
-    await pushOk(other, u.workspaceId, [op('notifications', 'theirs', { id: 'theirs', user_id: other.id, type: 't', title: 'T', deleted: false, created_at: 1, updated_at: 1, clock: 1 })]);
+    await pushOk(other, u.workspaceId, [
+      op('notifications', 'theirs', { id: 'theirs', user_id: other.id, type: 't', title: 'T', deleted: false, created_at: 1, updated_at: 1, clock: 1 }),
+    ]);
     await pushOk(u, u.workspaceId, [op('messages', 'm', message('m'))]);
     const lines = await parse(await call('GET', `/api/workspaces/${u.workspaceId}/export`, u.headers));
     expect(lines.filter((l) => l.type === 'change').map((c) => c.pk)).toEqual(['m']);

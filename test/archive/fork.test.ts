@@ -20,7 +20,9 @@ describe('POST /api/admin/workspaces/:id/fork', () => {
     ]);
     const atThree = (await snapshotAll(u, u.workspaceId, 100)).items;
     // Archive versions 1..3 through GC, then keep writing.
-    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec('UPDATE change_log SET created_at = created_at - 7200000'));
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) =>
+      state.storage.sql.exec('UPDATE change_log SET created_at = created_at - 7200000'),
+    );
     await call('POST', '/api/sync/gc-change-log', u.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 });
     await pushOk(u, u.workspaceId, [
       op('messages', 'm1', message('m1', { data: 'v2' }), { clock: 2 }),
@@ -68,7 +70,9 @@ describe('POST /api/admin/workspaces/:id/fork', () => {
     const admin = await signedInUser({ isAdmin: true });
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'))]);
     const deep = '{"a":'.repeat(2_000) + '1' + '}'.repeat(2_000);
-    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec("UPDATE change_log SET payload = ? WHERE pk = 'm1'", deep));
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) =>
+      state.storage.sql.exec("UPDATE change_log SET payload = ? WHERE pk = 'm1'", deep),
+    );
     const res = await fork(admin, u.workspaceId);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ imported: 1 });
@@ -79,7 +83,9 @@ describe('POST /api/admin/workspaces/:id/fork', () => {
     const admin = await signedInUser({ isAdmin: true });
     await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1')), op('messages', 'm1', message('m1'))]);
     // A history entry that cannot be read back (damaged storage): the replay stops midway.
-    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec("UPDATE change_log SET payload = '{not json' WHERE pk = 'm1'"));
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) =>
+      state.storage.sql.exec("UPDATE change_log SET payload = '{not json' WHERE pk = 'm1'"),
+    );
     const before = await env.DB.prepare('SELECT count(*) AS n FROM workspaces').first<{ n: number }>();
     const res = await fork(admin, u.workspaceId, { name: 'Doomed fork' });
     expect(res.status).toBe(422);

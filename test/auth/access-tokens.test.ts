@@ -23,7 +23,11 @@ async function refused(token: string) {
 }
 
 /** A token like ours, with overridable header and claims, signed with `signKey` (default: ours). */
-async function forge(user: { id: string }, sid: string, opts: { header?: Record<string, unknown>; claims?: Record<string, unknown>; signKey?: Uint8Array; omit?: string[] } = {}) {
+async function forge(
+  user: { id: string },
+  sid: string,
+  opts: { header?: Record<string, unknown>; claims?: Record<string, unknown>; signKey?: Uint8Array; omit?: string[] } = {},
+) {
   const now = Math.floor(Date.now() / 1000);
   const claims: Record<string, unknown> = { iss: ACCESS_ISSUER, aud: ACCESS_AUDIENCE, sub: user.id, sid, ver: 0, iat: now, exp: now + 900, ...opts.claims };
   for (const k of opts.omit ?? []) delete claims[k];
@@ -41,7 +45,10 @@ describe('access tokens', () => {
 
   it('refuses alg "none", with and without a signature', async () => {
     const user = await signedInUser();
-    const unsigned = new UnsecuredJWT({ sub: user.id, sid: sidOf(user.accessToken), ver: 0, iss: ACCESS_ISSUER, aud: ACCESS_AUDIENCE }).setIssuedAt().setExpirationTime('15m').encode();
+    const unsigned = new UnsecuredJWT({ sub: user.id, sid: sidOf(user.accessToken), ver: 0, iss: ACCESS_ISSUER, aud: ACCESS_AUDIENCE })
+      .setIssuedAt()
+      .setExpirationTime('15m')
+      .encode();
     await refused(unsigned);
     await refused(unsigned + base64url.encode('signature'));
   });
@@ -61,7 +68,11 @@ describe('access tokens', () => {
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({ sid: sidOf(user.accessToken), ver: 0 })
       .setProtectedHeader({ alg: 'RS384', typ: 'at+jwt', kid: await kidOf(SECRET) })
-      .setIssuer(ACCESS_ISSUER).setAudience(ACCESS_AUDIENCE).setSubject(user.id).setIssuedAt(now).setExpirationTime(now + 900)
+      .setIssuer(ACCESS_ISSUER)
+      .setAudience(ACCESS_AUDIENCE)
+      .setSubject(user.id)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 900)
       .sign(privateKey);
     await refused(token);
     await refused(await forge(user, sidOf(user.accessToken), { header: { alg: 'HS512' }, signKey: key }).catch(() => 'x.y.z'));
@@ -94,11 +105,15 @@ describe('access tokens', () => {
     const now = Math.floor(Date.now() / 1000);
     await refused(await forge(user, sid, { claims: { iat: now, exp: now + 10 * 365 * 86400 } }));
     await refused(await forge(user, sid, { claims: { iat: now, exp: now + 900 + 61 } }));
-    expect((await call('GET', '/api/workspaces', { authorization: `Bearer ${await forge(user, sid, { claims: { iat: now, exp: now + 900 + 60 } })}` })).status).toBe(200);
+    expect(
+      (await call('GET', '/api/workspaces', { authorization: `Bearer ${await forge(user, sid, { claims: { iat: now, exp: now + 900 + 60 } })}` })).status,
+    ).toBe(200);
     // The bound follows the configured TTL.
     const hour = await forge(user, sid, { claims: { iat: now, exp: now + 3600 } });
     expect((await call('GET', '/api/workspaces', { authorization: `Bearer ${hour}` })).status).toBe(401);
-    expect((await apiWithEnv({ OR3_BASIC_AUTH_ACCESS_TTL_SECONDS: '3600' }, '/api/workspaces', { headers: { authorization: `Bearer ${hour}` } })).status).toBe(200);
+    expect((await apiWithEnv({ OR3_BASIC_AUTH_ACCESS_TTL_SECONDS: '3600' }, '/api/workspaces', { headers: { authorization: `Bearer ${hour}` } })).status).toBe(
+      200,
+    );
   });
 
   it('refuses a wrong or missing audience and a wrong issuer', async () => {
@@ -137,11 +152,16 @@ describe('access tokens', () => {
 
   it('refuses a token with an old version after a password change', async () => {
     const user = await signedInUser();
-    const res = await call('POST', '/api/basic-auth/change-password', { ...user.headers, 'x-or3-token-transport': 'bearer' }, {
-      currentPassword: PASSWORD,
-      newPassword: 'a brand new password',
-      confirmNewPassword: 'a brand new password',
-    });
+    const res = await call(
+      'POST',
+      '/api/basic-auth/change-password',
+      { ...user.headers, 'x-or3-token-transport': 'bearer' },
+      {
+        currentPassword: PASSWORD,
+        newPassword: 'a brand new password',
+        confirmNewPassword: 'a brand new password',
+      },
+    );
     expect(res.status).toBe(200);
     await refused(user.accessToken);
     const { accessToken } = await res.json<{ accessToken: string }>();

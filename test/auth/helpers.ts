@@ -21,7 +21,12 @@ export const uniqueEmail = (tag = 'user') => `${tag}-${crypto.randomUUID().slice
 export async function makeUser(opts: { email?: string; isAdmin?: boolean; displayName?: string } = {}) {
   const email = opts.email ?? uniqueEmail();
   passwordHash ??= hashPassword(PASSWORD);
-  const id = await createPasswordUser(env.DB, { email, passwordHash: await passwordHash, isAdmin: opts.isAdmin ?? false, displayName: opts.displayName ?? null });
+  const id = await createPasswordUser(env.DB, {
+    email,
+    passwordHash: await passwordHash,
+    isAdmin: opts.isAdmin ?? false,
+    displayName: opts.displayName ?? null,
+  });
   if (!id) throw new Error(`user ${email} exists`);
   return { id, email };
 }

@@ -48,7 +48,12 @@ describe('per-account login backoff (D1)', () => {
 
 describe('change-password has its own counter (SECURITY.md §38)', () => {
   const changePassword = (user: { headers: Record<string, string> }, currentPassword: string, next = 'a brand new password') =>
-    call('POST', '/api/basic-auth/change-password', { ...user.headers, 'x-or3-token-transport': 'bearer' }, { currentPassword, newPassword: next, confirmNewPassword: next });
+    call(
+      'POST',
+      '/api/basic-auth/change-password',
+      { ...user.headers, 'x-or3-token-transport': 'bearer' },
+      { currentPassword, newPassword: next, confirmNewPassword: next },
+    );
 
   /** Someone else failing to sign in as `email` until the account is in backoff. */
   async function lockSignIn(email: string) {
@@ -68,7 +73,7 @@ describe('change-password has its own counter (SECURITY.md §38)', () => {
     expect((await changePassword(owner, PASSWORD)).status).toBe(200);
   });
 
-  it("wrong current passwords back off change-password for that user only, and leave sign-in alone", async () => {
+  it('wrong current passwords back off change-password for that user only, and leave sign-in alone', async () => {
     const owner = await signedInUser();
     for (let i = 0; i < LOGIN_BACKOFF.freeFailures; i++) expect((await changePassword(owner, 'not my password')).status).toBe(400);
     const blocked = await changePassword(owner, PASSWORD);

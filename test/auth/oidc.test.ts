@@ -27,9 +27,27 @@ beforeAll(async () => {
 });
 
 async function token(
-  opts: { sub?: string; iss?: string; aud?: string; azp?: string | null; exp?: number; iat?: number | null; key?: CryptoKey; alg?: string; kid?: string; email?: string; extra?: Record<string, unknown> } = {},
+  opts: {
+    sub?: string;
+    iss?: string;
+    aud?: string;
+    azp?: string | null;
+    exp?: number;
+    iat?: number | null;
+    key?: CryptoKey;
+    alg?: string;
+    kid?: string;
+    email?: string;
+    extra?: Record<string, unknown>;
+  } = {},
 ) {
-  const claims: Record<string, unknown> = { email: opts.email ?? 'fed@example.com', email_verified: true, name: 'Fed User', repository_owner_id: 42, ...opts.extra };
+  const claims: Record<string, unknown> = {
+    email: opts.email ?? 'fed@example.com',
+    email_verified: true,
+    name: 'Fed User',
+    repository_owner_id: 42,
+    ...opts.extra,
+  };
   if (opts.azp !== null) claims.azp = opts.azp ?? 'https://app.example.com';
   const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: opts.alg ?? 'RS256', kid: opts.kid ?? 'k1' })
@@ -48,7 +66,13 @@ describe('federated identity (OIDC)', () => {
   it('signs in a configured provider user, provisioning user and workspace', async () => {
     const sub = `user_${crypto.randomUUID()}`;
     const { session: s } = await session(await token({ sub }));
-    expect(s).toMatchObject({ authenticated: true, provider: 'clerk', providerUserId: sub, user: { email: 'fed@example.com', displayName: 'Fed User' }, role: 'owner' });
+    expect(s).toMatchObject({
+      authenticated: true,
+      provider: 'clerk',
+      providerUserId: sub,
+      user: { email: 'fed@example.com', displayName: 'Fed User' },
+      role: 'owner',
+    });
     expect(s.workspace.name).toBe('My Workspace');
     const again = await session(await token({ sub }));
     expect(again.session.user.id).toBe(s.user.id);
@@ -86,7 +110,11 @@ describe('federated identity (OIDC)', () => {
     const jwk = JSON.parse(vars.OR3_AUTH_OIDC_PROVIDERS!)[0].jwks.keys[0];
     const hs = await new SignJWT({ azp: 'https://app.example.com' })
       .setProtectedHeader({ alg: 'HS256', kid: 'k1' })
-      .setIssuer(ISSUER).setAudience('or3').setSubject('attacker').setIssuedAt().setExpirationTime('5m')
+      .setIssuer(ISSUER)
+      .setAudience('or3')
+      .setSubject('attacker')
+      .setIssuedAt()
+      .setExpirationTime('5m')
       .sign(new TextEncoder().encode(JSON.stringify(jwk)));
     expect((await session(hs)).session).toBeNull();
   });
@@ -115,7 +143,8 @@ describe('federated identity (OIDC)', () => {
   });
 
   it('enforces exact claim values (GitHub repository owner), numbers compared as strings', async () => {
-    const github = (owner: unknown) => token({ iss: OTHER_ISSUER, aud: 'or3-ci', key: otherKey, alg: 'ES256', kid: 'g1', extra: { repository_owner_id: owner } });
+    const github = (owner: unknown) =>
+      token({ iss: OTHER_ISSUER, aud: 'or3-ci', key: otherKey, alg: 'ES256', kid: 'g1', extra: { repository_owner_id: owner } });
     expect((await session(await github(42))).session?.provider).toBe('github');
     expect((await session(await github('42'))).session?.provider).toBe('github');
     expect((await session(await github(43))).session).toBeNull();

@@ -38,7 +38,9 @@ describe('POST /api/basic-auth/refresh', () => {
     const results = await Promise.all([refresh(user.refreshToken), refresh(user.refreshToken)]);
     const tokens = await Promise.all(results.map(async (r) => (r.status === 200 ? (await r.json<{ refreshToken: string }>()).refreshToken : null)));
     expect(tokens[0]).toBe(tokens[1]);
-    const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE user_id = ? AND parent_id IS NOT NULL').bind(user.id).first<{ n: number }>())!;
+    const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE user_id = ? AND parent_id IS NOT NULL')
+      .bind(user.id)
+      .first<{ n: number }>())!;
     expect(n).toBe(1);
   });
 
@@ -46,7 +48,11 @@ describe('POST /api/basic-auth/refresh', () => {
     const user = await signedInUser();
     const noGrace = { OR3_BASIC_AUTH_ROTATION_GRACE_MS: '0' };
     const rotate = (token: string) =>
-      apiWithEnv(noGrace, '/api/basic-auth/refresh', { method: 'POST', headers: { 'content-type': 'application/json', ...bearer }, body: JSON.stringify({ refreshToken: token }) });
+      apiWithEnv(noGrace, '/api/basic-auth/refresh', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer },
+        body: JSON.stringify({ refreshToken: token }),
+      });
     const child = await (await rotate(user.refreshToken)).json<{ refreshToken: string; accessToken: string }>();
     await new Promise((r) => setTimeout(r, 5));
     const replay = await rotate(user.refreshToken);
@@ -70,11 +76,20 @@ describe('POST /api/basic-auth/refresh', () => {
     expect((await refresh(user.refreshToken)).status).toBe(401);
 
     const other = await signedInUser();
-    await env.DB.prepare('UPDATE refresh_tokens SET expires_at = ? WHERE user_id = ?').bind(Date.now() - 1, other.id).run();
+    await env.DB.prepare('UPDATE refresh_tokens SET expires_at = ? WHERE user_id = ?')
+      .bind(Date.now() - 1, other.id)
+      .run();
     expect((await refresh(other.refreshToken)).status).toBe(401);
 
     const [id, secret] = (await signedInUser()).refreshToken.split('.') as [string, string];
-    for (const garbled of ['', 'x', `${id}.`, `${id}.${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`, `${crypto.randomUUID()}.${secret}`, `${id}.${secret}.extra`]) {
+    for (const garbled of [
+      '',
+      'x',
+      `${id}.`,
+      `${id}.${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`,
+      `${crypto.randomUUID()}.${secret}`,
+      `${id}.${secret}.extra`,
+    ]) {
       expect((await refresh(garbled)).status, garbled).toBe(401);
     }
   });
@@ -139,7 +154,10 @@ describe('refresh across a JWT secret rotation', () => {
   it('a retry inside the grace window still gets the same child after the secret rotated', async () => {
     const user = await signedInUser();
     const first = await (await refresh(user.refreshToken)).json<{ refreshToken: string }>();
-    const rotated = { OR3_BASIC_AUTH_JWT_SECRET: 'rotated-secret-0123456789abcdef0123456789abcdef', OR3_BASIC_AUTH_JWT_SECRET_PREVIOUS: env.OR3_BASIC_AUTH_JWT_SECRET };
+    const rotated = {
+      OR3_BASIC_AUTH_JWT_SECRET: 'rotated-secret-0123456789abcdef0123456789abcdef',
+      OR3_BASIC_AUTH_JWT_SECRET_PREVIOUS: env.OR3_BASIC_AUTH_JWT_SECRET,
+    };
     const retry = await apiWithEnv(rotated, '/api/basic-auth/refresh', {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...bearer },

@@ -40,7 +40,9 @@ describe('POST /api/basic-auth/register', () => {
   it('invite mode needs a valid invite, joins its workspace with its role, and the invite is single-use', async () => {
     const owner = await signedInUser();
     const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Team' })).json<{ id: string }>();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'editor' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'editor' })
+    ).json<{ inviteToken: string }>();
     const invite = { OR3_BASIC_AUTH_REGISTRATION: 'invite' };
 
     expect((await register(body(uniqueEmail()), invite)).status).toBe(403);
@@ -59,8 +61,12 @@ describe('POST /api/basic-auth/register', () => {
   it('an expired invite is refused', async () => {
     const owner = await signedInUser();
     const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Old' })).json<{ id: string }>();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer', expiresInSeconds: 60 })).json<{ inviteToken: string }>();
-    await env.DB.prepare('UPDATE invites SET expires_at = ? WHERE workspace_id = ?').bind(Date.now() - 1, workspaceId).run();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer', expiresInSeconds: 60 })
+    ).json<{ inviteToken: string }>();
+    await env.DB.prepare('UPDATE invites SET expires_at = ? WHERE workspace_id = ?')
+      .bind(Date.now() - 1, workspaceId)
+      .run();
     expect((await register(body(uniqueEmail(), { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' })).status).toBe(403);
   });
 
@@ -91,12 +97,14 @@ describe('POST /api/basic-auth/change-password', () => {
 
   it('requires the current password and a valid new one', async () => {
     const user = await signedInUser();
-    expect((await change(user.headers, { currentPassword: 'wrong password!!', newPassword: 'new password 123', confirmNewPassword: 'new password 123' })).status).toBe(400);
+    expect(
+      (await change(user.headers, { currentPassword: 'wrong password!!', newPassword: 'new password 123', confirmNewPassword: 'new password 123' })).status,
+    ).toBe(400);
     expect((await change(user.headers, { currentPassword: PASSWORD, newPassword: 'short', confirmNewPassword: 'short' })).status).toBe(400);
     expect((await change({}, { currentPassword: PASSWORD, newPassword: 'new password 123', confirmNewPassword: 'new password 123' })).status).toBe(401);
   });
 
-  it('two concurrent changes: one wins, the other is told to sign in again, and the winner\'s token works', async () => {
+  it("two concurrent changes: one wins, the other is told to sign in again, and the winner's token works", async () => {
     const user = await signedInUser();
     const headers = { ...user.headers, 'x-or3-token-transport': 'bearer' };
     const [a, b] = await Promise.all([
@@ -132,19 +140,25 @@ describe('invite races', () => {
   it('one invite creates at most one account, even under concurrent registrations', async () => {
     const owner = await signedInUser();
     const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Race' })).json<{ id: string }>();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })
+    ).json<{ inviteToken: string }>();
     const emails = Array.from({ length: 5 }, () => uniqueEmail('racer'));
     const results = await Promise.all(emails.map((email) => register(body(email, { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' })));
     expect(results.filter((r) => r.status === 200)).toHaveLength(1);
     const placeholders = emails.map(() => '?').join(',');
-    const { n } = (await env.DB.prepare(`SELECT count(*) AS n FROM users WHERE email IN (${placeholders})`).bind(...emails).first<{ n: number }>())!;
+    const { n } = (await env.DB.prepare(`SELECT count(*) AS n FROM users WHERE email IN (${placeholders})`)
+      .bind(...emails)
+      .first<{ n: number }>())!;
     expect(n).toBe(1);
   });
 
   it('an invite to a deleted workspace creates no account', async () => {
     const owner = await signedInUser();
     const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Gone' })).json<{ id: string }>();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })
+    ).json<{ inviteToken: string }>();
     await call('DELETE', `/api/workspaces/${workspaceId}`, owner.headers);
     const email = uniqueEmail('late');
     expect((await register(body(email, { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' })).status).toBe(403);
@@ -154,7 +168,9 @@ describe('invite races', () => {
   it('an existing email does not burn the invite', async () => {
     const owner = await signedInUser();
     const { id: workspaceId } = await (await call('POST', '/api/workspaces', owner.headers, { name: 'Kept' })).json<{ id: string }>();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${workspaceId}/invites`, owner.headers, { role: 'viewer' })
+    ).json<{ inviteToken: string }>();
     const res = await register(body(owner.email, { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' });
     expect(res.status).toBe(200);
     expect((await register(body(uniqueEmail(), { inviteToken }), { OR3_BASIC_AUTH_REGISTRATION: 'invite' })).status).toBe(200);

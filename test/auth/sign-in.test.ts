@@ -138,7 +138,8 @@ describe('POST /api/basic-auth/sign-in', () => {
     const b64 = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
     const legacy = `$scrypt$v=1$ln=10,r=8,p=1$${b64(salt)}$${b64(key)}`;
     const id = await createPasswordUser(env.DB, { email, passwordHash: legacy });
-    const stored = async () => (await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?').bind(id).first<{ password_hash: string }>())!.password_hash;
+    const stored = async () =>
+      (await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?').bind(id).first<{ password_hash: string }>())!.password_hash;
 
     expect((await signIn({ email, password: 'wrong password at first' })).status).toBe(401);
     expect(await stored()).toBe(legacy);

@@ -46,7 +46,12 @@ describe('transparent refresh from the or3_refresh cookie', () => {
   it('serves an expired access cookie the same way', async () => {
     const user = await cookieUser();
     const claims = JSON.parse(atob(user.access.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')));
-    const { token: expired } = await signAccessToken(await signingKeys(TEST_JWT_SECRET), { sub: claims.sub, sid: claims.sid, ver: claims.ver }, 60, Date.now() - 3600_000);
+    const { token: expired } = await signAccessToken(
+      await signingKeys(TEST_JWT_SECRET),
+      { sub: claims.sub, sid: claims.sid, ver: claims.ver },
+      60,
+      Date.now() - 3600_000,
+    );
     expect((await pullWith(`or3_access=${expired}`, user.workspaceId)).status).toBe(401);
     const res = await pullWith(`or3_access=${expired}; or3_refresh=${user.refresh}`, user.workspaceId);
     expect(res.status).toBe(200);
@@ -84,7 +89,11 @@ describe('transparent refresh from the or3_refresh cookie', () => {
     const user = await cookieUser();
     const noGrace = { OR3_BASIC_AUTH_ROTATION_GRACE_MS: '0' };
     const pullNoGrace = (cookie: string) =>
-      apiWithEnv(noGrace, '/api/sync/pull', { method: 'POST', headers: { 'content-type': 'application/json', cookie }, body: JSON.stringify({ scope: { workspaceId: user.workspaceId }, cursor: 0 }) });
+      apiWithEnv(noGrace, '/api/sync/pull', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie },
+        body: JSON.stringify({ scope: { workspaceId: user.workspaceId }, cursor: 0 }),
+      });
     const first = await pullNoGrace(`or3_refresh=${user.refresh}`);
     expect(first.status).toBe(200);
     const child = cookiesOf(first);

@@ -22,7 +22,13 @@ type Auth = { headers: Record<string, string> };
 
 export async function presignUpload(user: Auth, workspaceId: string, bytes: Uint8Array, mime = 'image/png', extra: Record<string, unknown> = {}) {
   const hash = await sha256(bytes);
-  const res = await call('POST', '/api/storage/presign-upload', user.headers, { workspace_id: workspaceId, hash, mime_type: mime, size_bytes: bytes.byteLength, ...extra });
+  const res = await call('POST', '/api/storage/presign-upload', user.headers, {
+    workspace_id: workspaceId,
+    hash,
+    mime_type: mime,
+    size_bytes: bytes.byteLength,
+    ...extra,
+  });
   return { res, hash, body: res.status === 200 ? await res.clone().json<any>() : null };
 }
 
@@ -32,7 +38,15 @@ export function put(url: string, bytes: Uint8Array, headers: Record<string, stri
 
 export function commit(user: Auth, workspaceId: string, hash: string, storageId: string, size: number, extra: Record<string, unknown> = {}) {
   return call('POST', '/api/storage/commit', user.headers, {
-    workspace_id: workspaceId, hash, storage_id: storageId, storage_provider_id: 'r2', mime_type: 'image/png', size_bytes: size, name: 'file.png', kind: 'image', ...extra,
+    workspace_id: workspaceId,
+    hash,
+    storage_id: storageId,
+    storage_provider_id: 'r2',
+    mime_type: 'image/png',
+    size_bytes: size,
+    name: 'file.png',
+    kind: 'image',
+    ...extra,
   });
 }
 

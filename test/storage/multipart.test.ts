@@ -12,7 +12,13 @@ describe('multipart uploads (large files)', () => {
     const u = await syncUser();
     const bytes = randomBytes(11 * MiB);
     const hash = await sha256(bytes);
-    const created = await call('POST', '/api/storage/multipart/create', u.headers, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: bytes.byteLength, part_size_bytes: 5 * MiB });
+    const created = await call('POST', '/api/storage/multipart/create', u.headers, {
+      workspace_id: u.workspaceId,
+      hash,
+      mime_type: 'application/pdf',
+      size_bytes: bytes.byteLength,
+      part_size_bytes: 5 * MiB,
+    });
     expect(created.status).toBe(200);
     const plan = await created.json<any>();
     expect(plan).toMatchObject({ alreadyPresent: false, partSize: 5 * MiB, partCount: 3 });
@@ -38,13 +44,27 @@ describe('multipart uploads (large files)', () => {
     expect(interrupted === null || interrupted.status >= 400).toBe(true);
 
     // Later (URLs may have expired): ask for fresh URLs for the missing parts and carry on.
-    const fresh = await (await call('POST', '/api/storage/multipart/urls', u.headers, { workspace_id: u.workspaceId, hash, size_bytes: bytes.byteLength, part_size_bytes: 5 * MiB, upload_id: plan.uploadId, part_numbers: [2, 3] })).json<any>();
+    const fresh = await (
+      await call('POST', '/api/storage/multipart/urls', u.headers, {
+        workspace_id: u.workspaceId,
+        hash,
+        size_bytes: bytes.byteLength,
+        part_size_bytes: 5 * MiB,
+        upload_id: plan.uploadId,
+        part_numbers: [2, 3],
+      })
+    ).json<any>();
     for (const part of fresh.parts) {
       const res = await putPart(part.url, slice(part.partNumber), part.size);
       expect(res.status).toBe(200);
       etags.push(await res.json());
     }
-    const done = await call('POST', '/api/storage/multipart/complete', u.headers, { workspace_id: u.workspaceId, hash, upload_id: plan.uploadId, parts: etags });
+    const done = await call('POST', '/api/storage/multipart/complete', u.headers, {
+      workspace_id: u.workspaceId,
+      hash,
+      upload_id: plan.uploadId,
+      parts: etags,
+    });
     expect(await done.json()).toEqual({ ok: true, storageId: plan.storageId, alreadyPresent: false });
     expect((await commit(u, u.workspaceId, hash, plan.storageId, bytes.byteLength, { mime_type: 'application/pdf', kind: 'pdf' })).status).toBe(200);
 
@@ -58,16 +78,31 @@ describe('multipart uploads (large files)', () => {
     const u = await syncUser();
     const bytes = randomBytes(6 * MiB);
     const claimed = await sha256(randomBytes(16));
-    const plan = await (await call('POST', '/api/storage/multipart/create', u.headers, { workspace_id: u.workspaceId, hash: claimed, mime_type: 'application/pdf', size_bytes: bytes.byteLength, part_size_bytes: 5 * MiB })).json<any>();
+    const plan = await (
+      await call('POST', '/api/storage/multipart/create', u.headers, {
+        workspace_id: u.workspaceId,
+        hash: claimed,
+        mime_type: 'application/pdf',
+        size_bytes: bytes.byteLength,
+        part_size_bytes: 5 * MiB,
+      })
+    ).json<any>();
     const moved = new URL(plan.parts[0].url);
     moved.pathname = moved.pathname.replace(/parts\/1$/, 'parts/2');
-    expect((await fetchUrl(moved.toString(), { method: 'PUT', headers: { 'content-length': String(5 * MiB) }, body: bytes.subarray(0, 5 * MiB) })).status).toBe(403);
+    expect((await fetchUrl(moved.toString(), { method: 'PUT', headers: { 'content-length': String(5 * MiB) }, body: bytes.subarray(0, 5 * MiB) })).status).toBe(
+      403,
+    );
     const etags = [];
     for (const part of plan.parts) {
       const chunk = bytes.subarray((part.partNumber - 1) * 5 * MiB, (part.partNumber - 1) * 5 * MiB + part.size);
       etags.push(await (await fetchUrl(part.url, { method: 'PUT', headers: { 'content-length': String(part.size) }, body: chunk })).json());
     }
-    const done = await call('POST', '/api/storage/multipart/complete', u.headers, { workspace_id: u.workspaceId, hash: claimed, upload_id: plan.uploadId, parts: etags });
+    const done = await call('POST', '/api/storage/multipart/complete', u.headers, {
+      workspace_id: u.workspaceId,
+      hash: claimed,
+      upload_id: plan.uploadId,
+      parts: etags,
+    });
     expect(done.status).toBe(422);
     expect(await env.BLOBS.head(plan.storageId)).toBeNull();
   });
@@ -98,19 +133,38 @@ describe('multipart uploads (large files)', () => {
     it('refuses /urls for any size but the declared one, and runs the upload policy again there', async () => {
       const u = await syncUser();
       const hash = await sha256(randomBytes(16));
-      const created = await callWith(limit, '/api/storage/multipart/create', u, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: MiB });
+      const created = await callWith(limit, '/api/storage/multipart/create', u, {
+        workspace_id: u.workspaceId,
+        hash,
+        mime_type: 'application/pdf',
+        size_bytes: MiB,
+      });
       expect(created.status).toBe(200);
       const plan = await created.json<any>();
       expect(plan.parts.map((p: any) => p.size)).toEqual([MiB]);
 
       // The attack: resume the 1 MiB upload as a 2 MiB or a 12 MiB one.
-      for (const [size, partSize] of [[2 * MiB, undefined], [12 * MiB, 5 * MiB]] as const) {
-        const res = await callWith(limit, '/api/storage/multipart/urls', u, { workspace_id: u.workspaceId, hash, size_bytes: size, ...(partSize ? { part_size_bytes: partSize } : {}), upload_id: plan.uploadId });
+      for (const [size, partSize] of [
+        [2 * MiB, undefined],
+        [12 * MiB, 5 * MiB],
+      ] as const) {
+        const res = await callWith(limit, '/api/storage/multipart/urls', u, {
+          workspace_id: u.workspaceId,
+          hash,
+          size_bytes: size,
+          ...(partSize ? { part_size_bytes: partSize } : {}),
+          upload_id: plan.uploadId,
+        });
         expect(res.status, `${size}`).toBe(400);
         expect(await res.json()).toMatchObject({ error: 'size_mismatch', message: expect.stringContaining(String(MiB)) });
       }
       // The declared size under a limit that has since been lowered: the policy refuses it.
-      const lower = await callWith({ OR3_MAX_CLOUD_FILE_SIZE_BYTES: String(MiB - 1) }, '/api/storage/multipart/urls', u, { workspace_id: u.workspaceId, hash, size_bytes: MiB, upload_id: plan.uploadId });
+      const lower = await callWith({ OR3_MAX_CLOUD_FILE_SIZE_BYTES: String(MiB - 1) }, '/api/storage/multipart/urls', u, {
+        workspace_id: u.workspaceId,
+        hash,
+        size_bytes: MiB,
+        upload_id: plan.uploadId,
+      });
       expect(lower.status).toBe(413);
       expect(await lower.json()).toMatchObject({ error: 'file_too_large' });
       // An upload id edited to declare another size is not ours.
@@ -129,11 +183,21 @@ describe('multipart uploads (large files)', () => {
       const bytes = randomBytes(2 * MiB);
       const hash = await sha256(bytes);
       const start = async () => {
-        const plan = await (await call('POST', '/api/storage/multipart/create', u.headers, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: bytes.byteLength })).json<any>();
+        const plan = await (
+          await call('POST', '/api/storage/multipart/create', u.headers, {
+            workspace_id: u.workspaceId,
+            hash,
+            mime_type: 'application/pdf',
+            size_bytes: bytes.byteLength,
+          })
+        ).json<any>();
         return { plan, parts: await uploadAll(plan, bytes, plan.partSize) };
       };
       // The limit is lowered (or the quota filled) while the parts are going up.
-      for (const [overrides, code] of [[limit, 'file_too_large'], [{ OR3_STORAGE_WORKSPACE_QUOTA_BYTES: String(MiB) }, 'quota_exceeded']] as const) {
+      for (const [overrides, code] of [
+        [limit, 'file_too_large'],
+        [{ OR3_STORAGE_WORKSPACE_QUOTA_BYTES: String(MiB) }, 'quota_exceeded'],
+      ] as const) {
         const { plan, parts } = await start();
         const done = await callWith(overrides, '/api/storage/multipart/complete', u, { workspace_id: u.workspaceId, hash, upload_id: plan.uploadId, parts });
         expect(done.status, code).toBe(413);
@@ -142,7 +206,10 @@ describe('multipart uploads (large files)', () => {
         // The refused upload is gone; completing it again fails cleanly, without R2's own words.
         const again = await call('POST', '/api/storage/multipart/complete', u.headers, { workspace_id: u.workspaceId, hash, upload_id: plan.uploadId, parts });
         expect(again.status).toBe(400);
-        expect(await again.json()).toEqual({ error: 'multipart_failed', message: 'The upload could not be completed: check the part numbers and etags, or ask /multipart/urls for the missing parts' });
+        expect(await again.json()).toEqual({
+          error: 'multipart_failed',
+          message: 'The upload could not be completed: check the part numbers and etags, or ask /multipart/urls for the missing parts',
+        });
         await nothingStoredOrCharged(u);
       }
     });
@@ -151,9 +218,22 @@ describe('multipart uploads (large files)', () => {
       const u = await syncUser();
       const bytes = randomBytes(6 * MiB);
       const hash = await sha256(bytes);
-      const plan = await (await call('POST', '/api/storage/multipart/create', u.headers, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: bytes.byteLength, part_size_bytes: 5 * MiB })).json<any>();
+      const plan = await (
+        await call('POST', '/api/storage/multipart/create', u.headers, {
+          workspace_id: u.workspaceId,
+          hash,
+          mime_type: 'application/pdf',
+          size_bytes: bytes.byteLength,
+          part_size_bytes: 5 * MiB,
+        })
+      ).json<any>();
       const [first] = await uploadAll({ parts: plan.parts.slice(0, 1) }, bytes, 5 * MiB);
-      const done = await call('POST', '/api/storage/multipart/complete', u.headers, { workspace_id: u.workspaceId, hash, upload_id: plan.uploadId, parts: [first] });
+      const done = await call('POST', '/api/storage/multipart/complete', u.headers, {
+        workspace_id: u.workspaceId,
+        hash,
+        upload_id: plan.uploadId,
+        parts: [first],
+      });
       expect(done.status).toBe(422);
       expect(await done.json()).toMatchObject({ error: 'size_mismatch' });
       await nothingStoredOrCharged(u);
@@ -162,11 +242,16 @@ describe('multipart uploads (large files)', () => {
     it('answers a part upload that R2 refuses with a generic message, never R2 internals', async () => {
       const u = await syncUser();
       const hash = await sha256(randomBytes(16));
-      const plan = await (await call('POST', '/api/storage/multipart/create', u.headers, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: MiB })).json<any>();
+      const plan = await (
+        await call('POST', '/api/storage/multipart/create', u.headers, { workspace_id: u.workspaceId, hash, mime_type: 'application/pdf', size_bytes: MiB })
+      ).json<any>();
       await call('POST', '/api/storage/multipart/abort', u.headers, { workspace_id: u.workspaceId, hash, upload_id: plan.uploadId });
       const res = await fetchUrl(plan.parts[0].url, { method: 'PUT', headers: { 'content-length': String(MiB) }, body: randomBytes(MiB) });
       expect(res.status).toBe(400);
-      expect(await res.json()).toEqual({ error: 'part_upload_failed', message: 'The part was not stored (interrupted, or the upload is gone); retry it with a fresh URL from /multipart/urls' });
+      expect(await res.json()).toEqual({
+        error: 'part_upload_failed',
+        message: 'The part was not stored (interrupted, or the upload is gone); retry it with a fresh URL from /multipart/urls',
+      });
     });
   });
 });

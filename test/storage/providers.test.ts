@@ -8,7 +8,12 @@ import { apiWithEnv } from '../helpers';
 import { syncUser } from '../sync/helpers';
 import { bytesOf, sha256 } from './helpers';
 
-const S3_VARS = { R2_ACCOUNT_ID: 'acct123', R2_ACCESS_KEY_ID: 'AKIDEXAMPLE', R2_SECRET_ACCESS_KEY: 'secret-access-key-example', R2_BUCKET_NAME: 'or3-edge-blobs' };
+const S3_VARS = {
+  R2_ACCOUNT_ID: 'acct123',
+  R2_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+  R2_SECRET_ACCESS_KEY: 'secret-access-key-example',
+  R2_BUCKET_NAME: 'or3-edge-blobs',
+};
 
 function s3Config(): Config {
   const result = parseConfig({ ...(env as unknown as Bindings), ...S3_VARS });
@@ -19,7 +24,17 @@ function s3Config(): Config {
 describe('direct R2 (S3) presigned URLs', () => {
   it('signs a PUT to the account endpoint with length and type as signed headers', async () => {
     const hash = requireHash('sha256:' + 'e'.repeat(64));
-    const input = { workspaceId: 'w1', hash, key: `ws/w1/sha256/${hash.hex}`, mimeType: 'image/png', sizeBytes: 1234, expiresAt: Date.now() + 600_000, disposition: 'inline' as const, origin: 'https://or3.test', config: s3Config() };
+    const input = {
+      workspaceId: 'w1',
+      hash,
+      key: `ws/w1/sha256/${hash.hex}`,
+      mimeType: 'image/png',
+      sizeBytes: 1234,
+      expiresAt: Date.now() + 600_000,
+      disposition: 'inline' as const,
+      origin: 'https://or3.test',
+      config: s3Config(),
+    };
     const provider = r2S3Provider();
     const signed = await provider.presignUpload(input);
     const url = new URL(signed.url);
@@ -55,7 +70,16 @@ describe('direct R2 (S3) presigned URLs', () => {
       apiWithEnv(S3_VARS, '/api/storage/commit', {
         method: 'POST',
         headers: { ...u.headers, 'content-type': 'application/json' },
-        body: JSON.stringify({ workspace_id: u.workspaceId, hash, storage_id: `ws/${u.workspaceId}/sha256/${hash.slice(7)}`, storage_provider_id: 'r2-s3', mime_type: 'image/png', size_bytes: size, name: 'f', kind: 'image' }),
+        body: JSON.stringify({
+          workspace_id: u.workspaceId,
+          hash,
+          storage_id: `ws/${u.workspaceId}/sha256/${hash.slice(7)}`,
+          storage_provider_id: 'r2-s3',
+          mime_type: 'image/png',
+          size_bytes: size,
+          name: 'f',
+          kind: 'image',
+        }),
       });
     const good = bytesOf('bytes written straight to R2');
     const goodHash = await sha256(good);

@@ -16,7 +16,13 @@ describe('upload → commit → download', () => {
     const bytes = randomBytes(70_000);
     const { res, hash, body } = await presignUpload(u, u.workspaceId, bytes);
     expect(res.status).toBe(200);
-    expect(body).toMatchObject({ method: 'PUT', headers: { 'content-type': 'image/png' }, storageId: `ws/${u.workspaceId}/sha256/${hash.slice(7)}`, storageProviderId: 'r2', alreadyPresent: false });
+    expect(body).toMatchObject({
+      method: 'PUT',
+      headers: { 'content-type': 'image/png' },
+      storageId: `ws/${u.workspaceId}/sha256/${hash.slice(7)}`,
+      storageProviderId: 'r2',
+      alreadyPresent: false,
+    });
     expect(body.url).toMatch(/^https:\/\/or3\.test\/api\/storage\/blob\//);
     expect(body.expiresAt - Date.now()).toBeLessThanOrEqual(15 * 60_000);
     expect((await put(body.url, bytes, body.headers)).status).toBe(200);
@@ -98,7 +104,13 @@ describe('signed URLs', () => {
       ['workspace', (x) => (x.pathname = x.pathname.replace(u.workspaceId, other.workspaceId))],
       ['expiry', (x) => x.searchParams.set('exp', String(Number(x.searchParams.get('exp')) + 60_000))],
       ['type', (x) => x.searchParams.set('type', 'text/html')],
-      ['signature', (x) => { const sig = x.searchParams.get('sig')!; x.searchParams.set('sig', (sig.startsWith('A') ? 'B' : 'A') + sig.slice(1)); }],
+      [
+        'signature',
+        (x) => {
+          const sig = x.searchParams.get('sig')!;
+          x.searchParams.set('sig', (sig.startsWith('A') ? 'B' : 'A') + sig.slice(1));
+        },
+      ],
       ['kid', (x) => x.searchParams.set('kid', 'nope')],
     ];
     for (const [name, mutate] of variants) {
@@ -118,7 +130,14 @@ describe('signed URLs', () => {
     const key = url.pathname.replace('/api/storage/blob/', 'ws/');
     const [ws] = key.split('/').slice(1);
     const { kid, sig } = await sign(await urlKeys(env.OR3_STORAGE_URL_SECRET), {
-      method: 'PUT', workspaceId: ws!, key, expires: expired, size: bytes.byteLength, hash: 'sha256:' + key.split('/').pop(), disposition: 'inline', contentType: 'image/png',
+      method: 'PUT',
+      workspaceId: ws!,
+      key,
+      expires: expired,
+      size: bytes.byteLength,
+      hash: 'sha256:' + key.split('/').pop(),
+      disposition: 'inline',
+      contentType: 'image/png',
     });
     url.searchParams.set('exp', String(expired));
     url.searchParams.set('kid', kid);
@@ -130,7 +149,11 @@ describe('signed URLs', () => {
     const { bytes, url } = await signedPut();
     const rotated = { OR3_STORAGE_URL_SECRET: 'rotated-url-secret-0123456789abcdef0123456789', OR3_STORAGE_URL_SECRET_PREVIOUS: env.OR3_STORAGE_URL_SECRET };
     const putWith = (vars: Record<string, string>) =>
-      apiWithEnv(vars, url.pathname + url.search, { method: 'PUT', headers: { 'content-length': String(bytes.byteLength), 'content-type': 'image/png' }, body: bytes });
+      apiWithEnv(vars, url.pathname + url.search, {
+        method: 'PUT',
+        headers: { 'content-length': String(bytes.byteLength), 'content-type': 'image/png' },
+        body: bytes,
+      });
     expect((await putWith({ OR3_STORAGE_URL_SECRET: 'rotated-url-secret-0123456789abcdef0123456789' })).status).toBe(403);
     expect((await putWith(rotated)).status).toBe(200);
   });
@@ -160,7 +183,19 @@ describe('access and policies', () => {
     for (const [path, body] of [
       ['/api/storage/presign-download', { workspace_id: u.workspaceId, hash }],
       ['/api/storage/presign-upload', { workspace_id: u.workspaceId, hash, mime_type: 'image/png', size_bytes: 10 }],
-      ['/api/storage/commit', { workspace_id: u.workspaceId, hash, storage_id: storageId, storage_provider_id: 'r2', mime_type: 'image/png', size_bytes: 13, name: 'x', kind: 'image' }],
+      [
+        '/api/storage/commit',
+        {
+          workspace_id: u.workspaceId,
+          hash,
+          storage_id: storageId,
+          storage_provider_id: 'r2',
+          mime_type: 'image/png',
+          size_bytes: 13,
+          name: 'x',
+          kind: 'image',
+        },
+      ],
       ['/api/storage/delete', { workspace_id: u.workspaceId, hash }],
       ['/api/storage/gc/run', { workspace_id: u.workspaceId }],
     ] as const) {
@@ -172,7 +207,12 @@ describe('access and policies', () => {
   it('refuses a MIME type outside the allow-list with 415, and bad hashes with 400', async () => {
     const u = await syncUser();
     expect((await presignUpload(u, u.workspaceId, bytesOf('<html>'), 'text/html')).res.status).toBe(415);
-    const bad = await call('POST', '/api/storage/presign-upload', u.headers, { workspace_id: u.workspaceId, hash: 'md5:' + 'a'.repeat(32), mime_type: 'image/png', size_bytes: 1 });
+    const bad = await call('POST', '/api/storage/presign-upload', u.headers, {
+      workspace_id: u.workspaceId,
+      hash: 'md5:' + 'a'.repeat(32),
+      mime_type: 'image/png',
+      size_bytes: 1,
+    });
     expect(bad.status).toBe(400);
     const junk = await call('POST', '/api/storage/presign-download', u.headers, { workspace_id: u.workspaceId, hash: '../../etc/passwd' });
     expect(junk.status).toBe(400);
@@ -182,7 +222,11 @@ describe('access and policies', () => {
     const u = await syncUser();
     const vars = { OR3_STORAGE_WORKSPACE_QUOTA_BYTES: '1000', OR3_MAX_CLOUD_FILE_SIZE_BYTES: '800' };
     const presign = (bytes: Uint8Array, hash: string) =>
-      apiWithEnv(vars, '/api/storage/presign-upload', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify({ workspace_id: u.workspaceId, hash, mime_type: 'image/png', size_bytes: bytes.byteLength }) });
+      apiWithEnv(vars, '/api/storage/presign-upload', {
+        method: 'POST',
+        headers: { ...u.headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ workspace_id: u.workspaceId, hash, mime_type: 'image/png', size_bytes: bytes.byteLength }),
+      });
     const big = randomBytes(900);
     expect((await presign(big, await sha256(big))).status).toBe(413);
     const [a, b] = [randomBytes(600), randomBytes(600)];
@@ -199,7 +243,16 @@ describe('access and policies', () => {
       apiWithEnv(vars, '/api/storage/commit', {
         method: 'POST',
         headers: { ...u.headers, 'content-type': 'application/json' },
-        body: JSON.stringify({ workspace_id: u.workspaceId, hash: x.hash, storage_id: x.storageId, storage_provider_id: 'r2', mime_type: 'image/png', size_bytes: 600, name: 'f', kind: 'image' }),
+        body: JSON.stringify({
+          workspace_id: u.workspaceId,
+          hash: x.hash,
+          storage_id: x.storageId,
+          storage_provider_id: 'r2',
+          mime_type: 'image/png',
+          size_bytes: 600,
+          name: 'f',
+          kind: 'image',
+        }),
       });
     const results = await Promise.all(uploads.map(commitWith));
     expect(results.map((r) => r.status).sort()).toEqual([200, 413]);
@@ -215,7 +268,11 @@ describe('access and policies', () => {
     });
     const app = createApp({ storage: { hooks } });
     const presign = async (bytes: Uint8Array) =>
-      probeFetch(app, '/api/storage/presign-upload', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify({ workspace_id: u.workspaceId, hash: await sha256(bytes), mime_type: 'image/png', size_bytes: bytes.byteLength }) });
+      probeFetch(app, '/api/storage/presign-upload', {
+        method: 'POST',
+        headers: { ...u.headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ workspace_id: u.workspaceId, hash: await sha256(bytes), mime_type: 'image/png', size_bytes: bytes.byteLength }),
+      });
     const res = await presign(bytesOf('thirteen byte'));
     expect(res.status).toBe(403);
     expect(await res.json()).toEqual({ error: 'policy_rejected', message: 'Thirteen-byte files are unlucky' });
@@ -230,7 +287,11 @@ describe('access and policies', () => {
     const hooks = defaultStorageHooks();
     hooks.on('storage.files.url:filter:options', (o) => ({ ...o, expiresAt: o.expiresAt + 10 * 24 * 3600_000, disposition: 'attachment' }));
     const app = createApp({ storage: { hooks } });
-    const res = await probeFetch(app, '/api/storage/presign-download', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify({ workspace_id: u.workspaceId, hash }) });
+    const res = await probeFetch(app, '/api/storage/presign-download', {
+      method: 'POST',
+      headers: { ...u.headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ workspace_id: u.workspaceId, hash }),
+    });
     const body = await res.json<any>();
     expect(body.expiresAt - Date.now()).toBeLessThanOrEqual(3600_000);
     expect(body.url).toContain('disp=attachment');
@@ -268,7 +329,13 @@ describe('hardening', () => {
     const u = await syncUser();
     const { hash } = await store(u, u.workspaceId, bytesOf('sixteen bytes!!!'));
     const { body } = await downloadUrl(u, u.workspaceId, hash);
-    const malformed: Record<string, string>[] = [{ 'if-none-match': 'garbage' }, { 'if-none-match': '"unterminated' }, { 'if-none-match': ',,,' }, { 'if-match': 'garbage' }, { 'if-unmodified-since': 'not a date' }];
+    const malformed: Record<string, string>[] = [
+      { 'if-none-match': 'garbage' },
+      { 'if-none-match': '"unterminated' },
+      { 'if-none-match': ',,,' },
+      { 'if-match': 'garbage' },
+      { 'if-unmodified-since': 'not a date' },
+    ];
     for (const headers of malformed) {
       const res = await fetchUrl(body.url, { headers });
       expect(res.status, JSON.stringify(headers)).toBe(200);
@@ -321,7 +388,9 @@ describe('hardening', () => {
     expect((await call('POST', '/api/storage/delete', u.headers, { workspace_id: u.workspaceId, hash })).status).toBe(200);
     expect(await env.BLOBS.head(body.storageId)).not.toBeNull();
     const other = await store(u, u.workspaceId, bytesOf('shouty reference'));
-    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { file_hashes: JSON.stringify([other.hash.replace(/[a-f]/g, (ch) => ch.toUpperCase())]) }))]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'm1', message('m1', { file_hashes: JSON.stringify([other.hash.replace(/[a-f]/g, (ch) => ch.toUpperCase())]) })),
+    ]);
     expect((await call('POST', '/api/storage/delete', u.headers, { workspace_id: u.workspaceId, hash: other.hash })).status).toBe(409);
   });
 });

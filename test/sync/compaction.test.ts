@@ -14,7 +14,14 @@ import { compareRevisions } from '../../src/sync/protocol';
 import { call } from '../auth/helpers';
 import { message, op, pull, pushOk, snapshotAll, syncUser, thread, type SyncUser } from './helpers';
 
-type Change = { serverVersion: number; tableName: string; pk: string; op: 'put' | 'delete'; payload?: Record<string, any>; stamp: { deviceId: string; opId: string; hlc: string; clock: number } };
+type Change = {
+  serverVersion: number;
+  tableName: string;
+  pk: string;
+  op: 'put' | 'delete';
+  payload?: Record<string, any>;
+  stamp: { deviceId: string; opId: string; hlc: string; clock: number };
+};
 
 /**
  * A device that applies pull pages the way OR3's deployed client does: it skips its own
@@ -71,7 +78,9 @@ describe('compacted pull: OR3 clients converge', () => {
     ['B pushes first', false],
   ])('concurrent equal-clock renames on two devices converge on the winner (%s)', async (_name, aFirst) => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1', { title: 'Original', clock: 4 }), { clock: 4, hlc: '0001795000000000:000000:seed', deviceId: 'seed' })]);
+    await pushOk(u, u.workspaceId, [
+      op('threads', 't1', thread('t1', { title: 'Original', clock: 4 }), { clock: 4, hlc: '0001795000000000:000000:seed', deviceId: 'seed' }),
+    ]);
     const a = new Or3LikeDevice('device-a');
     const b = new Or3LikeDevice('device-b');
     await a.sync(u);
@@ -90,8 +99,14 @@ describe('compacted pull: OR3 clients converge', () => {
   it('a fresh device does not resurrect a thread whose put and hard delete fall in one page', async () => {
     const u = await syncUser();
     await pushOk(u, u.workspaceId, [op('threads', 'keep', thread('keep')), op('threads', 'gone', thread('gone'))]);
-    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { thread_id: 'gone' })), op('threads', 'gone', thread('gone', { title: 'renamed', clock: 2 }), { clock: 2 })]);
-    await pushOk(u, u.workspaceId, [op('threads', 'gone', undefined, { operation: 'delete', clock: 3 }), op('messages', 'm1', undefined, { operation: 'delete', clock: 2 })]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'm1', message('m1', { thread_id: 'gone' })),
+      op('threads', 'gone', thread('gone', { title: 'renamed', clock: 2 }), { clock: 2 }),
+    ]);
+    await pushOk(u, u.workspaceId, [
+      op('threads', 'gone', undefined, { operation: 'delete', clock: 3 }),
+      op('messages', 'm1', undefined, { operation: 'delete', clock: 2 }),
+    ]);
     const fresh = new Or3LikeDevice('device-new');
     await fresh.sync(u);
     expect([...fresh.rows.keys()]).toEqual(['threads/keep']);
@@ -107,7 +122,11 @@ describe('compacted pull: what is served', () => {
     const u = await syncUser();
     const n = 25;
     for (let round = 1; round <= 10; round++) {
-      await pushOk(u, u.workspaceId, Array.from({ length: n }, (_, i) => op('messages', `m${i}`, message(`m${i}`, { data: `edit ${round}`, clock: round }), { clock: round })));
+      await pushOk(
+        u,
+        u.workspaceId,
+        Array.from({ length: n }, (_, i) => op('messages', `m${i}`, message(`m${i}`, { data: `edit ${round}`, clock: round }), { clock: round })),
+      );
     }
     const all = await pull(u, u.workspaceId, 0, { limit: 1000 });
     expect(all.changes).toHaveLength(n);
@@ -170,7 +189,10 @@ describe('compacted pull: what is served', () => {
     expect((await pull(u, u.workspaceId, 0)).changes.map((c) => [c.serverVersion, c.op])).toEqual([[4, 'delete']]);
     const res = await call('GET', `/api/workspaces/${u.workspaceId}/export`, u.headers);
     expect(res.status).toBe(200);
-    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const opIds = lines.filter((l) => l.type === 'change').map((l) => l.opId);
     expect(opIds).toEqual(ops.map((o) => o.stamp.opId));
   });
@@ -179,7 +201,9 @@ describe('compacted pull: what is served', () => {
     const u = await syncUser();
     const engine = await import('../../src/workspace-db/reads');
     await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1')), op('threads', 't1', thread('t1', { title: 'x', clock: 2 }), { clock: 2 })]);
-    const page = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => engine.pull(state.storage.sql, { cursor: 0, limit: 2, userId: u.id }));
+    const page = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) =>
+      engine.pull(state.storage.sql, { cursor: 0, limit: 2, userId: u.id }),
+    );
     expect(JSON.parse(page.changesJson).map((c: Change) => [c.serverVersion, c.payload?.title])).toEqual([[2, 'x']]);
   });
 });
@@ -191,7 +215,10 @@ const OLD_PULL = `SELECT server_version, table_name, pk, op, payload, clock, hlc
 type State = Map<string, { op: 'put' | 'delete'; payload: unknown; rev: { clock: number; hlc: string; opId: string } }>;
 
 /** Applies changes with last-write-wins, as a correct client does. */
-function applyLww(state: State, changes: { tableName: string; pk: string; op: 'put' | 'delete'; payload?: unknown; stamp: { clock: number; hlc: string; opId: string } }[]) {
+function applyLww(
+  state: State,
+  changes: { tableName: string; pk: string; op: 'put' | 'delete'; payload?: unknown; stamp: { clock: number; hlc: string; opId: string } }[],
+) {
   for (const c of changes) {
     const key = `${c.tableName}/${c.pk}`;
     const rev = { clock: c.stamp.clock, hlc: c.stamp.hlc, opId: c.stamp.opId };
@@ -204,7 +231,12 @@ function applyLww(state: State, changes: { tableName: string; pk: string; op: 'p
 /** Pushes a history with edits, a loser and hard deletes through the real routes (versions 1–10). */
 async function fillHistory(u: SyncUser) {
   const ws = u.workspaceId;
-  await pushOk(u, ws, [op('threads', 't1', thread('t1')), op('threads', 't2', thread('t2')), op('messages', 'm1', message('m1')), op('messages', 'm2', message('m2'))]);
+  await pushOk(u, ws, [
+    op('threads', 't1', thread('t1')),
+    op('threads', 't2', thread('t2')),
+    op('messages', 'm1', message('m1')),
+    op('messages', 'm2', message('m2')),
+  ]);
   await pushOk(u, ws, [op('threads', 't1', thread('t1', { title: 'edited', clock: 3 }), { clock: 3, deviceId: 'laptop' })]);
   await pushOk(u, ws, [op('threads', 't1', thread('t1', { title: 'loser', clock: 2 }), { clock: 2, deviceId: 'phone' })]);
   await pushOk(u, ws, [op('messages', 'm1', undefined, { operation: 'delete', clock: 2 }), op('messages', 'm2', undefined, { operation: 'delete', clock: 2 })]);
@@ -234,7 +266,14 @@ async function revertToPreviousSchema(u: SyncUser, oldState: (sql: SqlStorage) =
       pulls[cursor] = sql
         .exec<any>(OLD_PULL, cursor, u.id)
         .toArray()
-        .map((r) => ({ serverVersion: r.server_version, tableName: r.table_name, pk: r.pk, op: r.op, payload: r.payload === null ? undefined : JSON.parse(r.payload), stamp: { clock: r.clock, hlc: r.hlc, opId: r.op_id, deviceId: r.device_id } }));
+        .map((r) => ({
+          serverVersion: r.server_version,
+          tableName: r.table_name,
+          pk: r.pk,
+          op: r.op,
+          payload: r.payload === null ? undefined : JSON.parse(r.payload),
+          stamp: { clock: r.clock, hlc: r.hlc, opId: r.op_id, deviceId: r.device_id },
+        }));
     }
     return { head, pulls, syncBytes };
   });
@@ -246,7 +285,10 @@ function applyMigrations(u: SyncUser) {
     await migrate(drizzle(state.storage), migrations);
     const sql = state.storage.sql;
     return {
-      columns: sql.exec<{ name: string }>('PRAGMA table_info(rows)').toArray().map((r) => r.name),
+      columns: sql
+        .exec<{ name: string }>('PRAGMA table_info(rows)')
+        .toArray()
+        .map((r) => r.name),
       rows: sql.exec<{ pk: string; changed_version: number; device_id: string }>('SELECT pk, changed_version, device_id FROM rows ORDER BY pk').toArray(),
       floor: Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'collected_through'").one().value),
       syncBytes: Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'sync_bytes'").one().value),
@@ -279,7 +321,10 @@ describe('compacted pull: migrating an object filled under the previous schema',
       const after = await pull(u, u.workspaceId, cursor, { limit: 1000 });
       expect(after.requiresSnapshot).toBe(false);
       // From the state a device at `cursor` holds, the old pull and the new one end in the same state.
-      const base = applyLww(new Map(), before.pulls[0]!.filter((c) => c.serverVersion <= cursor));
+      const base = applyLww(
+        new Map(),
+        before.pulls[0]!.filter((c) => c.serverVersion <= cursor),
+      );
       expect(applyLww(new Map(base), after.changes), `cursor ${cursor}`).toEqual(applyLww(new Map(base), before.pulls[cursor]!));
       // Each key at most once, in ascending versions.
       expect(new Set(after.changes.map((c) => c.pk)).size).toBe(after.changes.length);
@@ -306,7 +351,10 @@ describe('compacted pull: migrating an object filled under the previous schema',
     const from8 = await pull(u, u.workspaceId, 8);
     expect(from8).toMatchObject({ requiresSnapshot: false, oldestRetainedVersion: 9 });
     expect(from8.changes.map((c) => c.pk)).toEqual(['t3', 'm3']);
-    const base = applyLww(new Map(), before.pulls[3]!.filter((c) => c.serverVersion <= 8));
+    const base = applyLww(
+      new Map(),
+      before.pulls[3]!.filter((c) => c.serverVersion <= 8),
+    );
     expect(applyLww(new Map(base), from8.changes)).toEqual(applyLww(new Map(base), before.pulls[8]!));
     const snap = await snapshotAll(u, u.workspaceId, 10);
     expect(snap.items.map((i: any) => [i.pk, i.kind])).toEqual([

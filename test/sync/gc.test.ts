@@ -22,7 +22,10 @@ async function age(workspaceId: string, ms: number, what: 'all' | { device: stri
 
 const logVersions = (workspaceId: string) =>
   runInDurableObject(env.WORKSPACE.getByName(workspaceId), (_i, state) =>
-    state.storage.sql.exec<{ v: number }>('SELECT server_version AS v FROM change_log ORDER BY server_version').toArray().map((r) => r.v),
+    state.storage.sql
+      .exec<{ v: number }>('SELECT server_version AS v FROM change_log ORDER BY server_version')
+      .toArray()
+      .map((r) => r.v),
   );
 
 const gc = (u: { headers: Record<string, string>; workspaceId: string }, kind: 'gc-change-log' | 'gc-tombstones', retentionSeconds = 3600) =>
@@ -41,7 +44,11 @@ async function replayed(u: { headers: Record<string, string>; workspaceId: strin
 describe('change-log GC', () => {
   it('deletes only entries older than retention and at or below the slowest live cursor', async () => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, Array.from({ length: 6 }, (_, i) => op('messages', `m${i}`, message(`m${i}`))));
+    await pushOk(
+      u,
+      u.workspaceId,
+      Array.from({ length: 6 }, (_, i) => op('messages', `m${i}`, message(`m${i}`))),
+    );
     await cursor(u, 'fast', 6);
     await cursor(u, 'slow', 2);
     // Younger than retention: nothing goes, whatever the cursors say.
@@ -67,7 +74,10 @@ describe('change-log GC', () => {
     // b's tombstone is still there, so a device at 1 can still learn of the delete by pulling.
     const lagging = await pull(u, u.workspaceId, 1);
     expect(lagging.requiresSnapshot).toBe(false);
-    expect(lagging.changes.map((c) => [c.pk, c.op])).toEqual([['c', 'put'], ['b', 'delete']]);
+    expect(lagging.changes.map((c) => [c.pk, c.op])).toEqual([
+      ['c', 'put'],
+      ['b', 'delete'],
+    ]);
     // Once the tombstone is collected it could not: from below its version, bootstrap.
     expect(await (await gc(u, 'gc-tombstones')).json()).toEqual({ deletedCount: 1 });
     expect(await pull(u, u.workspaceId, 1)).toMatchObject({ changes: [], requiresSnapshot: true, nextCursor: 1, oldestRetainedVersion: 5 });
@@ -82,7 +92,10 @@ describe('tombstone GC', () => {
   it('deletes tombstones older than retention that every live cursor has seen, and keeps the rest', async () => {
     const u = await syncUser();
     await pushOk(u, u.workspaceId, [op('messages', 'x', message('x')), op('messages', 'y', message('y'))]);
-    await pushOk(u, u.workspaceId, [op('messages', 'x', undefined, { operation: 'delete', clock: 2 }), op('messages', 'y', undefined, { operation: 'delete', clock: 2 })]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'x', undefined, { operation: 'delete', clock: 2 }),
+      op('messages', 'y', undefined, { operation: 'delete', clock: 2 }),
+    ]);
     await cursor(u, 'd', 3); // has seen x's delete (v3), not y's (v4)
     await age(u.workspaceId, 2 * HOUR);
     expect(await (await gc(u, 'gc-tombstones')).json()).toEqual({ deletedCount: 1 });
@@ -136,7 +149,11 @@ describe('sync rate limits', () => {
     const u = await syncUser();
     const vars = { OR3_RATE_LIMIT_OVERRIDES_JSON: '{"pull": 2}' };
     const pullOnce = () =>
-      apiWithEnv(vars, '/api/sync/pull', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify({ scope: { workspaceId: u.workspaceId }, cursor: 0 }) });
+      apiWithEnv(vars, '/api/sync/pull', {
+        method: 'POST',
+        headers: { ...u.headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ scope: { workspaceId: u.workspaceId }, cursor: 0 }),
+      });
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push((await pullOnce()).status);
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(1);

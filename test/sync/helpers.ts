@@ -15,7 +15,12 @@ export async function syncUser(): Promise<SyncUser> {
 let hlcCounter = 0;
 export const hlc = () => `${String(Date.now()).padStart(15, '0')}:${String(++hlcCounter).padStart(6, '0')}:dev`;
 
-export function op(tableName: string, pk: string, payload: Record<string, unknown> | undefined, opts: { operation?: 'put' | 'delete'; clock?: number; hlc?: string; opId?: string; deviceId?: string } = {}) {
+export function op(
+  tableName: string,
+  pk: string,
+  payload: Record<string, unknown> | undefined,
+  opts: { operation?: 'put' | 'delete'; clock?: number; hlc?: string; opId?: string; deviceId?: string } = {},
+) {
   return {
     tableName,
     operation: opts.operation ?? 'put',
@@ -28,10 +33,28 @@ export function op(tableName: string, pk: string, payload: Record<string, unknow
 const now = () => Math.floor(Date.now() / 1000);
 
 export const message = (id: string, extra: Record<string, unknown> = {}) => ({
-  id, thread_id: 't1', role: 'user', index: 0, order_key: 'a0', deleted: false, created_at: now(), updated_at: now(), clock: 1, data: 'hello', ...extra,
+  id,
+  thread_id: 't1',
+  role: 'user',
+  index: 0,
+  order_key: 'a0',
+  deleted: false,
+  created_at: now(),
+  updated_at: now(),
+  clock: 1,
+  data: 'hello',
+  ...extra,
 });
 export const thread = (id: string, extra: Record<string, unknown> = {}) => ({
-  id, status: 'ready', deleted: false, pinned: false, created_at: now(), updated_at: now(), clock: 1, title: 'T', ...extra,
+  id,
+  status: 'ready',
+  deleted: false,
+  pinned: false,
+  created_at: now(),
+  updated_at: now(),
+  clock: 1,
+  title: 'T',
+  ...extra,
 });
 
 export async function push(user: { headers: Record<string, string> }, workspaceId: string, ops: unknown[]) {

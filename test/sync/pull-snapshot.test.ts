@@ -7,7 +7,11 @@ import { removeMember, setMemberRole, setWorkspaceDeleted, upsertMember } from '
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
 
 async function seed(u: { headers: Record<string, string>; workspaceId: string }, n: number) {
-  await pushOk(u, u.workspaceId, Array.from({ length: n }, (_, i) => op('messages', `m${String(i).padStart(3, '0')}`, message(`m${String(i).padStart(3, '0')}`))));
+  await pushOk(
+    u,
+    u.workspaceId,
+    Array.from({ length: n }, (_, i) => op('messages', `m${String(i).padStart(3, '0')}`, message(`m${String(i).padStart(3, '0')}`))),
+  );
 }
 
 describe('pull', () => {
@@ -35,7 +39,14 @@ describe('pull', () => {
     const t = op('threads', 't1', thread('t1'), { deviceId: 'laptop', clock: 2 });
     await pushOk(u, u.workspaceId, [t, op('messages', 'm1', message('m1')), op('messages', 'm1', undefined, { operation: 'delete', clock: 5 })]);
     const all = await pull(u, u.workspaceId, 0);
-    expect(all.changes[0]).toEqual({ serverVersion: 1, tableName: 'threads', pk: 't1', op: 'put', payload: t.payload, stamp: { deviceId: 'laptop', opId: t.stamp.opId, hlc: t.stamp.hlc, clock: 2 } });
+    expect(all.changes[0]).toEqual({
+      serverVersion: 1,
+      tableName: 'threads',
+      pk: 't1',
+      op: 'put',
+      payload: t.payload,
+      stamp: { deviceId: 'laptop', opId: t.stamp.opId, hlc: t.stamp.hlc, clock: 2 },
+    });
     // m1's put was superseded by its delete: one change for the key, the tombstone, at v3.
     expect(all.changes).toHaveLength(2);
     expect(all.changes[1]).not.toHaveProperty('payload');
@@ -60,7 +71,7 @@ describe('pull', () => {
 });
 
 describe('notifications belong to their user', () => {
-  it('forces user_id to the caller, hides other users\' notifications, and refuses touching them', async () => {
+  it("forces user_id to the caller, hides other users' notifications, and refuses touching them", async () => {
     const owner = await syncUser();
     const other = await signedInUser();
     const { upsertMember: add } = await import('../../src/workspaces/store');
@@ -71,7 +82,10 @@ describe('notifications belong to their user', () => {
     expect(mine.changes[0].payload.user_id).toBe(owner.id);
     expect((await pull(other, owner.workspaceId, 0)).changes).toEqual([]);
     expect((await snapshotAll(other, owner.workspaceId)).items).toEqual([]);
-    const attempt = await pushOk(other, owner.workspaceId, [op('notifications', 'n1', undefined, { operation: 'delete', clock: 9 }), op('notifications', 'n1', { ...note, clock: 9 }, { clock: 9 })]);
+    const attempt = await pushOk(other, owner.workspaceId, [
+      op('notifications', 'n1', undefined, { operation: 'delete', clock: 9 }),
+      op('notifications', 'n1', { ...note, clock: 9 }, { clock: 9 }),
+    ]);
     expect(attempt.results.map((r) => r.errorCode)).toEqual(['UNAUTHORIZED', 'UNAUTHORIZED']);
     expect((await snapshotAll(owner, owner.workspaceId)).items[0]).toMatchObject({ kind: 'row', pk: 'n1' });
   });
@@ -80,7 +94,12 @@ describe('notifications belong to their user', () => {
 describe('snapshot', () => {
   it('pages rows and tombstones in (tableName, pk) order under one snapshotId and highWatermark', async () => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, [op('threads', 't2', thread('t2')), op('messages', 'm2', message('m2')), op('messages', 'm1', message('m1')), op('threads', 't1', thread('t1'))]);
+    await pushOk(u, u.workspaceId, [
+      op('threads', 't2', thread('t2')),
+      op('messages', 'm2', message('m2')),
+      op('messages', 'm1', message('m1')),
+      op('threads', 't1', thread('t1')),
+    ]);
     await pushOk(u, u.workspaceId, [op('messages', 'm2', undefined, { operation: 'delete', clock: 2 })]);
     const snap = await snapshotAll(u, u.workspaceId, 1);
     expect(snap.highWatermark).toBe(5);
@@ -98,11 +117,17 @@ describe('snapshot', () => {
     const first = await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageSize: 2 });
     const page1 = await first.json<any>();
     // Writes land between pages.
-    await pushOk(u, u.workspaceId, [op('messages', 'm000', undefined, { operation: 'delete', clock: 2 }), op('messages', 'm999', message('m999')), op('messages', 'm004', message('m004', { data: 'edited' }), { clock: 2 })]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'm000', undefined, { operation: 'delete', clock: 2 }),
+      op('messages', 'm999', message('m999')),
+      op('messages', 'm004', message('m004', { data: 'edited' }), { clock: 2 }),
+    ]);
     const items = [...page1.items];
     let token = page1.nextPageToken;
     while (token) {
-      const page = await (await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageSize: 2, pageToken: token })).json<any>();
+      const page = await (
+        await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageSize: 2, pageToken: token })
+      ).json<any>();
       expect(page.snapshotId).toBe(page1.snapshotId);
       items.push(...page.items);
       token = page.nextPageToken;
@@ -111,8 +136,14 @@ describe('snapshot', () => {
     for (const i of items) state.set(i.pk, i.kind === 'row' ? i.payload : null);
     const { changes } = await pull(u, u.workspaceId, page1.highWatermark);
     for (const c of changes) state.set(c.pk, c.op === 'put' ? c.payload : null);
-    const live = [...state].filter(([, v]) => v).map(([pk, v]) => [pk, v.data]).sort();
-    const server = (await snapshotAll(u, u.workspaceId, 100)).items.filter((i) => i.kind === 'row').map((i) => [i.pk, i.payload.data]).sort();
+    const live = [...state]
+      .filter(([, v]) => v)
+      .map(([pk, v]) => [pk, v.data])
+      .sort();
+    const server = (await snapshotAll(u, u.workspaceId, 100)).items
+      .filter((i) => i.kind === 'row')
+      .map((i) => [i.pk, i.payload.data])
+      .sort();
     expect(live).toEqual(server);
     expect(live).toContainEqual(['m004', 'edited']);
     expect(live.map(([pk]) => pk)).not.toContain('m000');
@@ -130,8 +161,16 @@ describe('snapshot', () => {
     expect(foreign.status).toBe(400);
     // Expire it: sign a token whose expiry has passed with the workspace's own key.
     const { signPageToken } = await import('../../src/sync/page-token');
-    const key = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'snapshot_key'").one().value);
-    const expired = await signPageToken(key, { snapshotId: page.snapshotId, highWatermark: page.highWatermark, after: ['messages', 'm000'], expiresAt: Date.now() - 1 });
+    const key = await runInDurableObject(
+      env.WORKSPACE.getByName(u.workspaceId),
+      (_i, state) => state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'snapshot_key'").one().value,
+    );
+    const expired = await signPageToken(key, {
+      snapshotId: page.snapshotId,
+      highWatermark: page.highWatermark,
+      after: ['messages', 'm000'],
+      expiresAt: Date.now() - 1,
+    });
     const res = await call('POST', '/api/sync/snapshot', u.headers, { scope: { workspaceId: u.workspaceId }, pageToken: expired });
     expect(res.status).toBe(410);
   });
@@ -189,7 +228,8 @@ describe('roles and isolation', () => {
     const u = await syncUser();
     const editor = await signedInUser();
     await upsertMember(env.DB, u.workspaceId, editor.id, 'editor');
-    const gc = (who: { headers: Record<string, string> }, path: string) => call('POST', `/api/sync/${path}`, who.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 });
+    const gc = (who: { headers: Record<string, string> }, path: string) =>
+      call('POST', `/api/sync/${path}`, who.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 });
     expect((await gc(editor, 'gc-tombstones')).status).toBe(403);
     expect((await gc(editor, 'gc-change-log')).status).toBe(403);
     expect(await (await gc(u, 'gc-tombstones')).json()).toEqual({ deletedCount: 0 });
@@ -203,13 +243,29 @@ describe('query plans', () => {
     await seed(u, 3);
     const { PUSH_LOOKUPS } = await import('../../src/workspace-db/push');
     const plans = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
-      const plan = (q: string, ...args: unknown[]) => state.storage.sql.exec<{ detail: string }>(`EXPLAIN QUERY PLAN ${q}`, ...args).toArray().map((r) => r.detail).join(' | ');
+      const plan = (q: string, ...args: unknown[]) =>
+        state.storage.sql
+          .exec<{ detail: string }>(`EXPLAIN QUERY PLAN ${q}`, ...args)
+          .toArray()
+          .map((r) => r.detail)
+          .join(' | ');
       return {
         opId: plan(PUSH_LOOKUPS.loggedOps, '["x","y"]'),
         row: plan(PUSH_LOOKUPS.currentRows, 'messages', '["m1","m2"]'),
-        pull: plan("SELECT changed_version FROM rows WHERE changed_version > ? AND (table_name != 'notifications' OR owner_id = ?) ORDER BY changed_version LIMIT ?", 0, 'u', 10),
+        pull: plan(
+          "SELECT changed_version FROM rows WHERE changed_version > ? AND (table_name != 'notifications' OR owner_id = ?) ORDER BY changed_version LIMIT ?",
+          0,
+          'u',
+          10,
+        ),
         losers: plan(PUSH_LOOKUPS.touchLosers, '[["messages","m1",9]]'),
-        snapshot: plan("SELECT pk FROM rows WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?) ORDER BY table_name, pk LIMIT ?", '', '', 'u', 10),
+        snapshot: plan(
+          "SELECT pk FROM rows WHERE (table_name, pk) > (?, ?) AND (table_name != 'notifications' OR owner_id = ?) ORDER BY table_name, pk LIMIT ?",
+          '',
+          '',
+          'u',
+          10,
+        ),
         refs: plan('SELECT count(*) FROM file_refs WHERE hash = ?', 'h'),
         refsByEntity: plan(PUSH_LOOKUPS.dropRefs, 'messages', '["m1"]'),
       };
@@ -228,7 +284,10 @@ describe('membership on every request', () => {
     const member = await signedInUser();
     const ws = u.workspaceId;
     const status = async (path: 'push' | 'pull') =>
-      (path === 'push' ? await push(member, ws, [op('messages', crypto.randomUUID(), undefined, { operation: 'delete' })]) : await call('POST', '/api/sync/pull', member.headers, { scope: { workspaceId: ws }, cursor: 0 })).status;
+      (path === 'push'
+        ? await push(member, ws, [op('messages', crypto.randomUUID(), undefined, { operation: 'delete' })])
+        : await call('POST', '/api/sync/pull', member.headers, { scope: { workspaceId: ws }, cursor: 0 })
+      ).status;
     expect([await status('push'), await status('pull')]).toEqual([403, 403]);
     await upsertMember(env.DB, ws, member.id, 'editor');
     expect([await status('push'), await status('pull')]).toEqual([200, 200]);
@@ -256,9 +315,19 @@ describe('wire encoding', () => {
     const put = op('messages', pk, message(pk, { data }), { ...stamp });
     await pushOk(u, u.workspaceId, [put]);
     const { changes } = await pull(u, u.workspaceId, 0);
-    expect(changes).toEqual([{ serverVersion: 1, tableName: 'messages', pk, op: 'put', stamp: { ...stamp, opId: put.stamp.opId }, payload: expect.objectContaining({ id: pk, data }) }]);
+    expect(changes).toEqual([
+      { serverVersion: 1, tableName: 'messages', pk, op: 'put', stamp: { ...stamp, opId: put.stamp.opId }, payload: expect.objectContaining({ id: pk, data }) },
+    ]);
     let { items } = await snapshotAll(u, u.workspaceId, 10);
-    expect(items).toEqual([{ kind: 'row', tableName: 'messages', pk, payload: expect.objectContaining({ id: pk, data }), revision: { clock: 7, hlc: stamp.hlc, opId: put.stamp.opId } }]);
+    expect(items).toEqual([
+      {
+        kind: 'row',
+        tableName: 'messages',
+        pk,
+        payload: expect.objectContaining({ id: pk, data }),
+        revision: { clock: 7, hlc: stamp.hlc, opId: put.stamp.opId },
+      },
+    ]);
 
     const before = Date.now();
     const del = op('messages', pk, undefined, { operation: 'delete', clock: 8, deviceId: stamp.deviceId });
@@ -266,14 +335,19 @@ describe('wire encoding', () => {
     const after = Date.now();
     expect((await pull(u, u.workspaceId, 1)).changes).toEqual([{ serverVersion: 2, tableName: 'messages', pk, op: 'delete', stamp: del.stamp }]);
     ({ items } = await snapshotAll(u, u.workspaceId, 10));
-    expect(items).toEqual([{ kind: 'tombstone', tableName: 'messages', pk, revision: { clock: 8, hlc: del.stamp.hlc, opId: del.stamp.opId }, serverDeletedAt: expect.any(Number) }]);
+    expect(items).toEqual([
+      { kind: 'tombstone', tableName: 'messages', pk, revision: { clock: 8, hlc: del.stamp.hlc, opId: del.stamp.opId }, serverDeletedAt: expect.any(Number) },
+    ]);
     // Integer epoch seconds, as OR3's provider writes it (newer OR3 clients reject anything else).
     const deletedAt = items[0].serverDeletedAt;
     expect(Number.isInteger(deletedAt)).toBe(true);
     expect(deletedAt).toBeGreaterThanOrEqual(Math.floor(before / 1000));
     expect(deletedAt).toBeLessThanOrEqual(Math.floor(after / 1000));
     // The instant the object stored (ms), truncated to seconds; and the epoch (no time).
-    const stored = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec<{ d: number }>('SELECT deleted_at AS d FROM rows').one().d);
+    const stored = await runInDurableObject(
+      env.WORKSPACE.getByName(u.workspaceId),
+      (_i, state) => state.storage.sql.exec<{ d: number }>('SELECT deleted_at AS d FROM rows').one().d,
+    );
     expect(deletedAt).toBe(Math.floor(stored / 1000));
     for (const ms of [1_700_000_000_999, 1_700_000_001_000, 0]) {
       await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => void state.storage.sql.exec('UPDATE rows SET deleted_at = ?', ms));
@@ -286,14 +360,22 @@ describe('wire encoding', () => {
 describe('page byte budget', () => {
   it('pull and snapshot pages stop early on large payloads, always with at least one item, and say there is more', async () => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, [0, 1, 2].map((i) => op('messages', `big${i}`, message(`big${i}`, { data: 'x'.repeat(10_000) }))));
+    await pushOk(
+      u,
+      u.workspaceId,
+      [0, 1, 2].map((i) => op('messages', `big${i}`, message(`big${i}`, { data: 'x'.repeat(10_000) }))),
+    );
     const engine = await import('../../src/workspace-db/reads');
     const result = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
       const sql = state.storage.sql;
       const tiny = engine.pull(sql, { cursor: 0, limit: 100, userId: u.id }, 1);
       const two = engine.pull(sql, { cursor: 0, limit: 100, userId: u.id }, 25_000);
       const snap = engine.snapshotPage(sql, { after: null, pageSize: 100, userId: u.id }, 1);
-      return { tiny: [tiny.count, tiny.hasMore, tiny.nextCursor], two: [JSON.parse(two.changesJson).length, two.hasMore], snap: [snap.count, JSON.parse(snap.itemsJson).length, snap.next] };
+      return {
+        tiny: [tiny.count, tiny.hasMore, tiny.nextCursor],
+        two: [JSON.parse(two.changesJson).length, two.hasMore],
+        snap: [snap.count, JSON.parse(snap.itemsJson).length, snap.next],
+      };
     });
     expect(result.tiny).toEqual([1, true, 1]);
     expect(result.two).toEqual([2, true]);
@@ -304,7 +386,11 @@ describe('page byte budget', () => {
 describe('GC in bounded chunks', () => {
   it('deletes the eligible prefix a chunk at a time until done', async () => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, Array.from({ length: 5 }, (_, i) => op('messages', `g${i}`, message(`g${i}`))));
+    await pushOk(
+      u,
+      u.workspaceId,
+      Array.from({ length: 5 }, (_, i) => op('messages', `g${i}`, message(`g${i}`))),
+    );
     const retention = await import('../../src/workspace-db/retention');
     const meta = await import('../../src/workspace-db/meta');
     const steps = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
@@ -319,7 +405,10 @@ describe('GC in bounded chunks', () => {
       }
       return { out, floor: meta.prunedThrough(sql) };
     });
-    expect(steps.out).toEqual([{ deleted: 3, done: false }, { deleted: 1, done: true }]);
+    expect(steps.out).toEqual([
+      { deleted: 3, done: false },
+      { deleted: 1, done: true },
+    ]);
     expect(steps.floor).toBe(4);
   });
 });

@@ -8,7 +8,10 @@ import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from '
 /** The op ids in the workspace's change log, in version order. */
 const loggedOps = (workspaceId: string) =>
   runInDurableObject(env.WORKSPACE.getByName(workspaceId), (_i, state) =>
-    state.storage.sql.exec<{ op_id: string }>('SELECT op_id FROM change_log ORDER BY server_version').toArray().map((r) => r.op_id),
+    state.storage.sql
+      .exec<{ op_id: string }>('SELECT op_id FROM change_log ORDER BY server_version')
+      .toArray()
+      .map((r) => r.op_id),
   );
 
 describe('push: versions', () => {
@@ -68,7 +71,14 @@ describe('push: idempotency', () => {
     expect((await pull(u, u.workspaceId, 0)).changes).toEqual([]);
     // Upper-case and other versions are UUIDs too.
     const upper = crypto.randomUUID().toUpperCase();
-    expect((await pushOk(u, u.workspaceId, [op('messages', 'm5', message('m5'), { opId: upper }), op('messages', 'm6', message('m6'), { opId: '6ba7b810-9dad-11d1-80b4-00c04fd430c8' })])).serverVersion).toBe(2);
+    expect(
+      (
+        await pushOk(u, u.workspaceId, [
+          op('messages', 'm5', message('m5'), { opId: upper }),
+          op('messages', 'm6', message('m6'), { opId: '6ba7b810-9dad-11d1-80b4-00c04fd430c8' }),
+        ])
+      ).serverVersion,
+    ).toBe(2);
   });
 
   it('fingerprints ignore the key order of payloads', async () => {
@@ -93,7 +103,14 @@ describe('push: last-write-wins', () => {
     expect(changes.map((c) => [c.serverVersion, c.payload.data, c.stamp.opId])).toEqual([[2, 'newer', newer.stamp.opId]]);
     expect(await loggedOps(u.workspaceId)).toEqual([newer.stamp.opId, older.stamp.opId]);
     const { items } = await snapshotAll(u, u.workspaceId);
-    expect(items).toEqual([expect.objectContaining({ kind: 'row', pk: 'm1', payload: expect.objectContaining({ data: 'newer' }), revision: { clock: 5, hlc: '2', opId: newer.stamp.opId } })]);
+    expect(items).toEqual([
+      expect.objectContaining({
+        kind: 'row',
+        pk: 'm1',
+        payload: expect.objectContaining({ data: 'newer' }),
+        revision: { clock: 5, hlc: '2', opId: newer.stamp.opId },
+      }),
+    ]);
   });
 
   it('reports an op that lost as a sync_conflict event with both revisions', async () => {
@@ -135,7 +152,9 @@ describe('push: last-write-wins', () => {
     await pushOk(u, u.workspaceId, [op('messages', 'm1', undefined, { operation: 'delete', clock: 3 })]);
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { data: 'stale' }), { clock: 1 })]);
     let { items } = await snapshotAll(u, u.workspaceId);
-    expect(items).toEqual([expect.objectContaining({ kind: 'tombstone', pk: 'm1', revision: expect.objectContaining({ clock: 3 }), serverDeletedAt: expect.any(Number) })]);
+    expect(items).toEqual([
+      expect.objectContaining({ kind: 'tombstone', pk: 'm1', revision: expect.objectContaining({ clock: 3 }), serverDeletedAt: expect.any(Number) }),
+    ]);
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { data: 'revived' }), { clock: 4 })]);
     ({ items } = await snapshotAll(u, u.workspaceId));
     expect(items).toEqual([expect.objectContaining({ kind: 'row', payload: expect.objectContaining({ data: 'revived' }) })]);
@@ -163,7 +182,10 @@ describe('push: several ops on one row in one batch', () => {
     // Every op is logged; pull serves each key once, with its winner.
     expect(await loggedOps(u.workspaceId)).toHaveLength(7);
     expect(changes.map((c) => [c.serverVersion, c.pk, c.op, c.payload?.data ?? null])).toEqual([
-      [1, h1, 'put', null], [2, h2, 'put', null], [6, 'm1', 'put', 'four'], [7, 'm2', 'put', 'other'],
+      [1, h1, 'put', null],
+      [2, h2, 'put', null],
+      [6, 'm1', 'put', 'four'],
+      [7, 'm2', 'put', 'other'],
     ]);
     const state = async () => {
       const { items } = await snapshotAll(u, u.workspaceId, 10);
@@ -172,7 +194,10 @@ describe('push: several ops on one row in one batch', () => {
     // m1's refs are those of its winner ('four': h2), not of 'two' (h1) or of the loser.
     expect(await state()).toEqual({ [h1]: 1, [h2]: 1, m1: 'four', m2: 'other' });
     // Within one batch: a put naming h1 then a newer one naming nothing leaves m1 with no refs.
-    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', withFiles('five', h1)), { clock: 5 }), op('messages', 'm1', message('m1', withFiles('six')), { clock: 6 })]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'm1', message('m1', withFiles('five', h1)), { clock: 5 }),
+      op('messages', 'm1', message('m1', withFiles('six')), { clock: 6 }),
+    ]);
     expect(await state()).toEqual({ [h1]: 1, [h2]: 0, m1: 'six', m2: 'other' });
   });
 
@@ -227,7 +252,11 @@ describe('push: payload rules', () => {
       expect(await res.json(), `${levels} levels`).toEqual({ error: 'invalid_payload', message: 'Invalid payload for messages: nested deeper than 64 levels' });
     }
     expect((await pull(u, u.workspaceId, 0)).changes).toEqual([]);
-    const ok = await api('/api/sync/push', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: `{"scope":${JSON.stringify({ workspaceId: u.workspaceId })},"ops":[${deepOp(64)}]}` });
+    const ok = await api('/api/sync/push', {
+      method: 'POST',
+      headers: { ...u.headers, 'content-type': 'application/json' },
+      body: `{"scope":${JSON.stringify({ workspaceId: u.workspaceId })},"ops":[${deepOp(64)}]}`,
+    });
     expect(ok.status).toBe(200);
     const { items } = await snapshotAll(u, u.workspaceId);
     expect(JSON.stringify(items[0].payload.data)).toBe('['.repeat(62) + '{"leaf":true}' + ']'.repeat(62));
@@ -236,7 +265,9 @@ describe('push: payload rules', () => {
   it('never stores hlc or ref_count from a client payload', async () => {
     const u = await syncUser();
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { hlc: 'client-hlc' }))]);
-    await pushOk(u, u.workspaceId, [op('file_meta', 'sha256:' + 'a'.repeat(64), { hash: 'sha256:' + 'a'.repeat(64), deleted: false, created_at: 1, updated_at: 1, clock: 1, ref_count: 99 })]);
+    await pushOk(u, u.workspaceId, [
+      op('file_meta', 'sha256:' + 'a'.repeat(64), { hash: 'sha256:' + 'a'.repeat(64), deleted: false, created_at: 1, updated_at: 1, clock: 1, ref_count: 99 }),
+    ]);
     const { changes } = await pull(u, u.workspaceId, 0);
     expect(changes[0].payload).not.toHaveProperty('hlc');
     expect(changes[1].payload.ref_count).toBe(0);
@@ -261,9 +292,15 @@ describe('push: payload rules', () => {
 
   it('keeps message order fields unchanged through a round trip', async () => {
     const u = await syncUser();
-    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1', { index: 3, order_key: 'a0V' })), op('messages', 'm2', message('m2', { index: 3, order_key: 'a0' }))]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'm1', message('m1', { index: 3, order_key: 'a0V' })),
+      op('messages', 'm2', message('m2', { index: 3, order_key: 'a0' })),
+    ]);
     const { changes } = await pull(u, u.workspaceId, 0);
-    expect(changes.map((c) => [c.payload.index, c.payload.order_key])).toEqual([[3, 'a0V'], [3, 'a0']]);
+    expect(changes.map((c) => [c.payload.index, c.payload.order_key])).toEqual([
+      [3, 'a0V'],
+      [3, 'a0'],
+    ]);
   });
 
   it.each([
@@ -271,7 +308,12 @@ describe('push: payload rules', () => {
     ['a missing required field', [op('messages', 'm1', { ...message('m1'), role: undefined })], 400, 'Invalid payload for messages: role'],
     ['a wrong type', [op('threads', 't1', thread('t1', { pinned: 'yes' }))], 400, 'Invalid payload for threads: pinned'],
     ['a pk that is not payload.id', [op('messages', 'm1', message('m2'))], 400, 'Invalid payload for messages: payload.id must equal pk'],
-    ['a file_meta pk that is not its hash', [op('file_meta', 'x', { hash: 'y', deleted: false, created_at: 1, updated_at: 1, clock: 1 })], 400, 'payload.hash must equal pk'],
+    [
+      'a file_meta pk that is not its hash',
+      [op('file_meta', 'x', { hash: 'y', deleted: false, created_at: 1, updated_at: 1, clock: 1 })],
+      400,
+      'payload.hash must equal pk',
+    ],
     ['a foreign workspace_id', [op('messages', 'm1', message('m1', { workspace_id: 'other' }))], 400, 'workspace_id does not match'],
     ['bad file_hashes', [op('messages', 'm1', message('m1', { file_hashes: 'not json' }))], 400, 'file_hashes'],
     ['a put without payload', [op('messages', 'm1', undefined)], 400, 'a put needs a payload'],

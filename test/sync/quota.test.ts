@@ -10,7 +10,11 @@ const QUOTA = 8_192;
 const small = { OR3_SYNC_WORKSPACE_QUOTA_BYTES: String(QUOTA) };
 
 const pushWithQuota = (u: SyncUser, ops: unknown[]) =>
-  apiWithEnv(small, '/api/sync/push', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify({ scope: { workspaceId: u.workspaceId }, ops }) });
+  apiWithEnv(small, '/api/sync/push', {
+    method: 'POST',
+    headers: { ...u.headers, 'content-type': 'application/json' },
+    body: JSON.stringify({ scope: { workspaceId: u.workspaceId }, ops }),
+  });
 
 const usage = async (u: SyncUser, overrides: Record<string, string> = {}) => {
   const res = await apiWithEnv(overrides, `/api/storage/usage?workspace_id=${u.workspaceId}`, { headers: u.headers });
@@ -24,7 +28,9 @@ const recount = (u: SyncUser) =>
     const sql = state.storage.sql;
     const formula = `coalesce(sum(coalesce(length(CAST(payload AS BLOB)), 0) + length(CAST(pk AS BLOB)) + length(CAST(hlc AS BLOB)) + length(CAST(device_id AS BLOB)) + 160), 0)`;
     const fromFormula = sql.exec<{ n: number }>(`SELECT (SELECT ${formula} FROM change_log) + (SELECT ${formula} FROM rows) AS n`).one().n;
-    const fromColumns = sql.exec<{ n: number }>('SELECT (SELECT coalesce(sum(size), 0) FROM change_log) + (SELECT coalesce(sum(size), 0) FROM rows) AS n').one().n;
+    const fromColumns = sql
+      .exec<{ n: number }>('SELECT (SELECT coalesce(sum(size), 0) FROM change_log) + (SELECT coalesce(sum(size), 0) FROM rows) AS n')
+      .one().n;
     const counter = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'sync_bytes'").toArray()[0]?.value ?? 0);
     return { fromFormula, fromColumns, counter };
   });
@@ -64,7 +70,11 @@ describe('sync storage quota', () => {
     expect(n).toBeGreaterThan(1);
     const full = await usage(u, small);
     // A batch whose deletes free less than its puts need is refused whole.
-    const mixed = await pushWithQuota(u, [op('messages', 'm0', undefined, { operation: 'delete', clock: 2 }), op('messages', 'x1', kilobyte('x1')), op('messages', 'x2', kilobyte('x2'))]);
+    const mixed = await pushWithQuota(u, [
+      op('messages', 'm0', undefined, { operation: 'delete', clock: 2 }),
+      op('messages', 'x1', kilobyte('x1')),
+      op('messages', 'x2', kilobyte('x2')),
+    ]);
     expect(mixed.status).toBe(413);
     expect(await usage(u, small)).toEqual(full);
     // Deletes alone always go through, even though the log grows by one entry each.

@@ -51,21 +51,28 @@ describe('GET /api/sync/ws', () => {
     socket.ws.close();
   });
 
-  it('a poke carries its commit\'s changes, exactly as a pull from fromVersion returns them', async () => {
+  it("a poke carries its commit's changes, exactly as a pull from fromVersion returns them", async () => {
     const u = await syncUser();
     await pushOk(u, u.workspaceId, [op('threads', 't1', thread('t1'))]);
     const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, u.headers);
     await socket.next((m) => m.type === 'hello');
-    await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1')), op('messages', 'm2', message('m2')), op('messages', 'm1', undefined, { operation: 'delete', clock: 2 })]);
+    await pushOk(u, u.workspaceId, [
+      op('messages', 'm1', message('m1')),
+      op('messages', 'm2', message('m2')),
+      op('messages', 'm1', undefined, { operation: 'delete', clock: 2 }),
+    ]);
     const poke = await socket.next((m) => m.type === 'poke');
     expect(poke).toMatchObject({ type: 'poke', serverVersion: 4, fromVersion: 1 });
     expect(poke.changes).toEqual((await pull(u, u.workspaceId, 1)).changes);
     // Compacted like a pull: m1's put was superseded by its delete in the same commit.
-    expect(poke.changes.map((c: any) => [c.serverVersion, c.pk, c.op])).toEqual([[3, 'm2', 'put'], [4, 'm1', 'delete']]);
+    expect(poke.changes.map((c: any) => [c.serverVersion, c.pk, c.op])).toEqual([
+      [3, 'm2', 'put'],
+      [4, 'm1', 'delete'],
+    ]);
     socket.ws.close();
   });
 
-  it('another member\'s poke leaves out notifications that are not theirs; a large commit pokes without changes', async () => {
+  it("another member's poke leaves out notifications that are not theirs; a large commit pokes without changes", async () => {
     const u = await syncUser();
     const other = await signedInUser();
     await upsertMember(env.DB, u.workspaceId, other.id, 'editor');
@@ -92,7 +99,11 @@ describe('GET /api/sync/ws', () => {
     const gone = await signedInUser();
     // The Worker's check passed, then the removal committed before the object accepted the
     // socket: the object is asked directly for a user who is not a member (any more).
-    const socket = await open(await env.WORKSPACE.getByName(u.workspaceId).fetch(`https://edge.test/api/sync/ws?workspaceId=${u.workspaceId}`, { headers: { upgrade: 'websocket', 'x-or3-user-id': gone.id } }));
+    const socket = await open(
+      await env.WORKSPACE.getByName(u.workspaceId).fetch(`https://edge.test/api/sync/ws?workspaceId=${u.workspaceId}`, {
+        headers: { upgrade: 'websocket', 'x-or3-user-id': gone.id },
+      }),
+    );
     expect((await socket.closed).code).toBe(4003);
     expect(socket.messages).toEqual([]);
   });
@@ -112,10 +123,15 @@ describe('GET /api/sync/ws', () => {
     expect(await socket.next((m) => m.type === 'poke' && m.serverVersion === 1)).toEqual({ type: 'poke', serverVersion: 1 });
     // That poke also started a re-confirmation; once it is in, pokes carry changes again.
     const confirmedAt = () =>
-      runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => Math.min(...state.getWebSockets().map((ws) => ws.deserializeAttachment().verifiedAt as number)));
+      runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) =>
+        Math.min(...state.getWebSockets().map((ws) => ws.deserializeAttachment().verifiedAt as number)),
+      );
     for (let i = 0; i < 100 && Date.now() - (await confirmedAt()) > SOCKET_REVERIFY_MS; i++) await new Promise((r) => setTimeout(r, 20));
     await pushOk(u, u.workspaceId, [op('messages', 'm2', message('m2'))]);
-    expect(await socket.next((m) => m.type === 'poke' && m.serverVersion === 2)).toMatchObject({ fromVersion: 1, changes: [expect.objectContaining({ pk: 'm2' })] });
+    expect(await socket.next((m) => m.type === 'poke' && m.serverVersion === 2)).toMatchObject({
+      fromVersion: 1,
+      changes: [expect.objectContaining({ pk: 'm2' })],
+    });
     // Removed in D1 without the object being told (say closeSockets failed): the next
     // re-confirmation closes the socket, and no change reaches it meanwhile.
     await removeMember(env.DB, u.workspaceId, member.id);
@@ -170,10 +186,17 @@ describe('GET /api/sync/ws', () => {
     const current = await connect(path, u.headers);
     const stale = await connect(path, other.headers);
     await Promise.all([current.next((m) => m.type === 'hello'), stale.next((m) => m.type === 'hello')]);
-    const res = await call('POST', '/api/basic-auth/change-password', { ...u.headers, 'x-or3-token-transport': 'bearer' }, { currentPassword: PASSWORD, newPassword: 'a brand new passphrase 42', confirmNewPassword: 'a brand new passphrase 42' });
+    const res = await call(
+      'POST',
+      '/api/basic-auth/change-password',
+      { ...u.headers, 'x-or3-token-transport': 'bearer' },
+      { currentPassword: PASSWORD, newPassword: 'a brand new passphrase 42', confirmNewPassword: 'a brand new passphrase 42' },
+    );
     expect(res.status).toBe(200);
     expect((await stale.closed).code).toBe(4001);
-    await pushOk({ headers: { authorization: `Bearer ${(await res.json<{ accessToken: string }>()).accessToken}` } }, u.workspaceId, [op('messages', 'm1', message('m1'))]);
+    await pushOk({ headers: { authorization: `Bearer ${(await res.json<{ accessToken: string }>()).accessToken}` } }, u.workspaceId, [
+      op('messages', 'm1', message('m1')),
+    ]);
     expect(await current.next((m) => m.type === 'poke')).toMatchObject({ type: 'poke', serverVersion: 1 });
     current.ws.close();
   });
@@ -191,10 +214,17 @@ describe('GET /api/sync/ws', () => {
 
   it('ignores internal x-or3-* headers sent by a client', async () => {
     const u = await syncUser();
-    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, { ...u.headers, 'x-or3-ticket-nonce': 'forged', 'x-or3-ticket-expires': '9e15', 'x-or3-user-id': 'someone-else' });
+    const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, {
+      ...u.headers,
+      'x-or3-ticket-nonce': 'forged',
+      'x-or3-ticket-expires': '9e15',
+      'x-or3-user-id': 'someone-else',
+    });
     await socket.next((m) => m.type === 'hello');
     const { runInDurableObject } = await import('cloudflare:test');
-    const tickets = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.storage.sql.exec('SELECT * FROM ws_tickets').toArray());
+    const tickets = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) =>
+      state.storage.sql.exec('SELECT * FROM ws_tickets').toArray(),
+    );
     expect(tickets).toEqual([]);
     const owners = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => state.getWebSockets('user:someone-else').length);
     expect(owners).toBe(0);
@@ -204,12 +234,18 @@ describe('GET /api/sync/ws', () => {
   it('accepts a short-lived ticket once, for its workspace only', async () => {
     const u = await syncUser();
     const other = await syncUser();
-    const { ticket, expiresAt } = await (await call('POST', '/api/sync/ws-ticket', u.headers, { workspaceId: u.workspaceId })).json<{ ticket: string; expiresAt: string }>();
+    const { ticket, expiresAt } = await (
+      await call('POST', '/api/sync/ws-ticket', u.headers, { workspaceId: u.workspaceId })
+    ).json<{ ticket: string; expiresAt: string }>();
     expect(Date.parse(expiresAt) - Date.now()).toBeLessThanOrEqual(60_000);
-    expect((await api(`/api/sync/ws?workspaceId=${other.workspaceId}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status).toBe(401);
+    expect(
+      (await api(`/api/sync/ws?workspaceId=${other.workspaceId}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status,
+    ).toBe(401);
     const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}&ticket=${encodeURIComponent(ticket)}`);
     await socket.next((m) => m.type === 'hello');
-    expect((await api(`/api/sync/ws?workspaceId=${u.workspaceId}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status).toBe(403);
+    expect((await api(`/api/sync/ws?workspaceId=${u.workspaceId}&ticket=${encodeURIComponent(ticket)}`, { headers: { upgrade: 'websocket' } })).status).toBe(
+      403,
+    );
     const [body, mac] = ticket.split('.');
     expect((await api(`/api/sync/ws?workspaceId=${u.workspaceId}&ticket=${body}x.${mac}`, { headers: { upgrade: 'websocket' } })).status).toBe(401);
     socket.ws.close();

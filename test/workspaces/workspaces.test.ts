@@ -197,7 +197,9 @@ describe('invites', () => {
 
   it('stores only a hash of the invite token and bounds its lifetime', async () => {
     const w = await team();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer' })
+    ).json<{ inviteToken: string }>();
     const { results } = await env.DB.prepare('SELECT * FROM invites WHERE workspace_id = ?').bind(w.id).all();
     expect(JSON.stringify(results)).not.toContain(inviteToken);
     expect((await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer', expiresInSeconds: 10 })).status).toBe(400);
@@ -220,7 +222,10 @@ const claimPaths = {
   accept: async (inviteToken: string) => (await call('POST', '/api/workspaces/invites/accept', (await signedInUser()).headers, { inviteToken })).status,
   register: async (inviteToken: string) => {
     const email = uniqueEmail('claimer');
-    const res = await api('/api/basic-auth/register', json({ email, password: PASSWORD, confirmPassword: PASSWORD, inviteToken }, { 'cf-connecting-ip': randomIp() }));
+    const res = await api(
+      '/api/basic-auth/register',
+      json({ email, password: PASSWORD, confirmPassword: PASSWORD, inviteToken }, { 'cf-connecting-ip': randomIp() }),
+    );
     // Registration answers 200 for a taken email too: whether an account exists is what counts.
     const signedIn = (await signInBearer(email)).res.status === 200;
     return res.status === 200 && signedIn ? 200 : res.status;
@@ -228,7 +233,9 @@ const claimPaths = {
 };
 
 const owners = async (workspaceId: string) =>
-  (await env.DB.prepare("SELECT user_id FROM members WHERE workspace_id = ? AND role = 'owner' ORDER BY user_id").bind(workspaceId).all<{ user_id: string }>()).results.map((r) => r.user_id);
+  (
+    await env.DB.prepare("SELECT user_id FROM members WHERE workspace_id = ? AND role = 'owner' ORDER BY user_id").bind(workspaceId).all<{ user_id: string }>()
+  ).results.map((r) => r.user_id);
 
 describe('invite takeover (SECURITY.md §32)', () => {
   for (const [path, claim] of Object.entries(claimPaths)) {
@@ -263,7 +270,9 @@ describe('invite takeover (SECURITY.md §32)', () => {
     const admin = await signedInUser({ isAdmin: true });
     const adminHeaders = { ...admin.headers, 'x-or3-admin-intent': 'admin' };
     expect((await call('PUT', `/api/admin/workspaces/${w.id}/members/${creator.id}`, adminHeaders, { role: 'editor' })).status).toBe(200);
-    const row = await env.DB.prepare('SELECT expires_at FROM invites WHERE workspace_id = ? AND created_by = ?').bind(w.id, creator.id).first<{ expires_at: number }>();
+    const row = await env.DB.prepare('SELECT expires_at FROM invites WHERE workspace_id = ? AND created_by = ?')
+      .bind(w.id, creator.id)
+      .first<{ expires_at: number }>();
     expect(row!.expires_at).toBeLessThanOrEqual(Date.now());
     expect((await call('PUT', `/api/admin/workspaces/${w.id}/members/${creator.id}`, adminHeaders, { role: 'owner' })).status).toBe(200);
     expect(await claimPaths.accept(inviteToken)).toBe(404);
@@ -282,7 +291,9 @@ describe('invite takeover (SECURITY.md §32)', () => {
 
   it('a refused demotion (the last owner) expires nothing', async () => {
     const w = await team();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'viewer' })
+    ).json<{ inviteToken: string }>();
     expect((await call('PUT', `/api/workspaces/${w.id}/members/${users.owner.id}`, users.owner.headers, { role: 'viewer' })).status).toBe(409);
     expect(await claimPaths.accept(inviteToken)).toBe(200);
   });
@@ -293,11 +304,17 @@ describe('listing and revoking invites', () => {
     const w = await team();
     const made = [];
     for (const role of ['viewer', 'editor', 'owner']) {
-      made.push(await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role, expiresInSeconds: 3600 })).json<{ inviteToken: string; expiresAt: string }>());
+      made.push(
+        await (
+          await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role, expiresInSeconds: 3600 })
+        ).json<{ inviteToken: string; expiresAt: string }>(),
+      );
     }
     // One accepted and one expired: neither is pending any more.
     expect((await call('POST', '/api/workspaces/invites/accept', (await signedInUser()).headers, { inviteToken: made[0]!.inviteToken })).status).toBe(200);
-    await env.DB.prepare("UPDATE invites SET expires_at = ? WHERE workspace_id = ? AND role = 'editor'").bind(Date.now() - 1, w.id).run();
+    await env.DB.prepare("UPDATE invites SET expires_at = ? WHERE workspace_id = ? AND role = 'editor'")
+      .bind(Date.now() - 1, w.id)
+      .run();
 
     const res = await call('GET', `/api/workspaces/${w.id}/invites`, users.owner.headers);
     expect(res.status).toBe(200);
@@ -324,7 +341,9 @@ describe('listing and revoking invites', () => {
 
   it('an owner revokes a pending invite: it no longer admits anyone, and a second revoke is 404', async () => {
     const w = await team();
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'owner' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role: 'owner' })
+    ).json<{ inviteToken: string }>();
     const { invites } = await (await call('GET', `/api/workspaces/${w.id}/invites`, users.owner.headers)).json<any>();
     const revoke = await call('DELETE', `/api/workspaces/${w.id}/invites/${invites[0].id}`, users.owner.headers);
     expect(revoke.status).toBe(200);
@@ -338,7 +357,9 @@ describe('listing and revoking invites', () => {
   it("an unknown invite, or another workspace's, is 404 and stays usable", async () => {
     const mine = await team();
     const theirs = await createWorkspace(env.DB, users.editor.id, 'Theirs', null);
-    const { inviteToken } = await (await call('POST', `/api/workspaces/${theirs}/invites`, users.editor.headers, { role: 'viewer' })).json<{ inviteToken: string }>();
+    const { inviteToken } = await (
+      await call('POST', `/api/workspaces/${theirs}/invites`, users.editor.headers, { role: 'viewer' })
+    ).json<{ inviteToken: string }>();
     const { invites } = await (await call('GET', `/api/workspaces/${theirs}/invites`, users.editor.headers)).json<any>();
     const res = await call('DELETE', `/api/workspaces/${mine.id}/invites/${invites[0].id}`, users.owner.headers);
     expect(res.status).toBe(404);
@@ -373,18 +394,24 @@ describe('workspace creation limit (SECURITY.md §36)', () => {
     expect((await limited('B')).status).toBe(200);
     expect((await limited('C')).status).toBe(429);
     // The first creation is now 59 min 50 s old: a slot frees in about 10 s.
-    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?').bind(Date.now() - 3_590_000, first.id).run();
+    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?')
+      .bind(Date.now() - 3_590_000, first.id)
+      .run();
     const soon = await limited('C');
     expect(soon.status).toBe(429);
     expect(Number(soon.headers.get('retry-after'))).toBeGreaterThanOrEqual(9);
     expect(Number(soon.headers.get('retry-after'))).toBeLessThanOrEqual(11);
-    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?').bind(Date.now() - 3_600_001, first.id).run();
+    await env.DB.prepare('UPDATE workspaces SET created_at = ? WHERE id = ?')
+      .bind(Date.now() - 3_600_001, first.id)
+      .run();
     expect((await limited('C')).status).toBe(200);
   });
 
   it('parallel creations cannot overshoot the limit', async () => {
     const user = await signedInUser();
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => apiWithEnv({ OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '4' }, '/api/workspaces', json({ name: `P${i}` }, user.headers))));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => apiWithEnv({ OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: '4' }, '/api/workspaces', json({ name: `P${i}` }, user.headers))),
+    );
     expect(results.filter((r) => r.status === 200)).toHaveLength(4);
     expect(results.filter((r) => r.status === 429)).toHaveLength(6);
     const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM members WHERE user_id = ?').bind(user.id).first<{ n: number }>())!;
