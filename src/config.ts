@@ -40,7 +40,6 @@ const intVar = (fallback: number, min: number, max: number) =>
   withDefault(wholeNumber.pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`)), fallback);
 
 const boolean = z.enum(['true', 'false'], { message: 'must be "true" or "false"' }).transform((v) => v === 'true');
-
 const json = z.string().transform((text, ctx): unknown => {
   try {
     return JSON.parse(text);
@@ -54,7 +53,6 @@ const mimeTypes = z
   .string()
   .transform((list) => list.split(',').flatMap((m) => m.trim().toLowerCase() || []))
   .pipe(z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/, 'each entry must be a MIME type like image/png')));
-
 /** Per-minute sync limits by the names of src/sync/limiter.ts; a typo is refused, not ignored. */
 const rateLimits = z.partialRecord(z.enum(['push', 'pull', 'updateCursor', 'gc']), z.number().int().min(1).max(100_000));
 
@@ -76,6 +74,7 @@ const variables = z.object({
   OR3_AUTH_AUTO_PROVISION: withDefault(boolean, true),
   OR3_AUTH_OIDC_PROVIDERS: withDefault(json.pipe(z.array(oidcProviderSchema)), []),
   OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS: intVar(86_400, TOKEN_AGE_SECONDS.min, TOKEN_AGE_SECONDS.max),
+  OR3_AUTH_CACHE_TTL_SECONDS: intVar(60, 1, 300),
   OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR: intVar(20, 1, 100_000),
   OR3_STORAGE_URL_SECRET: text,
   /** The previous storage URL secret, accepted until URLs signed with it have expired. */
@@ -200,6 +199,8 @@ const configSchema = variables.transform((v, ctx) => {
       oidcProviders: v.OR3_AUTH_OIDC_PROVIDERS,
       /** Default oldest `iat` accepted from a federated token (seconds); providers may override. */
       oidcMaxTokenAgeSeconds: v.OR3_AUTH_OIDC_MAX_TOKEN_AGE_SECONDS,
+      /** How long a workspace's object trusts an authorization fact read from D1 (ms). */
+      cacheTtlMs: v.OR3_AUTH_CACHE_TTL_SECONDS * 1000,
     },
     workspaces: { createLimitPerHour: v.OR3_WORKSPACE_CREATE_LIMIT_PER_HOUR },
     storage: {

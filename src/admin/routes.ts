@@ -17,6 +17,7 @@ import { ApiError, badRequest, conflict, forbidden, notFound } from '../errors';
 import { logEvent } from '../http/logger';
 import { ROLES } from '../workspaces/permissions';
 import { memberChangeResult, param } from '../workspaces/routes';
+import { forgetAccess } from '../workspaces/invalidate';
 import { createWorkspace, discardWorkspace, removeMember, setWorkspaceDeleted, upsertMember, workspaceExists, workspaceName } from '../workspaces/store';
 import { readHistory, type ExportSource } from '../archive/export';
 import type { ArchivedEntry } from '../archive/archive';
@@ -72,6 +73,7 @@ export const admin = new Hono<AppEnv>()
     const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     memberChangeResult(await upsertMember(c.env.DB, workspaceId, userId, body.role));
+    await forgetAccess(c.env, workspaceId, { userId });
     audit(c, 'admin.member.upserted', { ...(await auditBase(c)), workspaceId, targetUserId: userId, role: body.role });
     return c.json({ ok: true });
   })
@@ -98,6 +100,7 @@ export const admin = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, false);
+    await forgetAccess(c.env, workspaceId); // its members were refused while it was deleted
     audit(c, 'admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })

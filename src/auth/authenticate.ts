@@ -18,6 +18,7 @@ import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oid
 import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from './store';
 import type { Role } from '../workspaces/permissions';
 import type { Membership } from '../workspaces/store';
+import type { TokenCredential as Credential } from '../workspace-db/access';
 
 export const BASIC_PROVIDER = 'basic-auth';
 
@@ -76,17 +77,58 @@ export async function requireUser(c: Context<AppEnv>, workspaceId?: string): Pro
   return principal;
 }
 
-async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Promise<Principal | null> {
-  const bearer = bearerToken(c);
-  if (bearer) return fromToken(c, bearer, true, workspaceId);
-  const access = c.req.header('cf-access-jwt-assertion');
-  if (access) return fromToken(c, access, true, workspaceId);
-  const cookie = getCookie(c, ACCESS_COOKIE);
-  if (cookie) {
-    const principal = await fromToken(c, cookie, false, workspaceId);
-    if (principal) return principal;
+const credentials = new WeakMap<Request, Promise<Credential | null>>();
+
+/**
+ * Who the request claims to be, verified without D1 (signature, expiry, issuer and claim rules):
+ * what the workspace's object authorizes at the shard (src/workspace-db/access.ts). Memoised per
+ * request. The one D1 step is the transparent refresh of an expired access cookie.
+ */
+export function verifyCredential(c: Context<AppEnv>): Promise<Credential | null> {
+  let result = credentials.get(c.req.raw);
+  if (!result) {
+    result = readCredential(c);
+    credentials.set(c.req.raw, result);
   }
-  return transparentRefresh(c, workspaceId);
+  return result;
+}
+
+async function readCredential(c: Context<AppEnv>): Promise<Credential | null> {
+  const bearer = bearerToken(c) ?? c.req.header('cf-access-jwt-assertion');
+  if (bearer) return credentialOf(c, bearer, true);
+  const cookie = getCookie(c, ACCESS_COOKIE);
+  const fromCookie = cookie ? await credentialOf(c, cookie, false) : null;
+  return fromCookie ?? transparentRefresh(c);
+}
+
+async function credentialOf(c: Context<AppEnv>, token: string, allowFederated: boolean): Promise<Credential | null> {
+  const { auth } = c.get('config');
+  const issuer = unverifiedIssuer(token);
+  if (issuer === ACCESS_ISSUER) {
+    const claims = await verifyAccessToken(await signingKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
+    return claims ? { kind: 'session', userId: claims.sub, sessionId: claims.sid, tokenVersion: claims.ver, expiresAt: claims.exp * 1000 } : null;
+  }
+  if (!allowFederated) return null;
+  const provider = providerForIssuer(auth.oidcProviders, issuer);
+  const identity = provider ? await verifyFederatedToken(provider, token, auth.oidcMaxTokenAgeSeconds) : null;
+  if (!identity) return null;
+  const { subject, expiresAt } = identity;
+  return {
+    kind: 'federated',
+    provider: identity.provider,
+    issuer: identity.issuer,
+    subject,
+    email: identity.email ?? null,
+    displayName: identity.displayName ?? null,
+    expiresAt,
+  };
+}
+
+/** The principal of a verified credential, checked against D1 (the routes that are not on the hot path). */
+async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Promise<Principal | null> {
+  const credential = await verifyCredential(c);
+  if (!credential) return null;
+  return credential.kind === 'session' ? fromSession(c, credential, workspaceId) : fromIdentity(c, credential);
 }
 
 /**
@@ -99,7 +141,7 @@ async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Pro
  * WebSocket upgrades: a 101 answer cannot carry the new cookies, and a rotation whose cookies
  * never reach the browser would later look like refresh-token reuse.
  */
-async function transparentRefresh(c: Context<AppEnv>, workspaceId: string | undefined): Promise<Principal | null> {
+async function transparentRefresh(c: Context<AppEnv>): Promise<Credential | null> {
   const refresh = getCookie(c, REFRESH_COOKIE);
   if (!refresh || c.req.path.startsWith('/api/basic-auth/') || c.req.header('upgrade')?.toLowerCase() === 'websocket') return null;
   const rotated = await rotate(c, refresh);
@@ -112,40 +154,37 @@ async function transparentRefresh(c: Context<AppEnv>, workspaceId: string | unde
   }
   const { token } = await issueAccessToken(c, rotated);
   setAuthCookies(c, token, rotated.refreshToken);
-  return fromAccessToken(c, token, workspaceId);
+  return credentialOf(c, token, false);
 }
 
-async function fromToken(c: Context<AppEnv>, token: string, allowFederated: boolean, workspaceId: string | undefined): Promise<Principal | null> {
-  const issuer = unverifiedIssuer(token);
-  if (issuer === ACCESS_ISSUER) return fromAccessToken(c, token, workspaceId);
-  if (!allowFederated) return null;
-  const provider = providerForIssuer(c.get('config').auth.oidcProviders, issuer);
-  if (!provider) return null;
-  const identity = await verifyFederatedToken(provider, token, c.get('config').auth.oidcMaxTokenAgeSeconds);
-  if (!identity) return null;
+async function fromIdentity(c: Context<AppEnv>, credential: Extract<Credential, { kind: 'federated' }>): Promise<Principal | null> {
+  const identity = {
+    provider: credential.provider,
+    issuer: credential.issuer,
+    subject: credential.subject,
+    email: credential.email,
+    displayName: credential.displayName,
+  };
   const db = c.env.DB;
   const user = c.get('config').auth.autoProvision ? await getOrCreateIdentityUser(db, identity) : await findIdentityUser(db, identity);
   if (!user || user.disabled_at !== null) return null;
   return {
     userId: user.id,
-    provider: identity.provider,
-    providerUserId: identity.subject,
-    email: user.identity_email ?? identity.email ?? null,
-    displayName: user.display_name ?? identity.displayName ?? null,
+    provider: credential.provider,
+    providerUserId: credential.subject,
+    email: user.identity_email ?? credential.email ?? null,
+    displayName: user.display_name ?? credential.displayName ?? null,
     isAdmin: user.is_admin === 1,
     activeWorkspaceId: user.active_workspace_id,
     sessionId: null,
-    expiresAt: identity.expiresAt,
+    expiresAt: credential.expiresAt,
   };
 }
 
-async function fromAccessToken(c: Context<AppEnv>, token: string, workspaceId: string | undefined): Promise<Principal | null> {
-  const { auth } = c.get('config');
-  const claims = await verifyAccessToken(await signingKeys(auth.jwtSecret, auth.jwtSecretPrevious), token, auth.accessTtlSeconds);
-  if (!claims) return null;
-  const row = await loadSessionAuth(c.env.DB, claims.sid, claims.sub, workspaceId);
+async function fromSession(c: Context<AppEnv>, claims: Extract<Credential, { kind: 'session' }>, workspaceId: string | undefined): Promise<Principal | null> {
+  const row = await loadSessionAuth(c.env.DB, claims.sessionId, claims.userId, workspaceId);
   if (!row || row.session_revoked_at !== null || row.session_expires_at <= Date.now()) return null;
-  if (row.disabled_at !== null || row.token_version !== claims.ver) return null;
+  if (row.disabled_at !== null || row.token_version !== claims.tokenVersion) return null;
   if (workspaceId !== undefined) {
     // The query yields a role only for a member of a live workspace (and then its name).
     const membership = row.member_role ? { workspaceId, name: row.member_workspace_name!, role: row.member_role as Role } : null;
@@ -159,7 +198,7 @@ async function fromAccessToken(c: Context<AppEnv>, token: string, workspaceId: s
     displayName: row.display_name,
     isAdmin: row.is_admin === 1,
     activeWorkspaceId: row.active_workspace_id,
-    sessionId: claims.sid,
-    expiresAt: claims.exp * 1000,
+    sessionId: claims.sessionId,
+    expiresAt: claims.expiresAt,
   };
 }

@@ -30,7 +30,7 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../errors';
 import { logEvent } from '../http/logger';
-import { authorizeWorkspace } from '../workspaces/authorize';
+import { authorizeAtShard } from '../workspaces/authorize';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
 import { checkUploadPolicy, type StorageDeps } from './policy';
 import { blobPath } from './providers';
@@ -149,7 +149,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
   new Hono<AppEnv>()
     .post('/create', async (c) => {
       const body = await jsonBody(c, createSchema);
-      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const state = await checkUploadPolicy(c, hooks, {
@@ -182,7 +182,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
 
     .post('/urls', async (c) => {
       const body = await jsonBody(c, urlsSchema);
-      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const declared = await declaredUpload(c, body.workspace_id, hash, key, body.upload_id);
@@ -206,7 +206,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
 
     .post('/complete', async (c) => {
       const body = await jsonBody(c, completeSchema);
-      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const staging = stagingKey(key);
@@ -271,7 +271,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
 
     .post('/abort', async (c) => {
       const body = await jsonBody(c, abortSchema);
-      await authorizeWorkspace(c, body.workspace_id, 'write');
+      await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const declared = await declaredUpload(c, body.workspace_id, hash, key, body.upload_id, { allowExpired: true });

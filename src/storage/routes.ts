@@ -14,7 +14,7 @@ import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, fromFailure, gone, notFound, unprocessable } from '../errors';
-import { authorizeWorkspace } from '../workspaces/authorize';
+import { authorizeAtShard } from '../workspaces/authorize';
 import { membershipOf, workspaceExists } from '../workspaces/store';
 import { runBlobGc } from './gc';
 import { multipartRoutes, partRoute } from './multipart';
@@ -102,7 +102,7 @@ export const storageRoutes = (deps: StorageDeps) =>
     .route('/', partRoute)
     .post('/presign-upload', async (c) => {
       const body = await jsonBody(c, presignUploadSchema);
-      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const state = await checkUploadPolicy(c, deps.hooks, {
@@ -144,7 +144,7 @@ export const storageRoutes = (deps: StorageDeps) =>
 
     .post('/presign-download', async (c) => {
       const body = await jsonBody(c, presignDownloadSchema);
-      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'read');
+      const principal = await authorizeAtShard(c, body.workspace_id, 'read');
       const hash = requireHash(body.hash);
       const key = blobKey(body.workspace_id, hash);
       // storage_id is optional and the key is derived from workspace and hash, so a foreign or
@@ -272,7 +272,7 @@ export const storageRoutes = (deps: StorageDeps) =>
 
     .post('/commit', async (c) => {
       const body = await jsonBody(c, commitSchema);
-      const { principal } = await authorizeWorkspace(c, body.workspace_id, 'write');
+      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
@@ -316,7 +316,7 @@ export const storageRoutes = (deps: StorageDeps) =>
 
     .post('/delete', async (c) => {
       const body = await jsonBody(c, deleteSchema);
-      await authorizeWorkspace(c, body.workspace_id, 'write');
+      await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash);
       const ws = stub(c, body.workspace_id);
       const result = await ws.markForDelete(hash.canonical);
@@ -332,7 +332,7 @@ export const storageRoutes = (deps: StorageDeps) =>
     .get('/usage', async (c) => {
       const workspaceId = id.safeParse(c.req.query('workspace_id'));
       if (!workspaceId.success) throw badRequest('workspace_id is required', 'invalid_query');
-      await authorizeWorkspace(c, workspaceId.data, 'read');
+      await authorizeAtShard(c, workspaceId.data, 'read');
       const usage = await stub(c, workspaceId.data).usage();
       const config = c.get('config');
       return c.json({

@@ -12,10 +12,8 @@ import type { Failure } from '../errors';
 export const DEFAULT_SYNC_LIMITS = { push: 200, pull: 120, updateCursor: 60, gc: 10 } as const;
 export type SyncLimitName = keyof typeof DEFAULT_SYNC_LIMITS;
 
-/** Who is calling the workspace's object and which limit applies; the Worker has already checked membership and role. */
-export interface Caller {
-  workspaceId: string;
-  userId: string;
+/** Which limit a sync request counts against; the object adds who is calling once it has authorized them. */
+export interface LimitedCall {
   limit: { name: SyncLimitName; perMinute: number };
 }
 
@@ -41,9 +39,9 @@ export class FixedWindowLimiter {
     return { ok: true };
   }
 
-  /** Counts one request of `caller`; the 429 failure when it is over its limit, else null. */
-  refuse(caller: Caller, now = Date.now()): Failure | null {
-    const verdict = this.take(`${caller.limit.name}:${caller.userId}`, caller.limit.perMinute, now);
+  /** Counts one request of `userId` under `call`'s limit; the 429 failure when it is over, else null. */
+  refuse(call: LimitedCall, userId: string, now = Date.now()): Failure | null {
+    const verdict = this.take(`${call.limit.name}:${userId}`, call.limit.perMinute, now);
     if (verdict.ok) return null;
     return {
       ok: false,

@@ -1,7 +1,7 @@
 /**
- * `/api/sync/*` (docs/sync.md): authenticate, check membership and permission for the scope's
- * workspace (one D1 read), validate and prepare in the Worker, then make exactly one RPC to the
- * workspace's Durable Object.
+ * `/api/sync/*` (docs/sync.md): verify the caller's credential (no D1), validate and prepare in
+ * the Worker, then make exactly one RPC to the workspace's Durable Object, which authorizes the
+ * caller from its own cache (authorization at the shard, src/workspace-db/access.ts).
  *
  * Realtime: `GET /api/sync/ws?workspaceId=` upgrades to a WebSocket on the object. Browsers on
  * an allowed origin authenticate with their cookie; other clients send a bearer header, or, where
@@ -9,20 +9,27 @@
  */
 import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../env';
-import { sessionIsLive } from '../auth/store';
 import { isAllowedOrigin } from '../http/cors';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, forbidden, fromFailure, unauthorized } from '../errors';
-import { authorizeWorkspace } from '../workspaces/authorize';
-import { membershipOf } from '../workspaces/store';
-import { DEFAULT_SYNC_LIMITS, type Caller, type SyncLimitName } from './limiter';
+import { ApiError, badRequest, forbidden, unauthorized, type Failure } from '../errors';
+import { authorizeAtShard, shardCaller, shardFailure } from '../workspaces/authorize';
+import type { Permission } from '../workspaces/permissions';
+import type { SyncCaller } from '../workspace-db/object';
+import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import { issueTicket, readTicket } from './ws-ticket';
 import { audit } from '../audit/emit';
 
-function caller(c: Context<AppEnv>, workspaceId: string, userId: string, name: SyncLimitName): Caller {
+/** The request as the object authorizes and rate-limits it. */
+async function caller(c: Context<AppEnv>, workspaceId: string, permission: Permission, name: SyncLimitName): Promise<SyncCaller> {
   const perMinute = c.get('config').rateLimitOverrides[name] ?? DEFAULT_SYNC_LIMITS[name];
-  return { workspaceId, userId, limit: { name, perMinute } };
+  return { ...(await shardCaller(c, workspaceId, permission)), limit: { name, perMinute } };
+}
+
+/** The object's answer, or its refusal as the HTTP error (denials logged and audited). */
+function answer<R extends { ok: true } | Failure>(c: Context<AppEnv>, call: SyncCaller, reply: R): Exclude<R, Failure> {
+  if (!reply.ok) shardFailure(c, call, reply as Failure);
+  return reply as Exclude<R, Failure>;
 }
 
 const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByName(workspaceId);
@@ -30,14 +37,10 @@ const stub = (c: Context<AppEnv>, workspaceId: string) => c.env.WORKSPACE.getByN
 /** Both GC routes: owner only (settings.manage), one RPC, `{ deletedCount }`. */
 async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
   const body = await jsonBody(c, gcSchema);
-  const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'settings.manage');
-  const result = await stub(c, body.scope.workspaceId).gc(caller(c, body.scope.workspaceId, principal.userId, 'gc'), {
-    kind,
-    retentionSeconds: body.retentionSeconds,
-  });
-  if (!result.ok) throw fromFailure(result);
+  const call = await caller(c, body.scope.workspaceId, 'settings.manage', 'gc');
+  const result = answer(c, call, await stub(c, body.scope.workspaceId).gc(call, { kind, retentionSeconds: body.retentionSeconds }));
   audit(c, 'sync.gc.run', {
-    actorId: principal.userId,
+    actorId: result.userId,
     workspaceId: body.scope.workspaceId,
     kind,
     retentionSeconds: body.retentionSeconds,
@@ -49,23 +52,20 @@ async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
 export const sync = new Hono<AppEnv>()
   .post('/push', async (c) => {
     const body = await jsonBody(c, pushSchema);
-    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'write');
-    const ops = await prepareBatch(body.ops, body.scope.workspaceId, principal.userId);
-    const result = await stub(c, body.scope.workspaceId).push(
-      caller(c, body.scope.workspaceId, principal.userId, 'push'),
-      ops,
-      c.get('config').sync.workspaceQuotaBytes,
-    );
-    if (!result.ok) throw fromFailure(result);
+    const workspaceId = body.scope.workspaceId;
+    const call = await caller(c, workspaceId, 'write', 'push');
+    // Notifications are forced to their pusher: our tokens name the user; a federated one is resolved by the object first.
+    const userId = call.credential.kind === 'session' ? call.credential.userId : (await authorizeAtShard(c, workspaceId, 'write')).userId;
+    const ops = await prepareBatch(body.ops, workspaceId, userId);
+    const result = answer(c, call, await stub(c, workspaceId).push(call, ops, c.get('config').sync.workspaceQuotaBytes));
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })
 
   .post('/pull', async (c) => {
     const body = await jsonBody(c, pullSchema);
-    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
+    const call = await caller(c, body.scope.workspaceId, 'read', 'pull');
     const input = { cursor: body.cursor, limit: body.limit ?? SYNC_LIMITS.pullDefault, ...(body.tables ? { tables: body.tables } : {}) };
-    const r = await stub(c, body.scope.workspaceId).pull(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
-    if (!r.ok) throw fromFailure(r);
+    const r = answer(c, call, await stub(c, body.scope.workspaceId).pull(call, input));
     // The changes arrive as JSON text from the object; the envelope is spliced around them.
     const tail = JSON.stringify({
       nextCursor: r.nextCursor,
@@ -78,25 +78,20 @@ export const sync = new Hono<AppEnv>()
 
   .post('/update-cursor', async (c) => {
     const body = await jsonBody(c, cursorSchema);
-    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
-    const r = await stub(c, body.scope.workspaceId).updateCursor(caller(c, body.scope.workspaceId, principal.userId, 'updateCursor'), {
-      deviceId: body.deviceId,
-      version: body.version,
-    });
-    if (!r.ok) throw fromFailure(r);
+    const call = await caller(c, body.scope.workspaceId, 'read', 'updateCursor');
+    answer(c, call, await stub(c, body.scope.workspaceId).updateCursor(call, { deviceId: body.deviceId, version: body.version }));
     return c.json({ ok: true });
   })
 
   .post('/snapshot', async (c) => {
     const body = await jsonBody(c, snapshotSchema);
-    const { principal } = await authorizeWorkspace(c, body.scope.workspaceId, 'read');
+    const call = await caller(c, body.scope.workspaceId, 'read', 'pull');
     const input = {
       pageSize: body.pageSize ?? SYNC_LIMITS.snapshotDefault,
       ...(body.pageToken ? { pageToken: body.pageToken } : {}),
       ...(body.tables ? { tables: body.tables } : {}),
     };
-    const r = await stub(c, body.scope.workspaceId).snapshot(caller(c, body.scope.workspaceId, principal.userId, 'pull'), input);
-    if (!r.ok) throw fromFailure(r);
+    const r = answer(c, call, await stub(c, body.scope.workspaceId).snapshot(call, input));
     // As with pull, the items arrive as JSON text and are spliced into the envelope.
     const head = JSON.stringify({ workspaceId: body.scope.workspaceId, snapshotId: r.snapshotId, highWatermark: r.highWatermark });
     return c.body(`${head.slice(0, -1)},"items":${r.itemsJson},"nextPageToken":${JSON.stringify(r.nextPageToken)}}`, 200, {
@@ -109,8 +104,8 @@ export const sync = new Hono<AppEnv>()
 
   .post('/ws-ticket', async (c) => {
     const body = await jsonBody(c, wsTicketSchema);
-    const { principal } = await authorizeWorkspace(c, body.workspaceId, 'read');
-    const { ticket, expiresAt } = await issueTicket(c.get('config').auth.jwtSecret, principal.userId, body.workspaceId, principal.sessionId);
+    const access = await authorizeAtShard(c, body.workspaceId, 'read');
+    const { ticket, expiresAt } = await issueTicket(c.get('config').auth.jwtSecret, access.userId, body.workspaceId, access.sessionId);
     return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString() });
   })
 
@@ -122,33 +117,23 @@ export const sync = new Hono<AppEnv>()
     // The object trusts x-or3-* headers from the Worker: never pass a client's through.
     for (const name of [...forward.keys()]) if (name.startsWith('x-or3-')) forward.delete(name);
     const ticket = c.req.query('ticket');
-    let userId: string;
-    let sessionId: string | null;
+    let call;
     if (ticket) {
       const read = await readTicket(c.get('config').auth.jwtSecret, ticket, workspaceId);
       if (!read) throw unauthorized('The ticket is invalid or expired');
-      // Membership may have changed since the ticket was issued.
-      if (!(await membershipOf(c.env.DB, workspaceId, read.userId))) throw forbidden('You are not a member of this workspace', 'not_member');
-      // So may the session (signed out since): a ticket does not outlive it.
-      if (read.sessionId && !(await sessionIsLive(c.env.DB, read.sessionId))) {
-        throw unauthorized('The session of this ticket has ended');
-      }
-      userId = read.userId;
-      sessionId = read.sessionId;
+      // The object checks that the membership and the ticket's session still hold, and claims the nonce.
+      const { auth } = c.get('config');
+      const credential = { kind: 'ticket' as const, userId: read.userId, sessionId: read.sessionId, expiresAt: read.expiresAt };
+      call = { workspaceId, credential, permission: 'read' as const, cacheTtlMs: auth.cacheTtlMs, autoProvision: auth.autoProvision };
       forward.set('x-or3-ticket-nonce', read.nonce);
-      forward.set('x-or3-ticket-expires', String(read.expiresAt));
     } else {
       // Browsers send cookies on cross-site WebSocket handshakes: check the origin like CSRF does.
       const origin = c.req.header('origin');
       if (origin && origin !== new URL(c.req.url).origin && !isAllowedOrigin(c.get('config'), origin)) {
         throw forbidden(`WebSocket from ${origin} refused`, 'csrf_rejected');
       }
-      // 401 without credentials, 403 for non-members; one D1 read for both checks.
-      const { principal } = await authorizeWorkspace(c, workspaceId, 'read');
-      userId = principal.userId;
-      sessionId = principal.sessionId;
+      call = await shardCaller(c, workspaceId, 'read'); // 401 without credentials; the object answers 403 for non-members
     }
-    forward.set('x-or3-user-id', userId);
-    if (sessionId) forward.set('x-or3-session-id', sessionId);
+    forward.set('x-or3-caller', JSON.stringify(call));
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
   });

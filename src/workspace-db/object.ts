@@ -12,7 +12,8 @@ import migrations from '../../migrations/do/migrations.js';
 import type { ArchivedEntry } from '../archive/archive';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
-import { FixedWindowLimiter, type Caller } from '../sync/limiter';
+import { FixedWindowLimiter, type LimitedCall } from '../sync/limiter';
+import { AccessCache, type Access, type ShardCaller } from './access';
 import type { PreparedOp, TableName } from '../sync/protocol';
 import * as blobs from './blobs';
 import { updateCursor } from './cursors';
@@ -20,8 +21,11 @@ import { migrationsApplied, syncBytes } from './meta';
 import { applyPush, logConflicts, type PushResult } from './push';
 import { pull, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
 import { exportLog, exportState, markRestored, preparePitr, replayHistory } from './recovery';
-import { collectChangeLog, collectOnRequest, collectTombstones, runRetention } from './retention';
+import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
+
+/** A sync request: who (verified, to authorize here) and which rate limit it counts against. */
+export type SyncCaller = ShardCaller & LimitedCall;
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
@@ -30,20 +34,17 @@ const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message:
 export const GC_INTERVAL_MS = 6 * 3600 * 1000;
 
 export class WorkspaceDO extends DurableObject<Bindings> {
-  readonly #sql: SqlStorage;
+  readonly #sql = this.ctx.storage.sql;
   readonly #limiter = new FixedWindowLimiter();
-  readonly #sockets: WorkspaceSockets;
+  readonly #access = new AccessCache(this.env);
+  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access);
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
   readonly #instance = crypto.randomUUID();
-  /** Archiving awaits R2, which lets other events in: runs are chained so manifests stay consistent. */
-  #archiving: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    this.#sockets = new WorkspaceSockets(ctx, env);
     // Returned, so a failing migration rejects blockConcurrencyWhile and resets the object.
     void ctx.blockConcurrencyWhile(async () => migrate(drizzle(ctx.storage), migrations));
     // Answered by the runtime without waking a hibernated object.
@@ -54,60 +55,61 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   ping(): { ok: true; migrations: number } {
     return { ok: true, migrations: migrationsApplied(this.#sql) };
   }
-  #limited(caller: Caller): Failure | null {
-    return this.#restoring ? RESTORING : this.#limiter.refuse(caller);
+
+  /** Who the caller is here, with which role (access.ts): for routes that do more than one thing. */
+  async authorize(caller: ShardCaller): Promise<({ ok: true } & Access) | Failure> {
+    return this.#restoring ? RESTORING : this.#access.authorize(caller);
+  }
+  /** Authorization, then the caller's sync rate limit. */
+  async #admit(caller: SyncCaller): Promise<({ ok: true } & Access) | Failure> {
+    const access = await this.authorize(caller);
+    return access.ok ? (this.#limiter.refuse(caller, access.userId) ?? access) : access;
+  }
+  /** Drops cached authorization facts after a D1 write changed them (access.ts `forget`). */
+  forget(input: { userId?: string; sessionId?: string }): void {
+    this.#access.forget(input);
   }
 
   /** `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data. */
-  async push(caller: Caller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
-    const limited = this.#limited(caller);
-    if (limited) return limited;
-    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, caller.userId, Date.now(), quotaBytes));
+  async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+    const access = await this.#admit(caller);
+    if (!access.ok) return access;
+    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes));
     if (!outcome.ok) return outcome;
     logConflicts(caller.workspaceId, outcome.conflicts);
     const { results, serverVersion, allocated } = outcome;
-    if (allocated > 0) {
-      // Synchronously after the transaction: the range holds exactly this push's changes.
-      this.#sockets.poke(
-        serverVersion - allocated,
-        serverVersion,
-        ops.some((op) => op.tableName === 'notifications'),
-      );
-      await this.#ensureAlarm();
-    }
+    const perUser = ops.some((op) => op.tableName === 'notifications');
+    // Synchronously after the transaction: the range holds exactly this push's changes.
+    if (allocated > 0) this.#sockets.poke(serverVersion - allocated, serverVersion, perUser);
+    if (allocated > 0) await this.#ensureAlarm();
     return { ok: true, results, serverVersion };
   }
-  pull(caller: Caller, input: { cursor: number; limit: number; tables?: TableName[] }): ({ ok: true } & PullOutcome) | Failure {
+  async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure> {
+    const access = await this.#admit(caller);
     // A read: one implicit transaction is enough, and no await separates its statements.
-    return this.#limited(caller) ?? { ok: true, ...pull(this.#sql, { ...input, userId: caller.userId }) };
+    return !access.ok ? access : { ok: true, ...pull(this.#sql, { ...input, userId: access.userId }) };
   }
-  updateCursor(caller: Caller, input: { deviceId: string; version: number }): { ok: true } | Failure {
-    return this.#limited(caller) ?? this.ctx.storage.transactionSync(() => updateCursor(this.#sql, { ...input, userId: caller.userId }, Date.now()));
+  async updateCursor(caller: SyncCaller, input: { deviceId: string; version: number }): Promise<{ ok: true } | Failure> {
+    const access = await this.#admit(caller);
+    return !access.ok ? access : this.ctx.storage.transactionSync(() => updateCursor(this.#sql, { ...input, userId: access.userId }, Date.now()));
   }
-  async snapshot(caller: Caller, input: { pageSize: number; pageToken?: string; tables?: TableName[] }): Promise<SnapshotReply | Failure> {
-    return this.#limited(caller) ?? snapshot(this.#sql, { ...input, userId: caller.userId });
+  async snapshot(caller: SyncCaller, input: { pageSize: number; pageToken?: string; tables?: TableName[] }): Promise<SnapshotReply | Failure> {
+    const access = await this.#admit(caller);
+    return !access.ok ? access : snapshot(this.#sql, { ...input, userId: access.userId });
   }
-  async gc(caller: Caller, input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number }): Promise<{ ok: true; deletedCount: number } | Failure> {
-    const limited = this.#limited(caller);
-    if (limited) return limited;
-    const collect =
-      input.kind === 'tombstones' ? async (s: number) => collectTombstones(this.ctx.storage, s) : async (s: number) => (await this.collectChangeLog(s)).deleted;
-    return { ok: true, deletedCount: await collectOnRequest(caller, input, collect) };
-  }
-
-  /** Change-log GC with archiving (retention.ts); `bucket` is a seam for failure tests. */
-  collectChangeLog(retentionSeconds: number, bucket: R2Bucket = this.env.BLOBS): Promise<{ deleted: number; archived: boolean }> {
-    const workspaceId = this.ctx.id.name;
-    if (!workspaceId) return Promise.reject(new Error('workspace object has no name: cannot archive'));
-    const run = this.#archiving.then(() => collectChangeLog(this.ctx.storage, bucket, workspaceId, retentionSeconds));
-    this.#archiving = run.catch(() => undefined);
-    return run;
+  async gc(caller: SyncCaller, input: GcRequest): Promise<{ ok: true; deletedCount: number; userId: string } | Failure> {
+    const access = await this.#admit(caller);
+    if (!access.ok) return access;
+    return {
+      ok: true,
+      deletedCount: await collectOnRequest(this.ctx.storage, this.env.BLOBS, { ...caller, userId: access.userId }, input),
+      userId: access.userId,
+    };
   }
 
   /** Retention GC and blob GC on the alarm (retention.ts), re-armed while anything is left. */
   override async alarm() {
-    const more = await runRetention(this.ctx.storage, this.env, this.ctx.id.name, (seconds) => this.collectChangeLog(seconds));
-    if (more) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+    if (await runRetention(this.ctx.storage, this.env, this.ctx.id.name)) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
   }
   async #ensureAlarm() {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
@@ -182,7 +184,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   override async fetch(request: Request): Promise<Response> {
     return this.#sockets.accept(request, this.#restoring);
   }
-
   /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted). */
   closeSockets(userId?: string): number {
     return this.#sockets.close(4003, 'Access to this workspace was revoked', userId);
@@ -190,7 +191,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
     return this.#sockets.closeSession(input);
   }
-
   /** Clients only listen; "ping" is answered by the auto-response without waking the object. */
   override webSocketMessage() {}
   override webSocketClose(ws: WebSocket, code: number, reason: string) {

@@ -131,13 +131,22 @@ export function gcTombstones(sql: SqlStorage, cutoff: number, chunk: number = SY
   return { deleted: victims.length, done: victims.length < chunk };
 }
 
-/** GC asked for by a route (`POST /api/sync/gc-*`): runs `collect` and logs what it deleted. */
+export interface GcRequest {
+  kind: 'tombstones' | 'change-log';
+  retentionSeconds: number;
+}
+
+/** GC asked for by a route (`POST /api/sync/gc-*`): runs it and logs what it deleted. */
 export async function collectOnRequest(
+  storage: DurableObjectStorage,
+  bucket: R2Bucket,
   caller: { workspaceId: string; userId: string },
-  input: { kind: 'tombstones' | 'change-log'; retentionSeconds: number },
-  collect: (retentionSeconds: number) => Promise<number>,
+  input: GcRequest,
 ): Promise<number> {
-  const deletedCount = await collect(input.retentionSeconds);
+  const deletedCount =
+    input.kind === 'tombstones'
+      ? collectTombstones(storage, input.retentionSeconds)
+      : (await collectChangeLog(storage, bucket, caller.workspaceId, input.retentionSeconds)).deleted;
   logEvent('info', 'sync_gc', {
     workspaceId: caller.workspaceId,
     userId: caller.userId,
@@ -162,9 +171,26 @@ export function collectTombstones(storage: DurableObjectStorage, retentionSecond
 /**
  * Change-log GC: each eligible range is archived to R2 first and deleted only once the archive
  * write succeeded. An R2 failure leaves the rows in place (the next run retries) and is reported
- * as `archived: false`. Runs must not overlap (the object chains them): archiving awaits R2.
+ * as `archived: false`. Runs of one object are chained, never overlapping.
  */
-export async function collectChangeLog(
+export function collectChangeLog(
+  storage: DurableObjectStorage,
+  bucket: R2Bucket,
+  workspaceId: string,
+  retentionSeconds: number,
+): Promise<{ deleted: number; archived: boolean }> {
+  const run = (archiving.get(storage) ?? Promise.resolve()).then(() => archiveAndPrune(storage, bucket, workspaceId, retentionSeconds));
+  archiving.set(
+    storage,
+    run.catch(() => undefined),
+  );
+  return run;
+}
+
+/** Each object's archiving run in flight: runs await R2, which lets other events in, so they are chained (manifests stay consistent). */
+const archiving = new WeakMap<DurableObjectStorage, Promise<unknown>>();
+
+async function archiveAndPrune(
   storage: DurableObjectStorage,
   bucket: R2Bucket,
   workspaceId: string,
@@ -195,15 +221,9 @@ const hasCollectable = (sql: SqlStorage) =>
 /**
  * The object's alarm: retention GC with OR3_SYNC_RETENTION_SECONDS, then the same blob GC as
  * `POST /api/storage/gc/run` (no cooldown). Idempotent: a retry deletes nothing twice. Returns
- * whether anything is left to collect (the alarm is then re-armed). `collectLog` is the
- * object's chained change-log GC (archive runs must not overlap).
+ * whether anything is left to collect (the alarm is then re-armed).
  */
-export async function runRetention(
-  storage: DurableObjectStorage,
-  env: Bindings,
-  workspaceId: string | undefined,
-  collectLog: (retentionSeconds: number) => Promise<{ deleted: number }>,
-): Promise<boolean> {
+export async function runRetention(storage: DurableObjectStorage, env: Bindings, workspaceId: string | undefined): Promise<boolean> {
   const config = loadConfig(env);
   if (!config.ok) {
     logEvent('error', 'sync_gc_skipped', { reason: 'configuration invalid' });
@@ -211,7 +231,7 @@ export async function runRetention(
   }
   const retention = config.config.sync.retentionSeconds;
   const tombstones = collectTombstones(storage, retention);
-  const changeLog = (await collectLog(retention)).deleted;
+  const changeLog = workspaceId ? (await collectChangeLog(storage, env.BLOBS, workspaceId, retention)).deleted : 0;
   logEvent('info', 'sync_gc', { trigger: 'alarm', retentionSeconds: retention, tombstones, changeLog });
   if (tombstones + changeLog > 0) await recordAudit(env, 'sync.gc.run', { trigger: 'alarm', workspaceId, retentionSeconds: retention, tombstones, changeLog });
   if (workspaceId) {

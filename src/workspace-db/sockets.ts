@@ -4,10 +4,9 @@
  * and closing sockets when access or a session ends. WebSocket Hibernation: idle sockets cost
  * nothing, and what a socket must remember lives in its attachment, never in memory.
  */
-import type { Bindings } from '../env';
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
-import { membershipOf } from '../workspaces/store';
+import type { AccessCache, ShardCaller } from './access';
 import { headVersion } from './meta';
 import { pull } from './reads';
 
@@ -26,8 +25,10 @@ const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
 interface SocketAttachment {
   userId: string;
   sessionId: string | null;
-  /** When D1 last confirmed the membership (ms); 0: not yet. */
+  /** When the membership was last confirmed (ms); 0: not yet. */
   verifiedAt: number;
+  /** How long a cached membership fact may be trusted (the caller's OR3_AUTH_CACHE_TTL_SECONDS). */
+  cacheTtlMs: number;
 }
 
 const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAttachment | null;
@@ -38,35 +39,37 @@ export class WorkspaceSockets {
 
   constructor(
     private readonly ctx: DurableObjectState,
-    private readonly env: Bindings,
+    private readonly access: AccessCache,
   ) {}
 
   /**
-   * A WebSocket upgrade the Worker forwarded after authenticating the caller and checking
-   * membership (`x-or3-*` headers, which the Worker never passes through from clients). A
-   * ticket's nonce is recorded here, so a ticket works once.
+   * A WebSocket upgrade the Worker forwarded with the caller's verified credential (`x-or3-*`
+   * headers, which the Worker never passes through from clients), authorized here like any
+   * request of the workspace (access.ts). A ticket's nonce is recorded here, so it works once.
    */
-  accept(request: Request, restoring: boolean): Response {
+  async accept(request: Request, restoring: boolean): Promise<Response> {
     if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket')
       return failureResponse({ status: 426, code: 'upgrade_required', message: 'Expected a WebSocket upgrade' });
     if (restoring) return failureResponse({ status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 });
-    const userId = request.headers.get('x-or3-user-id');
-    if (!userId) return failureResponse({ status: 400, code: 'missing_caller', message: 'Missing caller' });
+    const header = request.headers.get('x-or3-caller');
+    if (!header) return failureResponse({ status: 400, code: 'missing_caller', message: 'Missing caller' });
+    const caller = JSON.parse(header) as ShardCaller;
+    const access = await this.access.authorize(caller);
+    if (!access.ok) return failureResponse(access);
+    const { userId, sessionId } = access;
     if (this.ctx.getWebSockets(`user:${userId}`).length >= MAX_SOCKETS_PER_USER) {
       return failureResponse({ status: 429, code: 'too_many_sockets', message: `At most ${MAX_SOCKETS_PER_USER} realtime connections per user` });
     }
     const nonce = request.headers.get('x-or3-ticket-nonce');
     if (nonce) {
-      const expiresAt = Number(request.headers.get('x-or3-ticket-expires'));
-      const refused = this.#claimTicket(nonce, expiresAt);
+      const refused = this.#claimTicket(nonce, caller.credential.expiresAt);
       if (refused) return failureResponse({ status: 403, code: 'invalid_ticket', message: refused });
     }
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     // Tagged by user and by session, so sign-out and password changes can close exactly theirs.
-    const sessionId = request.headers.get('x-or3-session-id');
     this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
-    server.serializeAttachment({ userId, sessionId, verifiedAt: 0 } satisfies SocketAttachment);
+    server.serializeAttachment({ userId, sessionId, verifiedAt: 0, cacheTtlMs: caller.cacheTtlMs } satisfies SocketAttachment);
     // `hello` follows once the membership is confirmed from here (see verify).
     this.ctx.waitUntil(this.verify(server));
     return new Response(null, { status: 101, webSocket: client });
@@ -86,13 +89,12 @@ export class WorkspaceSockets {
   }
 
   /**
-   * Confirms from D1 that a socket's user is still a member, after the socket is accepted: a
-   * removal that commits after this read is followed by closeSockets, which now finds the
-   * socket; one that committed before it is seen here. (The Worker's own check ran before the
-   * socket existed, so a removal in between would otherwise leave it open.) Until confirmed,
-   * and again once the confirmation is older than SOCKET_REVERIFY_MS, pokes to the socket carry
-   * no changes; a socket whose user is gone is closed with 4003. The first confirmation sends
-   * `hello`.
+   * Confirms that a socket's user is still a member, after the socket is accepted, from the
+   * authorization cache (access.ts; every removal tells it, and a lost message is bounded by the
+   * cache's lifetime): a removal after this is followed by closeSockets, which now finds the
+   * socket; one before it is seen here. Until confirmed, and again once the confirmation is
+   * older than SOCKET_REVERIFY_MS, pokes to the socket carry no changes; a socket whose user is
+   * gone is closed with 4003. The first confirmation sends `hello`.
    */
   async verify(ws: WebSocket) {
     if (this.#verifying.has(ws)) return;
@@ -101,7 +103,7 @@ export class WorkspaceSockets {
     if (!attachment?.userId || !workspaceId) return;
     this.#verifying.add(ws);
     try {
-      if (!(await membershipOf(this.env.DB, workspaceId, attachment.userId))) {
+      if (!(await this.access.isMember(workspaceId, attachment.userId, attachment.cacheTtlMs ?? 0))) {
         ws.close(4003, 'Access to this workspace was revoked');
         return;
       }
@@ -118,6 +120,7 @@ export class WorkspaceSockets {
 
   /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted or restoring). */
   close(code: number, reason: string, userId?: string): number {
+    if (code === 4003) this.access.forget({ userId }); // access ended: the next request re-reads D1
     const sockets = this.ctx.getWebSockets(userId ? `user:${userId}` : undefined);
     for (const ws of sockets) ws.close(code, reason);
     return sockets.length;
@@ -129,6 +132,8 @@ export class WorkspaceSockets {
    * 4001 tells clients to re-authenticate, not that access to the workspace is gone.
    */
   closeSession(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+    // The session ended (sign-out, refresh-token reuse), or the user's token version moved on.
+    this.access.forget(input.sessionId ? { sessionId: input.sessionId } : { userId: input.userId });
     let closed = 0;
     for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
       if (input.exceptSessionId && attachmentOf(ws)?.sessionId === input.exceptSessionId) continue;

@@ -1,17 +1,24 @@
 /**
- * The one authorization check every workspace-scoped route uses (workspaces, sync, storage):
- * resolve the caller's membership and role server-side, per request, and require a permission.
- * Claims in tokens are never trusted for roles; a removed member loses access at once.
+ * The authorization checks of workspace-scoped routes: resolve the caller's membership and role
+ * server-side, per request, and require a permission. Claims in tokens are never trusted for
+ * roles; a removed member loses access on the very next request.
+ *
+ * Two ways, one rule (`can`):
+ * - at the shard (`shardCaller`, `authorizeAtShard`; the sync and storage routes): the Worker
+ *   verifies the credential without D1 and the workspace's object decides from the facts it
+ *   caches (src/workspace-db/access.ts), so the hot path makes no central query;
+ * - from D1 (`authorizeWorkspace`; workspace management, export): one read per request.
  *
  * A workspace the caller does not belong to answers 403 whether or not it exists, so ids of
  * other tenants cannot be probed.
  */
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
-import { forbidden } from '../errors';
 import { logEvent } from '../http/logger';
 import { audit } from '../audit/emit';
-import { prefetchedMembership, requireUser, type Principal } from '../auth/authenticate';
+import { prefetchedMembership, requireUser, verifyCredential, type Principal } from '../auth/authenticate';
+import { forbidden, fromFailure, unauthorized, type Failure } from '../errors';
+import type { Access, ShardCaller } from '../workspace-db/access';
 import { can, type Permission } from './permissions';
 import { membershipOf, type Membership } from './store';
 
@@ -56,4 +63,33 @@ export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string
     throw forbidden(`Your role (${membership.role}) does not allow ${permission}`, 'insufficient_role');
   }
   return { principal, membership };
+}
+
+/** The request as the workspace's object authorizes it: the verified credential and the permission it needs; 401 without one. */
+export async function shardCaller(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<ShardCaller> {
+  const credential = await verifyCredential(c);
+  if (!credential) throw unauthorized();
+  const { auth } = c.get('config');
+  return { workspaceId, credential, permission, cacheTtlMs: auth.cacheTtlMs, autoProvision: auth.autoProvision };
+}
+
+/** Turns an object's refusal into the HTTP error, logging and auditing denials as `authorizeWorkspace` does. */
+export function shardFailure(c: Context<AppEnv>, caller: ShardCaller, failure: Failure, userId?: string): never {
+  if (failure.status === 403 && (failure.code === 'not_member' || failure.code === 'insufficient_role')) {
+    const { credential } = caller;
+    const who = userId ?? (credential.kind === 'federated' ? `${credential.provider}:${credential.subject}` : credential.userId);
+    denied(c, who, caller.workspaceId, caller.permission, failure.code);
+  }
+  throw fromFailure(failure);
+}
+
+/**
+ * Authorization at the shard for routes that do more than one thing with the object (storage):
+ * one RPC that answers who the caller is there and with which role, from the object's cache.
+ */
+export async function authorizeAtShard(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Access & { caller: ShardCaller }> {
+  const caller = await shardCaller(c, workspaceId, permission);
+  const access = await c.env.WORKSPACE.getByName(workspaceId).authorize(caller);
+  if (!access.ok) shardFailure(c, caller, access);
+  return { userId: access.userId, role: access.role, sessionId: access.sessionId, caller };
 }

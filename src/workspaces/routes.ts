@@ -13,6 +13,7 @@ import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../audit/emit';
 import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
+import { forgetAccess } from './invalidate';
 import { ROLES } from './permissions';
 import {
   acceptInvite,
@@ -82,6 +83,7 @@ export const workspaces = new Hono<AppEnv>()
     const body = await jsonBody(c, z.strictObject({ inviteToken: z.string().min(1).max(200) }));
     const result = await acceptInvite(c.env.DB, await sha256Hex(body.inviteToken), principal.userId);
     if (!result.ok) throw notFound('The invite is invalid, used or expired', 'invalid_invite');
+    await forgetAccess(c.env, result.workspaceId, { userId: principal.userId });
     return c.json({ ok: true, workspaceId: result.workspaceId });
   })
 
@@ -119,6 +121,7 @@ export const workspaces = new Hono<AppEnv>()
     await authorizeWorkspace(c, workspaceId, 'users.manage');
     const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
     memberChangeResult(await setMemberRole(c.env.DB, workspaceId, userId, body.role));
+    await forgetAccess(c.env, workspaceId, { userId });
     return c.json({ ok: true });
   })
 

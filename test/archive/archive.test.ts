@@ -4,7 +4,7 @@ import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { archivePrefix, archiveRows, latestKey, manifestKey, segmentsOf, type ArchivedEntry } from '../../src/archive/archive';
 import { parseJsonl, utcDate, type ManifestEntry } from '../../src/r2-jsonl';
-import type { WorkspaceDO } from '../../src/workspace-db/object';
+import { collectChangeLog } from '../../src/workspace-db/retention';
 import { call } from '../auth/helpers';
 import { message, op, pull, pushOk, syncUser } from '../sync/helpers';
 
@@ -86,11 +86,14 @@ describe('history archive', () => {
     await ageLog(u.workspaceId, 2 * HOUR);
     const broken = { put: async () => Promise.reject(new Error('R2 unavailable')), get: async () => null } as unknown as R2Bucket;
     const stub = env.WORKSPACE.getByName(u.workspaceId);
-    const failed = await runInDurableObject(stub, (instance: WorkspaceDO) => instance.collectChangeLog(3600, broken));
+    const failed = await runInDurableObject(stub, (_i, state) => collectChangeLog(state.storage, broken, u.workspaceId, 3600));
     expect(failed).toEqual({ deleted: 0, archived: false });
     expect((await pull(u, u.workspaceId, 0)).changes).toHaveLength(2);
     expect((await archived(u.workspaceId)).segments).toEqual([]);
-    expect(await runInDurableObject(stub, (instance: WorkspaceDO) => instance.collectChangeLog(3600))).toEqual({ deleted: 2, archived: true });
+    expect(await runInDurableObject(stub, (_i, state) => collectChangeLog(state.storage, env.BLOBS, u.workspaceId, 3600))).toEqual({
+      deleted: 2,
+      archived: true,
+    });
     expect((await archived(u.workspaceId)).entries.map((e) => e.serverVersion)).toEqual([1, 2]);
   });
 

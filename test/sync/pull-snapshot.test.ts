@@ -279,25 +279,27 @@ describe('query plans', () => {
 });
 
 describe('membership on every request', () => {
-  it('role changes, removal and workspace deletion apply to the very next sync request of the same session', async () => {
+  it('role changes, removal and workspace deletion made through the API apply to the very next sync request of the same session', async () => {
     const u = await syncUser();
     const member = await signedInUser();
+    const admin = await signedInUser({ isAdmin: true });
     const ws = u.workspaceId;
+    const adminCall = (method: string, path: string, body?: unknown) => call(method, path, { ...admin.headers, 'x-or3-admin-intent': 'admin' }, body);
     const status = async (path: 'push' | 'pull') =>
       (path === 'push'
         ? await push(member, ws, [op('messages', crypto.randomUUID(), undefined, { operation: 'delete' })])
         : await call('POST', '/api/sync/pull', member.headers, { scope: { workspaceId: ws }, cursor: 0 })
       ).status;
     expect([await status('push'), await status('pull')]).toEqual([403, 403]);
-    await upsertMember(env.DB, ws, member.id, 'editor');
+    expect((await adminCall('PUT', `/api/admin/workspaces/${ws}/members/${member.id}`, { role: 'editor' })).status).toBe(200);
     expect([await status('push'), await status('pull')]).toEqual([200, 200]);
-    await setMemberRole(env.DB, ws, member.id, 'viewer');
+    expect((await call('PUT', `/api/workspaces/${ws}/members/${member.id}`, u.headers, { role: 'viewer' })).status).toBe(200);
     expect([await status('push'), await status('pull')]).toEqual([403, 200]);
-    await removeMember(env.DB, ws, member.id);
+    expect((await call('DELETE', `/api/workspaces/${ws}/members/${member.id}`, u.headers)).status).toBe(200);
     expect([await status('push'), await status('pull')]).toEqual([403, 403]);
-    await upsertMember(env.DB, ws, member.id, 'editor');
+    expect((await adminCall('PUT', `/api/admin/workspaces/${ws}/members/${member.id}`, { role: 'editor' })).status).toBe(200);
     expect(await status('push')).toBe(200);
-    await setWorkspaceDeleted(env.DB, ws, true);
+    expect((await call('DELETE', `/api/workspaces/${ws}`, u.headers)).status).toBe(200);
     expect([await status('push'), await status('pull')]).toEqual([403, 403]);
     // Another workspace's membership is never mistaken for this one's.
     const other = await syncUser();

@@ -94,18 +94,23 @@ describe('GET /api/sync/ws', () => {
     theirs.ws.close();
   });
 
-  it('confirms membership after accepting: a user removed before that gets no hello and is closed (4003)', async () => {
+  it('authorizes the upgrade at the object: a user who is not a member gets 403 and no socket', async () => {
     const u = await syncUser();
     const gone = await signedInUser();
-    // The Worker's check passed, then the removal committed before the object accepted the
-    // socket: the object is asked directly for a user who is not a member (any more).
-    const socket = await open(
-      await env.WORKSPACE.getByName(u.workspaceId).fetch(`https://edge.test/api/sync/ws?workspaceId=${u.workspaceId}`, {
-        headers: { upgrade: 'websocket', 'x-or3-user-id': gone.id },
-      }),
-    );
-    expect((await socket.closed).code).toBe(4003);
-    expect(socket.messages).toEqual([]);
+    // Whatever the Worker checked, the object decides from its own facts.
+    const caller = {
+      workspaceId: u.workspaceId,
+      credential: { kind: 'ticket', userId: gone.id, sessionId: null, expiresAt: Date.now() + 60_000 },
+      permission: 'read',
+      cacheTtlMs: 60_000,
+      autoProvision: false,
+    };
+    const res = await env.WORKSPACE.getByName(u.workspaceId).fetch(`https://edge.test/api/sync/ws?workspaceId=${u.workspaceId}`, {
+      headers: { upgrade: 'websocket', 'x-or3-caller': JSON.stringify(caller) },
+    });
+    expect(res.status).toBe(403);
+    expect(res.webSocket).toBeNull();
+    expect(await res.json()).toMatchObject({ error: 'not_member' });
   });
 
   it('a socket not confirmed for a while gets pokes without changes until D1 confirms it again; a removed user is then closed', async () => {
@@ -132,9 +137,13 @@ describe('GET /api/sync/ws', () => {
       fromVersion: 1,
       changes: [expect.objectContaining({ pk: 'm2' })],
     });
-    // Removed in D1 without the object being told (say closeSockets failed): the next
-    // re-confirmation closes the socket, and no change reaches it meanwhile.
+    // Removed in D1 without the object being told (say closeSockets failed): once the cached
+    // membership is past its bound (here: a bound of 0), the next re-confirmation closes the
+    // socket, and no change reaches it meanwhile.
     await removeMember(env.DB, u.workspaceId, member.id);
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
+      for (const ws of state.getWebSockets()) ws.serializeAttachment({ ...ws.deserializeAttachment(), cacheTtlMs: 0 });
+    });
     await age(SOCKET_REVERIFY_MS + 1000);
     await pushOk(u, u.workspaceId, [op('messages', 'secret', message('secret'))]);
     expect((await socket.closed).code).toBe(4003);
