@@ -75,17 +75,18 @@ const round = (n, digits = 0) => Number(n.toFixed(digits));
 // -- the servers ---------------------------------------------------------------------------
 
 log(`bench: starting the Worker and the bench Worker (${quick ? 'quick' : 'full'} sizes)…`);
+const DEV_VARS = {
+  ENVIRONMENT: 'development',
+  OR3_BASIC_AUTH_REGISTRATION: 'open',
+  // The bench measures throughput, not the per-user rate limits.
+  OR3_RATE_LIMIT_OVERRIDES_JSON: JSON.stringify({ push: 100_000, pull: 100_000, updateCursor: 100_000, gc: 10_000 }), // requests per user per minute (the cap)
+};
 const server = createTestHarness({
   root,
   workers: [
     {
       configPath: './wrangler.toml',
-      vars: {
-        ENVIRONMENT: 'development',
-        OR3_BASIC_AUTH_REGISTRATION: 'open',
-        // The bench measures throughput, not the per-user rate limits.
-        OR3_RATE_LIMIT_OVERRIDES_JSON: JSON.stringify({ push: 100_000, pull: 100_000, updateCursor: 100_000, gc: 10_000 }), // requests per user per minute (the cap)
-      },
+      vars: DEV_VARS,
     },
     { configPath: './bench/wrangler.toml' },
   ],
@@ -333,6 +334,60 @@ const scenarios = {
     row(`cold start: live rows/s (pages of 1000)`, rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, 'reported', true, {
       seconds: round(seconds, 2),
     });
+  },
+
+  async central() {
+    // Central load and the latency it costs a user far from the D1 region (docs/performance.md
+    // "Central load"): a second local server whose every D1 query waits OR3_DEV_D1_DELAY_MS.
+    // After one warm-up request, a push or pull should not pay it at all.
+    const DELAY = 100;
+    const rounds = quick ? 40 : 200;
+    const far = createTestHarness({ root, workers: [{ configPath: './wrangler.toml', vars: { ...DEV_VARS, OR3_DEV_D1_DELAY_MS: String(DELAY) } }] });
+    const { url: farUrl } = await far.listen();
+    try {
+      const worker = far.getWorker();
+      const farEnv = await worker.getEnv();
+      for (const migration of await readD1Migrations(`${root}/migrations/d1`)) await farEnv.DB.batch(migration.queries.map((q) => farEnv.DB.prepare(q)));
+      const send = async (path, token, body) => {
+        const res = await worker.fetch(new URL(path, farUrl), {
+          method: body === undefined ? 'GET' : 'POST',
+          headers: { 'content-type': 'application/json', 'cf-connecting-ip': '10.78.0.1', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+        return res.json();
+      };
+      const email = `far-${crypto.randomUUID().slice(0, 8)}@example.com`;
+      const password = 'correct horse battery staple';
+      await send('/api/basic-auth/register', null, { email, password, confirmPassword: password });
+      const signIn = await worker.fetch(new URL('/api/basic-auth/sign-in', farUrl), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-or3-token-transport': 'bearer', 'cf-connecting-ip': '10.78.0.2' },
+        body: JSON.stringify({ email, password }),
+      });
+      const { accessToken } = await signIn.json();
+      const { session } = await send('/api/auth/session', accessToken);
+      const scope = { workspaceId: session.workspace.id };
+      await send('/api/sync/pull', accessToken, { scope, cursor: 0 }); // warm-up: the object fills its cache once
+      const times = { push: [], pull: [] };
+      for (let i = 0; i < rounds; i++) {
+        let t = now();
+        await send('/api/sync/push', accessToken, { scope, ops: [op()] });
+        times.push.push(now() - t);
+        t = now();
+        await send('/api/sync/pull', accessToken, { scope, cursor: 0, limit: 1 });
+        times.pull.push(now() - t);
+      }
+      for (const route of ['push', 'pull']) {
+        const paid = times[route].filter((ms) => ms >= DELAY).length;
+        row(`central: ${route} p50 with D1 +${DELAY} ms`, median(times[route]), 'ms', null, null, null, 'reported', true, {
+          p99: round(pct(times[route], 99), 1),
+        });
+        row(`central: ${route} requests that waited on D1, per 1,000`, (paid / rounds) * 1000, 'requests', null, null, null, '0', paid === 0);
+      }
+    } finally {
+      await far.close();
+    }
   },
 
   async growth() {

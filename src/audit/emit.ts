@@ -45,8 +45,27 @@ export interface AuditFields {
   [key: string]: string | number | boolean | null | undefined;
 }
 
-/** The object every isolate sends its audit events to. */
-export const AUDIT_OBJECT_NAME = 'audit';
+/**
+ * The audit log is spread over this many AuditLogDOs (`audit-0` …), none of them on every
+ * request's path: an event goes to the shard of its source — its workspace, else its actor,
+ * else the account or address it is about — so one source's events stay in order in one shard,
+ * and sign-ins across the deployment do not queue behind one object (docs/operations.md).
+ */
+export const AUDIT_SHARDS = 16;
+
+/** The single object of earlier releases; its batches stay readable (audit/log.ts). */
+export const LEGACY_AUDIT_OBJECT = 'audit';
+
+/** The shard an event belongs to: a stable hash (FNV-1a) of its source. */
+export function auditShardOf(record: Record<string, unknown>): string {
+  const source = String(record.workspaceId ?? record.actorId ?? record.targetUserId ?? record.email ?? record.ip ?? record.event ?? '');
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < source.length; i++) hash = Math.imul(hash ^ source.charCodeAt(i), 0x01000193);
+  return `audit-${(hash >>> 0) % AUDIT_SHARDS}`;
+}
+
+/** Every object that may hold events: the shards, and the legacy single object. */
+export const auditObjectNames = () => [...Array.from({ length: AUDIT_SHARDS }, (_, i) => `audit-${i}`), LEGACY_AUDIT_OBJECT];
 
 /**
  * Logs the event and persists it. Never rejects: a failed write is logged as
@@ -58,7 +77,7 @@ export async function recordAudit(env: Bindings, event: AuditEventName, fields: 
   const { event: _name, ...rest } = record; // the log line's own `event` is "audit"
   logEvent('info', 'audit', { audit: event, ...rest });
   try {
-    await env.AUDIT.getByName(AUDIT_OBJECT_NAME).append([record]);
+    await env.AUDIT.getByName(auditShardOf(record)).append([record]);
   } catch (err) {
     logEvent('error', 'audit_persist_failed', { audit: event, message: err instanceof Error ? err.message : String(err) });
   }

@@ -3,11 +3,13 @@
  * deterministic key scheme as the history archive (src/r2-jsonl.ts), one manifest per UTC day,
  * so the log can be read for a date range with no database (docs/operations.md "Audit log"):
  *
- *   audit/v1/date=<YYYY-MM-DD>/seq=<first>-<last>.jsonl    one JSON line per event, in seq order
- *   audit/v1/manifests/date=<YYYY-MM-DD>.jsonl             one line per batch: { key, first, last, count, bytes }
+ *   audit/v1/date=<YYYY-MM-DD>/shard=<name>/seq=<first>-<last>.jsonl   one JSON line per event, in seq order
+ *   audit/v1/manifests/date=<YYYY-MM-DD>/shard=<name>.jsonl           one line per batch: { key, first, last, count, bytes }
  *
- * `seq` is allocated by the AuditLogDO (never reused), so a retried flush of the same batch
- * writes the same key and adds no second manifest line.
+ * One manifest per shard and day, each written by its own shard only. `seq` is allocated by the
+ * shard's AuditLogDO (never reused), so a retried flush of the same batch writes the same key
+ * and adds no second manifest line. The single object of earlier releases (`audit`) wrote
+ * `audit/v1/date=<d>/seq=…` and `audit/v1/manifests/date=<d>.jsonl`; those stay readable.
  */
 import { parseJsonl, utcDate, writeBatch, type ManifestEntry } from '../r2-jsonl';
 
@@ -20,14 +22,17 @@ export interface AuditRecord {
 }
 
 const PREFIX = 'audit/v1';
-export const auditBatchKey = (date: string, first: number, last: number) => `${PREFIX}/date=${date}/seq=${first}-${last}.jsonl`;
-export const auditManifestKey = (date: string) => `${PREFIX}/manifests/date=${date}.jsonl`;
+const LEGACY = 'audit';
+export const auditBatchKey = (date: string, first: number, last: number, shard = LEGACY) =>
+  shard === LEGACY ? `${PREFIX}/date=${date}/seq=${first}-${last}.jsonl` : `${PREFIX}/date=${date}/shard=${shard}/seq=${first}-${last}.jsonl`;
+export const auditManifestKey = (date: string, shard = LEGACY) =>
+  shard === LEGACY ? `${PREFIX}/manifests/date=${date}.jsonl` : `${PREFIX}/manifests/date=${date}/shard=${shard}.jsonl`;
 
 /** The longest date range one read may cover. */
 export const AUDIT_MAX_RANGE_DAYS = 31;
 
 /** Writes seq-ordered records as one batch object per UTC day, each listed in its day manifest. */
-export async function writeAuditBatch(bucket: R2Bucket, records: AuditRecord[]): Promise<ManifestEntry[]> {
+export async function writeAuditBatch(bucket: R2Bucket, records: AuditRecord[], shard = LEGACY): Promise<ManifestEntry[]> {
   const byDate = new Map<string, AuditRecord[]>();
   for (const record of records) {
     const date = utcDate(Date.parse(record.at));
@@ -39,7 +44,7 @@ export async function writeAuditBatch(bucket: R2Bucket, records: AuditRecord[]):
   for (const [date, batch] of byDate) {
     const first = batch[0]!.seq;
     const last = batch[batch.length - 1]!.seq;
-    written.push(await writeBatch(bucket, auditBatchKey(date, first, last), auditManifestKey(date), first, last, batch));
+    written.push(await writeBatch(bucket, auditBatchKey(date, first, last, shard), auditManifestKey(date, shard), first, last, batch));
   }
   return written;
 }
@@ -52,25 +57,55 @@ export function datesBetween(from: string, to: string): string[] {
 }
 
 /**
- * The events of the given days, through their manifests, in the order they were recorded (day,
- * then seq); stops fetching batches once `limit` events are in hand and says whether more were
- * left, so a read of a busy month costs `limit` events, not the month.
+ * The events of the given days, through their manifests: each shard's events in the order it
+ * recorded them (so one source's events keep their order), the shards merged by time. Stops
+ * reading a shard's batches once `limit` events of the day are in hand and says whether more
+ * were left, so a read of a busy month costs about `limit` events per shard, not the month.
  */
 export async function readAudit(bucket: R2Bucket, dates: string[], limit: number): Promise<{ events: AuditRecord[]; truncated: boolean }> {
   const events: AuditRecord[] = [];
+  let truncated = false;
   for (const date of dates) {
-    const manifest = await bucket.get(auditManifestKey(date));
-    if (!manifest) continue;
-    const batches = parseJsonl<ManifestEntry>(await manifest.text()).sort((a, b) => a.first - b.first);
-    for (const batch of batches) {
+    const listed = await bucket.list({ prefix: `${PREFIX}/manifests/date=${date}/` });
+    const manifestKeys = [auditManifestKey(date), ...listed.objects.map((o) => o.key)];
+    const shards: AuditRecord[][] = [];
+    for (const key of manifestKeys) {
+      const { records, more } = await readShard(bucket, key, limit - events.length);
+      truncated ||= more;
+      if (records.length) shards.push(records);
+    }
+    for (const event of mergeByTime(shards)) {
       if (events.length === limit) return { events, truncated: true };
-      const body = await bucket.get(batch.key);
-      if (!body) continue;
-      for (const event of parseJsonl<AuditRecord>(await body.text())) {
-        if (events.length === limit) return { events, truncated: true };
-        events.push(event);
-      }
+      events.push(event);
     }
   }
-  return { events, truncated: false };
+  return { events, truncated };
+}
+
+/** Up to `max` events of one shard's day, in seq order, and whether it had more. */
+async function readShard(bucket: R2Bucket, manifestKey: string, max: number): Promise<{ records: AuditRecord[]; more: boolean }> {
+  const manifest = await bucket.get(manifestKey);
+  if (!manifest) return { records: [], more: false };
+  const records: AuditRecord[] = [];
+  for (const batch of parseJsonl<ManifestEntry>(await manifest.text()).sort((a, b) => a.first - b.first)) {
+    if (records.length >= max) return { records, more: true };
+    const body = await bucket.get(batch.key);
+    if (body) records.push(...parseJsonl<AuditRecord>(await body.text()));
+  }
+  return { records: records.slice(0, Math.max(0, max)), more: records.length > max };
+}
+
+/** Merges shards by time, never reordering within a shard (each is already in recording order). */
+function mergeByTime(shards: AuditRecord[][]): AuditRecord[] {
+  const heads = shards.map(() => 0);
+  const out: AuditRecord[] = [];
+  for (;;) {
+    let pick = -1;
+    for (let i = 0; i < shards.length; i++) {
+      const head = shards[i]![heads[i]!];
+      if (head && (pick < 0 || head.at < shards[pick]![heads[pick]!]!.at)) pick = i;
+    }
+    if (pick < 0) return out;
+    out.push(shards[pick]![heads[pick]!++]!);
+  }
 }

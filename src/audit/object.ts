@@ -1,5 +1,6 @@
 /**
- * AuditLogDO: one Durable Object (named "audit") that serializes audit-log writes.
+ * AuditLogDO: one shard of the audit log (named `audit-<n>`, emit.ts `auditShardOf`; `audit`
+ * is the single object of earlier releases) that serializes that shard's writes.
  *
  * Events arrive one at a time from every Worker isolate; writing each straight to R2 would make
  * one object per event and race on the day manifest. Instead they are appended to this object's
@@ -52,7 +53,7 @@ export class AuditLogDO extends DurableObject<Bindings> {
           .exec<{ seq: number; record: string }>('SELECT seq, record FROM pending WHERE seq <= ? ORDER BY seq', through)
           .toArray()
           .map((row) => ({ ...(JSON.parse(row.record) as AuditInput), seq: row.seq }) as AuditRecord);
-        if (records.length) await writeAuditBatch(bucket, records);
+        if (records.length) await writeAuditBatch(bucket, records, this.ctx.id.name ?? 'audit');
         this.ctx.storage.transactionSync(() => {
           this.#sql.exec('DELETE FROM pending WHERE seq <= ?', through);
           this.#sql.exec("DELETE FROM meta WHERE key = 'planned_through'");

@@ -10,7 +10,7 @@ import { queryParams } from '../http/body';
 import { ApiError, badRequest } from '../errors';
 import { logEvent } from '../http/logger';
 import { utcDate } from '../r2-jsonl';
-import { AUDIT_OBJECT_NAME } from './emit';
+import { auditObjectNames } from './emit';
 import { AUDIT_MAX_RANGE_DAYS, datesBetween, readAudit } from './log';
 
 const day = z
@@ -33,7 +33,7 @@ export const auditAdmin = new Hono<AppEnv>().get('/audit', async (c) => {
   if (dates.length > AUDIT_MAX_RANGE_DAYS) throw badRequest(`At most ${AUDIT_MAX_RANGE_DAYS} days per read`, 'invalid_query');
   // Events still waiting for their batch are written first, so the read is complete up to now.
   try {
-    await c.env.AUDIT.getByName(AUDIT_OBJECT_NAME).flush();
+    await Promise.all(auditObjectNames().map((name) => c.env.AUDIT.getByName(name).flush()));
   } catch (err) {
     logEvent('error', 'audit_flush_failed', { message: err instanceof Error ? err.message : String(err) });
     throw new ApiError(503, 'audit_unavailable', 'The audit log could not be written to storage; try again shortly', { 'Retry-After': '5' });

@@ -13,6 +13,7 @@
  * until their time is up.
  */
 import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from '../auth/store';
+import { devD1 } from '../dev-d1-delay';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
@@ -90,6 +91,11 @@ export class AccessCache {
 
   constructor(private readonly env: Bindings) {}
 
+  /** The D1 binding, read at each use (a bench may slow it down in development: dev-d1-delay.ts). */
+  get #db(): D1Database {
+    return devD1(this.env);
+  }
+
   /** The caller's access to the workspace for `caller.permission`, or why not (401, 403, 503). */
   async authorize(caller: ShardCaller, now = Date.now()): Promise<({ ok: true } & Access) | Failure> {
     const { credential } = caller;
@@ -123,7 +129,7 @@ export class AccessCache {
     if (cached && now - cached.fetchedAt < cacheTtlMs) return cached.role !== null;
     const epoch = this.#epoch;
     this.d1Reads++;
-    const membership = await membershipOf(this.env.DB, workspaceId, userId);
+    const membership = await membershipOf(this.#db, workspaceId, userId);
     if (epoch === this.#epoch) remember(this.#roles, userId, { role: membership?.role ?? null, fetchedAt: now });
     return membership !== null;
   }
@@ -161,11 +167,11 @@ export class AccessCache {
     if (credential.kind === 'ticket' && !credential.sessionId) {
       // A federated user's ticket: nothing about a session to check, only the membership.
       this.d1Reads++;
-      role = (await membershipOf(this.env.DB, workspaceId, credential.userId))?.role ?? null;
+      role = (await membershipOf(this.#db, workspaceId, credential.userId))?.role ?? null;
       facts = { userId: credential.userId, liveUntil: Number.POSITIVE_INFINITY, tokenVersion: 0, disabled: false, fetchedAt: now };
     } else if (credential.kind !== 'federated') {
       this.d1Reads++;
-      const row = await loadSessionAuth(this.env.DB, credential.sessionId!, credential.userId, workspaceId);
+      const row = await loadSessionAuth(this.#db, credential.sessionId!, credential.userId, workspaceId);
       facts = {
         userId: row?.id ?? null,
         liveUntil: !row || row.session_revoked_at !== null ? 0 : row.session_expires_at,
@@ -183,7 +189,7 @@ export class AccessCache {
         displayName: credential.displayName,
       };
       this.d1Reads++;
-      const user = caller.autoProvision ? await getOrCreateIdentityUser(this.env.DB, identity) : await findIdentityUser(this.env.DB, identity);
+      const user = caller.autoProvision ? await getOrCreateIdentityUser(this.#db, identity) : await findIdentityUser(this.#db, identity);
       facts = {
         userId: user?.id ?? null,
         liveUntil: Number.POSITIVE_INFINITY,
@@ -192,7 +198,7 @@ export class AccessCache {
         fetchedAt: now,
       };
       this.d1Reads += user ? 1 : 0;
-      role = user ? ((await membershipOf(this.env.DB, workspaceId, user.id))?.role ?? null) : null;
+      role = user ? ((await membershipOf(this.#db, workspaceId, user.id))?.role ?? null) : null;
     }
     const roleEntry = { role, fetchedAt: now };
     // An invalidation that arrived while we read may have been about what we read: use it for

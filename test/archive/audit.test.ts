@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { AUDIT_OBJECT_NAME } from '../../src/audit/emit';
+import { LEGACY_AUDIT_OBJECT as AUDIT_OBJECT_NAME } from '../../src/audit/emit';
 import { auditManifestKey, type AuditRecord } from '../../src/audit/log';
 import { parseJsonl, utcDate, type ManifestEntry } from '../../src/r2-jsonl';
 import { markRestored } from '../../src/workspace-db/recovery';
@@ -31,6 +31,46 @@ async function eventually(admin: SignedIn, match: (e: AuditRecord) => boolean, q
 
 const signIn = (email: string, password: string) => call('POST', '/api/basic-auth/sign-in', { 'cf-connecting-ip': randomIp() }, { email, password });
 
+describe('audit log shards', () => {
+  it('concurrent sign-ins and workspace events from many workspaces all land, in order per source, with no global object on the path', async () => {
+    const admin = await signedInUser({ isAdmin: true });
+    const names: string[] = [];
+    const recording = { getByName: (name: string) => (names.push(name), env.AUDIT.getByName(name)) };
+    const vars = { AUDIT: recording };
+    const users = await Promise.all(Array.from({ length: 6 }, () => makeUser()));
+    const owners = await Promise.all(Array.from({ length: 4 }, () => syncUser()));
+    const gc = (u: { headers: Record<string, string>; workspaceId: string }) =>
+      apiWithEnv(vars, '/api/sync/gc-tombstones', {
+        method: 'POST',
+        headers: { ...u.headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 + 0 }),
+      });
+    await Promise.all([
+      ...users.map((u) =>
+        apiWithEnv(vars, '/api/basic-auth/sign-in', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'cf-connecting-ip': randomIp() },
+          body: JSON.stringify({ email: u.email, password: PASSWORD }),
+        }),
+      ),
+      // Each workspace's GC runs one after another: their events must come back in that order.
+      ...owners.map(async (o) => {
+        for (let i = 0; i < 3; i++) expect((await gc(o)).status).toBe(200);
+      }),
+    ]);
+    expect(names).not.toContain(AUDIT_OBJECT_NAME);
+    expect(new Set(names).size).toBeGreaterThan(1);
+    for (const u of users) await eventually(admin, (e) => e.event === 'auth.sign_in.success' && e.email === u.email);
+    const events = (await readAudit(admin)).events;
+    for (const o of owners) {
+      const runs = events.filter((e) => e.event === 'sync.gc.run' && e.workspaceId === o.workspaceId);
+      expect(runs).toHaveLength(3);
+      // One source, one shard: its events keep their recording order.
+      expect(runs.map((e) => e.seq)).toEqual([...runs.map((e) => e.seq)].sort((a, b) => a - b));
+    }
+  });
+});
+
 describe('audit log persistence', () => {
   it('persists sign-in success and failure and reads them back, with no secrets in the record', async () => {
     const admin = await signedInUser({ isAdmin: true });
@@ -45,20 +85,27 @@ describe('audit log persistence', () => {
     expect(JSON.stringify(all)).not.toContain('wrong password entirely');
   });
 
-  it('writes batches under audit/v1/date=…, listed exactly once in the day manifest', async () => {
+  it('writes each shard’s batches under audit/v1/date=…/shard=…, listed exactly once in its day manifest', async () => {
     const admin = await signedInUser({ isAdmin: true });
     const tag = crypto.randomUUID();
-    await auditObject().append([{ at: new Date().toISOString(), event: 'auth.register', email: `${tag}@example.com` }]);
-    await auditObject().flush();
-    await auditObject().flush(); // nothing pending: no new batch, no duplicate manifest line
+    const shard = 'audit-3';
+    await env.AUDIT.getByName(shard).append([{ at: new Date().toISOString(), event: 'auth.register', email: `${tag}@example.com` }]);
+    await env.AUDIT.getByName(shard).flush();
+    await env.AUDIT.getByName(shard).flush(); // nothing pending: no new batch, no duplicate manifest line
     const date = utcDate(Date.now());
-    const manifest = parseJsonl<ManifestEntry>(await (await env.BLOBS.get(auditManifestKey(date)))!.text());
+    const manifest = parseJsonl<ManifestEntry>(await (await env.BLOBS.get(auditManifestKey(date, shard)))!.text());
     expect(new Set(manifest.map((m) => m.key)).size).toBe(manifest.length);
-    const listed = (await env.BLOBS.list({ prefix: `audit/v1/date=${date}/` })).objects.map((o) => o.key).sort();
+    const listed = (await env.BLOBS.list({ prefix: `audit/v1/date=${date}/shard=${shard}/` })).objects.map((o) => o.key).sort();
     expect(manifest.map((m) => m.key).sort()).toEqual(listed);
-    for (const m of manifest) expect(m.key).toMatch(new RegExp(`^audit/v1/date=${date}/seq=${m.first}-${m.last}\\.jsonl$`));
+    for (const m of manifest) expect(m.key).toMatch(new RegExp(`^audit/v1/date=${date}/shard=${shard}/seq=${m.first}-${m.last}\\.jsonl$`));
     const events = (await readAudit(admin)).events.filter((e) => e.email === `${tag}@example.com`);
     expect(events).toHaveLength(1);
+    // The single object of earlier releases keeps its layout, and is read back with the shards.
+    await auditObject().append([{ at: new Date().toISOString(), event: 'auth.register', email: `legacy-${tag}@example.com` }]);
+    await auditObject().flush();
+    const legacy = parseJsonl<ManifestEntry>(await (await env.BLOBS.get(auditManifestKey(date)))!.text());
+    expect(legacy.every((m) => new RegExp(`^audit/v1/date=${date}/seq=\\d+-\\d+\\.jsonl$`).test(m.key))).toBe(true);
+    expect((await readAudit(admin)).events.filter((e) => e.email === `legacy-${tag}@example.com`)).toHaveLength(1);
   });
 
   it('filters by UTC date range and splits one flush into one batch per day', async () => {

@@ -1,0 +1,42 @@
+/**
+ * A bench instrument (docs/performance.md "Central load"): in development only,
+ * `OR3_DEV_D1_DELAY_MS` delays every D1 query by that many milliseconds, to model a user far
+ * from the D1 region. Production never reads it.
+ */
+import type { Bindings } from './env';
+
+const delayed = new WeakMap<D1Database, D1Database>();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Wraps a statement so each of its executions waits `ms` first. */
+function slowStatement(statement: D1PreparedStatement, ms: number): D1PreparedStatement {
+  return new Proxy(statement, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      if (name === 'bind') return (...args: unknown[]) => slowStatement(value.apply(target, args), ms);
+      if (['first', 'all', 'run', 'raw'].includes(String(name))) return async (...args: unknown[]) => (await sleep(ms), value.apply(target, args));
+      return value.bind(target);
+    },
+  });
+}
+
+/** `env.DB`, slowed down when the bench asks for it in development. */
+export function devD1(env: Bindings): D1Database {
+  const ms = Number((env as { OR3_DEV_D1_DELAY_MS?: string }).OR3_DEV_D1_DELAY_MS ?? 0);
+  if (!ms || env.ENVIRONMENT !== 'development') return env.DB;
+  let db = delayed.get(env.DB);
+  if (!db) {
+    const real = env.DB;
+    db = new Proxy(real, {
+      get(target, name, receiver) {
+        const value = Reflect.get(target, name, receiver);
+        if (name === 'prepare') return (query: string) => slowStatement(target.prepare(query), ms);
+        if (name === 'batch') return async (statements: D1PreparedStatement[]) => (await sleep(ms), target.batch(statements));
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    delayed.set(real, db);
+  }
+  return db;
+}
