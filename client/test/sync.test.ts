@@ -89,25 +89,29 @@ describe('convergence', () => {
 
 describe('snapshot bootstrap', () => {
   it('a device behind GC bootstraps from a snapshot and keeps its pending ops', async () => {
-    const { b, wsA, wsB } = await twoDevices();
+    // B polls (no realtime), so pokes cannot carry A's changes to it: it really falls behind.
+    const { b, wsA, wsB } = await twoDevices({}, { WebSocket: null, sync: { pollIntervalMs: 60_000 } });
     await wsA.db.messages.put(messageRow('early'));
     await wsA.syncNow();
-    await until(async () => (await wsB.db.messages.get('early')) !== undefined, 10_000, 'B to sync once');
+    await wsB.syncNow();
+    expect(await wsB.db.messages.get('early')).toBeDefined();
     // B can no longer push (its edit stays pending) and falls behind while A writes on.
     b.faults = ({ path }) => (path === '/api/sync/push' ? { status: 503 } : null);
     await wsB.db.messages.put(messageRow('b-local', { data: 'mine' }));
     await wsA.db.messages.bulkPut([messageRow('a1'), messageRow('a2'), messageRow('a3')]);
     await wsA.db.messages.delete('early');
     await wsA.syncNow();
-    // Server GC with zero retention: the log is archived and gone, B's cursor is behind it.
-    const collected = await ctx.server.env.WORKSPACE.getByName(wsA.id).collectChangeLog(0);
-    expect(collected.deleted).toBeGreaterThan(0);
+    // Server GC with zero retention: idle cursors are dropped, the log is archived and gone, and
+    // the tombstone of 'early' is collected, so B (behind it) must bootstrap from a snapshot.
+    await ctx.server.env.WORKSPACE.getByName(wsA.id).collectNow(0);
+    const snapshotsBefore = b.calls.filter((call) => call === 'POST /api/sync/snapshot').length;
     await wsB.sync.pull();
     const ids = (await wsB.db.messages.toArray()).map((m) => m.id).sort();
     expect(ids).toEqual(['a1', 'a2', 'a3', 'b-local']);
     expect(await text(wsB, 'b-local')).toBe('mine');
     expect(await wsB.db.pending_ops.count()).toBe(1);
     expect((await wsB.sync.state()).cursor).toBeGreaterThanOrEqual(5);
+    expect(b.calls.filter((call) => call === 'POST /api/sync/snapshot').length).toBeGreaterThan(snapshotsBefore);
     // Once B can push again, its edit reaches A.
     b.faults = null;
     await wsB.syncNow();

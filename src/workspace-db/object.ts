@@ -26,7 +26,6 @@ import { WorkspaceSockets } from './sockets';
 
 /** A sync request: who (verified, to authorize here) and which rate limit it counts against. */
 export type SyncCaller = ShardCaller & LimitedCall;
-
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
 
@@ -106,10 +105,12 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       userId: access.userId,
     };
   }
-
-  /** Retention GC and blob GC on the alarm (retention.ts), re-armed while anything is left. */
+  /** Retention GC and blob GC on the alarm (retention.ts), re-armed while anything is left; `collectNow` runs it at once. */
   override async alarm() {
-    if (await runRetention(this.ctx.storage, this.env, this.ctx.id.name)) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+    if (await this.collectNow()) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+  }
+  collectNow(retentionSeconds?: number): Promise<boolean> {
+    return runRetention(this.ctx.storage, this.env, this.ctx.id.name, retentionSeconds);
   }
   async #ensureAlarm() {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
