@@ -1,8 +1,7 @@
 /**
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
  * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
- * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside
- * (gapless versions without locks; the output gate holds the reply until it is durable).
+ * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside.
  * Expected failures are returned as `Failure` values: thrown errors lose their type over RPC.
  */
 import { DurableObject } from 'cloudflare:workers';
@@ -19,7 +18,8 @@ import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
 import { applyPush, logConflicts, type PushResult } from './push';
 import { pull, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
-import { exportLog, exportState, markRestored, preparePitr, replayHistory } from './recovery';
+import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
+import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectChangeLog, collectOnRequest, collectTombstones, runRetention } from './retention';
 import { WorkspaceSockets } from './sockets';
 
@@ -112,7 +112,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   async #ensureAlarm() {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
   }
-  // -- recovery.ts: point-in-time restore, export, fork and import
+  // -- recovery.ts, imports.ts: point-in-time restore, export, fork and import
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
   async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
     const prepared = await preparePitr(this.ctx.storage, at, (restoring) => {
@@ -136,10 +136,10 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   exportState(after: [string, string] | null, pageSize: number, userId: string): { items: SnapshotItem[]; next: [string, string] | null } {
     return exportState(this.#sql, after, pageSize, userId);
   }
-  async importHistory(entries: ArchivedEntry[]): Promise<{ imported: number; serverVersion: number }> {
-    const serverVersion = this.ctx.storage.transactionSync(() => replayHistory(this.#sql, entries));
-    if (entries.length) await this.#ensureAlarm();
-    return { imported: entries.length, serverVersion };
+  async importHistory(entries: ArchivedEntry[], items: ImportedItem[] = []): Promise<ImportOutcome> {
+    const outcome = this.ctx.storage.transactionSync(() => importBatch(this.#sql, entries, items, Date.now()));
+    if (entries.length || items.length) await this.#ensureAlarm();
+    return outcome;
   }
   /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
   discard(): Promise<void> {
@@ -163,6 +163,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   markForDelete(hash: string): blobs.DeleteOutcome {
     return this.ctx.storage.transactionSync(() => blobs.markForDelete(this.#sql, hash, Date.now()));
   }
+  exportFiles(after: string, limit: number): blobs.BlobRecord[] {
+    return blobs.listBlobs(this.#sql, after, limit);
+  }
   usage(): { usedBytes: number; blobCount: number; syncBytes: number } {
     return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: syncBytes(this.#sql) };
   }
@@ -182,7 +185,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   override async fetch(request: Request): Promise<Response> {
     return this.#sockets.accept(request, this.#restoring);
   }
-
   /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted). */
   closeSockets(userId?: string): number {
     return this.#sockets.close(4003, 'Access to this workspace was revoked', userId);
@@ -190,7 +192,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
     return this.#sockets.closeSession(input);
   }
-
   /** Clients only listen; "ping" is answered by the auto-response without waking the object. */
   override webSocketMessage() {}
   override webSocketClose(ws: WebSocket, code: number, reason: string) {
