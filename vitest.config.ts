@@ -49,6 +49,17 @@ export default defineConfig(async () => ({
         },
       },
       {
+        // The OR3 importer (tools/or3-import) as a Node CLI, against the real Worker started by
+        // wrangler's test harness, with a fixture OR3 deployment it builds on disk.
+        test: {
+          name: 'tools',
+          include: ['tools/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
         // The demo app in Debian's Chromium (playwright-core) against the Worker serving it.
         test: {
           name: 'e2e',

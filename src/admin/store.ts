@@ -91,3 +91,198 @@ export async function revokeAdmin(db: D1Database, userId: string, now = Date.now
   if (!row) return 'no_user';
   return row.is_admin === 1 ? 'last_admin' : 'ok';
 }
+
+// ---------------------------------------------------------------------------------------------
+// Import (docs/admin.md "Import"): every write is conditional, so importing twice changes nothing.
+
+/** A user line of an import stream, validated (the email normalised, the hash a format we verify). */
+export interface ImportedUser {
+  id: string;
+  email: string | null;
+  displayName: string | null;
+  passwordHash: string | null;
+  identities: { provider: string; issuer: string; subject: string; email: string | null }[];
+  createdAt: number;
+}
+
+export type UserImport =
+  | { id: string; outcome: 'created' | 'unchanged'; identities: { added: number; taken: string[] } }
+  | { id: string; outcome: 'email_taken'; existingUserId: string };
+
+/**
+ * Creates the users that do not exist yet, keeping their ids, with their federated identities.
+ * A user whose id exists is left as it is (a re-import never reverts a password changed since);
+ * one whose email belongs to another user is not created. Identities are added to the users
+ * created or kept here; one that belongs to another user is reported.
+ */
+export async function importUsers(db: D1Database, users: ImportedUser[]): Promise<UserImport[]> {
+  if (!users.length) return [];
+  const statements: D1PreparedStatement[] = [];
+  const identityStatements: { user: number; key: string }[] = [];
+  users.forEach((u, i) => {
+    statements.push(
+      db
+        .prepare(
+          `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, created_at, updated_at)
+           VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5) ON CONFLICT DO NOTHING`,
+        )
+        .bind(u.id, u.email, u.displayName, u.passwordHash, u.createdAt),
+    );
+    for (const identity of u.identities) {
+      identityStatements.push({ user: i, key: `${identity.provider} ${identity.issuer} ${identity.subject}` });
+      statements.push(
+        db
+          .prepare(
+            `INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at, last_seen_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) ON CONFLICT DO NOTHING`,
+          )
+          .bind(crypto.randomUUID(), u.id, identity.provider, identity.issuer, identity.subject, identity.email, u.createdAt),
+      );
+    }
+  });
+  const results = await db.batch(statements);
+  const { results: present } = await db
+    .prepare(
+      `SELECT id, email FROM users WHERE id IN (SELECT value FROM json_each(?1))
+        OR email IN (SELECT value FROM json_each(?2))`,
+    )
+    .bind(JSON.stringify(users.map((u) => u.id)), JSON.stringify(users.flatMap((u) => (u.email ? [u.email] : []))))
+    .all<{ id: string; email: string | null }>();
+  const ids = new Set(present.map((p) => p.id));
+  // The batch holds, per user, its insert followed by its identity inserts.
+  let at = 0;
+  const outcome: UserImport[] = [];
+  for (const [i, u] of users.entries()) {
+    const created = (results[at++]?.meta.changes ?? 0) > 0;
+    let added = 0;
+    const pending: string[] = [];
+    for (const s of identityStatements.filter((s) => s.user === i)) {
+      if ((results[at++]?.meta.changes ?? 0) > 0) added++;
+      else pending.push(s.key);
+    }
+    if (!ids.has(u.id)) {
+      outcome.push({ id: u.id, outcome: 'email_taken', existingUserId: present.find((p) => p.email === u.email)?.id ?? '' });
+      continue;
+    }
+    const taken: string[] = [];
+    for (const [n, identity] of u.identities.entries()) {
+      if (!pending.includes(`${identity.provider} ${identity.issuer} ${identity.subject}`)) continue;
+      const owner = await db
+        .prepare('SELECT user_id FROM identities WHERE provider = ? AND issuer = ? AND subject = ?')
+        .bind(identity.provider, identity.issuer, identity.subject)
+        .first<{ user_id: string }>();
+      if (owner && owner.user_id !== u.id) taken.push(`identity ${n + 1} (${identity.provider}) belongs to user ${owner.user_id}`);
+    }
+    outcome.push({ id: u.id, outcome: created ? 'created' : 'unchanged', identities: { added, taken } });
+  }
+  return outcome;
+}
+
+/**
+ * Creates an imported workspace unless one with that id exists (deleted or not); no members
+ * yet: they come from the stream. Returns whether it was created.
+ */
+export async function ensureImportedWorkspace(
+  db: D1Database,
+  input: { id: string; name: string; description: string | null; createdBy: string; createdAt: number },
+  now = Date.now(),
+): Promise<boolean> {
+  const result = await db
+    .prepare('INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING')
+    .bind(input.id, input.name, input.description, input.createdBy, input.createdAt, now)
+    .run();
+  return result.meta.changes > 0;
+}
+
+export type MemberImport = 'added' | 'updated' | 'unchanged' | 'no_user';
+
+/** Adds the members whose users exist here, or sets their role; an equal role changes nothing. */
+export async function importMembers(
+  db: D1Database,
+  workspaceId: string,
+  members: { userId: string; role: string; createdAt: number }[],
+  now = Date.now(),
+): Promise<MemberImport[]> {
+  if (!members.length) return [];
+  const { results } = await db
+    .prepare(
+      `SELECT u.id, m.role FROM users u LEFT JOIN members m ON m.workspace_id = ?1 AND m.user_id = u.id
+        WHERE u.id IN (SELECT value FROM json_each(?2))`,
+    )
+    .bind(workspaceId, JSON.stringify(members.map((m) => m.userId)))
+    .all<{ id: string; role: string | null }>();
+  const known = new Map(results.map((r) => [r.id, r.role]));
+  const outcome: MemberImport[] = members.map((m) =>
+    !known.has(m.userId) ? 'no_user' : known.get(m.userId) === null ? 'added' : known.get(m.userId) === m.role ? 'unchanged' : 'updated',
+  );
+  const writes = members.filter((_m, i) => outcome[i] === 'added' || outcome[i] === 'updated');
+  if (writes.length) {
+    await db.batch(
+      writes.map((m) =>
+        db
+          .prepare(
+            `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(workspace_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at WHERE members.role != excluded.role`,
+          )
+          .bind(workspaceId, m.userId, m.role, m.createdAt, now),
+      ),
+    );
+  }
+  return outcome;
+}
+
+/** Makes `userId` an owner when the workspace has none (no imported member was one); true when it did. */
+export async function ensureOwner(db: D1Database, workspaceId: string, userId: string, now = Date.now()): Promise<boolean> {
+  const result = await db
+    .prepare(
+      `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at)
+       SELECT ?1, ?2, 'owner', ?3, ?3 WHERE NOT EXISTS (SELECT 1 FROM members WHERE workspace_id = ?1 AND role = 'owner')
+       ON CONFLICT(workspace_id, user_id) DO UPDATE SET role = 'owner', updated_at = excluded.updated_at`,
+    )
+    .bind(workspaceId, userId, now)
+    .run();
+  return result.meta.changes > 0;
+}
+
+export type InviteImport = 'added' | 'unchanged' | 'expired' | 'no_creator' | 'token_taken';
+
+/**
+ * Adds pending invites with their token hash (an invite link made by the source still works:
+ * both hash the whole token with SHA-256), unless expired, made by a user who does not exist
+ * here, or already present.
+ */
+export async function importInvites(
+  db: D1Database,
+  workspaceId: string,
+  invites: { id: string; role: string; tokenHash: string; createdBy: string; createdAt: number; expiresAt: number }[],
+  now = Date.now(),
+): Promise<InviteImport[]> {
+  if (!invites.length) return [];
+  const { results: creators } = await db
+    .prepare('SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?))')
+    .bind(JSON.stringify(invites.map((i) => i.createdBy)))
+    .all<{ id: string }>();
+  const { results: present } = await db
+    .prepare('SELECT id, token_hash FROM invites WHERE id IN (SELECT value FROM json_each(?1)) OR token_hash IN (SELECT value FROM json_each(?2))')
+    .bind(JSON.stringify(invites.map((i) => i.id)), JSON.stringify(invites.map((i) => i.tokenHash)))
+    .all<{ id: string; token_hash: string }>();
+  const outcome: InviteImport[] = invites.map((i) => {
+    if (present.some((p) => p.id === i.id)) return 'unchanged';
+    if (present.some((p) => p.token_hash === i.tokenHash)) return 'token_taken';
+    if (i.expiresAt <= now) return 'expired';
+    return creators.some((c) => c.id === i.createdBy) ? 'added' : 'no_creator';
+  });
+  const writes = invites.filter((_i, n) => outcome[n] === 'added');
+  if (writes.length) {
+    await db.batch(
+      writes.map((i) =>
+        db
+          .prepare(
+            'INSERT INTO invites (id, workspace_id, role, token_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+          )
+          .bind(i.id, workspaceId, i.role, i.tokenHash, i.createdBy, i.createdAt, i.expiresAt),
+      ),
+    );
+  }
+  return outcome;
+}

@@ -3,6 +3,7 @@
  * (docs/operations.md "Point-in-time recovery"):
  *
  *   POST /workspaces/:id/point-in-time-restore   restore a workspace's object to a time (production only)
+ *   POST /import                                 recreate a workspace (and users) from an export stream (import.ts)
  */
 import { Hono } from 'hono';
 import * as z from 'zod';
@@ -14,6 +15,8 @@ import { requireUser } from '../auth/authenticate';
 import { param } from '../workspaces/routes';
 import { workspaceExists } from '../workspaces/store';
 import { audit, recordAudit } from '../audit/emit';
+import { queryParams } from '../http/body';
+import { importQuery, runImport } from './import';
 
 /** How far back the platform keeps Durable Object bookmarks. */
 const PITR_WINDOW_MS = 30 * 86_400_000;
@@ -103,4 +106,30 @@ export const archiveAdmin = new Hono<AppEnv>()
       serverVersion: finished.serverVersion,
       undoBookmark,
     });
+  })
+
+  /**
+   * Import (docs/admin.md "Import"): the JSONL an export produces, streamed; 400 naming the line
+   * for a malformed or cut-off stream (nothing written), else the report of what was applied
+   * and what was skipped, and why.
+   */
+  .post('/import', async (c) => {
+    const query = queryParams(c, importQuery);
+    const actorId = (await requireUser(c)).userId;
+    const report = await runImport(c, query, actorId);
+    if (!report.dryRun) {
+      audit(c, 'admin.import', {
+        actorId,
+        workspaceId: report.workspaceId ?? undefined,
+        workspaceCreated: report.workspaceCreated,
+        users: report.users.created,
+        members: report.members.added + report.members.updated,
+        changes: report.changes.applied,
+        rows: report.rows.applied,
+        tombstones: report.tombstones.applied,
+        files: report.files.recorded,
+        skipped: report.skippedCount,
+      });
+    }
+    return c.json(report);
   });

@@ -1,12 +1,15 @@
 /**
- * `GET /api/workspaces/:id/export` (owner): the workspace's full history and current state as
- * one JSONL stream, readable line by line while it downloads:
+ * `GET /api/workspaces/:id/export` (owner): the workspace's members, full history, current
+ * state and blob records as one JSONL stream, readable line by line while it downloads, and the
+ * format `POST /api/admin/import` takes (docs/operations.md "Export", docs/admin.md "Import"):
  *
- *   {"type":"header","format":"or3-edge-export/v1","workspaceId",…}
+ *   {"type":"header","format":"or3-edge-export/v1","workspaceId",…,"name","description","createdAt","exportedBy"}
+ *   {"type":"member",…}   userId, role, email?, displayName? (never a password hash or a token)
  *   {"type":"change",…}   every change, archived segments first (by day manifest), then the live
  *                         log, in version order, each version once
  *   {"type":"row"|"tombstone",…}   the current state, as in a snapshot
- *   {"type":"end","changes":N,"items":M}
+ *   {"type":"file",…}     the committed blobs' records (hash, size_bytes, mime_type, name, kind)
+ *   {"type":"end","changes":N,"items":M,"members":K,"files":F}
  *
  * Other users' notifications are left out, as in pull. Written in chunks as it is read, so a
  * large workspace never sits in memory.
@@ -14,6 +17,8 @@
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import type { SnapshotItem } from '../workspace-db/reads';
+import type { BlobRecord } from '../workspace-db/blobs';
+import { listMembers, workspaceRecord } from '../workspaces/store';
 import { parseJsonl, type ManifestEntry } from '../r2-jsonl';
 import { archivePrefix, type ArchivedEntry } from './archive';
 
@@ -21,9 +26,13 @@ import { archivePrefix, type ArchivedEntry } from './archive';
 export interface ExportSource {
   exportLog(after: number, limit: number, userId: string | null): Promise<{ entries: ArchivedEntry[]; through: number; done: boolean }>;
   exportState(after: [string, string] | null, pageSize: number, userId: string): Promise<{ items: SnapshotItem[]; next: [string, string] | null }>;
+  exportFiles(after: string, limit: number): Promise<BlobRecord[]>;
 }
 
 const PAGE = 500;
+
+/** The export (and import) format's name and version. */
+export const EXPORT_FORMAT = 'or3-edge-export/v1';
 
 /**
  * A workspace's whole history in version order, in pages: the archived segments (by day
@@ -72,8 +81,21 @@ export async function exportWorkspace(c: Context<AppEnv>, workspaceId: string, u
   const write = async () => {
     let changes = 0;
     let items = 0;
+    let files = 0;
     const change = (e: ArchivedEntry) => ({ type: 'change', ...e });
-    await emit([{ type: 'header', format: 'or3-edge-export/v1', workspaceId, exportedAt: new Date().toISOString() }]);
+    const record = await workspaceRecord(c.env.DB, workspaceId);
+    await emit([
+      {
+        type: 'header',
+        format: EXPORT_FORMAT,
+        workspaceId,
+        exportedAt: new Date().toISOString(),
+        exportedBy: userId,
+        ...(record ? { name: record.name, description: record.description, createdAt: record.createdAt } : {}),
+      },
+    ]);
+    const members = await listMembers(c.env.DB, workspaceId);
+    await emit(members.map((m) => ({ type: 'member', ...m })));
 
     for await (const entries of readHistory(bucket, ws, workspaceId, userId)) {
       await emit(entries.map(change));
@@ -89,7 +111,16 @@ export async function exportWorkspace(c: Context<AppEnv>, workspaceId: string, u
       if (!page.next) break;
       after = page.next;
     }
-    await emit([{ type: 'end', changes, items }]);
+    // The blob records (the bytes stay in R2, under ws/<workspaceId>/).
+    let afterHash = '';
+    for (;;) {
+      const page = await ws.exportFiles(afterHash, PAGE);
+      await emit(page.map((f) => ({ type: 'file', ...f })));
+      files += page.length;
+      if (page.length < PAGE) break;
+      afterHash = page[page.length - 1]!.hash;
+    }
+    await emit([{ type: 'end', changes, items, members: members.length, files }]);
     await writer.close();
   };
 

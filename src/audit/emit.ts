@@ -28,6 +28,8 @@ export type AuditEventName =
   | 'admin.admin.granted'
   | 'admin.admin.revoked'
   | 'admin.workspace.pitr'
+  | 'admin.import'
+  | 'admin.storage.committed'
   | 'workspace.permission_denied'
   | 'workspace.invite.revoked'
   | 'storage.upload.rejected'

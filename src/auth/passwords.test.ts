@@ -1,6 +1,7 @@
 import { scryptSync } from 'node:crypto';
+import bcrypt from 'bcryptjs';
 import { describe, expect, it } from 'vitest';
-import { DUMMY_HASH, InvalidHashError, hashPassword, parseHash, passwordProblem, verifyPassword } from './passwords';
+import { DUMMY_HASH, InvalidHashError, hashPassword, isBcryptHash, parseHash, passwordProblem, verifyPassword } from './passwords';
 
 const phc = (ln: number, r: number, p: number, password: string) => {
   const salt = Buffer.alloc(16, 7);
@@ -58,5 +59,38 @@ describe('passwords', () => {
     expect(passwordProblem('😀'.repeat(12))).toBeNull();
     expect(passwordProblem('x'.repeat(256))).toBeNull();
     expect(passwordProblem('x'.repeat(257))).toMatch(/at most 256/);
+  });
+
+  describe('bcrypt hashes moved in from OR3', () => {
+    // Cost 4 keeps the suite fast: the verifier accepts any cost from 4 to 14 (OR3 writes 12;
+    // the sign-in test under test/auth/ uses 12).
+    const hash = bcrypt.hashSync('an old OR3 password', 4);
+
+    it('verifies $2b$, $2a$ and $2y$ hashes and asks for a rehash when they match', async () => {
+      for (const prefix of ['$2b$', '$2a$', '$2y$']) {
+        const stored = prefix + hash.slice(4);
+        expect(isBcryptHash(stored)).toBe(true);
+        expect(await verifyPassword('an old OR3 password', stored)).toEqual({ ok: true, needsRehash: true });
+        expect(await verifyPassword('an old OR3 passworD', stored)).toEqual({ ok: false, needsRehash: false });
+      }
+    });
+
+    it('uses the raw password (no NFKC, as OR3 did) and only its first 72 UTF-8 bytes, as bcrypt does', async () => {
+      const fullWidth = bcrypt.hashSync('ｐａｓｓ１２３４', 4);
+      expect((await verifyPassword('ｐａｓｓ１２３４', fullWidth)).ok).toBe(true);
+      expect((await verifyPassword('pass1234', fullWidth)).ok).toBe(false);
+      const long = bcrypt.hashSync('y'.repeat(72), 4);
+      expect((await verifyPassword('y'.repeat(72) + 'ignored', long)).ok).toBe(true);
+    });
+
+    it('refuses malformed hashes and costs outside 4..14 without deriving', async () => {
+      const costly = '$2b$20$' + hash.slice(7);
+      const started = Date.now();
+      expect(await verifyPassword('an old OR3 password', costly)).toEqual({ ok: false, needsRehash: false });
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(await verifyPassword('an old OR3 password', '$2x$04$' + hash.slice(7))).toEqual({ ok: false, needsRehash: false });
+      expect(await verifyPassword('an old OR3 password', hash.slice(0, -1))).toEqual({ ok: false, needsRehash: false });
+      expect(await verifyPassword('an old OR3 password', '$2b$03$' + hash.slice(7))).toEqual({ ok: false, needsRehash: false });
+    });
   });
 });

@@ -8,8 +8,13 @@
  * strictly and bounded BEFORE deriving, so a corrupted or hostile row cannot ask for unbounded
  * work. Verification tells the caller when the stored parameters are not current, so a
  * successful login can rehash.
+ *
+ * Hashes moved in from OR3 (docs/migrating-from-or3.md) are bcrypt (`$2a$`/`$2b$`/`$2y$`, bcryptjs
+ * at cost 12, the raw password with no normalisation): they verify as bcrypt does, bounded the
+ * same way (cost 4..14), and always ask for a rehash, so the first sign-in replaces them.
  */
 import { scrypt as scryptCallback, timingSafeEqual, randomBytes } from 'node:crypto';
+import bcrypt from 'bcryptjs';
 
 export const PASSWORD_MIN_CHARS = 12;
 export const PASSWORD_MAX_CHARS = 256;
@@ -110,11 +115,31 @@ export interface VerifyResult {
   needsRehash: boolean;
 }
 
+/** A bcrypt hash as OR3's basic-auth provider stored it: `$2[aby]$<cost>$<22 salt + 31 hash chars>`. */
+const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
+/** Costs accepted from stored bcrypt hashes (OR3 writes 12; 14 already takes over a second here). */
+const BCRYPT_COST = { min: 4, max: 14 } as const;
+
+export const isBcryptHash = (stored: string) => BCRYPT.test(stored);
+
+/**
+ * Verifies a bcrypt hash (bcryptjs: the password's UTF-8 bytes, the first 72 of them, as every
+ * bcrypt does). bcryptjs compares the whole encoded hash itself; the cost is bounded first.
+ */
+async function verifyBcrypt(password: string, stored: string): Promise<VerifyResult> {
+  const cost = Number(BCRYPT.exec(stored)?.[1] ?? NaN);
+  if (!(cost >= BCRYPT_COST.min && cost <= BCRYPT_COST.max)) return { ok: false, needsRehash: false };
+  const ok = await bcrypt.compare(password, stored);
+  return { ok, needsRehash: ok };
+}
+
 /**
  * Verifies `password` against a stored PHC string in constant time. A malformed or
- * out-of-bounds stored hash fails without deriving anything.
+ * out-of-bounds stored hash fails without deriving anything. A bcrypt hash (moved in from OR3)
+ * verifies as bcrypt and, when it matches, asks for a rehash into the current scrypt format.
  */
 export async function verifyPassword(password: string, stored: string): Promise<VerifyResult> {
+  if (stored.startsWith('$2')) return verifyBcrypt(password, stored);
   let params: ScryptParams;
   try {
     params = parseHash(stored);

@@ -257,14 +257,72 @@ export function canonicalJson(value: unknown, maxDepth = Infinity): string {
  * serializing the payload a second time (stored fingerprints must never change).
  */
 function fingerprintInput(op: PushOpInput, canonicalPayload: string): string {
+  return fingerprintText(op.tableName, op.operation, op.pk, canonicalPayload, op.stamp.clock, op.stamp.hlc, op.stamp.deviceId);
+}
+
+/** The fingerprint text of any op (an import computes it for history that arrives without one). */
+export function fingerprintText(
+  tableName: string,
+  operation: string,
+  pk: string,
+  canonicalPayload: string,
+  clock: number,
+  hlc: string,
+  deviceId: string,
+): string {
   const j = JSON.stringify;
-  return `[${j(op.tableName)},${j(op.operation)},${j(op.pk)},${canonicalPayload},${j(op.stamp.clock)},${j(op.stamp.hlc)},${j(op.stamp.deviceId)}]`;
+  return `[${j(tableName)},${j(operation)},${j(pk)},${canonicalPayload},${j(clock)},${j(hlc)},${j(deviceId)}]`;
 }
 
 const invalid = (table: string, why: string) => badRequest(`Invalid payload for ${table}: ${why}`, 'invalid_payload');
 
 function isLive(payload: Record<string, unknown>): boolean {
   return !(payload.deleted === true || payload.deleted === 1);
+}
+
+/** Why a put's payload breaks its table's rules (required fields and types, key, workspace), or null. */
+function shapeProblem(table: TableName, pk: string, payload: Record<string, unknown>, workspaceId: string): string | null {
+  const parsed = payloadSchemas[table].safeParse(payload);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return `${issue.path.join('.') || 'payload'} ${issue.message}`;
+  }
+  const keyField = table === 'file_meta' ? 'hash' : 'id';
+  if (payload[keyField] !== pk) return `payload.${keyField} must equal pk`;
+  if (payload.workspace_id !== undefined && payload.workspace_id !== workspaceId) return 'workspace_id does not match the scope';
+  return null;
+}
+
+/**
+ * The push rules for one stored op, for data that arrives another way (an import): the table
+ * allow-list, nesting depth, size and shape, as `Invalid payload for <table>: …`; null when it
+ * passes. Returns the payload as push stores it (canonical JSON, server fields removed) and as the
+ * fingerprint reads it (canonical JSON of the payload as given).
+ */
+export function checkStoredOp(
+  tableName: string,
+  pk: string,
+  payload: Record<string, unknown> | null,
+  workspaceId: string,
+): { ok: true; table: TableName; stored: string | null; canonical: string } | { ok: false; problem: string } {
+  if (!(TABLES as readonly string[]).includes(tableName)) return { ok: false, problem: `Invalid payload for ${tableName.slice(0, 64)}: unknown table` };
+  const table = tableName as TableName;
+  if (payload === null) return { ok: true, table, stored: null, canonical: 'null' };
+  let canonical: string;
+  try {
+    canonical = canonicalJson(payload, SYNC_LIMITS.maxPayloadDepth);
+  } catch (err) {
+    if (err instanceof TooDeep) return { ok: false, problem: `Invalid payload for ${table}: ${err.message}` };
+    throw err;
+  }
+  if (encoder.encode(canonical).byteLength > SYNC_LIMITS.maxPayloadBytes)
+    return { ok: false, problem: `Invalid payload for ${table}: larger than ${SYNC_LIMITS.maxPayloadBytes} bytes` };
+  const problem = shapeProblem(table, pk, payload, workspaceId);
+  if (problem) return { ok: false, problem: `Invalid payload for ${table}: ${problem}` };
+  if (!SERVER_FIELDS.some((field) => field in payload)) return { ok: true, table, stored: canonical, canonical };
+  const kept = { ...payload };
+  for (const field of SERVER_FIELDS) delete kept[field];
+  return { ok: true, table, stored: canonicalJson(kept), canonical };
 }
 
 /** The canonical blob hashes a stored payload's file_hashes lists (lenient: for replays of stored data). */
@@ -324,14 +382,8 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
       // 400, not 413: OR3's contract counts an oversized payload as a bad payload (docs/sync.md "Limits"), which clients treat as permanent.
       if (bytes > SYNC_LIMITS.maxPayloadBytes) throw invalid(table, `larger than ${SYNC_LIMITS.maxPayloadBytes} bytes`);
       batchBytes += bytes;
-      const parsed = payloadSchemas[table].safeParse(op.payload);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        throw invalid(table, `${issue.path.join('.') || 'payload'} ${issue.message}`);
-      }
-      const keyField = table === 'file_meta' ? 'hash' : 'id';
-      if (op.payload[keyField] !== op.pk) throw invalid(table, `payload.${keyField} must equal pk`);
-      if (op.payload.workspace_id !== undefined && op.payload.workspace_id !== workspaceId) throw invalid(table, 'workspace_id does not match the scope');
+      const problem = shapeProblem(table, op.pk, op.payload, workspaceId);
+      if (problem) throw invalid(table, problem);
       const rewrite = table === 'notifications' || SERVER_FIELDS.some((field) => field in op.payload!);
       let payload: Record<string, unknown> = op.payload;
       if (rewrite) {

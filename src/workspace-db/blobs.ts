@@ -211,3 +211,23 @@ export function blobGcSteps(storage: DurableObjectStorage) {
     markStrays: (keys: string[], nextCursor: string | null) => storage.transactionSync(() => markStraysAt(sql, keys, nextCursor, Date.now())),
   };
 }
+
+/** A committed blob's record, as an export's `file` line carries it (docs/operations.md "Export"). */
+export interface BlobRecord {
+  hash: string;
+  size_bytes: number;
+  mime_type: string;
+  name: string | null;
+  kind: string | null;
+}
+
+/** Committed blobs after `after` (by hash), at most `limit`; blobs being deleted are left out. */
+export function listBlobs(sql: SqlStorage, after: string, limit: number): BlobRecord[] {
+  return sql
+    .exec<{ hash: string; size_bytes: number; mime_type: string; name: string | null; kind: string | null }>(
+      'SELECT hash, size_bytes, mime_type, name, kind FROM blobs WHERE hash > ? AND gc_started_at IS NULL ORDER BY hash LIMIT ?',
+      after,
+      limit,
+    )
+    .toArray();
+}

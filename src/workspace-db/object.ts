@@ -1,8 +1,7 @@
 /**
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
  * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
- * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside
- * (gapless versions without locks; the output gate holds the reply until it is durable).
+ * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside.
  * Expected failures are returned as `Failure` values: thrown errors lose their type over RPC.
  */
 import { DurableObject } from 'cloudflare:workers';
@@ -20,7 +19,8 @@ import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
 import { applyPush, logConflicts, type PushResult } from './push';
 import { pull, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
-import { exportLog, exportState, markRestored, preparePitr, replayHistory } from './recovery';
+import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
+import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
 
@@ -115,7 +115,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   async #ensureAlarm() {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
   }
-  // -- recovery.ts: point-in-time restore, export, fork and import
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
   async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
     const prepared = await preparePitr(this.ctx.storage, at, (restoring) => {
@@ -139,17 +138,16 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   exportState(after: [string, string] | null, pageSize: number, userId: string): { items: SnapshotItem[]; next: [string, string] | null } {
     return exportState(this.#sql, after, pageSize, userId);
   }
-  async importHistory(entries: ArchivedEntry[]): Promise<{ imported: number; serverVersion: number }> {
-    const serverVersion = this.ctx.storage.transactionSync(() => replayHistory(this.#sql, entries));
-    if (entries.length) await this.#ensureAlarm();
-    return { imported: entries.length, serverVersion };
+  async importHistory(entries: ArchivedEntry[], items: ImportedItem[] = []): Promise<ImportOutcome> {
+    const outcome = this.ctx.storage.transactionSync(() => importBatch(this.#sql, entries, items, Date.now()));
+    if (entries.length || items.length) await this.#ensureAlarm();
+    return outcome;
   }
   /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
   discard(): Promise<void> {
     return this.ctx.storage.deleteAll();
   }
 
-  // -- blobs.ts: blob bookkeeping for the storage routes
   /** Presign-upload's one call: the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
   async prepareUpload(hash: string): Promise<{ state: blobs.BlobState; usedBytes: number }> {
     await this.#ensureAlarm();
@@ -166,6 +164,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   markForDelete(hash: string): blobs.DeleteOutcome {
     return this.ctx.storage.transactionSync(() => blobs.markForDelete(this.#sql, hash, Date.now()));
   }
+  exportFiles(after: string, limit: number): blobs.BlobRecord[] {
+    return blobs.listBlobs(this.#sql, after, limit);
+  }
   usage(): { usedBytes: number; blobCount: number; syncBytes: number } {
     return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: syncBytes(this.#sql) };
   }
@@ -180,7 +181,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return blobs.blobGcSteps(this.ctx.storage).markStrays(keys, nextCursor);
   }
 
-  // -- sockets.ts: realtime
   /** A WebSocket upgrade the Worker forwarded after authorizing it. */
   override async fetch(request: Request): Promise<Response> {
     return this.#sockets.accept(request, this.#restoring);

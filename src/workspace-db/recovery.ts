@@ -92,15 +92,24 @@ export function exportState(
   return { items: JSON.parse(page.itemsJson) as SnapshotItem[], next: page.next };
 }
 
+/** What a replay did: entries that took a version, entries already logged, and refusals. */
+export interface ReplayOutcome {
+  applied: number;
+  unchanged: number;
+  /** An opId already logged with another fingerprint, or another user's notification. */
+  refused: { opId: string; reason: string }[];
+}
+
 /**
- * Replays history into this (fresh) workspace, inside the caller's transaction: each entry goes
+ * Replays history into this workspace, inside the caller's transaction: each entry goes
  * through the same push logic (idempotency, last-write-wins, derived refs) as its original
  * author, at its original time (deletion times and GC retention stay those of the real writes),
- * so the rows equal the source's where the history stops. Versions are allocated anew; no
- * quota applies (a replay reproduces data the source already holds).
+ * so the rows equal the source's where the history stops. Versions are allocated anew; an entry
+ * whose opId is already logged allocates nothing, so replaying twice changes nothing. No quota
+ * applies (a replay reproduces data the source already holds).
  */
-export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): number {
-  let head = headVersion(sql);
+export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): ReplayOutcome {
+  const outcome: ReplayOutcome = { applied: 0, unchanged: 0, refused: [] };
   for (const e of entries) {
     const payload = e.payload === null ? null : canonicalJson(e.payload);
     const live = e.payload !== null && !(e.payload.deleted === true || e.payload.deleted === 1);
@@ -118,8 +127,11 @@ export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): number
       fileHashes,
       bytes: entryBytes(payload, e.pk, e.hlc, e.deviceId),
     };
-    const outcome = applyPush(sql, [op], e.userId, e.createdAt);
-    if (outcome.ok) head = outcome.serverVersion;
+    const result = applyPush(sql, [op], e.userId, e.createdAt);
+    const first = result.ok ? result.results[0] : undefined;
+    if (result.ok && result.allocated > 0) outcome.applied++;
+    else if (first?.success) outcome.unchanged++;
+    else outcome.refused.push({ opId: e.opId, reason: first?.error ?? (result.ok ? 'refused' : result.message) });
   }
-  return head;
+  return outcome;
 }

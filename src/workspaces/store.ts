@@ -183,6 +183,15 @@ export async function memberWorkspaceIds(db: D1Database, userId: string): Promis
   return results.map((r) => r.workspace_id);
 }
 
+/** A workspace's record, deleted or not (an export's header); null when there is none by that id. */
+export async function workspaceRecord(db: D1Database, id: string): Promise<{ name: string; description: string | null; createdAt: number } | null> {
+  const row = await db
+    .prepare('SELECT name, description, created_at FROM workspaces WHERE id = ?')
+    .bind(id)
+    .first<{ name: string; description: string | null; created_at: number }>();
+  return row ? { name: row.name, description: row.description, createdAt: row.created_at } : null;
+}
+
 /** A workspace's name, deleted or not; null when there is none by that id. */
 export async function workspaceName(db: D1Database, id: string): Promise<string | null> {
   return (await db.prepare('SELECT name FROM workspaces WHERE id = ?').bind(id).first<{ name: string }>())?.name ?? null;

@@ -40,7 +40,8 @@ describe('GET /api/workspaces/:id/export', () => {
     expect(changes[2]).toMatchObject({ op: 'delete', pk: 'a' });
     const state = lines.filter((l) => l.type === 'row' || l.type === 'tombstone').map(({ type: _t, ...rest }) => rest);
     expect(state).toEqual((await snapshotAll(u, u.workspaceId, 100)).items);
-    expect(lines.at(-1)).toEqual({ type: 'end', changes: 5, items: state.length });
+    expect(lines.at(-1)).toEqual({ type: 'end', changes: 5, items: state.length, members: 1, files: 0 });
+    expect(lines[1]).toEqual({ type: 'member', userId: u.id, role: 'owner', email: u.email });
   });
 
   it("leaves out other users' notifications", async () => {
