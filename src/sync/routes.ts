@@ -18,6 +18,7 @@ import { membershipOf } from '../workspaces/store';
 import { DEFAULT_SYNC_LIMITS, type Caller, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import { issueTicket, readTicket } from './ws-ticket';
+import { DEVICE_ID_PATTERN } from '../../client/src/contract';
 import { audit } from '../audit/emit';
 
 function caller(c: Context<AppEnv>, workspaceId: string, userId: string, name: SyncLimitName): Caller {
@@ -118,6 +119,9 @@ export const sync = new Hono<AppEnv>()
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError(426, 'upgrade_required', 'This endpoint needs a WebSocket upgrade');
     const workspaceId = c.req.query('workspaceId');
     if (!workspaceId || workspaceId.length > 256) throw badRequest('workspaceId is required', 'invalid_query');
+    // Presence names the socket's device with it (docs/sync.md "Presence"); echoed to every member.
+    const deviceId = c.req.query('deviceId');
+    if (deviceId !== undefined && !DEVICE_ID_PATTERN.test(deviceId)) throw badRequest('deviceId must be 1–128 letters, digits, or . _ : -', 'invalid_query');
     const forward = new Headers(c.req.raw.headers);
     // The object trusts x-or3-* headers from the Worker: never pass a client's through.
     for (const name of [...forward.keys()]) if (name.startsWith('x-or3-')) forward.delete(name);
@@ -150,5 +154,6 @@ export const sync = new Hono<AppEnv>()
     }
     forward.set('x-or3-user-id', userId);
     if (sessionId) forward.set('x-or3-session-id', sessionId);
+    if (deviceId) forward.set('x-or3-device-id', deviceId);
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
   });

@@ -2,8 +2,7 @@
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
  * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
  * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside
- * (gapless versions without locks; the output gate holds the reply until it is durable).
- * Expected failures are returned as `Failure` values: thrown errors lose their type over RPC.
+ * (gapless versions without locks). Expected failures are returned as `Failure` values.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { drizzle } from 'drizzle-orm/durable-sqlite';
@@ -14,6 +13,7 @@ import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { FixedWindowLimiter, type Caller } from '../sync/limiter';
 import type { PreparedOp, TableName } from '../sync/protocol';
+import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
 import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
@@ -25,9 +25,6 @@ import { WorkspaceSockets } from './sockets';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
-
-/** How often the alarm runs retention GC while the workspace has anything to collect. */
-export const GC_INTERVAL_MS = 6 * 3600 * 1000;
 
 export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql: SqlStorage;
@@ -46,8 +43,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     this.#sockets = new WorkspaceSockets(ctx, env);
     // Returned, so a failing migration rejects blockConcurrencyWhile and resets the object.
     void ctx.blockConcurrencyWhile(async () => migrate(drizzle(ctx.storage), migrations));
-    // Answered by the runtime without waking a hibernated object.
-    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong')); // never wakes the object; presence.ts reads its time
   }
 
   /** Liveness probe for deep health checks: proves the object starts and its database answers. */
@@ -104,13 +100,13 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return run;
   }
 
-  /** Retention GC and blob GC on the alarm (retention.ts), re-armed while anything is left. */
+  /** Retention and blob GC (retention.ts) and the presence sweep share the alarm (alarm.ts). */
   override async alarm() {
-    const more = await runRetention(this.ctx.storage, this.env, this.ctx.id.name, (seconds) => this.collectChangeLog(seconds));
-    if (more) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+    const gc = () => runRetention(this.ctx.storage, this.env, this.ctx.id.name, (seconds) => this.collectChangeLog(seconds));
+    await runAlarm(this.ctx.storage, { gc, sweep: () => this.#sockets.sweep() });
   }
-  async #ensureAlarm() {
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+  #ensureAlarm() {
+    return armGc(this.ctx.storage);
   }
   // -- recovery.ts: point-in-time restore, export, fork and import
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
@@ -191,9 +187,14 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return this.#sockets.closeSession(input);
   }
 
-  /** Clients only listen; "ping" is answered by the auto-response without waking the object. */
-  override webSocketMessage() {}
+  /** Presence (sockets.ts); "ping" is answered by the auto-response without waking the object. */
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer) {
+    this.#sockets.message(ws, message);
+  }
   override webSocketClose(ws: WebSocket, code: number, reason: string) {
     this.#sockets.closed(ws, code, reason);
+  }
+  override webSocketError(ws: WebSocket) {
+    this.#sockets.closed(ws);
   }
 }

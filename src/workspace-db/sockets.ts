@@ -1,14 +1,17 @@
 /**
  * The workspace's realtime sockets (docs/sync.md "Realtime"), kept out of the object's class:
  * accepting upgrades the Worker forwarded, confirming membership from D1, pokes after commits,
- * and closing sockets when access or a session ends. WebSocket Hibernation: idle sockets cost
- * nothing, and what a socket must remember lives in its attachment, never in memory.
+ * and closing sockets when access or a session ends; presence (presence.ts) rides on the same
+ * sockets. WebSocket Hibernation: idle sockets cost nothing, and what a socket must remember
+ * lives in its attachment, never in memory.
  */
 import type { Bindings } from '../env';
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import { membershipOf } from '../workspaces/store';
+import { armSweep } from './alarm';
 import { headVersion } from './meta';
+import { Presence, presenceFields, type PresenceAttachment } from './presence';
 import { pull } from './reads';
 
 /** One member cannot take all of the object's WebSocket slots. */
@@ -22,12 +25,9 @@ export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
 /** Used ticket nonces are kept this long past their expiry, so a ticket cannot be replayed at the edge of it. */
 const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
 
-/** What each accepted socket carries through hibernation. */
-interface SocketAttachment {
-  userId: string;
+/** What each accepted socket carries through hibernation (presence's fields included). */
+interface SocketAttachment extends PresenceAttachment {
   sessionId: string | null;
-  /** When D1 last confirmed the membership (ms); 0: not yet. */
-  verifiedAt: number;
 }
 
 const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAttachment | null;
@@ -35,11 +35,18 @@ const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAtta
 export class WorkspaceSockets {
   /** Sockets whose membership check is in flight (one at a time each). */
   readonly #verifying = new WeakSet<WebSocket>();
+  readonly #presence: Presence;
 
   constructor(
     private readonly ctx: DurableObjectState,
     private readonly env: Bindings,
-  ) {}
+  ) {
+    this.#presence = new Presence(ctx, {
+      fresh: (a, now) => a.verifiedAt > 0 && now - a.verifiedAt < SOCKET_REVERIFY_MS,
+      reverify: (ws) => this.ctx.waitUntil(this.verify(ws)),
+      armSweep: (at) => armSweep(ctx.storage, at),
+    });
+  }
 
   /**
    * A WebSocket upgrade the Worker forwarded after authenticating the caller and checking
@@ -66,7 +73,9 @@ export class WorkspaceSockets {
     // Tagged by user and by session, so sign-out and password changes can close exactly theirs.
     const sessionId = request.headers.get('x-or3-session-id');
     this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
-    server.serializeAttachment({ userId, sessionId, verifiedAt: 0 } satisfies SocketAttachment);
+    // Presence: the device id the client named (the Worker validated it), and a first sign of life.
+    const presence = presenceFields(request.headers.get('x-or3-device-id'));
+    server.serializeAttachment({ userId, sessionId, verifiedAt: 0, ...presence } satisfies SocketAttachment);
     // `hello` follows once the membership is confirmed from here (see verify).
     this.ctx.waitUntil(this.verify(server));
     return new Response(null, { status: 101, webSocket: client });
@@ -92,7 +101,7 @@ export class WorkspaceSockets {
    * socket existed, so a removal in between would otherwise leave it open.) Until confirmed,
    * and again once the confirmation is older than SOCKET_REVERIFY_MS, pokes to the socket carry
    * no changes; a socket whose user is gone is closed with 4003. The first confirmation sends
-   * `hello`.
+   * `hello`; every confirmation sends the presence roster (the socket heard none while unconfirmed).
    */
   async verify(ws: WebSocket) {
     if (this.#verifying.has(ws)) return;
@@ -105,8 +114,10 @@ export class WorkspaceSockets {
         ws.close(4003, 'Access to this workspace was revoked');
         return;
       }
-      ws.serializeAttachment({ ...attachment, verifiedAt: Date.now() } satisfies SocketAttachment);
+      // Read again: presence may have changed the attachment during the D1 read.
+      ws.serializeAttachment({ ...(attachmentOf(ws) ?? attachment), verifiedAt: Date.now() } satisfies SocketAttachment);
       if (!attachment.verifiedAt) ws.send(JSON.stringify({ type: 'hello', serverVersion: headVersion(this.ctx.storage.sql) }));
+      this.#presence.roster(ws);
     } catch (err) {
       // D1 unavailable, or the socket closed meanwhile: it stays unverified and is tried again
       // at the next poke.
@@ -120,6 +131,7 @@ export class WorkspaceSockets {
   close(code: number, reason: string, userId?: string): number {
     const sockets = this.ctx.getWebSockets(userId ? `user:${userId}` : undefined);
     for (const ws of sockets) ws.close(code, reason);
+    this.#presence.left(sockets);
     return sockets.length;
   }
 
@@ -129,22 +141,34 @@ export class WorkspaceSockets {
    * 4001 tells clients to re-authenticate, not that access to the workspace is gone.
    */
   closeSession(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
-    let closed = 0;
+    const closed: WebSocket[] = [];
     for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
       if (input.exceptSessionId && attachmentOf(ws)?.sessionId === input.exceptSessionId) continue;
       ws.close(4001, 'The session ended; sign in again');
-      closed++;
+      closed.push(ws);
     }
-    return closed;
+    this.#presence.left(closed);
+    return closed.length;
   }
 
-  /** A socket closed by its client: answer the close (older compatibility dates need it). */
-  closed(ws: WebSocket, code: number, reason: string) {
+  /** A socket closed by its client (or failed, without a code): answer the close (older compatibility dates need it); its device leaves. */
+  closed(ws: WebSocket, code?: number, reason?: string) {
     try {
-      ws.close(code, reason);
+      if (code !== undefined) ws.close(code, reason);
     } catch {
       // Already closed (newer compatibility dates reply to the close frame automatically).
     }
+    this.#presence.left([ws]);
+  }
+
+  /** A message from a client: presence (presence.ts); "ping" never gets here (the auto-response answers it). */
+  message(ws: WebSocket, data: string | ArrayBuffer) {
+    this.#presence.message(ws, data);
+  }
+
+  /** The alarm's presence sweep (alarm.ts): when the next one is due, or null. */
+  sweep(): number | null {
+    return this.#presence.sweep();
   }
 
   /**
