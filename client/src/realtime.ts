@@ -8,7 +8,7 @@
  * headers on a WebSocket, and the ticket works for cookie, bearer and external-token auth
  * alike), and names this device (`deviceId`) for presence. It sends `ping` every 10 s: the
  * server's presence counts a device silent after 30 s without one (docs/sync.md "Presence"),
- * and a socket that hears nothing back for 30 s is presumed dead and replaced. It reconnects
+ * and a socket whose ping goes unanswered for 30 s is presumed dead and replaced. It reconnects
  * with backoff when the socket drops, closes when the browser goes offline and comes back with
  * the network; while it is down the sync loop polls instead.
  */
@@ -55,6 +55,7 @@ export class Realtime {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #heartbeat: ReturnType<typeof setInterval> | null = null;
   #heardAt = 0;
+  #pingedAt = 0;
   /** A connect is under way (waiting for its ticket): no second one. */
   #connecting = false;
   #state: RealtimeState = 'connecting';
@@ -177,9 +178,14 @@ export class Realtime {
     socket.onopen = () => {
       this.#attempt = 0;
       this.#heardAt = Date.now();
+      this.#pingedAt = 0;
       this.#heartbeat = setInterval(() => {
-        if (Date.now() - this.#heardAt > PRESENCE.silenceMs) return this.#retry(); // not even a pong: the connection is dead
+        // A ping unanswered for 30 s: the connection is dead. (Measured from the ping, not from the
+        // last message: a background tab's timers may run once a minute.)
+        const unanswered = this.#pingedAt > this.#heardAt;
+        if (unanswered && Date.now() - this.#pingedAt > PRESENCE.silenceMs) return this.#retry();
         if (socket.readyState === OPEN) socket.send('ping');
+        if (!unanswered) this.#pingedAt = Date.now();
       }, HEARTBEAT_MS);
     };
     socket.onmessage = (ev) => {
