@@ -58,6 +58,8 @@ export class Realtime {
   #pingedAt = 0;
   /** A connect is under way (waiting for its ticket): no second one. */
   #connecting = false;
+  /** reconnectNow() came during a connect: if that one fails, the next starts at once. */
+  #redial = false;
   #state: RealtimeState = 'connecting';
 
   constructor(
@@ -86,7 +88,9 @@ export class Realtime {
 
   /** After coming back online (or a request got through while the socket is down): skip the rest of the backoff. */
   reconnectNow() {
-    if (this.#stopped || this.#state === 'live' || this.#connecting) return;
+    if (this.#stopped || this.#state === 'live') return;
+    // A dial under way may still fail (it started before the network came back): then dial again at once.
+    if (this.#connecting) return void (this.#redial = true);
     if (this.#timer) clearTimeout(this.#timer);
     this.#attempt = 0;
     void this.#connect();
@@ -136,9 +140,11 @@ export class Realtime {
     this.#teardown(isOffline() ? 'offline' : 'connecting');
     if (this.#stopped) return;
     // Offline too: the 'online' event calls reconnectNow(), but browsers do not always fire it.
-    this.#attempt++;
+    this.#attempt = this.#redial ? 0 : this.#attempt + 1;
+    const delay = this.#redial ? 0 : backoffDelay(this.#attempt, this.backoff);
+    this.#redial = false;
     if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#connect(), backoffDelay(this.#attempt, this.backoff));
+    this.#timer = setTimeout(() => void this.#connect(), delay);
   }
 
   async #connect() {
@@ -177,6 +183,7 @@ export class Realtime {
     this.#socket = socket;
     socket.onopen = () => {
       this.#attempt = 0;
+      this.#redial = false;
       this.#heardAt = Date.now();
       this.#pingedAt = 0;
       this.#heartbeat = setInterval(() => {

@@ -36,13 +36,16 @@ export interface SyncStatus {
 type Patch = Partial<Omit<SyncStatus, 'hasSynced'>>;
 
 export class StatusTracker {
+  /** What each part reported, before the value is made consistent (the socket's own state, say, while offline). */
+  #reported: Omit<SyncStatus, 'hasSynced'>;
   #current: SyncStatus;
 
   constructor(
     initial: Patch,
     private readonly emit: (status: SyncStatus) => void,
   ) {
-    this.#current = StatusTracker.#make({ phase: 'idle', realtime: 'off', pending: 0, failed: 0, lastSyncedAt: null, error: null, ...initial });
+    this.#reported = { phase: 'idle', realtime: 'off', pending: 0, failed: 0, lastSyncedAt: null, error: null, ...initial };
+    this.#current = StatusTracker.#make(this.#reported);
   }
 
   get current(): SyncStatus {
@@ -51,7 +54,8 @@ export class StatusTracker {
 
   /** Applies a change; emits the new value when anything visible changed. */
   update(patch: Patch) {
-    const next = StatusTracker.#make({ ...this.#current, ...patch });
+    this.#reported = { ...this.#reported, ...patch };
+    const next = StatusTracker.#make(this.#reported);
     const keys = Object.keys(next) as (keyof SyncStatus)[];
     if (keys.every((k) => next[k] === this.#current[k])) return;
     this.#current = next;
