@@ -88,7 +88,8 @@ export class Realtime {
 
   /** After coming back online (or a request got through while the socket is down): skip the rest of the backoff. */
   reconnectNow() {
-    if (this.#stopped || this.#state === 'live') return;
+    // Live, or a socket still opening (or waiting for its hello): nothing to hurry.
+    if (this.#stopped || this.#state === 'live' || (this.#socket && this.#socket.readyState <= OPEN)) return;
     // A dial under way may still fail (it started before the network came back): then dial again at once.
     if (this.#connecting) return void (this.#redial = true);
     if (this.#timer) clearTimeout(this.#timer);

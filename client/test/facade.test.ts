@@ -122,6 +122,15 @@ describe('the status value', () => {
     await ws.syncNow();
   });
 
+  it('opens one socket: a round that finishes while the socket is still opening does not replace it', async () => {
+    const { d, ws } = await opened();
+    await until(() => ws.status.realtime === 'live', 10_000, 'the socket');
+    await ws.syncNow();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(d.calls.filter((c) => c === 'POST /api/sync/ws-ticket')).toHaveLength(1);
+    expect(ws.status.realtime).toBe('live');
+  });
+
   it('remembers a full sync across a reopen (hasSynced, lastSyncedAt) and counts refused writes', async () => {
     const { d, ws } = await opened();
     await ws.syncNow();
