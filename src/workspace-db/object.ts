@@ -69,7 +69,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
         serverVersion,
         ops.some((op) => op.tableName === 'notifications'),
       );
-      await this.#ensureAlarm();
+      await armGc(this.ctx.storage);
     }
     return { ok: true, results, serverVersion };
   }
@@ -105,9 +105,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const gc = () => runRetention(this.ctx.storage, this.env, this.ctx.id.name, (seconds) => this.collectChangeLog(seconds));
     await runAlarm(this.ctx.storage, { gc, sweep: () => this.#sockets.sweep() });
   }
-  #ensureAlarm() {
-    return armGc(this.ctx.storage);
-  }
   // -- recovery.ts: point-in-time restore, export, fork and import
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
   async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
@@ -134,7 +131,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   async importHistory(entries: ArchivedEntry[]): Promise<{ imported: number; serverVersion: number }> {
     const serverVersion = this.ctx.storage.transactionSync(() => replayHistory(this.#sql, entries));
-    if (entries.length) await this.#ensureAlarm();
+    if (entries.length) await armGc(this.ctx.storage);
     return { imported: entries.length, serverVersion };
   }
   /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
@@ -145,7 +142,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   // -- blobs.ts: blob bookkeeping for the storage routes
   /** Presign-upload's one call: the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
   async prepareUpload(hash: string): Promise<{ state: blobs.BlobState; usedBytes: number }> {
-    await this.#ensureAlarm();
+    await armGc(this.ctx.storage);
     return blobs.uploadState(this.#sql, hash);
   }
   blobState(hash: string): blobs.BlobState {
@@ -153,7 +150,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   async commitBlob(input: blobs.CommitInput, quotaBytes: number): Promise<blobs.CommitOutcome> {
     const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));
-    if (outcome.ok) await this.#ensureAlarm();
+    if (outcome.ok) await armGc(this.ctx.storage);
     return outcome;
   }
   markForDelete(hash: string): blobs.DeleteOutcome {
