@@ -553,11 +553,11 @@ const scenarios = {
     // fake-indexeddb in Node, which is slower than a browser's.
     const { openDatabase } = await import(`${root}/client/dist/db.js`);
     const { HybridClock } = await import(`${root}/client/dist/hlc.js`);
-    const { SyncEngine, DEFAULT_SYNC_OPTIONS } = await import(`${root}/client/dist/sync.js`);
+    const { applyRemote } = await import(`${root}/client/dist/apply.js`);
     const { Emitter } = await import(`${root}/client/dist/events.js`);
     const clock = new HybridClock('bench-client');
     const db = openDatabase('bench', { clock, onCaptured: () => {} }, { indexedDB: new IDBFactory(), IDBKeyRange });
-    const engine = new SyncEngine(db, null, 'ws', clock, new Emitter(), DEFAULT_SYNC_OPTIONS, undefined);
+    const engine = { applyRemote: (changes, nextCursor) => applyRemote({ db, clock, events: new Emitter() }, changes, nextCursor) };
     const change = (v) => {
       const o = op(`c${v}`);
       return { serverVersion: v, tableName: 'messages', pk: o.pk, op: 'put', payload: o.payload, stamp: o.stamp };

@@ -39,12 +39,12 @@ export class BasicAuth implements AuthAdapter {
   #loaded: Promise<void> | null = null;
   #refreshing: Promise<boolean> | null = null;
   #http!: HttpClient;
-  /** Called when the session is gone for good (refresh refused): the app should show sign-in. */
-  onSignedOut: () => void = () => {};
 
+  /** `onSignedOut`: the session is gone for good (a refresh was refused); the client emits `signedOut`. */
   constructor(
     readonly transport: 'cookie' | 'bearer',
     private readonly store: TokenStore = memoryTokenStore(),
+    private readonly onSignedOut: () => void = () => {},
   ) {
     this.credentials = transport === 'cookie' ? 'include' : 'omit';
   }

@@ -18,14 +18,20 @@
  * as remote and never captured again.
  */
 import { Dexie, type DBCore, type DBCoreMutateRequest, type DBCoreTable, type DBCoreTransaction, type Table } from 'dexie';
+import { TABLES, type SnapshotItem, type TableName } from './contract.js';
 import type { HybridClock } from './hlc.js';
+import type { Or3Tables } from './tables.js';
 
-export const SYNCED_TABLES = ['threads', 'messages', 'projects', 'posts', 'kv', 'file_meta', 'notifications'] as const;
-export type SyncedTable = (typeof SYNCED_TABLES)[number];
+export const SYNCED_TABLES = TABLES;
+export type SyncedTable = TableName;
 const SYNCED = new Set<string>(SYNCED_TABLES);
 const OUTBOX_TABLES = ['pending_ops', 'revisions'];
+/** The contract's table list and the typed rows name the same tables (a compile-time check). */
+type Exactly<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type AssertTrue<T extends true> = T;
+export type TablesMatch = AssertTrue<Exactly<TableName, keyof Or3Tables>>;
 
-/** A row of a synced table: an open snake_case record keyed by `id` (`hash` for file_meta). */
+/** A row of a synced table, untyped: an open snake_case record keyed by `id` (`hash` for file_meta). */
 export interface Row {
   [column: string]: unknown;
   clock?: number;
@@ -81,20 +87,6 @@ export interface StagedItem {
   item: SnapshotItem;
 }
 
-/** A change as pull and pokes carry it (docs/sync.md "Pull"). */
-export interface SyncChange {
-  serverVersion: number;
-  tableName: string;
-  pk: string;
-  op: 'put' | 'delete';
-  payload?: Row;
-  stamp: { deviceId: string; opId: string; hlc: string; clock: number };
-}
-
-export type SnapshotItem =
-  | { kind: 'row'; tableName: string; pk: string; payload: Row; revision: { clock: number; hlc: string; opId: string } }
-  | { kind: 'tombstone'; tableName: string; pk: string; revision: { clock: number; hlc: string; opId: string }; serverDeletedAt?: number };
-
 export interface FileBlob {
   hash: string;
   blob: Blob;
@@ -130,22 +122,11 @@ export interface FileTransfer {
 /** Primary key of a synced row, as the server expects it (`pk` = id, or hash for file_meta). */
 export const primaryKeyOf = (table: string, row: Row): string => String(table === 'file_meta' ? row.hash : row.id);
 
-/** Last-write-wins order: clock, then hlc, then opId (plain string comparison), as on the server. */
-export function compareRevisions(a: { clock: number; hlc: string; opId: string }, b: { clock: number; hlc: string; opId: string }): number {
-  if (a.clock !== b.clock) return a.clock < b.clock ? -1 : 1;
-  if (a.hlc !== b.hlc) return a.hlc < b.hlc ? -1 : 1;
-  if (a.opId !== b.opId) return a.opId < b.opId ? -1 : 1;
-  return 0;
-}
+/** The app's view of a workspace's database: the synced tables, typed (`ws.db`). */
+export type Or3Database = Dexie & { [K in keyof Or3Tables]: Table<Or3Tables[K], string> };
 
-export type Or3Database = Dexie & {
-  threads: Table<Row, string>;
-  messages: Table<Row, string>;
-  projects: Table<Row, string>;
-  posts: Table<Row, string>;
-  kv: Table<Row, string>;
-  file_meta: Table<Row, string>;
-  notifications: Table<Row, string>;
+/** The SDK's own view: the synced tables and the local ones that run sync. */
+export type LocalDatabase = Or3Database & {
   pending_ops: Table<PendingOp, number>;
   revisions: Table<Revision, [string, string]>;
   sync_state: Table<SyncStateRow, string>;
@@ -170,8 +151,8 @@ export interface OutboxHooks {
   onCaptured: () => void;
 }
 
-export function openDatabase(name: string, hooks: OutboxHooks, deps: { indexedDB?: IDBFactory; IDBKeyRange?: typeof IDBKeyRange } = {}): Or3Database {
-  const db = new Dexie(name, deps.indexedDB ? { indexedDB: deps.indexedDB, IDBKeyRange: deps.IDBKeyRange } : undefined) as Or3Database;
+export function openDatabase(name: string, hooks: OutboxHooks, deps: { indexedDB?: IDBFactory; IDBKeyRange?: typeof IDBKeyRange } = {}): LocalDatabase {
+  const db = new Dexie(name, deps.indexedDB ? { indexedDB: deps.indexedDB, IDBKeyRange: deps.IDBKeyRange } : undefined) as LocalDatabase;
   db.version(1).stores({
     threads: 'id, updated_at, project_id, parent_thread_id',
     messages: 'id, thread_id, [thread_id+index]',

@@ -1,5 +1,11 @@
 /** A tiny typed event emitter (no dependency, works in browsers and Node). */
-export class Emitter<Events extends Record<string, unknown>> {
+
+/** The emitting half, which the SDK's parts are given (each knows only its own events). */
+export interface EventSink<Events> {
+  emit<K extends keyof Events>(event: K, payload: Events[K]): void;
+}
+
+export class Emitter<Events extends Record<string, unknown>> implements EventSink<Events> {
   #listeners = new Map<keyof Events, Set<(payload: never) => void>>();
 
   on<K extends keyof Events>(event: K, listener: (payload: Events[K]) => void): () => void {

@@ -13,8 +13,8 @@
  * to `maxAttempts`; the rest fail at once with the server's message.
  */
 import { backoffDelay, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
-import type { FileTransfer, Or3Database, Row, TransferState } from './db.js';
-import type { Emitter } from './events.js';
+import type { FileTransfer, LocalDatabase, TransferState } from './db.js';
+import type { EventSink } from './events.js';
 import { hashBlob } from './hash.js';
 import { errorFrom, HttpClient, Or3Error } from './http.js';
 
@@ -71,10 +71,10 @@ export class TransferQueue {
   #detachVisibility: () => void = () => {};
 
   constructor(
-    private readonly db: Or3Database,
+    private readonly db: LocalDatabase,
     private readonly http: HttpClient,
     private readonly workspaceId: string,
-    private readonly events: Emitter<TransferEvents>,
+    private readonly events: EventSink<TransferEvents>,
     private readonly options: TransferOptions,
   ) {}
 
@@ -331,7 +331,7 @@ export class TransferQueue {
     // The row other devices download by: now it names where the bytes are.
     const meta = await this.db.file_meta.get(t.hash);
     if (meta && meta.storage_id !== storageId) {
-      await this.db.file_meta.put({ ...meta, storage_id: storageId, storage_provider_id: providerId, updated_at: Math.floor(Date.now() / 1000) } as Row);
+      await this.db.file_meta.put({ ...meta, storage_id: storageId, storage_provider_id: providerId, updated_at: Math.floor(Date.now() / 1000) });
     }
   }
 

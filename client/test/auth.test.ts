@@ -1,7 +1,7 @@
 /** Auth client against the real Worker: bearer sign-in, single-flight refresh, 401 recovery, sign-out, external tokens. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExternalTokenAuth, memoryTokenStore, Or3Error } from '../src/index';
-import { device, PASSWORD, startServer, uniqueEmail, type TestServer } from './harness';
+import { basicAuthOf, device, PASSWORD, startServer, uniqueEmail, type TestServer } from './harness';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -27,7 +27,7 @@ describe('basic auth client', () => {
     const d = device(server);
     await d.client.basicAuth.register({ email: uniqueEmail(), password: PASSWORD });
     await d.client.session(); // provisions the default workspace
-    await d.client.basicAuth.expireAccessToken();
+    await basicAuthOf(d.client).expireAccessToken();
     const results = await Promise.all(Array.from({ length: 10 }, () => d.client.workspaces.list()));
     expect(results.every((r) => r.length === 1)).toBe(true);
     expect(count(d.calls, 'POST /api/basic-auth/refresh')).toBe(1);

@@ -8,7 +8,11 @@ import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { readD1Migrations } from '@cloudflare/vitest-plugin';
 import { createTestHarness } from 'wrangler';
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import { createOr3Client, type Or3Client, type Or3ClientOptions, type Or3Workspace } from '../src/index';
+import type { BasicAuth } from '../src/auth';
+import type { ClientInternals } from '../src/client';
+import { createOr3Client, type Or3Client, type Or3ClientOptions, type Or3Workspace, type WebSocketLike } from '../src/index';
+import { reveal } from '../src/internal';
+import type { WorkspaceEngine } from '../src/workspace';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -58,7 +62,29 @@ let ipCounter = 0;
 
 export function device(server: TestServer, options: Partial<Or3ClientOptions> = {}): Device {
   const ip = `10.${(ipCounter >> 8) & 255}.${ipCounter++ & 255}.${1 + Math.floor(Math.random() * 250)}`;
-  const state: Device = { client: undefined as unknown as Or3Client, calls: [], online: true, faults: null };
+  let online = true;
+  const sockets = new Set<WebSocket>();
+  const state: Device = {
+    client: undefined as unknown as Or3Client,
+    calls: [],
+    // Offline is offline for the socket too: open ones drop, new ones fail.
+    get online() {
+      return online;
+    },
+    set online(value: boolean) {
+      online = value;
+      if (!value) for (const socket of sockets) socket.close(4999, 'device offline');
+    },
+    faults: null,
+  };
+  class DeviceSocket extends WebSocket {
+    constructor(url: string | URL) {
+      if (!online) throw new TypeError('WebSocket failed (device offline)');
+      super(url);
+      sockets.add(this);
+      this.addEventListener('close', () => sockets.delete(this));
+    }
+  }
   const fetchImpl = async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
     const method = init.method ?? 'GET';
@@ -92,12 +118,18 @@ export function device(server: TestServer, options: Partial<Or3ClientOptions> = 
     fetch: fetchImpl,
     transport: 'bearer',
     timeoutMs: 5_000,
+    WebSocket: DeviceSocket as unknown as new (url: string) => WebSocketLike,
     ...options,
     sync: { pollIntervalMs: 500, realtimePollIntervalMs: 60_000, backoff: { baseMs: 50, maxMs: 400 }, circuitCooldownMs: 500, ...options.sync },
     transfers: { backoff: { baseMs: 50, maxMs: 400 }, ...options.transfers },
   });
   return state;
 }
+
+/** Behind the façades (the SDK's tests only): a workspace's engine (sync loop, local tables, transfers), a client's request layer. */
+export const engineOf = (ws: Or3Workspace) => reveal<WorkspaceEngine>(ws);
+export const internalsOf = (client: Or3Client) => reveal<ClientInternals>(client);
+export const basicAuthOf = (client: Or3Client) => internalsOf(client).auth as BasicAuth;
 
 export const PASSWORD = 'correct horse battery staple';
 export const uniqueEmail = (tag = 'user') => `${tag}-${crypto.randomUUID().slice(0, 8)}@example.com`;

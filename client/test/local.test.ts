@@ -3,6 +3,8 @@ import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { describe, expect, it } from 'vitest';
 import { markRemote, openDatabase } from '../src/db';
 import { HybridClock, parseHlc } from '../src/hlc';
+import { Or3Error } from '../src/http';
+import { StatusTracker, type SyncStatus } from '../src/status';
 import { messageRow } from './harness';
 
 function localDb(clock = new HybridClock('dev-test')) {
@@ -107,5 +109,26 @@ describe('outbox capture', () => {
     first.close();
     const second = openDatabase(name, { clock: new HybridClock('d'), onCaptured: () => {} }, { indexedDB: factory, IDBKeyRange });
     expect(await second.pending_ops.toArray()).toMatchObject([{ tableName: 'file_meta', pk: 'sha256:' + 'a'.repeat(64), operation: 'put' }]);
+  });
+});
+
+describe('the status value', () => {
+  it('is never offline with a live socket, and shows the socket again once back', () => {
+    const seen: SyncStatus[] = [];
+    const tracker = new StatusTracker({ realtime: 'connecting' }, (s) => seen.push(s));
+    tracker.update({ phase: 'offline' });
+    // The socket comes up before the loop notices the network is back.
+    tracker.update({ realtime: 'live' });
+    expect(tracker.current).toMatchObject({ phase: 'offline', realtime: 'offline' });
+    tracker.update({ phase: 'syncing' });
+    expect(tracker.current).toMatchObject({ phase: 'syncing', realtime: 'live' });
+    expect(seen.every((s) => Object.isFrozen(s) && !(s.phase === 'offline' && s.realtime === 'live'))).toBe(true);
+    // An error shows only with the phase that has one.
+    tracker.update({ phase: 'error', error: new Or3Error(503, 'down', 'down') });
+    tracker.update({ phase: 'idle', lastSyncedAt: 1 });
+    expect(tracker.current).toMatchObject({ phase: 'idle', error: null, hasSynced: true });
+    const count = seen.length;
+    tracker.update({ phase: 'idle' });
+    expect(seen).toHaveLength(count); // nothing changed, nothing emitted
   });
 });

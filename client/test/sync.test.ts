@@ -1,7 +1,7 @@
 /** Two devices of one user against the real Worker: offline writes, convergence, deletes, snapshots, realtime, faults. */
 import { describe, expect, it } from 'vitest';
 import type { Or3Workspace, WebSocketLike } from '../src/index';
-import { device, messageRow, PASSWORD, serverPerFile, uniqueEmail, until, type Device } from './harness';
+import { device, engineOf, internalsOf, messageRow, PASSWORD, serverPerFile, uniqueEmail, until, type Device } from './harness';
 
 const ctx = serverPerFile();
 const open = ctx.open;
@@ -27,13 +27,13 @@ describe('two devices', () => {
     const { a, wsA, wsB } = await twoDevices();
     a.online = false;
     await wsA.db.messages.put(messageRow('m1', { data: 'written offline' }));
-    expect(await wsA.db.pending_ops.count()).toBe(1);
-    await until(() => wsA.status === 'offline', 5_000, 'A offline');
+    await until(() => wsA.status.pending === 1, 5_000, 'one pending write');
+    await until(() => wsA.status.phase === 'offline', 5_000, 'A offline');
     await new Promise((r) => setTimeout(r, 300));
     expect(await wsB.db.messages.get('m1')).toBeUndefined();
     a.online = true;
     await wsA.syncNow();
-    expect(await wsA.db.pending_ops.count()).toBe(0);
+    expect(wsA.status.pending).toBe(0);
     await until(async () => (await text(wsB, 'm1')) === 'written offline', 10_000, 'B to see the message');
   });
 });
@@ -59,7 +59,11 @@ describe('convergence', () => {
     await wsA.syncNow();
     expect(await text(wsA, 'm1')).toBe('from A');
     expect(await text(wsB, 'm1')).toBe('from A');
-    expect(await wsA.db.revisions.get(['messages', 'm1'])).toEqual(await wsB.db.revisions.get(['messages', 'm1']).then((r) => ({ ...r, local: false })));
+    expect(await engineOf(wsA).db.revisions.get(['messages', 'm1'])).toEqual(
+      await engineOf(wsB)
+        .db.revisions.get(['messages', 'm1'])
+        .then((r) => ({ ...r, local: false })),
+    );
     expect(conflicts.map((c) => c.pk)).toEqual(['m1']);
   });
 
@@ -71,7 +75,7 @@ describe('convergence', () => {
     await wsB.db.messages.delete('gone');
     await wsB.syncNow();
     await until(async () => (await wsA.db.messages.get('gone')) === undefined, 10_000, 'A to drop it');
-    expect((await wsA.db.revisions.get(['messages', 'gone']))?.deleted).toBe(true);
+    expect((await engineOf(wsA).db.revisions.get(['messages', 'gone']))?.deleted).toBe(true);
     // Another round on both, then a third device bootstrapping from a snapshot: still gone.
     await wsA.syncNow();
     await wsB.syncNow();
@@ -83,7 +87,7 @@ describe('convergence', () => {
     open.push(wsC);
     await wsC.syncNow();
     expect((await wsC.db.messages.toArray()).map((m) => m.id)).toEqual(['keep']);
-    expect((await wsC.db.revisions.get(['messages', 'gone']))?.deleted).toBe(true);
+    expect((await engineOf(wsC).db.revisions.get(['messages', 'gone']))?.deleted).toBe(true);
   });
 });
 
@@ -105,12 +109,12 @@ describe('snapshot bootstrap', () => {
     // the tombstone of 'early' is collected, so B (behind it) must bootstrap from a snapshot.
     await ctx.server.env.WORKSPACE.getByName(wsA.id).collectNow(0);
     const snapshotsBefore = b.calls.filter((call) => call === 'POST /api/sync/snapshot').length;
-    await wsB.sync.pull();
+    await engineOf(wsB).sync.pull();
     const ids = (await wsB.db.messages.toArray()).map((m) => m.id).sort();
     expect(ids).toEqual(['a1', 'a2', 'a3', 'b-local']);
     expect(await text(wsB, 'b-local')).toBe('mine');
-    expect(await wsB.db.pending_ops.count()).toBe(1);
-    expect((await wsB.sync.state()).cursor).toBeGreaterThanOrEqual(5);
+    expect(wsB.status.pending).toBe(1);
+    expect((await engineOf(wsB).sync.state()).cursor).toBeGreaterThanOrEqual(5);
     expect(b.calls.filter((call) => call === 'POST /api/sync/snapshot').length).toBeGreaterThan(snapshotsBefore);
     // Once B can push again, its edit reaches A.
     b.faults = null;
@@ -131,7 +135,7 @@ describe('realtime', () => {
   it('delivers a change to B without waiting for a poll', async () => {
     const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000 } };
     const { wsA, b, wsB } = await twoDevices({}, slow);
-    await until(() => wsB.sync.realtimeConnected, 10_000, 'B’s socket');
+    await until(() => wsB.status.realtime === 'live', 10_000, 'B’s socket');
     await wsB.syncNow(); // the first round after start; from here on only a poke wakes B
     await settled(b, 1000);
     const pulls = () => b.calls.filter((c) => c === 'POST /api/sync/pull').length;
@@ -142,13 +146,13 @@ describe('realtime', () => {
     // The change came with the poke: B applied it without a pull.
     expect(pullsAtArrival).toBe(pullsBefore);
     await wsA.syncNow(); // A's own round may still be waiting for its push response
-    expect((await wsB.sync.state()).cursor).toBe((await wsA.sync.state()).cursor);
+    expect((await engineOf(wsB).sync.state()).cursor).toBe((await engineOf(wsA).sync.state()).cursor);
   });
 
   it('applies remote changes only from the cursor they were read from (another tab may have moved it)', async () => {
     const { wsB } = await twoDevices();
     await wsB.syncNow();
-    const { cursor } = await wsB.sync.state();
+    const { cursor } = await engineOf(wsB).sync.state();
     const change = {
       serverVersion: cursor + 1,
       tableName: 'messages',
@@ -157,11 +161,11 @@ describe('realtime', () => {
       payload: messageRow('x1', { data: 'stale' }),
       stamp: { deviceId: 'other', opId: crypto.randomUUID(), hlc: '000000000000001:000001:other', clock: 1 },
     };
-    expect(await wsB.sync.applyRemote([change], cursor + 1, cursor + 7)).toBe(false);
-    expect((await wsB.sync.state()).cursor).toBe(cursor);
+    expect(await engineOf(wsB).sync.applyRemote([change], cursor + 1, cursor + 7)).toBe(false);
+    expect((await engineOf(wsB).sync.state()).cursor).toBe(cursor);
     expect(await wsB.db.messages.get('x1')).toBeUndefined();
-    expect(await wsB.sync.applyRemote([change], cursor + 1, cursor)).toBe(true);
-    expect((await wsB.sync.state()).cursor).toBe(cursor + 1);
+    expect(await engineOf(wsB).sync.applyRemote([change], cursor + 1, cursor)).toBe(true);
+    expect((await engineOf(wsB).sync.state()).cursor).toBe(cursor + 1);
   });
 
   it('pulls instead when a poke does not start at its cursor (one was lost), and on syncNow()', async () => {
@@ -182,7 +186,7 @@ describe('realtime', () => {
     }
     const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000 } };
     const { wsA, b, wsB } = await twoDevices({}, { ...slow, WebSocket: LossySocket as unknown as new (url: string) => WebSocketLike });
-    await until(() => wsB.sync.realtimeConnected, 10_000, 'B’s socket');
+    await until(() => wsB.status.realtime === 'live', 10_000, 'B’s socket');
     await wsB.syncNow();
     await settled(b, 1000);
     const pulls = () => b.calls.filter((c) => c === 'POST /api/sync/pull').length;
@@ -196,7 +200,7 @@ describe('realtime', () => {
     expect(await text(wsB, 'missed')).toBe('gap');
     expect(pulls()).toBe(before + 1); // the second poke did not start at B's cursor: one pull
     await wsA.syncNow();
-    expect((await wsB.sync.state()).cursor).toBe((await wsA.sync.state()).cursor);
+    expect((await engineOf(wsB).sync.state()).cursor).toBe((await engineOf(wsA).sync.state()).cursor);
     // syncNow() always pulls, even when the pokes say B is up to date.
     await wsB.syncNow();
     expect(pulls()).toBe(before + 2);
@@ -223,13 +227,13 @@ describe('faults', () => {
       await wsA.db.messages.bulkPut(Array.from({ length: 2 }, (_, i) => messageRow(`f${burst}-${i}`, { data: `v${burst}` })));
       await new Promise((r) => setTimeout(r, 150));
     }
-    await until(async () => (await wsA.db.pending_ops.count()) === 0, 45_000, 'A’s outbox to drain');
+    await until(() => wsA.status.pending === 0 && wsA.status.phase === 'idle', 45_000, 'A’s outbox to drain');
     a.faults = null;
     await until(async () => (await wsB.db.messages.count()) === 40, 20_000, 'B to have all 40');
     // The faults really happened, including a push whose answer was lost after the server applied it.
     for (const fault of ['drop-before', 'drop-after', '500', '503', '429', 'timeout']) expect(injected).toContain(`/api/sync/push ${fault}`);
     // Exactly one server version per op: nothing was applied twice.
-    const res = await a.client.http.json<{ changes: { pk: string; serverVersion: number }[]; hasMore: boolean }>('POST', '/api/sync/pull', {
+    const res = await internalsOf(a.client).http.json<{ changes: { pk: string; serverVersion: number }[]; hasMore: boolean }>('POST', '/api/sync/pull', {
       scope: { workspaceId: wsA.id },
       cursor: 0,
       limit: 1000,
@@ -262,7 +266,7 @@ describe('refused writes', () => {
     await wsV.db.messages.update('m1', { data: 'hacked twice' });
     await wsV.db.messages.put(messageRow('m2', { data: 'not allowed' }));
     expect(await text(wsV, 'm1')).toBe('hacked twice');
-    expect((await wsV.db.revisions.get(['messages', 'm1']))?.clock).toBe(3);
+    expect((await engineOf(wsV).db.revisions.get(['messages', 'm1']))?.clock).toBe(3);
     await wsV.syncNow();
     expect([...new Set(rejected)].sort()).toEqual(['m1:insufficient_role', 'm2:insufficient_role']);
     expect(await text(wsV, 'm1')).toBe('base');
@@ -274,6 +278,7 @@ describe('refused writes', () => {
     await wsV.syncNow();
     expect(await text(wsV, 'm1')).toBe('edited by owner');
     await wsV.discardFailedOps();
-    expect(await wsV.db.pending_ops.count()).toBe(0);
+    expect(await wsV.failedOps()).toEqual([]);
+    expect(wsV.status).toMatchObject({ pending: 0, failed: 0 });
   });
 });

@@ -1,7 +1,8 @@
 /** Attachments between two devices through the real Worker and R2: resumable multipart upload, verified download, progress. */
 import { describe, expect, it } from 'vitest';
-import { hashBlob, Or3Error, type Or3Workspace, type TransferProgress } from '../src/index';
-import { device, PASSWORD, serverPerFile, uniqueEmail, until } from './harness';
+import { hashBlob } from '../src/hash';
+import { Or3Error, type Or3Workspace, type TransferProgress } from '../src/index';
+import { device, engineOf, internalsOf, PASSWORD, serverPerFile, uniqueEmail, until } from './harness';
 
 const ctx = serverPerFile();
 const open = ctx.open;
@@ -41,7 +42,7 @@ describe('transfers', () => {
     wsA.on('transfer', (e) => e.direction === 'upload' && progressA.push(e));
     const { hash, transferId } = await wsA.upload(blob, { name: 'report.pdf' });
     expect(hash).toBe(await hashBlob(blob));
-    await wsA.files.waitFor(transferId);
+    await engineOf(wsA).files.waitFor(transferId);
     expect(failed).toBe(true);
     const partPuts = a.calls.filter((c) => c.startsWith('PUT ') && c.includes('/parts/'));
     expect(partPuts.filter((c) => c.endsWith('/parts/1'))).toHaveLength(1); // not sent again
@@ -68,7 +69,7 @@ describe('transfers', () => {
     expect(b.calls.length).toBe(before);
     // The same large file uploaded again (here from B) sends no parts: the server already has it.
     const again = await wsB.upload(new Blob([bytes as BlobPart], { type: 'application/pdf' }), { name: 'copy.pdf' });
-    await wsB.files.waitFor(again.transferId);
+    await engineOf(wsB).files.waitFor(again.transferId);
     expect(b.calls.filter((c) => c.startsWith('PUT '))).toEqual([]);
     expect(b.calls).toContain('POST /api/storage/commit');
   });
@@ -77,13 +78,13 @@ describe('transfers', () => {
     const { a, wsA } = await twoDevices();
     const blob = new Blob([randomBytes(70_000) as BlobPart], { type: 'image/png' });
     const first = await wsA.upload(blob, { name: 'a.png' });
-    await wsA.files.waitFor(first.transferId);
+    await engineOf(wsA).files.waitFor(first.transferId);
     const second = await wsA.upload(blob, { name: 'again.png' });
-    await wsA.files.waitFor(second.transferId);
+    await engineOf(wsA).files.waitFor(second.transferId);
     expect(second.hash).toBe(first.hash);
     expect(a.calls.filter((c) => c.startsWith('PUT /api/storage/blob/'))).toHaveLength(1);
     expect(a.calls.filter((c) => c === 'POST /api/storage/commit')).toHaveLength(2);
-    const usage = await a.client.http.json<{ used_bytes: number; blob_count: number }>('GET', `/api/storage/usage?workspace_id=${wsA.id}`);
+    const usage = await internalsOf(a.client).http.json<{ used_bytes: number; blob_count: number }>('GET', `/api/storage/usage?workspace_id=${wsA.id}`);
     expect(usage).toMatchObject({ used_bytes: 70_000, blob_count: 1 });
   });
 
@@ -107,7 +108,10 @@ describe('transfers', () => {
     };
     try {
       const { transferId } = await wsA.upload(new Blob([randomBytes(1000) as BlobPart], { type: 'image/png' }), { name: 'skew.png' });
-      await Promise.race([wsA.files.waitFor(transferId), new Promise((_, reject) => setTimeout(() => reject(new Error('the retry never ran')), 10_000))]);
+      await Promise.race([
+        engineOf(wsA).files.waitFor(transferId),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('the retry never ran')), 10_000)),
+      ]);
       expect(failed).toBe(true);
       expect(a.calls.filter((c) => c.startsWith('PUT /api/storage/blob/'))).toHaveLength(2);
     } finally {
@@ -126,8 +130,10 @@ describe('transfers', () => {
     expect(err).toMatchObject({ status: 413, code: 'file_too_large' });
     expect(d.calls.length).toBe(before);
     const { transferId } = await ws.upload(new Blob([new Uint8Array(10)]), { name: 'x.exe', mimeType: 'application/x-msdownload' });
-    const failure = await ws.files.waitFor(transferId).catch((e) => e);
+    const failure = await engineOf(ws)
+      .files.waitFor(transferId)
+      .catch((e) => e);
     expect(failure).toBeInstanceOf(Or3Error);
-    expect((await ws.db.file_transfers.get(transferId))?.state).toBe('failed');
+    expect((await engineOf(ws).db.file_transfers.get(transferId))?.state).toBe('failed');
   });
 });

@@ -6,7 +6,17 @@
  */
 import './style.css';
 import { liveQuery, type Subscription } from 'dexie';
-import { createOr3Client, Or3Error, type Or3Workspace, type Row, type TransferProgress } from '../../client/src/index';
+import {
+  createOr3Client,
+  Or3Error,
+  type MessageRow,
+  type Or3Workspace,
+  type PresencePeer,
+  type SyncStatus,
+  type ThreadRow,
+  type TransferProgress,
+  type WorkspaceMember,
+} from '../../client/src/index';
 import { formatBytes, formatTime, h, replace, toast } from './dom';
 
 type Role = 'owner' | 'editor' | 'viewer';
@@ -21,6 +31,12 @@ let subscriptions: Subscription[] = [];
 let offEvents: (() => void)[] = [];
 const objectUrls = new Map<string, Promise<string>>();
 const transfers = new Map<string, TransferProgress>();
+/** The workspace's members (from the server when online) and who is here now (presence). */
+let members: WorkspaceMember[] = [];
+let roster: PresencePeer[] = [];
+/** Users the member list was refreshed for already (once each). */
+const asked = new Set<string>();
+const threadTitles = new Map<string, string>();
 
 // A debugging and testing hook: `or3demo.ws` is the open workspace.
 (window as unknown as { or3demo: unknown }).or3demo = {
@@ -39,7 +55,7 @@ const canWrite = () => role !== 'viewer';
 async function boot() {
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => undefined);
   // The session ended on the server (a refresh was refused): back to the sign-in form.
-  client.basicAuth.onSignedOut = () => void signedOut();
+  client.on('signedOut', () => void signedOut());
   const cached = await client.cachedSession();
   if (cached?.user && !inviteFromUrl()) {
     me = cached.user;
@@ -169,6 +185,10 @@ async function closeWorkspace() {
   offEvents = [];
   threadId = null;
   staged = [];
+  members = [];
+  roster = [];
+  asked.clear();
+  threadTitles.clear();
   for (const url of objectUrls.values()) void url.then((u) => URL.revokeObjectURL(u)).catch(() => undefined);
   objectUrls.clear();
   const old = ws;
@@ -211,7 +231,7 @@ async function refreshWorkspaces() {
     replace(select, ...list.map((w) => h('option', { value: w.id, selected: w.id === ws?.id }, `${w.name} (${w.role})`)));
   }
   renderComposerState();
-  renderMembers();
+  void refreshMembers();
 }
 
 function renderShell() {
@@ -258,7 +278,13 @@ function renderShell() {
       'div',
       { class: 'layout' },
       h('aside', { class: 'threads' }, h('h2', {}, 'Threads'), threadForm(), h('ul', { 'data-testid': 'thread-list' })),
-      h('section', { class: 'conversation' }, h('div', { class: 'messages', 'data-testid': 'messages' }), composer()),
+      h(
+        'section',
+        { class: 'conversation' },
+        h('div', { class: 'messages', 'data-testid': 'messages' }),
+        h('p', { class: 'typing muted', 'data-testid': 'typing', 'aria-live': 'polite' }),
+        composer(),
+      ),
       h('aside', { class: 'members', 'data-testid': 'members-panel' }),
     ),
     h('footer', { class: 'status', 'data-testid': 'status' }),
@@ -270,8 +296,15 @@ function renderShell() {
   selectThread(threadId);
   offEvents.push(
     workspace.on('status', renderStatus),
-    workspace.on('pending', renderStatus),
-    workspace.on('change', renderStatus),
+    workspace.on('presence', (event) => {
+      roster = event.roster;
+      // Someone the member list does not have yet (they just joined): ask the server once.
+      const newcomers = roster.filter((p) => !members.some((m) => m.userId === p.userId) && !asked.has(p.userId));
+      for (const p of newcomers) asked.add(p.userId);
+      if (newcomers.length) void refreshMembers();
+      if (roster.some((p) => !document.querySelector(`[data-presence="${CSS.escape(p.userId)}"]`))) renderMembers();
+      else renderPresence();
+    }),
     workspace.on('conflict', ({ tableName }) =>
       toast(`Another device changed the same ${tableName.replace(/s$/, '')} at the same time; its version was kept.`),
     ),
@@ -281,36 +314,33 @@ function renderShell() {
       for (const bar of document.querySelectorAll<HTMLElement>(`[data-progress="${t.hash}"]`)) renderProgress(bar, t);
     }),
   );
-  const onNetwork = () => renderStatus();
-  window.addEventListener('online', onNetwork);
-  window.addEventListener('offline', onNetwork);
-  const timer = setInterval(renderStatus, 1000);
-  offEvents.push(() => {
-    window.removeEventListener('online', onNetwork);
-    window.removeEventListener('offline', onNetwork);
-    clearInterval(timer);
-  });
-  renderStatus();
+  renderStatus(workspace.status);
 }
 
-async function renderStatus() {
+const REALTIME_LABEL: Record<SyncStatus['realtime'], string> = {
+  live: 'Realtime: live',
+  connecting: 'Realtime: reconnecting (polling)',
+  offline: 'Realtime: off (offline)',
+  off: 'Realtime: off (polling)',
+};
+
+/** The status bar, drawn from the SDK's status value alone (one consistent snapshot). */
+function renderStatus(status: SyncStatus) {
   const footer = document.querySelector('[data-testid=status]');
-  if (!footer || !ws) return;
-  const workspace = ws;
-  const [pending, failed, state] = await Promise.all([
-    workspace.db.pending_ops.filter((o) => !o.error).count(),
-    workspace.db.pending_ops.filter((o) => !!o.error).count(),
-    workspace.sync.state(),
-  ]);
-  const online = navigator.onLine;
+  if (!footer) return;
+  const offline = status.phase === 'offline';
   replace(
     footer,
-    h('span', { class: `dot ${online ? 'on' : 'off'}`, 'data-testid': 'network' }, online ? 'Online' : 'Offline'),
-    h('span', { 'data-testid': 'sync-status' }, `Sync: ${workspace.status}`),
-    h('span', { 'data-testid': 'pending' }, `Pending: ${pending}`),
-    failed ? h('span', { class: 'error' }, `Refused: ${failed}`) : null,
-    h('span', { 'data-testid': 'server-version' }, `Server version: ${state.cursor}`),
-    h('span', {}, workspace.sync.realtimeConnected ? 'Realtime: live' : 'Realtime: polling'),
+    h('span', { class: `dot ${offline ? 'off' : 'on'}`, 'data-testid': 'network' }, offline ? 'Offline' : 'Online'),
+    h('span', { 'data-testid': 'sync-status', title: status.error?.message ?? '' }, `Sync: ${status.phase}`),
+    h('span', { 'data-testid': 'pending' }, `Pending: ${status.pending}`),
+    status.failed ? h('span', { class: 'error' }, `Refused: ${status.failed}`) : null,
+    h('span', { 'data-testid': 'realtime' }, REALTIME_LABEL[status.realtime]),
+    h(
+      'span',
+      { 'data-testid': 'last-synced', class: 'muted' },
+      status.lastSyncedAt ? `Synced ${new Date(status.lastSyncedAt).toLocaleTimeString()}` : 'Not synced yet',
+    ),
     h('span', { class: 'muted' }, `Role: ${role}`),
   );
 }
@@ -348,7 +378,10 @@ function threadForm() {
   );
 }
 
-function renderThreads(rows: Row[]) {
+function renderThreads(rows: ThreadRow[]) {
+  threadTitles.clear();
+  for (const t of rows) threadTitles.set(t.id, t.title ?? 'Untitled');
+  renderPresence();
   const list = document.querySelector('[data-testid=thread-list]');
   if (!list) return;
   if (!threadId && rows[0]) selectThread(String(rows[0].id));
@@ -379,6 +412,8 @@ let messageSubscription: Subscription | null = null;
 function selectThread(id: string | null) {
   threadId = id;
   if (id && ws) localStorage.setItem(`or3demo:thread:${ws.id}`, id);
+  // Presence: where this device is (the others' member lists show it).
+  ws?.presence.set({ name: me?.displayName ?? me?.email ?? 'Someone', ...(id ? { threadId: id } : {}) });
   messageSubscription?.unsubscribe();
   messageSubscription = null;
   const workspace = ws;
@@ -386,6 +421,7 @@ function selectThread(id: string | null) {
   if (id) {
     messageSubscription = liveQuery(() => workspace.db.messages.where('thread_id').equals(id).toArray()).subscribe(renderMessages);
   } else renderMessages([]);
+  renderTyping();
   void workspace.db.threads
     .orderBy('updated_at')
     .reverse()
@@ -396,7 +432,7 @@ function selectThread(id: string | null) {
 
 // -- messages -------------------------------------------------------------------------------
 
-function renderMessages(rows: Row[]) {
+function renderMessages(rows: MessageRow[]) {
   const box = document.querySelector('[data-testid=messages]');
   if (!box) return;
   const sorted = rows.filter((m) => !m.deleted).sort((a, b) => Number(a.index) - Number(b.index) || String(a.order_key).localeCompare(String(b.order_key)));
@@ -405,7 +441,7 @@ function renderMessages(rows: Row[]) {
   if (atBottom) box.scrollTop = box.scrollHeight;
 }
 
-function messageView(m: Row) {
+function messageView(m: MessageRow) {
   const hashes: string[] = typeof m.file_hashes === 'string' ? safeParse(m.file_hashes) : [];
   const text = h('p', { class: 'text', 'data-testid': 'message-text' }, String(m.data ?? ''));
   const article = h(
@@ -434,7 +470,7 @@ function messageView(m: Row) {
   return article;
 }
 
-function editMessage(article: HTMLElement, m: Row) {
+function editMessage(article: HTMLElement, m: MessageRow) {
   const input = h('input', { type: 'text', value: String(m.data ?? ''), 'aria-label': 'Edit message' });
   const form = h(
     'form',
@@ -510,7 +546,14 @@ const safeParse = (value: string): string[] => {
 let staged: { hash: string; name: string }[] = [];
 
 function composer() {
-  const text = h('textarea', { rows: 2, placeholder: 'Write a message', 'aria-label': 'Message', 'data-testid': 'composer-text' });
+  // Every keystroke says "typing"; the SDK clears it after a few seconds without one.
+  const text = h('textarea', {
+    rows: 2,
+    placeholder: 'Write a message',
+    'aria-label': 'Message',
+    'data-testid': 'composer-text',
+    oninput: () => ws?.presence.typing(),
+  });
   const chips = h('div', { class: 'chips' });
   const file = h('input', {
     type: 'file',
@@ -559,6 +602,7 @@ function composer() {
     text.value = '';
     staged = [];
     chips.replaceChildren();
+    workspace.presence.typing(false);
   };
   return h(
     'form',
@@ -594,19 +638,84 @@ function renderComposerState() {
   if (note) note.hidden = writable;
 }
 
-// -- members (owners) -----------------------------------------------------------------------
+// -- members and presence ------------------------------------------------------------------
 
-async function renderMembers() {
+/** Loads the member list (every member may read it), then draws it. */
+async function refreshMembers() {
+  const workspaceId = ws?.id;
+  if (!workspaceId) return;
+  try {
+    const list = await client.workspaces.members(workspaceId);
+    if (ws?.id === workspaceId) members = list;
+  } catch {
+    // offline: keep what we had; presence still shows who is here
+  }
+  renderMembers();
+}
+
+const nameOf = (userId: string) => {
+  const m = members.find((x) => x.userId === userId);
+  const fromPresence = roster.find((p) => p.userId === userId && typeof p.state.name === 'string')?.state.name as string | undefined;
+  return m?.displayName ?? m?.email ?? fromPresence ?? 'Someone';
+};
+
+/** Members (owners also manage roles and invites); who is online and where is filled in by renderPresence. */
+function renderMembers() {
   const panel = document.querySelector('[data-testid=members-panel]');
   if (!panel || !ws) return;
   const workspaceId = ws.id;
-  if (role !== 'owner') return replace(panel);
-  let members: { userId: string; email?: string; displayName?: string; role: string }[] = [];
-  try {
-    members = await client.workspaces.members(workspaceId);
-  } catch {
-    return replace(panel, h('h2', {}, 'Members'), h('p', { class: 'muted' }, 'Members load when you are online.'));
-  }
+  // Members the server listed, and anyone present the list does not have yet (offline start).
+  const people = [...members];
+  for (const p of roster) if (!people.some((m) => m.userId === p.userId)) people.push({ userId: p.userId, role: 'viewer' });
+  const owner = role === 'owner';
+  const memberRow = (m: WorkspaceMember) =>
+    h(
+      'li',
+      { 'data-testid': 'member', 'data-user': m.userId },
+      h('span', { class: 'name' }, `${nameOf(m.userId)}${m.userId === me?.id ? ' (you)' : ''}`),
+      h('span', { class: 'presence dot off', 'data-presence': m.userId }),
+      !owner || m.userId === me?.id
+        ? h('span', { class: 'muted' }, m.role)
+        : h(
+            'span',
+            {},
+            h(
+              'select',
+              {
+                'aria-label': `Role of ${m.email ?? m.userId}`,
+                onchange: async (e: Event) =>
+                  client.workspaces
+                    .setRole(workspaceId, m.userId, (e.target as HTMLSelectElement).value as Role)
+                    .then(() => toast('Role updated'))
+                    .catch((err) => toast(String(err.message), 'error')),
+              },
+              ...(['owner', 'editor', 'viewer'] as const).map((r) => h('option', { value: r, selected: r === m.role }, r)),
+            ),
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'link danger',
+                onclick: async () => (
+                  await client.workspaces.removeMember(workspaceId, m.userId).catch((err) => toast(String(err.message), 'error')),
+                  refreshMembers()
+                ),
+              },
+              'Remove',
+            ),
+          ),
+      h('span', { class: 'where muted', 'data-where': m.userId }),
+    );
+  replace(
+    panel,
+    h('h2', {}, 'Members'),
+    people.length ? h('ul', { 'data-testid': 'member-list' }, ...people.map(memberRow)) : h('p', { class: 'muted' }, 'Members load when you are online.'),
+    owner ? inviteForm(workspaceId) : null,
+  );
+  renderPresence();
+}
+
+function inviteForm(workspaceId: string) {
   const inviteRole = h(
     'select',
     { 'aria-label': 'Invite role', 'data-testid': 'invite-role' },
@@ -615,50 +724,9 @@ async function renderMembers() {
     h('option', { value: 'owner' }, 'owner'),
   );
   const link = h('input', { type: 'text', readOnly: true, 'aria-label': 'Invite link', 'data-testid': 'invite-link', placeholder: 'Create a link to share' });
-  replace(
-    panel,
-    h('h2', {}, 'Members'),
-    h(
-      'ul',
-      {},
-      ...members.map((m) =>
-        h(
-          'li',
-          {},
-          h('span', {}, m.displayName ?? m.email ?? m.userId),
-          m.userId === me?.id
-            ? h('span', { class: 'muted' }, m.role)
-            : h(
-                'span',
-                {},
-                h(
-                  'select',
-                  {
-                    'aria-label': `Role of ${m.email ?? m.userId}`,
-                    onchange: async (e: Event) =>
-                      client.workspaces
-                        .setRole(workspaceId, m.userId, (e.target as HTMLSelectElement).value as Role)
-                        .then(() => toast('Role updated'))
-                        .catch((err) => toast(String(err.message), 'error')),
-                  },
-                  ...(['owner', 'editor', 'viewer'] as const).map((r) => h('option', { value: r, selected: r === m.role }, r)),
-                ),
-                h(
-                  'button',
-                  {
-                    type: 'button',
-                    class: 'link danger',
-                    onclick: async () => (
-                      await client.workspaces.removeMember(workspaceId, m.userId).catch((err) => toast(String(err.message), 'error')),
-                      renderMembers()
-                    ),
-                  },
-                  'Remove',
-                ),
-              ),
-        ),
-      ),
-    ),
+  return h(
+    'div',
+    { class: 'invite' },
     h('h3', {}, 'Invite'),
     h(
       'form',
@@ -680,6 +748,31 @@ async function renderMembers() {
     ),
     link,
   );
+}
+
+/** Online dots and "in <thread>" in the member list, and "X is typing…" under the thread: from the roster alone. */
+function renderPresence() {
+  for (const dot of document.querySelectorAll<HTMLElement>('[data-presence]')) {
+    const userId = dot.dataset.presence!;
+    const devices = roster.filter((p) => p.userId === userId);
+    const online = devices.length > 0;
+    dot.className = `presence dot ${online ? 'on' : 'off'}`;
+    dot.textContent = online ? 'online' : 'offline';
+    dot.closest('li')?.setAttribute('data-online', String(online));
+    const where = document.querySelector<HTMLElement>(`[data-where="${CSS.escape(userId)}"]`);
+    const threads = [...new Set(devices.map((p) => p.state.threadId).filter((t): t is string => typeof t === 'string'))];
+    if (where) where.textContent = threads.length ? `in ${threads.map((t) => threadTitles.get(t) ?? 'a thread').join(', ')}` : '';
+  }
+  renderTyping();
+}
+
+function renderTyping() {
+  const line = document.querySelector<HTMLElement>('[data-testid=typing]');
+  if (!line) return;
+  const typing = [
+    ...new Set(roster.filter((p) => p.userId !== me?.id && p.state.typing === true && threadId !== null && p.state.threadId === threadId).map((p) => p.userId)),
+  ].map(nameOf);
+  line.textContent = typing.length ? `${typing.join(', ')} ${typing.length > 1 ? 'are' : 'is'} typing…` : '';
 }
 
 // An invite link pasted into a tab that is already open.

@@ -115,6 +115,9 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     // B goes offline, writes, and catches up when it is back.
     await b.context.setOffline(true);
     await expect.poll(() => b.page.getByTestId('network').textContent()).toBe('Offline');
+    // Offline is offline everywhere in the bar: never "Offline · … · Realtime: live".
+    await expect.poll(() => b.page.getByTestId('realtime').textContent()).not.toContain('live');
+    expect(await b.page.getByTestId('sync-status').textContent()).toBe('Sync: offline');
     await send(b.page, 'Written on the train');
     await message(b.page, 'Written on the train').waitFor();
     // The message, and its thread's last_message_at unless that is still the same second.
@@ -129,10 +132,11 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
     await b.context.setOffline(false);
     await message(a.page, 'Written on the train').waitFor({ timeout: 15_000 });
     await expect.poll(() => b.page.getByTestId('pending').textContent(), { timeout: 15_000 }).toBe('Pending: 0');
-    // Both devices end on the same server version.
-    const versions = () => Promise.all([a.page, b.page].map((p) => p.getByTestId('server-version').textContent()));
-    await expect.poll(async () => new Set(await versions()).size, { timeout: 10_000 }).toBe(1);
-    expect((await versions())[0]).toMatch(/Server version: [1-9]\d*/);
+    // Both devices end with the same thread, and a status bar that agrees with itself.
+    const texts = (page: Page) => page.getByTestId('message-text').allTextContents();
+    await expect.poll(async () => JSON.stringify(await texts(a.page)), { timeout: 10_000 }).toBe(JSON.stringify(await texts(b.page)));
+    expect(await texts(a.page)).toEqual(['Hello from A', 'Are you there, B?', 'Written on the train']);
+    await expect.poll(() => b.page.getByTestId('status').textContent(), { timeout: 10_000 }).toMatch(/^Online.*Sync: idle.*Realtime: live/);
 
     // An image attached on A downloads on B with identical bytes.
     const bytes = pngBytes();
@@ -190,6 +194,47 @@ describe.skipIf(!haveBrowser)('demo app in Chromium', () => {
       ),
     ).toBeUndefined();
     // The app ran under its Content Security Policy without a violation, and threw nothing.
+    expect(cspViolations).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+});
+
+describe.skipIf(!haveBrowser)('presence in the demo', () => {
+  it('shows who is online and where, who is typing, and updates the list when someone leaves', async () => {
+    // Ada starts a thread and invites Bob as an editor.
+    const ada = await device();
+    await register(ada.page, `ada-${crypto.randomUUID().slice(0, 8)}@example.com`, 'Ada');
+    await ada.page.getByTestId('new-thread').fill('Standup');
+    await ada.page.getByTestId('new-thread').press('Enter');
+    await ada.page.locator('.thread.active', { hasText: 'Standup' }).waitFor();
+    await ada.page.getByTestId('invite-role').selectOption('editor');
+    await ada.page.getByTestId('create-invite').click();
+    await expect.poll(() => ada.page.getByTestId('invite-link').inputValue()).toContain('#invite=');
+    const bob = await device(await ada.page.getByTestId('invite-link').inputValue());
+    await register(bob.page, `bob-${crypto.randomUUID().slice(0, 8)}@example.com`, 'Bob');
+    await bob.page.getByRole('button', { name: 'Standup' }).click();
+
+    // Each sees the other online, in the thread.
+    const row = (page: Page, name: string) => page.getByTestId('member').filter({ hasText: name });
+    await expect.poll(() => row(bob.page, 'Ada').getAttribute('data-online'), { timeout: 10_000 }).toBe('true');
+    await expect.poll(() => row(bob.page, 'Ada').textContent()).toContain('in Standup');
+    await expect.poll(() => row(ada.page, 'Bob').getAttribute('data-online'), { timeout: 10_000 }).toBe('true');
+    expect(await bob.page.getByTestId('typing').textContent()).toBe('');
+
+    // Ada types: Bob sees it; she sends: Bob sees the message and the typing line goes.
+    await ada.page.getByTestId('composer-text').pressSequentially('Morning, Bob', { delay: 20 });
+    await expect.poll(() => bob.page.getByTestId('typing').textContent(), { timeout: 10_000 }).toBe('Ada is typing…');
+    expect(await ada.page.getByTestId('typing').textContent()).toBe('');
+    await shot(bob.page, '7-typing');
+    await ada.page.getByTestId('send').click();
+    await message(bob.page, 'Morning, Bob').waitFor({ timeout: 10_000 });
+    await expect.poll(() => bob.page.getByTestId('typing').textContent(), { timeout: 5_000 }).toBe('');
+
+    // Ada closes her window: Bob's list shows her offline.
+    await ada.context.close();
+    await expect.poll(() => row(bob.page, 'Ada').getAttribute('data-online'), { timeout: 10_000 }).toBe('false');
+    expect(await row(bob.page, 'Bob').getAttribute('data-online')).toBe('true');
+    await shot(bob.page, '8-ada-left');
     expect(cspViolations).toEqual([]);
     expect(pageErrors).toEqual([]);
   });

@@ -10,6 +10,7 @@ import * as z from 'zod';
 import { badRequest, payloadTooLarge } from '../errors';
 import { sha256Hex } from '../crypto';
 import { parseHash } from '../storage/hashes';
+import { TABLES, type TableName } from '../../client/src/contract';
 
 export const SYNC_LIMITS = {
   maxOps: 100,
@@ -38,8 +39,8 @@ export const SYNC_LIMITS = {
   gcChunk: 10_000,
 } as const;
 
-export const TABLES = ['threads', 'messages', 'projects', 'posts', 'kv', 'file_meta', 'notifications'] as const;
-export type TableName = (typeof TABLES)[number];
+// The table list and the revision order are the wire contract's, shared with the SDK.
+export { compareRevisions, TABLES, type TableName } from '../../client/src/contract';
 
 /** Tables whose rows reference blobs through `file_hashes`. */
 export const REFERENCING_TABLES: ReadonlySet<string> = new Set(['messages', 'posts']);
@@ -415,12 +416,4 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
   const digests = await Promise.all(fingerprints);
   prepared.forEach((p, i) => (p.fingerprint = digests[i]!));
   return prepared;
-}
-
-/** Last-write-wins order: (clock, hlc, opId), hlc and opId compared as plain strings. */
-export function compareRevisions(a: { clock: number; hlc: string; opId: string }, b: { clock: number; hlc: string; opId: string }): number {
-  if (a.clock !== b.clock) return a.clock < b.clock ? -1 : 1;
-  if (a.hlc !== b.hlc) return a.hlc < b.hlc ? -1 : 1;
-  if (a.opId !== b.opId) return a.opId < b.opId ? -1 : 1;
-  return 0;
 }

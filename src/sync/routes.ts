@@ -18,6 +18,7 @@ import type { SyncCaller } from '../workspace-db/object';
 import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import { issueTicket, readTicket } from './ws-ticket';
+import { DEVICE_ID_PATTERN } from '../../client/src/contract';
 import { audit } from '../audit/emit';
 
 /** The request as the object authorizes and rate-limits it. */
@@ -113,6 +114,9 @@ export const sync = new Hono<AppEnv>()
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') throw new ApiError(426, 'upgrade_required', 'This endpoint needs a WebSocket upgrade');
     const workspaceId = c.req.query('workspaceId');
     if (!workspaceId || workspaceId.length > 256) throw badRequest('workspaceId is required', 'invalid_query');
+    // Presence names the socket's device with it (docs/sync.md "Presence"); echoed to every member.
+    const deviceId = c.req.query('deviceId');
+    if (deviceId !== undefined && !DEVICE_ID_PATTERN.test(deviceId)) throw badRequest('deviceId must be 1–128 letters, digits, or . _ : -', 'invalid_query');
     const forward = new Headers(c.req.raw.headers);
     // The object trusts x-or3-* headers from the Worker: never pass a client's through.
     for (const name of [...forward.keys()]) if (name.startsWith('x-or3-')) forward.delete(name);
@@ -135,5 +139,6 @@ export const sync = new Hono<AppEnv>()
       call = await shardCaller(c, workspaceId, 'read'); // 401 without credentials; the object answers 403 for non-members
     }
     forward.set('x-or3-caller', JSON.stringify(call));
+    if (deviceId) forward.set('x-or3-device-id', deviceId);
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
   });

@@ -14,6 +14,10 @@ export function setMeta(sql: SqlStorage, key: string, value: string | number) {
   sql.exec('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', key, String(value));
 }
 
+export function deleteMeta(sql: SqlStorage, key: string) {
+  sql.exec('DELETE FROM meta WHERE key = ?', key);
+}
+
 /** The workspace's version counter: the highest allocated server_version. */
 export const headVersion = (sql: SqlStorage) => Number(getMeta(sql, 'server_version') ?? 0);
 /** Everything at or below this version may have been removed from the change log by GC. */

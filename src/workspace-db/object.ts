@@ -14,6 +14,7 @@ import type { Failure } from '../errors';
 import { FixedWindowLimiter, type LimitedCall } from '../sync/limiter';
 import { AccessCache, type Access, type ShardCaller } from './access';
 import type { PreparedOp, TableName } from '../sync/protocol';
+import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
 import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
@@ -29,9 +30,6 @@ export type SyncCaller = ShardCaller & LimitedCall;
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
 
-/** How often the alarm runs retention GC while the workspace has anything to collect. */
-export const GC_INTERVAL_MS = 6 * 3600 * 1000;
-
 export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql = this.ctx.storage.sql;
   readonly #limiter = new FixedWindowLimiter();
@@ -46,8 +44,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     super(ctx, env);
     // Returned, so a failing migration rejects blockConcurrencyWhile and resets the object.
     void ctx.blockConcurrencyWhile(async () => migrate(drizzle(ctx.storage), migrations));
-    // Answered by the runtime without waking a hibernated object.
-    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong')); // never wakes the object; presence.ts reads its time
   }
 
   /** Liveness probe for deep health checks: proves the object starts and its database answers. */
@@ -80,7 +77,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const perUser = ops.some((op) => op.tableName === 'notifications');
     // Synchronously after the transaction: the range holds exactly this push's changes.
     if (allocated > 0) this.#sockets.poke(serverVersion - allocated, serverVersion, perUser);
-    if (allocated > 0) await this.#ensureAlarm();
+    if (allocated > 0) await armGc(this.ctx.storage);
     return { ok: true, results, serverVersion };
   }
   async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure> {
@@ -105,15 +102,12 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       userId: access.userId,
     };
   }
-  /** Retention GC and blob GC on the alarm (retention.ts), re-armed while anything is left; `collectNow` runs it at once. */
+  /** Retention and blob GC (retention.ts) and the presence sweep share the alarm (alarm.ts); `collectNow` runs GC at once. */
   override async alarm() {
-    if (await this.collectNow()) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
+    await runAlarm(this.ctx.storage, { gc: () => this.collectNow(), sweep: () => this.#sockets.sweep() });
   }
   collectNow(retentionSeconds?: number): Promise<boolean> {
     return runRetention(this.ctx.storage, this.env, this.ctx.id.name, retentionSeconds);
-  }
-  async #ensureAlarm() {
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + GC_INTERVAL_MS);
   }
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
   async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
@@ -140,7 +134,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   async importHistory(entries: ArchivedEntry[], items: ImportedItem[] = []): Promise<ImportOutcome> {
     const outcome = this.ctx.storage.transactionSync(() => importBatch(this.#sql, entries, items, Date.now()));
-    if (entries.length || items.length) await this.#ensureAlarm();
+    if (entries.length || items.length) await armGc(this.ctx.storage);
     return outcome;
   }
   /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
@@ -150,7 +144,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
 
   /** Presign-upload's one call: the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
   async prepareUpload(hash: string): Promise<{ state: blobs.BlobState; usedBytes: number }> {
-    await this.#ensureAlarm();
+    await armGc(this.ctx.storage);
     return blobs.uploadState(this.#sql, hash);
   }
   blobState(hash: string): blobs.BlobState {
@@ -158,7 +152,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   async commitBlob(input: blobs.CommitInput, quotaBytes: number): Promise<blobs.CommitOutcome> {
     const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));
-    if (outcome.ok) await this.#ensureAlarm();
+    if (outcome.ok) await armGc(this.ctx.storage);
     return outcome;
   }
   markForDelete(hash: string): blobs.DeleteOutcome {
@@ -192,9 +186,14 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
     return this.#sockets.closeSession(input);
   }
-  /** Clients only listen; "ping" is answered by the auto-response without waking the object. */
-  override webSocketMessage() {}
+  /** Presence (sockets.ts); "ping" is answered by the auto-response without waking the object. */
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer) {
+    this.#sockets.message(ws, message);
+  }
   override webSocketClose(ws: WebSocket, code: number, reason: string) {
     this.#sockets.closed(ws, code, reason);
+  }
+  override webSocketError(ws: WebSocket) {
+    this.#sockets.closed(ws);
   }
 }

@@ -4,16 +4,14 @@
  * served by an index (docs/schema.md): change_log by its rowid and unique op_id, rows by
  * (table_name, pk), file_refs by entity.
  */
+import type { Revision } from '../../client/src/contract';
 import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../sync/protocol';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
 
-export interface Revision {
-  clock: number;
-  hlc: string;
-  opId: string;
-}
+/** The revision last-write-wins compares (the wire contract's, shared with the SDK). */
+export type { Revision } from '../../client/src/contract';
 
 export interface PushResult {
   opId: string;

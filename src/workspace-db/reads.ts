@@ -9,7 +9,7 @@ import { readPageToken, signPageToken, SNAPSHOT_TTL_MS, type PageState } from '.
 import { parseHash } from '../storage/hashes';
 import { refCount } from './blobs';
 import { collectedThrough, headVersion, sawDiscarded, snapshotKey } from './meta';
-import type { Revision } from './push';
+import type { SnapshotItem as WireSnapshotItem, SyncChange as WireChange } from '../../client/src/contract';
 
 /**
  * A row payload parsed from stored JSON. Its shape was validated on the way in; `any` (not
@@ -19,14 +19,8 @@ import type { Revision } from './push';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type JsonObject = { [key: string]: any };
 
-export interface SyncChange {
-  serverVersion: number;
-  tableName: string;
-  pk: string;
-  op: 'put' | 'delete';
-  payload?: JsonObject;
-  stamp: { deviceId: string; opId: string; hlc: string; clock: number };
-}
+/** The wire contract's change (client/src/contract.ts, shared with the SDK), with stored payloads. */
+export type SyncChange = WireChange<JsonObject>;
 
 // -- wire encoding ------------------------------------------------------------------------------
 //
@@ -149,9 +143,8 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
 
 // -- snapshot -----------------------------------------------------------------------------------
 
-export type SnapshotItem =
-  | { kind: 'row'; tableName: string; pk: string; payload: JsonObject; revision: Revision }
-  | { kind: 'tombstone'; tableName: string; pk: string; revision: Revision; /** Epoch seconds. */ serverDeletedAt: number };
+/** The wire contract's snapshot item (client/src/contract.ts), with stored payloads. */
+export type SnapshotItem = WireSnapshotItem<JsonObject>;
 
 /**
  * One page of the materialized state after (afterTable, afterPk), ordered by (tableName, pk);

@@ -1,13 +1,16 @@
 /**
  * The workspace's realtime sockets (docs/sync.md "Realtime"), kept out of the object's class:
  * accepting upgrades the Worker forwarded, confirming membership from D1, pokes after commits,
- * and closing sockets when access or a session ends. WebSocket Hibernation: idle sockets cost
- * nothing, and what a socket must remember lives in its attachment, never in memory.
+ * and closing sockets when access or a session ends; presence (presence.ts) rides on the same
+ * sockets. WebSocket Hibernation: idle sockets cost nothing, and what a socket must remember
+ * lives in its attachment, never in memory.
  */
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import type { AccessCache, ShardCaller } from './access';
+import { armSweep } from './alarm';
 import { headVersion } from './meta';
+import { Presence, presenceFields, type PresenceAttachment } from './presence';
 import { pull } from './reads';
 
 /** One member cannot take all of the object's WebSocket slots. */
@@ -21,12 +24,9 @@ export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
 /** Used ticket nonces are kept this long past their expiry, so a ticket cannot be replayed at the edge of it. */
 const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
 
-/** What each accepted socket carries through hibernation. */
-interface SocketAttachment {
-  userId: string;
+/** What each accepted socket carries through hibernation (presence's fields included). */
+interface SocketAttachment extends PresenceAttachment {
   sessionId: string | null;
-  /** When the membership was last confirmed (ms); 0: not yet. */
-  verifiedAt: number;
   /** How long a cached membership fact may be trusted (the caller's OR3_AUTH_CACHE_TTL_SECONDS). */
   cacheTtlMs: number;
 }
@@ -36,11 +36,18 @@ const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAtta
 export class WorkspaceSockets {
   /** Sockets whose membership check is in flight (one at a time each). */
   readonly #verifying = new WeakSet<WebSocket>();
+  readonly #presence: Presence;
 
   constructor(
     private readonly ctx: DurableObjectState,
     private readonly access: AccessCache,
-  ) {}
+  ) {
+    this.#presence = new Presence(ctx, {
+      fresh: (a, now) => a.verifiedAt > 0 && now - a.verifiedAt < SOCKET_REVERIFY_MS,
+      reverify: (ws) => this.ctx.waitUntil(this.verify(ws)),
+      armSweep: (at) => armSweep(ctx.storage, at),
+    });
+  }
 
   /**
    * A WebSocket upgrade the Worker forwarded with the caller's verified credential (`x-or3-*`
@@ -69,7 +76,9 @@ export class WorkspaceSockets {
     const [client, server] = [pair[0], pair[1]];
     // Tagged by user and by session, so sign-out and password changes can close exactly theirs.
     this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
-    server.serializeAttachment({ userId, sessionId, verifiedAt: 0, cacheTtlMs: caller.cacheTtlMs } satisfies SocketAttachment);
+    // Presence: the device id the client named (the Worker validated it), and a first sign of life.
+    const presence = presenceFields(request.headers.get('x-or3-device-id'));
+    server.serializeAttachment({ userId, sessionId, verifiedAt: 0, cacheTtlMs: caller.cacheTtlMs, ...presence } satisfies SocketAttachment);
     // `hello` follows once the membership is confirmed from here (see verify).
     this.ctx.waitUntil(this.verify(server));
     return new Response(null, { status: 101, webSocket: client });
@@ -94,7 +103,8 @@ export class WorkspaceSockets {
    * cache's lifetime): a removal after this is followed by closeSockets, which now finds the
    * socket; one before it is seen here. Until confirmed, and again once the confirmation is
    * older than SOCKET_REVERIFY_MS, pokes to the socket carry no changes; a socket whose user is
-   * gone is closed with 4003. The first confirmation sends `hello`.
+   * gone is closed with 4003. The first confirmation sends `hello`; every confirmation sends the
+   * presence roster (the socket heard none while unconfirmed).
    */
   async verify(ws: WebSocket) {
     if (this.#verifying.has(ws)) return;
@@ -107,8 +117,10 @@ export class WorkspaceSockets {
         ws.close(4003, 'Access to this workspace was revoked');
         return;
       }
-      ws.serializeAttachment({ ...attachment, verifiedAt: Date.now() } satisfies SocketAttachment);
+      // Read again: presence may have changed the attachment during the D1 read.
+      ws.serializeAttachment({ ...(attachmentOf(ws) ?? attachment), verifiedAt: Date.now() } satisfies SocketAttachment);
       if (!attachment.verifiedAt) ws.send(JSON.stringify({ type: 'hello', serverVersion: headVersion(this.ctx.storage.sql) }));
+      this.#presence.roster(ws);
     } catch (err) {
       // D1 unavailable, or the socket closed meanwhile: it stays unverified and is tried again
       // at the next poke.
@@ -123,6 +135,7 @@ export class WorkspaceSockets {
     if (code === 4003) this.access.forget({ userId }); // access ended: the next request re-reads D1
     const sockets = this.ctx.getWebSockets(userId ? `user:${userId}` : undefined);
     for (const ws of sockets) ws.close(code, reason);
+    this.#presence.left(sockets);
     return sockets.length;
   }
 
@@ -134,22 +147,34 @@ export class WorkspaceSockets {
   closeSession(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
     // The session ended (sign-out, refresh-token reuse), or the user's token version moved on.
     this.access.forget(input.sessionId ? { sessionId: input.sessionId } : { userId: input.userId });
-    let closed = 0;
+    const closed: WebSocket[] = [];
     for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
       if (input.exceptSessionId && attachmentOf(ws)?.sessionId === input.exceptSessionId) continue;
       ws.close(4001, 'The session ended; sign in again');
-      closed++;
+      closed.push(ws);
     }
-    return closed;
+    this.#presence.left(closed);
+    return closed.length;
   }
 
-  /** A socket closed by its client: answer the close (older compatibility dates need it). */
-  closed(ws: WebSocket, code: number, reason: string) {
+  /** A socket closed by its client (or failed, without a code): answer the close (older compatibility dates need it); its device leaves. */
+  closed(ws: WebSocket, code?: number, reason?: string) {
     try {
-      ws.close(code, reason);
+      if (code !== undefined) ws.close(code, reason);
     } catch {
       // Already closed (newer compatibility dates reply to the close frame automatically).
     }
+    this.#presence.left([ws]);
+  }
+
+  /** A message from a client: presence (presence.ts); "ping" never gets here (the auto-response answers it). */
+  message(ws: WebSocket, data: string | ArrayBuffer) {
+    this.#presence.message(ws, data);
+  }
+
+  /** The alarm's presence sweep (alarm.ts): when the next one is due, or null. */
+  sweep(): number | null {
+    return this.#presence.sweep();
   }
 
   /**

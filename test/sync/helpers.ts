@@ -90,3 +90,38 @@ export async function snapshotAll(user: { headers: Record<string, string> }, wor
   }
   return { ...first!, items };
 }
+
+/** A WebSocket opened through the Worker, with every JSON message it received. */
+export interface TestSocket {
+  ws: WebSocket;
+  messages: any[];
+  closed: Promise<{ code: number }>;
+  /** The first message (already received or still to come) that matches, within 5 s. */
+  next: (predicate: (m: any) => boolean, what?: string) => Promise<any>;
+  send: (message: unknown) => void;
+}
+
+export async function openSocket(res: Response): Promise<TestSocket> {
+  if (!res.webSocket) throw new Error(`no upgrade: ${res.status} ${await res.text()}`);
+  const ws = res.webSocket;
+  ws.accept();
+  const messages: any[] = [];
+  const waiters: { predicate: (m: any) => boolean; resolve: (m: any) => void }[] = [];
+  ws.addEventListener('message', (e) => {
+    const text = String(e.data);
+    const m = text === 'pong' ? { type: 'pong' } : JSON.parse(text);
+    messages.push(m);
+    for (const w of [...waiters]) if (w.predicate(m)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(m));
+  });
+  const closed = new Promise<{ code: number }>((resolve) => ws.addEventListener('close', (e) => resolve({ code: e.code })));
+  const next = (predicate: (m: any) => boolean, what = 'a message') =>
+    new Promise<any>((resolve, reject) => {
+      const found = messages.find(predicate);
+      if (found) return resolve(found);
+      const waiter = { predicate, resolve };
+      waiters.push(waiter);
+      setTimeout(() => (waiters.splice(waiters.indexOf(waiter), 1), reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(messages)}`))), 5000);
+    });
+  const send = (message: unknown) => ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+  return { ws, messages, closed, next, send };
+}
