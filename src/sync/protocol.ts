@@ -87,13 +87,11 @@ export const pushOpSchema = z.looseObject({
   stamp: stampSchema,
 });
 
-export const pushSchema = z.strictObject({
-  scope: scopeSchema,
-  ops: z
+/** A batch of ops, at most `max`. Newer OR3 clients reject a push response that repeats an opId, so such a batch is refused whole (docs/sync.md "Guarantees") rather than answered with a mirrored result. */
+const opsSchema = (max: number) =>
+  z
     .array(pushOpSchema)
-    .max(SYNC_LIMITS.maxOps, `at most ${SYNC_LIMITS.maxOps} ops per push`)
-    // Newer OR3 clients reject a push response that repeats an opId, so such a batch is refused
-    // whole (docs/sync.md "Guarantees", idempotency) rather than answered with a mirrored result.
+    .max(max, `at most ${max} ops per push`)
     .superRefine((ops, ctx) => {
       const seen = new Set<string>();
       for (const [i, op] of ops.entries()) {
@@ -101,8 +99,29 @@ export const pushSchema = z.strictObject({
           ctx.addIssue({ code: 'custom', path: [i, 'stamp', 'opId'], message: `repeats an earlier opId of this batch (${op.stamp.opId})` });
         seen.add(op.stamp.opId);
       }
-    }),
-});
+    });
+
+export const pushSchema = z.strictObject({ scope: scopeSchema, ops: opsSchema(SYNC_LIMITS.maxOps) });
+/**
+ * Sync over the workspace's socket (docs/sync.md "Sync over the socket"): the same rules as the
+ * HTTP routes, with a larger batch per message (a device catching up sends few messages).
+ */
+export const SOCKET_SYNC_LIMITS = { maxOps: 1_000, maxBatchBytes: 16 * 1024 * 1024, window: 4, maxWindow: 16, idLength: 64 } as const;
+const messageId = z.string().min(1).max(SOCKET_SYNC_LIMITS.idLength);
+export const socketSyncMessage = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('push'), id: messageId, ops: opsSchema(SOCKET_SYNC_LIMITS.maxOps) }),
+  z.strictObject({
+    type: z.literal('pull'),
+    id: messageId,
+    cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    limit: z.number().int().min(1).max(SYNC_LIMITS.pullMax).optional(),
+    tables,
+    window: z.number().int().min(1).max(SOCKET_SYNC_LIMITS.maxWindow).optional(),
+  }),
+  z.strictObject({ type: z.literal('ack'), id: messageId, cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }),
+]);
+export type SocketSyncMessage = z.output<typeof socketSyncMessage>;
+
 export const pullSchema = z.strictObject({
   scope: scopeSchema,
   cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
@@ -356,7 +375,12 @@ function parseFileHashes(table: string, raw: unknown): string[] {
  * Validates a whole batch and prepares it. One bad op rejects the batch (400
  * `Invalid payload for <table>: …`), so nothing is written for a batch a client must fix.
  */
-export async function prepareBatch(ops: PushOpInput[], workspaceId: string, callerId: string): Promise<PreparedOp[]> {
+export async function prepareBatch(
+  ops: PushOpInput[],
+  workspaceId: string,
+  callerId: string,
+  maxBatchBytes: number = SYNC_LIMITS.maxBatchBytes,
+): Promise<PreparedOp[]> {
   let batchBytes = 0;
   const prepared: PreparedOp[] = [];
   const fingerprints: Promise<string>[] = [];
@@ -396,7 +420,7 @@ export async function prepareBatch(ops: PushOpInput[], workspaceId: string, call
       storedBytes = rewrite ? utf8Length(stored) : bytes;
       if (REFERENCING_TABLES.has(table)) fileHashes = isLive(payload) ? parseFileHashes(table, payload.file_hashes) : [];
     }
-    if (batchBytes > SYNC_LIMITS.maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${SYNC_LIMITS.maxBatchBytes} bytes`);
+    if (batchBytes > maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${maxBatchBytes} bytes`);
     fingerprints.push(sha256Hex(fingerprintInput(op, canonical)));
     prepared.push({
       opId: op.stamp.opId,

@@ -138,7 +138,10 @@ export const sync = new Hono<AppEnv>()
       }
       call = await shardCaller(c, workspaceId, 'read'); // 401 without credentials; the object answers 403 for non-members
     }
-    forward.set('x-or3-caller', JSON.stringify(call));
+    // Sync over the socket (docs/sync.md) counts against the same limits and quota as HTTP.
+    const { rateLimitOverrides: limits, sync: syncConfig } = c.get('config');
+    const perMinute = { push: limits.push ?? DEFAULT_SYNC_LIMITS.push, pull: limits.pull ?? DEFAULT_SYNC_LIMITS.pull };
+    forward.set('x-or3-caller', JSON.stringify({ ...call, sync: { limits: perMinute, quotaBytes: syncConfig.workspaceQuotaBytes } }));
     if (deviceId) forward.set('x-or3-device-id', deviceId);
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
   });

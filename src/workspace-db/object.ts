@@ -34,7 +34,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql = this.ctx.storage.sql;
   readonly #limiter = new FixedWindowLimiter();
   readonly #access = new AccessCache(this.env);
-  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access);
+  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this);
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
@@ -186,9 +186,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
     return this.#sockets.closeSession(input);
   }
-  /** Presence (sockets.ts); "ping" is answered by the auto-response without waking the object. */
+  /** Presence and sync over the socket (sockets.ts); "ping" is answered by the auto-response without waking the object. */
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer) {
-    this.#sockets.message(ws, message);
+    return this.#sockets.message(ws, message);
   }
   override webSocketClose(ws: WebSocket, code: number, reason: string) {
     this.#sockets.closed(ws, code, reason);

@@ -8,6 +8,7 @@
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import type { AccessCache, ShardCaller } from './access';
+import { handleSyncMessage, isSyncMessage, type SocketSyncSettings, type SyncAttachment, type SyncMethods } from './socket-sync';
 import { armSweep } from './alarm';
 import { headVersion } from './meta';
 import { Presence, presenceFields, type PresenceAttachment } from './presence';
@@ -25,7 +26,7 @@ export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
 const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
 
 /** What each accepted socket carries through hibernation (presence's fields included). */
-interface SocketAttachment extends PresenceAttachment {
+interface SocketAttachment extends PresenceAttachment, SyncAttachment {
   sessionId: string | null;
   /** How long a cached membership fact may be trusted (the caller's OR3_AUTH_CACHE_TTL_SECONDS). */
   cacheTtlMs: number;
@@ -36,11 +37,15 @@ const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAtta
 export class WorkspaceSockets {
   /** Sockets whose membership check is in flight (one at a time each). */
   readonly #verifying = new WeakSet<WebSocket>();
+  /** Each socket's sync messages in flight, chained. */
+  readonly #syncing = new WeakMap<WebSocket, Promise<void>>();
   readonly #presence: Presence;
 
   constructor(
     private readonly ctx: DurableObjectState,
     private readonly access: AccessCache,
+    /** The object's own push and pull, for sync over the socket (socket-sync.ts). */
+    private readonly sync?: SyncMethods,
   ) {
     this.#presence = new Presence(ctx, {
       fresh: (a, now) => a.verifiedAt > 0 && now - a.verifiedAt < SOCKET_REVERIFY_MS,
@@ -60,7 +65,7 @@ export class WorkspaceSockets {
     if (restoring) return failureResponse({ status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 });
     const header = request.headers.get('x-or3-caller');
     if (!header) return failureResponse({ status: 400, code: 'missing_caller', message: 'Missing caller' });
-    const caller = JSON.parse(header) as ShardCaller;
+    const caller = JSON.parse(header) as ShardCaller & { sync?: Omit<SocketSyncSettings, 'caller' | 'userId'> };
     const access = await this.access.authorize(caller);
     if (!access.ok) return failureResponse(access);
     const { userId, sessionId } = access;
@@ -78,7 +83,18 @@ export class WorkspaceSockets {
     this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
     // Presence: the device id the client named (the Worker validated it), and a first sign of life.
     const presence = presenceFields(request.headers.get('x-or3-device-id'));
-    server.serializeAttachment({ userId, sessionId, verifiedAt: 0, cacheTtlMs: caller.cacheTtlMs, ...presence } satisfies SocketAttachment);
+    // Sync over the socket (socket-sync.ts): the credential without the token's expiry (the
+    // socket outlives the token; revocations close it), and the Worker's limits and quota.
+    const { sync: settings, permission: _read, ...shard } = caller;
+    const sync = settings ? { ...settings, caller: { ...shard, credential: { ...shard.credential, expiresAt: Number.MAX_SAFE_INTEGER } }, userId } : undefined;
+    server.serializeAttachment({
+      userId,
+      sessionId,
+      verifiedAt: 0,
+      cacheTtlMs: caller.cacheTtlMs,
+      ...presence,
+      ...(sync ? { sync } : {}),
+    } satisfies SocketAttachment);
     // `hello` follows once the membership is confirmed from here (see verify).
     this.ctx.waitUntil(this.verify(server));
     return new Response(null, { status: 101, webSocket: client });
@@ -168,8 +184,26 @@ export class WorkspaceSockets {
   }
 
   /** A message from a client: presence (presence.ts); "ping" never gets here (the auto-response answers it). */
-  message(ws: WebSocket, data: string | ArrayBuffer) {
-    this.#presence.message(ws, data);
+  message(ws: WebSocket, data: string | ArrayBuffer): Promise<void> | void {
+    let parsed: { type?: unknown } | null = null;
+    try {
+      parsed = typeof data === 'string' && data.startsWith('{') ? (JSON.parse(data) as { type?: unknown }) : null;
+    } catch {
+      // not JSON: presence answers it
+    }
+    if (!parsed || !isSyncMessage(parsed) || !this.sync) return this.#presence.message(ws, data);
+    // One socket's sync messages run in the order they came (a push awaits its fingerprints).
+    const run = (this.#syncing.get(ws) ?? Promise.resolve()).then(() =>
+      handleSyncMessage(
+        this.sync!,
+        parsed,
+        () => attachmentOf(ws) ?? {},
+        (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
+        (text) => ws.send(text),
+      ).catch((err: unknown) => logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) })),
+    );
+    this.#syncing.set(ws, run);
+    return run;
   }
 
   /** The alarm's presence sweep (alarm.ts): when the next one is due, or null. */

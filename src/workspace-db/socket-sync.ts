@@ -1,0 +1,150 @@
+/**
+ * Sync over the workspace's socket (docs/sync.md "Sync over the socket", an ext): push and pull
+ * as messages on the hibernating WebSocket the SDK already holds, answered by the object
+ * directly — no HTTP, no Worker, no second copy of a page. One implementation with the HTTP
+ * routes: the same envelope rules and `prepareBatch`, the object's own `push` and `pull` (so the
+ * same transaction, compaction, rate limits, quota), and authorization re-checked for every
+ * message from the object's cache (access.ts) with the credential the socket was accepted with,
+ * so a removal, role change, sign-out or password change applies to the very next message.
+ *
+ * Pull streams pages until the head, never more than `window` pages ahead of the client's last
+ * `ack`: a slow device is never flooded. What a stream needs to go on lives in the socket's
+ * attachment, so it survives the object's hibernation.
+ */
+import type { Failure } from '../errors';
+import { ApiError } from '../errors';
+import { describeIssues } from '../http/body';
+import { SOCKET_SYNC_LIMITS, SYNC_LIMITS, prepareBatch, socketSyncMessage, type PreparedOp, type SocketSyncMessage, type TableName } from '../sync/protocol';
+import type { ShardCaller } from './access';
+import type { SyncCaller } from './object';
+import type { PushResult } from './push';
+import type { PullOutcome } from './reads';
+
+/** What a socket was accepted with for sync (the Worker's settings at connect), kept in its attachment. */
+export interface SocketSyncSettings {
+  /**
+   * Who the socket was accepted for. Its credential is kept without the token's expiry: a
+   * socket outlives the access token that opened it, and what ends it is a revocation (which
+   * closes it), while each message is still authorized against the cached facts.
+   */
+  caller: Omit<ShardCaller, 'permission'>;
+  /** The user the object resolved at accept (a federated credential names none). */
+  userId: string;
+  limits: { push: number; pull: number };
+  quotaBytes: number;
+}
+
+/** A pull being streamed to a socket. */
+export interface PullStream {
+  id: string;
+  /** Where the next page starts. */
+  cursor: number;
+  /** Pages sent whose `nextCursor` the client has not acknowledged yet. */
+  unacked: number[];
+  limit: number;
+  tables?: TableName[];
+  window: number;
+}
+
+/** The object's own sync methods: the same code the HTTP routes reach. */
+export interface SyncMethods {
+  push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
+  pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure>;
+}
+
+/** The attachment fields sync uses; the rest of the attachment belongs to sockets.ts. */
+export interface SyncAttachment {
+  sync?: SocketSyncSettings;
+  stream?: PullStream | null;
+}
+
+type Send = (text: string) => void;
+
+const errorMessage = (id: string | null, failure: { code: string; message: string; retryAfter?: number }) =>
+  JSON.stringify({ type: 'error', id, error: failure.code, message: failure.message, ...(failure.retryAfter ? { retryAfter: failure.retryAfter } : {}) });
+
+/** Whether a parsed message is one of sync's (push, pull, ack). */
+export const isSyncMessage = (message: { type?: unknown }) => message.type === 'push' || message.type === 'pull' || message.type === 'ack';
+
+/**
+ * Handles one sync message from a socket. `attachment` is read and written through the
+ * callbacks so sockets.ts stays the one owner of the attachment's shape.
+ */
+export async function handleSyncMessage(
+  methods: SyncMethods,
+  raw: unknown,
+  read: () => SyncAttachment,
+  write: (patch: SyncAttachment) => void,
+  send: Send,
+): Promise<void> {
+  const parsed = socketSyncMessage.safeParse(raw);
+  const id = typeof (raw as { id?: unknown })?.id === 'string' ? ((raw as { id: string }).id.slice(0, SOCKET_SYNC_LIMITS.idLength) ?? null) : null;
+  if (!parsed.success) return send(errorMessage(id, { code: 'invalid_body', message: describeIssues(parsed.error.issues) }));
+  const settings = read().sync;
+  if (!settings) return send(errorMessage(id, { code: 'unsupported', message: 'This socket was not opened for sync' }));
+  const message = parsed.data;
+  if (message.type === 'push') return push(methods, settings, message, send);
+  if (message.type === 'pull') {
+    const stream: PullStream = {
+      id: message.id,
+      cursor: message.cursor,
+      unacked: [],
+      limit: message.limit ?? SYNC_LIMITS.pullMax,
+      ...(message.tables ? { tables: message.tables } : {}),
+      window: message.window ?? SOCKET_SYNC_LIMITS.window,
+    };
+    return streamPages(methods, settings, stream, write, send);
+  }
+  const stream = read().stream;
+  if (!stream || stream.id !== message.id) return; // a late ack of a finished or replaced stream
+  stream.unacked = stream.unacked.filter((cursor) => cursor > message.cursor);
+  return streamPages(methods, settings, stream, write, send);
+}
+
+const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', name: 'push' | 'pull', perMinute: number): SyncCaller => ({
+  ...settings.caller,
+  permission,
+  limit: { name, perMinute },
+});
+
+async function push(methods: SyncMethods, settings: SocketSyncSettings, message: Extract<SocketSyncMessage, { type: 'push' }>, send: Send) {
+  const caller = callerOf(settings, 'write', 'push', settings.limits.push);
+  let ops: PreparedOp[];
+  try {
+    // Notifications are forced to their pusher: the user resolved when the socket was accepted
+    // (the object's push authorizes the same credential again and refuses another user).
+    ops = await prepareBatch(message.ops, caller.workspaceId, settings.userId, SOCKET_SYNC_LIMITS.maxBatchBytes);
+  } catch (err) {
+    if (err instanceof ApiError) return send(errorMessage(message.id, err));
+    throw err;
+  }
+  const result = await methods.push(caller, ops, settings.quotaBytes);
+  if (!result.ok) return send(errorMessage(message.id, result));
+  send(JSON.stringify({ type: 'push-result', id: message.id, results: result.results, serverVersion: result.serverVersion }));
+}
+
+/** Sends pages until the head, or until `window` pages wait for an ack (the stream is then kept for the ack). */
+async function streamPages(methods: SyncMethods, settings: SocketSyncSettings, stream: PullStream, write: (patch: SyncAttachment) => void, send: Send) {
+  const caller = callerOf(settings, 'read', 'pull', settings.limits.pull);
+  while (stream.unacked.length < stream.window) {
+    const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
+    if (!page.ok) {
+      write({ stream: null });
+      return send(errorMessage(stream.id, page));
+    }
+    const tail = JSON.stringify({
+      nextCursor: page.nextCursor,
+      hasMore: page.hasMore,
+      oldestRetainedVersion: page.oldestRetainedVersion,
+      requiresSnapshot: page.requiresSnapshot,
+    });
+    send(`{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`);
+    if (!page.hasMore) {
+      write({ stream: null });
+      return;
+    }
+    stream.cursor = page.nextCursor;
+    stream.unacked.push(page.nextCursor);
+  }
+  write({ stream });
+}

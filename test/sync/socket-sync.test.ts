@@ -1,0 +1,175 @@
+/** docs/sync.md "Sync over the socket": push and pull as messages on the workspace's WebSocket, with the HTTP routes' rules. */
+import { describe, expect, it } from 'vitest';
+import { call, signedInUser } from '../auth/helpers';
+import { api, apiWithEnv } from '../helpers';
+import { message, op, pull, syncUser } from './helpers';
+
+interface Socket {
+  ws: WebSocket;
+  messages: any[];
+  closed: Promise<{ code: number }>;
+  next: (predicate: (m: any) => boolean, timeoutMs?: number) => Promise<any>;
+  send: (m: unknown) => void;
+}
+
+async function open(res: Response): Promise<Socket> {
+  if (!res.webSocket) throw new Error(`no upgrade: ${res.status} ${await res.text()}`);
+  const ws = res.webSocket;
+  ws.accept();
+  const messages: any[] = [];
+  const waiters: { predicate: (m: any) => boolean; resolve: (m: any) => void }[] = [];
+  ws.addEventListener('message', (e) => {
+    const m = JSON.parse(String(e.data));
+    messages.push(m);
+    for (const w of [...waiters]) if (w.predicate(m)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(m));
+  });
+  const closed = new Promise<{ code: number }>((resolve) => ws.addEventListener('close', (e) => resolve({ code: e.code })));
+  const next = (predicate: (m: any) => boolean, timeoutMs = 5000) =>
+    new Promise<any>((resolve, reject) => {
+      const found = messages.find(predicate);
+      if (found) return resolve(found);
+      waiters.push({ predicate, resolve });
+      setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(messages).slice(0, 2000)}`)), timeoutMs);
+    });
+  return { ws, messages, closed, next, send: (m) => ws.send(JSON.stringify(m)) };
+}
+
+const connect = async (u: { headers: Record<string, string>; workspaceId: string }, vars?: Record<string, string>) => {
+  const path = `/api/sync/ws?workspaceId=${u.workspaceId}`;
+  const init = { headers: { upgrade: 'websocket', ...u.headers } };
+  const socket = await open(vars ? await apiWithEnv(vars, path, init) : await api(path, init));
+  await socket.next((m) => m.type === 'hello');
+  return socket;
+};
+
+describe('push over the socket', () => {
+  it('answers push-result with one result per op, as HTTP does; a replay returns the original versions', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    const ops = [
+      op('threads', 't1', { id: 't1', status: 'ready', deleted: false, pinned: false, created_at: 1, updated_at: 1, clock: 1 }),
+      op('messages', 'm1', message('m1')),
+    ];
+    socket.send({ type: 'push', id: 'p1', ops });
+    const reply = await socket.next((m) => m.type === 'push-result' && m.id === 'p1');
+    expect(reply).toEqual({
+      type: 'push-result',
+      id: 'p1',
+      results: ops.map((o, i) => ({ opId: o.stamp.opId, success: true, serverVersion: i + 1 })),
+      serverVersion: 2,
+    });
+    socket.send({ type: 'push', id: 'p2', ops });
+    expect(await socket.next((m) => m.id === 'p2')).toMatchObject({
+      type: 'push-result',
+      serverVersion: 2,
+      results: [{ serverVersion: 1 }, { serverVersion: 2 }],
+    });
+    // The same data HTTP sees.
+    expect((await pull(u, u.workspaceId, 0)).changes.map((c) => c.pk)).toEqual(['t1', 'm1']);
+    socket.ws.close();
+  });
+
+  it('takes a larger batch than HTTP (150 ops) but refuses more than 1000, and validates like HTTP', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    socket.send({ type: 'push', id: 'big', ops: Array.from({ length: 150 }, (_, i) => op('messages', `b${i}`, message(`b${i}`))) });
+    expect(await socket.next((m) => m.id === 'big')).toMatchObject({ type: 'push-result', serverVersion: 150 });
+    socket.send({ type: 'push', id: 'huge', ops: Array.from({ length: 1001 }, (_, i) => op('messages', `h${i}`, message(`h${i}`))) });
+    expect(await socket.next((m) => m.id === 'huge')).toMatchObject({
+      type: 'error',
+      error: 'invalid_body',
+      message: expect.stringContaining('at most 1000 ops'),
+    });
+    socket.send({ type: 'push', id: 'bad', ops: [op('messages', 'x', { id: 'x' })] });
+    expect(await socket.next((m) => m.id === 'bad')).toMatchObject({
+      type: 'error',
+      error: 'invalid_payload',
+      message: expect.stringMatching(/^Invalid payload for messages: /),
+    });
+    socket.send({ type: 'push', id: 'uuid', ops: [op('messages', 'y', message('y'), { opId: 'not-a-uuid' })] });
+    expect(await socket.next((m) => m.id === 'uuid')).toMatchObject({ type: 'error', error: 'invalid_body' });
+    socket.send({ type: 'wat', id: 'x' });
+    // Nothing of the refused batches was stored, and the socket is still up.
+    expect((await pull(u, u.workspaceId, 150)).changes).toEqual([]);
+    socket.send({ type: 'push', id: 'after', ops: [op('messages', 'z', message('z'))] });
+    expect(await socket.next((m) => m.id === 'after')).toMatchObject({ type: 'push-result', serverVersion: 151 });
+    socket.ws.close();
+  });
+});
+
+describe('pull over the socket', () => {
+  it('streams compacted pages until the head, never more than `window` ahead of the last ack', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    const pk = (i: number) => `m${String(i).padStart(2, '0')}`;
+    socket.send({ type: 'push', id: 'seed', ops: Array.from({ length: 25 }, (_, i) => op('messages', pk(i), message(pk(i)))) });
+    expect(await socket.next((m) => m.id === 'seed')).toMatchObject({ type: 'push-result', serverVersion: 25 });
+    // m00 edited twice more: one change for it, at its last version.
+    socket.send({
+      type: 'push',
+      id: 'edits',
+      ops: [1, 2].map((c) => op('messages', 'm00', message('m00', { data: `edit ${c}`, clock: c + 1 }), { clock: c + 1 })),
+    });
+    await socket.next((m) => m.id === 'edits');
+    socket.send({ type: 'pull', id: 's1', cursor: 0, limit: 5, window: 2 });
+    const pages = () => socket.messages.filter((m) => m.type === 'changes' && m.id === 's1');
+    const settle = () => new Promise((r) => setTimeout(r, 200));
+    await socket.next(() => pages().length === 2, 3000);
+    await settle();
+    expect(pages()).toHaveLength(2); // the window is full until the client acknowledges
+    socket.send({ type: 'ack', id: 's1', cursor: pages()[0].nextCursor });
+    await socket.next(() => pages().length === 3);
+    await settle();
+    expect(pages()).toHaveLength(3); // one page acknowledged, one more sent
+    while (pages().at(-1).hasMore) {
+      const seen = pages().length;
+      socket.send({ type: 'ack', id: 's1', cursor: pages().at(-1).nextCursor });
+      await socket.next(() => pages().length > seen);
+    }
+    expect(pages().at(-1)).toMatchObject({ requiresSnapshot: false, oldestRetainedVersion: 1, nextCursor: 27 });
+    // The same changes, in the same order, as HTTP pull serves them.
+    const streamed = pages().flatMap((p) => p.changes);
+    const viaHttp = (await pull(u, u.workspaceId, 0, { limit: 1000 })).changes;
+    expect(streamed).toEqual(viaHttp);
+    expect(streamed.filter((c: any) => c.pk === 'm00')).toEqual([
+      expect.objectContaining({ serverVersion: 27, payload: expect.objectContaining({ data: 'edit 2' }) }),
+    ]);
+    socket.ws.close();
+  });
+});
+
+describe('authorization and limits per message', () => {
+  it('a viewer may pull but not push; a role change through the API applies to the very next message', async () => {
+    const owner = await syncUser();
+    const member = await signedInUser();
+    const { inviteToken } = await (await call('POST', `/api/workspaces/${owner.workspaceId}/invites`, owner.headers, { role: 'editor' })).json<any>();
+    expect((await call('POST', '/api/workspaces/invites/accept', member.headers, { inviteToken })).status).toBe(200);
+    const socket = await connect({ headers: member.headers, workspaceId: owner.workspaceId });
+    socket.send({ type: 'push', id: 'e1', ops: [op('messages', 'a', message('a'))] });
+    expect(await socket.next((m) => m.id === 'e1')).toMatchObject({ type: 'push-result' });
+    expect((await call('PUT', `/api/workspaces/${owner.workspaceId}/members/${member.id}`, owner.headers, { role: 'viewer' })).status).toBe(200);
+    socket.send({ type: 'push', id: 'v1', ops: [op('messages', 'b', message('b'))] });
+    expect(await socket.next((m) => m.id === 'v1')).toMatchObject({ type: 'error', error: 'insufficient_role' });
+    socket.send({ type: 'pull', id: 'v2', cursor: 0 });
+    expect(await socket.next((m) => m.id === 'v2')).toMatchObject({ type: 'changes', changes: [expect.objectContaining({ pk: 'a' })] });
+    // Removed: the socket is closed (4003); nothing more is served.
+    expect((await call('DELETE', `/api/workspaces/${owner.workspaceId}/members/${member.id}`, owner.headers)).status).toBe(200);
+    expect((await socket.closed).code).toBe(4003);
+  });
+
+  it('counts pushes against the same per-minute limit as HTTP, answering rate_limited with retryAfter', async () => {
+    const u = await syncUser();
+    const socket = await connect(u, { OR3_RATE_LIMIT_OVERRIDES_JSON: '{"push": 2}' });
+    for (const id of ['r1', 'r2', 'r3']) socket.send({ type: 'push', id, ops: [op('messages', id, message(id))] });
+    const third = await socket.next((m) => m.id === 'r3');
+    // Fixed windows: at a minute's edge the count may reset once, so the third may pass; then the fourth is refused.
+    if (third.type !== 'error') {
+      socket.send({ type: 'push', id: 'r4', ops: [op('messages', 'r4', message('r4'))] });
+      socket.send({ type: 'push', id: 'r5', ops: [op('messages', 'r5', message('r5'))] });
+    }
+    const refused = third.type === 'error' ? third : await socket.next((m) => m.type === 'error');
+    expect(refused).toMatchObject({ error: 'rate_limited', message: expect.stringMatching(/^Rate limit exceeded\. Retry after \d+s$/) });
+    expect(refused.retryAfter).toBeGreaterThan(0);
+    socket.ws.close();
+  });
+});
