@@ -336,6 +336,106 @@ const scenarios = {
     });
   },
 
+  async socket() {
+    // Sync over the socket (docs/sync.md): the same work as push-batched and pull, as messages on
+    // the workspace's WebSocket, answered by the object directly.
+    const openSocket = async (u) => {
+      const { ticket } = await call('POST', '/api/sync/ws-ticket', u.token, { workspaceId: u.workspaceId });
+      const wsUrl = new URL('/api/sync/ws', url);
+      wsUrl.protocol = 'ws:';
+      wsUrl.searchParams.set('workspaceId', u.workspaceId);
+      wsUrl.searchParams.set('ticket', ticket);
+      const ws = new WebSocket(wsUrl);
+      const waiters = new Map();
+      let onAny = null;
+      ws.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data);
+        if (msg.type === 'hello') waiters.get('hello')?.(msg);
+        else if (msg.id && waiters.has(msg.id)) waiters.get(msg.id)(msg);
+        onAny?.(msg);
+      };
+      await new Promise((resolve) => waiters.set('hello', resolve));
+      const request = (message) =>
+        new Promise((resolve, reject) => {
+          waiters.set(message.id, (msg) => (msg.type === 'error' ? reject(new Error(`${msg.error}: ${msg.message}`)) : resolve(msg)));
+          ws.send(JSON.stringify(message));
+        });
+      return { ws, request, waiters, setOnAny: (f) => (onAny = f) };
+    };
+    let n = 0;
+    const pushOver = async (socket, count, batch) => {
+      for (let done = 0; done < count; done += batch) {
+        await socket.request({ type: 'push', id: `p${++n}`, ops: Array.from({ length: Math.min(batch, count - done) }, () => op()) });
+      }
+    };
+    for (const batch of [100, 1000]) {
+      const u = await user();
+      const socket = await openSocket(u);
+      const t0 = now();
+      await pushOver(socket, S.pushOps, batch);
+      const rate = S.pushOps / ((now() - t0) / 1000);
+      row(`push-socket (${batch}-op messages)`, rate, 'ops/s', 'raw DO write', limits.rawWrite, rate / limits.rawWrite, '≥ 0.5', rate / limits.rawWrite >= 0.5);
+      socket.ws.close();
+    }
+    {
+      const users = [];
+      for (let i = 0; i < 8; i++) users.push(await user());
+      const sockets = await Promise.all(users.map(openSocket));
+      const t0 = now();
+      await Promise.all(sockets.map((s) => pushOver(s, S.fanoutOps, 100)));
+      const rate = (8 * S.fanoutOps) / ((now() - t0) / 1000);
+      row('push-socket, 8 devices at once (8 workspaces)', rate, 'ops/s', 'raw DO write', limits.rawWrite, rate / limits.rawWrite, 'reported', true);
+      for (const s of sockets) s.ws.close();
+    }
+    // Cold start streamed: every row of a workspace of S.pullLog rows, pages of 1000, window 4.
+    const u = state.pullUser ?? (await user());
+    if (!state.pullUser) await pushOps(u, S.pullLog, 100, progress('pull-socket rows', S.pullLog));
+    const socket = await openSocket(u);
+    const t0 = now();
+    let rows = 0;
+    await new Promise((resolve, reject) => {
+      socket.setOnAny((msg) => {
+        if (msg.id !== 'cold') return;
+        if (msg.type === 'error') return reject(new Error(msg.message));
+        rows += msg.changes.length;
+        if (!msg.hasMore) return resolve();
+        socket.ws.send(JSON.stringify({ type: 'ack', id: 'cold', cursor: msg.nextCursor }));
+      });
+      socket.ws.send(JSON.stringify({ type: 'pull', id: 'cold', cursor: 0, limit: 1000, window: 4 }));
+    });
+    const rate = rows / ((now() - t0) / 1000);
+    row(
+      `pull-socket (cold start, ${rows.toLocaleString()} rows streamed)`,
+      rate,
+      'rows/s',
+      'raw DO scan',
+      limits.rawScan,
+      rate / limits.rawScan,
+      '≥ 0.5',
+      rate / limits.rawScan >= 0.5,
+    );
+    // Realtime over the socket: A pushes on its socket, B's poke carries the op.
+    const a = await user();
+    const b = await secondDevice(a);
+    const [sa, sb] = [await openSocket(a), await openSocket({ ...b, workspaceId: a.workspaceId })];
+    const rounds = [];
+    for (let i = 0; i < S.realtimeRounds; i++) {
+      const sent = op();
+      const t = now();
+      const poked = new Promise((resolve) =>
+        sb.setOnAny((msg) => msg.type === 'poke' && msg.changes?.some((c) => c.stamp.opId === sent.stamp.opId) && resolve()),
+      );
+      await Promise.all([sa.request({ type: 'push', id: `rt${i}`, ops: [sent] }), poked]);
+      rounds.push(now() - t);
+    }
+    row('realtime over the socket: push → poke carrying the op, p50', median(rounds), 'ms', null, null, null, 'reported', true, {
+      p99: round(pct(rounds, 99), 1),
+    });
+    sa.ws.close();
+    sb.ws.close();
+    socket.ws.close();
+  },
+
   async central() {
     // Central load and the latency it costs a user far from the D1 region (docs/performance.md
     // "Central load"): a second local server whose every D1 query waits OR3_DEV_D1_DELAY_MS.

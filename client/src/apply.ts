@@ -10,6 +10,7 @@ import { markRemote, SYNCED_TABLES, type LocalDatabase, type SyncStateRow } from
 import type { EventSink } from './events.js';
 import type { HybridClock } from './hlc.js';
 import { Or3Error, type HttpClient } from './http.js';
+import { SocketUnavailable, type SocketSync } from './socket-sync.js';
 
 /** The events this part of the engine emits (the workspace's `conflict` and `change`). */
 export interface ApplyEvents extends Record<string, unknown> {
@@ -117,15 +118,20 @@ async function rebase(db: LocalDatabase, change: SyncChange, incoming: { clock: 
  * cursor is too old (then pulling goes on from the snapshot's watermark).
  */
 export async function pullPages(
-  ctx: ApplyContext & { http: HttpClient; workspaceId: string; pullLimit: number; checkStopped: () => void },
+  ctx: ApplyContext & { http: HttpClient; socket?: SocketSync; workspaceId: string; pullLimit: number; checkStopped: () => void },
   bootstrap: () => Promise<void>,
 ): Promise<void> {
   for (let snapshots = 0; ;) {
     ctx.checkStopped();
     const state = await readState(ctx.db);
+    if (ctx.socket && (await socketPull(ctx, state.cursor)) === 'done') return;
+    // Over HTTP: no socket, it went away mid-stream (the pages applied so far stand), a page
+    // needed a snapshot, or another tab moved the cursor (read again from where it is now).
+    const now = await readState(ctx.db);
+    if (now.cursor !== state.cursor && ctx.socket) continue;
     const res = await ctx.http.json<{ changes: SyncChange[]; nextCursor: number; hasMore: boolean; requiresSnapshot: boolean }>('POST', '/api/sync/pull', {
       scope: { workspaceId: ctx.workspaceId },
-      cursor: state.cursor,
+      cursor: now.cursor,
       limit: ctx.pullLimit,
     });
     if (res.requiresSnapshot) {
@@ -135,8 +141,31 @@ export async function pullPages(
     }
     if (res.changes.length || res.nextCursor !== state.cursor) {
       // Another tab moved the cursor meanwhile: read again from where it is now.
-      if (!(await applyRemote(ctx, res.changes, res.nextCursor, state.cursor))) continue;
+      if (!(await applyRemote(ctx, res.changes, res.nextCursor, now.cursor))) continue;
     }
     if (!res.hasMore) break;
   }
+}
+
+/**
+ * Pulls to the head over the live socket, applying each page as it comes (docs/sync.md "Sync
+ * over the socket"). 'done' when the head was reached; 'http' when the caller should go on over
+ * HTTP: no socket, it went away mid-stream, a page said a snapshot is needed, or another tab
+ * moved the cursor (a page was not applied).
+ */
+async function socketPull(ctx: ApplyContext & { socket?: SocketSync; pullLimit: number }, cursor: number): Promise<'done' | 'http'> {
+  let outcome: 'done' | 'http' = 'done';
+  try {
+    await ctx.socket!.pull(cursor, ctx.pullLimit, async (page, from) => {
+      if (page.requiresSnapshot) return ((outcome = 'http'), false);
+      if (page.changes.length || page.nextCursor !== from) {
+        if (!(await applyRemote(ctx, page.changes, page.nextCursor, from))) return ((outcome = 'http'), false);
+      }
+      return true;
+    });
+  } catch (err) {
+    if (err instanceof SocketUnavailable) return 'http';
+    throw err;
+  }
+  return outcome;
 }

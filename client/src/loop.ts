@@ -22,6 +22,7 @@ import { Or3Error, type HttpClient } from './http.js';
 import { isOffline } from './network.js';
 import { outboxCounts, pushOutbox, type PushEvents } from './push.js';
 import type { PokedChanges } from './realtime.js';
+import type { SocketSync } from './socket-sync.js';
 import type { StatusTracker } from './status.js';
 
 export interface SyncOptions {
@@ -30,6 +31,8 @@ export interface SyncOptions {
   /** Pull interval while the socket is up: a safety net for a missed poke (ms). */
   realtimePollIntervalMs: number;
   realtime: boolean;
+  /** Push and pull over the realtime socket while it is live (docs/sync.md "Sync over the socket"); HTTP otherwise. */
+  socketSync: boolean;
   pushBatchSize: number;
   pullLimit: number;
   snapshotPageSize: number;
@@ -42,6 +45,7 @@ export const DEFAULT_SYNC_OPTIONS: SyncOptions = {
   pollIntervalMs: 5_000,
   realtimePollIntervalMs: 60_000,
   realtime: true,
+  socketSync: true,
   pushBatchSize: 100,
   pullLimit: 500,
   snapshotPageSize: 500,
@@ -60,6 +64,8 @@ export interface LoopContext {
   status: StatusTracker;
   /** Whether the realtime socket is live (pokes arrive): the poll interval, and offline vs error. */
   realtimeLive: () => boolean;
+  /** Push and pull over the live socket (socket-sync.ts); absent: HTTP only. */
+  socket?: SocketSync;
 }
 
 export class SyncEngine {
@@ -211,9 +217,11 @@ export class SyncEngine {
 
   async push(): Promise<void> {
     const { db, http, workspaceId, events, options } = this.ctx;
+    const socket = options.socketSync ? this.ctx.socket : undefined;
     await pushOutbox({
       db,
       http,
+      ...(socket ? { socket } : {}),
       workspaceId,
       events,
       pushBatchSize: options.pushBatchSize,
@@ -248,7 +256,9 @@ export class SyncEngine {
   }
 
   get #pullContext() {
-    return { ...this.#apply, http: this.ctx.http, workspaceId: this.ctx.workspaceId, pullLimit: this.ctx.options.pullLimit, checkStopped: this.#checkStopped };
+    const { http, workspaceId, options } = this.ctx;
+    const socket = options.socketSync ? this.ctx.socket : undefined;
+    return { ...this.#apply, http, ...(socket ? { socket } : {}), workspaceId, pullLimit: options.pullLimit, checkStopped: this.#checkStopped };
   }
 
   /**

@@ -12,6 +12,7 @@ import type { TableName } from './contract.js';
 import { markRemote, SYNCED_TABLES, type LocalDatabase, type PendingOp, type Row } from './db.js';
 import type { EventSink } from './events.js';
 import { Or3Error, type HttpClient } from './http.js';
+import { SocketUnavailable, type SocketSync } from './socket-sync.js';
 
 /** A local write the server refused for good, as the app sees it (`failedOps()`, the `rejected` event). */
 export interface FailedOp {
@@ -34,6 +35,8 @@ export interface PushEvents extends ApplyEvents {
 export interface PushContext {
   db: LocalDatabase;
   http: HttpClient;
+  /** Sync over the live socket, tried first (HTTP when it is not there or drops). */
+  socket?: SocketSync;
   workspaceId: string;
   events: EventSink<PushEvents>;
   pushBatchSize: number;
@@ -134,10 +137,7 @@ async function pushBatch(ctx: PushContext, batch: PendingOp[]) {
     ...(op.payload ? { payload: op.payload } : {}),
     stamp: { deviceId: op.deviceId, opId: op.opId, hlc: op.hlc, clock: op.clock },
   }));
-  const res = await ctx.http.json<{ results: { opId: string; success: boolean; error?: string; errorCode?: string }[] }>('POST', '/api/sync/push', {
-    scope: { workspaceId: ctx.workspaceId },
-    ops,
-  });
+  const res = await pushOnce(ctx, ops);
   const byId = new Map(batch.map((op) => [op.opId, op]));
   const accepted: number[] = [];
   const refused: { op: PendingOp; error: { code: string; message: string } }[] = [];
@@ -149,4 +149,16 @@ async function pushBatch(ctx: PushContext, batch: PendingOp[]) {
   }
   await db.pending_ops.bulkDelete(accepted);
   if (refused.length) await reject(ctx, refused);
+}
+
+/** Over the socket while it is live, else (or when it goes away mid-request) over HTTP: the ops' opIds make a second send idempotent. */
+async function pushOnce(ctx: PushContext, ops: unknown[]): Promise<{ results: { opId: string; success: boolean; error?: string; errorCode?: string }[] }> {
+  if (ctx.socket) {
+    try {
+      return await ctx.socket.push(ops);
+    } catch (err) {
+      if (!(err instanceof SocketUnavailable)) throw err;
+    }
+  }
+  return ctx.http.json('POST', '/api/sync/push', { scope: { workspaceId: ctx.workspaceId }, ops });
 }

@@ -41,6 +41,8 @@ export interface RealtimeHandlers {
   onVersion(serverVersion: number): void;
   onChanges(poked: PokedChanges): void;
   onPresence(message: PresenceMessage): void;
+  /** An answer to a request sent on the socket (sync over the socket, socket-sync.ts). */
+  onReply(message: { type: string; id: string; [key: string]: unknown }): void;
   onState(state: RealtimeState): void;
 }
 
@@ -214,6 +216,8 @@ export class Realtime {
         } else this.handlers.onVersion(msg.serverVersion);
       } else if (msg.type === 'presence' || msg.type === 'presence-leave' || msg.type === 'presence-roster') {
         this.handlers.onPresence(msg as PresenceMessage);
+      } else if ((msg.type === 'push-result' || msg.type === 'changes' || msg.type === 'error') && typeof (msg as { id?: unknown }).id === 'string') {
+        this.handlers.onReply(msg as { type: string; id: string });
       }
     };
     // 4003: this user lost access to the workspace; reconnecting cannot help.

@@ -14,6 +14,7 @@ import { listenNetwork } from './network.js';
 import { DEFAULT_PRESENCE_OPTIONS, Or3Presence, PresenceRoom, type PresenceOptions, type PresencePeer } from './presence.js';
 import { failedOp, type FailedOp, type PushEvents } from './push.js';
 import { Realtime, type WebSocketLike } from './realtime.js';
+import { SocketSync } from './socket-sync.js';
 import { StatusTracker, type SyncStatus } from './status.js';
 import { DEFAULT_TRANSFER_OPTIONS, TransferQueue, type TransferEvents, type TransferOptions, type UploadInput } from './transfers.js';
 
@@ -43,6 +44,8 @@ export class WorkspaceEngine {
   readonly sync: SyncEngine;
   readonly files: TransferQueue;
   readonly realtime: Realtime | null;
+  /** Push and pull over the live socket (socket-sync.ts); HTTP otherwise. */
+  readonly socketSync: SocketSync;
   readonly presence: PresenceRoom;
   #closeHandlers: (() => void)[] = [];
   #persistTimer: ReturnType<typeof setTimeout> | null = null;
@@ -77,6 +80,10 @@ export class WorkspaceEngine {
       (roster) => this.events.emit('presence', { roster }),
       { ...DEFAULT_PRESENCE_OPTIONS, ...options.presence },
     );
+    this.socketSync = new SocketSync(
+      (message) => this.realtime?.send(message) ?? false,
+      () => this.realtime?.state === 'live',
+    );
     this.realtime = WebSocketImpl
       ? new Realtime(http, id, deviceId, WebSocketImpl, syncOptions.backoff, {
           onVersion: (v) => {
@@ -84,8 +91,10 @@ export class WorkspaceEngine {
           },
           onChanges: (poked) => this.sync.poked(poked),
           onPresence: (msg) => this.presence.receive(msg),
+          onReply: (msg) => this.socketSync.receive(msg),
           onState: (state) => {
             this.status.update({ realtime: state });
+            if (state !== 'live') this.socketSync.closed();
             if (state === 'live') {
               this.presence.connected();
               this.sync.urgentWake(); // the network works: end a backoff or an offline wait
@@ -102,6 +111,7 @@ export class WorkspaceEngine {
       options: syncOptions,
       status: this.status,
       realtimeLive: () => this.realtime?.state === 'live',
+      socket: this.socketSync,
     });
     this.files = new TransferQueue(this.db, http, id, this.events, { ...DEFAULT_TRANSFER_OPTIONS, ...options.transfers });
   }

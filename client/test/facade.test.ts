@@ -58,7 +58,8 @@ describe('the public surface', () => {
 
 describe('the status value', () => {
   it('goes offline → syncing → idle → error, each field consistent with the others', async () => {
-    const { d, ws } = await opened({ sync: { backoff: { baseMs: 50, maxMs: 100 } } });
+    // HTTP faults drive the phases here: sync over the socket is off.
+    const { d, ws } = await opened({ sync: { backoff: { baseMs: 50, maxMs: 100 }, socketSync: false } });
     const seen: SyncStatus[] = [];
     ws.on('status', (s) => {
       expect(s).toBe(ws.status); // the event carries the current value
@@ -109,7 +110,7 @@ describe('the status value', () => {
 
   it('requests failing while the socket is live are an error, not offline (the network works)', async () => {
     // The plain WebSocket: it stays up when this device's fetch fails.
-    const { d, ws } = await opened({ WebSocket: globalThis.WebSocket as unknown as new (url: string) => WebSocketLike });
+    const { d, ws } = await opened({ WebSocket: globalThis.WebSocket as unknown as new (url: string) => WebSocketLike, sync: { socketSync: false } });
     await until(() => ws.status.realtime === 'live', 10_000, 'the socket');
     const seen: SyncStatus[] = [];
     ws.on('status', (s) => seen.push(s));

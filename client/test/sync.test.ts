@@ -133,7 +133,8 @@ async function settled(d: { calls: string[] }, ms = 400) {
 
 describe('realtime', () => {
   it('delivers a change to B without waiting for a poll', async () => {
-    const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000 } };
+    // Counts HTTP pulls: sync over the socket off for B.
+    const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000, socketSync: false } };
     const { wsA, b, wsB } = await twoDevices({}, slow);
     await until(() => wsB.status.realtime === 'live', 10_000, 'B’s socket');
     await wsB.syncNow(); // the first round after start; from here on only a poke wakes B
@@ -184,7 +185,8 @@ describe('realtime', () => {
         return super.onmessage;
       }
     }
-    const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000 } };
+    // Counts HTTP pulls: sync over the socket off for B.
+    const slow = { sync: { pollIntervalMs: 3_600_000, realtimePollIntervalMs: 3_600_000, socketSync: false } };
     const { wsA, b, wsB } = await twoDevices({}, { ...slow, WebSocket: LossySocket as unknown as new (url: string) => WebSocketLike });
     await until(() => wsB.status.realtime === 'live', 10_000, 'B’s socket');
     await wsB.syncNow();
@@ -209,7 +211,8 @@ describe('realtime', () => {
 
 describe('faults', () => {
   it('drops, 500s, 429s with Retry-After and timeouts lose nothing and duplicate nothing', async () => {
-    const { a, wsA, wsB } = await twoDevices({ timeoutMs: 800 });
+    // HTTP's faults (sync over the socket has its own tests, socket-sync.test.ts).
+    const { a, wsA, wsB } = await twoDevices({ timeoutMs: 800, sync: { socketSync: false } });
     // Every other push and pull fails, cycling through each kind of fault in turn.
     const menu = ['drop-before', 'drop-after', { status: 500 }, { status: 503 }, { status: 429, retryAfter: 1 }, 'timeout'] as const;
     const seen = new Map<string, number>();

@@ -1,0 +1,162 @@
+/**
+ * Sync over the workspace's socket (docs/sync.md "Sync over the socket"): while the realtime
+ * socket is live, pushes and pulls go as messages on it and the object answers directly — no
+ * HTTP request, no Worker hop. Whenever the socket is not there, or drops or stalls mid-request,
+ * the caller falls back to HTTP: a push replays idempotently (its opIds are the same), a pull
+ * starts again from the cursor it had reached.
+ */
+import type { SyncChange } from './contract.js';
+import { Or3Error } from './http.js';
+
+/** The socket was not there, or went away or stalled before answering: use HTTP. */
+export class SocketUnavailable extends Error {}
+
+/** How long a request waits for its answer (or a pull for its next page) before giving up on the socket. */
+const REPLY_TIMEOUT_MS = 15_000;
+/** Pages the server may send ahead of our acknowledgements. */
+const WINDOW = 4;
+
+/** The HTTP status each machine code answers with, so socket failures are judged like HTTP ones. */
+const STATUS: Record<string, number> = {
+  invalid_body: 400,
+  invalid_payload: 400,
+  payload_too_large: 413,
+  quota_exceeded: 413,
+  unauthorized: 401,
+  not_member: 403,
+  insufficient_role: 403,
+  rate_limited: 429,
+  auth_unavailable: 503,
+  restoring: 503,
+};
+
+export interface PushReply {
+  results: { opId: string; success: boolean; serverVersion?: number; error?: string; errorCode?: string }[];
+  serverVersion: number;
+}
+
+export interface PulledPage {
+  changes: SyncChange[];
+  nextCursor: number;
+  hasMore: boolean;
+  requiresSnapshot: boolean;
+}
+
+type Reply = { type: string; id: string; [key: string]: unknown };
+interface Waiter {
+  resolve(reply: Reply): void;
+  reject(err: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+let sequence = 0;
+
+export class SocketSync {
+  readonly #waiting = new Map<string, Waiter>();
+
+  constructor(
+    /** Sends on the live socket; false when there is none. */
+    private readonly send: (message: object) => boolean,
+    private readonly live: () => boolean,
+  ) {}
+
+  /** An answer from the server (push-result, changes, error with an id); true when it was ours. */
+  receive(message: Reply): boolean {
+    const waiter = this.#waiting.get(message.id);
+    if (!waiter) return false;
+    this.#waiting.delete(message.id);
+    clearTimeout(waiter.timer);
+    if (message.type === 'error') {
+      const retryAfter = typeof message.retryAfter === 'number' ? message.retryAfter * 1000 : undefined;
+      waiter.reject(new Or3Error(STATUS[String(message.error)] ?? 400, String(message.error), String(message.message), retryAfter));
+    } else waiter.resolve(message);
+    return true;
+  }
+
+  /** The socket went away: whatever waits on it goes to HTTP. */
+  closed() {
+    for (const [id, waiter] of this.#waiting) {
+      clearTimeout(waiter.timer);
+      this.#waiting.delete(id);
+      waiter.reject(new SocketUnavailable('the socket closed'));
+    }
+  }
+
+  /** Pushes a batch over the socket; `SocketUnavailable` when it cannot (then push over HTTP). */
+  async push(ops: unknown[]): Promise<PushReply> {
+    const id = this.#id('push');
+    const reply = await this.#request(id, { type: 'push', id, ops });
+    return reply as unknown as PushReply;
+  }
+
+  /**
+   * Pulls from `cursor` to the head, `onPage` applying each page before it is acknowledged (the
+   * server stays at most WINDOW pages ahead). `onPage` returns false to stop early (the cursor
+   * moved under us). `SocketUnavailable` when the socket cannot serve it (then pull over HTTP).
+   */
+  async pull(cursor: number, limit: number, onPage: (page: PulledPage, from: number) => Promise<boolean>): Promise<void> {
+    const id = this.#id('pull');
+    const pages: Reply[] = [];
+    let wake: (() => void) | null = null;
+    let failed: Error | null = null;
+    // Pages arrive unasked after the first: each registers the waiter for the next.
+    const expect = () =>
+      this.#request(id, null).then(
+        (page) => {
+          pages.push(page);
+          if (page.hasMore) expect();
+          wake?.();
+        },
+        (err: Error) => {
+          failed = err;
+          wake?.();
+        },
+      );
+    expect();
+    if (!this.send({ type: 'pull', id, cursor, limit, window: WINDOW })) {
+      this.#drop(id);
+      throw new SocketUnavailable('no live socket');
+    }
+    for (let from = cursor; ;) {
+      while (!pages.length && !failed) await new Promise<void>((resolve) => (wake = resolve));
+      const page = pages.shift();
+      if (!page) {
+        this.#drop(id);
+        throw failed ?? new SocketUnavailable('the stream ended');
+      }
+      const pulled = page as unknown as PulledPage;
+      if (!(await onPage(pulled, from)) || !pulled.hasMore || pulled.requiresSnapshot) {
+        this.#drop(id);
+        return;
+      }
+      from = pulled.nextCursor;
+      this.send({ type: 'ack', id, cursor: from });
+    }
+  }
+
+  #id(kind: string) {
+    return `${kind}-${Date.now().toString(36)}-${(++sequence).toString(36)}`;
+  }
+
+  #drop(id: string) {
+    const waiter = this.#waiting.get(id);
+    if (waiter) clearTimeout(waiter.timer);
+    this.#waiting.delete(id);
+  }
+
+  /** Registers a waiter for the next answer to `id`, sending `message` first when given. */
+  #request(id: string, message: object | null): Promise<Reply> {
+    if (!this.live()) return Promise.reject(new SocketUnavailable('no live socket'));
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id);
+        reject(new SocketUnavailable('no answer in time'));
+      }, REPLY_TIMEOUT_MS);
+      this.#waiting.set(id, { resolve, reject, timer });
+      if (message && !this.send(message)) {
+        this.#drop(id);
+        reject(new SocketUnavailable('no live socket'));
+      }
+    });
+  }
+}
