@@ -15,6 +15,7 @@
 import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from '../auth/store';
 import { devD1 } from '../dev-d1-delay';
 import type { Bindings } from '../env';
+import type { LimitedCall } from '../sync/limiter';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { can, type Permission, type Role } from '../workspaces/permissions';
@@ -29,6 +30,9 @@ export type Credential =
 
 /** A credential from an access or federated token (what `verifyCredential` yields in the Worker). */
 export type TokenCredential = Exclude<Credential, { kind: 'ticket' }>;
+
+/** A sync request: who (verified, to authorize at the object) and which rate limit it counts against. */
+export type SyncCaller = ShardCaller & LimitedCall;
 
 /** A request as the object authorizes it. */
 export interface ShardCaller {

@@ -11,8 +11,8 @@ import migrations from '../../migrations/do/migrations.js';
 import type { ArchivedEntry } from '../archive/archive';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
-import { FixedWindowLimiter, type LimitedCall } from '../sync/limiter';
-import { AccessCache, type Access, type ShardCaller } from './access';
+import { FixedWindowLimiter } from '../sync/limiter';
+import { AccessCache, type Access, type ShardCaller, type SyncCaller } from './access';
 import type { PreparedOp, TableName } from '../sync/protocol';
 import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
@@ -25,8 +25,6 @@ import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
 
-/** A sync request: who (verified, to authorize here) and which rate limit it counts against. */
-export type SyncCaller = ShardCaller & LimitedCall;
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
 

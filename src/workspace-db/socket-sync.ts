@@ -16,7 +16,7 @@ import { ApiError } from '../errors';
 import { describeIssues } from '../http/body';
 import { SOCKET_SYNC_LIMITS, SYNC_LIMITS, prepareBatch, socketSyncMessage, type PreparedOp, type SocketSyncMessage, type TableName } from '../sync/protocol';
 import type { ShardCaller } from './access';
-import type { SyncCaller } from './object';
+import type { SyncCaller } from './access';
 import type { PushResult } from './push';
 import type { PullOutcome } from './reads';
 
