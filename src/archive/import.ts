@@ -21,12 +21,12 @@ import type { Context } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { ApiError, badRequest, payloadTooLarge } from '../errors';
-import { sha256Hex, toHex } from '../crypto';
+import { sha256Hex } from '../crypto';
 import { describeIssues } from '../http/body';
 import { isBcryptHash, parseHash as parsePasswordHash } from '../auth/passwords';
 import { normalizeEmail } from '../auth/store';
 import { ROLES } from '../workspaces/permissions';
-import { blobKey, parseHash } from '../storage/hashes';
+import { blobKey, parseHash, storedHashMatches } from '../storage/hashes';
 import { mimeType } from '../storage/routes';
 import { checkStoredOp, entryBytes, fingerprintText, REFERENCING_TABLES, referencedHashes, type TableName } from '../sync/protocol';
 import type { ImportedItem, ImportOutcome } from '../workspace-db/imports';
@@ -364,15 +364,6 @@ const withoutServerFields = (p: Record<string, unknown>) => {
   return rest;
 };
 
-/** Streams an R2 object through SHA-256 and compares (objects that did not pass R2's own check on the way in). */
-async function objectHashMatches(bucket: R2Bucket, objectKey: string, hex: string): Promise<boolean> {
-  const object = await bucket.get(objectKey);
-  if (!object) return false;
-  const digest = new crypto.DigestStream('SHA-256');
-  await object.body.pipeTo(digest);
-  return toHex(new Uint8Array(await digest.digest)) === hex;
-}
-
 type BatchKind = 'sync' | 'users' | 'members' | 'invites' | null;
 
 /** The apply pass: batches of each kind, flushed in stream order. */
@@ -528,7 +519,7 @@ class Applier {
       ? `no object at ${objectKey}: upload the blob first (the file record follows it)`
       : head.size !== l.size_bytes
         ? `the object has ${head.size} bytes, the record says ${l.size_bytes}`
-        : head.customMetadata?.verified !== 'sha256' && !(await objectHashMatches(bucket, objectKey, hash.hex))
+        : head.customMetadata?.verified !== 'sha256' && !(await storedHashMatches(bucket, objectKey, hash.hex))
           ? 'the object does not match its hash'
           : null;
     if (reason) return skip(this.report, { line: n, type: 'file', key: l.hash, reason });

@@ -9,7 +9,6 @@
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
 import { audit } from '../audit/emit';
-import { toHex } from '../crypto';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
@@ -18,7 +17,7 @@ import { authorizeAtShard } from '../workspaces/authorize';
 import { membershipOf, workspaceExists } from '../workspaces/store';
 import { runBlobGc } from './gc';
 import { multipartRoutes, partRoute } from './multipart';
-import { blobKey, requireHash, type ParsedHash } from './hashes';
+import { blobKey, requireHash, storedHashMatches, type ParsedHash } from './hashes';
 import { r2Provider } from './providers';
 import { checkUploadPolicy, type StorageDeps } from './policy';
 import { clampExpiry, URL_LIMITS, urlKeys, verify } from './signing';
@@ -84,15 +83,6 @@ async function checkSignature(c: Context<AppEnv>, fields: Parameters<typeof veri
   const outcome = await verify(await urlKeys(storage.urlSecret, storage.urlSecretPrevious), fields, c.req.query('kid') ?? '', c.req.query('sig') ?? '');
   if (outcome === 'invalid') throw forbidden('This URL is not valid (tampered, or signed with a retired key)', 'invalid_signature');
   if (outcome === 'expired') throw gone('This URL has expired; ask for a new one', 'url_expired');
-}
-
-/** Streams an object through SHA-256 and compares (for uploads no one verified on the way in). */
-async function hashMatches(bucket: R2Bucket, key: string, hex: string): Promise<boolean> {
-  const object = await bucket.get(key);
-  if (!object) return false;
-  const digest = new crypto.DigestStream('SHA-256');
-  await object.body.pipeTo(digest);
-  return toHex(new Uint8Array(await digest.digest)) === hex;
 }
 
 /**
@@ -313,7 +303,7 @@ export const storageRoutes = (deps: StorageDeps) =>
       // our verification mark) are hashed now, before they count. Object metadata alone is not
       // trusted while S3 uploads are possible: an S3 client might set it.
       const mayBypass = config.storage.s3 !== undefined || head.customMetadata?.verified !== 'sha256';
-      if (mayBypass && !(await hashMatches(c.env.BLOBS, key, hash.hex))) {
+      if (mayBypass && !(await storedHashMatches(c.env.BLOBS, key, hash.hex))) {
         await c.env.BLOBS.delete(key);
         throw unprocessable('The stored bytes do not match the hash; the object was removed', 'integrity_error');
       }

@@ -2,37 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { call, signedInUser } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
-import { message, op, pull, syncUser } from './helpers';
-
-interface Socket {
-  ws: WebSocket;
-  messages: any[];
-  closed: Promise<{ code: number }>;
-  next: (predicate: (m: any) => boolean, timeoutMs?: number) => Promise<any>;
-  send: (m: unknown) => void;
-}
-
-async function open(res: Response): Promise<Socket> {
-  if (!res.webSocket) throw new Error(`no upgrade: ${res.status} ${await res.text()}`);
-  const ws = res.webSocket;
-  ws.accept();
-  const messages: any[] = [];
-  const waiters: { predicate: (m: any) => boolean; resolve: (m: any) => void }[] = [];
-  ws.addEventListener('message', (e) => {
-    const m = JSON.parse(String(e.data));
-    messages.push(m);
-    for (const w of [...waiters]) if (w.predicate(m)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(m));
-  });
-  const closed = new Promise<{ code: number }>((resolve) => ws.addEventListener('close', (e) => resolve({ code: e.code })));
-  const next = (predicate: (m: any) => boolean, timeoutMs = 5000) =>
-    new Promise<any>((resolve, reject) => {
-      const found = messages.find(predicate);
-      if (found) return resolve(found);
-      waiters.push({ predicate, resolve });
-      setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(messages).slice(0, 2000)}`)), timeoutMs);
-    });
-  return { ws, messages, closed, next, send: (m) => ws.send(JSON.stringify(m)) };
-}
+import { message, op, openSocket as open, pull, syncUser } from './helpers';
 
 const connect = async (u: { headers: Record<string, string>; workspaceId: string }, vars?: Record<string, string>) => {
   const path = `/api/sync/ws?workspaceId=${u.workspaceId}`;
@@ -114,7 +84,7 @@ describe('pull over the socket', () => {
     socket.send({ type: 'pull', id: 's1', cursor: 0, limit: 5, window: 2 });
     const pages = () => socket.messages.filter((m) => m.type === 'changes' && m.id === 's1');
     const settle = () => new Promise((r) => setTimeout(r, 200));
-    await socket.next(() => pages().length === 2, 3000);
+    await socket.next(() => pages().length === 2, 'two pages');
     await settle();
     expect(pages()).toHaveLength(2); // the window is full until the client acknowledges
     socket.send({ type: 'ack', id: 's1', cursor: pages()[0].nextCursor });
