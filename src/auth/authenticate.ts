@@ -15,7 +15,8 @@ import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
 import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
-import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from './store';
+import { loadSessionAuth } from './sessions';
+import { identityUser } from './store';
 import type { Role } from '../workspaces/permissions';
 import type { Membership } from '../workspaces/store';
 import type { TokenCredential as Credential } from '../workspace-db/access';
@@ -166,7 +167,7 @@ async function fromIdentity(c: Context<AppEnv>, credential: Extract<Credential, 
     displayName: credential.displayName,
   };
   const db = c.env.DB;
-  const user = c.get('config').auth.autoProvision ? await getOrCreateIdentityUser(db, identity) : await findIdentityUser(db, identity);
+  const user = await identityUser(db, identity, c.get('config').auth.autoProvision);
   if (!user || user.disabled_at !== null) return null;
   return {
     userId: user.id,

@@ -9,7 +9,7 @@ import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { clientIp, enforceLimit } from '../http/rate-limit';
 import { closeSessionSockets } from '../sync/sockets';
-import { rotateRefreshToken } from './store';
+import { rotateRefreshToken } from './sessions';
 import { signAccessToken, signingKeys } from './tokens';
 
 export interface Rotated {

@@ -27,16 +27,13 @@ import {
   createInvitedUser,
   createBootstrapAdmin,
   createPasswordUser,
-  createSession,
   findUserByEmail,
   findUserById,
   countLoginAttempt,
   normalizeEmail,
-  revokeSession,
-  sessionOfRefreshToken,
-  sessionOwner,
   rehashPassword,
 } from './store';
+import { createSession, revokeSession, sessionOfRefreshToken, sessionOwner } from './sessions';
 import { sha256Hex } from '../crypto';
 
 /** Auth bodies are a few short strings; a small cap answers oversized ones with 413 before any work. */

@@ -12,7 +12,8 @@
  * only make it fresher. A D1 failure during a fill fails closed (503); cached facts keep serving
  * until their time is up.
  */
-import { findIdentityUser, getOrCreateIdentityUser, loadSessionAuth } from '../auth/store';
+import { loadSessionAuth } from '../auth/sessions';
+import { identityUser } from '../auth/store';
 import { devD1 } from '../dev-d1-delay';
 import type { Bindings } from '../env';
 import type { LimitedCall } from '../sync/limiter';
@@ -193,7 +194,7 @@ export class AccessCache {
         displayName: credential.displayName,
       };
       this.d1Reads++;
-      const user = caller.autoProvision ? await getOrCreateIdentityUser(this.#db, identity) : await findIdentityUser(this.#db, identity);
+      const user = await identityUser(this.#db, identity, caller.autoProvision);
       facts = {
         userId: user?.id ?? null,
         liveUntil: Number.POSITIVE_INFINITY,

@@ -6,39 +6,10 @@ import { removeMember, upsertMember } from '../../src/workspaces/store';
 import { SOCKET_REVERIFY_MS } from '../../src/workspace-db/sockets';
 import { call, PASSWORD, signedInUser, signInBearer } from '../auth/helpers';
 import { api } from '../helpers';
-import { message, op, pull, pushOk, syncUser, thread } from './helpers';
+import { message, op, openSocket as open, pull, pushOk, syncUser, thread, type TestSocket } from './helpers';
 
-interface Socket {
-  ws: WebSocket;
-  messages: any[];
-  closed: Promise<{ code: number }>;
-  next: (predicate: (m: any) => boolean) => Promise<any>;
-}
-
-async function connect(path: string, headers: Record<string, string> = {}): Promise<Socket> {
+async function connect(path: string, headers: Record<string, string> = {}): Promise<TestSocket> {
   return open(await api(path, { headers: { upgrade: 'websocket', ...headers } }));
-}
-
-async function open(res: Response): Promise<Socket> {
-  if (!res.webSocket) throw new Error(`no upgrade: ${res.status} ${await res.text()}`);
-  const ws = res.webSocket;
-  ws.accept();
-  const messages: any[] = [];
-  const waiters: { predicate: (m: any) => boolean; resolve: (m: any) => void }[] = [];
-  ws.addEventListener('message', (e) => {
-    const m = JSON.parse(String(e.data));
-    messages.push(m);
-    for (const w of [...waiters]) if (w.predicate(m)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(m));
-  });
-  const closed = new Promise<{ code: number }>((resolve) => ws.addEventListener('close', (e) => resolve({ code: e.code })));
-  const next = (predicate: (m: any) => boolean) =>
-    new Promise<any>((resolve, reject) => {
-      const found = messages.find(predicate);
-      if (found) return resolve(found);
-      waiters.push({ predicate, resolve });
-      setTimeout(() => reject(new Error(`timed out; got ${JSON.stringify(messages)}`)), 5000);
-    });
-  return { ws, messages, closed, next };
 }
 
 describe('GET /api/sync/ws', () => {
