@@ -11,6 +11,7 @@ import { badRequest, payloadTooLarge } from '../errors';
 import { sha256Hex } from '../crypto';
 import { parseHash } from '../storage/hashes';
 import { TABLES, type TableName } from '../../client/src/contract';
+import { capabilityField, rowFlags } from './capabilities';
 
 export const SYNC_LIMITS = {
   maxOps: 100,
@@ -101,7 +102,10 @@ const opsSchema = (max: number) =>
       }
     });
 
-export const pushSchema = z.strictObject({ scope: scopeSchema, ops: opsSchema(SYNC_LIMITS.maxOps) });
+/** What newer OR3 clients declare on pull, snapshot and push (docs/api.md "Capabilities"): 'v1' or nothing. */
+const capabilities = { fileKindCapability: capabilityField, workspaceItemCapability: capabilityField };
+
+export const pushSchema = z.strictObject({ scope: scopeSchema, ops: opsSchema(SYNC_LIMITS.maxOps), ...capabilities });
 /**
  * Sync over the workspace's socket (docs/sync.md "Sync over the socket"): the same rules as the
  * HTTP routes, with a larger batch per message (a device catching up sends few messages).
@@ -127,6 +131,7 @@ export const pullSchema = z.strictObject({
   cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   limit: z.number().int().min(1).max(SYNC_LIMITS.pullMax).optional(),
   tables,
+  ...capabilities,
 });
 export const cursorSchema = z.strictObject({
   scope: scopeSchema,
@@ -138,6 +143,7 @@ export const snapshotSchema = z.strictObject({
   pageSize: z.number().int().min(1).max(SYNC_LIMITS.snapshotMax).optional(),
   pageToken: z.string().min(1).max(2048).optional(),
   tables,
+  ...capabilities,
 });
 export const gcSchema = z.strictObject({
   scope: scopeSchema,
@@ -155,8 +161,21 @@ const clock = z.number().int().min(0);
 const str = z.string();
 const common = { deleted: flag, created_at: seconds, updated_at: seconds, clock };
 
+/** Optional text or null. */
+const nullableText = z.string().nullable().optional();
+
 const payloadSchemas: Record<TableName, z.ZodType> = {
-  threads: z.looseObject({ id: str, status: str, pinned: flag, ...common }),
+  // The branching fields of OR3's newest ThreadPayloadSchema: optional, but its clients refuse other values.
+  threads: z.looseObject({
+    id: str,
+    status: str,
+    pinned: flag,
+    ...common,
+    branch_mode: z.enum(['reference', 'copy', 'compacted']).nullable().optional(),
+    root_thread_id: nullableText,
+    summary_message_id: nullableText,
+    fork_reason: z.enum(['manual', 'retry', 'compaction']).optional(),
+  }),
   messages: z.looseObject({ id: str, thread_id: str, role: str, index: z.number(), order_key: str, ...common }),
   projects: z.looseObject({ id: str, name: str, ...common }),
   posts: z.looseObject({ id: str, title: str, content: str, post_type: str, ...common }),
@@ -183,6 +202,8 @@ export interface PreparedOp {
   fileHashes: string[] | null;
   /** What one stored copy of this op counts towards the sync storage quota (`entryBytes`). */
   bytes: number;
+  /** The capabilities its payload needs of readers and writers (capabilities.ts `rowFlags`); 0 for deletes. */
+  flags: number;
 }
 
 /**
@@ -392,6 +413,7 @@ export async function prepareBatch(
     let stored: string | null = null;
     let storedBytes = 0;
     let fileHashes: string[] | null = null;
+    let flags = 0;
     // Each payload is sorted and serialized once; the size check, the fingerprint and (when the
     // server changes nothing) the stored text all use that one string.
     let canonical: string;
@@ -419,6 +441,7 @@ export async function prepareBatch(
       stored = rewrite ? canonicalJson(payload) : canonical;
       storedBytes = rewrite ? utf8Length(stored) : bytes;
       if (REFERENCING_TABLES.has(table)) fileHashes = isLive(payload) ? parseFileHashes(table, payload.file_hashes) : [];
+      flags = rowFlags(table, payload);
     }
     if (batchBytes > maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${maxBatchBytes} bytes`);
     fingerprints.push(sha256Hex(fingerprintInput(op, canonical)));
@@ -434,6 +457,7 @@ export async function prepareBatch(
       fingerprint: '',
       fileHashes,
       bytes: entryBytes(stored, op.pk, op.stamp.hlc, op.stamp.deviceId, storedBytes),
+      flags,
     });
   }
   // The digests run together rather than one await per op.

@@ -6,6 +6,7 @@
  * (clock, hlc, opId), and importing the same stream twice changes nothing.
  */
 import type { ArchivedEntry } from '../archive/archive';
+import { rowFlags } from '../sync/capabilities';
 import { compareRevisions, type PreparedOp, type TableName } from '../sync/protocol';
 import { headVersion } from './meta';
 import { applyPush, PUSH_LOOKUPS, type Revision } from './push';
@@ -91,6 +92,7 @@ export function importState(sql: SqlStorage, items: ImportedItem[], now: number)
       fingerprint: item.fingerprint,
       fileHashes: item.fileHashes,
       bytes: item.bytes,
+      flags: item.payload === null ? 0 : rowFlags(item.tableName, JSON.parse(item.payload) as Record<string, unknown>),
     };
     const applied = applyPush(sql, [op], item.userId, item.deletedAt ?? now);
     const result = applied.ok ? applied.results[0] : undefined;

@@ -19,7 +19,7 @@ import * as blobs from './blobs';
 import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
 import { applyPush, logConflicts, type PushResult } from './push';
-import { pull, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
+import { pull, readerRefusal, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
 import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
 import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
@@ -64,11 +64,14 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     this.#access.forget(input);
   }
 
-  /** `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data. */
-  async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+  /**
+   * `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data;
+   * `missing`: the capability flags the client lacks (capabilities.ts), 0 when it has them all.
+   */
+  async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, missing = 0): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
-    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes));
+    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes, missing));
     if (!outcome.ok) return outcome;
     logConflicts(caller.workspaceId, outcome.conflicts);
     const { results, serverVersion, allocated } = outcome;
@@ -78,18 +81,20 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (allocated > 0) await armGc(this.ctx.storage);
     return { ok: true, results, serverVersion };
   }
-  async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure> {
+  async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[]; missing?: number }): Promise<({ ok: true } & PullOutcome) | Failure> {
     const access = await this.#admit(caller);
+    if (!access.ok) return access;
     // A read: one implicit transaction is enough, and no await separates its statements.
-    return !access.ok ? access : { ok: true, ...pull(this.#sql, { ...input, userId: access.userId }) };
+    return readerRefusal(this.#sql, input.missing ?? 0, input.tables) ?? { ok: true, ...pull(this.#sql, { ...input, userId: access.userId }) };
   }
   async updateCursor(caller: SyncCaller, input: { deviceId: string; version: number }): Promise<{ ok: true } | Failure> {
     const access = await this.#admit(caller);
     return !access.ok ? access : this.ctx.storage.transactionSync(() => updateCursor(this.#sql, { ...input, userId: access.userId }, Date.now()));
   }
-  async snapshot(caller: SyncCaller, input: { pageSize: number; pageToken?: string; tables?: TableName[] }): Promise<SnapshotReply | Failure> {
+  async snapshot(caller: SyncCaller, input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number }): Promise<SnapshotReply | Failure> {
     const access = await this.#admit(caller);
-    return !access.ok ? access : snapshot(this.#sql, { ...input, userId: access.userId });
+    if (!access.ok) return access;
+    return readerRefusal(this.#sql, input.missing ?? 0, input.tables) ?? snapshot(this.#sql, { ...input, userId: access.userId });
   }
   async gc(caller: SyncCaller, input: GcRequest): Promise<{ ok: true; deletedCount: number; userId: string } | Failure> {
     const access = await this.#admit(caller);

@@ -4,6 +4,7 @@
  * fork and import use.
  */
 import type { ArchivedEntry } from '../archive/archive';
+import { rowFlags } from '../sync/capabilities';
 import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
 import type { Failure } from '../errors';
 import { headVersion, prunedThrough, restoredRanges, setMeta } from './meta';
@@ -126,6 +127,7 @@ export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): Replay
       fingerprint: e.fingerprint,
       fileHashes,
       bytes: entryBytes(payload, e.pk, e.hlc, e.deviceId),
+      flags: e.op === 'put' ? rowFlags(e.tableName, e.payload) : 0,
     };
     const result = applyPush(sql, [op], e.userId, e.createdAt);
     const first = result.ok ? result.results[0] : undefined;
