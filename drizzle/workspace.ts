@@ -148,6 +148,8 @@ export const uploadIntents = sqliteTable(
     reservedBytes: integer('reserved_bytes').notNull(),
     status: text('status', { enum: ['active', 'consumed', 'cancelled', 'expired'] }).notNull(),
     userId: text('user_id').notNull(),
+    /** 1 when the presign declared `file_kind_capability` (a client that commits with the intent): its file_meta must wait for the commit. */
+    strict: integer('strict').notNull().default(0),
     expiresAt: integer('expires_at').notNull(),
     createdAt: integer('created_at').notNull(),
     consumedAt: integer('consumed_at'),

@@ -11,6 +11,7 @@ CREATE TABLE `upload_intents` (
 	`reserved_bytes` integer NOT NULL,
 	`status` text NOT NULL,
 	`user_id` text NOT NULL,
+	`strict` integer DEFAULT 0 NOT NULL,
 	`expires_at` integer NOT NULL,
 	`created_at` integer NOT NULL,
 	`consumed_at` integer

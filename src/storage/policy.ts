@@ -7,7 +7,7 @@ import type { Context } from 'hono';
 import { audit } from '../audit/emit';
 import type { Config } from '../config';
 import type { AppEnv } from '../env';
-import { conflict } from '../errors';
+import { conflict, fromFailure } from '../errors';
 import type { BlobState } from '../workspace-db/blobs';
 import type { ParsedHash } from './hashes';
 import { defaultStorageHooks, type StorageHooks } from './hooks';
@@ -57,4 +57,52 @@ export async function checkUploadPolicy(
     throw err;
   }
   return state;
+}
+
+/**
+ * Presign-upload's policy with an upload intent (docs/api.md "Upload intents"): one call to the
+ * workspace's object reserves the bytes against the quota atomically (so concurrent uploads
+ * cannot together pass it) and returns the blob's state; then the hooks' policies run, seeing
+ * the committed plus reserved bytes. A policy's refusal cancels the intent (its bytes are free at
+ * once) and is audited. Returns the blob's state and the intent's id.
+ */
+export async function reserveUploadPolicy(
+  c: Context<AppEnv>,
+  hooks: StorageHooks,
+  input: { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; expiresAt: number; strict: boolean; anyMimeType: boolean },
+): Promise<{ state: BlobState; intentId: string }> {
+  const config = c.get('config');
+  const ws = c.env.WORKSPACE.getByName(input.workspaceId);
+  const reply = await ws.reserveUpload({
+    hash: input.hash.canonical,
+    mimeType: input.mimeType,
+    sizeBytes: input.sizeBytes,
+    userId: input.userId,
+    expiresAt: input.expiresAt,
+    quotaBytes: config.storage.workspaceQuotaBytes,
+    strict: input.strict,
+  });
+  const refuse = (err: unknown) => {
+    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err instanceof Error ? err.message : 'rejected' });
+    return err;
+  };
+  if (!reply.intent.ok) throw refuse(fromFailure(reply.intent));
+  const { intentId, reservedBytes } = reply.intent;
+  try {
+    await hooks.checkUpload({
+      workspaceId: input.workspaceId,
+      userId: input.userId,
+      hash: input.hash.canonical,
+      mimeType: input.mimeType,
+      sizeBytes: input.sizeBytes,
+      // The quota policy sees what is stored and reserved by other uploads; a committed blob costs nothing again.
+      usedBytes: (reply.state.committed ? reply.usedBytes - input.sizeBytes : reply.usedBytes) + reservedBytes,
+      config,
+      anyMimeType: input.anyMimeType,
+    });
+  } catch (err) {
+    await ws.cancelIntent(intentId);
+    throw refuse(err);
+  }
+  return { state: reply.state, intentId };
 }

@@ -16,6 +16,7 @@ import { AccessCache, type Access, type ShardCaller, type SyncCaller } from './a
 import type { PreparedOp, TableName } from '../sync/protocol';
 import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
+import * as intents from './intents';
 import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
 import { applyPush, logConflicts, type PushResult } from './push';
@@ -150,8 +151,34 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     await armGc(this.ctx.storage);
     return blobs.uploadState(this.#sql, hash);
   }
+  /**
+   * Presign-upload's one call with an upload intent (intents.ts): the blob's state, the committed
+   * and reserved bytes, and the intent, reserved atomically against `quotaBytes`.
+   */
+  async reserveUpload(input: Omit<intents.ReserveInput, 'userId'> & { userId: string }) {
+    await armGc(this.ctx.storage);
+    return this.ctx.storage.transactionSync(() => {
+      const now = Date.now();
+      const { state, usedBytes } = blobs.uploadState(this.#sql, input.hash, now);
+      return { state, usedBytes, intent: intents.reserveUpload(this.#sql, input, state, usedBytes, now) };
+    });
+  }
+  cancelIntent(intentId: string): void {
+    this.ctx.storage.transactionSync(() => intents.cancelIntent(this.#sql, intentId));
+  }
   blobState(hash: string): blobs.BlobState {
     return blobs.blobState(this.#sql, hash);
+  }
+  /**
+   * What a download needs (docs/api.md "Downloads"): whether the blob is committed, and what the
+   * workspace's rows say of it: its live file_meta (name, kind, MIME type), if any.
+   */
+  fileFacts(hash: string): { committed: boolean; blob: { mimeType: string; kind: string | null; name: string | null } | null; meta: blobs.FileMetaFacts | null } {
+    return blobs.fileFacts(this.#sql, hash);
+  }
+  /** Whether `userId` may still read this workspace (a removal is seen at once: it drops the cached role). */
+  isMember(userId: string, cacheTtlMs: number): Promise<boolean> {
+    return this.#access.isMember(this.ctx.id.name ?? '', userId, cacheTtlMs);
   }
   async commitBlob(input: blobs.CommitInput, quotaBytes: number): Promise<blobs.CommitOutcome> {
     const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));

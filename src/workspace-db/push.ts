@@ -6,7 +6,9 @@
  */
 import type { Revision } from '../../client/src/contract';
 import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../sync/protocol';
-import { capabilityFailure } from '../sync/capabilities';
+import { capabilityFailure, FLAG_GENERIC_FILE } from '../sync/capabilities';
+import { parseHash } from '../storage/hashes';
+import { uncommittedUnderIntent } from './intents';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
@@ -127,8 +129,11 @@ export function applyPush(
   userId: string,
   now: number,
   quotaBytes = Number.POSITIVE_INFINITY,
-  /** The capability flags the pusher lacks (capabilities.ts `missingFlags`): 0 for a client that has them all. */
-  missing = 0,
+  /**
+   * The capability flags the pusher lacks (capabilities.ts `missingFlags`): 0 for a client that
+   * has them all; null for a replay of stored history (import, fork), to which no client gate applies.
+   */
+  missing: number | null = null,
 ): PushOutcome | Failure {
   let head = headVersion(sql);
   const start = head;
@@ -167,6 +172,17 @@ export function applyPush(
     }
   }
 
+  // A newer client's file_meta waits for the commit of bytes it is uploading under an intent (docs/api.md "Upload intents").
+  const canonicalHash = (pk: string) => parseHash(pk)?.canonical ?? pk;
+  const waiting =
+    missing === null || missing & FLAG_GENERIC_FILE
+      ? new Set<string>()
+      : uncommittedUnderIntent(
+          sql,
+          ops.filter((op) => op.tableName === 'file_meta' && op.op === 'put' && !logged.has(op.opId)).map((op) => canonicalHash(op.pk)),
+          now,
+        );
+
   const logRows: unknown[][] = [];
   const winners = new Map<string, { op: PreparedOp; version: number }>();
   /** The last version logged for each key in this batch, winner or loser. */
@@ -184,6 +200,8 @@ export function applyPush(
       const stored = current.get(key) ?? null;
       if (op.tableName === NOTIFICATIONS && stored && stored.owner_id !== userId) {
         result = { opId: op.opId, success: false, error: 'This notification belongs to another user', errorCode: 'UNAUTHORIZED' };
+      } else if (waiting.size && op.tableName === 'file_meta' && op.op === 'put' && waiting.has(canonicalHash(op.pk))) {
+        result = { opId: op.opId, success: false, error: 'The bytes of this file were never committed; commit the upload first', errorCode: 'VALIDATION_ERROR' };
       } else {
         head += 1;
         logRows.push([head, op.opId, op.tableName, op.pk, op.op, op.payload, op.clock, op.hlc, op.deviceId, op.fingerprint, op.bytes]);
