@@ -69,7 +69,16 @@ export async function checkUploadPolicy(
 export async function reserveUploadPolicy(
   c: Context<AppEnv>,
   hooks: StorageHooks,
-  input: { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; expiresAt: number; strict: boolean; anyMimeType: boolean },
+  input: {
+    workspaceId: string;
+    userId: string;
+    hash: ParsedHash;
+    mimeType: string;
+    sizeBytes: number;
+    expiresAt: number;
+    strict: boolean;
+    anyMimeType: boolean;
+  },
 ): Promise<{ state: BlobState; intentId: string }> {
   const config = c.get('config');
   const ws = c.env.WORKSPACE.getByName(input.workspaceId);

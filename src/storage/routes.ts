@@ -55,6 +55,8 @@ const presignDownloadSchema = z.strictObject({
   workspace_id: id,
   hash,
   storage_id: z.string().max(400).optional(),
+  /** Sent by newer OR3 clients; the server goes by its own records. */
+  mime_type: mimeType.optional(),
   expires_in_ms: expiresIn,
   disposition,
   file_kind_capability,
@@ -259,7 +261,16 @@ export const storageRoutes = (deps: StorageDeps) =>
       const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
       const expires = Number(c.req.query('exp'));
       const genericFor = c.req.query('g');
-      await checkSignature(c, { method: 'GET', workspaceId, key, expires, size: 0, hash: hash.canonical, disposition: disp, contentType: genericFor ? `generic:${genericFor}` : '' });
+      await checkSignature(c, {
+        method: 'GET',
+        workspaceId,
+        key,
+        expires,
+        size: 0,
+        hash: hash.canonical,
+        disposition: disp,
+        contentType: genericFor ? `generic:${genericFor}` : '',
+      });
       // A generic file's URL is authorized again on every use (docs/api.md "Downloads"): its user is still a member, its file_meta still live.
       let genericName: string | null = null;
       if (genericFor) {

@@ -128,8 +128,7 @@ export function markForDelete(sql: SqlStorage, hash: string, now: number): Delet
   // Decided from the rows themselves (file_refs is derived from live messages and posts; never a client's ref_count).
   const refs = refCount(sql, hash);
   if (refs > 0) return { ok: false, status: 409, code: 'blob_referenced', message: `This file is still referenced by ${refs} message(s) or post(s)` };
-  if (liveFileMeta(sql, hash))
-    return { ok: false, status: 409, code: 'blob_referenced', message: 'This file still has a live file_meta row; delete it first' };
+  if (liveFileMeta(sql, hash)) return { ok: false, status: 409, code: 'blob_referenced', message: 'This file still has a live file_meta row; delete it first' };
   const row = sql.exec<{ storage_key: string }>('UPDATE blobs SET gc_started_at = ? WHERE hash = ? RETURNING storage_key', now, hash).toArray()[0];
   return { ok: true, storageKey: row?.storage_key ?? null };
 }

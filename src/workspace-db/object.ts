@@ -69,7 +69,12 @@ export class WorkspaceDO extends DurableObject<Bindings> {
    * `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data;
    * `missing`: the capability flags the client lacks (capabilities.ts), 0 when it has them all.
    */
-  async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, missing = 0): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+  async push(
+    caller: SyncCaller,
+    ops: PreparedOp[],
+    quotaBytes: number,
+    missing = 0,
+  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
     const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes, missing));
@@ -82,7 +87,10 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (allocated > 0) await armGc(this.ctx.storage);
     return { ok: true, results, serverVersion };
   }
-  async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[]; missing?: number }): Promise<({ ok: true } & PullOutcome) | Failure> {
+  async pull(
+    caller: SyncCaller,
+    input: { cursor: number; limit: number; tables?: TableName[]; missing?: number },
+  ): Promise<({ ok: true } & PullOutcome) | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
     // A read: one implicit transaction is enough, and no await separates its statements.
@@ -92,7 +100,10 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const access = await this.#admit(caller);
     return !access.ok ? access : this.ctx.storage.transactionSync(() => updateCursor(this.#sql, { ...input, userId: access.userId }, Date.now()));
   }
-  async snapshot(caller: SyncCaller, input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number }): Promise<SnapshotReply | Failure> {
+  async snapshot(
+    caller: SyncCaller,
+    input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number },
+  ): Promise<SnapshotReply | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
     return readerRefusal(this.#sql, input.missing ?? 0, input.tables) ?? snapshot(this.#sql, { ...input, userId: access.userId });
@@ -173,7 +184,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
    * What a download needs (docs/api.md "Downloads"): whether the blob is committed, and what the
    * workspace's rows say of it: its live file_meta (name, kind, MIME type), if any.
    */
-  fileFacts(hash: string): { committed: boolean; blob: { mimeType: string; kind: string | null; name: string | null } | null; meta: blobs.FileMetaFacts | null } {
+  fileFacts(hash: string): {
+    committed: boolean;
+    blob: { mimeType: string; kind: string | null; name: string | null } | null;
+    meta: blobs.FileMetaFacts | null;
+  } {
     return blobs.fileFacts(this.#sql, hash);
   }
   /** Whether `userId` may still read this workspace (a removal is seen at once: it drops the cached role). */

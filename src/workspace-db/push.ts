@@ -23,8 +23,7 @@ export type { Revision } from '../../client/src/contract';
 export type PushWinner =
   // `any`, not `unknown`: RPC's type mapping cannot carry `unknown` (reads.ts JsonObject).
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  | { kind: 'put'; payload: { [key: string]: any }; revision: Revision }
-  | { kind: 'delete'; revision: Revision; serverDeletedAt: number };
+  { kind: 'put'; payload: { [key: string]: any }; revision: Revision } | { kind: 'delete'; revision: Revision; serverDeletedAt: number };
 
 /**
  * One op's answer (docs/api.md "Push results"): `replayed` for an opId that was already applied
@@ -194,14 +193,21 @@ export function applyPush(
     let result: PushResult;
     if (before) {
       result =
-        before.fingerprint === op.fingerprint ? { opId: op.opId, success: true, serverVersion: before.server_version, replayed: true } : conflictResult(op.opId);
+        before.fingerprint === op.fingerprint
+          ? { opId: op.opId, success: true, serverVersion: before.server_version, replayed: true }
+          : conflictResult(op.opId);
     } else {
       const key = entityKey(op.tableName, op.pk);
       const stored = current.get(key) ?? null;
       if (op.tableName === NOTIFICATIONS && stored && stored.owner_id !== userId) {
         result = { opId: op.opId, success: false, error: 'This notification belongs to another user', errorCode: 'UNAUTHORIZED' };
       } else if (waiting.size && op.tableName === 'file_meta' && op.op === 'put' && waiting.has(canonicalHash(op.pk))) {
-        result = { opId: op.opId, success: false, error: 'The bytes of this file were never committed; commit the upload first', errorCode: 'VALIDATION_ERROR' };
+        result = {
+          opId: op.opId,
+          success: false,
+          error: 'The bytes of this file were never committed; commit the upload first',
+          errorCode: 'VALIDATION_ERROR',
+        };
       } else {
         head += 1;
         logRows.push([head, op.opId, op.tableName, op.pk, op.op, op.payload, op.clock, op.hlc, op.deviceId, op.fingerprint, op.bytes]);
