@@ -82,7 +82,8 @@ export function reserveUpload(sql: SqlStorage, input: ReserveInput, state: BlobF
     input.expiresAt,
     now,
   );
-  return { ok: true, intentId, reservedBytes: reserved };
+  // What other uploads hold, for the quota policy that adds this upload's size itself: an earlier intent for the same bytes is this upload.
+  return { ok: true, intentId, reservedBytes: sameHash && !state.committed ? Math.max(0, reserved - input.sizeBytes) : reserved };
 }
 
 /** Ends an intent the Worker refused after reserving it (a policy hook said no): its bytes are free at once. */
