@@ -12,6 +12,7 @@ import { sha256Hex } from '../crypto';
 import { parseHash } from '../storage/hashes';
 import { TABLES, type TableName } from '../../client/src/contract';
 import { capabilityField, rowFlags } from './capabilities';
+import { isUuid, legacyOpUuid } from './legacy-op-ids';
 
 export const SYNC_LIMITS = {
   maxOps: 100,
@@ -62,13 +63,11 @@ const text = (max: number) =>
     .refine((s) => !LONE_SURROGATE.test(s), 'must be valid Unicode text');
 const id = text(256);
 /**
- * An RFC 4122 (9562) UUID: version 1–8 and the 10xx variant, or the nil/max UUIDs; the rule
- * newer OR3 clients apply to every opId in a pull page, so one odd writer cannot poison every
- * other client's pages (docs/sync.md "Guarantees", idempotency).
+ * Any text here: an opId that is not an RFC 4122 UUID is taken only as the replay of a legacy op
+ * (mapped to its deterministic UUID, legacy-op-ids.ts); the workspace's object refuses it with a
+ * 400 unless that op is already logged (docs/api.md "Legacy opIds").
  */
-const UUID =
-  /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
-const opIdSchema = z.string().regex(UUID, 'must be an RFC 4122 UUID');
+const opIdSchema = text(256);
 export const scopeSchema = z.strictObject({ workspaceId: id, projectId: id.optional() });
 const tables = z.array(z.enum(TABLES)).max(SYNC_LIMITS.maxTables).optional();
 
@@ -188,7 +187,10 @@ const payloadSchemas: Record<TableName, z.ZodType> = {
 const SERVER_FIELDS = ['hlc', 'ref_count'];
 
 export interface PreparedOp {
+  /** The opId as stored: a UUID (a legacy one mapped, legacy-op-ids.ts). */
   opId: string;
+  /** The client's own opId when it is not a UUID (a legacy op's replay): results echo it. */
+  clientOpId?: string;
   tableName: TableName;
   pk: string;
   op: 'put' | 'delete';
@@ -445,8 +447,10 @@ export async function prepareBatch(
     }
     if (batchBytes > maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${maxBatchBytes} bytes`);
     fingerprints.push(sha256Hex(fingerprintInput(op, canonical)));
+    const legacy = !isUuid(op.stamp.opId);
     prepared.push({
-      opId: op.stamp.opId,
+      opId: legacy ? legacyOpUuid(op.stamp.opId) : op.stamp.opId,
+      ...(legacy ? { clientOpId: op.stamp.opId } : {}),
       tableName: table,
       pk: op.pk,
       op: op.operation,

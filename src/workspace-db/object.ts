@@ -19,6 +19,7 @@ import * as blobs from './blobs';
 import * as intents from './intents';
 import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
+import { rewriteLegacyOpIds } from './legacy-op-ids';
 import { applyPush, logConflicts, type PushResult } from './push';
 import { pull, readerRefusal, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
 import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
@@ -42,7 +43,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     // Returned, so a failing migration rejects blockConcurrencyWhile and resets the object.
-    void ctx.blockConcurrencyWhile(async () => migrate(drizzle(ctx.storage), migrations));
+    void ctx.blockConcurrencyWhile(async () => {
+      await migrate(drizzle(ctx.storage), migrations);
+      // The one object migration SQL cannot do (a hash per id): stored legacy opIds become UUIDs.
+      ctx.storage.transactionSync(() => rewriteLegacyOpIds(ctx.storage.sql));
+    });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong')); // never wakes the object; presence.ts reads its time
   }
 

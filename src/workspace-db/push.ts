@@ -145,6 +145,12 @@ export function applyPush(
     logged.set(r.op_id, r);
   }
 
+  // An opId that is not a UUID is only a legacy op's replay; a new one is refused whole (docs/api.md "Legacy opIds").
+  const unknownLegacy = ops.findIndex((op) => op.clientOpId !== undefined && !logged.has(op.opId));
+  if (unknownLegacy >= 0) {
+    return { ok: false, status: 400, code: 'invalid_body', message: `Invalid request body: ops.${unknownLegacy}.stamp.opId: must be an RFC 4122 UUID` };
+  }
+
   // The current revision of every entity the batch touches (null: no row yet).
   const current = new Map<string, CurrentRow | null>();
   const pksByTable = new Map<string, Set<string>>();
@@ -254,6 +260,9 @@ export function applyPush(
   if (head !== start) setMeta(sql, 'server_version', head);
   addSyncBytes(sql, growth);
   markWinners(sql, ops, results, current);
+  ops.forEach((op, i) => {
+    if (op.clientOpId !== undefined) results[i]!.opId = op.clientOpId;
+  });
   return { ok: true, results, serverVersion: head, allocated: head - start, conflicts };
 }
 

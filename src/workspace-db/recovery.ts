@@ -5,6 +5,7 @@
  */
 import type { ArchivedEntry } from '../archive/archive';
 import { rowFlags } from '../sync/capabilities';
+import { storedOpId } from '../sync/legacy-op-ids';
 import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
 import type { Failure } from '../errors';
 import { headVersion, prunedThrough, restoredRanges, setMeta } from './meta';
@@ -116,7 +117,7 @@ export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): Replay
     const live = e.payload !== null && !(e.payload.deleted === true || e.payload.deleted === 1);
     const fileHashes = REFERENCING_TABLES.has(e.tableName) && e.op === 'put' ? (live ? referencedHashes(e.payload?.file_hashes) : []) : null;
     const op: PreparedOp = {
-      opId: e.opId,
+      opId: storedOpId(e.opId),
       tableName: e.tableName as TableName,
       pk: e.pk,
       op: e.op,
