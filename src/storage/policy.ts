@@ -24,19 +24,10 @@ export const defaultUploadProvider = (config: Config): ObjectStorageProvider => 
 
 export const defaultStorageDeps = (): StorageDeps => ({ hooks: defaultStorageHooks(), uploadProvider: defaultUploadProvider });
 
-/**
- * The upload policy for `sizeBytes` of this blob: the hooks' policies (size limit, MIME
- * allow-list, quota; docs/storage.md), in one call to the workspace's object, which also arms
- * its GC alarm (uploads that are never committed must be collected). Re-uploading a committed
- * blob costs no quota. Refusals are audited. Returns the blob's state.
- */
-export async function checkUploadPolicy(
-  c: Context<AppEnv>,
-  hooks: StorageHooks,
-  input: { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; multipart?: boolean },
-): Promise<BlobState> {
-  const { state, usedBytes } = await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(input.hash.canonical);
-  if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+type PolicyInput = { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; multipart?: boolean };
+
+/** Runs the hooks' upload policies with the bytes the workspace already holds; a refusal is audited and rethrown. */
+async function runPolicies(c: Context<AppEnv>, hooks: StorageHooks, input: PolicyInput, usedBytes: number, anyMimeType = false): Promise<void> {
   try {
     await hooks.checkUpload({
       workspaceId: input.workspaceId,
@@ -44,8 +35,9 @@ export async function checkUploadPolicy(
       hash: input.hash.canonical,
       mimeType: input.mimeType,
       sizeBytes: input.sizeBytes,
-      usedBytes: state.committed ? usedBytes - input.sizeBytes : usedBytes,
+      usedBytes,
       config: c.get('config'),
+      anyMimeType,
     });
   } catch (err) {
     audit(c, 'storage.upload.rejected', {
@@ -56,6 +48,18 @@ export async function checkUploadPolicy(
     });
     throw err;
   }
+}
+
+/**
+ * The upload policy for `sizeBytes` of this blob: the hooks' policies (size limit, MIME
+ * allow-list, quota; docs/storage.md), in one call to the workspace's object, which also arms
+ * its GC alarm (uploads that are never committed must be collected). Re-uploading a committed
+ * blob costs no quota. Refusals are audited. Returns the blob's state.
+ */
+export async function checkUploadPolicy(c: Context<AppEnv>, hooks: StorageHooks, input: PolicyInput): Promise<BlobState> {
+  const { state, usedBytes } = await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(input.hash.canonical);
+  if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+  await runPolicies(c, hooks, input, state.committed ? usedBytes - input.sizeBytes : usedBytes);
   return state;
 }
 
@@ -69,16 +73,7 @@ export async function checkUploadPolicy(
 export async function reserveUploadPolicy(
   c: Context<AppEnv>,
   hooks: StorageHooks,
-  input: {
-    workspaceId: string;
-    userId: string;
-    hash: ParsedHash;
-    mimeType: string;
-    sizeBytes: number;
-    expiresAt: number;
-    strict: boolean;
-    anyMimeType: boolean;
-  },
+  input: PolicyInput & { expiresAt: number; strict: boolean; anyMimeType: boolean },
 ): Promise<{ state: BlobState; intentId: string }> {
   const config = c.get('config');
   const ws = c.env.WORKSPACE.getByName(input.workspaceId);
@@ -91,27 +86,19 @@ export async function reserveUploadPolicy(
     quotaBytes: config.storage.workspaceQuotaBytes,
     strict: input.strict,
   });
-  const refuse = (err: unknown) => {
-    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err instanceof Error ? err.message : 'rejected' });
-    return err;
-  };
-  if (!reply.intent.ok) throw refuse(fromFailure(reply.intent));
+  if (!reply.intent.ok) {
+    const err = fromFailure(reply.intent);
+    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err.message });
+    throw err;
+  }
   const { intentId, reservedBytes } = reply.intent;
+  // The quota policy sees what is stored and reserved by other uploads; a committed blob costs nothing again.
+  const used = (reply.state.committed ? reply.usedBytes - input.sizeBytes : reply.usedBytes) + reservedBytes;
   try {
-    await hooks.checkUpload({
-      workspaceId: input.workspaceId,
-      userId: input.userId,
-      hash: input.hash.canonical,
-      mimeType: input.mimeType,
-      sizeBytes: input.sizeBytes,
-      // The quota policy sees what is stored and reserved by other uploads; a committed blob costs nothing again.
-      usedBytes: (reply.state.committed ? reply.usedBytes - input.sizeBytes : reply.usedBytes) + reservedBytes,
-      config,
-      anyMimeType: input.anyMimeType,
-    });
+    await runPolicies(c, hooks, input, used, input.anyMimeType);
   } catch (err) {
     await ws.cancelIntent(intentId);
-    throw refuse(err);
+    throw err;
   }
   return { state: reply.state, intentId };
 }
