@@ -338,7 +338,8 @@ export const storageRoutes = (deps: StorageDeps) =>
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
-      requireFileKind(body.kind === 'file' || fileKindOf(body.mime_type) === 'file', body.file_kind_capability !== undefined);
+      const generic = body.kind === 'file' || fileKindOf(body.mime_type) === 'file';
+      requireFileKind(generic, body.file_kind_capability !== undefined);
       const config = c.get('config');
       const ws = stub(c, body.workspace_id);
       await deps.hooks.checkUpload({
@@ -349,6 +350,7 @@ export const storageRoutes = (deps: StorageDeps) =>
         sizeBytes: body.size_bytes,
         usedBytes: 0,
         config,
+        anyMimeType: generic && config.storage.allowAnyFileType,
       });
       const head = await c.env.BLOBS.head(key);
       if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');

@@ -152,7 +152,27 @@ describe('storage without file_kind_capability', () => {
     expect((await presign(u, { hash, mime_type: 'application/zip', file_kind_capability: 'v1' })).status).toBe(415);
     const any = { ...vars, OR3_STORAGE_ALLOW_ANY_FILE_TYPE: 'true' };
     await expect426(await presign(u, { hash, mime_type: 'application/zip' }, any), 'OR3_FILE_KIND_UPDATE_REQUIRED');
-    expect((await presign(u, { hash, mime_type: 'application/zip', file_kind_capability: 'v1' }, any)).status).toBe(200);
+    const zip = await presign(u, { hash, mime_type: 'application/zip', file_kind_capability: 'v1' }, any);
+    expect(zip.status).toBe(200);
+    // …and its commit passes the MIME policy the same way.
+    const up = await zip.json<any>();
+    expect((await put(up.url, bytesOf('abc'), up.headers)).status).toBe(200);
+    const body = {
+      workspace_id: u.workspaceId,
+      hash,
+      storage_id: up.storageId,
+      storage_provider_id: 'r2',
+      mime_type: 'application/zip',
+      size_bytes: 3,
+      name: 'a.zip',
+      kind: 'file',
+      file_kind_capability: 'v1',
+      intent_id: up.intentId,
+    };
+    const commitWith = (env: Record<string, unknown>) =>
+      apiWithEnv(env, '/api/storage/commit', { method: 'POST', headers: { ...u.headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await commitWith(vars)).status).toBe(415);
+    expect((await commitWith(any)).status).toBe(200);
   });
 
   it('commit of a generic file without the capability is 426 and records nothing; presign-download of one is 426, and with it an inert attachment', async () => {
