@@ -53,11 +53,17 @@ describe('upload intents', () => {
     const reuse = await commit(u, u.workspaceId, hash, body.storageId, bytes.byteLength, { intent_id: body.intentId });
     expect(reuse.status).toBe(409);
     expect((await reuse.json<any>()).error).toBe('intent_invalid');
-    // Another member's intent id in another workspace is unknown here too.
+    // Another workspace's intent means nothing here: the same bytes, uploaded there, cannot be committed with it.
     const v = await syncUser();
-    expect((await commit(v, v.workspaceId, hash, `ws/${v.workspaceId}/sha256/${hash.slice(7)}`, bytes.byteLength, { intent_id: body.intentId })).status).toBe(
-      404,
-    );
+    const theirs = await upload(v, bytesOf('intent bytes 2'));
+    const mine = await upload(u, bytesOf('intent bytes 3'));
+    const foreign = await commit(v, v.workspaceId, theirs.hash, theirs.body.storageId, 14, { intent_id: mine.body.intentId });
+    expect(foreign.status).toBe(409);
+    expect(await intentStatus(u.workspaceId, mine.body.intentId)).toBe('active');
+    // Malformed or oversize ids are a 400.
+    for (const intent_id of ['', 'x'.repeat(1000), 42]) {
+      expect((await commit(v, v.workspaceId, theirs.hash, theirs.body.storageId, 14, { intent_id })).status).toBe(400);
+    }
   });
 
   it('an intent reserves its bytes until it expires: two uploads over the quota → the second is refused; expiry frees the reservation', async () => {

@@ -197,6 +197,14 @@ describe('capability fields', () => {
       intent_id: 'not-a-uuid',
     });
     expect(commit.status).toBe(400);
+    for (const extra of [{ mime_type: 'not a mime type' }, { mime_type: 'a/b'.repeat(200) }, { storage_id: 'x'.repeat(401) }, { file_kind_capability: 1 }]) {
+      const download = await call('POST', '/api/storage/presign-download', u.headers, {
+        workspace_id: u.workspaceId,
+        hash: await sha256(bytesOf('x')),
+        ...extra,
+      });
+      expect(download.status).toBe(400);
+    }
   });
 
   it('a thread with a branch_mode or fork_reason OR3 does not know is a 400 Invalid payload, storing nothing', async () => {
