@@ -46,7 +46,7 @@ const presignUploadSchema = z.strictObject({
   workspace_id: id,
   hash,
   mime_type: mimeType,
-  size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  size_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER), // 0: an empty file, which OR3 accepts
   expires_in_ms: expiresIn,
   disposition,
   file_kind_capability,
@@ -67,7 +67,7 @@ const commitSchema = z.strictObject({
   storage_id: z.string().min(1).max(400),
   storage_provider_id: z.string().min(1).max(64),
   mime_type: mimeType,
-  size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  size_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   name: z.string().max(1024),
   kind: z.string().min(1).max(32),
   width: z.number().int().min(0).optional(),

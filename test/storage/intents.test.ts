@@ -242,3 +242,24 @@ describe('generic-file downloads', () => {
     expect((await fetchUrl(own.body.url)).status).toBe(404);
   });
 });
+
+describe('empty files', () => {
+  it('a zero-byte file uploads, commits and downloads (OR3 accepts empty files)', async () => {
+    const u = await syncUser();
+    const empty = new Uint8Array(0);
+    const { res, hash, body } = await presignUpload(u, u.workspaceId, empty, 'image/png');
+    expect(res.status, await res.clone().text()).toBe(200);
+    const stored = await put(body.url, empty, body.headers);
+    expect(stored.status, await stored.clone().text()).toBe(200);
+    expect((await commit(u, u.workspaceId, hash, body.storageId, 0, { intent_id: body.intentId })).status).toBe(200);
+    const { body: download } = await downloadUrl(u, u.workspaceId, hash);
+    const got = await fetchUrl(download.url);
+    expect(got.status).toBe(200);
+    expect((await got.arrayBuffer()).byteLength).toBe(0);
+    // A negative or fractional size is still a 400.
+    for (const size_bytes of [-1, 1.5]) {
+      const bad = await call('POST', '/api/storage/presign-upload', u.headers, { workspace_id: u.workspaceId, hash, mime_type: 'image/png', size_bytes });
+      expect(bad.status).toBe(400);
+    }
+  });
+});
