@@ -4,7 +4,10 @@
  * allocated, readers of a workspace that holds them — and the storage routes refuse generic files
  * to clients without file_kind_capability.
  */
+import { env } from 'cloudflare:workers';
+import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { READER_GATE } from '../../src/workspace-db/reads';
 import { call } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { bytesOf, put, sha256 } from '../storage/helpers';
@@ -207,5 +210,22 @@ describe('storage without file_kind_capability', () => {
     const ok = await download({ file_kind_capability: 'v1', disposition: 'inline' });
     expect(ok.status).toBe(200);
     expect((await ok.json<any>()).disposition).toBe('attachment');
+  });
+});
+
+describe('cost', () => {
+  it("the readers' gate is one lookup on the partial index rows_flags_idx, with or without a tables filter", async () => {
+    const u = await syncUser();
+    await sync(u, 'push', { ops: [op('posts', 'p1', post('p1', { post_type: 'or3:file' }))] }, ALL);
+    const plans = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_o, state) =>
+      [`${READER_GATE} LIMIT 1`, `${READER_GATE} AND table_name IN (?, ?) LIMIT 1`].map((q, i) =>
+        state.storage.sql
+          .exec<{ detail: string }>(`EXPLAIN QUERY PLAN ${q}`, 3, ...(i ? ['posts', 'projects'] : []))
+          .toArray()
+          .map((r) => r.detail)
+          .join(' | '),
+      ),
+    );
+    for (const plan of plans) expect(plan).toMatch(/USING (COVERING )?INDEX rows_flags_idx/);
   });
 });
