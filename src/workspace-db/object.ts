@@ -171,7 +171,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
    * Presign-upload's one call with an upload intent (intents.ts): the blob's state, the committed
    * and reserved bytes, and the intent, reserved atomically against `quotaBytes`.
    */
-  async reserveUpload(input: Omit<intents.ReserveInput, 'userId'> & { userId: string }) {
+  async reserveUpload(input: intents.ReserveInput) {
     await armGc(this.ctx.storage);
     return this.ctx.storage.transactionSync(() => {
       const now = Date.now();
