@@ -8,6 +8,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { READER_GATE } from '../../src/workspace-db/reads';
+import migrations from '../../migrations/do/migrations.js';
 import { call } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { bytesOf, put, sha256 } from '../storage/helpers';
@@ -227,5 +228,41 @@ describe('cost', () => {
       ),
     );
     for (const plan of plans) expect(plan).toMatch(/USING (COVERING )?INDEX rows_flags_idx/);
+  });
+});
+
+describe('migration 0005', () => {
+  it('classifies the rows stored before it by the same rules as a push', async () => {
+    const u = await syncUser();
+    const hash = await sha256(bytesOf('abc'));
+    const rows = [
+      op('file_meta', hash, genericFile(hash)),
+      op('posts', 'catalog', post('catalog', { post_type: 'or3:file' })),
+      op('posts', 'meta-text', post('meta-text', { meta: JSON.stringify({ 'or3.workspace-item': { version: 1, trashed_at: null } }) })),
+      op('posts', 'meta-entries', post('meta-entries', { meta: [{ key: 'or3.workspace-item', value: null }] })),
+      op('projects', 'files-text', project('files-text', JSON.stringify([{ kind: 'file', id: 'f' }]))),
+      op('projects', 'files-array', project('files-array', [{ kind: 'chat' }, { kind: 'file' }])),
+      op('posts', 'plain', post('plain', { meta: JSON.stringify({ other: 1 }) })),
+      op('projects', 'plain-project', project('plain-project', JSON.stringify([{ kind: 'chat' }]))),
+    ];
+    expect((await sync(u, 'push', { ops: rows }, ALL)).status).toBe(200);
+    const flags = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_o, state) => {
+      const sql = state.storage.sql;
+      const read = () =>
+        Object.fromEntries(
+          sql
+            .exec<{ pk: string; flags: number }>('SELECT pk, flags FROM rows ORDER BY pk')
+            .toArray()
+            .map((r) => [r.pk, r.flags]),
+        );
+      const pushed = read();
+      sql.exec('UPDATE rows SET flags = 0');
+      const m0005 = (migrations.migrations as Record<string, string>).m0005!;
+      for (const statement of m0005.split('--> statement-breakpoint').filter((q) => /^\s*UPDATE/m.test(q) && !/^\s*(CREATE|ALTER)/m.test(q)))
+        sql.exec(statement);
+      return { pushed, migrated: read() };
+    });
+    expect(flags.migrated).toEqual(flags.pushed);
+    expect(flags.pushed).toEqual({ [hash]: 1, catalog: 2, 'meta-text': 2, 'meta-entries': 2, 'files-text': 2, 'files-array': 2, plain: 0, 'plain-project': 0 });
   });
 });
