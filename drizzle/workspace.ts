@@ -65,9 +65,18 @@ export const rows = sqliteTable(
     ownerId: text('owner_id'),
     /** What this entry counts towards the sync storage quota (protocol.ts `entryBytes`). */
     size: integer('size').notNull().default(0),
+    /**
+     * The capabilities the winning payload needs of its readers and writers (a bit mask,
+     * src/sync/capabilities.ts): 1 a generic file, 2 a workspace item. The capability gates
+     * read it instead of parsing payloads (docs/api.md "Capabilities").
+     */
+    flags: integer('flags').notNull().default(0),
   },
   (t) => [
     primaryKey({ columns: [t.tableName, t.pk] }),
+    index('rows_flags_idx')
+      .on(t.flags)
+      .where(sql`flags != 0 AND deleted = 0`),
     index('rows_tombstones_idx')
       .on(t.deletedAt)
       .where(sql`deleted = 1`),
@@ -121,4 +130,29 @@ export const blobs = sqliteTable(
     gcStartedAt: integer('gc_started_at'),
   },
   (t) => [index('blobs_committed_idx').on(t.committedAt)],
+);
+
+/**
+ * Upload intents (docs/api.md "Upload intents"): what presign-upload hands out, a one-time
+ * authorization for one commit and a reservation of `reserved_bytes` of the storage quota while
+ * `active` and unexpired. `consumed` by its commit, `cancelled`, or `expired` (an expired
+ * intent reserves nothing, whether or not its status was updated yet).
+ */
+export const uploadIntents = sqliteTable(
+  'upload_intents',
+  {
+    id: text('id').primaryKey(),
+    hash: text('hash').notNull(),
+    mimeType: text('mime_type').notNull(),
+    sizeBytes: integer('size_bytes').notNull(),
+    reservedBytes: integer('reserved_bytes').notNull(),
+    status: text('status', { enum: ['active', 'consumed', 'cancelled', 'expired'] }).notNull(),
+    userId: text('user_id').notNull(),
+    /** 1 when the presign declared `file_kind_capability` (a client that commits with the intent): its file_meta must wait for the commit. */
+    strict: integer('strict').notNull().default(0),
+    expiresAt: integer('expires_at').notNull(),
+    createdAt: integer('created_at').notNull(),
+    consumedAt: integer('consumed_at'),
+  },
+  (t) => [index('upload_intents_active_idx').on(t.status, t.expiresAt), index('upload_intents_hash_idx').on(t.hash, t.status)],
 );

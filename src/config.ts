@@ -80,6 +80,8 @@ const variables = z.object({
   /** The previous storage URL secret, accepted until URLs signed with it have expired. */
   OR3_STORAGE_URL_SECRET_PREVIOUS: text,
   OR3_STORAGE_ALLOWED_MIME_TYPES: withDefault(mimeTypes, ['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'application/pdf']),
+  /** Generic files of any MIME type for clients that declare file_kind_capability (OR3's allowAnyFileType; off by default, as OR3's). */
+  OR3_STORAGE_ALLOW_ANY_FILE_TYPE: withDefault(boolean, false),
   OR3_STORAGE_WORKSPACE_QUOTA_BYTES: intVar(1_073_741_824, 1, Number.MAX_SAFE_INTEGER),
   OR3_MAX_CLOUD_FILE_SIZE_BYTES: intVar(104_857_600, 1, Number.MAX_SAFE_INTEGER),
   OR3_STORAGE_GC_RETENTION_SECONDS: intVar(604_800, 0, 31_536_000),
@@ -207,6 +209,7 @@ const configSchema = variables.transform((v, ctx) => {
       urlSecret,
       urlSecretPrevious,
       allowedMimeTypes: v.OR3_STORAGE_ALLOWED_MIME_TYPES,
+      allowAnyFileType: v.OR3_STORAGE_ALLOW_ANY_FILE_TYPE,
       workspaceQuotaBytes: v.OR3_STORAGE_WORKSPACE_QUOTA_BYTES,
       maxFileSizeBytes: v.OR3_MAX_CLOUD_FILE_SIZE_BYTES,
       gcRetentionSeconds: v.OR3_STORAGE_GC_RETENTION_SECONDS,

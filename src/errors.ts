@@ -15,13 +15,16 @@ export class ApiError extends Error {
   readonly status: ContentfulStatusCode;
   readonly code: string;
   readonly headers: Record<string, string>;
+  /** Extra envelope fields, for errors whose clients read more than the code (OR3's 426 `requiredCapability`). */
+  readonly extra: Record<string, unknown>;
 
-  constructor(status: ContentfulStatusCode, code: string, message: string, headers: Record<string, string> = {}) {
+  constructor(status: ContentfulStatusCode, code: string, message: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.headers = headers;
+    this.extra = extra;
   }
 }
 
@@ -52,11 +55,19 @@ export const misconfigured = (message: string) => new ApiError(503, 'misconfigur
  * error loses its type there): the workspace object's answers use it, and `fromFailure` is the
  * one mapping to HTTP.
  */
-export type Failure = { ok: false; status: 400 | 401 | 403 | 409 | 410 | 413 | 422 | 429 | 501 | 503; code: string; message: string; retryAfter?: number };
+export type Failure = {
+  ok: false;
+  status: 400 | 401 | 403 | 409 | 410 | 413 | 422 | 426 | 429 | 501 | 503;
+  code: string;
+  message: string;
+  retryAfter?: number;
+  /** Extra envelope fields (a capability gate's `requiredCapability`). */
+  extra?: Record<string, string>;
+};
 
 /** The HTTP error for a `Failure`. */
 export function fromFailure(failure: Omit<Failure, 'ok'>): ApiError {
-  return new ApiError(failure.status, failure.code, failure.message, failure.retryAfter ? { 'Retry-After': String(failure.retryAfter) } : {});
+  return new ApiError(failure.status, failure.code, failure.message, failure.retryAfter ? { 'Retry-After': String(failure.retryAfter) } : {}, failure.extra);
 }
 
 /** A `Failure` (or any status, e.g. 426) as a JSON envelope response, for code outside Hono (the object's fetch). */
@@ -76,7 +87,7 @@ export function handleError(err: Error, c: Context<AppEnv>) {
   if (err instanceof ApiError) {
     for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
     if (err.status >= 500) c.get('log')?.fail(err);
-    return c.json(errorBody(err.code, err.message), err.status);
+    return c.json({ ...err.extra, ...errorBody(err.code, err.message) }, err.status);
   }
   if (err instanceof HTTPException) {
     // Thrown by Hono itself or a middleware from it: its status stands, in our envelope.

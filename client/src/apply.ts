@@ -5,7 +5,7 @@
  * change was concurrent with it: a `conflict`; one that wins keeps the remote change as its
  * baseline (what a refusal restores). Also the local sync state (cursor, clock, last sync).
  */
-import { compareRevisions, type SyncChange } from './contract.js';
+import { compareRevisions, SYNC_CAPABILITIES, type SyncChange } from './contract.js';
 import { markRemote, SYNCED_TABLES, type LocalDatabase, type SyncStateRow } from './db.js';
 import type { EventSink } from './events.js';
 import type { HybridClock } from './hlc.js';
@@ -133,6 +133,7 @@ export async function pullPages(
       scope: { workspaceId: ctx.workspaceId },
       cursor: now.cursor,
       limit: ctx.pullLimit,
+      ...SYNC_CAPABILITIES,
     });
     if (res.requiresSnapshot) {
       if (++snapshots > 3) throw new Or3Error(500, 'snapshot_loop', 'The server keeps asking for a snapshot');

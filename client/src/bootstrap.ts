@@ -6,7 +6,7 @@
  * snapshot's `highWatermark`.
  */
 import { LOCAL_TABLES, saveState, type ApplyContext } from './apply.js';
-import { compareRevisions, type SnapshotItem } from './contract.js';
+import { compareRevisions, SYNC_CAPABILITIES, type SnapshotItem } from './contract.js';
 import { markRemote, SYNCED_TABLES, type Revision, type Row } from './db.js';
 import { Or3Error, type HttpClient } from './http.js';
 
@@ -86,6 +86,7 @@ async function download(ctx: BootstrapContext): Promise<{ snapshotId: string; hi
         scope: { workspaceId: ctx.workspaceId },
         pageSize: ctx.snapshotPageSize,
         ...(pageToken ? { pageToken } : {}),
+        ...SYNC_CAPABILITIES,
       },
     );
     first ??= { snapshotId: page.snapshotId, highWatermark: page.highWatermark };

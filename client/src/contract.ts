@@ -71,3 +71,10 @@ export type PresenceMessage =
   | { type: 'presence-leave'; userId: string; deviceId: string }
   /** The whole roster, replacing what the client knew: after `hello`, and after a re-confirmed membership. */
   | { type: 'presence-roster'; entries: PresenceEntry[] };
+
+/**
+ * The capabilities the SDK declares on pull, snapshot and push (docs/api.md "Capabilities"): it
+ * keeps every field of every row as the server sends it, so generic files and workspace items
+ * are safe with it.
+ */
+export const SYNC_CAPABILITIES = { fileKindCapability: 'v1', workspaceItemCapability: 'v1' } as const;

@@ -33,6 +33,7 @@ export type AuditEventName =
   | 'workspace.permission_denied'
   | 'workspace.invite.revoked'
   | 'storage.upload.rejected'
+  | 'storage.file.deleted'
   | 'storage.gc.run'
   | 'sync.gc.run';
 

@@ -33,6 +33,7 @@ import {
   normalizeEmail,
   rehashPassword,
 } from './store';
+import { CAPABILITY_V1 } from '../sync/capabilities';
 import { createSession, revokeSession, sessionOfRefreshToken, sessionOwner } from './sessions';
 import { sha256Hex } from '../crypto';
 
@@ -239,8 +240,14 @@ async function sessionContext(c: Context<AppEnv>, principal: Principal) {
   };
 }
 
+/**
+ * Newer OR3 clients read two more fields beside `session` (docs/api.md "Session"): whether the
+ * caller may use the app (any signed-in user here; access is decided per workspace) and the
+ * workspace-item capability this server speaks.
+ */
 export const session = new Hono<AppEnv>().get('/session', async (c) => {
   const principal = await authenticate(c);
-  if (!principal) return c.json({ session: null });
-  return c.json({ session: await sessionContext(c, principal) });
+  const server = { workspaceItemCapability: CAPABILITY_V1 };
+  if (!principal) return c.json({ session: null, appAccessAllowed: false, ...server });
+  return c.json({ session: await sessionContext(c, principal), appAccessAllowed: true, ...server });
 });

@@ -20,6 +20,8 @@ export interface UploadPolicyContext {
   sizeBytes: number;
   usedBytes: number;
   config: Config;
+  /** A generic file from a client declaring file_kind_capability: with OR3_STORAGE_ALLOW_ANY_FILE_TYPE, any MIME type passes. */
+  anyMimeType?: boolean;
 }
 
 export interface UrlOptions {
@@ -99,6 +101,7 @@ export class StorageHooks {
 
 /** Policy: MIME allow-list (`OR3_STORAGE_ALLOWED_MIME_TYPES`) → 415. */
 export const mimePolicy: StorageHookMap['storage.files.upload:filter:policy'] = (ctx) => {
+  if (ctx.anyMimeType) return;
   const mime = ctx.mimeType.split(';')[0]!.trim().toLowerCase();
   if (!ctx.config.storage.allowedMimeTypes.includes(mime))
     throw unsupportedMediaType(`MIME type ${mime} is not allowed; allowed: ${ctx.config.storage.allowedMimeTypes.join(', ')}`, 'mime_not_allowed');

@@ -7,7 +7,7 @@ import type { Context } from 'hono';
 import { audit } from '../audit/emit';
 import type { Config } from '../config';
 import type { AppEnv } from '../env';
-import { conflict } from '../errors';
+import { conflict, fromFailure } from '../errors';
 import type { BlobState } from '../workspace-db/blobs';
 import type { ParsedHash } from './hashes';
 import { defaultStorageHooks, type StorageHooks } from './hooks';
@@ -24,19 +24,10 @@ export const defaultUploadProvider = (config: Config): ObjectStorageProvider => 
 
 export const defaultStorageDeps = (): StorageDeps => ({ hooks: defaultStorageHooks(), uploadProvider: defaultUploadProvider });
 
-/**
- * The upload policy for `sizeBytes` of this blob: the hooks' policies (size limit, MIME
- * allow-list, quota; docs/storage.md), in one call to the workspace's object, which also arms
- * its GC alarm (uploads that are never committed must be collected). Re-uploading a committed
- * blob costs no quota. Refusals are audited. Returns the blob's state.
- */
-export async function checkUploadPolicy(
-  c: Context<AppEnv>,
-  hooks: StorageHooks,
-  input: { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; multipart?: boolean },
-): Promise<BlobState> {
-  const { state, usedBytes } = await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(input.hash.canonical);
-  if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+type PolicyInput = { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; multipart?: boolean };
+
+/** Runs the hooks' upload policies with the bytes the workspace already holds; a refusal is audited and rethrown. */
+async function runPolicies(c: Context<AppEnv>, hooks: StorageHooks, input: PolicyInput, usedBytes: number, anyMimeType = false): Promise<void> {
   try {
     await hooks.checkUpload({
       workspaceId: input.workspaceId,
@@ -44,8 +35,9 @@ export async function checkUploadPolicy(
       hash: input.hash.canonical,
       mimeType: input.mimeType,
       sizeBytes: input.sizeBytes,
-      usedBytes: state.committed ? usedBytes - input.sizeBytes : usedBytes,
+      usedBytes,
       config: c.get('config'),
+      anyMimeType,
     });
   } catch (err) {
     audit(c, 'storage.upload.rejected', {
@@ -56,5 +48,57 @@ export async function checkUploadPolicy(
     });
     throw err;
   }
+}
+
+/**
+ * The upload policy for `sizeBytes` of this blob: the hooks' policies (size limit, MIME
+ * allow-list, quota; docs/storage.md), in one call to the workspace's object, which also arms
+ * its GC alarm (uploads that are never committed must be collected). Re-uploading a committed
+ * blob costs no quota. Refusals are audited. Returns the blob's state.
+ */
+export async function checkUploadPolicy(c: Context<AppEnv>, hooks: StorageHooks, input: PolicyInput): Promise<BlobState> {
+  const { state, usedBytes } = await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(input.hash.canonical);
+  if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
+  await runPolicies(c, hooks, input, state.committed ? usedBytes - input.sizeBytes : usedBytes);
   return state;
+}
+
+/**
+ * Presign-upload's policy with an upload intent (docs/api.md "Upload intents"): one call to the
+ * workspace's object reserves the bytes against the quota atomically (so concurrent uploads
+ * cannot together pass it) and returns the blob's state; then the hooks' policies run, seeing
+ * the committed plus reserved bytes. A policy's refusal cancels the intent (its bytes are free at
+ * once) and is audited. Returns the blob's state and the intent's id.
+ */
+export async function reserveUploadPolicy(
+  c: Context<AppEnv>,
+  hooks: StorageHooks,
+  input: PolicyInput & { expiresAt: number; strict: boolean; anyMimeType: boolean },
+): Promise<{ state: BlobState; intentId: string }> {
+  const config = c.get('config');
+  const ws = c.env.WORKSPACE.getByName(input.workspaceId);
+  const reply = await ws.reserveUpload({
+    hash: input.hash.canonical,
+    mimeType: input.mimeType,
+    sizeBytes: input.sizeBytes,
+    userId: input.userId,
+    expiresAt: input.expiresAt,
+    quotaBytes: config.storage.workspaceQuotaBytes,
+    strict: input.strict,
+  });
+  if (!reply.intent.ok) {
+    const err = fromFailure(reply.intent);
+    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err.message });
+    throw err;
+  }
+  const { intentId, reservedBytes } = reply.intent;
+  // The quota policy sees what is stored and reserved by other uploads; a committed blob costs nothing again.
+  const used = (reply.state.committed ? reply.usedBytes - input.sizeBytes : reply.usedBytes) + reservedBytes;
+  try {
+    await runPolicies(c, hooks, input, used, input.anyMimeType);
+  } catch (err) {
+    await ws.cancelIntent(intentId);
+    throw err;
+  }
+  return { state: reply.state, intentId };
 }

@@ -25,6 +25,8 @@ export interface PresignInput {
   /** The origin the Worker was reached at, for absolute URLs. */
   origin: string;
   config: Config;
+  /** Downloads of a generic file: the user the URL is for (signed; the blob route re-checks membership and serves it inert). */
+  genericFor?: string;
 }
 
 export interface PresignedRequest {
@@ -55,14 +57,14 @@ async function workerSigned(input: PresignInput, method: 'PUT' | 'GET'): Promise
     size: method === 'PUT' ? input.sizeBytes : 0,
     hash: input.hash.canonical,
     disposition: input.disposition,
-    contentType: method === 'PUT' ? input.mimeType : '',
+    contentType: method === 'PUT' ? input.mimeType : input.genericFor ? `generic:${input.genericFor}` : '',
   };
   const { kid, sig } = await sign(await urlKeys(input.config.storage.urlSecret, input.config.storage.urlSecretPrevious), fields);
   const query = new URLSearchParams({ exp: String(fields.expires), disp: fields.disposition, kid, sig });
   if (method === 'PUT') {
     query.set('size', String(fields.size));
     query.set('type', fields.contentType);
-  }
+  } else if (input.genericFor) query.set('g', input.genericFor);
   const headers: Record<string, string> = method === 'PUT' ? { 'content-type': input.mimeType } : {};
   return { url: `${input.origin}${blobPath(input.workspaceId, input.hash)}?${query}`, method, headers };
 }

@@ -19,7 +19,9 @@ import { runBlobGc } from './gc';
 import { multipartRoutes, partRoute } from './multipart';
 import { blobKey, requireHash, storedHashMatches, type ParsedHash } from './hashes';
 import { r2Provider } from './providers';
-import { checkUploadPolicy, type StorageDeps } from './policy';
+import { reserveUploadPolicy, type StorageDeps } from './policy';
+import { capabilityField, fileKindOf } from '../sync/capabilities';
+import { genericFileHeaders, notAMember, requireFileKind } from './file-kind';
 import { clampExpiry, URL_LIMITS, urlKeys, verify } from './signing';
 import { evaluate, parseRange } from './conditional';
 
@@ -38,29 +40,44 @@ const expiresIn = z
   .max(7 * 24 * 3600 * 1000)
   .optional();
 
+/** Declared by OR3 clients that understand generic files (docs/api.md "Capabilities"): 'v1' or absent. */
+const file_kind_capability = capabilityField;
 const presignUploadSchema = z.strictObject({
   workspace_id: id,
   hash,
   mime_type: mimeType,
-  size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  size_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER), // 0: an empty file, which OR3 accepts
   expires_in_ms: expiresIn,
   disposition,
+  file_kind_capability,
 });
-const presignDownloadSchema = z.strictObject({ workspace_id: id, hash, storage_id: z.string().max(400).optional(), expires_in_ms: expiresIn, disposition });
+const presignDownloadSchema = z.strictObject({
+  workspace_id: id,
+  hash,
+  storage_id: z.string().max(400).optional(),
+  /** Sent by newer OR3 clients; the server goes by its own records. */
+  mime_type: mimeType.optional(),
+  expires_in_ms: expiresIn,
+  disposition,
+  file_kind_capability,
+});
 const commitSchema = z.strictObject({
   workspace_id: id,
   hash,
   storage_id: z.string().min(1).max(400),
   storage_provider_id: z.string().min(1).max(64),
   mime_type: mimeType,
-  size_bytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  size_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   name: z.string().max(1024),
   kind: z.string().min(1).max(32),
   width: z.number().int().min(0).optional(),
   height: z.number().int().min(0).optional(),
   page_count: z.number().int().min(0).optional(),
+  file_kind_capability,
+  /** The upload intent presign-upload returned (docs/api.md "Upload intents"); clients that predate intents omit it. */
+  intent_id: z.string().uuid().optional(),
 });
-const deleteSchema = z.strictObject({ workspace_id: id, hash });
+const deleteSchema = z.strictObject({ workspace_id: id, hash, storage_id: z.string().min(1).max(400).optional() });
 const gcSchema = z.strictObject({
   workspace_id: id,
   retention_seconds: z.number().int().min(0).max(31_536_000).optional(),
@@ -114,21 +131,30 @@ export const storageRoutes = (deps: StorageDeps) =>
       const principal = await authorizeStorage(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
-      const state = await checkUploadPolicy(c, deps.hooks, {
-        workspaceId: body.workspace_id,
-        userId: principal.userId,
-        hash,
-        mimeType: body.mime_type,
-        sizeBytes: body.size_bytes,
-      });
       const config = c.get('config');
-      const alreadyPresent = state.committed;
+      // A generic file needs the capability (426 before anything is reserved) when its MIME type is allowed at all (else the
+      // MIME policy's 415 stands, as in OR3), and passes any MIME list only where the deployment allows it.
+      const generic = fileKindOf(body.mime_type) === 'file';
+      const listed = config.storage.allowedMimeTypes.includes(body.mime_type.split(';')[0]!.trim().toLowerCase());
+      requireFileKind(generic && (listed || config.storage.allowAnyFileType), body.file_kind_capability !== undefined);
       const max = clampExpiry('PUT', URL_LIMITS.uploadMaxMs);
       const options = await deps.hooks.filterUrl(
         { method: 'PUT', expiresAt: clampExpiry('PUT', body.expires_in_ms), disposition: body.disposition ?? 'inline' },
         { workspaceId: body.workspace_id, hash: hash.canonical },
         max,
       );
+      // The intent lives as long as the URL: its expiry frees the reservation.
+      const { state, intentId } = await reserveUploadPolicy(c, deps.hooks, {
+        workspaceId: body.workspace_id,
+        userId: principal.userId,
+        hash,
+        mimeType: body.mime_type,
+        sizeBytes: body.size_bytes,
+        expiresAt: options.expiresAt,
+        strict: body.file_kind_capability !== undefined,
+        anyMimeType: generic && config.storage.allowAnyFileType,
+      });
+      const alreadyPresent = state.committed;
       // A committed blob never gets a direct S3 URL: an S3 PUT would overwrite verified bytes.
       const uploadProvider = alreadyPresent ? r2Provider : deps.uploadProvider(config);
       const signed = await uploadProvider.presignUpload({
@@ -148,7 +174,7 @@ export const storageRoutes = (deps: StorageDeps) =>
         hash: hash.canonical,
         sizeBytes: body.size_bytes,
       });
-      return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent });
+      return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent, intentId });
     })
 
     .post('/presign-download', async (c) => {
@@ -159,15 +185,20 @@ export const storageRoutes = (deps: StorageDeps) =>
       // storage_id is optional and the key is derived from workspace and hash, so a foreign or
       // legacy storage_id is simply ignored. New (sha256) files must be committed to be served;
       // legacy md5 files predate commits and only need to exist.
-      const present =
-        hash.algorithm === 'sha256' ? (await stub(c, body.workspace_id).blobState(hash.canonical)).committed : (await c.env.BLOBS.head(key)) !== null;
+      const facts = hash.algorithm === 'sha256' ? await stub(c, body.workspace_id).fileFacts(hash.canonical) : null;
+      const present = facts ? facts.committed : (await c.env.BLOBS.head(key)) !== null;
       if (!present) throw notFound('No such file in this workspace', 'blob_not_found');
+      // A generic file (its file_meta, or else its commit, says so) is for capable clients only, and only ever an attachment.
+      const kind = facts?.meta?.kind ?? facts?.blob?.kind ?? null;
+      const generic = kind === 'file' || (kind !== 'image' && kind !== 'pdf' && !!facts?.blob && fileKindOf(facts.blob.mimeType) === 'file');
+      requireFileKind(generic, body.file_kind_capability !== undefined);
       const max = clampExpiry('GET', URL_LIMITS.downloadMaxMs);
       const options = await deps.hooks.filterUrl(
-        { method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: body.disposition ?? 'inline' },
+        { method: 'GET', expiresAt: clampExpiry('GET', body.expires_in_ms), disposition: generic ? 'attachment' : (body.disposition ?? 'inline') },
         { workspaceId: body.workspace_id, hash: hash.canonical },
         max,
       );
+      if (generic) options.disposition = 'attachment';
       const config = c.get('config');
       const signed = await r2Provider.presignDownload({
         workspaceId: body.workspace_id,
@@ -179,9 +210,11 @@ export const storageRoutes = (deps: StorageDeps) =>
         disposition: options.disposition,
         origin: origin(c),
         config,
+        // The URL of a generic file names its user: the blob route checks membership and the live file_meta again.
+        ...(generic ? { genericFor: principal.userId } : {}),
       });
       await deps.hooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical });
-      return c.json({ ...signed, expiresAt: options.expiresAt });
+      return c.json({ ...signed, expiresAt: options.expiresAt, ...(generic ? { disposition: 'attachment' } : {}) });
     })
 
     .put('/blob/:workspaceId/:algorithm/:hex', async (c) => {
@@ -227,7 +260,26 @@ export const storageRoutes = (deps: StorageDeps) =>
       const { workspaceId, hash, key } = pathHash(c, false);
       const disp = c.req.query('disp') === 'attachment' ? 'attachment' : 'inline';
       const expires = Number(c.req.query('exp'));
-      await checkSignature(c, { method: 'GET', workspaceId, key, expires, size: 0, hash: hash.canonical, disposition: disp, contentType: '' });
+      const genericFor = c.req.query('g');
+      await checkSignature(c, {
+        method: 'GET',
+        workspaceId,
+        key,
+        expires,
+        size: 0,
+        hash: hash.canonical,
+        disposition: disp,
+        contentType: genericFor ? `generic:${genericFor}` : '',
+      });
+      // A generic file's URL is authorized again on every use (docs/api.md "Downloads"): its user is still a member, its file_meta still live.
+      let genericName: string | null = null;
+      if (genericFor) {
+        const ws = stub(c, workspaceId);
+        if (!(await ws.isMember(genericFor, c.get('config').auth.cacheTtlMs))) throw notAMember();
+        const facts = await ws.fileFacts(hash.canonical);
+        if (!facts.committed || !facts.meta) throw notFound('No such file', 'blob_not_found');
+        genericName = facts.meta.name ?? facts.blob?.name ?? null;
+      }
       // One R2 read in the usual case: the range is asked for optimistically, and the
       // preconditions and If-Range are judged by us once the object's validators are known.
       const asked = parseRange(c.req.header('range'));
@@ -256,6 +308,7 @@ export const storageRoutes = (deps: StorageDeps) =>
       // Served from the API origin: never sniffed into HTML, never scripted, whatever the MIME list allows.
       headers.set('x-content-type-options', 'nosniff');
       headers.set('content-security-policy', "sandbox; default-src 'none'");
+      if (genericFor) genericFileHeaders(headers, genericName, hash.hex);
       if (outcome.status !== 200 && outcome.status !== 206) {
         await object?.body.cancel();
         if (outcome.status === 416) return new Response(null, { status: 416, headers: { 'content-range': `bytes */${meta.size}` } });
@@ -285,6 +338,8 @@ export const storageRoutes = (deps: StorageDeps) =>
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
+      const generic = body.kind === 'file' || fileKindOf(body.mime_type) === 'file';
+      requireFileKind(generic, body.file_kind_capability !== undefined);
       const config = c.get('config');
       const ws = stub(c, body.workspace_id);
       await deps.hooks.checkUpload({
@@ -295,6 +350,7 @@ export const storageRoutes = (deps: StorageDeps) =>
         sizeBytes: body.size_bytes,
         usedBytes: 0,
         config,
+        anyMimeType: generic && config.storage.allowAnyFileType,
       });
       const head = await c.env.BLOBS.head(key);
       if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');
@@ -316,6 +372,7 @@ export const storageRoutes = (deps: StorageDeps) =>
           providerId: body.storage_provider_id,
           name: body.name,
           kind: body.kind,
+          ...(body.intent_id ? { intentId: body.intent_id } : {}),
         },
         config.storage.workspaceQuotaBytes,
       );
@@ -327,16 +384,20 @@ export const storageRoutes = (deps: StorageDeps) =>
 
     .post('/delete', async (c) => {
       const body = await jsonBody(c, deleteSchema);
-      await authorizeAtShard(c, body.workspace_id, 'write');
+      const access = await authorizeAtShard(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash);
+      // A storage_id names the object only as this workspace and hash derive it; anything else is not ours to touch.
+      if (body.storage_id !== undefined && body.storage_id !== blobKey(body.workspace_id, hash))
+        throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
       const ws = stub(c, body.workspace_id);
       const result = await ws.markForDelete(hash.canonical);
       if (!result.ok) throw fromFailure(result);
-      // Nothing committed: nothing to delete (an upload in flight is not ours to remove).
+      // Nothing committed: nothing to delete, and that is success (an upload in flight is not ours to remove).
       if (result.storageKey) {
         await c.env.BLOBS.delete(result.storageKey);
         await ws.finishBlobGc([hash.canonical]);
       }
+      audit(c, 'storage.file.deleted', { actorId: access.userId, workspaceId: body.workspace_id, hash: hash.canonical, existed: result.storageKey !== null });
       return c.json({ ok: true });
     })
 

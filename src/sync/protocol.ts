@@ -11,6 +11,11 @@ import { badRequest, payloadTooLarge } from '../errors';
 import { sha256Hex } from '../crypto';
 import { parseHash } from '../storage/hashes';
 import { TABLES, type TableName } from '../../client/src/contract';
+import { capabilityField, rowFlags } from './capabilities';
+import { isUuid, legacyOpUuid } from './legacy-op-ids';
+import { canonicalJson, TooDeep } from './canonical';
+
+export { canonicalJson, TooDeep } from './canonical';
 
 export const SYNC_LIMITS = {
   maxOps: 100,
@@ -61,13 +66,11 @@ const text = (max: number) =>
     .refine((s) => !LONE_SURROGATE.test(s), 'must be valid Unicode text');
 const id = text(256);
 /**
- * An RFC 4122 (9562) UUID: version 1–8 and the 10xx variant, or the nil/max UUIDs; the rule
- * newer OR3 clients apply to every opId in a pull page, so one odd writer cannot poison every
- * other client's pages (docs/sync.md "Guarantees", idempotency).
+ * Any text here: an opId that is not an RFC 4122 UUID is taken only as the replay of a legacy op
+ * (mapped to its deterministic UUID, legacy-op-ids.ts); the workspace's object refuses it with a
+ * 400 unless that op is already logged (docs/api.md "Legacy opIds").
  */
-const UUID =
-  /^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
-const opIdSchema = z.string().regex(UUID, 'must be an RFC 4122 UUID');
+const opIdSchema = text(256);
 export const scopeSchema = z.strictObject({ workspaceId: id, projectId: id.optional() });
 const tables = z.array(z.enum(TABLES)).max(SYNC_LIMITS.maxTables).optional();
 
@@ -101,7 +104,10 @@ const opsSchema = (max: number) =>
       }
     });
 
-export const pushSchema = z.strictObject({ scope: scopeSchema, ops: opsSchema(SYNC_LIMITS.maxOps) });
+/** What newer OR3 clients declare on pull, snapshot and push (docs/api.md "Capabilities"): 'v1' or nothing. */
+const capabilities = { fileKindCapability: capabilityField, workspaceItemCapability: capabilityField };
+
+export const pushSchema = z.strictObject({ scope: scopeSchema, ops: opsSchema(SYNC_LIMITS.maxOps), ...capabilities });
 /**
  * Sync over the workspace's socket (docs/sync.md "Sync over the socket"): the same rules as the
  * HTTP routes, with a larger batch per message (a device catching up sends few messages).
@@ -127,6 +133,7 @@ export const pullSchema = z.strictObject({
   cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   limit: z.number().int().min(1).max(SYNC_LIMITS.pullMax).optional(),
   tables,
+  ...capabilities,
 });
 export const cursorSchema = z.strictObject({
   scope: scopeSchema,
@@ -138,6 +145,7 @@ export const snapshotSchema = z.strictObject({
   pageSize: z.number().int().min(1).max(SYNC_LIMITS.snapshotMax).optional(),
   pageToken: z.string().min(1).max(2048).optional(),
   tables,
+  ...capabilities,
 });
 export const gcSchema = z.strictObject({
   scope: scopeSchema,
@@ -155,8 +163,21 @@ const clock = z.number().int().min(0);
 const str = z.string();
 const common = { deleted: flag, created_at: seconds, updated_at: seconds, clock };
 
+/** Optional text or null. */
+const nullableText = z.string().nullable().optional();
+
 const payloadSchemas: Record<TableName, z.ZodType> = {
-  threads: z.looseObject({ id: str, status: str, pinned: flag, ...common }),
+  // The branching fields of OR3's newest ThreadPayloadSchema: optional, but its clients refuse other values.
+  threads: z.looseObject({
+    id: str,
+    status: str,
+    pinned: flag,
+    ...common,
+    branch_mode: z.enum(['reference', 'copy', 'compacted']).nullable().optional(),
+    root_thread_id: nullableText,
+    summary_message_id: nullableText,
+    fork_reason: z.enum(['manual', 'retry', 'compaction']).optional(),
+  }),
   messages: z.looseObject({ id: str, thread_id: str, role: str, index: z.number(), order_key: str, ...common }),
   projects: z.looseObject({ id: str, name: str, ...common }),
   posts: z.looseObject({ id: str, title: str, content: str, post_type: str, ...common }),
@@ -169,7 +190,10 @@ const payloadSchemas: Record<TableName, z.ZodType> = {
 const SERVER_FIELDS = ['hlc', 'ref_count'];
 
 export interface PreparedOp {
+  /** The opId as stored: a UUID (a legacy one mapped, legacy-op-ids.ts). */
   opId: string;
+  /** The client's own opId when it is not a UUID (a legacy op's replay): results echo it. */
+  clientOpId?: string;
   tableName: TableName;
   pk: string;
   op: 'put' | 'delete';
@@ -183,6 +207,8 @@ export interface PreparedOp {
   fileHashes: string[] | null;
   /** What one stored copy of this op counts towards the sync storage quota (`entryBytes`). */
   bytes: number;
+  /** The capabilities its payload needs of readers and writers (capabilities.ts `rowFlags`); 0 for deletes. */
+  flags: number;
 }
 
 /**
@@ -215,60 +241,6 @@ function utf8Length(text: string): number {
 export type PushOpInput = z.output<typeof pushOpSchema>;
 
 const encoder = new TextEncoder();
-
-/** Thrown by `canonicalJson` when a value is nested deeper than its bound. */
-export class TooDeep extends Error {
-  constructor(readonly maxDepth: number) {
-    super(`nested deeper than ${maxDepth} levels`);
-  }
-}
-
-/**
- * JSON with object keys sorted at every level, so equal payloads give equal fingerprints.
- * Exactly `JSON.stringify` of the value with its keys sorted (stored fingerprints must never
- * change), but written with an explicit stack instead of recursion, so no input can overflow the
- * call stack; with `maxDepth`, it throws `TooDeep` past that many levels of arrays and objects.
- */
-export function canonicalJson(value: unknown, maxDepth = Infinity): string {
-  const out: string[] = [];
-  // Either text to emit as is, or a value to serialize at a depth (its container's + 1).
-  const stack: (string | { value: unknown; depth: number })[] = [{ value, depth: 1 }];
-  while (stack.length) {
-    const task = stack.pop()!;
-    if (typeof task === 'string') {
-      out.push(task);
-      continue;
-    }
-    const { value: v, depth } = task;
-    if (v === null || typeof v !== 'object') {
-      // As JSON.stringify writes an array slot it cannot represent (undefined, functions…).
-      out.push(JSON.stringify(v) ?? 'null');
-      continue;
-    }
-    if (depth > maxDepth) throw new TooDeep(maxDepth);
-    if (Array.isArray(v)) {
-      stack.push(']');
-      for (let i = v.length - 1; i >= 0; i--) {
-        stack.push({ value: v[i], depth: depth + 1 });
-        if (i > 0) stack.push(',');
-      }
-      stack.push('[');
-      continue;
-    }
-    const record = v as Record<string, unknown>;
-    // JSON.stringify leaves out properties it cannot represent.
-    const keys = Object.keys(record)
-      .filter((k) => record[k] !== undefined && typeof record[k] !== 'function' && typeof record[k] !== 'symbol')
-      .sort();
-    stack.push('}');
-    for (let i = keys.length - 1; i >= 0; i--) {
-      stack.push({ value: record[keys[i]!], depth: depth + 1 });
-      stack.push(`${i > 0 ? ',' : ''}${JSON.stringify(keys[i])}:`);
-    }
-    stack.push('{');
-  }
-  return out.join('');
-}
 
 /**
  * The idempotency fingerprint's text: (tableName, operation, pk, payload, clock, hlc, deviceId),
@@ -392,6 +364,7 @@ export async function prepareBatch(
     let stored: string | null = null;
     let storedBytes = 0;
     let fileHashes: string[] | null = null;
+    let flags = 0;
     // Each payload is sorted and serialized once; the size check, the fingerprint and (when the
     // server changes nothing) the stored text all use that one string.
     let canonical: string;
@@ -419,11 +392,14 @@ export async function prepareBatch(
       stored = rewrite ? canonicalJson(payload) : canonical;
       storedBytes = rewrite ? utf8Length(stored) : bytes;
       if (REFERENCING_TABLES.has(table)) fileHashes = isLive(payload) ? parseFileHashes(table, payload.file_hashes) : [];
+      flags = rowFlags(table, payload);
     }
     if (batchBytes > maxBatchBytes) throw payloadTooLarge(`Push batch larger than ${maxBatchBytes} bytes`);
     fingerprints.push(sha256Hex(fingerprintInput(op, canonical)));
+    const legacy = !isUuid(op.stamp.opId);
     prepared.push({
-      opId: op.stamp.opId,
+      opId: legacy ? legacyOpUuid(op.stamp.opId) : op.stamp.opId,
+      ...(legacy ? { clientOpId: op.stamp.opId } : {}),
       tableName: table,
       pk: op.pk,
       op: op.operation,
@@ -434,6 +410,7 @@ export async function prepareBatch(
       fingerprint: '',
       fileHashes,
       bytes: entryBytes(stored, op.pk, op.stamp.hlc, op.stamp.deviceId, storedBytes),
+      flags,
     });
   }
   // The digests run together rather than one await per op.

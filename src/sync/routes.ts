@@ -18,6 +18,7 @@ import type { SyncCaller } from '../workspace-db/access';
 import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import { issueTicket, readTicket } from './ws-ticket';
+import { declared, missingFlags } from './capabilities';
 import { DEVICE_ID_PATTERN } from '../../client/src/contract';
 import { audit } from '../audit/emit';
 
@@ -58,14 +59,20 @@ export const sync = new Hono<AppEnv>()
     // Notifications are forced to their pusher: our tokens name the user; a federated one is resolved by the object first.
     const userId = call.credential.kind === 'session' ? call.credential.userId : (await authorizeAtShard(c, workspaceId, 'write')).userId;
     const ops = await prepareBatch(body.ops, workspaceId, userId);
-    const result = answer(c, call, await stub(c, workspaceId).push(call, ops, c.get('config').sync.workspaceQuotaBytes));
+    const missing = missingFlags(declared(body));
+    const result = answer(c, call, await stub(c, workspaceId).push(call, ops, c.get('config').sync.workspaceQuotaBytes, missing));
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })
 
   .post('/pull', async (c) => {
     const body = await jsonBody(c, pullSchema);
     const call = await caller(c, body.scope.workspaceId, 'read', 'pull');
-    const input = { cursor: body.cursor, limit: body.limit ?? SYNC_LIMITS.pullDefault, ...(body.tables ? { tables: body.tables } : {}) };
+    const input = {
+      cursor: body.cursor,
+      limit: body.limit ?? SYNC_LIMITS.pullDefault,
+      missing: missingFlags(declared(body)),
+      ...(body.tables ? { tables: body.tables } : {}),
+    };
     const r = answer(c, call, await stub(c, body.scope.workspaceId).pull(call, input));
     // The changes arrive as JSON text from the object; the envelope is spliced around them.
     const tail = JSON.stringify({
@@ -89,6 +96,7 @@ export const sync = new Hono<AppEnv>()
     const call = await caller(c, body.scope.workspaceId, 'read', 'pull');
     const input = {
       pageSize: body.pageSize ?? SYNC_LIMITS.snapshotDefault,
+      missing: missingFlags(declared(body)),
       ...(body.pageToken ? { pageToken: body.pageToken } : {}),
       ...(body.tables ? { tables: body.tables } : {}),
     };

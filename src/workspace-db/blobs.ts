@@ -9,6 +9,7 @@
 import { logEvent } from '../http/logger';
 import type { Failure } from '../errors';
 import { getMeta, setMeta } from './meta';
+import { consumeIntent, reservedBytes } from './intents';
 
 /** Derived reference count of a blob: live messages and posts that list it in file_hashes. */
 export function refCount(sql: SqlStorage, hash: string): number {
@@ -23,6 +24,8 @@ export interface CommitInput {
   providerId: string;
   name: string | null;
   kind: string | null;
+  /** The upload intent the commit names (docs/api.md "Upload intents"); clients that predate intents send none. */
+  intentId?: string;
 }
 
 export type CommitOutcome = { ok: true; charged: number } | Failure;
@@ -41,8 +44,25 @@ function dropStale(sql: SqlStorage, hash: string) {
   if (row?.size_bytes) setMeta(sql, 'used_bytes', Math.max(0, usedBytes(sql) - row.size_bytes));
 }
 
-/** Records a blob and charges its bytes, unless it would pass `quota`. Committing twice is free. */
+/**
+ * Records a blob and charges its bytes, unless they would pass `quota` together with the bytes
+ * other uploads in progress have reserved. Committing twice is free. A named intent is consumed
+ * (409 when it is not live or not for this file); without one (a client that predates intents),
+ * the oldest live intent for the same file is, so its reservation is not counted twice.
+ */
 export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, now: number): CommitOutcome {
+  if (input.intentId) {
+    const refused = consumeIntent(sql, { intentId: input.intentId, hash: input.hash, sizeBytes: input.sizeBytes, mimeType: input.mimeType }, now);
+    if (refused) return refused;
+  } else {
+    sql.exec(
+      `UPDATE upload_intents SET status = 'consumed', consumed_at = ?1 WHERE id = (
+         SELECT id FROM upload_intents WHERE hash = ?2 AND size_bytes = ?3 AND status = 'active' AND expires_at > ?1 ORDER BY created_at LIMIT 1)`,
+      now,
+      input.hash,
+      input.sizeBytes,
+    );
+  }
   let existing = sql.exec<{ gc_started_at: number | null }>('SELECT gc_started_at FROM blobs WHERE hash = ?', input.hash).toArray()[0];
   if (existing && existing.gc_started_at !== null && !isFreshMark(existing.gc_started_at, now)) {
     dropStale(sql, input.hash);
@@ -55,8 +75,14 @@ export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, n
     return { ok: true, charged: 0 };
   }
   const used = usedBytes(sql);
-  if (used + input.sizeBytes > quota) {
-    return { ok: false, status: 413, code: 'quota_exceeded', message: `Workspace storage quota exceeded (${used} + ${input.sizeBytes} > ${quota} bytes)` };
+  const reserved = reservedBytes(sql, now);
+  if (used + reserved + input.sizeBytes > quota) {
+    return {
+      ok: false,
+      status: 413,
+      code: 'quota_exceeded',
+      message: `Workspace storage quota exceeded (${used} stored + ${reserved} reserved + ${input.sizeBytes} > ${quota} bytes)`,
+    };
   }
   sql.exec(
     'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, name, kind, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -99,10 +125,63 @@ export type DeleteOutcome = { ok: true; storageKey: string | null } | Failure;
  * `finishGc` drops the record and frees its bytes; a hash with no record has nothing to delete.
  */
 export function markForDelete(sql: SqlStorage, hash: string, now: number): DeleteOutcome {
+  // Decided from the rows themselves (file_refs is derived from live messages and posts; never a client's ref_count).
   const refs = refCount(sql, hash);
   if (refs > 0) return { ok: false, status: 409, code: 'blob_referenced', message: `This file is still referenced by ${refs} message(s) or post(s)` };
+  if (liveFileMeta(sql, hash)) return { ok: false, status: 409, code: 'blob_referenced', message: 'This file still has a live file_meta row; delete it first' };
   const row = sql.exec<{ storage_key: string }>('UPDATE blobs SET gc_started_at = ? WHERE hash = ? RETURNING storage_key', now, hash).toArray()[0];
   return { ok: true, storageKey: row?.storage_key ?? null };
+}
+
+/** A live file_meta row's facts a download needs. */
+export interface FileMetaFacts {
+  name: string | null;
+  kind: string | null;
+  mimeType: string | null;
+}
+
+/** The blob's record and its live file_meta, for presign-download and the blob route. */
+export function fileFacts(sql: SqlStorage, hash: string) {
+  const blob = sql
+    .exec<{ mime_type: string; kind: string | null; name: string | null; gc_started_at: number | null }>(
+      'SELECT mime_type, kind, name, gc_started_at FROM blobs WHERE hash = ?',
+      hash,
+    )
+    .toArray()[0];
+  const row = sql
+    .exec<{ payload: string | null }>(
+      `SELECT payload FROM rows WHERE table_name = 'file_meta' AND pk IN (?1, ?2) AND deleted = 0
+         AND coalesce(json_extract(payload, '$.deleted'), 0) IN (0, 'false') LIMIT 1`,
+      hash,
+      hash.replace(/^sha256:/, ''),
+    )
+    .toArray()[0];
+  let meta: FileMetaFacts | null = null;
+  if (row) {
+    const p = JSON.parse(row.payload ?? '{}') as Record<string, unknown>;
+    const text = (v: unknown) => (typeof v === 'string' ? v : null);
+    meta = { name: text(p.name), kind: text(p.kind), mimeType: text(p.mime_type) };
+  }
+  return {
+    committed: !!blob && blob.gc_started_at === null,
+    blob: blob ? { mimeType: blob.mime_type, kind: blob.kind, name: blob.name } : null,
+    meta,
+  };
+}
+
+/** Whether a live `file_meta` row names the hash (its pk in any spelling of the same hash; the payload's own `deleted` flag counts). */
+export function liveFileMeta(sql: SqlStorage, hash: string): boolean {
+  return (
+    sql
+      .exec(
+        `SELECT 1 FROM rows m WHERE m.table_name = 'file_meta' AND m.pk IN (?1, ?2, ?3) AND m.deleted = 0
+           AND coalesce(json_extract(m.payload, '$.deleted'), 0) IN (0, 'false') LIMIT 1`,
+        hash,
+        hash.toUpperCase(),
+        hash.replace(/^sha256:/, ''),
+      )
+      .toArray().length > 0
+  );
 }
 
 /**

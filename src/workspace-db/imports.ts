@@ -6,6 +6,8 @@
  * (clock, hlc, opId), and importing the same stream twice changes nothing.
  */
 import type { ArchivedEntry } from '../archive/archive';
+import { rowFlags } from '../sync/capabilities';
+import { storedOpId } from '../sync/legacy-op-ids';
 import { compareRevisions, type PreparedOp, type TableName } from '../sync/protocol';
 import { headVersion } from './meta';
 import { applyPush, PUSH_LOOKUPS, type Revision } from './push';
@@ -63,7 +65,7 @@ export function importState(sql: SqlStorage, items: ImportedItem[], now: number)
   const outcome: StateOutcome = { rows: { applied: 0, unchanged: 0 }, tombstones: { applied: 0, unchanged: 0 }, refused: [] };
   if (!items.length) return outcome;
   const logged = new Set<string>();
-  for (const r of sql.exec<{ op_id: string }>(PUSH_LOOKUPS.loggedOps, JSON.stringify([...new Set(items.map((i) => i.opId))]))) logged.add(r.op_id);
+  for (const r of sql.exec<{ op_id: string }>(PUSH_LOOKUPS.loggedOps, JSON.stringify([...new Set(items.map((i) => storedOpId(i.opId)))]))) logged.add(r.op_id);
   const current = new Map<string, Revision>();
   const key = (table: string, pk: string) => `${table}\u0000${pk}`;
   for (const table of new Set(items.map((i) => i.tableName))) {
@@ -75,12 +77,12 @@ export function importState(sql: SqlStorage, items: ImportedItem[], now: number)
   for (const item of items) {
     const stored = current.get(key(item.tableName, item.pk));
     const counts = item.kind === 'row' ? outcome.rows : outcome.tombstones;
-    if (logged.has(item.opId) || (stored && compareRevisions(item, stored) <= 0)) {
+    if (logged.has(storedOpId(item.opId)) || (stored && compareRevisions(item, stored) <= 0)) {
       counts.unchanged++;
       continue;
     }
     const op: PreparedOp = {
-      opId: item.opId,
+      opId: storedOpId(item.opId),
       tableName: item.tableName,
       pk: item.pk,
       op: item.kind === 'row' ? 'put' : 'delete',
@@ -91,6 +93,7 @@ export function importState(sql: SqlStorage, items: ImportedItem[], now: number)
       fingerprint: item.fingerprint,
       fileHashes: item.fileHashes,
       bytes: item.bytes,
+      flags: item.payload === null ? 0 : rowFlags(item.tableName, JSON.parse(item.payload) as Record<string, unknown>),
     };
     const applied = applyPush(sql, [op], item.userId, item.deletedAt ?? now);
     const result = applied.ok ? applied.results[0] : undefined;

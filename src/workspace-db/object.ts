@@ -16,10 +16,12 @@ import { AccessCache, type Access, type ShardCaller, type SyncCaller } from './a
 import type { PreparedOp, TableName } from '../sync/protocol';
 import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
+import * as intents from './intents';
 import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
+import { rewriteLegacyOpIds } from './legacy-op-ids';
 import { applyPush, logConflicts, type PushResult } from './push';
-import { pull, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
+import { pull, readerRefusal, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
 import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
 import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
@@ -41,7 +43,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     // Returned, so a failing migration rejects blockConcurrencyWhile and resets the object.
-    void ctx.blockConcurrencyWhile(async () => migrate(drizzle(ctx.storage), migrations));
+    void ctx.blockConcurrencyWhile(async () => {
+      await migrate(drizzle(ctx.storage), migrations);
+      // The one object migration SQL cannot do (a hash per id): stored legacy opIds become UUIDs.
+      ctx.storage.transactionSync(() => rewriteLegacyOpIds(ctx.storage.sql));
+    });
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong')); // never wakes the object; presence.ts reads its time
   }
 
@@ -64,11 +70,19 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     this.#access.forget(input);
   }
 
-  /** `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data. */
-  async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+  /**
+   * `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data;
+   * `missing`: the capability flags the client lacks (capabilities.ts), 0 when it has them all.
+   */
+  async push(
+    caller: SyncCaller,
+    ops: PreparedOp[],
+    quotaBytes: number,
+    missing = 0,
+  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
-    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes));
+    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes, missing));
     if (!outcome.ok) return outcome;
     logConflicts(caller.workspaceId, outcome.conflicts);
     const { results, serverVersion, allocated } = outcome;
@@ -78,18 +92,26 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (allocated > 0) await armGc(this.ctx.storage);
     return { ok: true, results, serverVersion };
   }
-  async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure> {
+  async pull(
+    caller: SyncCaller,
+    input: { cursor: number; limit: number; tables?: TableName[]; missing?: number },
+  ): Promise<({ ok: true } & PullOutcome) | Failure> {
     const access = await this.#admit(caller);
+    if (!access.ok) return access;
     // A read: one implicit transaction is enough, and no await separates its statements.
-    return !access.ok ? access : { ok: true, ...pull(this.#sql, { ...input, userId: access.userId }) };
+    return readerRefusal(this.#sql, input.missing ?? 0, input.tables) ?? { ok: true, ...pull(this.#sql, { ...input, userId: access.userId }) };
   }
   async updateCursor(caller: SyncCaller, input: { deviceId: string; version: number }): Promise<{ ok: true } | Failure> {
     const access = await this.#admit(caller);
     return !access.ok ? access : this.ctx.storage.transactionSync(() => updateCursor(this.#sql, { ...input, userId: access.userId }, Date.now()));
   }
-  async snapshot(caller: SyncCaller, input: { pageSize: number; pageToken?: string; tables?: TableName[] }): Promise<SnapshotReply | Failure> {
+  async snapshot(
+    caller: SyncCaller,
+    input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number },
+  ): Promise<SnapshotReply | Failure> {
     const access = await this.#admit(caller);
-    return !access.ok ? access : snapshot(this.#sql, { ...input, userId: access.userId });
+    if (!access.ok) return access;
+    return readerRefusal(this.#sql, input.missing ?? 0, input.tables) ?? snapshot(this.#sql, { ...input, userId: access.userId });
   }
   async gc(caller: SyncCaller, input: GcRequest): Promise<{ ok: true; deletedCount: number; userId: string } | Failure> {
     const access = await this.#admit(caller);
@@ -145,8 +167,38 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     await armGc(this.ctx.storage);
     return blobs.uploadState(this.#sql, hash);
   }
+  /**
+   * Presign-upload's one call with an upload intent (intents.ts): the blob's state, the committed
+   * and reserved bytes, and the intent, reserved atomically against `quotaBytes`.
+   */
+  async reserveUpload(input: intents.ReserveInput) {
+    await armGc(this.ctx.storage);
+    return this.ctx.storage.transactionSync(() => {
+      const now = Date.now();
+      const { state, usedBytes } = blobs.uploadState(this.#sql, input.hash, now);
+      return { state, usedBytes, intent: intents.reserveUpload(this.#sql, input, state, usedBytes, now) };
+    });
+  }
+  cancelIntent(intentId: string): void {
+    this.ctx.storage.transactionSync(() => intents.cancelIntent(this.#sql, intentId));
+  }
   blobState(hash: string): blobs.BlobState {
     return blobs.blobState(this.#sql, hash);
+  }
+  /**
+   * What a download needs (docs/api.md "Downloads"): whether the blob is committed, and what the
+   * workspace's rows say of it: its live file_meta (name, kind, MIME type), if any.
+   */
+  fileFacts(hash: string): {
+    committed: boolean;
+    blob: { mimeType: string; kind: string | null; name: string | null } | null;
+    meta: blobs.FileMetaFacts | null;
+  } {
+    return blobs.fileFacts(this.#sql, hash);
+  }
+  /** Whether `userId` may still read this workspace (a removal is seen at once: it drops the cached role). */
+  isMember(userId: string, cacheTtlMs: number): Promise<boolean> {
+    return this.#access.isMember(this.ctx.id.name ?? '', userId, cacheTtlMs);
   }
   async commitBlob(input: blobs.CommitInput, quotaBytes: number): Promise<blobs.CommitOutcome> {
     const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));

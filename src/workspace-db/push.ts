@@ -6,6 +6,9 @@
  */
 import type { Revision } from '../../client/src/contract';
 import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../sync/protocol';
+import { capabilityFailure, FLAG_GENERIC_FILE } from '../sync/capabilities';
+import { parseHash } from '../storage/hashes';
+import { uncommittedUnderIntent } from './intents';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
@@ -13,12 +16,29 @@ import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
 /** The revision last-write-wins compares (the wire contract's, shared with the SDK). */
 export type { Revision } from '../../client/src/contract';
 
+/**
+ * The current winning revision of a key, as OR3's `PushWinnerSchema` has it: a put with its
+ * payload, or a delete with the tombstone's time (epoch seconds).
+ */
+export type PushWinner =
+  // `any`, not `unknown`: RPC's type mapping cannot carry `unknown` (reads.ts JsonObject).
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  { kind: 'put'; payload: { [key: string]: any }; revision: Revision } | { kind: 'delete'; revision: Revision; serverDeletedAt: number };
+
+/**
+ * One op's answer (docs/api.md "Push results"): `replayed` for an opId that was already applied
+ * (with its original version), `applied: false` and the key's current `winner` when the op does
+ * not hold its key (it lost last-write-wins, now or since).
+ */
 export interface PushResult {
   opId: string;
   success: boolean;
   serverVersion?: number;
   error?: string;
-  errorCode?: 'CONFLICT' | 'UNAUTHORIZED';
+  errorCode?: 'CONFLICT' | 'UNAUTHORIZED' | 'VALIDATION_ERROR';
+  replayed?: boolean;
+  applied?: boolean;
+  winner?: PushWinner;
 }
 
 /** An op that lost last-write-wins against the stored revision (for the observability hook). */
@@ -45,6 +65,7 @@ type CurrentRow = {
   op_id: string;
   owner_id: string | null;
   size: number;
+  flags: number;
 };
 
 /**
@@ -73,7 +94,8 @@ function jsonChunks(rows: unknown[][], maxChars = 512 * 1024): string[] {
 /** The batch lookups of a push (exported so the query-plan test checks these very statements). */
 export const PUSH_LOOKUPS = {
   loggedOps: 'SELECT op_id, server_version, fingerprint FROM change_log WHERE op_id IN (SELECT value FROM json_each(?))',
-  currentRows: 'SELECT pk, clock, hlc, op_id, owner_id, size FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
+  currentRows: 'SELECT pk, clock, hlc, op_id, owner_id, size, flags FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
+  winners: 'SELECT pk, payload, clock, hlc, op_id, deleted, deleted_at FROM rows WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
   dropRefs: 'DELETE FROM file_refs WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))',
   touchLosers: `UPDATE rows SET changed_version = j.value ->> 2 FROM json_each(?) AS j
     WHERE rows.table_name = j.value ->> 0 AND rows.pk = j.value ->> 1`,
@@ -100,7 +122,18 @@ const entityKey = (table: string, pk: string) => `${table}\u0000${pk}`;
  * winners), and the writes go in as a few `INSERT … SELECT … FROM json_each(?)` statements.
  * A 100-op push runs ~6 statements instead of ~500.
  */
-export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, now: number, quotaBytes = Number.POSITIVE_INFINITY): PushOutcome | Failure {
+export function applyPush(
+  sql: SqlStorage,
+  ops: PreparedOp[],
+  userId: string,
+  now: number,
+  quotaBytes = Number.POSITIVE_INFINITY,
+  /**
+   * The capability flags the pusher lacks (capabilities.ts `missingFlags`): 0 for a client that
+   * has them all; null for a replay of stored history (import, fork), to which no client gate applies.
+   */
+  missing: number | null = null,
+): PushOutcome | Failure {
   let head = headVersion(sql);
   const start = head;
   const results: PushResult[] = [];
@@ -112,11 +145,17 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
     logged.set(r.op_id, r);
   }
 
+  // An opId that is not a UUID is only a legacy op's replay; a new one is refused whole (docs/api.md "Legacy opIds").
+  const unknownLegacy = ops.findIndex((op) => op.clientOpId !== undefined && !logged.has(op.opId));
+  if (unknownLegacy >= 0) {
+    return { ok: false, status: 400, code: 'invalid_body', message: `Invalid request body: ops.${unknownLegacy}.stamp.opId: must be an RFC 4122 UUID` };
+  }
+
   // The current revision of every entity the batch touches (null: no row yet).
   const current = new Map<string, CurrentRow | null>();
   const pksByTable = new Map<string, Set<string>>();
   for (const op of ops) {
-    if (logged.has(op.opId)) continue;
+    // Replays are looked up too: their answer names the key's current winner when it moved on.
     current.set(entityKey(op.tableName, op.pk), null);
     const set = pksByTable.get(op.tableName) ?? new Set<string>();
     set.add(op.pk);
@@ -124,9 +163,30 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
   }
   for (const [table, pks] of pksByTable) {
     for (const r of sql.exec<CurrentRow & { pk: string }>(PUSH_LOOKUPS.currentRows, table, JSON.stringify([...pks]))) {
-      current.set(entityKey(table, r.pk), { clock: r.clock, hlc: r.hlc, op_id: r.op_id, owner_id: r.owner_id, size: r.size });
+      current.set(entityKey(table, r.pk), { clock: r.clock, hlc: r.hlc, op_id: r.op_id, owner_id: r.owner_id, size: r.size, flags: r.flags });
     }
   }
+
+  // Capability gates (docs/api.md "Capabilities"): a writer may neither write nor replace a row
+  // that needs a capability it lacks. Decided before anything is allocated: the batch is refused whole.
+  if (missing) {
+    for (const op of ops) {
+      if (logged.has(op.opId)) continue;
+      const refusal = capabilityFailure(op.flags | (current.get(entityKey(op.tableName, op.pk))?.flags ?? 0), missing);
+      if (refusal) return refusal;
+    }
+  }
+
+  // A newer client's file_meta waits for the commit of bytes it is uploading under an intent (docs/api.md "Upload intents").
+  const canonicalHash = (pk: string) => parseHash(pk)?.canonical ?? pk;
+  const waiting =
+    missing === null || missing & FLAG_GENERIC_FILE
+      ? new Set<string>()
+      : uncommittedUnderIntent(
+          sql,
+          ops.filter((op) => op.tableName === 'file_meta' && op.op === 'put' && !logged.has(op.opId)).map((op) => canonicalHash(op.pk)),
+          now,
+        );
 
   const logRows: unknown[][] = [];
   const winners = new Map<string, { op: PreparedOp; version: number }>();
@@ -138,12 +198,22 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
     const before = logged.get(op.opId);
     let result: PushResult;
     if (before) {
-      result = before.fingerprint === op.fingerprint ? { opId: op.opId, success: true, serverVersion: before.server_version } : conflictResult(op.opId);
+      result =
+        before.fingerprint === op.fingerprint
+          ? { opId: op.opId, success: true, serverVersion: before.server_version, replayed: true }
+          : conflictResult(op.opId);
     } else {
       const key = entityKey(op.tableName, op.pk);
       const stored = current.get(key) ?? null;
       if (op.tableName === NOTIFICATIONS && stored && stored.owner_id !== userId) {
         result = { opId: op.opId, success: false, error: 'This notification belongs to another user', errorCode: 'UNAUTHORIZED' };
+      } else if (waiting.size && op.tableName === 'file_meta' && op.op === 'put' && waiting.has(canonicalHash(op.pk))) {
+        result = {
+          opId: op.opId,
+          success: false,
+          error: 'The bytes of this file were never committed; commit the upload first',
+          errorCode: 'VALIDATION_ERROR',
+        };
       } else {
         head += 1;
         logRows.push([head, op.opId, op.tableName, op.pk, op.op, op.payload, op.clock, op.hlc, op.deviceId, op.fingerprint, op.bytes]);
@@ -154,7 +224,14 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
         if (!revision || compareRevisions(incoming, revision) > 0) {
           winners.set(key, { op, version: head });
           growth += op.bytes - (stored?.size ?? 0);
-          current.set(key, { clock: op.clock, hlc: op.hlc, op_id: op.opId, owner_id: op.tableName === NOTIFICATIONS ? userId : null, size: op.bytes });
+          current.set(key, {
+            clock: op.clock,
+            hlc: op.hlc,
+            op_id: op.opId,
+            owner_id: op.tableName === NOTIFICATIONS ? userId : null,
+            size: op.bytes,
+            flags: op.flags,
+          });
         } else {
           conflicts.push({ tableName: op.tableName, pk: op.pk, winner: revision, loser: incoming });
         }
@@ -182,7 +259,46 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
   materialize(sql, winners, touched, userId, now);
   if (head !== start) setMeta(sql, 'server_version', head);
   addSyncBytes(sql, growth);
+  markWinners(sql, ops, results, current);
+  ops.forEach((op, i) => {
+    if (op.clientOpId !== undefined) results[i]!.opId = op.clientOpId;
+  });
   return { ok: true, results, serverVersion: head, allocated: head - start, conflicts };
+}
+
+type WinnerRow = { pk: string; payload: string | null; clock: number; hlc: string; op_id: string; deleted: number; deleted_at: number | null };
+
+/**
+ * Completes the successful results as OR3's refinements want them (docs/api.md "Push results"):
+ * `applied` says whether the op holds its key after the batch; one that does not carries the
+ * key's current `winner`, read back from the rows just written (one query per table, only for
+ * the keys that need it).
+ */
+function markWinners(sql: SqlStorage, ops: PreparedOp[], results: PushResult[], current: Map<string, CurrentRow | null>) {
+  const needed = new Map<string, Set<string>>();
+  ops.forEach((op, i) => {
+    const result = results[i]!;
+    if (!result.success) return;
+    result.applied = current.get(entityKey(op.tableName, op.pk))?.op_id === op.opId;
+    if (!result.applied) needed.set(op.tableName, (needed.get(op.tableName) ?? new Set()).add(op.pk));
+  });
+  if (!needed.size) return;
+  const found = new Map<string, PushWinner>();
+  for (const [table, pks] of needed) {
+    for (const r of sql.exec<WinnerRow>(PUSH_LOOKUPS.winners, table, JSON.stringify([...pks]))) {
+      const revision = { clock: r.clock, hlc: r.hlc, opId: r.op_id };
+      found.set(
+        entityKey(table, r.pk),
+        r.deleted
+          ? { kind: 'delete', revision, serverDeletedAt: Math.floor((r.deleted_at ?? 0) / 1000) }
+          : { kind: 'put', payload: JSON.parse(r.payload ?? '{}') as Record<string, never>, revision },
+      );
+    }
+  }
+  ops.forEach((op, i) => {
+    const winner = results[i]!.applied === false ? found.get(entityKey(op.tableName, op.pk)) : undefined;
+    if (winner) results[i]!.winner = winner;
+  });
 }
 
 const conflictResult = (opId: string): PushResult => ({
@@ -221,17 +337,18 @@ function materialize(
       deleted ? now : null,
       op.tableName === NOTIFICATIONS ? userId : null,
       op.bytes,
+      op.flags,
     ];
   });
   for (const chunk of jsonChunks(rows)) {
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
     sql.exec(
-      `INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, changed_version, device_id, deleted, deleted_at, owner_id, size)
-       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12
+      `INSERT INTO rows (table_name, pk, payload, clock, hlc, op_id, server_version, changed_version, device_id, deleted, deleted_at, owner_id, size, flags)
+       SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13
        FROM json_each(?) WHERE true
        ON CONFLICT(table_name, pk) DO UPDATE SET payload = excluded.payload, clock = excluded.clock, hlc = excluded.hlc, op_id = excluded.op_id,
          server_version = excluded.server_version, changed_version = excluded.changed_version, device_id = excluded.device_id,
-         deleted = excluded.deleted, deleted_at = excluded.deleted_at, owner_id = excluded.owner_id, size = excluded.size`,
+         deleted = excluded.deleted, deleted_at = excluded.deleted_at, owner_id = excluded.owner_id, size = excluded.size, flags = excluded.flags`,
       chunk,
     );
   }

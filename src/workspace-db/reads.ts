@@ -4,6 +4,7 @@
  * across an await.
  */
 import type { Failure } from '../errors';
+import { capabilityFailure } from '../sync/capabilities';
 import { SYNC_LIMITS, type TableName } from '../sync/protocol';
 import { readPageToken, signPageToken, SNAPSHOT_TTL_MS, type PageState } from '../sync/page-token';
 import { parseHash } from '../storage/hashes';
@@ -84,6 +85,27 @@ function takePage<T>(cursor: Iterable<T>, limit: number, budget: number, size: (
     bytes += rowSize;
   }
   return { page, more: false };
+}
+
+// -- capability gate ----------------------------------------------------------------------------
+
+/**
+ * The capability gate's lookup (exported so the query-plan test checks this very statement).
+ * `INDEXED BY`: with a `tables` filter the planner would otherwise walk those tables' rows by
+ * primary key; the partial index holds only the few rows that need a capability.
+ */
+export const READER_GATE = 'SELECT flags FROM rows INDEXED BY rows_flags_idx WHERE flags != 0 AND deleted = 0 AND (flags & ?) != 0';
+
+/**
+ * A reader lacking a capability is refused (426) while the workspace holds a live row that needs
+ * it, in the tables it reads (docs/api.md "Capabilities"): it would mangle such rows. One
+ * lookup on the partial index `rows_flags_idx`, and only for readers that lack something.
+ */
+export function readerRefusal(sql: SqlStorage, missing: number, tables?: TableName[]): Failure | null {
+  if (!missing) return null;
+  const filter = tables?.length ? ` AND table_name IN (${tables.map(() => '?').join(', ')})` : '';
+  const row = sql.exec<{ flags: number }>(`${READER_GATE}${filter} LIMIT 1`, missing, ...(tables ?? [])).toArray()[0];
+  return row ? capabilityFailure(row.flags, missing) : null;
 }
 
 // -- pull ---------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
  * fork and import use.
  */
 import type { ArchivedEntry } from '../archive/archive';
+import { rowFlags } from '../sync/capabilities';
+import { storedOpId } from '../sync/legacy-op-ids';
 import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
 import type { Failure } from '../errors';
 import { headVersion, prunedThrough, restoredRanges, setMeta } from './meta';
@@ -115,7 +117,7 @@ export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): Replay
     const live = e.payload !== null && !(e.payload.deleted === true || e.payload.deleted === 1);
     const fileHashes = REFERENCING_TABLES.has(e.tableName) && e.op === 'put' ? (live ? referencedHashes(e.payload?.file_hashes) : []) : null;
     const op: PreparedOp = {
-      opId: e.opId,
+      opId: storedOpId(e.opId),
       tableName: e.tableName as TableName,
       pk: e.pk,
       op: e.op,
@@ -126,6 +128,7 @@ export function replayHistory(sql: SqlStorage, entries: ArchivedEntry[]): Replay
       fingerprint: e.fingerprint,
       fileHashes,
       bytes: entryBytes(payload, e.pk, e.hlc, e.deviceId),
+      flags: e.op === 'put' ? rowFlags(e.tableName, e.payload) : 0,
     };
     const result = applyPush(sql, [op], e.userId, e.createdAt);
     const first = result.ok ? result.results[0] : undefined;

@@ -19,7 +19,7 @@ async function refused(token: string) {
   expect(res.status).toBe(401);
   expect(await res.json()).toEqual({ error: 'unauthorized', message: 'Authentication required' });
   const session = await call('GET', '/api/auth/session', { authorization: `Bearer ${token}` });
-  expect(await session.json()).toEqual({ session: null });
+  expect(await session.json()).toMatchObject({ session: null });
 }
 
 /** A token like ours, with overridable header and claims, signed with `signKey` (default: ours). */

@@ -7,7 +7,7 @@ describe('GET /api/auth/session', () => {
   it('answers { session: null } without credentials', async () => {
     const res = await api('/api/auth/session');
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ session: null });
+    expect(await res.json()).toEqual({ session: null, appAccessAllowed: false, workspaceItemCapability: 'v1' });
     expect(res.headers.get('cache-control')).toBe('no-store');
   });
 

@@ -231,14 +231,19 @@ describe('access and policies', () => {
     expect((await presign(big, await sha256(big))).status).toBe(413);
     const [a, b] = [randomBytes(600), randomBytes(600)];
     const uploads = [];
-    for (const bytes of [a, b]) {
-      const hash = await sha256(bytes);
-      const res = await presign(bytes, hash);
-      expect(res.status).toBe(200);
-      const body = await res.json<any>();
-      expect((await put(body.url, bytes, body.headers)).status).toBe(200);
-      uploads.push({ hash, storageId: body.storageId });
-    }
+    // The first presign reserves its 600 bytes (an upload intent), so a second one over the quota is refused at once.
+    const hashA = await sha256(a);
+    const first = await presign(a, hashA);
+    expect(first.status).toBe(200);
+    const firstBody = await first.json<any>();
+    expect((await put(firstBody.url, a, firstBody.headers)).status).toBe(200);
+    uploads.push({ hash: hashA, storageId: firstBody.storageId });
+    const hashB = await sha256(b);
+    expect((await presign(b, hashB)).status).toBe(413);
+    // Bytes that got there anyway (a client that predates intents, an earlier presign): the commit is still the last word.
+    const keyB = `ws/${u.workspaceId}/sha256/${hashB.slice(7)}`;
+    await env.BLOBS.put(keyB, b, { customMetadata: { verified: 'sha256' } });
+    uploads.push({ hash: hashB, storageId: keyB });
     const commitWith = (x: { hash: string; storageId: string }) =>
       apiWithEnv(vars, '/api/storage/commit', {
         method: 'POST',

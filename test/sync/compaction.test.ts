@@ -254,11 +254,14 @@ async function revertToPreviousSchema(u: SyncUser, oldState: (sql: SqlStorage) =
     const sql = state.storage.sql;
     const syncBytes = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'sync_bytes'").one().value);
     sql.exec('DROP INDEX rows_changed_idx');
-    for (const column of ['changed_version', 'device_id', 'size']) sql.exec(`ALTER TABLE rows DROP COLUMN ${column}`);
+    // Migration 0005 (capabilities and upload intents) came later still: it goes too, and is re-applied after 0003 and 0004.
+    sql.exec('DROP INDEX rows_flags_idx');
+    sql.exec('DROP TABLE upload_intents');
+    for (const column of ['changed_version', 'device_id', 'size', 'flags']) sql.exec(`ALTER TABLE rows DROP COLUMN ${column}`);
     sql.exec('ALTER TABLE change_log DROP COLUMN size');
     sql.exec("DELETE FROM meta WHERE key IN ('collected_through', 'sync_bytes')");
-    const applied = sql.exec<{ created_at: number }>('SELECT created_at FROM __drizzle_migrations ORDER BY created_at DESC LIMIT 2').toArray();
-    sql.exec('DELETE FROM __drizzle_migrations WHERE created_at >= ?', applied[1]!.created_at);
+    const applied = sql.exec<{ created_at: number }>('SELECT created_at FROM __drizzle_migrations ORDER BY created_at DESC LIMIT 3').toArray();
+    sql.exec('DELETE FROM __drizzle_migrations WHERE created_at >= ?', applied[2]!.created_at);
     oldState(sql);
     const head = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'server_version'").one().value);
     const pulls: Record<number, any[]> = {};

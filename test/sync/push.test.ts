@@ -43,7 +43,7 @@ describe('push: idempotency', () => {
     const o = op('messages', 'm1', message('m1'));
     const first = await pushOk(u, u.workspaceId, [o]);
     const replay = await pushOk(u, u.workspaceId, [{ ...o, attempts: 3, status: 'pending', createdAt: 1 }]);
-    expect(replay.results).toEqual([{ opId: o.stamp.opId, success: true, serverVersion: first.results[0]!.serverVersion }]);
+    expect(replay.results).toEqual([{ opId: o.stamp.opId, success: true, serverVersion: first.results[0]!.serverVersion, replayed: true, applied: true }]);
     expect(replay.serverVersion).toBe(first.serverVersion);
   });
 

@@ -25,7 +25,7 @@ describe('push over the socket', () => {
     expect(reply).toEqual({
       type: 'push-result',
       id: 'p1',
-      results: ops.map((o, i) => ({ opId: o.stamp.opId, success: true, serverVersion: i + 1 })),
+      results: ops.map((o, i) => ({ opId: o.stamp.opId, success: true, serverVersion: i + 1, applied: true })),
       serverVersion: 2,
     });
     socket.send({ type: 'push', id: 'p2', ops });
