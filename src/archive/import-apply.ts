@@ -28,7 +28,8 @@ export interface ImportReport {
   workspaceId: string | null;
   workspaceCreated: boolean;
   lines: number;
-  users: { created: number; unchanged: number };
+  /** `linked`: identities linked to existing accounts the operator confirmed (each also in `notes`). */
+  users: { created: number; unchanged: number; linked: number };
   members: { added: number; updated: number; unchanged: number };
   invites: { added: number; unchanged: number };
   changes: { applied: number; unchanged: number };
@@ -52,7 +53,7 @@ export function newReport(dryRun: boolean): ImportReport {
     workspaceId: null,
     workspaceCreated: false,
     lines: 0,
-    users: { created: 0, unchanged: 0 },
+    users: { created: 0, unchanged: 0, linked: 0 },
     members: { added: 0, updated: 0, unchanged: 0 },
     invites: { added: 0, unchanged: 0 },
     changes: { applied: 0, unchanged: 0 },
@@ -102,6 +103,8 @@ export class Applier {
     private readonly target: string | null,
     private readonly actorId: string,
     private readonly exportedBy: string | undefined,
+    /** Existing accounts the operator confirmed identities may be linked to (the `linkExisting` query). */
+    private readonly linkExisting: ReadonlySet<string> = new Set(),
   ) {}
 
   get #ws(): ImportTarget {
@@ -268,6 +271,7 @@ export class Applier {
       const results = await importUsers(
         this.c.env.DB,
         batch.map((b) => b.user),
+        this.linkExisting,
       );
       results.forEach((r, i) => {
         const { n, user } = batch[i]!;
@@ -277,6 +281,12 @@ export class Applier {
         }
         report.users[r.outcome]++;
         for (const taken of r.identities.taken) skip(report, { line: n, type: 'user', key: user.id, reason: taken });
+        // An existing account's identities are never linked unconfirmed (docs/security.md "Import").
+        for (const unconfirmed of r.identities.unconfirmed) skip(report, { line: n, type: 'user', key: user.id, reason: unconfirmed });
+        if (r.outcome === 'unchanged' && r.identities.added > 0) {
+          report.users.linked += r.identities.added;
+          report.notes.push(`line ${n}: ${r.identities.added} identities linked to the existing user ${user.id}, as the operator confirmed (linkExisting)`);
+        }
       });
     }
     if (this.#members.length) {

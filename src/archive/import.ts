@@ -29,6 +29,17 @@ export const importQuery = z.strictObject({
   workspaceId: id.optional(),
   name: z.string().trim().min(1).max(100).optional(),
   dryRun: z.enum(['true', 'false']).optional(),
+  /**
+   * Existing accounts (comma-separated user ids, at most 100) whose `user` line may link its
+   * identities to them: the operator's confirmation. Without it an existing account's line links
+   * nothing and is reported (docs/security.md "Import").
+   */
+  linkExisting: z
+    .string()
+    .max(100 * 129)
+    .transform((s) => s.split(',').filter(Boolean))
+    .pipe(z.array(id).max(100))
+    .optional(),
 });
 
 /** A streamed body as a fixed-length stream R2 can store, or 411/413. */
@@ -93,7 +104,7 @@ export async function runImport(c: Context<AppEnv>, query: z.output<typeof impor
         createdAt: head?.createdAt ?? Date.now(),
       });
     }
-    const applier = new Applier(c, report, ctx.target, actorId, head?.exportedBy);
+    const applier = new Applier(c, report, ctx.target, actorId, head?.exportedBy, new Set(query.linkExisting ?? []));
     const applyCtx: Context0 = { target: null, queryWorkspaceId: query.workspaceId };
     await readStream(await object(), applyCtx, (n, parsed) => applier.add(n, parsed));
     await applier.finish();

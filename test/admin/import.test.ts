@@ -2,10 +2,11 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import bcrypt from 'bcryptjs';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
 import { call, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
-import { api } from '../helpers';
+import { api, apiWithEnv } from '../helpers';
 import { message, op, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';
 import { bytesOf, downloadUrl, fetchUrl, put, sha256, store } from '../storage/helpers';
 
@@ -351,7 +352,7 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
       { type: 'user', id: crypto.randomUUID(), email: uniqueEmail(), passwordHash: '$argon2id$v=19$m=1,t=1,p=1$x$y' },
     ];
     const first = await importOk(jsonl([header(null), ...users, { type: 'end' }]));
-    expect(first.users).toEqual({ created: 2, unchanged: 0 });
+    expect(first.users).toEqual({ created: 2, unchanged: 0, linked: 0 });
     expect(first.skipped.map((s: any) => [s.line, s.reason])).toEqual([
       [5, expect.stringMatching(/^unsupported password hash format/)],
       [4, expect.stringContaining(`belongs to another user here (${taken.id})`)],
@@ -365,7 +366,7 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
     expect(identity.user_id).toBe(users[1]!.id);
 
     const second = await importOk(jsonl([header(null), ...users, { type: 'end' }]));
-    expect(second.users).toEqual({ created: 0, unchanged: 2 });
+    expect(second.users).toEqual({ created: 0, unchanged: 2, linked: 0 });
     // A password changed since (here: upgraded at sign-in) is never reverted by a re-import.
     expect((await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?').bind(id).first<any>()).password_hash).toBe(row.password_hash);
   });
@@ -394,5 +395,69 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
     const accepted = await call('POST', '/api/workspaces/invites/accept', joiner.headers, { inviteToken: token });
     expect(await accepted.json()).toEqual({ ok: true, workspaceId: ws });
     expect((await importOk(jsonl([header(ws), ...invites, { type: 'end' }]))).invites).toEqual({ added: 0, unchanged: 1 });
+  });
+});
+
+describe('POST /api/admin/import: existing accounts (SECURITY.md §7 case 40)', () => {
+  const ISSUER = 'https://idp.import.example.com';
+  let key: CryptoKey;
+  let vars: Record<string, string>;
+  beforeAll(async () => {
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    key = pair.privateKey;
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
+    vars = { OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ id: 'idp', issuer: ISSUER, audience: 'or3', jwks: { keys: [jwk] } }]) };
+  });
+  const session = async (sub: string) => {
+    const token = await new SignJWT({ email: `${sub}@attacker.example` })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setIssuer(ISSUER)
+      .setAudience('or3')
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime('10m')
+      .sign(key);
+    return (await (await apiWithEnv(vars, '/api/auth/session', { headers: { authorization: `Bearer ${token}` } })).json<any>()).session;
+  };
+
+  it("a user line naming an EXISTING account never links its identities to it: skipped and reported, and that identity does not sign in as the victim", async () => {
+    const victim = await signedInUser({ isAdmin: true });
+    const sub = `attacker-${crypto.randomUUID()}`;
+    const line = { type: 'user', id: victim.id, email: 'x@attacker.example', identities: [{ provider: 'idp', issuer: ISSUER, subject: sub }] };
+    const report = await importOk(jsonl([header(null), line, { type: 'end' }]));
+    expect(report.users).toEqual({ created: 0, unchanged: 1, linked: 0 });
+    expect(report.skipped).toEqual([
+      expect.objectContaining({ line: 2, type: 'user', key: victim.id, reason: expect.stringContaining(`not linked: user ${victim.id} already exists here`) }),
+    ]);
+    expect(await env.DB.prepare('SELECT count(*) AS n FROM identities WHERE subject = ?').bind(sub).first<any>()).toEqual({ n: 0 });
+    // Whoever holds that subject is a stranger here, not the victim (and not a deployment admin).
+    const theirs = await session(sub);
+    expect(theirs.user.id).not.toBe(victim.id);
+    expect(theirs.deploymentAdmin).toBe(false);
+    // The victim's own account is untouched (the email too).
+    expect((await env.DB.prepare('SELECT email FROM users WHERE id = ?').bind(victim.id).first<any>()).email).toBe(victim.email);
+  });
+
+  it('links an existing account only when the operator confirms it (linkExisting), and reports the link', async () => {
+    const existing = await signedInUser();
+    const other = await signedInUser();
+    const sub = `confirmed-${crypto.randomUUID()}`;
+    const lines = [
+      { type: 'user', id: existing.id, identities: [{ provider: 'idp', issuer: ISSUER, subject: sub }] },
+      { type: 'user', id: other.id, identities: [{ provider: 'idp', issuer: ISSUER, subject: `${sub}-other` }] },
+    ];
+    const stream = jsonl([header(null), ...lines, { type: 'end' }]);
+    const res = await importStream(stream, '?linkExisting=not%20an%20id');
+    expect(res.status).toBe(400);
+    const report = await importOk(stream, `?linkExisting=${existing.id}`);
+    expect(report.users).toEqual({ created: 0, unchanged: 2, linked: 1 });
+    expect(report.notes).toEqual([expect.stringContaining(`identities linked to the existing user ${existing.id}`)]);
+    // The account not confirmed stays unlinked.
+    expect(report.skipped).toEqual([expect.objectContaining({ key: other.id, reason: expect.stringContaining('not linked') })]);
+    expect((await session(sub)).user.id).toBe(existing.id);
+    // Again: already linked, nothing to report.
+    const again = await importOk(stream, `?linkExisting=${existing.id}`);
+    expect(again.users).toEqual({ created: 0, unchanged: 2, linked: 0 });
+    expect(again.notes).toEqual([]);
   });
 });

@@ -80,10 +80,11 @@ export class Target {
     return this.#json<T>(res, `${method} ${path}`);
   }
 
-  /** POSTs a JSONL file to the import route, streamed with its length. */
-  async importFile(path: string, dryRun: boolean): Promise<any> {
+  /** POSTs a JSONL file to the import route, streamed with its length; `query` adds e.g. `linkExisting`. */
+  async importFile(path: string, dryRun: boolean, query: Record<string, string> = {}): Promise<any> {
     const { size } = await stat(path);
-    const res = await fetch(new URL(`/api/admin/import${dryRun ? '?dryRun=true' : ''}`, this.baseUrl), {
+    const params = new URLSearchParams({ ...(dryRun ? { dryRun: 'true' } : {}), ...query }).toString();
+    const res = await fetch(new URL(`/api/admin/import${params ? `?${params}` : ''}`, this.baseUrl), {
       method: 'POST',
       headers: { ...(await this.#auth()), 'content-type': 'application/x-ndjson', 'content-length': String(size) },
       body: Readable.toWeb(createReadStream(path)) as ReadableStream,
