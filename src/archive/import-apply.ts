@@ -14,6 +14,7 @@ import type { CommitInput, CommitOutcome } from '../workspace-db/blobs';
 import type { ArchivedEntry } from './archive';
 import { importInvites, importMembers, importUsers, type ImportedUser, type InviteImport, type MemberImport } from '../admin/store';
 import { IMPORT_LIMITS, type Line, type Parsed } from './import-lines';
+import { forgetAccess } from '../workspaces/invalidate';
 
 export interface Skipped {
   line: number;
@@ -300,6 +301,9 @@ export class Applier {
         if (r === 'no_user') skip(report, { line: batch[i]!.n, type: 'member', key: batch[i]!.member.userId, reason: 'no such user in this deployment' });
         else report.members[r]++;
       });
+      // Roles changed in D1: the workspace's object must hear of it, as after any other member
+      // write (docs/security.md "Import"), or a demoted member keeps their cached role until it expires.
+      if (results.some((r) => r === 'added' || r === 'updated')) await forgetAccess(this.c.env, this.target!);
     }
     if (this.#invites.length) {
       const batch = this.#invites.splice(0);

@@ -24,6 +24,7 @@ import { ApiError, badRequest, payloadTooLarge } from '../errors';
 import { ensureImportedWorkspace, ensureOwner } from '../admin/store';
 import { IMPORT_LIMITS, id, readStream, type Context0, type Line } from './import-lines';
 import { Applier, newReport, skip, type ImportReport } from './import-apply';
+import { forgetAccess } from '../workspaces/invalidate';
 
 export const importQuery = z.strictObject({
   workspaceId: id.optional(),
@@ -108,8 +109,10 @@ export async function runImport(c: Context<AppEnv>, query: z.output<typeof impor
     const applyCtx: Context0 = { target: null, queryWorkspaceId: query.workspaceId };
     await readStream(await object(), applyCtx, (n, parsed) => applier.add(n, parsed));
     await applier.finish();
-    if (ctx.target !== null && (await ensureOwner(c.env.DB, ctx.target, actorId)))
+    if (ctx.target !== null && (await ensureOwner(c.env.DB, ctx.target, actorId))) {
       report.notes.push('No imported member is an owner here: the importing admin was made the owner');
+      await forgetAccess(c.env, ctx.target);
+    }
     return report;
   } finally {
     await bucket.delete(stagingKey).catch(() => undefined);

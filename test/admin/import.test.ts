@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
 import { call, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
-import { message, op, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';
+import { message, op, openSocket, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';
 import { bytesOf, downloadUrl, fetchUrl, put, sha256, store } from '../storage/helpers';
 
 let admin: SignedIn;
@@ -459,5 +459,29 @@ describe('POST /api/admin/import: existing accounts (SECURITY.md §7 case 40)', 
     const again = await importOk(stream, `?linkExisting=${existing.id}`);
     expect(again.users).toEqual({ created: 0, unchanged: 2, linked: 0 });
     expect(again.notes).toEqual([]);
+  });
+});
+
+describe('POST /api/admin/import: members tell the workspace object (SECURITY.md §7 case 41)', () => {
+  it('a member line that demotes an editor applies to their very next push, over HTTP and over their open socket', async () => {
+    const owner = await syncUser();
+    const editor = await signedInUser();
+    await upsertMember(env.DB, owner.workspaceId, editor.id, 'editor');
+    const path = `/api/sync/ws?workspaceId=${owner.workspaceId}`;
+    const socket = await openSocket(await api(path, { headers: { upgrade: 'websocket', ...editor.headers } }));
+    await socket.next((m) => m.type === 'hello');
+    // Both paths warm the object's cache with the editor role.
+    await pushOk(editor, owner.workspaceId, [op('messages', 'before', message('before'))]);
+    socket.send({ type: 'push', id: 'p1', ops: [op('messages', 'sock1', message('sock1'))] });
+    expect(await socket.next((m) => m.id === 'p1')).toMatchObject({ type: 'push-result' });
+
+    const report = await importOk(jsonl([header(owner.workspaceId), { type: 'member', userId: editor.id, role: 'viewer' }, { type: 'end' }]));
+    expect(report.members).toEqual({ added: 0, updated: 1, unchanged: 0 });
+
+    const res = await call('POST', '/api/sync/push', editor.headers, { scope: { workspaceId: owner.workspaceId }, ops: [op('messages', 'after', message('after'))] });
+    expect(res.status).toBe(403);
+    socket.send({ type: 'push', id: 'p2', ops: [op('messages', 'sock2', message('sock2'))] });
+    expect(await socket.next((m) => m.id === 'p2')).toMatchObject({ type: 'error', error: 'insufficient_role' });
+    socket.ws.close();
   });
 });
