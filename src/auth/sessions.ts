@@ -197,3 +197,20 @@ export async function loadSessionAuth(db: D1Database, sessionId: string, userId:
     .bind(sessionId, userId, workspaceId)
     .first<SessionAuthRow>();
 }
+
+/**
+ * A user's disabled flag and their role in a live workspace, in one read: what a federated
+ * user's socket ticket is checked against (it has no session to read; access.ts).
+ */
+export async function loadUserAuth(db: D1Database, userId: string, workspaceId: string) {
+  return db
+    .prepare(
+      `SELECT u.disabled_at, CASE WHEN w.id IS NULL THEN NULL ELSE m.role END AS member_role
+         FROM users u
+         LEFT JOIN members m ON m.workspace_id = ?2 AND m.user_id = u.id
+         LEFT JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
+        WHERE u.id = ?1`,
+    )
+    .bind(userId, workspaceId)
+    .first<{ disabled_at: number | null; member_role: string | null }>();
+}

@@ -420,7 +420,7 @@ describe('POST /api/admin/import: existing accounts (SECURITY.md §7 case 40)', 
     return (await (await apiWithEnv(vars, '/api/auth/session', { headers: { authorization: `Bearer ${token}` } })).json<any>()).session;
   };
 
-  it("a user line naming an EXISTING account never links its identities to it: skipped and reported, and that identity does not sign in as the victim", async () => {
+  it('a user line naming an EXISTING account never links its identities to it: skipped and reported, and that identity does not sign in as the victim', async () => {
     const victim = await signedInUser({ isAdmin: true });
     const sub = `attacker-${crypto.randomUUID()}`;
     const line = { type: 'user', id: victim.id, email: 'x@attacker.example', identities: [{ provider: 'idp', issuer: ISSUER, subject: sub }] };
@@ -478,7 +478,10 @@ describe('POST /api/admin/import: members tell the workspace object (SECURITY.md
     const report = await importOk(jsonl([header(owner.workspaceId), { type: 'member', userId: editor.id, role: 'viewer' }, { type: 'end' }]));
     expect(report.members).toEqual({ added: 0, updated: 1, unchanged: 0 });
 
-    const res = await call('POST', '/api/sync/push', editor.headers, { scope: { workspaceId: owner.workspaceId }, ops: [op('messages', 'after', message('after'))] });
+    const res = await call('POST', '/api/sync/push', editor.headers, {
+      scope: { workspaceId: owner.workspaceId },
+      ops: [op('messages', 'after', message('after'))],
+    });
     expect(res.status).toBe(403);
     socket.send({ type: 'push', id: 'p2', ops: [op('messages', 'sock2', message('sock2'))] });
     expect(await socket.next((m) => m.id === 'p2')).toMatchObject({ type: 'error', error: 'insufficient_role' });
