@@ -10,6 +10,13 @@
  * Pull streams pages until the head, never more than `window` pages ahead of the client's last
  * `ack`: a slow device is never flooded. What a stream needs to go on lives in the socket's
  * attachment, so it survives the object's hibernation.
+ *
+ * Per-socket memory is bounded (SECURITY checklist case 45): one stream per socket (a new pull
+ * replaces the old), and the bytes of pages sent but not acknowledged count across streams — a
+ * replaced stream's unacknowledged pages become the socket's debt (`owed`), because they still
+ * sit in its send buffer. Streaming pauses at `maxUnackedBytes`; a pull that arrives while the
+ * socket owes that much closes it (1008). A socket delivers its messages in order, so an ack of
+ * a page proves every page sent before it arrived: it clears the debt.
  */
 import type { Failure } from '../errors';
 import { ApiError } from '../errors';
@@ -39,8 +46,8 @@ export interface PullStream {
   id: string;
   /** Where the next page starts. */
   cursor: number;
-  /** Pages sent whose `nextCursor` the client has not acknowledged yet. */
-  unacked: number[];
+  /** Pages sent whose `nextCursor` the client has not acknowledged yet, with their size. */
+  unacked: { cursor: number; bytes: number }[];
   limit: number;
   tables?: TableName[];
   window: number;
@@ -56,9 +63,14 @@ export interface SyncMethods {
 export interface SyncAttachment {
   sync?: SocketSyncSettings;
   stream?: PullStream | null;
+  /** Bytes of replaced streams' pages not acknowledged yet (see above). */
+  owed?: number;
 }
 
 type Send = (text: string) => void;
+type Close = (code: number, reason: string) => void;
+
+const unackedBytes = (stream: PullStream | null | undefined) => (stream?.unacked ?? []).reduce((n, page) => n + page.bytes, 0);
 
 const errorMessage = (id: string | null, failure: { code: string; message: string; retryAfter?: number }) =>
   JSON.stringify({ type: 'error', id, error: failure.code, message: failure.message, ...(failure.retryAfter ? { retryAfter: failure.retryAfter } : {}) });
@@ -76,6 +88,7 @@ export async function handleSyncMessage(
   read: () => SyncAttachment,
   write: (patch: SyncAttachment) => void,
   send: Send,
+  close: Close,
 ): Promise<void> {
   const parsed = socketSyncMessage.safeParse(raw);
   const id = typeof (raw as { id?: unknown })?.id === 'string' ? ((raw as { id: string }).id.slice(0, SOCKET_SYNC_LIMITS.idLength) ?? null) : null;
@@ -85,6 +98,13 @@ export async function handleSyncMessage(
   const message = parsed.data;
   if (message.type === 'push') return push(methods, settings, message, send);
   if (message.type === 'pull') {
+    const { stream: previous, owed = 0 } = read();
+    const debt = owed + unackedBytes(previous);
+    if (debt >= SOCKET_SYNC_LIMITS.maxUnackedBytes) {
+      write({ stream: null, owed: debt });
+      return close(1008, `More than ${SOCKET_SYNC_LIMITS.maxUnackedBytes} bytes of pages unacknowledged`);
+    }
+    write({ owed: debt });
     const stream: PullStream = {
       id: message.id,
       cursor: message.cursor,
@@ -93,12 +113,16 @@ export async function handleSyncMessage(
       ...(message.tables ? { tables: message.tables } : {}),
       window: message.window ?? SOCKET_SYNC_LIMITS.window,
     };
-    return streamPages(methods, settings, stream, write, send);
+    return streamPages(methods, settings, stream, debt, write, send);
   }
-  const stream = read().stream;
+  const { stream, owed = 0 } = read();
   if (!stream || stream.id !== message.id) return; // a late ack of a finished or replaced stream
-  stream.unacked = stream.unacked.filter((cursor) => cursor > message.cursor);
-  return streamPages(methods, settings, stream, write, send);
+  const left = stream.unacked.filter((page) => page.cursor > message.cursor);
+  // Pages arrive in order: an acknowledged page means everything sent before it arrived too.
+  const debt = left.length < stream.unacked.length ? 0 : owed;
+  stream.unacked = left;
+  write({ owed: debt });
+  return streamPages(methods, settings, stream, debt, write, send);
 }
 
 const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', name: 'push' | 'pull', perMinute: number): SyncCaller => ({
@@ -123,10 +147,20 @@ async function push(methods: SyncMethods, settings: SocketSyncSettings, message:
   send(JSON.stringify({ type: 'push-result', id: message.id, results: result.results, serverVersion: result.serverVersion }));
 }
 
-/** Sends pages until the head, or until `window` pages wait for an ack (the stream is then kept for the ack). */
-async function streamPages(methods: SyncMethods, settings: SocketSyncSettings, stream: PullStream, write: (patch: SyncAttachment) => void, send: Send) {
+/**
+ * Sends pages until the head, or until `window` pages (or, with the socket's debt, the byte cap)
+ * wait for an ack; the stream is then kept for the ack.
+ */
+async function streamPages(
+  methods: SyncMethods,
+  settings: SocketSyncSettings,
+  stream: PullStream,
+  owed: number,
+  write: (patch: SyncAttachment) => void,
+  send: Send,
+) {
   const caller = callerOf(settings, 'read', 'pull', settings.limits.pull);
-  while (stream.unacked.length < stream.window) {
+  while (stream.unacked.length < stream.window && owed + unackedBytes(stream) < SOCKET_SYNC_LIMITS.maxUnackedBytes) {
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
       write({ stream: null });
@@ -138,13 +172,14 @@ async function streamPages(methods: SyncMethods, settings: SocketSyncSettings, s
       oldestRetainedVersion: page.oldestRetainedVersion,
       requiresSnapshot: page.requiresSnapshot,
     });
-    send(`{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`);
+    const text = `{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`;
+    send(text);
     if (!page.hasMore) {
       write({ stream: null });
       return;
     }
     stream.cursor = page.nextCursor;
-    stream.unacked.push(page.nextCursor);
+    stream.unacked.push({ cursor: page.nextCursor, bytes: text.length });
   }
   write({ stream });
 }

@@ -232,6 +232,10 @@ export class WorkspaceSockets {
         () => attachmentOf(ws) ?? {},
         (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
         (text) => ws.send(text),
+        (code, reason) => {
+          ws.close(code, reason);
+          this.#presence.left([ws]);
+        },
       ).catch((err: unknown) => logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) })),
     );
     this.#syncing.set(ws, run);

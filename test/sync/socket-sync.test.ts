@@ -108,6 +108,45 @@ describe('pull over the socket', () => {
   });
 });
 
+describe('per-socket memory (SECURITY.md §7 case 45)', () => {
+  it('re-sending pull never resets what the socket owes: past 16 MiB of unacknowledged pages the socket is closed (1008)', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    const big = 'x'.repeat(250_000);
+    socket.send({ type: 'push', id: 'seed', ops: Array.from({ length: 20 }, (_, i) => op('messages', `b${i}`, message(`b${i}`, { data: big }))) });
+    expect(await socket.next((m) => m.id === 'seed')).toMatchObject({ type: 'push-result', serverVersion: 20 });
+    // A client that never acknowledges and keeps asking again: each pull would fill a new window.
+    for (let i = 0; i < 8; i++) socket.send({ type: 'pull', id: `again-${i}`, cursor: 0, limit: 1, window: 16 });
+    expect((await socket.closed).code).toBe(1008);
+    const pages = socket.messages.filter((m) => m.type === 'changes');
+    const bytes = pages.reduce((n, p) => n + JSON.stringify(p).length, 0);
+    // Bounded by the cap plus one page, whatever the number of pulls.
+    expect(bytes).toBeLessThanOrEqual(16 * 1024 * 1024 + 300_000);
+    expect(pages.length).toBeLessThan(8 * 16);
+  });
+
+  it('a well-behaved stream that acknowledges is never closed, however much it pulls', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    const big = 'y'.repeat(250_000);
+    socket.send({ type: 'push', id: 'seed', ops: Array.from({ length: 20 }, (_, i) => op('messages', `c${i}`, message(`c${i}`, { data: big }))) });
+    await socket.next((m) => m.id === 'seed');
+    for (let round = 0; round < 6; round++) {
+      const id = `round-${round}`;
+      socket.send({ type: 'pull', id, cursor: 0, limit: 1, window: 4 });
+      for (;;) {
+        const seen = socket.messages.filter((m) => m.id === id).length;
+        const page = await socket.next((m) => m.id === id && socket.messages.filter((x) => x.id === id).indexOf(m) === seen, `page ${seen} of ${id}`);
+        if (!page.hasMore) break;
+        socket.send({ type: 'ack', id, cursor: page.nextCursor });
+      }
+    }
+    socket.send({ type: 'push', id: 'still', ops: [op('messages', 'still', message('still'))] });
+    expect(await socket.next((m) => m.id === 'still')).toMatchObject({ type: 'push-result' });
+    socket.ws.close();
+  });
+});
+
 describe('authorization and limits per message', () => {
   it('a viewer may pull but not push; a role change through the API applies to the very next message', async () => {
     const owner = await syncUser();
