@@ -18,7 +18,8 @@ import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../w
 import { authenticate, requireUser, type Principal } from './authenticate';
 import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
-import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
+import { hashPassword, passwordProblem, verifyPassword } from './passwords';
+import { logEvent } from '../http/logger';
 import {
   anyAdminExists,
   attemptKey,
@@ -93,8 +94,20 @@ const changePasswordSchema = z.strictObject({
   confirmNewPassword: z.string().max(1024),
 });
 
+/**
+ * Waits until `at`. A verification slower than the answer time (an overloaded isolate) answers
+ * late and is logged: the operator should raise OR3_BASIC_AUTH_FAILED_SIGN_IN_MS.
+ */
+async function waitUntilAnswer(at: number) {
+  const left = at - Date.now();
+  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+  else logEvent('warn', 'sign_in_answer_late', { lateMs: -left });
+}
+
 export const basicAuth = new Hono<AppEnv>()
   .post('/sign-in', async (c) => {
+    // Every failure is answered at this fixed time after arrival (docs/auth.md "Sign-in timing").
+    const answerAt = Date.now() + c.get('config').auth.failedSignInMs;
     const ip = clientIp(c);
     await enforceLimit(c.env.RL_AUTH, `signin:${ip}`);
     const body = await jsonBody(c, signInSchema, AUTH_BODY);
@@ -106,11 +119,15 @@ export const basicAuth = new Hono<AppEnv>()
     const attempt = await countLoginAttempt(db, attemptKey.signIn(accountKey));
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
 
-    // Unknown, disabled and password-less accounts all run the same KDF as a real one.
+    // Only a live account's stored hash is verified; unknown, disabled and password-less
+    // accounts cost no CPU. What hides which case it was is the answer time: every failure,
+    // whatever hash the account holds, is answered at `answerAt` (a timer costs the Worker no
+    // CPU), which is later than the slowest verification accepted (bcrypt cost 12, passwords.ts).
     const user = await findUserByEmail(db, accountKey);
-    const verdict = await verifyPassword(body.password, user?.password_hash ?? DUMMY_HASH);
-    if (!user || !user.password_hash || user.disabled_at !== null || !verdict.ok) {
+    const verdict = user?.password_hash && user.disabled_at === null ? await verifyPassword(body.password, user.password_hash) : null;
+    if (!user || !verdict?.ok) {
       audit(c, 'auth.sign_in.failure', { email: accountKey, ip, outcome: 'invalid_credentials' });
+      await waitUntilAnswer(answerAt);
       throw invalidCredentials();
     }
     await clearLoginFailures(db, attemptKey.signIn(accountKey));

@@ -350,11 +350,14 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
       },
       { type: 'user', id: crypto.randomUUID(), email: taken.email },
       { type: 'user', id: crypto.randomUUID(), email: uniqueEmail(), passwordHash: '$argon2id$v=19$m=1,t=1,p=1$x$y' },
+      // Above OR3's cost 12: it would take longer to check than a failed sign-in's answer time.
+      { type: 'user', id: crypto.randomUUID(), email: uniqueEmail(), passwordHash: `$2b$14$${'a'.repeat(53)}` },
     ];
     const first = await importOk(jsonl([header(null), ...users, { type: 'end' }]));
     expect(first.users).toEqual({ created: 2, unchanged: 0, linked: 0 });
     expect(first.skipped.map((s: any) => [s.line, s.reason])).toEqual([
       [5, expect.stringMatching(/^unsupported password hash format/)],
+      [6, expect.stringMatching(/^bcrypt cost 14 is outside 4\.\.12/)],
       [4, expect.stringContaining(`belongs to another user here (${taken.id})`)],
     ]);
     const signIn = await signInBearer(email, 'old password');
