@@ -55,6 +55,8 @@ export interface PullStream {
 
 /** The object's own sync methods: the same code the HTTP routes reach. */
 export interface SyncMethods {
+  /** Would this request be admitted (authorization, rate limit), without counting it. */
+  screen(caller: SyncCaller): Promise<Failure | null>;
   push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
   pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure>;
 }
@@ -74,6 +76,40 @@ const unackedBytes = (stream: PullStream | null | undefined) => (stream?.unacked
 
 const errorMessage = (id: string | null, failure: { code: string; message: string; retryAfter?: number }) =>
   JSON.stringify({ type: 'error', id, error: failure.code, message: failure.message, ...(failure.retryAfter ? { retryAfter: failure.retryAfter } : {}) });
+
+/**
+ * Frames longer than this are screened before they are parsed: only a push can be this large (a
+ * presence state is at most 1 KB, a pull or an ack a few), so who sends it must be allowed to
+ * push, and not be over the push rate (SECURITY checklist case 48).
+ */
+export const SCREEN_FRAME_CHARS = 64 * 1024;
+
+/** The id of a push frame as the SDK writes it (`{"type":"push","id":…`), read without parsing the rest. */
+const LEADING_PUSH_ID = /^\{\s*"type"\s*:\s*"push"\s*,\s*"id"\s*:\s*"([^"\\]{1,64})"/;
+
+/**
+ * Screens a large frame before anything parses it, then parses it: the message, or null when it
+ * was refused (the refusal sent, with the frame's id when it starts the way the SDK writes pushes).
+ */
+export async function admitLargeFrame(methods: SyncMethods, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
+  const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
+  const settings = read().sync;
+  const refused = settings
+    ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push))
+    : { code: 'unsupported', message: 'This socket was not opened for sync' };
+  if (refused) {
+    send(errorMessage(id, refused));
+    return null;
+  }
+  try {
+    const parsed: unknown = JSON.parse(data);
+    if (typeof parsed === 'object' && parsed !== null) return parsed;
+  } catch {
+    // answered below
+  }
+  send(errorMessage(id, { code: 'invalid_body', message: 'A message must be a JSON object' }));
+  return null;
+}
 
 /** Whether a parsed message is one of sync's (push, pull, ack). */
 export const isSyncMessage = (message: { type?: unknown }) => message.type === 'push' || message.type === 'pull' || message.type === 'ack';

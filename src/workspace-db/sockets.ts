@@ -8,7 +8,15 @@
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import type { AccessCache, ShardCaller } from './access';
-import { handleSyncMessage, isSyncMessage, type SocketSyncSettings, type SyncAttachment, type SyncMethods } from './socket-sync';
+import {
+  admitLargeFrame,
+  handleSyncMessage,
+  isSyncMessage,
+  SCREEN_FRAME_CHARS,
+  type SocketSyncSettings,
+  type SyncAttachment,
+  type SyncMethods,
+} from './socket-sync';
 import { armSweep } from './alarm';
 import { headVersion } from './meta';
 import { Presence, presenceFields, type PresenceAttachment } from './presence';
@@ -38,6 +46,15 @@ interface SocketAttachment extends PresenceAttachment, SyncAttachment {
 }
 
 const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAttachment | null;
+
+/** A frame as JSON, or null (not JSON: presence answers it). */
+function parseFrame(data: string | ArrayBuffer): { type?: unknown } | null {
+  try {
+    return typeof data === 'string' && data.startsWith('{') ? (JSON.parse(data) as { type?: unknown }) : null;
+  } catch {
+    return null;
+  }
+}
 
 /** Whether a socket's confirmation still lets it hear changes and presence (see SOCKET_REVERIFY_MS). */
 const confirmed = (a: { verifiedAt: number; cacheTtlMs?: number } | null, now: number) =>
@@ -217,29 +234,42 @@ export class WorkspaceSockets {
 
   /** A message from a client: presence (presence.ts); "ping" never gets here (the auto-response answers it). */
   message(ws: WebSocket, data: string | ArrayBuffer): Promise<void> | void {
-    let parsed: { type?: unknown } | null = null;
-    try {
-      parsed = typeof data === 'string' && data.startsWith('{') ? (JSON.parse(data) as { type?: unknown }) : null;
-    } catch {
-      // not JSON: presence answers it
+    const read = () => attachmentOf(ws) ?? {};
+    const send = (text: string) => ws.send(text);
+    // A large frame can only be a push: who and how often are checked before it is parsed.
+    if (typeof data === 'string' && data.length > SCREEN_FRAME_CHARS && this.sync) {
+      const sync = this.sync;
+      return this.#inOrder(ws, async () => {
+        const parsed = await admitLargeFrame(sync, data, read, send);
+        if (parsed) await this.#sync(ws, parsed);
+      });
     }
+    const parsed = parseFrame(data);
     if (!parsed || !isSyncMessage(parsed) || !this.sync) return this.#presence.message(ws, data);
-    // One socket's sync messages run in the order they came (a push awaits its fingerprints).
-    const run = (this.#syncing.get(ws) ?? Promise.resolve()).then(() =>
-      handleSyncMessage(
-        this.sync!,
-        parsed,
-        () => attachmentOf(ws) ?? {},
-        (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
-        (text) => ws.send(text),
-        (code, reason) => {
-          ws.close(code, reason);
-          this.#presence.left([ws]);
-        },
-      ).catch((err: unknown) => logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) })),
-    );
+    return this.#inOrder(ws, () => this.#sync(ws, parsed));
+  }
+
+  /** One socket's sync messages run in the order they came (a push awaits its fingerprints). */
+  #inOrder(ws: WebSocket, work: () => Promise<void>): Promise<void> {
+    const run = (this.#syncing.get(ws) ?? Promise.resolve())
+      .then(work)
+      .catch((err: unknown) => logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) }));
     this.#syncing.set(ws, run);
     return run;
+  }
+
+  #sync(ws: WebSocket, parsed: object): Promise<void> {
+    return handleSyncMessage(
+      this.sync!,
+      parsed,
+      () => attachmentOf(ws) ?? {},
+      (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
+      (text) => ws.send(text),
+      (code, reason) => {
+        ws.close(code, reason);
+        this.#presence.left([ws]);
+      },
+    );
   }
 
   /** The alarm's presence sweep (alarm.ts): when the next one is due, or null. */

@@ -1,5 +1,7 @@
+import { env } from 'cloudflare:workers';
 /** docs/sync.md "Sync over the socket": push and pull as messages on the workspace's WebSocket, with the HTTP routes' rules. */
 import { describe, expect, it } from 'vitest';
+import { upsertMember } from '../../src/workspaces/store';
 import { call, signedInUser } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
 import { message, op, openSocket as open, pull, syncUser } from './helpers';
@@ -143,6 +145,39 @@ describe('per-socket memory (SECURITY.md §7 case 45)', () => {
     }
     socket.send({ type: 'push', id: 'still', ops: [op('messages', 'still', message('still'))] });
     expect(await socket.next((m) => m.id === 'still')).toMatchObject({ type: 'push-result' });
+    socket.ws.close();
+  });
+});
+
+describe('large frames are screened before they are parsed (SECURITY.md §7 case 48)', () => {
+  // A frame that would take work to parse: the answer shows whether the object checked who and
+  // how often first (a parse would answer invalid_body; the screen answers with the role or rate).
+  const heavy = (id: string) => `{"type":"push","id":"${id}","ops":[${'{"x":1},'.repeat(20_000)}{"unterminated":`;
+
+  it("a viewer's large frame is refused for the role, unparsed, with its id", async () => {
+    const owner = await syncUser();
+    const viewer = await signedInUser();
+    await upsertMember(env.DB, owner.workspaceId, viewer.id, 'viewer');
+    const socket = await connect({ headers: viewer.headers, workspaceId: owner.workspaceId });
+    socket.send(heavy('big-1'));
+    expect(await socket.next((m) => m.type === 'error')).toMatchObject({ id: 'big-1', error: 'insufficient_role' });
+    // Small frames are parsed and answered as before; the socket stays up.
+    socket.send({ type: 'pull', id: 'small', cursor: 0 });
+    expect(await socket.next((m) => m.id === 'small')).toMatchObject({ type: 'changes' });
+    socket.ws.close();
+  });
+
+  it("a rate-limited user's large frame is refused for the rate, unparsed; within the rate it is parsed (and refused as invalid)", async () => {
+    const u = await syncUser();
+    const socket = await connect(u, { OR3_RATE_LIMIT_OVERRIDES_JSON: '{"push": 1}' });
+    socket.send(heavy('first'));
+    expect(await socket.next((m) => m.id === 'first')).toMatchObject({ type: 'error', error: 'invalid_body' });
+    socket.send({ type: 'push', id: 'counted', ops: [op('messages', 'c1', message('c1'))] });
+    const counted = await socket.next((m) => m.id === 'counted');
+    // Fixed windows: at a minute's edge the count may reset once.
+    if (counted.type !== 'error') socket.send({ type: 'push', id: 'counted-2', ops: [op('messages', 'c2', message('c2'))] });
+    socket.send(heavy('second'));
+    expect(await socket.next((m) => m.id === 'second')).toMatchObject({ type: 'error', error: 'rate_limited' });
     socket.ws.close();
   });
 });
