@@ -227,7 +227,9 @@ export const basicAuth = new Hono<AppEnv>()
     const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword), principal.sessionId);
     if (version === null) throw conflict('The password was changed by another request; sign in again', 'password_changed');
     audit(c, 'auth.password.changed', { actorId: user.id });
-    await closeSessionSockets(c.env, { userId: user.id, exceptSessionId: principal.sessionId });
+    // Every socket of the user closes (4001), this session's too: they were opened with the old
+    // token version, so they could no longer sync; the SDK re-dials with its new credential.
+    await closeSessionSockets(c.env, { userId: user.id });
     // The token version moved on; this session continues with a fresh access token.
     return deliverTokens(c, user.id, principal.sessionId, version, null);
   });
