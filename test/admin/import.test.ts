@@ -491,3 +491,27 @@ describe('POST /api/admin/import: members tell the workspace object (SECURITY.md
     socket.ws.close();
   });
 });
+
+describe('POST /api/admin/import: staged bodies (SECURITY.md §7 case 47)', () => {
+  const staged = async () => (await env.BLOBS.list({ prefix: 'imports/' })).objects.map((o) => o.key);
+
+  it('a rerun with the same x-or3-import-id replaces what a killed run left staged; stale bodies expire and are collected', async () => {
+    const ws = crypto.randomUUID();
+    const stream = jsonl([header(ws), { type: 'member', userId: admin.id, role: 'owner' }, { type: 'end' }]);
+    // What a run killed mid-import leaves: its staged body (the cleanup never ran).
+    const leftover = `imports/v1/${admin.id}/part-1.jsonl`;
+    await env.BLOBS.put(leftover, stream, { customMetadata: { stagedAt: String(Date.now()) } });
+    // Another admin's run killed two hours ago.
+    const stale = `imports/v1/someone-else/${crypto.randomUUID()}.jsonl`;
+    await env.BLOBS.put(stale, stream, { customMetadata: { stagedAt: String(Date.now() - 2 * 3600_000) } });
+    // A run still going (recent, another admin): left alone.
+    const running = `imports/v1/someone-else/${crypto.randomUUID()}.jsonl`;
+    await env.BLOBS.put(running, stream, { customMetadata: { stagedAt: String(Date.now()) } });
+
+    const res = await importStream(stream, '', { ...intent(admin), 'x-or3-import-id': 'part-1' });
+    expect(res.status).toBe(200);
+    expect(await staged()).toEqual([running]);
+    await env.BLOBS.delete(running);
+    expect((await importStream(stream, '', { ...intent(admin), 'x-or3-import-id': 'no spaces' })).status).toBe(400);
+  });
+});

@@ -188,6 +188,8 @@ describe('npm run import', () => {
     const run = await runCli();
     timings.fullRun = run.ms;
     expect(run.code, run.stderr).toBe(2);
+    // Nothing stays staged in R2: the rerun replaced (same part, same import id) what the killed run left.
+    expect((await server.env.BLOBS.list({ prefix: 'imports/' })).objects).toEqual([]);
     const r = run.report;
     expect(r.skipped.map((s: any) => s.key).sort()).toEqual([`${fx.team} ${fx.blob.corrupt.hash}`, `${fx.team} ${fx.blob.missing.hash}`].sort());
     expect(r.blobs.uploaded + r.blobs.present).toBe(3);
