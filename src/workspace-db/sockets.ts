@@ -61,8 +61,8 @@ const confirmed = (a: { verifiedAt: number; cacheTtlMs?: number } | null, now: n
   !!a && a.verifiedAt > 0 && now - a.verifiedAt < Math.min(a.cacheTtlMs ?? SOCKET_REVERIFY_MS, SOCKET_REVERIFY_MS);
 
 export class WorkspaceSockets {
-  /** Sockets whose membership check is in flight (one at a time each). */
-  readonly #verifying = new WeakSet<WebSocket>();
+  /** Each socket's confirmation in flight (one at a time each). */
+  readonly #verifying = new WeakMap<WebSocket, Promise<boolean>>();
   /** Each socket's sync messages in flight, chained. */
   readonly #syncing = new WeakMap<WebSocket, Promise<void>>();
   readonly #presence: Presence;
@@ -152,12 +152,20 @@ export class WorkspaceSockets {
    * confirmation sends the presence roster (the socket heard none while unconfirmed).
    * Resolves true when the socket is confirmed now.
    */
-  async verify(ws: WebSocket): Promise<boolean> {
-    if (this.#verifying.has(ws)) return false;
+  verify(ws: WebSocket): Promise<boolean> {
+    // One check at a time per socket; a caller arriving meanwhile waits for the same answer.
+    let running = this.#verifying.get(ws);
+    if (!running) {
+      running = this.#verify(ws).finally(() => this.#verifying.delete(ws));
+      this.#verifying.set(ws, running);
+    }
+    return running;
+  }
+
+  async #verify(ws: WebSocket): Promise<boolean> {
     const attachment = attachmentOf(ws);
     const workspaceId = this.ctx.id.name;
     if (!attachment?.userId || !workspaceId) return false;
-    this.#verifying.add(ws);
     try {
       const checkedAt = await this.#check(workspaceId, attachment);
       if (typeof checkedAt !== 'number') {
@@ -175,8 +183,6 @@ export class WorkspaceSockets {
       // at the next poke.
       logEvent('warn', 'socket_verify_failed', { workspaceId, message: err instanceof Error ? err.message : String(err) });
       return false;
-    } finally {
-      this.#verifying.delete(ws);
     }
   }
 

@@ -2,10 +2,9 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import bcrypt from 'bcryptjs';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
-import { call, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
+import { call, oidcProvider, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
 import { message, op, openSocket, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';
 import { bytesOf, downloadUrl, fetchUrl, put, sha256, store } from '../storage/helpers';
@@ -403,25 +402,16 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
 
 describe('POST /api/admin/import: existing accounts (SECURITY.md §7 case 40)', () => {
   const ISSUER = 'https://idp.import.example.com';
-  let key: CryptoKey;
-  let vars: Record<string, string>;
+  let idp: Awaited<ReturnType<typeof oidcProvider>>;
   beforeAll(async () => {
-    const pair = await generateKeyPair('RS256', { extractable: true });
-    key = pair.privateKey;
-    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
-    vars = { OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ id: 'idp', issuer: ISSUER, audience: 'or3', jwks: { keys: [jwk] } }]) };
+    idp = await oidcProvider(ISSUER);
   });
-  const session = async (sub: string) => {
-    const token = await new SignJWT({ email: `${sub}@attacker.example` })
-      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
-      .setIssuer(ISSUER)
-      .setAudience('or3')
-      .setSubject(sub)
-      .setIssuedAt()
-      .setExpirationTime('10m')
-      .sign(key);
-    return (await (await apiWithEnv(vars, '/api/auth/session', { headers: { authorization: `Bearer ${token}` } })).json<any>()).session;
-  };
+  const session = async (sub: string) =>
+    (
+      await (
+        await apiWithEnv(idp.vars, '/api/auth/session', { headers: { authorization: `Bearer ${await idp.token(sub, `${sub}@attacker.example`)}` } })
+      ).json<any>()
+    ).session;
 
   it('a user line naming an EXISTING account never links its identities to it: skipped and reported, and that identity does not sign in as the victim', async () => {
     const victim = await signedInUser({ isAdmin: true });

@@ -9,7 +9,7 @@ import { runInDurableObject } from 'cloudflare:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Bindings } from '../../src/env';
-import { PASSWORD, call, signInBearer, signInCookies, signedInUser } from '../auth/helpers';
+import { PASSWORD, call, oidcProvider, signInBearer, signInCookies, signedInUser } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { bytesOf, sha256 } from '../storage/helpers';
 import { message, op, openSocket, pushOk, syncUser } from './helpers';
@@ -185,19 +185,9 @@ describe('open sockets and out-of-band revocations (SECURITY.md §7 cases 42, 43
   });
 
   it("a disabled federated user's ticket socket is refused within the bound: pushes fail and the socket closes", async () => {
-    const ISSUER = 'https://idp.ticket.example.com';
-    const pair = await generateKeyPair('RS256', { extractable: true });
-    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
-    const vars = { ...short, OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ id: 'idp', issuer: ISSUER, audience: 'or3', jwks: { keys: [jwk] } }]) };
-    const sub = `fed-${crypto.randomUUID()}`;
-    const jwt = await new SignJWT({ email: `${sub}@example.com` })
-      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
-      .setIssuer(ISSUER)
-      .setAudience('or3')
-      .setSubject(sub)
-      .setIssuedAt()
-      .setExpirationTime('10m')
-      .sign(pair.privateKey);
+    const idp = await oidcProvider('https://idp.ticket.example.com');
+    const vars = { ...short, ...idp.vars };
+    const jwt = await idp.token(`fed-${crypto.randomUUID()}`);
     const headers = { authorization: `Bearer ${jwt}`, 'content-type': 'application/json' };
     const { session } = await (await apiWithEnv(vars, '/api/auth/session', { headers })).json<any>();
     const workspaceId = session.workspace.id as string;
