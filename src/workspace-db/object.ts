@@ -190,7 +190,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSockets(userId?: string): number {
     return this.#sockets.close(4003, 'Access to this workspace was revoked', userId);
   }
-  closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+  closeSessionSockets(input: { userId: string; sessionId?: string }): number {
     return this.#sockets.closeSession(input);
   }
   /** Presence and sync over the socket (sockets.ts); "ping" is answered by the auto-response without waking the object. */

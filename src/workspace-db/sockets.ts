@@ -211,16 +211,15 @@ export class WorkspaceSockets {
   }
 
   /**
-   * Closes the sockets of an ended session (`sessionId`: signed out), or all of a user's except
-   * one session's (`exceptSessionId`: the password changed and every other session was revoked).
-   * 4001 tells clients to re-authenticate, not that access to the workspace is gone.
+   * Closes the sockets of an ended session (`sessionId`: signed out), or all of a user's (the
+   * password changed: every socket was opened with the old token version, the changing
+   * session's too). 4001 tells clients to re-authenticate, not that access to the workspace is gone.
    */
-  closeSession(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+  closeSession(input: { userId: string; sessionId?: string }): number {
     // The session ended (sign-out, refresh-token reuse), or the user's token version moved on.
     this.access.forget(input.sessionId ? { sessionId: input.sessionId } : { userId: input.userId });
     const closed: WebSocket[] = [];
     for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
-      if (input.exceptSessionId && attachmentOf(ws)?.sessionId === input.exceptSessionId) continue;
       ws.close(4001, 'The session ended; sign in again');
       closed.push(ws);
     }
