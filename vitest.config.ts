@@ -27,6 +27,9 @@ export default defineConfig(async () => ({
                 OR3_ALLOWED_ORIGINS: 'https://app.example.com',
                 // Most tests register users freely; invite and closed modes are tested explicitly.
                 OR3_BASIC_AUTH_REGISTRATION: 'open',
+                // Failed sign-ins wait for a fixed answer time (1 s in production); the timing
+                // test sets the real value, the rest of the suite need not wait that long.
+                OR3_BASIC_AUTH_FAILED_SIGN_IN_MS: '100',
               },
             },
           }),

@@ -7,6 +7,7 @@
  *   npm run bench                      every scenario, full sizes (several minutes)
  *   npm run bench -- --quick           small sizes, under a minute (CI smoke)
  *   npm run bench -- --scenario pull   one scenario (repeatable); limits it needs are measured too
+ *   npm run bench -- --scenario socket-frames / sign-in   the security figures alone (docs/security.md)
  *
  * Prints progress to stderr, one table to stdout, and writes bench/results.json.
  */
@@ -18,6 +19,7 @@ import { gzipSync } from 'node:zlib';
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { readD1Migrations } from '@cloudflare/vitest-plugin';
 import { createTestHarness } from 'wrangler';
+import { pullDuringRefusedFrames, signInTiming } from './security.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 if (Number(process.versions.node.split('.')[0]) < 22) {
@@ -193,6 +195,31 @@ const progress = (label, total) => {
   };
 };
 
+/** A socket to the user's workspace, opened with a ticket, with request/answer helpers. */
+async function openSocket(u) {
+  const { ticket } = await call('POST', '/api/sync/ws-ticket', u.token, { workspaceId: u.workspaceId });
+  const wsUrl = new URL('/api/sync/ws', url);
+  wsUrl.protocol = 'ws:';
+  wsUrl.searchParams.set('workspaceId', u.workspaceId);
+  wsUrl.searchParams.set('ticket', ticket);
+  const ws = new WebSocket(wsUrl);
+  const waiters = new Map();
+  let onAny = null;
+  ws.onmessage = (ev) => {
+    const msg = JSON.parse(ev.data);
+    if (msg.type === 'hello') waiters.get('hello')?.(msg);
+    else if (msg.id && waiters.has(msg.id)) waiters.get(msg.id)(msg);
+    onAny?.(msg);
+  };
+  await new Promise((resolve) => waiters.set('hello', resolve));
+  const request = (message) =>
+    new Promise((resolve, reject) => {
+      waiters.set(message.id, (msg) => (msg.type === 'error' ? reject(new Error(`${msg.error}: ${msg.message}`)) : resolve(msg)));
+      ws.send(JSON.stringify(message));
+    });
+  return { ws, request, waiters, setOnAny: (f) => (onAny = f) };
+}
+
 // -- limits --------------------------------------------------------------------------------
 
 const limits = {};
@@ -339,29 +366,6 @@ const scenarios = {
   async socket() {
     // Sync over the socket (docs/sync.md): the same work as push-batched and pull, as messages on
     // the workspace's WebSocket, answered by the object directly.
-    const openSocket = async (u) => {
-      const { ticket } = await call('POST', '/api/sync/ws-ticket', u.token, { workspaceId: u.workspaceId });
-      const wsUrl = new URL('/api/sync/ws', url);
-      wsUrl.protocol = 'ws:';
-      wsUrl.searchParams.set('workspaceId', u.workspaceId);
-      wsUrl.searchParams.set('ticket', ticket);
-      const ws = new WebSocket(wsUrl);
-      const waiters = new Map();
-      let onAny = null;
-      ws.onmessage = (ev) => {
-        const msg = JSON.parse(ev.data);
-        if (msg.type === 'hello') waiters.get('hello')?.(msg);
-        else if (msg.id && waiters.has(msg.id)) waiters.get(msg.id)(msg);
-        onAny?.(msg);
-      };
-      await new Promise((resolve) => waiters.set('hello', resolve));
-      const request = (message) =>
-        new Promise((resolve, reject) => {
-          waiters.set(message.id, (msg) => (msg.type === 'error' ? reject(new Error(`${msg.error}: ${msg.message}`)) : resolve(msg)));
-          ws.send(JSON.stringify(message));
-        });
-      return { ws, request, waiters, setOnAny: (f) => (onAny = f) };
-    };
     let n = 0;
     const pushOver = async (socket, count, batch) => {
       for (let done = 0; done < count; done += batch) {
@@ -434,6 +438,60 @@ const scenarios = {
     sa.ws.close();
     sb.ws.close();
     socket.ws.close();
+    await scenarios['socket-frames']();
+  },
+
+  async 'socket-frames'() {
+    // Refused large frames cost the serial object no parsing (docs/security.md): an owner's pull
+    // p99 while bursts of 7 ~12 MB frames from a viewer are refused, against its quiet p99.
+    const owner = await user();
+    await pushOps(owner, 200);
+    const viewer = await user();
+    const { inviteToken } = await call('POST', `/api/workspaces/${owner.workspaceId}/invites`, owner.token, { role: 'viewer' });
+    await call('POST', '/api/workspaces/invites/accept', viewer.token, { inviteToken });
+    const viewerSocket = await openSocket({ token: viewer.token, workspaceId: owner.workspaceId });
+    const pullOnce = async () => {
+      const t = now();
+      await call('POST', '/api/sync/pull', owner.token, { scope: { workspaceId: owner.workspaceId }, cursor: 0, limit: 100 });
+      return now() - t;
+    };
+    const f = await pullDuringRefusedFrames({ pullOnce, viewerSocket, samples: quick ? 40 : 100 });
+    const ratio = f.duringP99 / f.quietP99;
+    row('socket: owner pull p99 during bursts of 7 refused ~12 MB viewer frames', f.duringP99, 'ms', 'quiet pull p99', f.quietP99, ratio, '≤ 2', ratio <= 2, {
+      p50: round(f.duringP50, 1),
+      bursts: f.bursts,
+    });
+    viewerSocket.ws.close();
+  },
+
+  async 'sign-in'() {
+    // Sign-in timing (docs/security.md): wrong-password medians, 72 samples, by what the account holds.
+    const signIn = async (email, password) => {
+      ipCounter = (ipCounter % 250) + 1;
+      const res = await app.fetch(new URL('/api/basic-auth/sign-in', url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'cf-connecting-ip': `10.78.${Math.floor(Math.random() * 250)}.${ipCounter}` },
+        body: JSON.stringify({ email, password }),
+      });
+      await res.text();
+      return res.status;
+    };
+    const m = await signInTiming({ signIn, db: appEnv.DB });
+    const medians = Object.values(m).map((v) => v.median);
+    const spread = Math.max(...medians) - Math.min(...medians);
+    row('sign-in: wrong-password median, unknown email', m.unknown.median, 'ms', null, null, null, 'reported', true, {
+      min: round(m.unknown.min),
+      max: round(m.unknown.max),
+    });
+    row('sign-in: wrong-password median, bcrypt cost 12', m['bcrypt cost 12'].median, 'ms', null, null, null, 'reported', true, {
+      min: round(m['bcrypt cost 12'].min),
+      max: round(m['bcrypt cost 12'].max),
+    });
+    row('sign-in: wrong-password median, bcrypt cost 14', m['bcrypt cost 14'].median, 'ms', null, null, null, 'reported', true, {
+      min: round(m['bcrypt cost 14'].min),
+      max: round(m['bcrypt cost 14'].max),
+    });
+    row('sign-in: spread of the three medians', spread, 'ms', null, null, null, '≤ 50 ms', spread <= 50);
   },
 
   async central() {
@@ -697,6 +755,7 @@ try {
   await measureLimits();
   for (const [name, run] of Object.entries(scenarios)) {
     if (!want(name)) continue;
+    if (name === 'socket-frames' && !only.includes(name)) continue; // part of `socket`; alone on request
     log(`${name}:`);
     const t = now();
     await run();

@@ -68,6 +68,8 @@ const variables = z.object({
   OR3_BASIC_AUTH_ACCESS_TTL_SECONDS: intVar(900, 60, 86_400),
   OR3_BASIC_AUTH_REFRESH_TTL_SECONDS: intVar(2_592_000, 3_600, 31_536_000),
   OR3_BASIC_AUTH_ROTATION_GRACE_MS: intVar(30_000, 0, 300_000),
+  /** When a failed password sign-in is answered, counted from its arrival (docs/auth.md "Sign-in timing"). */
+  OR3_BASIC_AUTH_FAILED_SIGN_IN_MS: intVar(1_000, 50, 10_000),
   OR3_BASIC_AUTH_REGISTRATION: withDefault(z.enum(['open', 'invite', 'closed'], { message: 'must be open, invite or closed' }), 'invite'),
   OR3_BASIC_AUTH_BOOTSTRAP_EMAIL: text,
   OR3_BASIC_AUTH_BOOTSTRAP_PASSWORD: text,
@@ -195,6 +197,8 @@ const configSchema = variables.transform((v, ctx) => {
       accessTtlSeconds: v.OR3_BASIC_AUTH_ACCESS_TTL_SECONDS,
       refreshTtlSeconds: v.OR3_BASIC_AUTH_REFRESH_TTL_SECONDS,
       rotationGraceMs: v.OR3_BASIC_AUTH_ROTATION_GRACE_MS,
+      /** Every failed password sign-in is answered no earlier than this after it arrived (ms). */
+      failedSignInMs: v.OR3_BASIC_AUTH_FAILED_SIGN_IN_MS,
       registration: v.OR3_BASIC_AUTH_REGISTRATION,
       autoProvision: v.OR3_AUTH_AUTO_PROVISION,
       bootstrap,

@@ -106,41 +106,44 @@ export interface ImportedUser {
 }
 
 export type UserImport =
-  | { id: string; outcome: 'created' | 'unchanged'; identities: { added: number; taken: string[] } }
+  | {
+      id: string;
+      outcome: 'created' | 'unchanged';
+      /** Identities added; identities another user holds; identities NOT linked because the account existed and the operator did not confirm it. */
+      identities: { added: number; taken: string[]; unconfirmed: string[] };
+    }
   | { id: string; outcome: 'email_taken'; existingUserId: string };
+
+const identityKey = (i: { provider: string; issuer: string; subject: string }) => `${i.provider} ${i.issuer} ${i.subject}`;
 
 /**
  * Creates the users that do not exist yet, keeping their ids, with their federated identities.
  * A user whose id exists is left as it is (a re-import never reverts a password changed since);
- * one whose email belongs to another user is not created. Identities are added to the users
- * created or kept here; one that belongs to another user is reported.
+ * one whose email belongs to another user is not created.
+ *
+ * Identities are linked only to the accounts this call creates, in the same transaction as the
+ * account (docs/security.md "Import"): a line naming an EXISTING account never links an
+ * identity to it, because whoever holds that identity would then sign in as that account (a
+ * hand-edited stream naming the admin's id would hand the admin over). The only exception is an
+ * account the operator named in `confirmed` (the importer's `linkExisting`), and the caller
+ * reports every such link. An identity another user holds is reported, never moved.
+ *
+ * Existence is read first and the inserts carry no ON CONFLICT for the account: an account
+ * created by someone else between the read and the write fails the whole batch (nothing is
+ * written), and the batch is tried again against what is there now.
  */
-export async function importUsers(db: D1Database, users: ImportedUser[]): Promise<UserImport[]> {
+export async function importUsers(db: D1Database, users: ImportedUser[], confirmed: ReadonlySet<string> = new Set()): Promise<UserImport[]> {
   if (!users.length) return [];
-  const statements: D1PreparedStatement[] = [];
-  const identityStatements: { user: number; key: string }[] = [];
-  users.forEach((u, i) => {
-    statements.push(
-      db
-        .prepare(
-          `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, created_at, updated_at)
-           VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5) ON CONFLICT DO NOTHING`,
-        )
-        .bind(u.id, u.email, u.displayName, u.passwordHash, u.createdAt),
-    );
-    for (const identity of u.identities) {
-      identityStatements.push({ user: i, key: `${identity.provider} ${identity.issuer} ${identity.subject}` });
-      statements.push(
-        db
-          .prepare(
-            `INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at, last_seen_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) ON CONFLICT DO NOTHING`,
-          )
-          .bind(crypto.randomUUID(), u.id, identity.provider, identity.issuer, identity.subject, identity.email, u.createdAt),
-      );
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await importUsersOnce(db, users, confirmed);
+    } catch (err) {
+      if (attempt >= 3 || !/UNIQUE constraint failed: users\./.test(err instanceof Error ? err.message : String(err))) throw err;
     }
-  });
-  const results = await db.batch(statements);
+  }
+}
+
+async function importUsersOnce(db: D1Database, users: ImportedUser[], confirmed: ReadonlySet<string>): Promise<UserImport[]> {
   const { results: present } = await db
     .prepare(
       `SELECT id, email FROM users WHERE id IN (SELECT value FROM json_each(?1))
@@ -148,34 +151,75 @@ export async function importUsers(db: D1Database, users: ImportedUser[]): Promis
     )
     .bind(JSON.stringify(users.map((u) => u.id)), JSON.stringify(users.flatMap((u) => (u.email ? [u.email] : []))))
     .all<{ id: string; email: string | null }>();
+  const wanted = users.flatMap((u) => u.identities.map((i) => [i.provider, i.issuer, i.subject]));
+  const { results: held } = wanted.length
+    ? await db
+        .prepare(
+          `SELECT i.user_id, i.provider, i.issuer, i.subject FROM identities i JOIN json_each(?1) j
+              ON i.provider = json_extract(j.value, '$[0]') AND i.issuer = json_extract(j.value, '$[1]') AND i.subject = json_extract(j.value, '$[2]')`,
+        )
+        .bind(JSON.stringify(wanted))
+        .all<{ user_id: string; provider: string; issuer: string; subject: string }>()
+    : { results: [] };
+  const holder = new Map(held.map((h) => [identityKey(h), h.user_id]));
   const ids = new Set(present.map((p) => p.id));
-  // The batch holds, per user, its insert followed by its identity inserts.
-  let at = 0;
-  const outcome: UserImport[] = [];
-  for (const [i, u] of users.entries()) {
-    const created = (results[at++]?.meta.changes ?? 0) > 0;
-    let added = 0;
-    const pending: string[] = [];
-    for (const s of identityStatements.filter((s) => s.user === i)) {
-      if ((results[at++]?.meta.changes ?? 0) > 0) added++;
-      else pending.push(s.key);
-    }
-    if (!ids.has(u.id)) {
-      outcome.push({ id: u.id, outcome: 'email_taken', existingUserId: present.find((p) => p.email === u.email)?.id ?? '' });
+  const statements: D1PreparedStatement[] = [];
+  const plans: { outcome: UserImport; inserts: number[] }[] = [];
+  const seen = new Set<string>();
+  const emails = new Map(present.flatMap((p) => (p.email ? [[p.email, p.id] as const] : [])));
+  for (const u of users) {
+    const exists = ids.has(u.id) || seen.has(u.id);
+    const emailOwner = u.email ? emails.get(u.email) : undefined;
+    if (!exists && emailOwner !== undefined && emailOwner !== u.id) {
+      plans.push({ outcome: { id: u.id, outcome: 'email_taken', existingUserId: emailOwner }, inserts: [] });
       continue;
     }
-    const taken: string[] = [];
-    for (const [n, identity] of u.identities.entries()) {
-      if (!pending.includes(`${identity.provider} ${identity.issuer} ${identity.subject}`)) continue;
-      const owner = await db
-        .prepare('SELECT user_id FROM identities WHERE provider = ? AND issuer = ? AND subject = ?')
-        .bind(identity.provider, identity.issuer, identity.subject)
-        .first<{ user_id: string }>();
-      if (owner && owner.user_id !== u.id) taken.push(`identity ${n + 1} (${identity.provider}) belongs to user ${owner.user_id}`);
+    const identities = { added: 0, taken: [] as string[], unconfirmed: [] as string[] };
+    const inserts: number[] = [];
+    if (!exists) {
+      seen.add(u.id);
+      if (u.email) emails.set(u.email, u.id);
+      statements.push(
+        db
+          .prepare(
+            `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5)`,
+          )
+          .bind(u.id, u.email, u.displayName, u.passwordHash, u.createdAt),
+      );
     }
-    outcome.push({ id: u.id, outcome: created ? 'created' : 'unchanged', identities: { added, taken } });
+    for (const [n, identity] of u.identities.entries()) {
+      const owner = holder.get(identityKey(identity));
+      if (owner === u.id) continue; // already this account's (a re-import)
+      const label = `identity ${n + 1} (${identity.provider} ${identity.subject})`;
+      if (owner !== undefined) {
+        identities.taken.push(`${label} belongs to user ${owner}`);
+        continue;
+      }
+      if (exists && !confirmed.has(u.id)) {
+        identities.unconfirmed.push(
+          `${label} not linked: user ${u.id} already exists here, and an import links identities to an existing account only when the operator confirms it (linkExisting=${u.id})`,
+        );
+        continue;
+      }
+      holder.set(identityKey(identity), u.id);
+      inserts.push(statements.length);
+      statements.push(
+        db
+          .prepare(
+            `INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at, last_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT DO NOTHING`,
+          )
+          .bind(crypto.randomUUID(), u.id, identity.provider, identity.issuer, identity.subject, identity.email, u.createdAt),
+      );
+    }
+    plans.push({ outcome: { id: u.id, outcome: exists ? 'unchanged' : 'created', identities }, inserts });
   }
-  return outcome;
+  const results = statements.length ? await db.batch(statements) : [];
+  return plans.map(({ outcome, inserts }) => {
+    if (outcome.outcome !== 'email_taken') outcome.identities.added = inserts.filter((at) => (results[at]?.meta.changes ?? 0) > 0).length;
+    return outcome;
+  });
 }
 
 /**

@@ -123,6 +123,7 @@ export const archiveAdmin = new Hono<AppEnv>()
         workspaceId: report.workspaceId ?? undefined,
         workspaceCreated: report.workspaceCreated,
         users: report.users.created,
+        linkedIdentities: report.users.linked,
         members: report.members.added + report.members.updated,
         changes: report.changes.applied,
         rows: report.rows.applied,

@@ -14,6 +14,7 @@ import type { CommitInput, CommitOutcome } from '../workspace-db/blobs';
 import type { ArchivedEntry } from './archive';
 import { importInvites, importMembers, importUsers, type ImportedUser, type InviteImport, type MemberImport } from '../admin/store';
 import { IMPORT_LIMITS, type Line, type Parsed } from './import-lines';
+import { forgetAccess } from '../workspaces/invalidate';
 
 export interface Skipped {
   line: number;
@@ -28,7 +29,8 @@ export interface ImportReport {
   workspaceId: string | null;
   workspaceCreated: boolean;
   lines: number;
-  users: { created: number; unchanged: number };
+  /** `linked`: identities linked to existing accounts the operator confirmed (each also in `notes`). */
+  users: { created: number; unchanged: number; linked: number };
   members: { added: number; updated: number; unchanged: number };
   invites: { added: number; unchanged: number };
   changes: { applied: number; unchanged: number };
@@ -52,7 +54,7 @@ export function newReport(dryRun: boolean): ImportReport {
     workspaceId: null,
     workspaceCreated: false,
     lines: 0,
-    users: { created: 0, unchanged: 0 },
+    users: { created: 0, unchanged: 0, linked: 0 },
     members: { added: 0, updated: 0, unchanged: 0 },
     invites: { added: 0, unchanged: 0 },
     changes: { applied: 0, unchanged: 0 },
@@ -102,6 +104,8 @@ export class Applier {
     private readonly target: string | null,
     private readonly actorId: string,
     private readonly exportedBy: string | undefined,
+    /** Existing accounts the operator confirmed identities may be linked to (the `linkExisting` query). */
+    private readonly linkExisting: ReadonlySet<string> = new Set(),
   ) {}
 
   get #ws(): ImportTarget {
@@ -268,6 +272,7 @@ export class Applier {
       const results = await importUsers(
         this.c.env.DB,
         batch.map((b) => b.user),
+        this.linkExisting,
       );
       results.forEach((r, i) => {
         const { n, user } = batch[i]!;
@@ -277,6 +282,12 @@ export class Applier {
         }
         report.users[r.outcome]++;
         for (const taken of r.identities.taken) skip(report, { line: n, type: 'user', key: user.id, reason: taken });
+        // An existing account's identities are never linked unconfirmed (docs/security.md "Import").
+        for (const unconfirmed of r.identities.unconfirmed) skip(report, { line: n, type: 'user', key: user.id, reason: unconfirmed });
+        if (r.outcome === 'unchanged' && r.identities.added > 0) {
+          report.users.linked += r.identities.added;
+          report.notes.push(`line ${n}: ${r.identities.added} identities linked to the existing user ${user.id}, as the operator confirmed (linkExisting)`);
+        }
       });
     }
     if (this.#members.length) {
@@ -290,6 +301,9 @@ export class Applier {
         if (r === 'no_user') skip(report, { line: batch[i]!.n, type: 'member', key: batch[i]!.member.userId, reason: 'no such user in this deployment' });
         else report.members[r]++;
       });
+      // Roles changed in D1: the workspace's object must hear of it, as after any other member
+      // write (docs/security.md "Import"), or a demoted member keeps their cached role until it expires.
+      if (results.some((r) => r === 'added' || r === 'updated')) await forgetAccess(this.c.env, this.target!);
     }
     if (this.#invites.length) {
       const batch = this.#invites.splice(0);

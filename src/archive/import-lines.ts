@@ -6,7 +6,7 @@
 import * as z from 'zod';
 import { ApiError } from '../errors';
 import { describeIssues } from '../http/body';
-import { isBcryptHash, parseHash as parsePasswordHash } from '../auth/passwords';
+import { bcryptCostProblem, isBcryptHash, parseHash as parsePasswordHash } from '../auth/passwords';
 import { ROLES } from '../workspaces/permissions';
 import { parseHash } from '../storage/hashes';
 import { mimeType } from '../storage/routes';
@@ -206,7 +206,8 @@ function parseLine(n: number, raw: string, state: { header: Line<'header'> | nul
       const l = line as Line<'user'>;
       const h = l.passwordHash;
       let skip: string | undefined;
-      if (h && !isBcryptHash(h)) {
+      if (h && isBcryptHash(h)) skip = bcryptCostProblem(h) ?? undefined;
+      else if (h) {
         try {
           parsePasswordHash(h);
         } catch {

@@ -5,7 +5,8 @@
  * invites by token hash). An owner's export never holds either.
  *
  * The body is never held in memory. It is staged into R2 as it arrives (Content-Length is
- * required, and bounded), then read line by line twice:
+ * required, and bounded), then read line by line twice, and deleted; a body a killed run left
+ * behind is replaced by its rerun (same `x-or3-import-id`) or collected once it is an hour old:
  * 1. validation: JSON, line types, fields, the format version, one header first and one `end`
  *    last (a stream cut off has none). Any fault answers 400 naming the line, before anything is
  *    written. Lines that are well formed but cannot be applied (a payload breaking its table's
@@ -20,16 +21,64 @@
 import type { Context } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
-import { ApiError, badRequest, payloadTooLarge } from '../errors';
+import { ApiError, badRequest, conflict, payloadTooLarge } from '../errors';
+import { logEvent } from '../http/logger';
 import { ensureImportedWorkspace, ensureOwner } from '../admin/store';
 import { IMPORT_LIMITS, id, readStream, type Context0, type Line } from './import-lines';
 import { Applier, newReport, skip, type ImportReport } from './import-apply';
+import { forgetAccess } from '../workspaces/invalidate';
 
 export const importQuery = z.strictObject({
   workspaceId: id.optional(),
   name: z.string().trim().min(1).max(100).optional(),
   dryRun: z.enum(['true', 'false']).optional(),
+  /**
+   * Existing accounts (comma-separated user ids, at most 100) whose `user` line may link its
+   * identities to them: the operator's confirmation. Without it an existing account's line links
+   * nothing and is reported (docs/security.md "Import").
+   */
+  linkExisting: z
+    .string()
+    .max(100 * 129)
+    .transform((s) => s.split(',').filter(Boolean))
+    .pipe(z.array(id).max(100))
+    .optional(),
 });
+
+/** Where streams are staged in R2 while they are read (docs/admin.md "Import"). */
+const STAGED_PREFIX = 'imports/v1/';
+/**
+ * A staged body older than this belongs to an import that was killed (its request ended without
+ * the cleanup): the next import deletes it. An import that is still running is never this old
+ * (the importer sends parts of 32 MiB; split larger streams).
+ */
+export const STAGED_IMPORT_TTL_MS = 60 * 60 * 1000;
+/** Staged bodies looked at per import for expiry (more are collected by the next ones). */
+const STAGED_SWEEP = 100;
+
+/** Deletes staged imports past STAGED_IMPORT_TTL_MS (a killed run's); never throws. */
+async function collectStaleImports(bucket: R2Bucket, now = Date.now()): Promise<void> {
+  try {
+    const listed = await bucket.list({ prefix: STAGED_PREFIX, limit: STAGED_SWEEP, include: ['customMetadata'] });
+    const stagedAt = (o: R2Object) => Number(o.customMetadata?.stagedAt ?? o.uploaded.getTime());
+    const stale = listed.objects.filter((o) => stagedAt(o) < now - STAGED_IMPORT_TTL_MS).map((o) => o.key);
+    if (stale.length) await bucket.delete(stale);
+  } catch (err) {
+    logEvent('warn', 'staged_import_sweep_failed', { message: err instanceof Error ? err.message : String(err) });
+  }
+}
+
+/**
+ * The staging key: with the client's `x-or3-import-id` (the importer sends its part's SHA-256),
+ * the same for every run of that part by this admin, so a rerun after a kill replaces the killed
+ * run's body instead of adding one; without it, a fresh key.
+ */
+function stagingKey(c: Context<AppEnv>, actorId: string): string {
+  const importId = c.req.header('x-or3-import-id');
+  if (importId !== undefined && !/^[A-Za-z0-9_-]{1,128}$/.test(importId))
+    throw badRequest('x-or3-import-id must be 1-128 letters, digits, - or _', 'invalid_import_id');
+  return `${STAGED_PREFIX}${actorId}/${importId ?? crypto.randomUUID()}.jsonl`;
+}
 
 /** A streamed body as a fixed-length stream R2 can store, or 411/413. */
 function declaredLength(c: Context<AppEnv>): number {
@@ -61,18 +110,24 @@ export async function runImport(c: Context<AppEnv>, query: z.output<typeof impor
 
   // Stage the body in R2 as it arrives (a FixedLengthStream makes R2 refuse a body shorter than declared).
   const bucket = c.env.BLOBS;
-  const stagingKey = `imports/v1/${crypto.randomUUID()}.jsonl`;
+  const key = stagingKey(c, actorId);
+  await collectStaleImports(bucket);
   try {
+    let etag: string;
     try {
       const { readable, writable } = new FixedLengthStream(length);
-      const [, staged] = await Promise.all([c.req.raw.body!.pipeTo(writable), bucket.put(stagingKey, readable)]);
+      const [, staged] = await Promise.all([c.req.raw.body!.pipeTo(writable), bucket.put(key, readable, { customMetadata: { stagedAt: String(Date.now()) } })]);
       if (!staged) throw new Error('not stored');
+      etag = staged.etag;
     } catch {
       throw badRequest(`The body ended before its Content-Length (${length} bytes): the stream was cut off`, 'invalid_import');
     }
+    // Both passes read exactly what was staged: a concurrent run with the same import id that
+    // replaced it makes this one stop (409) rather than apply a body it did not validate.
     const object = async () => {
-      const o = await bucket.get(stagingKey);
-      if (!o) throw new Error('the staged import vanished');
+      const o = await bucket.get(key, { onlyIf: { etagMatches: etag } });
+      if (!o) throw conflict('Another import with the same x-or3-import-id removed this one; run it again', 'import_replaced');
+      if (!('body' in o)) throw conflict('Another import with the same x-or3-import-id replaced this one; run it again', 'import_replaced');
       return o.body;
     };
     // Pass 1: everything is checked before anything is written.
@@ -93,14 +148,16 @@ export async function runImport(c: Context<AppEnv>, query: z.output<typeof impor
         createdAt: head?.createdAt ?? Date.now(),
       });
     }
-    const applier = new Applier(c, report, ctx.target, actorId, head?.exportedBy);
+    const applier = new Applier(c, report, ctx.target, actorId, head?.exportedBy, new Set(query.linkExisting ?? []));
     const applyCtx: Context0 = { target: null, queryWorkspaceId: query.workspaceId };
     await readStream(await object(), applyCtx, (n, parsed) => applier.add(n, parsed));
     await applier.finish();
-    if (ctx.target !== null && (await ensureOwner(c.env.DB, ctx.target, actorId)))
+    if (ctx.target !== null && (await ensureOwner(c.env.DB, ctx.target, actorId))) {
       report.notes.push('No imported member is an owner here: the importing admin was made the owner');
+      await forgetAccess(c.env, ctx.target);
+    }
     return report;
   } finally {
-    await bucket.delete(stagingKey).catch(() => undefined);
+    await bucket.delete(key).catch(() => undefined);
   }
 }

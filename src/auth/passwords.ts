@@ -11,7 +11,9 @@
  *
  * Hashes moved in from OR3 (docs/migrating-from-or3.md) are bcrypt (`$2a$`/`$2b$`/`$2y$`, bcryptjs
  * at cost 12, the raw password with no normalisation): they verify as bcrypt does, bounded the
- * same way (cost 4..14), and always ask for a rehash, so the first sign-in replaces them.
+ * same way (cost 4..12: OR3's own cost is the most accepted, at import and here, so no stored
+ * hash takes longer to check than the fixed answer time of a failed sign-in; docs/auth.md
+ * "Sign-in timing"), and always ask for a rehash, so the first sign-in replaces them.
  */
 import { scrypt as scryptCallback, timingSafeEqual, randomBytes } from 'node:crypto';
 import bcrypt from 'bcryptjs';
@@ -26,13 +28,6 @@ const KEY_BYTES = 32;
 
 /** Bounds on stored parameters (docs/auth.md "Passwords"): checked before any derivation. */
 const BOUNDS = { lnMax: 16, rMax: 16, pMax: 8, costMax: 2 ** 20, memoryMax: 32 * 1024 * 1024 } as const;
-
-/**
- * A hash of a password nobody knows, with the current parameters. Sign-in for an unknown
- * account verifies against it so that the response takes as long as for a real account.
- * A constant, because Workers forbid random values at global scope.
- */
-export const DUMMY_HASH = '$scrypt$v=1$ln=14,r=8,p=5$WlpaWlpaWlpaWlpaWlpaWg$GqrGhkcfeIVKK/bxFosaPG2xSMw7uir2/ol3rTfIWYs';
 
 export interface ScryptParams {
   ln: number;
@@ -117,10 +112,21 @@ export interface VerifyResult {
 
 /** A bcrypt hash as OR3's basic-auth provider stored it: `$2[aby]$<cost>$<22 salt + 31 hash chars>`. */
 const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
-/** Costs accepted from stored bcrypt hashes (OR3 writes 12; 14 already takes over a second here). */
-const BCRYPT_COST = { min: 4, max: 14 } as const;
+/**
+ * Costs accepted from stored bcrypt hashes: OR3 writes 12 (about 0.33 s here); 14 took 1.26 s,
+ * longer than a failed sign-in's fixed answer time, so it would tell imported accounts apart.
+ */
+export const BCRYPT_COST = { min: 4, max: 12 } as const;
 
 export const isBcryptHash = (stored: string) => BCRYPT.test(stored);
+
+/** Why a bcrypt hash cannot be imported (its cost is outside BCRYPT_COST), or null. */
+export function bcryptCostProblem(stored: string): string | null {
+  const cost = Number(BCRYPT.exec(stored)?.[1] ?? NaN);
+  return cost >= BCRYPT_COST.min && cost <= BCRYPT_COST.max
+    ? null
+    : `bcrypt cost ${cost} is outside ${BCRYPT_COST.min}..${BCRYPT_COST.max}, the costs this server verifies (a slower hash would let sign-in timing reveal the account; docs/auth.md "Sign-in timing")`;
+}
 
 /**
  * Verifies a bcrypt hash (bcryptjs: the password's UTF-8 bytes, the first 72 of them, as every

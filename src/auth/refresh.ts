@@ -7,7 +7,8 @@
 import type { Context } from 'hono';
 import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
-import { clientIp, enforceLimit } from '../http/rate-limit';
+import { clientIp } from '../http/rate-limit';
+import { rateLimited } from '../errors';
 import { closeSessionSockets } from '../sync/sockets';
 import { rotateRefreshToken } from './sessions';
 import { signAccessToken, signingKeys } from './tokens';
@@ -22,15 +23,15 @@ export interface Rotated {
 /**
  * Rotates `token`; null when it is invalid, revoked, expired or reused. Reuse has already
  * revoked the session family in the store; here it is audited and the family's sockets closed.
- * A per-user rate limit applies once the token is known to be genuine (429 thrown).
+ * A genuine token whose session already rotated REFRESH_ROTATIONS_PER_MINUTE times in the last
+ * minute is refused with 429 (sessions.ts; concurrent requests inside the grace window count once).
  */
 export async function rotate(c: Context<AppEnv>, token: string): Promise<Rotated | null> {
   const { auth } = c.get('config');
   const serverKeys = auth.jwtSecretPrevious ? [auth.jwtSecret, auth.jwtSecretPrevious] : [auth.jwtSecret];
-  const result = await rotateRefreshToken(c.env.DB, serverKeys, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now(), (userId) =>
-    enforceLimit(c.env.RL_AUTH, `refresh:${userId}`),
-  );
+  const result = await rotateRefreshToken(c.env.DB, serverKeys, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now());
   if (result.ok) return result;
+  if (result.reason === 'rate_limited') throw rateLimited(60);
   if (result.reason === 'reused') {
     audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c), targetUserId: result.userId });
     await closeSessionSockets(c.env, { userId: result.userId, sessionId: result.sessionId });

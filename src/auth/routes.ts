@@ -18,7 +18,8 @@ import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../w
 import { authenticate, requireUser, type Principal } from './authenticate';
 import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
-import { DUMMY_HASH, hashPassword, passwordProblem, verifyPassword } from './passwords';
+import { hashPassword, passwordProblem, verifyPassword } from './passwords';
+import { logEvent } from '../http/logger';
 import {
   anyAdminExists,
   attemptKey,
@@ -94,8 +95,20 @@ const changePasswordSchema = z.strictObject({
   confirmNewPassword: z.string().max(1024),
 });
 
+/**
+ * Waits until `at`. A verification slower than the answer time (an overloaded isolate) answers
+ * late and is logged: the operator should raise OR3_BASIC_AUTH_FAILED_SIGN_IN_MS.
+ */
+async function waitUntilAnswer(at: number) {
+  const left = at - Date.now();
+  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+  else logEvent('warn', 'sign_in_answer_late', { lateMs: -left });
+}
+
 export const basicAuth = new Hono<AppEnv>()
   .post('/sign-in', async (c) => {
+    // Every failure is answered at this fixed time after arrival (docs/auth.md "Sign-in timing").
+    const answerAt = Date.now() + c.get('config').auth.failedSignInMs;
     const ip = clientIp(c);
     await enforceLimit(c.env.RL_AUTH, `signin:${ip}`);
     const body = await jsonBody(c, signInSchema, AUTH_BODY);
@@ -107,11 +120,15 @@ export const basicAuth = new Hono<AppEnv>()
     const attempt = await countLoginAttempt(db, attemptKey.signIn(accountKey));
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
 
-    // Unknown, disabled and password-less accounts all run the same KDF as a real one.
+    // Only a live account's stored hash is verified; unknown, disabled and password-less
+    // accounts cost no CPU. What hides which case it was is the answer time: every failure,
+    // whatever hash the account holds, is answered at `answerAt` (a timer costs the Worker no
+    // CPU), which is later than the slowest verification accepted (bcrypt cost 12, passwords.ts).
     const user = await findUserByEmail(db, accountKey);
-    const verdict = await verifyPassword(body.password, user?.password_hash ?? DUMMY_HASH);
-    if (!user || !user.password_hash || user.disabled_at !== null || !verdict.ok) {
+    const verdict = user?.password_hash && user.disabled_at === null ? await verifyPassword(body.password, user.password_hash) : null;
+    if (!user || !verdict?.ok) {
       audit(c, 'auth.sign_in.failure', { email: accountKey, ip, outcome: 'invalid_credentials' });
+      await waitUntilAnswer(answerAt);
       throw invalidCredentials();
     }
     await clearLoginFailures(db, attemptKey.signIn(accountKey));
@@ -211,7 +228,9 @@ export const basicAuth = new Hono<AppEnv>()
     const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword), principal.sessionId);
     if (version === null) throw conflict('The password was changed by another request; sign in again', 'password_changed');
     audit(c, 'auth.password.changed', { actorId: user.id });
-    await closeSessionSockets(c.env, { userId: user.id, exceptSessionId: principal.sessionId });
+    // Every socket of the user closes (4001), this session's too: they were opened with the old
+    // token version, so they could no longer sync; the SDK re-dials with its new credential.
+    await closeSessionSockets(c.env, { userId: user.id });
     // The token version moved on; this session continues with a fresh access token.
     return deliverTokens(c, user.id, principal.sessionId, version, null);
   });

@@ -32,6 +32,9 @@ export async function createSession(db: D1Database, userId: string, refreshTtlMs
   return { sessionId, refreshToken: `${tokenId}.${secret}` };
 }
 
+/** Children one session (family) may create per minute; grace-window answers do not count. */
+export const REFRESH_ROTATIONS_PER_MINUTE = 10;
+
 interface RefreshRow {
   id: string;
   session_id: string;
@@ -49,6 +52,8 @@ interface RefreshRow {
 export type RotateResult =
   | { ok: true; userId: string; sessionId: string; tokenVersion: number; refreshToken: string }
   | { ok: false; reason: 'invalid' | 'expired' | 'revoked' }
+  /** The session (family) rotated `maxPerMinute` times in the last minute already. */
+  | { ok: false; reason: 'rate_limited' }
   /** A rotated token came back: the session was revoked (its sockets must close too). */
   | { ok: false; reason: 'reused'; userId: string; sessionId: string };
 
@@ -60,6 +65,11 @@ export type RotateResult =
  *   exactly one child (unique `parent_id`) and both callers receive it.
  * - Used token whose child is still unused, within the grace window: the same child again.
  * - Any other reuse: the whole session (family) is revoked.
+ *
+ * The rate limit counts the family's rotations, in the claim itself: at most `maxPerMinute`
+ * children per session per minute. A request inside the grace window creates nothing and is not
+ * counted, so any number of concurrent requests carrying one refresh cookie all succeed
+ * (docs/auth.md "Transparent refresh"; a limiter counting requests refused half of 20).
  */
 export async function rotateRefreshToken(
   db: D1Database,
@@ -69,8 +79,8 @@ export async function rotateRefreshToken(
   refreshTtlMs: number,
   graceMs: number,
   now = Date.now(),
-  /** Runs once the token is known to be genuine, before anything is written (per-user rate limit). */
-  beforeRotate?: (userId: string) => Promise<void>,
+  /** Rotations (new children) one session may make per minute. */
+  maxPerMinute = REFRESH_ROTATIONS_PER_MINUTE,
 ): Promise<RotateResult> {
   const parsed = parseRefreshToken(token);
   if (!parsed) return { ok: false, reason: 'invalid' };
@@ -86,7 +96,6 @@ export async function rotateRefreshToken(
   if (!row || !timingSafeEqual(row.secret_hash, await sha256Hex(parsed.secret))) return { ok: false, reason: 'invalid' };
   if (row.revoked_at !== null || row.session_revoked_at !== null || row.disabled_at !== null) return { ok: false, reason: 'revoked' };
   if (row.expires_at <= now || row.session_expires_at <= now) return { ok: false, reason: 'expired' };
-  await beforeRotate?.(row.user_id);
 
   const childId = await childTokenId(row.id);
   const issue = (secret: string) => ({
@@ -100,9 +109,15 @@ export async function rotateRefreshToken(
   if (row.used_at === null) {
     const secret = await childSecret(serverKeys[0]!, row.id, parsed.secret);
     const childExpires = Math.min(now + refreshTtlMs, row.session_expires_at);
-    // Claim and create in one transaction; the child insert only happens if the claim did.
-    await db.batch([
-      db.prepare('UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL').bind(now, row.id),
+    // Claim and create in one transaction; the child insert only happens if the claim did. The
+    // claim also holds the family's rate limit (children created in the last minute).
+    const [claim] = await db.batch([
+      db
+        .prepare(
+          `UPDATE refresh_tokens SET used_at = ?1 WHERE id = ?2 AND used_at IS NULL AND revoked_at IS NULL
+             AND (SELECT count(*) FROM refresh_tokens WHERE session_id = ?3 AND created_at > ?1 - 60000) <= ?4`,
+        )
+        .bind(now, row.id, row.session_id, maxPerMinute),
       db
         .prepare(
           `INSERT INTO refresh_tokens (id, session_id, user_id, secret_hash, parent_id, created_at, expires_at)
@@ -112,8 +127,16 @@ export async function rotateRefreshToken(
         .bind(childId, row.session_id, row.user_id, await sha256Hex(secret), row.id, now, childExpires, row.id, now),
       db.prepare('UPDATE sessions SET last_seen_at = ? WHERE id = ?').bind(now, row.session_id),
     ]);
-    // Whoever won the claim, the child now exists (or a concurrent caller is creating the same one).
-    return issue(secret);
+    if ((claim?.meta.changes ?? 0) > 0) return issue(secret);
+    // Not claimed: a concurrent request did (the grace rule below hands out its child), or the
+    // family is over its rate (the token is still unused).
+    const current = await db
+      .prepare('SELECT used_at, revoked_at FROM refresh_tokens WHERE id = ?')
+      .bind(row.id)
+      .first<{ used_at: number | null; revoked_at: number | null }>();
+    if (!current || current.revoked_at !== null) return { ok: false, reason: 'revoked' };
+    if (current.used_at === null) return { ok: false, reason: 'rate_limited' };
+    row.used_at = current.used_at;
   }
 
   // Already used: only the immediate parent of a still-unused child, inside the grace window.
@@ -196,4 +219,21 @@ export async function loadSessionAuth(db: D1Database, sessionId: string, userId:
     )
     .bind(sessionId, userId, workspaceId)
     .first<SessionAuthRow>();
+}
+
+/**
+ * A user's disabled flag and their role in a live workspace, in one read: what a federated
+ * user's socket ticket is checked against (it has no session to read; access.ts).
+ */
+export async function loadUserAuth(db: D1Database, userId: string, workspaceId: string) {
+  return db
+    .prepare(
+      `SELECT u.disabled_at, CASE WHEN w.id IS NULL THEN NULL ELSE m.role END AS member_role
+         FROM users u
+         LEFT JOIN members m ON m.workspace_id = ?2 AND m.user_id = u.id
+         LEFT JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
+        WHERE u.id = ?1`,
+    )
+    .bind(userId, workspaceId)
+    .first<{ disabled_at: number | null; member_role: string | null }>();
 }

@@ -25,8 +25,8 @@ export class FixedWindowLimiter {
     this.#windowMs = windowMs;
   }
 
-  /** Counts one request for `key`; returns the seconds to wait when it is over `limit`. */
-  take(key: string, limit: number, now = Date.now()): { ok: true } | { ok: false; retryAfterSeconds: number } {
+  /** Counts one request for `key` (unless `count` is false: only asks); returns the seconds to wait when it is over `limit`. */
+  take(key: string, limit: number, now = Date.now(), count = true): { ok: true } | { ok: false; retryAfterSeconds: number } {
     const start = now - (now % this.#windowMs);
     let entry = this.#counts.get(key);
     if (!entry || entry.start !== start) {
@@ -35,13 +35,13 @@ export class FixedWindowLimiter {
       this.#counts.set(key, entry);
     }
     if (entry.count >= limit) return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((start + this.#windowMs - now) / 1000)) };
-    entry.count += 1;
+    if (count) entry.count += 1;
     return { ok: true };
   }
 
-  /** Counts one request of `userId` under `call`'s limit; the 429 failure when it is over, else null. */
-  refuse(call: LimitedCall, userId: string, now = Date.now()): Failure | null {
-    const verdict = this.take(`${call.limit.name}:${userId}`, call.limit.perMinute, now);
+  /** Counts one request of `userId` under `call`'s limit (`count` false: only asks); the 429 failure when it is over, else null. */
+  refuse(call: LimitedCall, userId: string, now = Date.now(), count = true): Failure | null {
+    const verdict = this.take(`${call.limit.name}:${userId}`, call.limit.perMinute, now, count);
     if (verdict.ok) return null;
     return {
       ok: false,

@@ -112,7 +112,19 @@ export const pushSchema = z.strictObject({ scope: scopeSchema, ops: opsSchema(SY
  * Sync over the workspace's socket (docs/sync.md "Sync over the socket"): the same rules as the
  * HTTP routes, with a larger batch per message (a device catching up sends few messages).
  */
-export const SOCKET_SYNC_LIMITS = { maxOps: 1_000, maxBatchBytes: 16 * 1024 * 1024, window: 4, maxWindow: 16, idLength: 64 } as const;
+export const SOCKET_SYNC_LIMITS = {
+  maxOps: 1_000,
+  maxBatchBytes: 16 * 1024 * 1024,
+  window: 4,
+  maxWindow: 16,
+  idLength: 64,
+  /**
+   * Bytes of pull pages a socket may have unacknowledged, across its streams (a new pull replaces
+   * the old stream but not what it sent): streaming pauses at it, and a pull that arrives while
+   * the socket owes that much closes it (1008). docs/sync.md "Sync over the socket".
+   */
+  maxUnackedBytes: 16 * 1024 * 1024,
+} as const;
 const messageId = z.string().min(1).max(SOCKET_SYNC_LIMITS.idLength);
 export const socketSyncMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('push'), id: messageId, ops: opsSchema(SOCKET_SYNC_LIMITS.maxOps) }),

@@ -1,8 +1,8 @@
 /**
  * Realtime sockets outlive the request that opened them, so ending a session must close them
- * too: on sign-out the sockets of that session, on a password change (which revokes every
- * other session) all of the user's sockets but the current session's. A user's sockets can be
- * in any workspace they belong to, so each of those objects is asked.
+ * too: on sign-out the sockets of that session, on a password change all of the user's sockets
+ * (the changing session's too: they carry the old token version; the SDK re-dials). A user's
+ * sockets can be in any workspace they belong to, so each of those objects is asked.
  */
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
@@ -12,7 +12,7 @@ import { memberWorkspaceIds } from '../workspaces/store';
  * Never throws: the session change it follows has already happened, and must be answered as
  * such. A failure is logged; the sockets then end when their session is next checked.
  */
-export async function closeSessionSockets(env: Bindings, input: { userId: string; sessionId?: string; exceptSessionId?: string }): Promise<number> {
+export async function closeSessionSockets(env: Bindings, input: { userId: string; sessionId?: string }): Promise<number> {
   try {
     return await closeAll(env, input);
   } catch (err) {
@@ -21,7 +21,7 @@ export async function closeSessionSockets(env: Bindings, input: { userId: string
   }
 }
 
-async function closeAll(env: Bindings, input: { userId: string; sessionId?: string; exceptSessionId?: string }): Promise<number> {
+async function closeAll(env: Bindings, input: { userId: string; sessionId?: string }): Promise<number> {
   const workspaceIds = await memberWorkspaceIds(env.DB, input.userId);
   const counts = await Promise.all(
     workspaceIds.map((workspaceId) =>

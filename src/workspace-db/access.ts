@@ -12,7 +12,7 @@
  * only make it fresher. A D1 failure during a fill fails closed (503); cached facts keep serving
  * until their time is up.
  */
-import { loadSessionAuth } from '../auth/sessions';
+import { loadSessionAuth, loadUserAuth } from '../auth/sessions';
 import { identityUser } from '../auth/store';
 import { devD1 } from '../dev-d1-delay';
 import type { Bindings } from '../env';
@@ -51,6 +51,12 @@ export interface Access {
   role: Role;
   /** Our session (basic auth), or null for a federated principal. */
   sessionId: string | null;
+  /**
+   * When the oldest fact this answer used was read from D1: an open socket may deliver what this
+   * answer allows only until `checkedAt` + the cache's lifetime (sockets.ts), so a revocation
+   * made behind the object's back ends everything a socket delivers within that bound.
+   */
+  checkedAt: number;
 }
 
 /** Facts about who a credential is: a session's, or a federated identity's. */
@@ -125,7 +131,13 @@ export class AccessCache {
     if (!can(role.role, caller.permission)) {
       return { ok: false, status: 403, code: 'insufficient_role', message: `Your role (${role.role}) does not allow ${caller.permission}` };
     }
-    return { ok: true, userId: facts.userId, role: role.role, sessionId: credential.kind === 'federated' ? null : credential.sessionId };
+    return {
+      ok: true,
+      userId: facts.userId,
+      role: role.role,
+      sessionId: credential.kind === 'federated' ? null : credential.sessionId,
+      checkedAt: Math.min(facts.fetchedAt, role.fetchedAt),
+    };
   }
 
   /** Whether `userId` still belongs to the workspace (a socket's periodic re-confirmation), from the cache when fresh. */
@@ -170,10 +182,18 @@ export class AccessCache {
     let facts: PrincipalFacts;
     let role: Role | null;
     if (credential.kind === 'ticket' && !credential.sessionId) {
-      // A federated user's ticket: nothing about a session to check, only the membership.
+      // A federated user's ticket: no session to check, but the user (disabled?) and the
+      // membership, in one read.
       this.d1Reads++;
-      role = (await membershipOf(this.#db, workspaceId, credential.userId))?.role ?? null;
-      facts = { userId: credential.userId, liveUntil: Number.POSITIVE_INFINITY, tokenVersion: 0, disabled: false, fetchedAt: now };
+      const row = await loadUserAuth(this.#db, credential.userId, workspaceId);
+      role = (row?.member_role as Role | null | undefined) ?? null;
+      facts = {
+        userId: row ? credential.userId : null,
+        liveUntil: Number.POSITIVE_INFINITY,
+        tokenVersion: 0,
+        disabled: row ? row.disabled_at !== null : true,
+        fetchedAt: now,
+      };
     } else if (credential.kind !== 'federated') {
       this.d1Reads++;
       const row = await loadSessionAuth(this.#db, credential.sessionId!, credential.userId, workspaceId);

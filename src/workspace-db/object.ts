@@ -65,6 +65,15 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const access = await this.authorize(caller);
     return access.ok ? (this.#limiter.refuse(caller, access.userId) ?? access) : access;
   }
+  /**
+   * Whether a sync request would be admitted, without counting it: a socket asks this before it
+   * parses a large frame (socket-sync.ts `screenLargeFrame`), so a viewer's or a rate-limited
+   * user's megabytes cost the serial object no parsing.
+   */
+  async screen(caller: SyncCaller): Promise<Failure | null> {
+    const access = await this.authorize(caller);
+    return access.ok ? this.#limiter.refuse(caller, access.userId, Date.now(), false) : access;
+  }
   /** Drops cached authorization facts after a D1 write changed them (access.ts `forget`). */
   forget(input: { userId?: string; sessionId?: string }): void {
     this.#access.forget(input);
@@ -233,7 +242,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSockets(userId?: string): number {
     return this.#sockets.close(4003, 'Access to this workspace was revoked', userId);
   }
-  closeSessionSockets(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+  closeSessionSockets(input: { userId: string; sessionId?: string }): number {
     return this.#sockets.closeSession(input);
   }
   /** Presence and sync over the socket (sockets.ts); "ping" is answered by the auto-response without waking the object. */

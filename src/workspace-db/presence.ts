@@ -80,6 +80,8 @@ export class Presence {
       fresh(attachment: PresenceAttachment, now: number): boolean;
       /** Checks the membership again; the roster follows a confirmation (sockets.ts `verify`). */
       reverify(ws: WebSocket): void;
+      /** The same check, awaited: true when the socket is confirmed now. */
+      confirm(ws: WebSocket): Promise<boolean>;
       /** Makes sure the alarm fires by `at` (alarm.ts `armSweep`). */
       armSweep(at: number): Promise<void>;
     },
@@ -104,8 +106,13 @@ export class Presence {
     if (state !== null && utf8Bytes(state) > PRESENCE.maxStateBytes)
       return this.#refuse(ws, 'presence_too_large', `A presence state is at most ${PRESENCE.maxStateBytes} bytes of JSON`);
     const now = Date.now();
-    if (!this.membership.fresh(attachment, now)) this.membership.reverify(ws);
-    this.#publish(ws, attachment, state, now);
+    // Published only by a socket confirmed within its bound: a user whose access ended behind
+    // the object's back is checked first (and closed), never heard (docs/sync.md "Presence").
+    if (this.membership.fresh(attachment, now)) return this.#publish(ws, attachment, state, now);
+    return this.membership.confirm(ws).then((ok) => {
+      const current = ok ? read(ws) : null;
+      if (current) this.#publish(ws, current, state, Date.now());
+    });
   }
 
   /** Sends the whole roster to one socket (after `hello`, and after a stale membership is confirmed again). */

@@ -10,6 +10,13 @@
  * Pull streams pages until the head, never more than `window` pages ahead of the client's last
  * `ack`: a slow device is never flooded. What a stream needs to go on lives in the socket's
  * attachment, so it survives the object's hibernation.
+ *
+ * Per-socket memory is bounded (SECURITY checklist case 45): one stream per socket (a new pull
+ * replaces the old), and the bytes of pages sent but not acknowledged count across streams — a
+ * replaced stream's unacknowledged pages become the socket's debt (`owed`), because they still
+ * sit in its send buffer. Streaming pauses at `maxUnackedBytes`; a pull that arrives while the
+ * socket owes that much closes it (1008). A socket delivers its messages in order, so an ack of
+ * a page proves every page sent before it arrived: it clears the debt.
  */
 import type { Failure } from '../errors';
 import { ApiError } from '../errors';
@@ -39,8 +46,8 @@ export interface PullStream {
   id: string;
   /** Where the next page starts. */
   cursor: number;
-  /** Pages sent whose `nextCursor` the client has not acknowledged yet. */
-  unacked: number[];
+  /** Pages sent whose `nextCursor` the client has not acknowledged yet, with their size. */
+  unacked: { cursor: number; bytes: number }[];
   limit: number;
   tables?: TableName[];
   window: number;
@@ -48,6 +55,8 @@ export interface PullStream {
 
 /** The object's own sync methods: the same code the HTTP routes reach. */
 export interface SyncMethods {
+  /** Would this request be admitted (authorization, rate limit), without counting it. */
+  screen(caller: SyncCaller): Promise<Failure | null>;
   push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
   pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure>;
 }
@@ -56,12 +65,51 @@ export interface SyncMethods {
 export interface SyncAttachment {
   sync?: SocketSyncSettings;
   stream?: PullStream | null;
+  /** Bytes of replaced streams' pages not acknowledged yet (see above). */
+  owed?: number;
 }
 
 type Send = (text: string) => void;
+type Close = (code: number, reason: string) => void;
+
+const unackedBytes = (stream: PullStream | null | undefined) => (stream?.unacked ?? []).reduce((n, page) => n + page.bytes, 0);
 
 const errorMessage = (id: string | null, failure: { code: string; message: string; retryAfter?: number }) =>
   JSON.stringify({ type: 'error', id, error: failure.code, message: failure.message, ...(failure.retryAfter ? { retryAfter: failure.retryAfter } : {}) });
+
+/**
+ * Frames longer than this are screened before they are parsed: only a push can be this large (a
+ * presence state is at most 1 KB, a pull or an ack a few), so who sends it must be allowed to
+ * push, and not be over the push rate (SECURITY checklist case 48).
+ */
+export const SCREEN_FRAME_CHARS = 64 * 1024;
+
+/** The id of a push frame as the SDK writes it (`{"type":"push","id":…`), read without parsing the rest. */
+const LEADING_PUSH_ID = /^\{\s*"type"\s*:\s*"push"\s*,\s*"id"\s*:\s*"([^"\\]{1,64})"/;
+
+/**
+ * Screens a large frame before anything parses it, then parses it: the message, or null when it
+ * was refused (the refusal sent, with the frame's id when it starts the way the SDK writes pushes).
+ */
+export async function admitLargeFrame(methods: SyncMethods, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
+  const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
+  const settings = read().sync;
+  const refused = settings
+    ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push))
+    : { code: 'unsupported', message: 'This socket was not opened for sync' };
+  if (refused) {
+    send(errorMessage(id, refused));
+    return null;
+  }
+  try {
+    const parsed: unknown = JSON.parse(data);
+    if (typeof parsed === 'object' && parsed !== null) return parsed;
+  } catch {
+    // answered below
+  }
+  send(errorMessage(id, { code: 'invalid_body', message: 'A message must be a JSON object' }));
+  return null;
+}
 
 /** Whether a parsed message is one of sync's (push, pull, ack). */
 export const isSyncMessage = (message: { type?: unknown }) => message.type === 'push' || message.type === 'pull' || message.type === 'ack';
@@ -76,6 +124,7 @@ export async function handleSyncMessage(
   read: () => SyncAttachment,
   write: (patch: SyncAttachment) => void,
   send: Send,
+  close: Close,
 ): Promise<void> {
   const parsed = socketSyncMessage.safeParse(raw);
   const id = typeof (raw as { id?: unknown })?.id === 'string' ? ((raw as { id: string }).id.slice(0, SOCKET_SYNC_LIMITS.idLength) ?? null) : null;
@@ -85,6 +134,13 @@ export async function handleSyncMessage(
   const message = parsed.data;
   if (message.type === 'push') return push(methods, settings, message, send);
   if (message.type === 'pull') {
+    const { stream: previous, owed = 0 } = read();
+    const debt = owed + unackedBytes(previous);
+    if (debt >= SOCKET_SYNC_LIMITS.maxUnackedBytes) {
+      write({ stream: null, owed: debt });
+      return close(1008, `More than ${SOCKET_SYNC_LIMITS.maxUnackedBytes} bytes of pages unacknowledged`);
+    }
+    write({ owed: debt });
     const stream: PullStream = {
       id: message.id,
       cursor: message.cursor,
@@ -93,12 +149,16 @@ export async function handleSyncMessage(
       ...(message.tables ? { tables: message.tables } : {}),
       window: message.window ?? SOCKET_SYNC_LIMITS.window,
     };
-    return streamPages(methods, settings, stream, write, send);
+    return streamPages(methods, settings, stream, debt, write, send);
   }
-  const stream = read().stream;
+  const { stream, owed = 0 } = read();
   if (!stream || stream.id !== message.id) return; // a late ack of a finished or replaced stream
-  stream.unacked = stream.unacked.filter((cursor) => cursor > message.cursor);
-  return streamPages(methods, settings, stream, write, send);
+  const left = stream.unacked.filter((page) => page.cursor > message.cursor);
+  // Pages arrive in order: an acknowledged page means everything sent before it arrived too.
+  const debt = left.length < stream.unacked.length ? 0 : owed;
+  stream.unacked = left;
+  write({ owed: debt });
+  return streamPages(methods, settings, stream, debt, write, send);
 }
 
 const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', name: 'push' | 'pull', perMinute: number): SyncCaller => ({
@@ -123,10 +183,20 @@ async function push(methods: SyncMethods, settings: SocketSyncSettings, message:
   send(JSON.stringify({ type: 'push-result', id: message.id, results: result.results, serverVersion: result.serverVersion }));
 }
 
-/** Sends pages until the head, or until `window` pages wait for an ack (the stream is then kept for the ack). */
-async function streamPages(methods: SyncMethods, settings: SocketSyncSettings, stream: PullStream, write: (patch: SyncAttachment) => void, send: Send) {
+/**
+ * Sends pages until the head, or until `window` pages (or, with the socket's debt, the byte cap)
+ * wait for an ack; the stream is then kept for the ack.
+ */
+async function streamPages(
+  methods: SyncMethods,
+  settings: SocketSyncSettings,
+  stream: PullStream,
+  owed: number,
+  write: (patch: SyncAttachment) => void,
+  send: Send,
+) {
   const caller = callerOf(settings, 'read', 'pull', settings.limits.pull);
-  while (stream.unacked.length < stream.window) {
+  while (stream.unacked.length < stream.window && owed + unackedBytes(stream) < SOCKET_SYNC_LIMITS.maxUnackedBytes) {
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
       write({ stream: null });
@@ -138,13 +208,14 @@ async function streamPages(methods: SyncMethods, settings: SocketSyncSettings, s
       oldestRetainedVersion: page.oldestRetainedVersion,
       requiresSnapshot: page.requiresSnapshot,
     });
-    send(`{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`);
+    const text = `{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`;
+    send(text);
     if (!page.hasMore) {
       write({ stream: null });
       return;
     }
     stream.cursor = page.nextCursor;
-    stream.unacked.push(page.nextCursor);
+    stream.unacked.push({ cursor: page.nextCursor, bytes: text.length });
   }
   write({ stream });
 }

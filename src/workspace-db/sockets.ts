@@ -8,7 +8,15 @@
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import type { AccessCache, ShardCaller } from './access';
-import { handleSyncMessage, isSyncMessage, type SocketSyncSettings, type SyncAttachment, type SyncMethods } from './socket-sync';
+import {
+  admitLargeFrame,
+  handleSyncMessage,
+  isSyncMessage,
+  SCREEN_FRAME_CHARS,
+  type SocketSyncSettings,
+  type SyncAttachment,
+  type SyncMethods,
+} from './socket-sync';
 import { armSweep } from './alarm';
 import { headVersion } from './meta';
 import { Presence, presenceFields, type PresenceAttachment } from './presence';
@@ -20,7 +28,12 @@ export const MAX_SOCKETS_PER_USER = 20;
 export const POKE_CHANGE_BYTES = 64 * 1024;
 /** Above this many distinct users online, a commit touching notifications pokes without changes. */
 const POKE_MAX_USERS = 32;
-/** How long a socket's membership confirmation lets its pokes carry changes. */
+/**
+ * The longest a socket's confirmation lets it hear pokes with changes and presence; the bound
+ * that applies is the socket's authorization-cache lifetime (OR3_AUTH_CACHE_TTL_SECONDS, 60 s by
+ * default) when that is shorter, counted from when the facts were read from D1 (docs/sync.md
+ * "Realtime"): a revocation the object never hears of ends everything a socket delivers within it.
+ */
 export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
 /** Used ticket nonces are kept this long past their expiry, so a ticket cannot be replayed at the edge of it. */
 const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
@@ -34,9 +47,22 @@ interface SocketAttachment extends PresenceAttachment, SyncAttachment {
 
 const attachmentOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketAttachment | null;
 
+/** A frame as JSON, or null (not JSON: presence answers it). */
+function parseFrame(data: string | ArrayBuffer): { type?: unknown } | null {
+  try {
+    return typeof data === 'string' && data.startsWith('{') ? (JSON.parse(data) as { type?: unknown }) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a socket's confirmation still lets it hear changes and presence (see SOCKET_REVERIFY_MS). */
+const confirmed = (a: { verifiedAt: number; cacheTtlMs?: number } | null, now: number) =>
+  !!a && a.verifiedAt > 0 && now - a.verifiedAt < Math.min(a.cacheTtlMs ?? SOCKET_REVERIFY_MS, SOCKET_REVERIFY_MS);
+
 export class WorkspaceSockets {
-  /** Sockets whose membership check is in flight (one at a time each). */
-  readonly #verifying = new WeakSet<WebSocket>();
+  /** Each socket's confirmation in flight (one at a time each). */
+  readonly #verifying = new WeakMap<WebSocket, Promise<boolean>>();
   /** Each socket's sync messages in flight, chained. */
   readonly #syncing = new WeakMap<WebSocket, Promise<void>>();
   readonly #presence: Presence;
@@ -48,8 +74,9 @@ export class WorkspaceSockets {
     private readonly sync?: SyncMethods,
   ) {
     this.#presence = new Presence(ctx, {
-      fresh: (a, now) => a.verifiedAt > 0 && now - a.verifiedAt < SOCKET_REVERIFY_MS,
+      fresh: (a, now) => confirmed(a as SocketAttachment, now),
       reverify: (ws) => this.ctx.waitUntil(this.verify(ws)),
+      confirm: (ws) => this.verify(ws),
       armSweep: (at) => armSweep(ctx.storage, at),
     });
   }
@@ -114,36 +141,64 @@ export class WorkspaceSockets {
   }
 
   /**
-   * Confirms that a socket's user is still a member, after the socket is accepted, from the
-   * authorization cache (access.ts; every removal tells it, and a lost message is bounded by the
-   * cache's lifetime): a removal after this is followed by closeSockets, which now finds the
-   * socket; one before it is seen here. Until confirmed, and again once the confirmation is
-   * older than SOCKET_REVERIFY_MS, pokes to the socket carry no changes; a socket whose user is
-   * gone is closed with 4003. The first confirmation sends `hello`; every confirmation sends the
-   * presence roster (the socket heard none while unconfirmed).
+   * Confirms that a socket may still hear the workspace, after it is accepted and whenever its
+   * confirmation is older than its bound: the credential it was opened with is authorized again
+   * from the authorization cache (access.ts: session live, token version, user not disabled,
+   * still a member; every revocation through the API tells the cache, and a lost message is
+   * bounded by the cache's lifetime). A removal after this is followed by closeSockets, which now
+   * finds the socket; one before it is seen here. Until confirmed, pokes to the socket carry no
+   * changes and it hears no presence; a socket whose user is gone is closed with 4003, one whose
+   * session or account ended with 4001. The first confirmation sends `hello`; every
+   * confirmation sends the presence roster (the socket heard none while unconfirmed).
+   * Resolves true when the socket is confirmed now.
    */
-  async verify(ws: WebSocket) {
-    if (this.#verifying.has(ws)) return;
+  verify(ws: WebSocket): Promise<boolean> {
+    // One check at a time per socket; a caller arriving meanwhile waits for the same answer.
+    let running = this.#verifying.get(ws);
+    if (!running) {
+      running = this.#verify(ws).finally(() => this.#verifying.delete(ws));
+      this.#verifying.set(ws, running);
+    }
+    return running;
+  }
+
+  async #verify(ws: WebSocket): Promise<boolean> {
     const attachment = attachmentOf(ws);
     const workspaceId = this.ctx.id.name;
-    if (!attachment?.userId || !workspaceId) return;
-    this.#verifying.add(ws);
+    if (!attachment?.userId || !workspaceId) return false;
     try {
-      if (!(await this.access.isMember(workspaceId, attachment.userId, attachment.cacheTtlMs ?? 0))) {
-        ws.close(4003, 'Access to this workspace was revoked');
-        return;
+      const checkedAt = await this.#check(workspaceId, attachment);
+      if (typeof checkedAt !== 'number') {
+        ws.close(checkedAt.code, checkedAt.reason);
+        this.#presence.left([ws]);
+        return false;
       }
       // Read again: presence may have changed the attachment during the D1 read.
-      ws.serializeAttachment({ ...(attachmentOf(ws) ?? attachment), verifiedAt: Date.now() } satisfies SocketAttachment);
+      ws.serializeAttachment({ ...(attachmentOf(ws) ?? attachment), verifiedAt: checkedAt } satisfies SocketAttachment);
       if (!attachment.verifiedAt) ws.send(JSON.stringify({ type: 'hello', serverVersion: headVersion(this.ctx.storage.sql) }));
       this.#presence.roster(ws);
+      return true;
     } catch (err) {
-      // D1 unavailable, or the socket closed meanwhile: it stays unverified and is tried again
+      // D1 unavailable, or the socket closed meanwhile: it stays unconfirmed and is tried again
       // at the next poke.
       logEvent('warn', 'socket_verify_failed', { workspaceId, message: err instanceof Error ? err.message : String(err) });
-    } finally {
-      this.#verifying.delete(ws);
+      return false;
     }
+  }
+
+  /** When the facts confirming the socket were read, or how to close it. Throws when it cannot tell (503). */
+  async #check(workspaceId: string, attachment: SocketAttachment): Promise<number | { code: number; reason: string }> {
+    const caller = attachment.sync?.caller;
+    if (!caller) {
+      // Accepted without its credential (an attachment from before sockets kept it): membership only.
+      const member = await this.access.isMember(workspaceId, attachment.userId, attachment.cacheTtlMs ?? 0);
+      return member ? Date.now() : { code: 4003, reason: 'Access to this workspace was revoked' };
+    }
+    const access = await this.access.authorize({ ...caller, cacheTtlMs: attachment.cacheTtlMs ?? caller.cacheTtlMs, permission: 'read' });
+    if (access.ok) return access.checkedAt;
+    if (access.status === 401) return { code: 4001, reason: 'The session ended; sign in again' };
+    if (access.status === 403) return { code: 4003, reason: 'Access to this workspace was revoked' };
+    throw new Error(access.message);
   }
 
   /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted or restoring). */
@@ -156,16 +211,15 @@ export class WorkspaceSockets {
   }
 
   /**
-   * Closes the sockets of an ended session (`sessionId`: signed out), or all of a user's except
-   * one session's (`exceptSessionId`: the password changed and every other session was revoked).
-   * 4001 tells clients to re-authenticate, not that access to the workspace is gone.
+   * Closes the sockets of an ended session (`sessionId`: signed out), or all of a user's (the
+   * password changed: every socket was opened with the old token version, the changing
+   * session's too). 4001 tells clients to re-authenticate, not that access to the workspace is gone.
    */
-  closeSession(input: { userId: string; sessionId?: string; exceptSessionId?: string }): number {
+  closeSession(input: { userId: string; sessionId?: string }): number {
     // The session ended (sign-out, refresh-token reuse), or the user's token version moved on.
     this.access.forget(input.sessionId ? { sessionId: input.sessionId } : { userId: input.userId });
     const closed: WebSocket[] = [];
     for (const ws of this.ctx.getWebSockets(input.sessionId ? `session:${input.sessionId}` : `user:${input.userId}`)) {
-      if (input.exceptSessionId && attachmentOf(ws)?.sessionId === input.exceptSessionId) continue;
       ws.close(4001, 'The session ended; sign in again');
       closed.push(ws);
     }
@@ -185,25 +239,42 @@ export class WorkspaceSockets {
 
   /** A message from a client: presence (presence.ts); "ping" never gets here (the auto-response answers it). */
   message(ws: WebSocket, data: string | ArrayBuffer): Promise<void> | void {
-    let parsed: { type?: unknown } | null = null;
-    try {
-      parsed = typeof data === 'string' && data.startsWith('{') ? (JSON.parse(data) as { type?: unknown }) : null;
-    } catch {
-      // not JSON: presence answers it
+    const read = () => attachmentOf(ws) ?? {};
+    const send = (text: string) => ws.send(text);
+    // A large frame can only be a push: who and how often are checked before it is parsed.
+    if (typeof data === 'string' && data.length > SCREEN_FRAME_CHARS && this.sync) {
+      const sync = this.sync;
+      return this.#inOrder(ws, async () => {
+        const parsed = await admitLargeFrame(sync, data, read, send);
+        if (parsed) await this.#sync(ws, parsed);
+      });
     }
+    const parsed = parseFrame(data);
     if (!parsed || !isSyncMessage(parsed) || !this.sync) return this.#presence.message(ws, data);
-    // One socket's sync messages run in the order they came (a push awaits its fingerprints).
-    const run = (this.#syncing.get(ws) ?? Promise.resolve()).then(() =>
-      handleSyncMessage(
-        this.sync!,
-        parsed,
-        () => attachmentOf(ws) ?? {},
-        (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
-        (text) => ws.send(text),
-      ).catch((err: unknown) => logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) })),
-    );
+    return this.#inOrder(ws, () => this.#sync(ws, parsed));
+  }
+
+  /** One socket's sync messages run in the order they came (a push awaits its fingerprints). */
+  #inOrder(ws: WebSocket, work: () => Promise<void>): Promise<void> {
+    const run = (this.#syncing.get(ws) ?? Promise.resolve())
+      .then(work)
+      .catch((err: unknown) => logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) }));
     this.#syncing.set(ws, run);
     return run;
+  }
+
+  #sync(ws: WebSocket, parsed: object): Promise<void> {
+    return handleSyncMessage(
+      this.sync!,
+      parsed,
+      () => attachmentOf(ws) ?? {},
+      (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
+      (text) => ws.send(text),
+      (code, reason) => {
+        ws.close(code, reason);
+        this.#presence.left([ws]);
+      },
+    );
   }
 
   /** The alarm's presence sweep (alarm.ts): when the next one is due, or null. */
@@ -226,7 +297,7 @@ export class WorkspaceSockets {
     // Each socket's user while its membership confirmation is fresh; null: send a plain poke.
     const users = sockets.map((ws) => {
       const attachment = attachmentOf(ws);
-      return attachment?.userId && attachment.verifiedAt && now - attachment.verifiedAt < SOCKET_REVERIFY_MS ? attachment.userId : null;
+      return attachment?.userId && confirmed(attachment, now) ? attachment.userId : null;
     });
     const carry = !perUser || new Set(users).size <= POKE_MAX_USERS;
     const messages = new Map<string, string>();

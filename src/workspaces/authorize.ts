@@ -91,5 +91,5 @@ export async function authorizeAtShard(c: Context<AppEnv>, workspaceId: string, 
   const caller = await shardCaller(c, workspaceId, permission);
   const access = await c.env.WORKSPACE.getByName(workspaceId).authorize(caller);
   if (!access.ok) shardFailure(c, caller, access);
-  return { userId: access.userId, role: access.role, sessionId: access.sessionId, caller };
+  return { userId: access.userId, role: access.role, sessionId: access.sessionId, checkedAt: access.checkedAt, caller };
 }

@@ -4,9 +4,9 @@ import { runInDurableObject } from 'cloudflare:test';
 import bcrypt from 'bcryptjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
-import { call, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
-import { api } from '../helpers';
-import { message, op, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';
+import { call, oidcProvider, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
+import { api, apiWithEnv } from '../helpers';
+import { message, op, openSocket, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';
 import { bytesOf, downloadUrl, fetchUrl, put, sha256, store } from '../storage/helpers';
 
 let admin: SignedIn;
@@ -349,11 +349,14 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
       },
       { type: 'user', id: crypto.randomUUID(), email: taken.email },
       { type: 'user', id: crypto.randomUUID(), email: uniqueEmail(), passwordHash: '$argon2id$v=19$m=1,t=1,p=1$x$y' },
+      // Above OR3's cost 12: it would take longer to check than a failed sign-in's answer time.
+      { type: 'user', id: crypto.randomUUID(), email: uniqueEmail(), passwordHash: `$2b$14$${'a'.repeat(53)}` },
     ];
     const first = await importOk(jsonl([header(null), ...users, { type: 'end' }]));
-    expect(first.users).toEqual({ created: 2, unchanged: 0 });
+    expect(first.users).toEqual({ created: 2, unchanged: 0, linked: 0 });
     expect(first.skipped.map((s: any) => [s.line, s.reason])).toEqual([
       [5, expect.stringMatching(/^unsupported password hash format/)],
+      [6, expect.stringMatching(/^bcrypt cost 14 is outside 4\.\.12/)],
       [4, expect.stringContaining(`belongs to another user here (${taken.id})`)],
     ]);
     const signIn = await signInBearer(email, 'old password');
@@ -365,7 +368,7 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
     expect(identity.user_id).toBe(users[1]!.id);
 
     const second = await importOk(jsonl([header(null), ...users, { type: 'end' }]));
-    expect(second.users).toEqual({ created: 0, unchanged: 2 });
+    expect(second.users).toEqual({ created: 0, unchanged: 2, linked: 0 });
     // A password changed since (here: upgraded at sign-in) is never reverted by a re-import.
     expect((await env.DB.prepare('SELECT password_hash FROM users WHERE id = ?').bind(id).first<any>()).password_hash).toBe(row.password_hash);
   });
@@ -394,5 +397,111 @@ describe('POST /api/admin/import: users (admin-only lines)', () => {
     const accepted = await call('POST', '/api/workspaces/invites/accept', joiner.headers, { inviteToken: token });
     expect(await accepted.json()).toEqual({ ok: true, workspaceId: ws });
     expect((await importOk(jsonl([header(ws), ...invites, { type: 'end' }]))).invites).toEqual({ added: 0, unchanged: 1 });
+  });
+});
+
+describe('POST /api/admin/import: existing accounts (SECURITY.md §7 case 40)', () => {
+  const ISSUER = 'https://idp.import.example.com';
+  let idp: Awaited<ReturnType<typeof oidcProvider>>;
+  beforeAll(async () => {
+    idp = await oidcProvider(ISSUER);
+  });
+  const session = async (sub: string) =>
+    (
+      await (
+        await apiWithEnv(idp.vars, '/api/auth/session', { headers: { authorization: `Bearer ${await idp.token(sub, `${sub}@attacker.example`)}` } })
+      ).json<any>()
+    ).session;
+
+  it('a user line naming an EXISTING account never links its identities to it: skipped and reported, and that identity does not sign in as the victim', async () => {
+    const victim = await signedInUser({ isAdmin: true });
+    const sub = `attacker-${crypto.randomUUID()}`;
+    const line = { type: 'user', id: victim.id, email: 'x@attacker.example', identities: [{ provider: 'idp', issuer: ISSUER, subject: sub }] };
+    const report = await importOk(jsonl([header(null), line, { type: 'end' }]));
+    expect(report.users).toEqual({ created: 0, unchanged: 1, linked: 0 });
+    expect(report.skipped).toEqual([
+      expect.objectContaining({ line: 2, type: 'user', key: victim.id, reason: expect.stringContaining(`not linked: user ${victim.id} already exists here`) }),
+    ]);
+    expect(await env.DB.prepare('SELECT count(*) AS n FROM identities WHERE subject = ?').bind(sub).first<any>()).toEqual({ n: 0 });
+    // Whoever holds that subject is a stranger here, not the victim (and not a deployment admin).
+    const theirs = await session(sub);
+    expect(theirs.user.id).not.toBe(victim.id);
+    expect(theirs.deploymentAdmin).toBe(false);
+    // The victim's own account is untouched (the email too).
+    expect((await env.DB.prepare('SELECT email FROM users WHERE id = ?').bind(victim.id).first<any>()).email).toBe(victim.email);
+  });
+
+  it('links an existing account only when the operator confirms it (linkExisting), and reports the link', async () => {
+    const existing = await signedInUser();
+    const other = await signedInUser();
+    const sub = `confirmed-${crypto.randomUUID()}`;
+    const lines = [
+      { type: 'user', id: existing.id, identities: [{ provider: 'idp', issuer: ISSUER, subject: sub }] },
+      { type: 'user', id: other.id, identities: [{ provider: 'idp', issuer: ISSUER, subject: `${sub}-other` }] },
+    ];
+    const stream = jsonl([header(null), ...lines, { type: 'end' }]);
+    const res = await importStream(stream, '?linkExisting=not%20an%20id');
+    expect(res.status).toBe(400);
+    const report = await importOk(stream, `?linkExisting=${existing.id}`);
+    expect(report.users).toEqual({ created: 0, unchanged: 2, linked: 1 });
+    expect(report.notes).toEqual([expect.stringContaining(`identities linked to the existing user ${existing.id}`)]);
+    // The account not confirmed stays unlinked.
+    expect(report.skipped).toEqual([expect.objectContaining({ key: other.id, reason: expect.stringContaining('not linked') })]);
+    expect((await session(sub)).user.id).toBe(existing.id);
+    // Again: already linked, nothing to report.
+    const again = await importOk(stream, `?linkExisting=${existing.id}`);
+    expect(again.users).toEqual({ created: 0, unchanged: 2, linked: 0 });
+    expect(again.notes).toEqual([]);
+  });
+});
+
+describe('POST /api/admin/import: members tell the workspace object (SECURITY.md §7 case 41)', () => {
+  it('a member line that demotes an editor applies to their very next push, over HTTP and over their open socket', async () => {
+    const owner = await syncUser();
+    const editor = await signedInUser();
+    await upsertMember(env.DB, owner.workspaceId, editor.id, 'editor');
+    const path = `/api/sync/ws?workspaceId=${owner.workspaceId}`;
+    const socket = await openSocket(await api(path, { headers: { upgrade: 'websocket', ...editor.headers } }));
+    await socket.next((m) => m.type === 'hello');
+    // Both paths warm the object's cache with the editor role.
+    await pushOk(editor, owner.workspaceId, [op('messages', 'before', message('before'))]);
+    socket.send({ type: 'push', id: 'p1', ops: [op('messages', 'sock1', message('sock1'))] });
+    expect(await socket.next((m) => m.id === 'p1')).toMatchObject({ type: 'push-result' });
+
+    const report = await importOk(jsonl([header(owner.workspaceId), { type: 'member', userId: editor.id, role: 'viewer' }, { type: 'end' }]));
+    expect(report.members).toEqual({ added: 0, updated: 1, unchanged: 0 });
+
+    const res = await call('POST', '/api/sync/push', editor.headers, {
+      scope: { workspaceId: owner.workspaceId },
+      ops: [op('messages', 'after', message('after'))],
+    });
+    expect(res.status).toBe(403);
+    socket.send({ type: 'push', id: 'p2', ops: [op('messages', 'sock2', message('sock2'))] });
+    expect(await socket.next((m) => m.id === 'p2')).toMatchObject({ type: 'error', error: 'insufficient_role' });
+    socket.ws.close();
+  });
+});
+
+describe('POST /api/admin/import: staged bodies (SECURITY.md §7 case 47)', () => {
+  const staged = async () => (await env.BLOBS.list({ prefix: 'imports/' })).objects.map((o) => o.key);
+
+  it('a rerun with the same x-or3-import-id replaces what a killed run left staged; stale bodies expire and are collected', async () => {
+    const ws = crypto.randomUUID();
+    const stream = jsonl([header(ws), { type: 'member', userId: admin.id, role: 'owner' }, { type: 'end' }]);
+    // What a run killed mid-import leaves: its staged body (the cleanup never ran).
+    const leftover = `imports/v1/${admin.id}/part-1.jsonl`;
+    await env.BLOBS.put(leftover, stream, { customMetadata: { stagedAt: String(Date.now()) } });
+    // Another admin's run killed two hours ago.
+    const stale = `imports/v1/someone-else/${crypto.randomUUID()}.jsonl`;
+    await env.BLOBS.put(stale, stream, { customMetadata: { stagedAt: String(Date.now() - 2 * 3600_000) } });
+    // A run still going (recent, another admin): left alone.
+    const running = `imports/v1/someone-else/${crypto.randomUUID()}.jsonl`;
+    await env.BLOBS.put(running, stream, { customMetadata: { stagedAt: String(Date.now()) } });
+
+    const res = await importStream(stream, '', { ...intent(admin), 'x-or3-import-id': 'part-1' });
+    expect(res.status).toBe(200);
+    expect(await staged()).toEqual([running]);
+    await env.BLOBS.delete(running);
+    expect((await importStream(stream, '', { ...intent(admin), 'x-or3-import-id': 'no spaces' })).status).toBe(400);
   });
 });

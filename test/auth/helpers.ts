@@ -3,6 +3,7 @@
  * per test file (scrypt is deliberately slow), then signed in through the real routes.
  */
 import { env } from 'cloudflare:workers';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { hashPassword } from '../../src/auth/passwords';
 import { createPasswordUser } from '../../src/auth/store';
 import { api } from '../helpers';
@@ -90,4 +91,24 @@ export async function signInCookies(email: string, password = PASSWORD) {
   });
   const cookies = cookiesOf(res);
   return { res, access: cookies.or3_access?.value ?? '', refresh: cookies.or3_refresh?.value ?? '' };
+}
+
+/**
+ * An OIDC provider for tests: `vars` configure it (provider id `idp`, audience `or3`, its JWKS
+ * inline), `token(sub)` signs a 10-minute token for that subject.
+ */
+export async function oidcProvider(issuer: string) {
+  const pair = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
+  const vars = { OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ id: 'idp', issuer, audience: 'or3', jwks: { keys: [jwk] } }]) };
+  const token = (sub: string, email = `${sub}@example.com`) =>
+    new SignJWT({ email })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setIssuer(issuer)
+      .setAudience('or3')
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime('10m')
+      .sign(pair.privateKey);
+  return { vars, token };
 }

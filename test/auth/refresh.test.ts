@@ -119,11 +119,10 @@ describe('POST /api/basic-auth/refresh', () => {
     expect(cookies.or3_access?.value.split('.')).toHaveLength(3);
   });
 
-  it('rate-limits a burst of refreshes per user', async () => {
+  it('rate-limits a burst of rotations per session (family): 10 a minute', async () => {
     const user = await signedInUser();
     let token = user.refreshToken;
     const statuses: number[] = [];
-    // The binding counts in fixed windows: a burst crossing a window edge may get up to 10 more.
     for (let i = 0; i < 21 && !statuses.includes(429); i++) {
       const res = await refresh(token);
       statuses.push(res.status);

@@ -43,6 +43,15 @@ describe('transparent refresh from the or3_refresh cookie', () => {
     expect(next.headers.getSetCookie()).toEqual([]);
   });
 
+  it('20 concurrent requests with one refresh cookie all succeed: the grace-window children are not rate-limited (SECURITY.md §7 case 46)', async () => {
+    const user = await cookieUser();
+    const results = await Promise.all(Array.from({ length: 20 }, () => pullWith(`or3_refresh=${user.refresh}`, user.workspaceId)));
+    expect(results.map((r) => r.status)).toEqual(Array(20).fill(200));
+    // One rotation: every answer carries the same child.
+    expect(new Set(results.map((r) => cookiesOf(r).or3_refresh?.value)).size).toBe(1);
+    expect(await childrenOf(user.id)).toBe(1);
+  });
+
   it('serves an expired access cookie the same way', async () => {
     const user = await cookieUser();
     const claims = JSON.parse(atob(user.access.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')));

@@ -159,7 +159,7 @@ describe('GET /api/sync/ws', () => {
     theirs.ws.close();
   });
 
-  it('a password change closes the sockets of every other session, not the current one', async () => {
+  it("a password change closes every socket of the user with 4001, the changing session's too; it re-dials with its new token (SECURITY.md §7 case 49)", async () => {
     const u = await syncUser();
     const other = await signInBearer(u.email);
     const path = `/api/sync/ws?workspaceId=${u.workspaceId}`;
@@ -173,12 +173,15 @@ describe('GET /api/sync/ws', () => {
       { currentPassword: PASSWORD, newPassword: 'a brand new passphrase 42', confirmNewPassword: 'a brand new passphrase 42' },
     );
     expect(res.status).toBe(200);
+    // Not left open answering every push and pull `unauthorized` (which stopped the SDK's loop).
+    expect((await current.closed).code).toBe(4001);
     expect((await stale.closed).code).toBe(4001);
-    await pushOk({ headers: { authorization: `Bearer ${(await res.json<{ accessToken: string }>()).accessToken}` } }, u.workspaceId, [
-      op('messages', 'm1', message('m1')),
-    ]);
-    expect(await current.next((m) => m.type === 'poke')).toMatchObject({ type: 'poke', serverVersion: 1 });
-    current.ws.close();
+    const renewed = { authorization: `Bearer ${(await res.json<{ accessToken: string }>()).accessToken}` };
+    const redialed = await connect(path, renewed);
+    await redialed.next((m) => m.type === 'hello');
+    redialed.send({ type: 'push', id: 'after', ops: [op('messages', 'm1', message('m1'))] });
+    expect(await redialed.next((m) => m.id === 'after')).toMatchObject({ type: 'push-result', serverVersion: 1 });
+    redialed.ws.close();
   });
 
   it('refuses non-members, anonymous callers, foreign origins and plain GETs', async () => {

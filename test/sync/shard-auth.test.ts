@@ -9,10 +9,11 @@ import { runInDurableObject } from 'cloudflare:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Bindings } from '../../src/env';
-import { PASSWORD, call, signInBearer, signInCookies, signedInUser } from '../auth/helpers';
+import { PASSWORD, call, oidcProvider, signInBearer, signInCookies, signedInUser } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { bytesOf, sha256 } from '../storage/helpers';
-import { message, op, syncUser } from './helpers';
+import { message, op, openSocket, pushOk, syncUser } from './helpers';
+import { upsertMember } from '../../src/workspaces/store';
 
 /** Counts every D1 call made through a binding: statements prepared, batches, execs, sessions. */
 function countingDb(db: D1Database) {
@@ -134,6 +135,78 @@ describe('federated principals at the shard', () => {
     // The notification belongs to the federated user's own id.
     expect(page.changes[1].payload.user_id).toBe(session.session.user.id);
     expect(worker.counter.calls).toBe(0);
+  });
+});
+
+describe('open sockets and out-of-band revocations (SECURITY.md §7 cases 42, 43)', () => {
+  const short = { OR3_AUTH_CACHE_TTL_SECONDS: '1' };
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const connect = async (u: { headers: Record<string, string> }, workspaceId: string, vars: Record<string, string> = short, query = '') => {
+    const socket = await openSocket(
+      await apiWithEnv(vars, `/api/sync/ws?workspaceId=${workspaceId}&deviceId=d-${crypto.randomUUID().slice(0, 8)}${query}`, {
+        headers: { upgrade: 'websocket', ...u.headers },
+      }),
+    );
+    await socket.next((m) => m.type === 'hello');
+    return socket;
+  };
+
+  it('a member removed, a user disabled or a session revoked directly in D1 hears no poke with data and no presence past the bound, and is closed', async () => {
+    const owner = await syncUser();
+    const [removed, disabled, revoked] = [await signedInUser(), await signedInUser(), await signedInUser()];
+    for (const u of [removed, disabled, revoked]) await upsertMember(env.DB, owner.workspaceId, u.id, 'editor');
+    const sockets = [await connect(removed, owner.workspaceId), await connect(disabled, owner.workspaceId), await connect(revoked, owner.workspaceId)];
+    const watcher = await connect(owner, owner.workspaceId);
+    // Everyone hears data and presence while access holds.
+    await pushOk(owner, owner.workspaceId, [op('messages', 'open', message('open'))]);
+    for (const s of sockets) expect(await s.next((m) => m.type === 'poke' && m.changes?.[0]?.pk === 'open')).toBeTruthy();
+    sockets[0]!.send({ type: 'presence', state: { typing: true } });
+    await watcher.next((m) => m.type === 'presence' && m.userId === removed.id);
+
+    // Revoked behind the object's back: no message reaches it.
+    await env.DB.prepare('DELETE FROM members WHERE workspace_id = ? AND user_id = ?').bind(owner.workspaceId, removed.id).run();
+    await env.DB.prepare('UPDATE users SET disabled_at = ? WHERE id = ?').bind(Date.now(), disabled.id).run();
+    await env.DB.prepare('UPDATE sessions SET revoked_at = ? WHERE user_id = ?').bind(Date.now(), revoked.id).run();
+    await wait(1_100);
+    // Presence from a revoked socket is not heard; the owner's presence and data do not reach them.
+    sockets[2]!.send({ type: 'presence', state: { secret: 'from-revoked' } });
+    watcher.send({ type: 'presence', state: { secret: 'presence-after' } });
+    await pushOk(owner, owner.workspaceId, [op('messages', 'secret', message('secret'))]);
+    const codes = await Promise.all(sockets.map((s) => s.closed));
+    expect(codes.map((c) => c.code)).toEqual([4003, 4001, 4001]);
+    for (const s of sockets) {
+      const heard = JSON.stringify(s.messages);
+      expect(heard).not.toContain('"secret"');
+      expect(heard).not.toContain('presence-after');
+    }
+    await wait(200);
+    expect(JSON.stringify(watcher.messages)).not.toContain('from-revoked');
+    watcher.ws.close();
+  });
+
+  it("a disabled federated user's ticket socket is refused within the bound: pushes fail and the socket closes", async () => {
+    const idp = await oidcProvider('https://idp.ticket.example.com');
+    const vars = { ...short, ...idp.vars };
+    const jwt = await idp.token(`fed-${crypto.randomUUID()}`);
+    const headers = { authorization: `Bearer ${jwt}`, 'content-type': 'application/json' };
+    const { session } = await (await apiWithEnv(vars, '/api/auth/session', { headers })).json<any>();
+    const workspaceId = session.workspace.id as string;
+    const { ticket } = await (await apiWithEnv(vars, '/api/sync/ws-ticket', { method: 'POST', headers, body: JSON.stringify({ workspaceId }) })).json<any>();
+    // The ticket socket carries no other credential (a browser's WebSocket cannot set headers).
+    const socket = await connect({ headers: {} }, workspaceId, vars, `&ticket=${encodeURIComponent(ticket)}`);
+    socket.send({ type: 'push', id: 'p1', ops: [op('messages', 'before', message('before'))] });
+    expect(await socket.next((m) => m.id === 'p1')).toMatchObject({ type: 'push-result' });
+
+    await env.DB.prepare('UPDATE users SET disabled_at = ? WHERE id = ?').bind(Date.now(), session.user.id).run();
+    await wait(1_100);
+    socket.send({ type: 'push', id: 'p2', ops: [op('messages', 'after', message('after'))] });
+    expect(await socket.next((m) => m.id === 'p2')).toMatchObject({ type: 'error', error: 'unauthorized' });
+    // And the next thing the workspace delivers closes it instead.
+    const other = await syncUser();
+    await upsertMember(env.DB, workspaceId, other.id, 'editor');
+    await pushOk(other, workspaceId, [op('messages', 'later', message('later'))]);
+    expect((await socket.closed).code).toBe(4001);
+    expect(JSON.stringify(socket.messages)).not.toContain('"later"');
   });
 });
 

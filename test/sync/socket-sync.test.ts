@@ -1,5 +1,7 @@
+import { env } from 'cloudflare:workers';
 /** docs/sync.md "Sync over the socket": push and pull as messages on the workspace's WebSocket, with the HTTP routes' rules. */
 import { describe, expect, it } from 'vitest';
+import { upsertMember } from '../../src/workspaces/store';
 import { call, signedInUser } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
 import { message, op, openSocket as open, pull, syncUser } from './helpers';
@@ -104,6 +106,78 @@ describe('pull over the socket', () => {
     expect(streamed.filter((c: any) => c.pk === 'm00')).toEqual([
       expect.objectContaining({ serverVersion: 27, payload: expect.objectContaining({ data: 'edit 2' }) }),
     ]);
+    socket.ws.close();
+  });
+});
+
+describe('per-socket memory (SECURITY.md §7 case 45)', () => {
+  it('re-sending pull never resets what the socket owes: past 16 MiB of unacknowledged pages the socket is closed (1008)', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    const big = 'x'.repeat(250_000);
+    socket.send({ type: 'push', id: 'seed', ops: Array.from({ length: 20 }, (_, i) => op('messages', `b${i}`, message(`b${i}`, { data: big }))) });
+    expect(await socket.next((m) => m.id === 'seed')).toMatchObject({ type: 'push-result', serverVersion: 20 });
+    // A client that never acknowledges and keeps asking again: each pull would fill a new window.
+    for (let i = 0; i < 8; i++) socket.send({ type: 'pull', id: `again-${i}`, cursor: 0, limit: 1, window: 16 });
+    expect((await socket.closed).code).toBe(1008);
+    const pages = socket.messages.filter((m) => m.type === 'changes');
+    const bytes = pages.reduce((n, p) => n + JSON.stringify(p).length, 0);
+    // Bounded by the cap plus one page, whatever the number of pulls.
+    expect(bytes).toBeLessThanOrEqual(16 * 1024 * 1024 + 300_000);
+    expect(pages.length).toBeLessThan(8 * 16);
+  });
+
+  it('a well-behaved stream that acknowledges is never closed, however much it pulls', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    const big = 'y'.repeat(250_000);
+    socket.send({ type: 'push', id: 'seed', ops: Array.from({ length: 20 }, (_, i) => op('messages', `c${i}`, message(`c${i}`, { data: big }))) });
+    await socket.next((m) => m.id === 'seed');
+    for (let round = 0; round < 6; round++) {
+      const id = `round-${round}`;
+      socket.send({ type: 'pull', id, cursor: 0, limit: 1, window: 4 });
+      for (;;) {
+        const seen = socket.messages.filter((m) => m.id === id).length;
+        const page = await socket.next((m) => m.id === id && socket.messages.filter((x) => x.id === id).indexOf(m) === seen, `page ${seen} of ${id}`);
+        if (!page.hasMore) break;
+        socket.send({ type: 'ack', id, cursor: page.nextCursor });
+      }
+    }
+    socket.send({ type: 'push', id: 'still', ops: [op('messages', 'still', message('still'))] });
+    expect(await socket.next((m) => m.id === 'still')).toMatchObject({ type: 'push-result' });
+    socket.ws.close();
+  });
+});
+
+describe('large frames are screened before they are parsed (SECURITY.md §7 case 48)', () => {
+  // A frame that would take work to parse: the answer shows whether the object checked who and
+  // how often first (a parse would answer invalid_body; the screen answers with the role or rate).
+  const heavy = (id: string) => `{"type":"push","id":"${id}","ops":[${'{"x":1},'.repeat(20_000)}{"unterminated":`;
+
+  it("a viewer's large frame is refused for the role, unparsed, with its id", async () => {
+    const owner = await syncUser();
+    const viewer = await signedInUser();
+    await upsertMember(env.DB, owner.workspaceId, viewer.id, 'viewer');
+    const socket = await connect({ headers: viewer.headers, workspaceId: owner.workspaceId });
+    socket.send(heavy('big-1'));
+    expect(await socket.next((m) => m.type === 'error')).toMatchObject({ id: 'big-1', error: 'insufficient_role' });
+    // Small frames are parsed and answered as before; the socket stays up.
+    socket.send({ type: 'pull', id: 'small', cursor: 0 });
+    expect(await socket.next((m) => m.id === 'small')).toMatchObject({ type: 'changes' });
+    socket.ws.close();
+  });
+
+  it("a rate-limited user's large frame is refused for the rate, unparsed; within the rate it is parsed (and refused as invalid)", async () => {
+    const u = await syncUser();
+    const socket = await connect(u, { OR3_RATE_LIMIT_OVERRIDES_JSON: '{"push": 1}' });
+    socket.send(heavy('first'));
+    expect(await socket.next((m) => m.id === 'first')).toMatchObject({ type: 'error', error: 'invalid_body' });
+    socket.send({ type: 'push', id: 'counted', ops: [op('messages', 'c1', message('c1'))] });
+    const counted = await socket.next((m) => m.id === 'counted');
+    // Fixed windows: at a minute's edge the count may reset once.
+    if (counted.type !== 'error') socket.send({ type: 'push', id: 'counted-2', ops: [op('messages', 'c2', message('c2'))] });
+    socket.send(heavy('second'));
+    expect(await socket.next((m) => m.id === 'second')).toMatchObject({ type: 'error', error: 'rate_limited' });
     socket.ws.close();
   });
 });

@@ -34,6 +34,9 @@ Options:
   --dry-run                  check everything and report what would move and every problem; write nothing
   --oidc-issuer <p>=<url>    issuer of OR3 auth provider <p> (e.g. clerk=https://x.clerk.accounts.dev), so its
                              users keep their federated sign-in; repeatable (OR3 does not store issuers)
+  --link-admin-identities    link the federated identities of the OR3 account that has your (the admin's) email
+                             to your account here; without it they are reported, not linked (an import never
+                             links identities to an existing account unless you confirm it)
   --workspace <id>           move only this workspace (repeatable); accounts always move
   --chunk-bytes <n>          largest import request (default 33554432; keep under the plan's request limit)
   --concurrency <n>          parallel blob uploads (default 4)
@@ -94,6 +97,7 @@ function parse(argv: string[]) {
       'admin-password': { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       'oidc-issuer': { type: 'string', multiple: true, default: [] },
+      'link-admin-identities': { type: 'boolean', default: false },
       workspace: { type: 'string', multiple: true, default: [] },
       'chunk-bytes': { type: 'string', default: String(32 * 1024 * 1024) },
       concurrency: { type: 'string', default: '4' },
@@ -257,7 +261,8 @@ export async function main(argv: string[]): Promise<number> {
       [{ type: 'header', format: 'or3-edge-export/v1', workspaceId: null }, ...users.map((u) => u.line)],
       Number(o['chunk-bytes']),
     )) {
-      const r = await target.importFile(file, dryRun);
+      // The operator's confirmation is the only way identities reach an existing account (the admin's).
+      const r = await target.importFile(file, dryRun, o['link-admin-identities'] ? { linkExisting: target.userId } : {});
       if (!dryRun) {
         report.users.created += r.users.created;
         report.users.unchanged += r.users.unchanged;

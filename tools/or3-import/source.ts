@@ -127,7 +127,13 @@ export class Or3Source {
       if (linked.has(id)) continue;
       out.push(this.#user(id, normalize(str(account.email)), str(account.display_name), str(account.password_hash), [], num(account.created_at), admin));
     }
-    return out.filter((u) => u.line.id !== admin.id || u.or3Id === admin.id);
+    // An OR3 account mapped onto the importing admin brings only its identities: the server links
+    // them to the admin only when the operator confirms it (--link-admin-identities), and reports
+    // them otherwise; never the account's email, password or name.
+    return out.flatMap((u) => {
+      if (u.line.id !== admin.id || u.or3Id === admin.id) return [u];
+      return u.line.identities ? [{ ...u, line: { type: 'user', id: admin.id, identities: u.line.identities } }] : [];
+    });
   }
 
   #user(

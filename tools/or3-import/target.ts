@@ -3,6 +3,7 @@
  * (bearer tokens, refreshed before they expire), `POST /api/admin/import`, and the storage
  * routes' signed-URL upload (presign → PUT → commit) with `x-or3-admin-intent: admin`.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -80,12 +81,22 @@ export class Target {
     return this.#json<T>(res, `${method} ${path}`);
   }
 
-  /** POSTs a JSONL file to the import route, streamed with its length. */
-  async importFile(path: string, dryRun: boolean): Promise<any> {
+  /** POSTs a JSONL file to the import route, streamed with its length; `query` adds e.g. `linkExisting`. */
+  async importFile(path: string, dryRun: boolean, query: Record<string, string> = {}): Promise<any> {
     const { size } = await stat(path);
-    const res = await fetch(new URL(`/api/admin/import${dryRun ? '?dryRun=true' : ''}`, this.baseUrl), {
+    const params = new URLSearchParams({ ...(dryRun ? { dryRun: 'true' } : {}), ...query }).toString();
+    // The part's hash names its staged copy on the server: a rerun after a kill replaces what the
+    // killed run left staged instead of adding another (docs/admin.md "Import").
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    const res = await fetch(new URL(`/api/admin/import${params ? `?${params}` : ''}`, this.baseUrl), {
       method: 'POST',
-      headers: { ...(await this.#auth()), 'content-type': 'application/x-ndjson', 'content-length': String(size) },
+      headers: {
+        ...(await this.#auth()),
+        'content-type': 'application/x-ndjson',
+        'content-length': String(size),
+        'x-or3-import-id': hash.digest('hex'),
+      },
       body: Readable.toWeb(createReadStream(path)) as ReadableStream,
       duplex: 'half',
     } as RequestInit);

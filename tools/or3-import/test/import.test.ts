@@ -4,8 +4,11 @@
  * OR3's materialized state; then a dry run, a run killed midway, reruns and sign-ins.
  */
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { fileURLToPath } from 'node:url';
+import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../../client/test/harness';
 import { uuidFor } from '../source.ts';
@@ -188,6 +191,8 @@ describe('npm run import', () => {
     const run = await runCli();
     timings.fullRun = run.ms;
     expect(run.code, run.stderr).toBe(2);
+    // Nothing stays staged in R2: the rerun replaced (same part, same import id) what the killed run left.
+    expect((await server.env.BLOBS.list({ prefix: 'imports/' })).objects).toEqual([]);
     const r = run.report;
     expect(r.skipped.map((s: any) => s.key).sort()).toEqual([`${fx.team} ${fx.blob.corrupt.hash}`, `${fx.team} ${fx.blob.missing.hash}`].sort());
     expect(r.blobs.uploaded + r.blobs.present).toBe(3);
@@ -307,5 +312,38 @@ describe('npm run import', () => {
     const token = (await signIn(erin, 'erin joins the team'))!;
     const list = (await (await api('GET', '/api/workspaces', token)).json()) as any;
     expect(list.workspaces.find((w: any) => w.id === fx.team)).toMatchObject({ role: 'editor' });
+  });
+});
+
+describe('npm run import: the admin mapping (SECURITY.md §7 case 40)', () => {
+  it("links the OR3 account's identities to the admin only when the operator confirms it, and reports it", async () => {
+    // An OR3 account with the importing admin's email, also signed in through Clerk.
+    const admin = (await server.env.DB.prepare('SELECT id FROM users WHERE email = ?').bind(adminEmail).first()).id as string;
+    const or3Id = randomUUID();
+    const accountId = randomUUID();
+    const clerkId = `user_${fx.tag}admin`;
+    const auth = new DatabaseSync(fx.authDb);
+    auth
+      .prepare('INSERT INTO basic_auth_accounts VALUES (?, ?, ?, ?, 0, ?, ?)')
+      .run(accountId, adminEmail, bcrypt.hashSync('old admin pw', 4), 'Admin', Date.now(), Date.now());
+    auth.close();
+    const sync = new DatabaseSync(fx.syncDb);
+    sync.prepare('INSERT INTO users (id, email, display_name, active_workspace_id, created_at) VALUES (?, ?, ?, NULL, ?)').run(or3Id, adminEmail, 'Admin', 1);
+    sync.prepare('INSERT INTO auth_accounts VALUES (?, ?, ?, ?, ?)').run(randomUUID(), or3Id, 'basic-auth', accountId, 1);
+    sync.prepare('INSERT INTO auth_accounts VALUES (?, ?, ?, ?, ?)').run(randomUUID(), or3Id, 'clerk', clerkId, 1);
+    sync.close();
+    const linkedTo = async () => (await server.env.DB.prepare('SELECT user_id FROM identities WHERE subject = ?').bind(clerkId).first())?.user_id ?? null;
+
+    const unconfirmed = await runCli(['--workspace', 'none']);
+    expect(unconfirmed.code, unconfirmed.stderr).toBe(2);
+    expect(unconfirmed.report.skipped).toEqual(
+      expect.arrayContaining([expect.objectContaining({ key: admin, reason: expect.stringContaining(`not linked: user ${admin} already exists here`) })]),
+    );
+    expect(await linkedTo()).toBeNull();
+
+    const confirmed = await runCli(['--workspace', 'none', '--link-admin-identities']);
+    expect(confirmed.code, confirmed.stderr).toBe(0);
+    expect(confirmed.report.notes).toEqual(expect.arrayContaining([expect.stringContaining(`identities linked to the existing user ${admin}`)]));
+    expect(await linkedTo()).toBe(admin);
   });
 });

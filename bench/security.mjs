@@ -1,0 +1,87 @@
+/**
+ * Bench figures for the security checklist (docs/security.md): what a timing or a flood can tell
+ * or cost, measured against the real Worker that bench/run.mjs starts. Reported, never asserted
+ * in tests (timings are flaky on shared machines).
+ */
+import bcrypt from 'bcryptjs';
+
+/**
+ * Sign-in timing (checklist case 44), the outside probe's method: 72 wrong-password sign-ins,
+ * interleaved, 24 each for an unknown email, an account holding an imported bcrypt cost-12 hash
+ * (OR3's), and one holding cost 14 (refused at import since, but a deployment may hold one from
+ * before). Every account is fresh (the per-account backoff never engages), every request comes
+ * from its own address (the per-address limit never engages). Returns the medians in ms.
+ */
+export async function signInTiming({ signIn, db }) {
+  const hashes = { 'bcrypt cost 12': bcrypt.hashSync('the real password', 12), 'bcrypt cost 14': bcrypt.hashSync('the real password', 14) };
+  const account = async (hash) => {
+    const email = `timing-${crypto.randomUUID().slice(0, 12)}@example.com`;
+    const t = Date.now();
+    await db
+      .prepare('INSERT INTO users (id, email, password_hash, token_version, is_admin, created_at, updated_at) VALUES (?, ?, ?, 0, 0, ?, ?)')
+      .bind(crypto.randomUUID(), email, hash, t, t)
+      .run();
+    return email;
+  };
+  const samples = { unknown: [], 'bcrypt cost 12': [], 'bcrypt cost 14': [] };
+  for (let i = 0; i < 24; i++) {
+    for (const kind of Object.keys(samples)) {
+      const email = kind === 'unknown' ? `nobody-${crypto.randomUUID().slice(0, 12)}@example.com` : await account(hashes[kind]);
+      const t = performance.now();
+      const status = await signIn(email, 'a wrong password');
+      samples[kind].push(performance.now() - t);
+      if (status !== 401) throw new Error(`sign-in timing: expected 401, got ${status}`);
+    }
+  }
+  const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, { median: median(v), min: Math.min(...v), max: Math.max(...v) }]));
+}
+
+/**
+ * An owner's pull latency while a viewer sends large push frames the workspace's object must
+ * refuse (checklist case 48): quiet p99 first, then p99 of the pulls made while a burst of 7
+ * frames of ~12 MB is in flight (from sending the first until the 7th refusal is back), over
+ * several bursts. `pullOnce` times one owner pull; `viewerSocket` is the viewer's open socket
+ * ({ ws, setOnAny }).
+ */
+export async function pullDuringRefusedFrames({ pullOnce, viewerSocket, samples = 100 }) {
+  const pct = (v, p) => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor((p / 100) * v.length))];
+  const quiet = [];
+  for (let i = 0; i < samples; i++) quiet.push(await pullOnce());
+  // ~12 MB: 48 ops with 250 KB payloads, as the SDK writes a push (its id first).
+  const t = Math.floor(Date.now() / 1000);
+  const ops = Array.from({ length: 48 }, (_, i) => ({
+    tableName: 'messages',
+    operation: 'put',
+    pk: `flood-${i}`,
+    payload: {
+      id: `flood-${i}`,
+      thread_id: 't',
+      role: 'user',
+      index: i,
+      order_key: 'a',
+      deleted: false,
+      created_at: t,
+      updated_at: t,
+      clock: 1,
+      data: 'z'.repeat(250_000),
+    },
+    stamp: { deviceId: 'flood', opId: crypto.randomUUID(), hlc: `${String(Date.now()).padStart(15, '0')}:000001:flood`, clock: 1 },
+  }));
+  const body = JSON.stringify(ops);
+  let refused = 0;
+  viewerSocket.setOnAny((msg) => {
+    if (msg.type === 'error' && String(msg.id).startsWith('flood-')) refused++;
+  });
+  const during = [];
+  let sent = 0;
+  let bursts = 0;
+  while (during.length < samples && bursts < 200) {
+    bursts++;
+    const target = refused + 7;
+    for (let i = 0; i < 7; i++) viewerSocket.ws.send(`{"type":"push","id":"flood-${++sent}","ops":${body}}`);
+    while (refused < target) during.push(await pullOnce());
+    await new Promise((r) => setTimeout(r, 100)); // a quiet gap between bursts
+  }
+  return { quietP99: pct(quiet, 99), duringP99: pct(during, 99), duringP50: pct(during, 50), bursts, frameBytes: body.length };
+}
