@@ -17,6 +17,7 @@ import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
 import { workspaces } from './workspaces/routes';
+import { webhookRoutes } from './webhooks/routes';
 
 /** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
 const isSignedUrlPath = (path: string) => path.startsWith('/api/storage/blob/');
@@ -47,6 +48,8 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/basic-auth', basicAuth);
   app.route('/api/auth', session);
   app.route('/api/workspaces', workspaces);
+  app.route('/api/workspaces/:id/webhooks', webhookRoutes('workspace'));
+  app.route('/api/admin/webhooks', webhookRoutes('deployment'));
   app.route('/api/admin', admin);
   app.route('/api/sync', sync);
   app.route('/api/storage', storageRoutes(storage));

@@ -4,6 +4,7 @@ import m0001 from './0001_sync.sql';
 import m0002 from './0002_storage.sql';
 import m0003 from './0003_compacted_pull.sql';
 import m0004 from './0004_sync_quota.sql';
+import m0005 from './0005_webhooks_service.sql';
 
   export default {
     journal,
@@ -12,7 +13,8 @@ import m0004 from './0004_sync_quota.sql';
 m0001,
 m0002,
 m0003,
-m0004
+m0004,
+m0005
     }
   }
   

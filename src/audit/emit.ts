@@ -34,7 +34,13 @@ export type AuditEventName =
   | 'workspace.invite.revoked'
   | 'storage.upload.rejected'
   | 'storage.gc.run'
-  | 'sync.gc.run';
+  | 'sync.gc.run'
+  | 'webhook.created'
+  | 'webhook.deleted'
+  | 'webhook.secret_rotated'
+  | 'service.token.created'
+  | 'service.token.revoked'
+  | 'service.token.used';
 
 export interface AuditFields {
   requestId?: string;

@@ -24,6 +24,8 @@ import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
 import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
+import { WebhookRegistry, type AttemptReport, type DeliveryTarget } from '../webhooks/registry';
+import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
@@ -33,6 +35,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #limiter = new FixedWindowLimiter();
   readonly #access = new AccessCache(this.env);
   readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this);
+  /** This workspace's webhooks (src/webhooks/): in memory after the first read, so a push costs nothing without hooks. */
+  readonly #webhooks = new WebhookRegistry(this.ctx, () => this.env.WEBHOOK_QUEUE);
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
@@ -68,8 +72,15 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
-    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes));
+    let events = 0;
+    const outcome = this.ctx.storage.transactionSync(() => {
+      const applied = applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes);
+      // Webhook events for the winners, in the same transaction (the outbox); sent after the commit.
+      if (applied.ok) events = this.#webhooks.record(caller.workspaceId, applied.applied, { userId: access.userId }, Date.now());
+      return applied;
+    });
     if (!outcome.ok) return outcome;
+    if (events > 0 || this.#webhooks.leftOver()) this.ctx.waitUntil(this.#webhooks.flush(caller.workspaceId));
     logConflicts(caller.workspaceId, outcome.conflicts);
     const { results, serverVersion, allocated } = outcome;
     const perUser = ops.some((op) => op.tableName === 'notifications');
@@ -171,6 +182,27 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   markStrays(keys: string[], nextCursor: string | null): { hash: string; storageKey: string }[] {
     return blobs.blobGcSteps(this.ctx.storage).markStrays(keys, nextCursor);
+  }
+
+  /** Webhook management (src/webhooks/manage.ts); `caller` null: the deployment admins' hooks, checked by the Worker. */
+  async webhooks(caller: ShardCaller | null, request: WebhookRequest): Promise<WebhookReply | Failure> {
+    if (caller) {
+      const access = await this.authorize(caller);
+      if (!access.ok) return access;
+    }
+    const { reply, flush } = manageWebhooks(this.#webhooks, request, Date.now());
+    if (flush) this.ctx.waitUntil(this.#webhooks.flush(this.ctx.id.name!));
+    return reply;
+  }
+  /** The Queue consumer's two steps (src/webhooks/deliver.ts), and the dead-letter queue's. */
+  webhookClaim(ids: string[]): (DeliveryTarget | null)[] {
+    return this.#webhooks.claim(ids, Date.now());
+  }
+  webhookReport(reports: AttemptReport[], disableAfterMs: number): void {
+    this.#webhooks.report(reports, disableAfterMs, Date.now());
+  }
+  webhookDeadLettered(ids: string[]): void {
+    this.#webhooks.deadLettered(ids, Date.now());
   }
 
   /** A WebSocket upgrade the Worker forwarded after authorizing it. */

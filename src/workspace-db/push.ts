@@ -29,12 +29,21 @@ export interface ConflictEvent {
   loser: Revision;
 }
 
+/** A key's winning op in this batch (its last one), and whether the key had an entry before the batch. */
+export interface AppliedWrite {
+  op: PreparedOp;
+  version: number;
+  existed: boolean;
+}
+
 export interface PushOutcome {
   ok: true;
   results: PushResult[];
   serverVersion: number;
   allocated: number;
   conflicts: ConflictEvent[];
+  /** What this batch changed, for webhooks (src/webhooks/): losers and replays are not here. */
+  applied: AppliedWrite[];
 }
 
 const NOTIFICATIONS = 'notifications';
@@ -129,7 +138,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
   }
 
   const logRows: unknown[][] = [];
-  const winners = new Map<string, { op: PreparedOp; version: number }>();
+  const winners = new Map<string, AppliedWrite>();
   /** The last version logged for each key in this batch, winner or loser. */
   const touched = new Map<string, { tableName: string; pk: string; version: number }>();
   /** How the stored sync data grows: every logged op, plus each winner's size over the row it replaces. */
@@ -152,7 +161,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
         const incoming = { clock: op.clock, hlc: op.hlc, opId: op.opId };
         const revision = stored ? { clock: stored.clock, hlc: stored.hlc, opId: stored.op_id } : null;
         if (!revision || compareRevisions(incoming, revision) > 0) {
-          winners.set(key, { op, version: head });
+          winners.set(key, { op, version: head, existed: winners.get(key)?.existed ?? stored !== null });
           growth += op.bytes - (stored?.size ?? 0);
           current.set(key, { clock: op.clock, hlc: op.hlc, op_id: op.opId, owner_id: op.tableName === NOTIFICATIONS ? userId : null, size: op.bytes });
         } else {
@@ -182,7 +191,7 @@ export function applyPush(sql: SqlStorage, ops: PreparedOp[], userId: string, no
   materialize(sql, winners, touched, userId, now);
   if (head !== start) setMeta(sql, 'server_version', head);
   addSyncBytes(sql, growth);
-  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts };
+  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts, applied: [...winners.values()] };
 }
 
 const conflictResult = (opId: string): PushResult => ({
