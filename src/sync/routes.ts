@@ -20,6 +20,7 @@ import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSche
 import { issueTicket, readTicket } from './ws-ticket';
 import { DEVICE_ID_PATTERN } from '../../client/src/contract';
 import { audit } from '../audit/emit';
+import { serviceBearer, servicePush } from '../service/routes';
 
 /** The request as the object authorizes and rate-limits it. */
 async function caller(c: Context<AppEnv>, workspaceId: string, permission: Permission, name: SyncLimitName): Promise<SyncCaller> {
@@ -52,6 +53,8 @@ async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
 
 export const sync = new Hono<AppEnv>()
   .post('/push', async (c) => {
+    // A service token's push (docs/service-api.md): stamped by the server, same engine.
+    if (serviceBearer(c)) return servicePush(c);
     const body = await jsonBody(c, pushSchema);
     const workspaceId = body.scope.workspaceId;
     const call = await caller(c, workspaceId, 'write', 'push');

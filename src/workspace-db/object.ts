@@ -26,6 +26,11 @@ import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
 import { WebhookRegistry, type AttemptReport, type DeliveryTarget } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
+import { PokeCoalescer } from '../service/coalesce';
+import { manageTokens, prepareServiceOps, read, type ReadReply, type ReadRequest, type TokenReply, type TokenRequest } from '../service/serve';
+import { ServerClock, type ServiceOp } from '../service/stamp';
+import type { ServiceCredential } from '../service/token';
+import { ServiceTokens, type Scope, type ServiceAccess } from '../service/tokens';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
@@ -37,6 +42,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this);
   /** This workspace's webhooks (src/webhooks/): in memory after the first read, so a push costs nothing without hooks. */
   readonly #webhooks = new WebhookRegistry(this.ctx, () => this.env.WEBHOOK_QUEUE);
+  /** Service tokens (src/service/): the object is their authority, so a revocation holds from the next request. */
+  readonly #service = new ServiceTokens(this.ctx.storage.sql);
+  readonly #clock = new ServerClock();
+  /** Pokes: at once for a commit, at most every 250 ms for a streamed service write (src/service/coalesce.ts). */
+  readonly #pokes = new PokeCoalescer((from, to, perUser) => this.#sockets.poke(from, to, perUser));
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
@@ -72,22 +82,29 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
+    return this.#commit(caller.workspaceId, ops, access.userId, quotaBytes, false);
+  }
+  /**
+   * One push transaction, for a device or a service token: webhook events for its winners are
+   * recorded in the same transaction and sent after it (never awaited here); a streamed write
+   * (`stream`) pokes through the coalescer and raises no events until its final put.
+   */
+  async #commit(workspaceId: string, ops: PreparedOp[], userId: string, quotaBytes: number, stream: boolean) {
     let events = 0;
     const outcome = this.ctx.storage.transactionSync(() => {
-      const applied = applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes);
-      // Webhook events for the winners, in the same transaction (the outbox); sent after the commit.
-      if (applied.ok) events = this.#webhooks.record(caller.workspaceId, applied.applied, { userId: access.userId }, Date.now());
+      const applied = applyPush(this.#sql, ops, userId, Date.now(), quotaBytes);
+      if (applied.ok && !stream) events = this.#webhooks.record(workspaceId, applied.applied, { userId }, Date.now());
       return applied;
     });
     if (!outcome.ok) return outcome;
-    if (events > 0 || this.#webhooks.leftOver()) this.ctx.waitUntil(this.#webhooks.flush(caller.workspaceId));
-    logConflicts(caller.workspaceId, outcome.conflicts);
+    if (events > 0 || this.#webhooks.leftOver()) this.ctx.waitUntil(this.#webhooks.flush(workspaceId));
+    logConflicts(workspaceId, outcome.conflicts);
     const { results, serverVersion, allocated } = outcome;
     const perUser = ops.some((op) => op.tableName === 'notifications');
     // Synchronously after the transaction: the range holds exactly this push's changes.
-    if (allocated > 0) this.#sockets.poke(serverVersion - allocated, serverVersion, perUser);
+    if (allocated > 0) this.#pokes.committed(serverVersion - allocated, serverVersion, perUser, stream);
     if (allocated > 0) await armGc(this.ctx.storage);
-    return { ok: true, results, serverVersion };
+    return { ok: true as const, results, serverVersion };
   }
   async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure> {
     const access = await this.#admit(caller);
@@ -203,6 +220,42 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   webhookDeadLettered(ids: string[]): void {
     this.#webhooks.deadLettered(ids, Date.now());
+  }
+
+  /** Service token management (src/service/serve.ts); `caller` null: a deployment admin, checked by the Worker. */
+  async serviceTokens(caller: ShardCaller | null, request: TokenRequest): Promise<TokenReply | Failure> {
+    if (caller) {
+      const access = await this.authorize(caller);
+      if (!access.ok) return access;
+    }
+    return manageTokens(this.#service, request, Date.now());
+  }
+  #serviceAccess(credential: ServiceCredential, scope: Scope, perMinute: number): ServiceAccess | Failure {
+    return this.#restoring ? RESTORING : this.#service.authorize(credential, scope, perMinute, Date.now());
+  }
+  /** The service API's reads: a thread's messages in conversation order, one row. */
+  serviceRead(credential: ServiceCredential, request: ReadRequest, perMinute: number): ({ token: ServiceAccess } & ReadReply) | Failure {
+    const access = this.#serviceAccess(credential, 'read', perMinute);
+    if ('ok' in access) return access;
+    const reply = read(this.#sql, request);
+    return reply.ok ? { ...reply, token: access } : reply;
+  }
+  /** A service token's push (write scope), stamped by the server; `stream`: an interim put of a streamed row. */
+  async servicePush(
+    credential: ServiceCredential,
+    workspaceId: string,
+    ops: ServiceOp[],
+    options: { quotaBytes: number; perMinute: number; stream: boolean },
+  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number; token: ServiceAccess } | Failure> {
+    const access = this.#serviceAccess(credential, 'write', options.perMinute);
+    if ('ok' in access) return access;
+    const prepared = await prepareServiceOps(this.#sql, this.#clock, access, workspaceId, ops);
+    if (!Array.isArray(prepared)) return prepared;
+    // Checked again after the await: a revocation that arrived meanwhile wins.
+    const revoked = this.#service.stillValid(credential, 'write', Date.now());
+    if (revoked) return revoked;
+    const outcome = await this.#commit(workspaceId, prepared, access.actor, options.quotaBytes, options.stream);
+    return outcome.ok ? { ...outcome, token: access } : outcome;
   }
 
   /** A WebSocket upgrade the Worker forwarded after authorizing it. */
