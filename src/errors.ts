@@ -52,7 +52,13 @@ export const misconfigured = (message: string) => new ApiError(503, 'misconfigur
  * error loses its type there): the workspace object's answers use it, and `fromFailure` is the
  * one mapping to HTTP.
  */
-export type Failure = { ok: false; status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 429 | 501 | 503; code: string; message: string; retryAfter?: number };
+export type Failure = {
+  ok: false;
+  status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 429 | 501 | 503;
+  code: string;
+  message: string;
+  retryAfter?: number;
+};
 
 /** The HTTP error for a `Failure`. */
 export function fromFailure(failure: Omit<Failure, 'ok'>): ApiError {

@@ -4,7 +4,13 @@
  * `notification.created`, …) and the same `<noun>.<verb>` scheme for the rest. Pure: the
  * workspace's object calls it inside the push transaction, so it must not await.
  */
-import type { AppliedWrite } from '../workspace-db/push';
+
+/** A winning write of a push, as the workspace's object reports it (its `AppliedWrite`). */
+export interface AppliedWrite {
+  op: { tableName: string; pk: string; op: 'put' | 'delete'; payload: string | null; deviceId: string };
+  version: number;
+  existed: boolean;
+}
 
 /** Each table's noun. OR3 keeps its documents in `posts`. */
 const NOUNS: Record<string, string> = {
@@ -19,16 +25,7 @@ const NOUNS: Record<string, string> = {
 
 export const WORKSPACE_EVENTS = Object.values(NOUNS).flatMap((noun) => ['created', 'updated', 'deleted'].map((verb) => `${noun}.${verb}`));
 
-/** Deployment events, for the deployment admins' hooks (docs/webhooks.md "Deployment events"). */
-export const DEPLOYMENT_EVENTS = [
-  'admin.user.created',
-  'admin.user.disabled',
-  'admin.workspace.created',
-  'admin.workspace.deleted',
-  'admin.import.finished',
-  'admin.sync.error',
-] as const;
-export type DeploymentEvent = (typeof DEPLOYMENT_EVENTS)[number];
+export { DEPLOYMENT_EVENTS, subscribed, type DeploymentEvent } from '../events/deployment';
 
 /** The test delivery's event (`POST …/:hookId/test`). */
 export const PING_EVENT = 'webhook.ping';
@@ -82,13 +79,4 @@ export function eventBody(input: { eventId: string; event: string; workspaceId: 
 /** A deployment event's body: OR3's envelope with `scope: "admin"` and no `user_id`. */
 export function deploymentBody(input: { eventId: string; event: string; now: number; data: Record<string, unknown> }): string {
   return JSON.stringify({ event: input.event, event_id: input.eventId, timestamp: new Date(input.now).toISOString(), scope: 'admin', data: input.data });
-}
-
-/** Whether a hook's event filter takes `event` ("*" takes all; "message.*" every message event). */
-export function subscribed(filter: readonly string[], event: string): boolean {
-  for (const entry of filter) {
-    if (entry === '*' || entry === event) return true;
-    if (entry.endsWith('.*') && event.startsWith(entry.slice(0, -1))) return true;
-  }
-  return false;
 }

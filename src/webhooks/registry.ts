@@ -8,13 +8,11 @@
  *
  * The same class serves the deployment admins' hooks in the object named DEPLOYMENT_OBJECT.
  */
-import type { AppliedWrite } from '../workspace-db/push';
 import { logEvent } from '../http/logger';
-import { eventBody, eventName, subscribed, type Actor } from './events';
+import { eventBody, eventName, subscribed, type Actor, type AppliedWrite } from './events';
 import { newSecret } from './signing';
 
-/** The object that holds the deployment admins' hooks (workspace ids never take this form). */
-export const DEPLOYMENT_OBJECT = '__deployment__';
+export { DEPLOYMENT_OBJECT } from '../events/deployment';
 /** Hooks per workspace, and for the deployment. */
 export const MAX_HOOKS = 20;
 /** Delivery log entries kept this long (OR3 keeps 72 h). */

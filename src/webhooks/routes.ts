@@ -18,6 +18,7 @@ import { DEPLOYMENT_EVENTS, WORKSPACE_EVENTS } from './events';
 import type { WebhookReply, WebhookRequest } from './manage';
 import { DEPLOYMENT_OBJECT } from './registry';
 import { targetProblem } from './target';
+import { deploymentHooksChanged } from '../events/deployment';
 import { audit } from '../audit/emit';
 import type { Failure } from '../errors';
 
@@ -54,6 +55,7 @@ async function target(c: Context<AppEnv>, scope: Scope) {
 
 async function call<R extends WebhookReply>(c: Context<AppEnv>, scope: Scope, request: WebhookRequest): Promise<R> {
   const { objectName, caller } = await target(c, scope);
+  if (scope === 'deployment' && ['create', 'update', 'delete'].includes(request.op)) deploymentHooksChanged();
   const reply = await c.env.WORKSPACE.getByName(objectName).webhooks(caller, request);
   if (!reply.ok) {
     if (caller) shardFailure(c, caller, reply as Failure);

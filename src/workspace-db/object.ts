@@ -26,6 +26,7 @@ import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
 import { WebhookRegistry, type AttemptReport, type DeliveryTarget } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
+import { deploymentBody, type DeploymentEvent } from '../webhooks/events';
 import { PokeCoalescer } from '../service/coalesce';
 import { manageTokens, prepareServiceOps, read, type ReadReply, type ReadRequest, type TokenReply, type TokenRequest } from '../service/serve';
 import { ServerClock, type ServiceOp } from '../service/stamp';
@@ -210,6 +211,15 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const { reply, flush } = manageWebhooks(this.#webhooks, request, Date.now());
     if (flush) this.ctx.waitUntil(this.#webhooks.flush(this.ctx.id.name!));
     return reply;
+  }
+  /** The deployment admins' hooks (this object is DEPLOYMENT_OBJECT): the event filters of enabled hooks, and an event to record. */
+  deploymentSubscriptions(): string[] {
+    return this.#webhooks.hooks().flatMap((h) => (h.enabled === 1 ? (JSON.parse(h.events) as string[]) : []));
+  }
+  deploymentEvent(event: DeploymentEvent, data: Record<string, unknown>): void {
+    const now = Date.now();
+    const { deliveryIds } = this.#webhooks.emit(event, (eventId) => deploymentBody({ eventId, event, now, data }), now);
+    if (deliveryIds.length) this.ctx.waitUntil(this.#webhooks.flush(this.ctx.id.name!));
   }
   /** The Queue consumer's two steps (src/webhooks/deliver.ts), and the dead-letter queue's. */
   webhookClaim(ids: string[]): (DeliveryTarget | null)[] {

@@ -176,4 +176,21 @@ describe('deployment webhooks', () => {
     expect(list.webhooks.some((w: any) => w.id === webhook.id)).toBe(true);
     expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
   });
+
+  it('deployment events reach the deployment hooks that take them: a workspace created and deleted', async () => {
+    const intent = { ...admin.headers, 'x-or3-admin-intent': 'admin' };
+    const created = await call('POST', '/api/admin/webhooks', intent, { url: 'https://ops.example.com/ws', events: ['admin.workspace.*'] });
+    const { webhook } = await created.json<any>();
+    const res = await call('POST', '/api/workspaces', owner.headers, { name: 'Watched' });
+    const { id } = await res.json<any>();
+    expect((await call('DELETE', `/api/workspaces/${id}`, owner.headers)).status).toBe(200);
+    let events: string[] = [];
+    for (let i = 0; i < 50 && events.length < 2; i++) {
+      const list = await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>();
+      events = list.deliveries.map((d: any) => d.event);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(events.sort()).toEqual(['admin.workspace.created', 'admin.workspace.deleted']);
+    expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
+  });
 });
