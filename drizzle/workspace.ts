@@ -156,7 +156,18 @@ export const webhooks = sqliteTable('webhooks', {
   disabledReason: text('disabled_reason'),
 });
 
-/** Events recorded after a commit: the signed body is made once and kept for every attempt and redelivery. */
+/**
+ * The outbox: one row per commit that raised webhook events, written in the push's own
+ * transaction (`events`: JSON `[eventId, serverVersion, event, hookIds[]][]`), deleted once its
+ * deliveries are on the Queue. The bodies are not copied: the change log holds each winning
+ * write, and the consumer builds the body from it.
+ */
+export const webhookOutbox = sqliteTable('webhook_outbox', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  events: text('events').notNull(),
+});
+
+/** Bodies of the events that have no change-log entry: test pings and deployment events. */
 export const webhookEvents = sqliteTable(
   'webhook_events',
   {
@@ -169,8 +180,9 @@ export const webhookEvents = sqliteTable(
 );
 
 /**
- * One delivery per (hook, event): its log entry. `queued = 0` marks a delivery recorded in a
- * commit but not yet handed to the Queue (the outbox the object flushes after the commit).
+ * The delivery log: one entry per (event, hook), id `<eventId>:<hookId>`, written by the Queue
+ * consumer's reports (never on the push path). `server_version`: the change-log entry the body is
+ * made from (null: the body is in webhook_events).
  */
 export const webhookDeliveries = sqliteTable(
   'webhook_deliveries',
@@ -179,21 +191,15 @@ export const webhookDeliveries = sqliteTable(
     hookId: text('hook_id').notNull(),
     eventId: text('event_id').notNull(),
     event: text('event').notNull(),
+    serverVersion: integer('server_version'),
     status: text('status', { enum: ['pending', 'success', 'failed'] }).notNull(),
     attempts: integer('attempts').notNull().default(0),
     lastResponseCode: integer('last_response_code'),
     lastAttemptAt: integer('last_attempt_at'),
     lastError: text('last_error'),
-    queued: integer('queued').notNull().default(0),
     createdAt: integer('created_at').notNull(),
   },
-  (t) => [
-    index('webhook_deliveries_hook_idx').on(t.hookId, t.createdAt),
-    index('webhook_deliveries_outbox_idx')
-      .on(t.createdAt)
-      .where(sql`queued = 0`),
-    index('webhook_deliveries_event_idx').on(t.eventId),
-  ],
+  (t) => [index('webhook_deliveries_hook_idx').on(t.hookId, t.createdAt), index('webhook_deliveries_created_idx').on(t.createdAt)],
 );
 
 /**

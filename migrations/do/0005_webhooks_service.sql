@@ -16,18 +16,17 @@ CREATE TABLE `webhook_deliveries` (
 	`hook_id` text NOT NULL,
 	`event_id` text NOT NULL,
 	`event` text NOT NULL,
+	`server_version` integer,
 	`status` text NOT NULL,
 	`attempts` integer DEFAULT 0 NOT NULL,
 	`last_response_code` integer,
 	`last_attempt_at` integer,
 	`last_error` text,
-	`queued` integer DEFAULT 0 NOT NULL,
 	`created_at` integer NOT NULL
 );
 --> statement-breakpoint
 CREATE INDEX `webhook_deliveries_hook_idx` ON `webhook_deliveries` (`hook_id`,`created_at`);--> statement-breakpoint
-CREATE INDEX `webhook_deliveries_outbox_idx` ON `webhook_deliveries` (`created_at`) WHERE queued = 0;--> statement-breakpoint
-CREATE INDEX `webhook_deliveries_event_idx` ON `webhook_deliveries` (`event_id`);--> statement-breakpoint
+CREATE INDEX `webhook_deliveries_created_idx` ON `webhook_deliveries` (`created_at`);--> statement-breakpoint
 CREATE TABLE `webhook_events` (
 	`id` text PRIMARY KEY NOT NULL,
 	`event` text NOT NULL,
@@ -36,6 +35,11 @@ CREATE TABLE `webhook_events` (
 );
 --> statement-breakpoint
 CREATE INDEX `webhook_events_created_idx` ON `webhook_events` (`created_at`);--> statement-breakpoint
+CREATE TABLE `webhook_outbox` (
+	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
+	`events` text NOT NULL
+);
+--> statement-breakpoint
 CREATE TABLE `webhooks` (
 	`id` text PRIMARY KEY NOT NULL,
 	`url` text NOT NULL,

@@ -1,7 +1,7 @@
 /**
  * The Queue consumer (docs/webhooks.md "Delivery"): the Worker's `queue()` handler for the
- * webhook queue and its dead-letter queue. A message names a delivery (`{ w, d }`: the object
- * that holds it, its id); the consumer asks that object for the target and the signed body's
+ * webhook queue and its dead-letter queue. A message names a delivery (deliveries.ts
+ * `DeliveryMessage`: the object that holds it, the event, the hook); the consumer asks that object for the target and the signed body's
  * parts (one RPC per object per batch), makes the attempts, reports them back (one more RPC),
  * then acks, schedules the retry (OR3_WEBHOOK_RETRY_DELAYS_SECONDS, 30 s → 1 h by default), or
  * dead-letters a delivery whose retries are used up. The dead-letter queue's consumer marks
@@ -13,21 +13,16 @@
 import { loadConfig, type Config } from '../config';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
-import type { AttemptReport, DeliveryTarget } from './registry';
+import type { AttemptReport, DeliveryMessage, DeliveryTarget } from './deliveries';
 import { signatureHeaders } from './signing';
 import { targetProblem } from './target';
 
 export const DELIVERY_TIMEOUT_MS = 10_000;
 export const MAX_RESPONSE_BYTES = 4096;
 
-export interface DeliveryMessage {
-  /** The object holding the delivery: a workspace id, or the deployment's hooks object. */
-  w: string;
-  /** The delivery's id. */
-  d: string;
-}
+export type { DeliveryMessage } from './deliveries';
 
-type Outcome = Omit<AttemptReport, 'id' | 'final'>;
+type Outcome = Omit<AttemptReport, 'message' | 'final'>;
 
 /** Reads at most `max` bytes of a response, then lets the rest go. */
 async function drain(res: Response, max: number): Promise<void> {
@@ -76,7 +71,7 @@ export async function handleWebhookBatch(batch: MessageBatch<DeliveryMessage>, e
   const groups = new Map<string, Message<DeliveryMessage>[]>();
   for (const message of batch.messages) {
     const body = message.body;
-    if (!body || typeof body.w !== 'string' || typeof body.d !== 'string') {
+    if (!body || typeof body.w !== 'string' || typeof body.e !== 'string' || typeof body.h !== 'string' || typeof body.n !== 'string') {
       message.ack(); // not ours: nothing to deliver
       continue;
     }
@@ -95,18 +90,18 @@ export async function handleWebhookBatch(batch: MessageBatch<DeliveryMessage>, e
 }
 
 async function markDeadLettered(env: Bindings, objectName: string, messages: Message<DeliveryMessage>[]) {
-  await env.WORKSPACE.getByName(objectName).webhookDeadLettered(messages.map((m) => m.body.d));
+  await env.WORKSPACE.getByName(objectName).webhookDeadLettered(messages.map((m) => m.body));
   for (const m of messages) m.ack();
 }
 
 async function deliverGroup(env: Bindings, config: Config, objectName: string, messages: Message<DeliveryMessage>[]) {
   const stub = env.WORKSPACE.getByName(objectName);
-  const targets = await stub.webhookClaim(messages.map((m) => m.body.d));
+  const targets = await stub.webhookClaim(messages.map((m) => m.body));
   const delays = config.webhooks.retryDelaysSeconds;
   const outcomes = await Promise.all(targets.map((t) => (t ? attempt(t, config) : null)));
   const reports: AttemptReport[] = [];
   outcomes.forEach((o, i) => {
-    if (o) reports.push({ id: messages[i]!.body.d, ...o, final: !o.ok && messages[i]!.attempts > delays.length });
+    if (o) reports.push({ message: messages[i]!.body, ...o, final: !o.ok && messages[i]!.attempts > delays.length });
   });
   if (reports.length) await stub.webhookReport(reports, config.webhooks.disableAfterMs);
   for (const [i, m] of messages.entries()) {

@@ -24,7 +24,7 @@ import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
 import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
-import { WebhookRegistry, type AttemptReport, type DeliveryTarget } from '../webhooks/registry';
+import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type DeliveryTarget } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
 import { deploymentBody, type DeploymentEvent } from '../webhooks/events';
 import { PokeCoalescer } from '../service/coalesce';
@@ -94,7 +94,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     let events = 0;
     const outcome = this.ctx.storage.transactionSync(() => {
       const applied = applyPush(this.#sql, ops, userId, Date.now(), quotaBytes);
-      if (applied.ok && !stream) events = this.#webhooks.record(workspaceId, applied.applied, { userId }, Date.now());
+      if (applied.ok && !stream) events = this.#webhooks.record(applied.applied);
       return applied;
     });
     if (!outcome.ok) return outcome;
@@ -222,14 +222,14 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (deliveryIds.length) this.ctx.waitUntil(this.#webhooks.flush(this.ctx.id.name!));
   }
   /** The Queue consumer's two steps (src/webhooks/deliver.ts), and the dead-letter queue's. */
-  webhookClaim(ids: string[]): (DeliveryTarget | null)[] {
-    return this.#webhooks.claim(ids, Date.now());
+  webhookClaim(messages: DeliveryMessage[]): (DeliveryTarget | null)[] {
+    return this.#webhooks.claim(messages, Date.now());
   }
   webhookReport(reports: AttemptReport[], disableAfterMs: number): void {
     this.#webhooks.report(reports, disableAfterMs, Date.now());
   }
-  webhookDeadLettered(ids: string[]): void {
-    this.#webhooks.deadLettered(ids, Date.now());
+  webhookDeadLettered(messages: DeliveryMessage[]): void {
+    this.#webhooks.deadLettered(messages, Date.now());
   }
 
   /** Service token management (src/service/serve.ts); `caller` null: a deployment admin, checked by the Worker. */
