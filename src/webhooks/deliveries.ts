@@ -69,7 +69,9 @@ export async function flushOutbox(sql: SqlStorage, queue: Queue, objectName: str
     const rows = sql.exec<{ id: number; events: string }>('SELECT id, events FROM webhook_outbox ORDER BY id LIMIT ?', OUTBOX_ROWS).toArray();
     if (!rows.length) return;
     const messages = rows.flatMap((r) =>
-      (JSON.parse(r.events) as OutboxEvent[]).flatMap(([e, v, n, hooks]) => hooks.map((h) => ({ body: { w: objectName, e, h, n, v } satisfies DeliveryMessage, contentType: 'json' as const }))),
+      (JSON.parse(r.events) as OutboxEvent[]).flatMap(([e, v, n, hooks]) =>
+        hooks.map((h) => ({ body: { w: objectName, e, h, n, v } satisfies DeliveryMessage, contentType: 'json' as const })),
+      ),
     );
     for (let i = 0; i < messages.length; i += SEND_BATCH) await queue.sendBatch(messages.slice(i, i + SEND_BATCH));
     sql.exec('DELETE FROM webhook_outbox WHERE id IN (SELECT value FROM json_each(?))', JSON.stringify(rows.map((r) => r.id)));

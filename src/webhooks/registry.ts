@@ -49,9 +49,6 @@ export interface HookView {
   previousSecretValidUntil: number | null;
 }
 
-
-
-
 export const viewOf = (h: HookRow, now = Date.now()): HookView => ({
   id: h.id,
   url: h.url,
