@@ -116,16 +116,8 @@ export class ServiceTokens {
   authorize(credential: ServiceCredential, scope: Scope, perMinute: number, now: number): ServiceAccess | Failure {
     const token = this.#valid(credential, scope, now);
     if ('ok' in token) return token;
-    const verdict = this.#limiter.take(`svc:${token.id}`, perMinute, now);
-    if (!verdict.ok) {
-      return {
-        ok: false,
-        status: 429,
-        code: 'rate_limited',
-        message: `Rate limit exceeded. Retry after ${verdict.retryAfterSeconds}s`,
-        retryAfter: verdict.retryAfterSeconds,
-      };
-    }
+    const limited = this.#limiter.refuseKey(`svc:${token.id}`, perMinute, now);
+    if (limited) return limited;
     if (token.last_used_at === null || now - token.last_used_at >= LAST_USED_RESOLUTION_MS) {
       this.sql.exec('UPDATE service_tokens SET last_used_at = ? WHERE id = ?', now, token.id);
       token.last_used_at = now;

@@ -38,50 +38,7 @@ export async function newUser(server: TestServer): Promise<User> {
   return { token, workspaceId: session.json.session.workspace.id, userId: session.json.session.user.id };
 }
 
-let hlcCounter = 0;
-const hlc = () => `${String(Date.now()).padStart(15, '0')}:${String(++hlcCounter).padStart(6, '0')}:dev`;
-const now = () => Math.floor(Date.now() / 1000);
-
-export function op(
-  tableName: string,
-  pk: string,
-  payload: Record<string, unknown> | undefined,
-  opts: { clock?: number; opId?: string; operation?: 'put' | 'delete' } = {},
-) {
-  return {
-    tableName,
-    operation: opts.operation ?? 'put',
-    pk,
-    ...(payload ? { payload } : {}),
-    stamp: { deviceId: 'device-a', opId: opts.opId ?? crypto.randomUUID(), hlc: hlc(), clock: opts.clock ?? 1 },
-  };
-}
-
-export const thread = (id: string, extra: Record<string, unknown> = {}) => ({
-  id,
-  status: 'ready',
-  deleted: false,
-  pinned: false,
-  created_at: now(),
-  updated_at: now(),
-  clock: 1,
-  title: 'T',
-  ...extra,
-});
-
-export const message = (id: string, threadId: string, extra: Record<string, unknown> = {}) => ({
-  id,
-  thread_id: threadId,
-  role: 'user',
-  index: 0,
-  order_key: 'a0',
-  deleted: false,
-  created_at: now(),
-  updated_at: now(),
-  clock: 1,
-  data: 'hello',
-  ...extra,
-});
+export { message, op, thread } from '../../../test/fixtures/rows';
 
 export const push = (server: TestServer, user: User, ops: unknown[]) =>
   api(server, 'POST', '/api/sync/push', user.token, { scope: { workspaceId: user.workspaceId }, ops });

@@ -38,7 +38,7 @@ describe('events from applied writes', () => {
     const user = await newUser(server);
     const hook = await hookFor(user, '/applied');
     const t = op('threads', 't1', thread('t1'));
-    const m = op('messages', 'm1', message('m1', 't1', { data: 'hi there' }));
+    const m = op('messages', 'm1', message('m1', { thread_id: 't1', data: 'hi there' }));
     const res = await push(server, user, [t, m]);
     expect(res.status).toBe(200);
     await receiver.waitFor(() => at('/applied').length >= 2);
@@ -61,7 +61,7 @@ describe('events from applied writes', () => {
     expect(msg.json.data).toMatchObject({ id: 'm1', thread_id: 't1', data: 'hi there' });
 
     // An update, then a deletion.
-    await push(server, user, [op('messages', 'm1', message('m1', 't1', { data: 'edited' }), { clock: 2 })]);
+    await push(server, user, [op('messages', 'm1', message('m1', { thread_id: 't1', data: 'edited' }), { clock: 2 })]);
     await push(server, user, [op('messages', 'm1', undefined, { operation: 'delete', clock: 3 })]);
     const more = await receiver.waitFor((all) => {
       const list = all.filter((r) => r.path === '/applied').slice(2);
@@ -91,7 +91,7 @@ describe('events from applied writes', () => {
   it('an event filter picks the events', async () => {
     const user = await newUser(server);
     await hookFor(user, '/threads-only', ['thread.*']);
-    await push(server, user, [op('messages', 'f1', message('f1', 'x')), op('threads', 'f2', thread('f2'))]);
+    await push(server, user, [op('messages', 'f1', message('f1', { thread_id: 'x' })), op('threads', 'f2', thread('f2'))]);
     await receiver.waitFor(() => at('/threads-only').length >= 1);
     await sleep(1000);
     expect(at('/threads-only').map((r) => r.json.event)).toEqual(['thread.created']);
