@@ -81,7 +81,7 @@ export const rows = sqliteTable(
         sql`coalesce(json_extract(${t.payload}, '$.order_key'), '')`,
         t.pk,
       )
-      .where(sql`table_name = 'messages' AND deleted = 0`),
+      .where(sql`table_name = 'messages' AND deleted = 0 AND json_valid(payload)`),
   ],
 );
 

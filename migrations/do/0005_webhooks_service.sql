@@ -56,5 +56,7 @@ CREATE TABLE `webhooks` (
 );
 --> statement-breakpoint
 -- Hand-corrected: drizzle-kit quotes expression columns as identifiers. The reader's query
--- (src/service/reader.ts) repeats these expressions and the WHERE clause exactly.
-CREATE INDEX `rows_thread_messages_idx` ON `rows` (json_extract(`payload`, '$.thread_id'), json_extract(`payload`, '$.index'), coalesce(json_extract(`payload`, '$.order_key'), ''), `pk`) WHERE table_name = 'messages' AND deleted = 0;
+-- (src/service/reader.ts) repeats these expressions and the WHERE clause exactly. json_valid keeps
+-- rows SQLite's JSON functions cannot read (nested deeper than 1000 levels, stored before payload
+-- nesting was bounded) out of the index instead of making them unwritable.
+CREATE INDEX `rows_thread_messages_idx` ON `rows` (json_extract(`payload`, '$.thread_id'), json_extract(`payload`, '$.index'), coalesce(json_extract(`payload`, '$.order_key'), ''), `pk`) WHERE table_name = 'messages' AND deleted = 0 AND json_valid(payload);

@@ -11,7 +11,7 @@ import { decodeBase64urlText, encodeBase64url } from '../crypto';
 export const READER_LIMITS = { defaultLimit: 100, maxLimit: 500 } as const;
 
 const ORDER = `json_extract(payload, '$.index'), coalesce(json_extract(payload, '$.order_key'), ''), pk`;
-const BASE = `FROM rows WHERE table_name = 'messages' AND deleted = 0 AND json_extract(payload, '$.thread_id') = ?1`;
+const BASE = `FROM rows WHERE table_name = 'messages' AND deleted = 0 AND json_valid(payload) AND json_extract(payload, '$.thread_id') = ?1`;
 const SORT_KEYS = `json_extract(payload, '$.index') AS i, coalesce(json_extract(payload, '$.order_key'), '') AS k`;
 const LIVE = `AND coalesce(json_extract(payload, '$.deleted'), 0) = 0`;
 
