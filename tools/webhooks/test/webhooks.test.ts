@@ -98,6 +98,39 @@ describe('events from applied writes', () => {
   });
 });
 
+describe('service writes', () => {
+  it('a service push names the token as the actor; a stream raises one event, at its final put, with the final text', async () => {
+    const user = await newUser(server);
+    await hookFor(user, '/service', ['message.*']);
+    const created = await api(server, 'POST', `/api/workspaces/${user.workspaceId}/service-tokens`, user.token, {
+      name: 'writer',
+      scopes: ['write'],
+      expiresInSeconds: 600,
+    });
+    const token = created.json.token as string;
+    const pushed = await api(server, 'POST', '/api/sync/push', token, {
+      scope: { workspaceId: user.workspaceId },
+      ops: [{ tableName: 'messages', operation: 'put', pk: 's1', payload: message('s1', { thread_id: 't', data: 'hi' }) }],
+    });
+    expect(pushed.status).toBe(200);
+    let text = '';
+    for (let i = 0; i < 5; i++) {
+      text += `part${i} `;
+      const body = { payload: message('s2', { thread_id: 't', role: 'assistant', data: text }), ...(i === 4 ? { final: true } : {}) };
+      expect((await api(server, 'PUT', `/api/service/workspaces/${user.workspaceId}/rows/messages/s2`, token, body)).status).toBe(200);
+    }
+    await receiver.waitFor(() => at('/service').length >= 2);
+    await sleep(1500);
+    const got = at('/service');
+    expect(got.map((r) => [r.json.key, r.json.event])).toEqual([
+      ['s1', 'message.created'],
+      ['s2', 'message.updated'],
+    ]);
+    expect(got[0]!.json).toMatchObject({ user_id: null, actor: { type: 'service', id: 'service:writer', device_id: 'service:writer' } });
+    expect(got[1]!.json.data.data).toBe(text);
+  });
+});
+
 describe('retries, failures, redelivery', () => {
   it('500 then 200: delivered on the retry with the same event id', async () => {
     const user = await newUser(server);
