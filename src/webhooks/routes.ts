@@ -8,7 +8,7 @@
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
-import { badRequest } from '../errors';
+import { badRequest, fromFailure } from '../errors';
 import { jsonBody, queryParams } from '../http/body';
 import { requireAdmin } from '../admin/routes';
 import { verifyCredential } from '../auth/authenticate';
@@ -59,7 +59,7 @@ async function call<R extends WebhookReply>(c: Context<AppEnv>, scope: Scope, re
   const reply = await c.env.WORKSPACE.getByName(objectName).webhooks(caller, request);
   if (!reply.ok) {
     if (caller) shardFailure(c, caller, reply as Failure);
-    throw badRequest((reply as Failure).message); // unreachable for the deployment's hooks but typed
+    throw fromFailure(reply as Failure); // the deployment's hooks: 404, 409 as they are
   }
   return reply as R;
 }

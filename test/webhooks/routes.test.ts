@@ -192,5 +192,6 @@ describe('deployment webhooks', () => {
     }
     expect(events.sort()).toEqual(['admin.workspace.created', 'admin.workspace.deleted']);
     expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
+    expect((await call('GET', `/api/admin/webhooks/${webhook.id}`, admin.headers)).status).toBe(404);
   });
 });
