@@ -20,6 +20,7 @@ import { IDBFactory, IDBKeyRange } from 'fake-indexeddb';
 import { readD1Migrations } from '@cloudflare/vitest-plugin';
 import { createTestHarness } from 'wrangler';
 import { pullDuringRefusedFrames, signInTiming } from './security.mjs';
+import { webhooksScenario } from './webhooks.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 if (Number(process.versions.node.split('.')[0]) < 22) {
@@ -47,6 +48,7 @@ const S = quick
       blobMiB: 5,
       clientRows: 2_000,
       deltaRounds: 10,
+      webhookOps: 400,
     }
   : {
       pushOps: 20_000,
@@ -62,6 +64,7 @@ const S = quick
       blobMiB: 50,
       clientRows: 100_000,
       deltaRounds: 20,
+      webhookOps: 2_000,
     };
 const PAYLOAD_BYTES = 300;
 
@@ -82,6 +85,8 @@ const DEV_VARS = {
   OR3_BASIC_AUTH_REGISTRATION: 'open',
   // The bench measures throughput, not the per-user rate limits.
   OR3_RATE_LIMIT_OVERRIDES_JSON: JSON.stringify({ push: 100_000, pull: 100_000, updateCursor: 100_000, gc: 10_000 }), // requests per user per minute (the cap)
+  // The webhooks scenario delivers to a receiver on 127.0.0.1 (bench/webhooks.mjs).
+  OR3_WEBHOOK_ALLOW_LOOPBACK: 'true',
 };
 const server = createTestHarness({
   root,
@@ -737,6 +742,10 @@ const scenarios = {
     row(`client apply ${S.clientRows.toLocaleString()} rows (fake-indexeddb)`, rate, 'rows/s', null, null, null, 'reported', true);
     row(`client apply a 1-row delta into ${S.clientRows.toLocaleString()} rows`, median(deltas), 'ms', null, null, null, '≤ 10 ms', median(deltas) <= 10);
     db.close();
+  },
+
+  async webhooks() {
+    await webhooksScenario({ user, call, pushOps, row, log, now, pct, median, ops: S.webhookOps });
   },
 
   async bundle() {

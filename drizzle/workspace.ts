@@ -81,6 +81,16 @@ export const rows = sqliteTable(
       .on(t.deletedAt)
       .where(sql`deleted = 1`),
     index('rows_changed_idx').on(t.changedVersion),
+    // The service API's thread reader (src/service/reader.ts): a thread's live messages in
+    // conversation order (index, order_key, id), keyset-paged, whatever the workspace's size.
+    index('rows_thread_messages_idx')
+      .on(
+        sql`json_extract(${t.payload}, '$.thread_id')`,
+        sql`json_extract(${t.payload}, '$.index')`,
+        sql`coalesce(json_extract(${t.payload}, '$.order_key'), '')`,
+        t.pk,
+      )
+      .where(sql`table_name = 'messages' AND deleted = 0 AND json_valid(payload)`),
   ],
 );
 
@@ -156,3 +166,89 @@ export const uploadIntents = sqliteTable(
   },
   (t) => [index('upload_intents_active_idx').on(t.status, t.expiresAt), index('upload_intents_hash_idx').on(t.hash, t.status)],
 );
+
+/**
+ * The workspace's webhooks (docs/webhooks.md): kept here, beside the data they watch, so the push
+ * path decides "does any hook want this event?" from the object's own memory, never from D1.
+ * `secret` signs deliveries; `previous_secret` is still honoured until `previous_until` (ms)
+ * after a rotation. `failing_since`: the first failed delivery since the last success;
+ * `disabled_reason` says why the object turned the hook off.
+ */
+export const webhooks = sqliteTable('webhooks', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  /** JSON array of event names (or "*"). */
+  events: text('events').notNull(),
+  enabled: integer('enabled').notNull(),
+  secret: text('secret').notNull(),
+  previousSecret: text('previous_secret'),
+  previousUntil: integer('previous_until'),
+  createdBy: text('created_by').notNull(),
+  createdAt: integer('created_at').notNull(),
+  updatedAt: integer('updated_at').notNull(),
+  failingSince: integer('failing_since'),
+  disabledReason: text('disabled_reason'),
+});
+
+/**
+ * The outbox: one row per commit that raised webhook events, written in the push's own
+ * transaction (`events`: JSON `[eventId, serverVersion, event, hookIds[]][]`), deleted once its
+ * deliveries are on the Queue. The bodies are not copied: the change log holds each winning
+ * write, and the consumer builds the body from it.
+ */
+export const webhookOutbox = sqliteTable('webhook_outbox', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  events: text('events').notNull(),
+});
+
+/** Bodies of the events that have no change-log entry: test pings and deployment events. */
+export const webhookEvents = sqliteTable(
+  'webhook_events',
+  {
+    id: text('id').primaryKey(),
+    event: text('event').notNull(),
+    body: text('body').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [index('webhook_events_created_idx').on(t.createdAt)],
+);
+
+/**
+ * The delivery log: one entry per (event, hook), id `<eventId>:<hookId>`, written by the Queue
+ * consumer's reports (never on the push path). `server_version`: the change-log entry the body is
+ * made from (null: the body is in webhook_events).
+ */
+export const webhookDeliveries = sqliteTable(
+  'webhook_deliveries',
+  {
+    id: text('id').primaryKey(),
+    hookId: text('hook_id').notNull(),
+    eventId: text('event_id').notNull(),
+    event: text('event').notNull(),
+    serverVersion: integer('server_version'),
+    status: text('status', { enum: ['pending', 'success', 'failed'] }).notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    lastResponseCode: integer('last_response_code'),
+    lastAttemptAt: integer('last_attempt_at'),
+    lastError: text('last_error'),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [index('webhook_deliveries_hook_idx').on(t.hookId, t.createdAt), index('webhook_deliveries_created_idx').on(t.createdAt)],
+);
+
+/**
+ * Service tokens (docs/service-api.md): only the SHA-256 of the secret is kept. The object is the
+ * authority, so a revocation holds from the very next request.
+ */
+export const serviceTokens = sqliteTable('service_tokens', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  tokenHash: text('token_hash').notNull(),
+  /** JSON array: "read", "write". */
+  scopes: text('scopes').notNull(),
+  createdBy: text('created_by').notNull(),
+  createdAt: integer('created_at').notNull(),
+  expiresAt: integer('expires_at').notNull(),
+  revokedAt: integer('revoked_at'),
+  lastUsedAt: integer('last_used_at'),
+});

@@ -17,6 +17,8 @@ import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
 import { workspaces } from './workspaces/routes';
+import { webhookRoutes } from './webhooks/routes';
+import { serviceApi, serviceTokenRoutes } from './service/routes';
 
 /** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
 const isSignedUrlPath = (path: string) => path.startsWith('/api/storage/blob/');
@@ -47,8 +49,12 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/basic-auth', basicAuth);
   app.route('/api/auth', session);
   app.route('/api/workspaces', workspaces);
+  app.route('/api/workspaces/:id/webhooks', webhookRoutes('workspace'));
+  app.route('/api/workspaces/:id/service-tokens', serviceTokenRoutes);
+  app.route('/api/admin/webhooks', webhookRoutes('deployment'));
   app.route('/api/admin', admin);
   app.route('/api/sync', sync);
+  app.route('/api/service', serviceApi);
   app.route('/api/storage', storageRoutes(storage));
   mountExtra?.(app);
 

@@ -56,6 +56,20 @@ const mimeTypes = z
 /** Per-minute sync limits by the names of src/sync/limiter.ts; a typo is refused, not ignored. */
 const rateLimits = z.partialRecord(z.enum(['push', 'pull', 'updateCursor', 'gc']), z.number().int().min(1).max(100_000));
 
+/**
+ * Webhook retry delays: comma-separated seconds, 1–10 entries, each at most 43,200 (12 h, the
+ * longest delay a Queue message may be retried with).
+ */
+const retryDelays = z
+  .string()
+  .transform((list) => list.split(',').map((s) => s.trim()))
+  .pipe(
+    z
+      .array(z.string().regex(/^\d+$/, 'each entry must be a whole number of seconds').transform(Number).pipe(z.number().max(43_200)))
+      .min(1)
+      .max(10),
+  );
+
 /** Secrets, origins, pairs: free text here, judged in stage 2. */
 const text = z.string().optional();
 
@@ -92,6 +106,14 @@ const variables = z.object({
   // A Durable Object's SQLite storage is at most 10 GB (docs/configuration.md).
   OR3_SYNC_WORKSPACE_QUOTA_BYTES: intVar(1_073_741_824, 1_024, 10 * 1_073_741_824),
   OR3_RATE_LIMIT_OVERRIDES_JSON: withDefault(json.pipe(rateLimits), {}),
+  /** Development only: webhooks may target http://127.0.0.1:<port> and http://localhost:<port> (docs/webhooks.md). */
+  OR3_WEBHOOK_ALLOW_LOOPBACK: withDefault(boolean, false),
+  /** Seconds before each retry of a failed delivery; its length is the number of retries (docs/webhooks.md "Retries"). */
+  OR3_WEBHOOK_RETRY_DELAYS_SECONDS: withDefault(retryDelays, [30, 120, 600, 1800, 3600]),
+  /** An endpoint failing without a success for this long is disabled. */
+  OR3_WEBHOOK_DISABLE_AFTER_SECONDS: intVar(86_400, 0, 30 * 86_400),
+  /** Requests per minute one service token may make (docs/service-api.md). */
+  OR3_SERVICE_TOKEN_RATE_LIMIT_PER_MINUTE: intVar(600, 1, 100_000),
   R2_ACCOUNT_ID: text,
   R2_ACCESS_KEY_ID: text,
   R2_SECRET_ACCESS_KEY: text,
@@ -184,6 +206,13 @@ const configSchema = variables.transform((v, ctx) => {
   const bootstrap = bootstrapAdmin(v, report);
   for (const problem of providerListProblems(v.OR3_AUTH_OIDC_PROVIDERS, production)) report('OR3_AUTH_OIDC_PROVIDERS', problem);
   const s3 = s3Credentials(v, report);
+  if (production && v.OR3_WEBHOOK_ALLOW_LOOPBACK) {
+    report(
+      'OR3_WEBHOOK_ALLOW_LOOPBACK',
+      'OR3_WEBHOOK_ALLOW_LOOPBACK is for development only: production webhooks go to public https hosts',
+      'remove OR3_WEBHOOK_ALLOW_LOOPBACK (or set it to "false")',
+    );
+  }
   return {
     environment: v.ENVIRONMENT,
     production,
@@ -222,6 +251,12 @@ const configSchema = variables.transform((v, ctx) => {
     },
     sync: { retentionSeconds: v.OR3_SYNC_RETENTION_SECONDS, workspaceQuotaBytes: v.OR3_SYNC_WORKSPACE_QUOTA_BYTES },
     rateLimitOverrides: v.OR3_RATE_LIMIT_OVERRIDES_JSON,
+    webhooks: {
+      allowLoopback: v.OR3_WEBHOOK_ALLOW_LOOPBACK,
+      retryDelaysSeconds: v.OR3_WEBHOOK_RETRY_DELAYS_SECONDS,
+      disableAfterMs: v.OR3_WEBHOOK_DISABLE_AFTER_SECONDS * 1000,
+    },
+    service: { rateLimitPerMinute: v.OR3_SERVICE_TOKEN_RATE_LIMIT_PER_MINUTE },
     /** Names of the secrets replaced by dev stand-ins (development only), for a loud warning. */
     devSecretsInUse,
   };

@@ -57,7 +57,7 @@ export const misconfigured = (message: string) => new ApiError(503, 'misconfigur
  */
 export type Failure = {
   ok: false;
-  status: 400 | 401 | 403 | 409 | 410 | 413 | 422 | 426 | 429 | 501 | 503;
+  status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 426 | 429 | 501 | 503;
   code: string;
   message: string;
   retryAfter?: number;

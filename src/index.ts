@@ -1,9 +1,17 @@
 /**
- * Worker entry: composes the app and exports the Durable Object class. Nothing else lives here.
+ * Worker entry: composes the app, exports the Durable Object classes and the Queue consumer
+ * (webhook deliveries, src/webhooks/deliver.ts). Nothing else lives here.
  */
 import { createApp } from './app';
+import type { Bindings } from './env';
+import { handleWebhookBatch, type DeliveryMessage } from './webhooks/deliver';
 
 export { WorkspaceDO } from './workspace-db/object';
 export { AuditLogDO } from './audit/object';
 
-export default createApp();
+const app = createApp();
+
+export default {
+  fetch: app.fetch,
+  queue: (batch, env) => handleWebhookBatch(batch as MessageBatch<DeliveryMessage>, env),
+} satisfies ExportedHandler<Bindings>;

@@ -23,7 +23,7 @@ import { readHistory, type ExportSource } from '../archive/export';
 import type { ArchivedEntry } from '../archive/archive';
 import { grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
 
-const requireAdmin = createMiddleware<AppEnv>(async (c, next) => {
+export const requireAdmin = createMiddleware<AppEnv>(async (c, next) => {
   const principal = await requireUser(c);
   if (!principal.isAdmin) throw forbidden('Deployment admin access required', 'admin_required');
   if (!['GET', 'HEAD'].includes(c.req.method) && c.req.header('x-or3-admin-intent') !== 'admin') {

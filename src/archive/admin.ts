@@ -15,6 +15,7 @@ import { requireUser } from '../auth/authenticate';
 import { param } from '../workspaces/routes';
 import { workspaceExists } from '../workspaces/store';
 import { audit, recordAudit } from '../audit/emit';
+import { emitDeploymentEvent } from '../events/deployment';
 import { queryParams } from '../http/body';
 import { importQuery, runImport } from './import';
 
@@ -131,6 +132,7 @@ export const archiveAdmin = new Hono<AppEnv>()
         files: report.files.recorded,
         skipped: report.skippedCount,
       });
+      emitDeploymentEvent(c, 'admin.import.finished', { workspace_id: report.workspaceId ?? null, rows: report.rows.applied, changes: report.changes.applied });
     }
     return c.json(report);
   });

@@ -35,7 +35,13 @@ export type AuditEventName =
   | 'storage.upload.rejected'
   | 'storage.file.deleted'
   | 'storage.gc.run'
-  | 'sync.gc.run';
+  | 'sync.gc.run'
+  | 'webhook.created'
+  | 'webhook.deleted'
+  | 'webhook.secret_rotated'
+  | 'service.token.created'
+  | 'service.token.revoked'
+  | 'service.token.used';
 
 export interface AuditFields {
   requestId?: string;

@@ -9,6 +9,7 @@ import { Hono, type Context } from 'hono';
 import { getCookie } from 'hono/cookie';
 import * as z from 'zod';
 import { audit } from '../audit/emit';
+import { emitDeploymentEvent } from '../events/deployment';
 import { closeSessionSockets } from '../sync/sockets';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
@@ -172,6 +173,7 @@ export const basicAuth = new Hono<AppEnv>()
     // An existing email gets the same answer as a new one: registration must not reveal accounts.
     if (userId) {
       audit(c, 'auth.register', { actorId: userId, email: normalizeEmail(body.email), invited: inviteHash !== null });
+      emitDeploymentEvent(c, 'admin.user.created', { user_id: userId, invited: inviteHash !== null });
     }
     return c.json({ ok: true });
   })

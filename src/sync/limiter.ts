@@ -41,7 +41,12 @@ export class FixedWindowLimiter {
 
   /** Counts one request of `userId` under `call`'s limit (`count` false: only asks); the 429 failure when it is over, else null. */
   refuse(call: LimitedCall, userId: string, now = Date.now(), count = true): Failure | null {
-    const verdict = this.take(`${call.limit.name}:${userId}`, call.limit.perMinute, now, count);
+    return this.refuseKey(`${call.limit.name}:${userId}`, call.limit.perMinute, now, count);
+  }
+
+  /** Counts one request for `key` (`count` false: only asks); the 429 failure when it is over `perMinute`, else null. */
+  refuseKey(key: string, perMinute: number, now = Date.now(), count = true): Failure | null {
+    const verdict = this.take(key, perMinute, now, count);
     if (verdict.ok) return null;
     return {
       ok: false,

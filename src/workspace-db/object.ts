@@ -26,6 +26,14 @@ import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
 import { exportLog, exportState, markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { WorkspaceSockets } from './sockets';
+import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type DeliveryTarget } from '../webhooks/registry';
+import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
+import { deploymentBody, type DeploymentEvent } from '../webhooks/events';
+import { PokeCoalescer } from '../service/coalesce';
+import { manageTokens, prepareServiceOps, read, type ReadReply, type ReadRequest, type TokenReply, type TokenRequest } from '../service/serve';
+import { ServerClock, type ServiceOp } from '../service/stamp';
+import type { ServiceCredential } from '../service/token';
+import { ServiceTokens, type Scope, type ServiceAccess } from '../service/tokens';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
@@ -35,6 +43,13 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #limiter = new FixedWindowLimiter();
   readonly #access = new AccessCache(this.env);
   readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this);
+  /** This workspace's webhooks (src/webhooks/): in memory after the first read, so a push costs nothing without hooks. */
+  readonly #webhooks = new WebhookRegistry(this.ctx, () => this.env.WEBHOOK_QUEUE);
+  /** Service tokens (src/service/): the object is their authority, so a revocation holds from the next request. */
+  readonly #service = new ServiceTokens(this.ctx.storage.sql);
+  readonly #clock = new ServerClock();
+  /** Pokes: at once for a commit, at most every 250 ms for a streamed service write (src/service/coalesce.ts). */
+  readonly #pokes = new PokeCoalescer((from, to, perUser) => this.#sockets.poke(from, to, perUser));
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
@@ -91,15 +106,30 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
-    const outcome = this.ctx.storage.transactionSync(() => applyPush(this.#sql, ops, access.userId, Date.now(), quotaBytes, missing));
+    return this.#commit(caller.workspaceId, ops, access.userId, quotaBytes, false, missing);
+  }
+  /**
+   * One push transaction, for a device or a service token: webhook events for its winners are
+   * recorded in the same transaction and sent after it (never awaited here); a streamed write
+   * (`stream`) pokes through the coalescer and raises no events until its final put. `missing`:
+   * the capability flags the pusher lacks (0 for a service token, which declares them all).
+   */
+  async #commit(workspaceId: string, ops: PreparedOp[], userId: string, quotaBytes: number, stream: boolean, missing = 0) {
+    let events = 0;
+    const outcome = this.ctx.storage.transactionSync(() => {
+      const applied = applyPush(this.#sql, ops, userId, Date.now(), quotaBytes, missing);
+      if (applied.ok && !stream) events = this.#webhooks.record(applied.applied);
+      return applied;
+    });
     if (!outcome.ok) return outcome;
-    logConflicts(caller.workspaceId, outcome.conflicts);
+    if (events > 0 || this.#webhooks.leftOver()) this.ctx.waitUntil(this.#webhooks.flush(workspaceId));
+    logConflicts(workspaceId, outcome.conflicts);
     const { results, serverVersion, allocated } = outcome;
     const perUser = ops.some((op) => op.tableName === 'notifications');
     // Synchronously after the transaction: the range holds exactly this push's changes.
-    if (allocated > 0) this.#sockets.poke(serverVersion - allocated, serverVersion, perUser);
+    if (allocated > 0) this.#pokes.committed(serverVersion - allocated, serverVersion, perUser, stream);
     if (allocated > 0) await armGc(this.ctx.storage);
-    return { ok: true, results, serverVersion };
+    return { ok: true as const, results, serverVersion };
   }
   async pull(
     caller: SyncCaller,
@@ -232,6 +262,72 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
   markStrays(keys: string[], nextCursor: string | null): { hash: string; storageKey: string }[] {
     return blobs.blobGcSteps(this.ctx.storage).markStrays(keys, nextCursor);
+  }
+
+  /** Webhook management (src/webhooks/manage.ts); `caller` null: the deployment admins' hooks, checked by the Worker. */
+  async webhooks(caller: ShardCaller | null, request: WebhookRequest): Promise<WebhookReply | Failure> {
+    if (caller) {
+      const access = await this.authorize(caller);
+      if (!access.ok) return access;
+    }
+    const { reply, flush } = manageWebhooks(this.#webhooks, request, Date.now());
+    if (flush) this.ctx.waitUntil(this.#webhooks.flush(this.ctx.id.name!));
+    return reply;
+  }
+  /** The deployment admins' hooks (this object is DEPLOYMENT_OBJECT): the event filters of enabled hooks, and an event to record. */
+  deploymentSubscriptions(): string[] {
+    return this.#webhooks.hooks().flatMap((h) => (h.enabled === 1 ? (JSON.parse(h.events) as string[]) : []));
+  }
+  deploymentEvent(event: DeploymentEvent, data: Record<string, unknown>): void {
+    const now = Date.now();
+    const { deliveryIds } = this.#webhooks.emit(event, (eventId) => deploymentBody({ eventId, event, now, data }), now);
+    if (deliveryIds.length) this.ctx.waitUntil(this.#webhooks.flush(this.ctx.id.name!));
+  }
+  /** The Queue consumer's two steps (src/webhooks/deliver.ts), and the dead-letter queue's. */
+  webhookClaim(messages: DeliveryMessage[]): (DeliveryTarget | null)[] {
+    return this.#webhooks.claim(messages, Date.now());
+  }
+  webhookReport(reports: AttemptReport[], disableAfterMs: number): void {
+    this.#webhooks.report(reports, disableAfterMs, Date.now());
+  }
+  webhookDeadLettered(messages: DeliveryMessage[]): void {
+    this.#webhooks.deadLettered(messages, Date.now());
+  }
+
+  /** Service token management (src/service/serve.ts); `caller` null: a deployment admin, checked by the Worker. */
+  async serviceTokens(caller: ShardCaller | null, request: TokenRequest): Promise<TokenReply | Failure> {
+    if (caller) {
+      const access = await this.authorize(caller);
+      if (!access.ok) return access;
+    }
+    return manageTokens(this.#service, request, Date.now());
+  }
+  #serviceAccess(credential: ServiceCredential, scope: Scope, perMinute: number): ServiceAccess | Failure {
+    return this.#restoring ? RESTORING : this.#service.authorize(credential, scope, perMinute, Date.now());
+  }
+  /** The service API's reads: a thread's messages in conversation order, one row. */
+  serviceRead(credential: ServiceCredential, request: ReadRequest, perMinute: number): ({ token: ServiceAccess } & ReadReply) | Failure {
+    const access = this.#serviceAccess(credential, 'read', perMinute);
+    if ('ok' in access) return access;
+    const reply = read(this.#sql, request);
+    return reply.ok ? { ...reply, token: access } : reply;
+  }
+  /** A service token's push (write scope), stamped by the server; `stream`: an interim put of a streamed row. */
+  async servicePush(
+    credential: ServiceCredential,
+    workspaceId: string,
+    ops: ServiceOp[],
+    options: { quotaBytes: number; perMinute: number; stream: boolean },
+  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number; token: ServiceAccess } | Failure> {
+    const access = this.#serviceAccess(credential, 'write', options.perMinute);
+    if ('ok' in access) return access;
+    const prepared = await prepareServiceOps(this.#sql, this.#clock, access, workspaceId, ops);
+    if (!Array.isArray(prepared)) return prepared;
+    // Checked again after the await: a revocation that arrived meanwhile wins.
+    const revoked = this.#service.stillValid(credential, 'write', Date.now());
+    if (revoked) return revoked;
+    const outcome = await this.#commit(workspaceId, prepared, access.actor, options.quotaBytes, options.stream);
+    return outcome.ok ? { ...outcome, token: access } : outcome;
   }
 
   /** A WebSocket upgrade the Worker forwarded after authorizing it. */

@@ -49,12 +49,21 @@ export interface ConflictEvent {
   loser: Revision;
 }
 
+/** A key's winning op in this batch (its last one), and whether the key had an entry before the batch. */
+export interface AppliedWrite {
+  op: PreparedOp;
+  version: number;
+  existed: boolean;
+}
+
 export interface PushOutcome {
   ok: true;
   results: PushResult[];
   serverVersion: number;
   allocated: number;
   conflicts: ConflictEvent[];
+  /** What this batch changed, for webhooks (src/webhooks/): losers and replays are not here. */
+  applied: AppliedWrite[];
 }
 
 const NOTIFICATIONS = 'notifications';
@@ -189,7 +198,7 @@ export function applyPush(
         );
 
   const logRows: unknown[][] = [];
-  const winners = new Map<string, { op: PreparedOp; version: number }>();
+  const winners = new Map<string, AppliedWrite>();
   /** The last version logged for each key in this batch, winner or loser. */
   const touched = new Map<string, { tableName: string; pk: string; version: number }>();
   /** How the stored sync data grows: every logged op, plus each winner's size over the row it replaces. */
@@ -222,7 +231,7 @@ export function applyPush(
         const incoming = { clock: op.clock, hlc: op.hlc, opId: op.opId };
         const revision = stored ? { clock: stored.clock, hlc: stored.hlc, opId: stored.op_id } : null;
         if (!revision || compareRevisions(incoming, revision) > 0) {
-          winners.set(key, { op, version: head });
+          winners.set(key, { op, version: head, existed: winners.get(key)?.existed ?? stored !== null });
           growth += op.bytes - (stored?.size ?? 0);
           current.set(key, {
             clock: op.clock,
@@ -263,7 +272,7 @@ export function applyPush(
   ops.forEach((op, i) => {
     if (op.clientOpId !== undefined) results[i]!.opId = op.clientOpId;
   });
-  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts };
+  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts, applied: [...winners.values()] };
 }
 
 type WinnerRow = { pk: string; payload: string | null; clock: number; hlc: string; op_id: string; deleted: number; deleted_at: number | null };

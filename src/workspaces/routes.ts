@@ -11,6 +11,7 @@ import { badRequest, conflict, notFound, rateLimited } from '../errors';
 import { requireUser } from '../auth/authenticate';
 import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../audit/emit';
+import { emitDeploymentEvent } from '../events/deployment';
 import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
 import { forgetAccess } from './invalidate';
@@ -68,6 +69,7 @@ export const workspaces = new Hono<AppEnv>()
       c.get('config').workspaces.createLimitPerHour,
     );
     if (!created.ok) throw rateLimited(created.retryAfterMs / 1000);
+    emitDeploymentEvent(c, 'admin.workspace.created', { workspace_id: created.id, created_by: principal.userId });
     return c.json({ id: created.id });
   })
 
@@ -100,6 +102,7 @@ export const workspaces = new Hono<AppEnv>()
     await authorizeWorkspace(c, workspaceId, 'settings.manage');
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
     await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
+    emitDeploymentEvent(c, 'admin.workspace.deleted', { workspace_id: workspaceId });
     return c.json({ ok: true });
   })
 

@@ -245,7 +245,7 @@ async function fillHistory(u: SyncUser) {
 
 /**
  * Turns the object back into one deployed before this change (the previous schema: no
- * changed_version, no device_id, no size columns; migrations 0003 and 0004 not applied), runs
+ * changed_version, no device_id, no size columns; migrations 0003 and later not applied), runs
  * `oldState` on it as the old engine would have left it, and reads every pull the old engine
  * would have answered (a replay of the log above each cursor).
  */
@@ -253,6 +253,9 @@ async function revertToPreviousSchema(u: SyncUser, oldState: (sql: SqlStorage) =
   return runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
     const sql = state.storage.sql;
     const syncBytes = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'sync_bytes'").one().value);
+    // What later migrations added goes too (0006: webhooks, service tokens, the thread index).
+    for (const table of ['service_tokens', 'webhook_deliveries', 'webhook_events', 'webhook_outbox', 'webhooks']) sql.exec(`DROP TABLE ${table}`);
+    sql.exec('DROP INDEX rows_thread_messages_idx');
     sql.exec('DROP INDEX rows_changed_idx');
     // Migration 0005 (capabilities and upload intents) came later still: it goes too, and is re-applied after 0003 and 0004.
     sql.exec('DROP INDEX rows_flags_idx');
@@ -260,8 +263,8 @@ async function revertToPreviousSchema(u: SyncUser, oldState: (sql: SqlStorage) =
     for (const column of ['changed_version', 'device_id', 'size', 'flags']) sql.exec(`ALTER TABLE rows DROP COLUMN ${column}`);
     sql.exec('ALTER TABLE change_log DROP COLUMN size');
     sql.exec("DELETE FROM meta WHERE key IN ('collected_through', 'sync_bytes')");
-    const applied = sql.exec<{ created_at: number }>('SELECT created_at FROM __drizzle_migrations ORDER BY created_at DESC LIMIT 3').toArray();
-    sql.exec('DELETE FROM __drizzle_migrations WHERE created_at >= ?', applied[2]!.created_at);
+    const from = migrations.journal.entries.find((e: { tag: string }) => e.tag === '0003_compacted_pull')!.when;
+    sql.exec('DELETE FROM __drizzle_migrations WHERE created_at >= ?', from);
     oldState(sql);
     const head = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'server_version'").one().value);
     const pulls: Record<number, any[]> = {};

@@ -12,50 +12,8 @@ export async function syncUser(): Promise<SyncUser> {
   return { ...user, workspaceId: session.workspace.id };
 }
 
-let hlcCounter = 0;
-export const hlc = () => `${String(Date.now()).padStart(15, '0')}:${String(++hlcCounter).padStart(6, '0')}:dev`;
-
-export function op(
-  tableName: string,
-  pk: string,
-  payload: Record<string, unknown> | undefined,
-  opts: { operation?: 'put' | 'delete'; clock?: number; hlc?: string; opId?: string; deviceId?: string } = {},
-) {
-  return {
-    tableName,
-    operation: opts.operation ?? 'put',
-    pk,
-    ...(payload ? { payload } : {}),
-    stamp: { deviceId: opts.deviceId ?? 'device-a', opId: opts.opId ?? crypto.randomUUID(), hlc: opts.hlc ?? hlc(), clock: opts.clock ?? 1 },
-  };
-}
-
-const now = () => Math.floor(Date.now() / 1000);
-
-export const message = (id: string, extra: Record<string, unknown> = {}) => ({
-  id,
-  thread_id: 't1',
-  role: 'user',
-  index: 0,
-  order_key: 'a0',
-  deleted: false,
-  created_at: now(),
-  updated_at: now(),
-  clock: 1,
-  data: 'hello',
-  ...extra,
-});
-export const thread = (id: string, extra: Record<string, unknown> = {}) => ({
-  id,
-  status: 'ready',
-  deleted: false,
-  pinned: false,
-  created_at: now(),
-  updated_at: now(),
-  clock: 1,
-  title: 'T',
-  ...extra,
-});
+// Row and op builders: pure, shared with the Node-side tests (tools/webhooks/test).
+export { hlc, message, op, thread } from '../fixtures/rows';
 
 export async function push(user: { headers: Record<string, string> }, workspaceId: string, ops: unknown[]) {
   return call('POST', '/api/sync/push', user.headers, { scope: { workspaceId }, ops });

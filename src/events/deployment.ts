@@ -1,0 +1,56 @@
+/**
+ * Deployment events for the deployment admins' hooks (docs/webhooks.md "Deployment events"):
+ * a user created, a workspace created or deleted, an import finished. They are rare next to
+ * sync traffic, and the Worker asks the deployment's hooks object only when a hook takes the
+ * event: which events are taken is cached per isolate for a minute (dropped at once in the
+ * isolate that changes a deployment hook), so with no deployment hooks nothing is called at all.
+ * Never awaited by the request, never failing it.
+ *
+ * Its own room, so the rooms that raise these events (auth, workspaces, archive) need nothing
+ * from src/webhooks/, which imports from them.
+ */
+import type { Context } from 'hono';
+import type { AppEnv, Bindings } from '../env';
+import { logEvent } from '../http/logger';
+
+/** The object that holds the deployment admins' hooks (workspace ids never take this form). */
+export const DEPLOYMENT_OBJECT = '__deployment__';
+
+/** Deployment events, for the deployment admins' hooks. */
+export const DEPLOYMENT_EVENTS = ['admin.user.created', 'admin.workspace.created', 'admin.workspace.deleted', 'admin.import.finished'] as const;
+export type DeploymentEvent = (typeof DEPLOYMENT_EVENTS)[number];
+
+/** Whether an event filter takes `event` ("*" takes all; "message.*" every message event). */
+export function subscribed(filter: readonly string[], event: string): boolean {
+  for (const entry of filter) {
+    if (entry === '*' || entry === event) return true;
+    if (entry.endsWith('.*') && event.startsWith(entry.slice(0, -1))) return true;
+  }
+  return false;
+}
+
+const TTL_MS = 60_000;
+let cached: { filters: string[]; at: number } | null = null;
+
+/** Forget the cached subscriptions (a deployment hook changed in this isolate). */
+export function deploymentHooksChanged() {
+  cached = null;
+}
+
+async function send(env: Bindings, event: DeploymentEvent, data: Record<string, unknown>) {
+  const stub = env.WORKSPACE.getByName(DEPLOYMENT_OBJECT);
+  if (!cached || Date.now() - cached.at > TTL_MS) cached = { filters: await stub.deploymentSubscriptions(), at: Date.now() };
+  if (!subscribed(cached.filters, event)) return;
+  await stub.deploymentEvent(event, data);
+}
+
+export function emitDeploymentEvent(c: Context<AppEnv>, event: DeploymentEvent, data: Record<string, unknown>) {
+  const pending = send(c.env, event, data).catch((err: unknown) =>
+    logEvent('warn', 'deployment_event_failed', { event, message: err instanceof Error ? err.message : String(err) }),
+  );
+  try {
+    c.executionCtx.waitUntil(pending);
+  } catch {
+    // No execution context (a test calling the app directly): it still runs.
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * The outbox and the delivery log, inside the object that holds the hooks (docs/webhooks.md
+ * "Delivery"). A commit writes one outbox row naming its events; `flushOutbox` turns it into one
+ * Queue message per (event, hook) and deletes it. The Queue consumer then asks for each
+ * delivery's target and body (`claim`) and reports each attempt (`report`). The body of a
+ * workspace event is built from the change log (the winning write is there, at its version), so
+ * the push path copies no payloads. The log's entries are written by the reports, never on the
+ * push path; an entry's id is `<eventId>:<hookId>`.
+ */
+import { eventBody } from './events';
+import type { HookRow } from './registry';
+
+/** An outbox entry: `[eventId, serverVersion | null, event, hookIds]` (null: the body is in webhook_events). */
+export type OutboxEvent = [string, number | null, string, string[]];
+
+/** A Queue message: the object (`w`), the event (`e`, its name `n`, its change-log version `v`) and the hook (`h`). */
+export interface DeliveryMessage {
+  w: string;
+  e: string;
+  h: string;
+  n: string;
+  v: number | null;
+}
+
+/** What the Queue consumer needs to make one attempt. */
+export interface DeliveryTarget {
+  url: string;
+  eventId: string;
+  event: string;
+  body: string;
+  /** The current secret first, then a previous one still honoured. */
+  secrets: string[];
+}
+
+/** One attempt's outcome. `final`: no retry follows (the delivery has failed for good). */
+export interface AttemptReport {
+  message: DeliveryMessage;
+  ok: boolean;
+  status: number | null;
+  error: string | null;
+  final: boolean;
+}
+
+export interface DeliveryView {
+  id: string;
+  eventId: string;
+  event: string;
+  status: 'pending' | 'success' | 'failed';
+  attempts: number;
+  lastResponseCode: number | null;
+  lastAttemptAt: number | null;
+  lastError: string | null;
+  createdAt: number;
+}
+
+export const deliveryId = (m: { e: string; h: string }) => `${m.e}:${m.h}`;
+/** Messages per sendBatch (the Queue takes at most 100, or 256 KB). */
+const SEND_BATCH = 100;
+/** Outbox rows handed over per round. */
+const OUTBOX_ROWS = 10;
+
+export function addToOutbox(sql: SqlStorage, events: OutboxEvent[]) {
+  if (events.length) sql.exec('INSERT INTO webhook_outbox (events) VALUES (?)', JSON.stringify(events));
+}
+
+/** Hands the outbox to the Queue; throws when a send fails (what was not sent stays). */
+export async function flushOutbox(sql: SqlStorage, queue: Queue, objectName: string): Promise<void> {
+  for (;;) {
+    const rows = sql.exec<{ id: number; events: string }>('SELECT id, events FROM webhook_outbox ORDER BY id LIMIT ?', OUTBOX_ROWS).toArray();
+    if (!rows.length) return;
+    const messages = rows.flatMap((r) =>
+      (JSON.parse(r.events) as OutboxEvent[]).flatMap(([e, v, n, hooks]) =>
+        hooks.map((h) => ({ body: { w: objectName, e, h, n, v } satisfies DeliveryMessage, contentType: 'json' as const })),
+      ),
+    );
+    for (let i = 0; i < messages.length; i += SEND_BATCH) await queue.sendBatch(messages.slice(i, i + SEND_BATCH));
+    sql.exec('DELETE FROM webhook_outbox WHERE id IN (SELECT value FROM json_each(?))', JSON.stringify(rows.map((r) => r.id)));
+    if (rows.length < OUTBOX_ROWS) return;
+  }
+}
+
+type ChangeRow = { table_name: string; pk: string; op: 'put' | 'delete'; payload: string | null; device_id: string; user_id: string; created_at: number };
+
+/** The body of an event: rebuilt from its change-log entry (the same text on every attempt), or as stored. */
+function bodyOf(sql: SqlStorage, m: DeliveryMessage): string | null {
+  if (m.v === null) return sql.exec<{ body: string }>('SELECT body FROM webhook_events WHERE id = ?', m.e).toArray()[0]?.body ?? null;
+  const c = sql
+    .exec<ChangeRow>('SELECT table_name, pk, op, payload, device_id, user_id, created_at FROM change_log WHERE server_version = ?', m.v)
+    .toArray()[0];
+  if (!c) return null;
+  const write = { op: { tableName: c.table_name, pk: c.pk, op: c.op, payload: c.payload, deviceId: c.device_id }, version: m.v, existed: false };
+  return eventBody({ eventId: m.e, event: m.n, workspaceId: m.w, write, actor: { userId: c.user_id }, now: c.created_at });
+}
+
+/** Targets for the consumer; null where there is nothing to send (done already, hook gone or off, event gone). */
+export function claim(sql: SqlStorage, hooks: (id: string) => HookRow | undefined, messages: DeliveryMessage[], now: number): (DeliveryTarget | null)[] {
+  const ended: AttemptReport[] = [];
+  const targets = messages.map((m) => {
+    const hook = hooks(m.h);
+    if (!hook) return null;
+    const status = sql.exec<{ status: string }>('SELECT status FROM webhook_deliveries WHERE id = ?', deliveryId(m)).toArray()[0]?.status;
+    if (status === 'success' || status === 'failed') return null; // a duplicate message (at least once)
+    const fail = (error: string) => (ended.push({ message: m, ok: false, status: null, error, final: true }), null);
+    if (hook.enabled !== 1) return fail('The webhook is disabled');
+    const body = bodyOf(sql, m);
+    if (body === null) return fail('The event is no longer available');
+    const secrets = [hook.secret];
+    if (hook.previous_secret && hook.previous_until && hook.previous_until > now) secrets.push(hook.previous_secret);
+    return { url: hook.url, eventId: m.e, event: m.n, body, secrets };
+  });
+  if (ended.length) writeReports(sql, ended, now, false);
+  return targets;
+}
+
+/** Writes attempts into the log (one statement); `count`: whether they count as attempts. */
+export function writeReports(sql: SqlStorage, reports: AttemptReport[], now: number, count = true) {
+  const rows = reports.map((r) => [
+    deliveryId(r.message),
+    r.message.h,
+    r.message.e,
+    r.message.n,
+    r.message.v,
+    r.ok ? 'success' : r.final ? 'failed' : 'pending',
+    r.status,
+    r.error,
+  ]);
+  sql.exec(
+    `INSERT INTO webhook_deliveries (id, hook_id, event_id, event, server_version, status, attempts, last_response_code, last_attempt_at, last_error, created_at)
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?3, value ->> 6, ?2, value ->> 7, ?2 FROM json_each(?1) WHERE true
+     ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = webhook_deliveries.attempts + ?3,
+       last_response_code = coalesce(excluded.last_response_code, webhook_deliveries.last_response_code), last_attempt_at = excluded.last_attempt_at,
+       last_error = excluded.last_error
+     WHERE webhook_deliveries.status = 'pending'`,
+    JSON.stringify(rows),
+    now,
+    count ? 1 : 0,
+  );
+}
+
+/** Deliveries dead-lettered (by the consumer or the platform): failed for good. */
+export function deadLettered(sql: SqlStorage, messages: DeliveryMessage[], now: number) {
+  writeReports(
+    sql,
+    messages.map((m) => ({ message: m, ok: false, status: null, error: 'Dead-lettered', final: true })),
+    now,
+    false,
+  );
+}
+
+export function listDeliveries(sql: SqlStorage, hookId: string, limit: number): DeliveryView[] {
+  return sql
+    .exec<Record<string, SqlStorageValue>>(
+      `SELECT id, event_id, event, status, attempts, last_response_code, last_attempt_at, last_error, created_at
+       FROM webhook_deliveries WHERE hook_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?`,
+      hookId,
+      limit,
+    )
+    .toArray()
+    .map((r) => ({
+      id: r.id as string,
+      eventId: r.event_id as string,
+      event: r.event as string,
+      status: r.status as DeliveryView['status'],
+      attempts: r.attempts as number,
+      lastResponseCode: r.last_response_code as number | null,
+      lastAttemptAt: r.last_attempt_at as number | null,
+      lastError: r.last_error as string | null,
+      createdAt: r.created_at as number,
+    }));
+}
+
+/** Puts a logged delivery back in the outbox (same event id, same body); false when there is no such delivery. */
+export function redeliver(sql: SqlStorage, hookId: string, id: string): boolean {
+  const row = sql
+    .exec<{ event_id: string; event: string; server_version: number | null }>(
+      `UPDATE webhook_deliveries SET status = 'pending' WHERE id = ? AND hook_id = ? RETURNING event_id, event, server_version`,
+      id,
+      hookId,
+    )
+    .toArray()[0];
+  if (!row) return false;
+  addToOutbox(sql, [[row.event_id, row.server_version, row.event, [hookId]]]);
+  return true;
+}
+
+/** Log entries and stored bodies past retention, a bounded number at a time. */
+export function prune(sql: SqlStorage, cutoff: number) {
+  sql.exec(`DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE created_at < ? AND status != 'pending' LIMIT 5000)`, cutoff);
+  sql.exec(`DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events WHERE created_at < ? LIMIT 5000)`, cutoff);
+}
