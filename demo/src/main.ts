@@ -18,6 +18,7 @@ import {
   type WorkspaceMember,
 } from '../../client/src/index';
 import { formatBytes, formatTime, h, replace, toast } from './dom';
+import { renderSetup } from './setup';
 
 type Role = 'owner' | 'editor' | 'viewer';
 
@@ -56,6 +57,8 @@ async function boot() {
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => undefined);
   // The session ended on the server (a refresh was refused): back to the sign-in form.
   client.on('signedOut', () => void signedOut());
+  // A setup link for the first admin (docs/auth.md "First admin"); then the sign-in form.
+  if (location.pathname === '/setup') return renderSetup(app, () => renderAuth('sign-in'));
   const cached = await client.cachedSession();
   if (cached?.user && !inviteFromUrl()) {
     me = cached.user;
