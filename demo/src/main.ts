@@ -22,6 +22,13 @@ import { renderSetup } from './setup';
 
 type Role = 'owner' | 'editor' | 'viewer';
 
+// The demo's own column: the sender's name, shown to others (docs/client.md "Your own columns").
+declare module '../../client/src/index' {
+  interface MessageRow {
+    author_name?: string;
+  }
+}
+
 const client = createOr3Client();
 const app = document.getElementById('app')!;
 let ws: Or3Workspace | null = null;
@@ -325,6 +332,7 @@ const REALTIME_LABEL: Record<SyncStatus['realtime'], string> = {
   connecting: 'Realtime: reconnecting (polling)',
   offline: 'Realtime: off (offline)',
   off: 'Realtime: off (polling)',
+  unavailable: 'Realtime: unavailable (polling)',
 };
 
 /** The status bar, drawn from the SDK's status value alone (one consistent snapshot). */
