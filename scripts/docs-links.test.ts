@@ -10,7 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const pages = ['README.md', 'client/README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const pages = [
+  'README.md',
+  'client/README.md',
+  ...readdirSync(join(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 
 /** Inline `[text](target)` and reference `[label]: target` links, outside code blocks. */
 function links(markdown: string): string[] {
@@ -49,7 +55,8 @@ describe('docs are self-contained', () => {
       const file = path ? resolve(dirname(join(root, page)), decodeURIComponent(path)) : join(root, page);
       if (relative(root, file).startsWith('..')) problems.push(`${target}: outside the repository`);
       else if (!existsSync(file)) problems.push(`${target}: no such file`);
-      else if (anchor && file.endsWith('.md') && statSync(file).isFile() && !anchors(readFileSync(file, 'utf8')).has(anchor)) problems.push(`${target}: no heading #${anchor}`);
+      else if (anchor && file.endsWith('.md') && statSync(file).isFile() && !anchors(readFileSync(file, 'utf8')).has(anchor))
+        problems.push(`${target}: no heading #${anchor}`);
     }
     expect(problems).toEqual([]);
   });
