@@ -4,7 +4,7 @@
  * (docs/operations.md "Deploy"). Each step asks before it changes anything, so running it again
  * is safe and, once the deployment is set up, changes nothing but the uploaded code:
  *
- *   1. `wrangler whoami`                        logged in? (else: run `npx wrangler login`)
+ *   1. `wrangler whoami --json`                 logged in? (else: run `npx wrangler login`)
  *   2. `wrangler d1 list --json`                does the D1 database of wrangler.toml exist yet?
  *   3. `wrangler d1 migrations apply DB --remote` before the upload when it exists (new code may
  *      need the new schema), after it on the first deploy (which creates the database)
@@ -171,7 +171,7 @@ function dryRunPlan(config) {
   wrangler(['deploy', '--dry-run', '--outdir', 'dist'], { echo: true });
   console.log(`
 A real run would:
-  - check the login (wrangler whoami)
+  - check the login (wrangler whoami --json)
   - find D1 "${config.databaseName}"; apply migrations/d1 before the upload if it exists, after it if not
   - set ${config.requiredSecrets.join(', ')} to random values where they are not set yet
   - upload the Worker; wrangler creates the D1 database and R2 bucket if they are missing
@@ -182,7 +182,8 @@ A real run would:
 async function main() {
   const config = readConfig();
   if (dryRun) return dryRunPlan(config);
-  if (!wrangler(['whoami'], { allowFailure: true }).ok) throw new DeployError('not logged in to Cloudflare: run `npx wrangler login` first');
+  // Without --json, whoami exits 0 even when not logged in.
+  if (!wrangler(['whoami', '--json'], { allowFailure: true }).ok) throw new DeployError('not logged in to Cloudflare: run `npx wrangler login` first');
 
   if (setupLinkOnly) {
     const saved = existsSync(SETUP_LINK_FILE) ? JSON.parse(readFileSync(SETUP_LINK_FILE, 'utf8')) : null;

@@ -113,7 +113,7 @@ describe('npm run deploy', () => {
     firstLink = link![1]!;
     const state = readState();
     expect(calls.map((c) => c.argv)).toEqual([
-      ['whoami'],
+      ['whoami', '--json'],
       ['d1', 'list', '--json'],
       ['secret', 'list', '--format', 'json'],
       ['deploy', '--secrets-file', '<file>'],
@@ -152,7 +152,7 @@ describe('npm run deploy', () => {
     const { code, out, calls } = await deploy();
     expect(code, out).toBe(0);
     expect(calls.map((c) => c.argv)).toEqual([
-      ['whoami'],
+      ['whoami', '--json'],
       ['d1', 'list', '--json'],
       ['d1', 'migrations', 'apply', 'DB', '--remote'],
       ['secret', 'list', '--format', 'json'],
@@ -190,7 +190,7 @@ describe('npm run deploy', () => {
     const { code, out, calls } = await deploy();
     expect(code).toBe(1);
     expect(out).toContain('npx wrangler login');
-    expect(calls.map((c) => c.argv)).toEqual([['whoami']]);
+    expect(calls.map((c) => c.argv)).toEqual([['whoami', '--json']]);
     writeState({ loggedIn: true });
   });
 });

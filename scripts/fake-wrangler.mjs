@@ -36,8 +36,10 @@ const cmd = argv
   .slice(0, 2)
   .join(' ');
 if (argv[0] === 'whoami') {
-  if (!state.loggedIn) fail('You are not authenticated. Please run `wrangler login`.');
-  console.log('You are logged in with an OAuth Token, associated with the email test@example.com.');
+  // wrangler 4.164: `whoami --json` fails when not logged in (plain `whoami` exits 0 either way).
+  if (!argv.includes('--json')) fail('the deploy script must use whoami --json');
+  if (!state.loggedIn) fail('{"loggedIn":false}');
+  console.log(JSON.stringify({ loggedIn: true, authType: 'OAuth Token', email: 'test@example.com', accounts: [] }));
 } else if (cmd === 'd1 list') {
   console.log(JSON.stringify(state.databases.map((name) => ({ uuid: `uuid-${name}`, name }))));
 } else if (cmd === 'd1 migrations') {

@@ -638,10 +638,12 @@ function renderComposerState() {
     '.composer textarea, .composer button, .composer input',
   ))
     el.disabled = !writable || !threadId;
+  // "Read-only" only once the server (or its last answer) says viewer, never while the role loads.
+  const viewer = roleKnown && !writable;
   const note = document.querySelector<HTMLElement>('[data-testid=readonly-note]');
-  if (note) note.hidden = writable;
+  if (note) note.hidden = !viewer;
   const noThread = document.querySelector<HTMLElement>('[data-testid=no-thread-note]');
-  if (noThread) noThread.hidden = !writable || threadId !== null;
+  if (noThread) noThread.hidden = viewer || threadId !== null;
 }
 
 // -- members and presence ------------------------------------------------------------------

@@ -58,7 +58,8 @@ describe.skipIf(!haveBrowser)('the demo on a first day', () => {
 
     // No thread yet: nothing to send to, and the page says so.
     await expect.poll(() => a.page.getByTestId('send').isDisabled()).toBe(true);
-    expect(await a.page.getByTestId('no-thread-note').isVisible()).toBe(true);
+    await expect.poll(() => a.page.getByTestId('no-thread-note').isVisible()).toBe(true);
+    expect(await a.page.getByTestId('readonly-note').isVisible()).toBe(false);
     expect(await a.page.getByTestId('thread-title').textContent()).toBe('No thread selected');
     await newThread(a.page, 'Launch plans');
     await expect.poll(() => a.page.getByTestId('thread-title').textContent()).toBe('Launch plans');
