@@ -1,7 +1,8 @@
 /**
  * The SDK as a package (docs/client.md "Install"): `npm pack` of client/ (what `npm run
  * pack:client` makes), installed from the tarball into a fresh Node app and a fresh Vite app,
- * each run against the real Worker. npm installs with --prefer-offline, so the registry is
+ * each run against the real Worker; the Node app also runs under the machine's Node 20 (no
+ * global WebSocket): realtime 'unavailable' with a warning, then live with `ws` as the option. npm installs with --prefer-offline, so the registry is
  * asked only for what the local npm cache lacks (dexie, fake-indexeddb, @noble/hashes are there
  * after the project's own `npm ci`).
  */
@@ -21,6 +22,8 @@ const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const here = fileURLToPath(new URL('./package/', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** The machine's Node 20 (npm scripts run the pinned Node 22 instead), for the runtime without a global WebSocket. */
+const NODE20 = process.env.NODE20_PATH ?? (existsSync('/usr/bin/node') ? '/usr/bin/node' : null);
 const dir = mkdtempSync(join(tmpdir(), 'or3-sdk-package-'));
 const rootPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 let server: TestServer;
@@ -74,10 +77,25 @@ describe('@or3-edge/client as an installed package', () => {
   });
 
   it('a fresh Node app installs it and syncs a message between two devices, realtime live', async () => {
-    const app = await freshApp('node-app', ['dexie', 'fake-indexeddb']);
+    const app = await freshApp('node-app', ['dexie', 'fake-indexeddb', 'ws']);
     copyFileSync(join(here, 'node-app.mjs'), join(app, 'app.mjs'));
     const { stdout } = await run(process.execPath, ['app.mjs', server.url, uniqueEmail('node'), 'correct horse battery staple'], { cwd: app });
-    expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ message: 'hello from node', realtime: 'live', pending: 0 });
+    expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ message: 'hello from node', realtime: 'live', reason: null, pending: 0 });
+
+    // Node 20 (the machine's own node, when it is one): no global WebSocket. Without the option
+    // the SDK syncs by polling and says so; with `ws` as the option, realtime is live.
+    const node20 = NODE20 && (await run(NODE20, ['--version'])).stdout.startsWith('v20.') ? NODE20 : null;
+    if (!node20) return console.warn(`package test: no Node 20 at ${NODE20}; the no-WebSocket run was skipped`);
+    const bare = await run(node20, ['app.mjs', server.url, uniqueEmail('node20'), 'correct horse battery staple', 'none'], { cwd: app });
+    expect(JSON.parse(bare.stdout.trim().split('\n').pop()!)).toMatchObject({
+      message: 'hello from node',
+      realtime: 'unavailable',
+      reason: expect.stringMatching(/no global WebSocket/),
+      pending: 0,
+    });
+    expect(bare.stderr).toContain('@or3-edge/client: This runtime has no global WebSocket');
+    const withWs = await run(node20, ['app.mjs', server.url, uniqueEmail('node20ws'), 'correct horse battery staple', 'ws'], { cwd: app });
+    expect(JSON.parse(withWs.stdout.trim().split('\n').pop()!)).toMatchObject({ message: 'hello from node', realtime: 'live', pending: 0 });
   }, 180_000);
 
   // Without a browser: fail in CI (which installs it), skip elsewhere, as the e2e tests do.

@@ -1,11 +1,14 @@
 // A fresh Node app using the installed @or3-edge/client tarball (copied into a temporary app by
 // client/test/package.test.ts): two devices of one user, a message across, realtime live.
 // Prints one JSON line with what it saw. Node has no IndexedDB: fake-indexeddb stands in.
+// With a fourth argument `ws`, the `ws` package is passed as the WebSocket option (Node 20);
+// with `none`, nothing is passed and realtime is expected to be unavailable (a runtime without one).
 import 'fake-indexeddb/auto';
 import { createOr3Client, memoryTokenStore } from '@or3-edge/client';
 
-const [baseUrl, email, password] = process.argv.slice(2);
-const device = (name) => createOr3Client({ baseUrl, tokenStore: memoryTokenStore(), databasePrefix: `smoke-${name}` });
+const [baseUrl, email, password, socket = 'global'] = process.argv.slice(2);
+const WebSocket = socket === 'ws' ? (await import('ws')).default : undefined;
+const device = (name) => createOr3Client({ baseUrl, tokenStore: memoryTokenStore(), databasePrefix: `smoke-${name}`, ...(WebSocket ? { WebSocket } : {}) });
 const until = async (check, ms = 15_000) => {
   const deadline = Date.now() + ms;
   while (!(await check())) {
@@ -30,14 +33,14 @@ await wsA.db.messages.put({
   updated_at: now,
 });
 await wsA.syncNow();
-await until(() => wsA.status.realtime === 'live');
+if (socket !== 'none') await until(() => wsA.status.realtime === 'live');
 
 const b = device('b');
 await b.basicAuth.signIn(email, password);
 const wsB = await b.openWorkspace(wsA.id);
 await wsB.syncNow();
 const row = await wsB.db.messages.get('m1');
-console.log(JSON.stringify({ message: row?.data ?? null, realtime: wsA.status.realtime, pending: wsA.status.pending }));
+console.log(JSON.stringify({ message: row?.data ?? null, realtime: wsA.status.realtime, reason: wsA.status.realtimeReason, pending: wsA.status.pending }));
 await a.close();
 await b.close();
 process.exit(0);
