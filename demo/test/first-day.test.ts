@@ -81,7 +81,8 @@ describe.skipIf(!haveBrowser)('the demo on a first day', () => {
     const sentId = await a.page.locator('.message', { hasText: 'Notes follow' }).getAttribute('data-id');
     expect((await get(a.page, 'messages', sentId!))?.file_hashes).toBeUndefined();
 
-    // Offline, one message is one pending write.
+    // Offline, one message is one pending write (once what came before has been pushed).
+    await expect.poll(() => a.page.getByTestId('pending').textContent(), { timeout: 15_000 }).toBe('Pending: 0');
     await a.context.setOffline(true);
     await expect.poll(() => a.page.getByTestId('network').textContent()).toBe('Offline');
     await send(a.page, 'One offline message');
