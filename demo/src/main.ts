@@ -201,6 +201,7 @@ async function closeWorkspace() {
   roster = [];
   asked.clear();
   threadTitles.clear();
+  lastInviteLink = '';
   resetAttachments();
   const old = ws;
   ws = null;
@@ -297,7 +298,15 @@ function renderShell() {
         'section',
         { class: 'conversation' },
         h('h2', { class: 'thread-title', 'data-testid': 'thread-title' }),
-        h('div', { class: 'messages', 'data-testid': 'messages', onscroll: (e: Event) => (stick = nearBottom(e.target as HTMLElement)) }),
+        h('div', {
+          class: 'messages',
+          'data-testid': 'messages',
+          onscroll: (e: Event) => followOrNot(e.target as HTMLElement),
+          onwheel: userScrolled,
+          ontouchmove: userScrolled,
+          onkeydown: userScrolled,
+          onpointerdown: userScrolled,
+        }),
         h('p', { class: 'typing muted', 'data-testid': 'typing', 'aria-live': 'polite' }),
         composer(),
       ),
@@ -471,9 +480,19 @@ function renderThreadTitle() {
 
 // -- messages -------------------------------------------------------------------------------
 
-/** Whether the list follows the newest message: true until the reader scrolls up. */
+/**
+ * Whether the list follows the newest message: true until the reader scrolls up. Only the
+ * reader's own scrolling (wheel, touch, keys, the scrollbar) can turn it off: a re-render, an
+ * image loading or the browser's scroll anchoring also move the list, and must not.
+ */
 let stick = true;
-const nearBottom = (box: HTMLElement) => box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+let lastUserScroll = 0;
+const userScrolled = () => void (lastUserScroll = Date.now());
+function followOrNot(box: HTMLElement) {
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  if (atBottom) stick = true;
+  else if (Date.now() - lastUserScroll < 1000) stick = false;
+}
 
 /** Scrolls to the newest message when the list follows it (again after each image has loaded). */
 function followNewest() {
@@ -723,6 +742,8 @@ function renderMembers() {
   renderPresence();
 }
 
+let lastInviteLink = '';
+
 function inviteForm(workspaceId: string) {
   const inviteRole = h(
     'select',
@@ -731,7 +752,15 @@ function inviteForm(workspaceId: string) {
     h('option', { value: 'viewer' }, 'viewer'),
     h('option', { value: 'owner' }, 'owner'),
   );
-  const link = h('input', { type: 'text', readOnly: true, 'aria-label': 'Invite link', 'data-testid': 'invite-link', placeholder: 'Create a link to share' });
+  // The member list redraws on presence changes: the last link made survives it.
+  const link = h('input', {
+    type: 'text',
+    readOnly: true,
+    'aria-label': 'Invite link',
+    'data-testid': 'invite-link',
+    placeholder: 'Create a link to share',
+    value: lastInviteLink,
+  });
   return h(
     'div',
     { class: 'invite' },
@@ -744,7 +773,7 @@ function inviteForm(workspaceId: string) {
           e.preventDefault();
           try {
             const { inviteToken } = await client.workspaces.invite(workspaceId, inviteRole.value as Role);
-            link.value = `${location.origin}/#invite=${encodeURIComponent(inviteToken)}`;
+            link.value = lastInviteLink = `${location.origin}/#invite=${encodeURIComponent(inviteToken)}`;
             link.select();
           } catch (err) {
             toast(err instanceof Error ? err.message : String(err), 'error');
