@@ -773,8 +773,11 @@ function inviteForm(workspaceId: string) {
           e.preventDefault();
           try {
             const { inviteToken } = await client.workspaces.invite(workspaceId, inviteRole.value as Role);
-            link.value = lastInviteLink = `${location.origin}/#invite=${encodeURIComponent(inviteToken)}`;
-            link.select();
+            lastInviteLink = `${location.origin}/#invite=${encodeURIComponent(inviteToken)}`;
+            // The panel may have been redrawn while the request ran: fill in the field on the page now.
+            const live = document.querySelector<HTMLInputElement>('[data-testid=invite-link]') ?? link;
+            live.value = lastInviteLink;
+            live.select();
           } catch (err) {
             toast(err instanceof Error ? err.message : String(err), 'error');
           }
