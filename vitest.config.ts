@@ -53,10 +53,11 @@ export default defineConfig(async () => ({
       },
       {
         // The OR3 importer (tools/or3-import) as a Node CLI, against the real Worker started by
-        // wrangler's test harness, with a fixture OR3 deployment it builds on disk.
+        // wrangler's test harness, with a fixture OR3 deployment it builds on disk; and the deploy
+        // script (scripts/deploy.mjs) against a stand-in for the wrangler executable.
         test: {
           name: 'tools',
-          include: ['tools/**/*.test.ts'],
+          include: ['tools/**/*.test.ts', 'scripts/**/*.test.ts'],
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 120_000,

@@ -146,3 +146,14 @@ export const loginFailures = sqliteTable('login_failures', {
   lastFailedAt: integer('last_failed_at').notNull(),
   blockedUntil: integer('blocked_until').notNull().default(0),
 });
+
+/**
+ * One-time setup links for the first deployment admin (docs/operations.md "First admin"): written
+ * by `npm run deploy` (or `npm run setup-link`) while no admin exists, redeemed once by
+ * `POST /api/setup/admin`, and deleted when an admin is created.
+ */
+export const setupTokens = sqliteTable('setup_tokens', {
+  /** SHA-256 of the token; the token itself is only in the printed link. */
+  tokenHash: text('token_hash').primaryKey(),
+  createdAt: integer('created_at').notNull(),
+});

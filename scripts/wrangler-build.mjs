@@ -77,10 +77,9 @@ async function buildDemo() {
 function migrateLocalD1() {
   const sha256 = (path) => createHash('sha256').update(readFileSync(path)).digest('hex');
   const files = readdirSync(D1_MIGRATIONS).filter((name) => name.endsWith('.sql'));
-  const fingerprint = files
-    .sort()
-    .map((name) => `${name} ${sha256(join(D1_MIGRATIONS, name))}`)
-    .join('\n');
+  // The first line changes with the way wrangler.toml names the database (by name since it lost
+  // its placeholder id, which moved the local database), so an older stamp never hides a new file.
+  const fingerprint = ['database: by name'].concat(files.sort().map((name) => `${name} ${sha256(join(D1_MIGRATIONS, name))}`)).join('\n');
   if (existsSync(D1_STAMP) && readFileSync(D1_STAMP, 'utf8') === fingerprint) {
     log('local D1 is up to date');
     return;

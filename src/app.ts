@@ -13,6 +13,7 @@ import { requestContext } from './http/request-context';
 import { health } from './health/routes';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
+import { setup } from './setup/routes';
 import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
@@ -48,6 +49,7 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/health', health);
   app.route('/api/basic-auth', basicAuth);
   app.route('/api/auth', session);
+  app.route('/api/setup', setup);
   app.route('/api/workspaces', workspaces);
   app.route('/api/workspaces/:id/webhooks', webhookRoutes('workspace'));
   app.route('/api/workspaces/:id/service-tokens', serviceTokenRoutes);

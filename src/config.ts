@@ -145,6 +145,8 @@ function secret(v: Variables, name: SecretName, production: boolean, report: Rep
 /** `secret`, required in production; in development a dev stand-in replaces a missing one. */
 function requiredSecret(v: Variables, name: keyof typeof DEV_SECRETS, production: boolean, report: Report, devSecretsInUse: string[]): string {
   const value = secret(v, name, production, report);
+  // .env sets the stand-ins explicitly (wrangler.toml requires the names): still worth the warning.
+  if (value === DEV_SECRETS[name] && !production) devSecretsInUse.push(name);
   if (value !== undefined) return value;
   if (production) report(name, `${name} is not set`, secretFix(name));
   else devSecretsInUse.push(name);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { api, apiWithEnv } from './helpers';
 
 const ALLOWED = 'https://app.example.com';
@@ -46,6 +46,30 @@ describe('CORS', () => {
     expect(res.status).toBe(403);
     expect(res.headers.get('access-control-allow-origin')).toBeNull();
     expect((await res.json<{ error: string }>()).error).toBe('cors_denied');
+  });
+
+  it('a refused preflight logs one line naming the origin and OR3_ALLOWED_ORIGINS; the body says so in development only', async () => {
+    const lines: string[] = [];
+    const spies = (['log', 'warn', 'error'] as const).map((level) =>
+      vi.spyOn(console, level).mockImplementation((text: unknown) => void lines.push(String(text))),
+    );
+    try {
+      const preflight = { method: 'OPTIONS', headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'POST' } };
+      const prod = await apiWithEnv({}, '/api/sync/push', preflight);
+      const refusals = lines.filter((l) => l.includes('http://localhost:3000'));
+      expect(refusals).toHaveLength(1);
+      expect(refusals[0]).toContain('OR3_ALLOWED_ORIGINS');
+      expect(JSON.parse(refusals[0]!)).toMatchObject({ status: 403, method: 'OPTIONS', corsRefusedOrigin: 'http://localhost:3000' });
+      expect((await prod.json<{ message: string }>()).message).toBe('Origin http://localhost:3000 is not allowed');
+
+      const dev = await apiWithEnv({ ENVIRONMENT: 'development' }, '/api/sync/push', preflight);
+      expect(dev.status).toBe(403);
+      expect((await dev.json<{ message: string }>()).message).toMatch(
+        /^Origin http:\/\/localhost:3000 is not allowed: add http:\/\/localhost:3000 to OR3_ALLOWED_ORIGINS/,
+      );
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
   });
 
   it('in development with "*", echoes the caller origin and never sends "*"', async () => {

@@ -10,8 +10,12 @@ import type { Or3Error } from './http.js';
 
 /** What the sync loop is doing. */
 export type SyncPhase = 'offline' | 'syncing' | 'idle' | 'error';
-/** The realtime socket: `live` (pokes and presence arrive), `connecting` (down or retrying; the loop polls meanwhile), `offline`, `off` (disabled, or access revoked). */
-export type RealtimeState = 'live' | 'connecting' | 'offline' | 'off';
+/**
+ * The realtime socket: `live` (pokes and presence arrive), `connecting` (down or retrying; the loop
+ * polls meanwhile), `offline`, `off` (disabled, or access revoked), `unavailable` (this runtime has
+ * no WebSocket and none was passed as the `WebSocket` option: polling only, `realtimeReason` says why).
+ */
+export type RealtimeState = 'live' | 'connecting' | 'offline' | 'off' | 'unavailable';
 
 export interface SyncStatus {
   /**
@@ -21,6 +25,8 @@ export interface SyncStatus {
    */
   readonly phase: SyncPhase;
   readonly realtime: RealtimeState;
+  /** Why realtime is `unavailable` (and what to do); null otherwise. */
+  readonly realtimeReason: string | null;
   /** Local writes waiting to be pushed. */
   readonly pending: number;
   /** Local writes the server refused for good (`failedOps()`). */
@@ -44,7 +50,7 @@ export class StatusTracker {
     initial: Patch,
     private readonly emit: (status: SyncStatus) => void,
   ) {
-    this.#reported = { phase: 'idle', realtime: 'off', pending: 0, failed: 0, lastSyncedAt: null, error: null, ...initial };
+    this.#reported = { phase: 'idle', realtime: 'off', realtimeReason: null, pending: 0, failed: 0, lastSyncedAt: null, error: null, ...initial };
     this.#current = StatusTracker.#make(this.#reported);
   }
 
@@ -64,7 +70,7 @@ export class StatusTracker {
 
   static #make(s: Omit<SyncStatus, 'hasSynced'>): SyncStatus {
     // Offline is offline: a socket the browser has not closed yet is not reported live.
-    const realtime = s.phase === 'offline' && s.realtime !== 'off' ? 'offline' : s.realtime;
+    const realtime = s.phase === 'offline' && s.realtime !== 'off' && s.realtime !== 'unavailable' ? 'offline' : s.realtime;
     const error = s.phase === 'error' || s.phase === 'offline' ? s.error : null;
     return Object.freeze({ ...s, realtime, error, hasSynced: s.lastSyncedAt !== null });
   }

@@ -1,8 +1,13 @@
 /**
  * Typed rows of the synced tables: the wire payloads (docs/sync.md "Guarantees", validation),
- * snake_case, timestamps in epoch seconds. The required fields are the server's; any other
- * column passes through (typed `unknown` unless listed here). `clock` is set by the SDK on every
- * write, so an app may leave it out.
+ * snake_case, timestamps in epoch seconds. The required fields are the server's. There is no
+ * catch-all column type, so a misspelled column is a compile error; the server still passes
+ * other columns through, and an app declares its own by merging into these interfaces
+ * (docs/client.md "Your own columns"):
+ *
+ *   declare module '@or3-edge/client' { interface ThreadRow { system_prompt_id?: string | null } }
+ *
+ * `clock` is set by the SDK on every write, so an app may leave it out.
  *
  *   const thread: ThreadRow | undefined = await ws.db.threads.get(id);
  */
@@ -15,7 +20,6 @@ interface Synced {
   updated_at: number;
   /** Bumped by the SDK on every local write (past every revision it knows). */
   clock?: number;
-  [column: string]: unknown;
 }
 
 export interface ThreadRow extends Synced {
@@ -74,6 +78,9 @@ export interface FileMetaRow extends Synced {
   size_bytes?: number;
   /** Derived by the server from live messages' and posts' `file_hashes`. */
   ref_count?: number;
+  /** Where the bytes are, set after the upload's commit (OR3's columns). */
+  storage_id?: string;
+  storage_provider_id?: string;
 }
 
 export interface NotificationRow extends Synced {

@@ -68,7 +68,13 @@ export class WorkspaceEngine {
       options.WebSocket === null || !syncOptions.realtime
         ? undefined
         : (options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket);
-    this.status = new StatusTracker({ realtime: WebSocketImpl ? 'connecting' : 'off' }, (s) => {
+    // Asked for realtime, but the runtime has no WebSocket (Node 20, some workers): say so, loudly, once.
+    const unavailable = !WebSocketImpl && options.WebSocket === undefined && syncOptions.realtime;
+    if (unavailable) warnNoWebSocket(syncOptions.pollIntervalMs);
+    const initial = unavailable
+      ? { realtime: 'unavailable' as const, realtimeReason: noWebSocketReason(syncOptions.pollIntervalMs) }
+      : { realtime: WebSocketImpl ? ('connecting' as const) : ('off' as const) };
+    this.status = new StatusTracker(initial, (s) => {
       // A full round got through while the socket is down: the network works, so dial now.
       if (s.phase === 'idle' && s.realtime !== 'live') this.realtime?.reconnectNow();
       this.events.emit('status', s);
@@ -264,4 +270,15 @@ export class Or3Workspace {
   close(): Promise<void> {
     return this.#engine.close();
   }
+}
+
+const noWebSocketReason = (pollMs: number) =>
+  `This runtime has no global WebSocket, so realtime and presence are off and changes arrive by polling every ${pollMs / 1000} s. ` +
+  'Pass one as the WebSocket option, e.g. createOr3Client({ WebSocket }) with `import WebSocket from \'ws\'`, or run Node >= 22 (docs/client.md "Node").';
+
+let warnedNoWebSocket = false;
+function warnNoWebSocket(pollMs: number) {
+  if (warnedNoWebSocket) return;
+  warnedNoWebSocket = true;
+  console.warn(`@or3-edge/client: ${noWebSocketReason(pollMs)}`);
 }

@@ -1,5 +1,5 @@
 /** The SDK's public surface: the names it exports, the members of its objects, the status value through its phases, signedOut. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import * as sdk from '../src/index';
 import type { SyncStatus, WebSocketLike } from '../src/index';
 import { basicAuthOf, device, internalsOf, messageRow, PASSWORD, serverPerFile, uniqueEmail, until } from './harness';
@@ -52,7 +52,42 @@ describe('the public surface', () => {
     // The engine is out of reach, and the status is a frozen value.
     for (const name of ['sync', 'clock', 'client', 'http', 'realtime']) expect(name in ws || name in d.client).toBe(false);
     expect(Object.isFrozen(ws.status)).toBe(true);
-    expect(Object.keys(ws.status).sort()).toEqual(['error', 'failed', 'hasSynced', 'lastSyncedAt', 'pending', 'phase', 'realtime']);
+    expect(Object.keys(ws.status).sort()).toEqual(['error', 'failed', 'hasSynced', 'lastSyncedAt', 'pending', 'phase', 'realtime', 'realtimeReason']);
+  });
+});
+
+describe('a runtime without WebSocket (Node 20)', () => {
+  it('reports realtime unavailable with a reason and warns once, instead of polling silently', async () => {
+    const global = globalThis as { WebSocket?: unknown };
+    const saved = global.WebSocket;
+    const warnings: string[] = [];
+    const warn = vi.spyOn(console, 'warn').mockImplementation((text: unknown) => void warnings.push(String(text)));
+    // The harness's device is made while WebSocket exists (it subclasses it); the SDK looks at open.
+    const [d1, d2] = [device(ctx.server, { WebSocket: undefined }), device(ctx.server, { WebSocket: undefined })];
+    for (const d of [d1, d2]) await d.client.basicAuth.register({ email: uniqueEmail(), password: PASSWORD });
+    delete global.WebSocket;
+    try {
+      const ws = await d1.client.openWorkspace();
+      const second = { ws: await d2.client.openWorkspace() };
+      ctx.open.push(ws, second.ws);
+      expect(ws.status.realtime).toBe('unavailable');
+      expect(ws.status.realtimeReason).toMatch(/no global WebSocket.*WebSocket option/);
+      expect(warnings.filter((w) => w.includes('no global WebSocket'))).toHaveLength(1);
+      // Still syncs (by polling), and stays 'unavailable' rather than flipping to off or live.
+      await ws.db.messages.put(messageRow('m-no-ws'));
+      await until(() => ws.status.pending === 0 && ws.status.phase === 'idle');
+      expect(ws.status.realtime).toBe('unavailable');
+      expect(second.ws.status.realtime).toBe('unavailable');
+    } finally {
+      global.WebSocket = saved;
+      warn.mockRestore();
+    }
+  });
+
+  it('takes a WebSocket class as an option and goes live with it', async () => {
+    const { ws } = await opened({ WebSocket: globalThis.WebSocket as unknown as new (url: string) => WebSocketLike });
+    await until(() => ws.status.realtime === 'live');
+    expect(ws.status.realtimeReason).toBeNull();
   });
 });
 

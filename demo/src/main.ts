@@ -14,12 +14,20 @@ import {
   type PresencePeer,
   type SyncStatus,
   type ThreadRow,
-  type TransferProgress,
   type WorkspaceMember,
 } from '../../client/src/index';
-import { formatBytes, formatTime, h, replace, toast } from './dom';
+import { attachmentView, chipView, onTransfer, resetAttachments, safeParse, type Staged } from './attachments';
+import { formatTime, h, replace, toast } from './dom';
+import { renderSetup } from './setup';
 
 type Role = 'owner' | 'editor' | 'viewer';
+
+// The demo's own column: the sender's name, shown to others (docs/client.md "Your own columns").
+declare module '../../client/src/index' {
+  interface MessageRow {
+    author_name?: string;
+  }
+}
 
 const client = createOr3Client();
 const app = document.getElementById('app')!;
@@ -29,8 +37,10 @@ let me: { id: string; email?: string; displayName?: string } | null = null;
 let threadId: string | null = null;
 let subscriptions: Subscription[] = [];
 let offEvents: (() => void)[] = [];
-const objectUrls = new Map<string, Promise<string>>();
-const transfers = new Map<string, TransferProgress>();
+/** Whether the role shown is the server's (or the last copy of it), not the default. */
+let roleKnown = false;
+/** Whether the presence roster is current (the socket is live); if not, nobody's presence is known. */
+let presenceKnown = false;
 /** The workspace's members (from the server when online) and who is here now (presence). */
 let members: WorkspaceMember[] = [];
 let roster: PresencePeer[] = [];
@@ -56,6 +66,8 @@ async function boot() {
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => undefined);
   // The session ended on the server (a refresh was refused): back to the sign-in form.
   client.on('signedOut', () => void signedOut());
+  // A setup link for the first admin (docs/auth.md "First admin"); then the sign-in form.
+  if (location.pathname === '/setup') return renderSetup(app, () => renderAuth('sign-in'));
   const cached = await client.cachedSession();
   if (cached?.user && !inviteFromUrl()) {
     me = cached.user;
@@ -189,8 +201,8 @@ async function closeWorkspace() {
   roster = [];
   asked.clear();
   threadTitles.clear();
-  for (const url of objectUrls.values()) void url.then((u) => URL.revokeObjectURL(u)).catch(() => undefined);
-  objectUrls.clear();
+  lastInviteLink = '';
+  resetAttachments();
   const old = ws;
   ws = null;
   await old?.close();
@@ -206,7 +218,9 @@ async function openWorkspace(id?: string) {
   ws = opened;
   localStorage.setItem('or3demo:workspace', opened.id);
   const cachedList: { id: string; role: Role }[] = JSON.parse(localStorage.getItem('or3demo:workspaces') ?? '[]');
-  role = cachedList.find((w) => w.id === opened.id)?.role ?? 'viewer';
+  const cachedRole = cachedList.find((w) => w.id === opened.id)?.role;
+  role = cachedRole ?? 'viewer';
+  roleKnown = cachedRole !== undefined;
   threadId = localStorage.getItem(`or3demo:thread:${opened.id}`);
   renderShell();
   void refreshWorkspaces();
@@ -225,7 +239,9 @@ async function refreshWorkspaces() {
   const current = list.find((w) => w.id === ws?.id);
   const before = role;
   role = current?.role ?? role;
+  roleKnown ||= current !== undefined;
   if (role !== before) selectThread(threadId); // redraw: edit/delete buttons depend on the role
+  if (ws) renderStatus(ws.status); // the bar's role, never the default while the switcher says otherwise
   const select = document.querySelector<HTMLSelectElement>('[data-testid=workspace-select]');
   if (select) {
     replace(select, ...list.map((w) => h('option', { value: w.id, selected: w.id === ws?.id }, `${w.name} (${w.role})`)));
@@ -281,7 +297,16 @@ function renderShell() {
       h(
         'section',
         { class: 'conversation' },
-        h('div', { class: 'messages', 'data-testid': 'messages' }),
+        h('h2', { class: 'thread-title', 'data-testid': 'thread-title' }),
+        h('div', {
+          class: 'messages',
+          'data-testid': 'messages',
+          onscroll: (e: Event) => followOrNot(e.target as HTMLElement),
+          onwheel: userScrolled,
+          ontouchmove: userScrolled,
+          onkeydown: userScrolled,
+          onpointerdown: userScrolled,
+        }),
         h('p', { class: 'typing muted', 'data-testid': 'typing', 'aria-live': 'polite' }),
         composer(),
       ),
@@ -290,9 +315,7 @@ function renderShell() {
     h('footer', { class: 'status', 'data-testid': 'status' }),
   );
 
-  subscriptions.push(
-    liveQuery(() => workspace.db.threads.orderBy('updated_at').reverse().toArray()).subscribe((rows) => renderThreads(rows.filter((t) => !t.deleted))),
-  );
+  subscriptions.push(liveQuery(() => threadsByActivity(workspace)).subscribe(renderThreads));
   selectThread(threadId);
   offEvents.push(
     workspace.on('status', renderStatus),
@@ -309,10 +332,7 @@ function renderShell() {
       toast(`Another device changed the same ${tableName.replace(/s$/, '')} at the same time; its version was kept.`),
     ),
     workspace.on('rejected', ({ error }) => toast(`The server refused a change: ${error.message}`, 'error')),
-    workspace.on('transfer', (t) => {
-      transfers.set(t.hash, t);
-      for (const bar of document.querySelectorAll<HTMLElement>(`[data-progress="${t.hash}"]`)) renderProgress(bar, t);
-    }),
+    workspace.on('transfer', (t) => onTransfer(t, staged)),
   );
   renderStatus(workspace.status);
 }
@@ -322,6 +342,7 @@ const REALTIME_LABEL: Record<SyncStatus['realtime'], string> = {
   connecting: 'Realtime: reconnecting (polling)',
   offline: 'Realtime: off (offline)',
   off: 'Realtime: off (polling)',
+  unavailable: 'Realtime: unavailable (polling)',
 };
 
 /** The status bar, drawn from the SDK's status value alone (one consistent snapshot). */
@@ -329,6 +350,10 @@ function renderStatus(status: SyncStatus) {
   const footer = document.querySelector('[data-testid=status]');
   if (!footer) return;
   const offline = status.phase === 'offline';
+  if (presenceKnown !== (status.realtime === 'live')) {
+    presenceKnown = status.realtime === 'live';
+    renderPresence();
+  }
   replace(
     footer,
     h('span', { class: `dot ${offline ? 'off' : 'on'}`, 'data-testid': 'network' }, offline ? 'Offline' : 'Online'),
@@ -341,7 +366,7 @@ function renderStatus(status: SyncStatus) {
       { 'data-testid': 'last-synced', class: 'muted' },
       status.lastSyncedAt ? `Synced ${new Date(status.lastSyncedAt).toLocaleTimeString()}` : 'Not synced yet',
     ),
-    h('span', { class: 'muted' }, `Role: ${role}`),
+    h('span', { class: 'muted', 'data-testid': 'role' }, `Role: ${roleKnown ? role : '…'}`),
   );
 }
 
@@ -378,9 +403,29 @@ function threadForm() {
   );
 }
 
+/**
+ * Live threads, most recent activity first: a thread's own update or its newest message. The
+ * message is not written into its thread (no `last_message_at` bump), so one message sent
+ * offline is one pending write.
+ */
+async function threadsByActivity(workspace: Or3Workspace) {
+  const rows = (await workspace.db.threads.toArray()).filter((t) => !t.deleted);
+  const activity = await Promise.all(
+    rows.map(async (t) => {
+      const newest = await workspace.db.messages.where('[thread_id+index]').between([t.id, -Infinity], [t.id, Infinity]).last();
+      return Math.max(Number(t.updated_at), Number(t.last_message_at ?? 0), Number(newest?.created_at ?? 0));
+    }),
+  );
+  return rows
+    .map((t, i) => ({ t, at: activity[i]! }))
+    .sort((a, b) => b.at - a.at)
+    .map((x) => x.t);
+}
+
 function renderThreads(rows: ThreadRow[]) {
   threadTitles.clear();
   for (const t of rows) threadTitles.set(t.id, t.title ?? 'Untitled');
+  renderThreadTitle();
   renderPresence();
   const list = document.querySelector('[data-testid=thread-list]');
   if (!list) return;
@@ -422,23 +467,45 @@ function selectThread(id: string | null) {
     messageSubscription = liveQuery(() => workspace.db.messages.where('thread_id').equals(id).toArray()).subscribe(renderMessages);
   } else renderMessages([]);
   renderTyping();
-  void workspace.db.threads
-    .orderBy('updated_at')
-    .reverse()
-    .toArray()
-    .then((rows) => renderThreads(rows.filter((t) => !t.deleted)));
+  void threadsByActivity(workspace).then(renderThreads);
+  renderThreadTitle();
   renderComposerState();
+}
+
+/** The open thread's title above the conversation. */
+function renderThreadTitle() {
+  const title = document.querySelector('[data-testid=thread-title]');
+  if (title) title.textContent = threadId ? (threadTitles.get(threadId) ?? '') : 'No thread selected';
 }
 
 // -- messages -------------------------------------------------------------------------------
 
+/**
+ * Whether the list follows the newest message: true until the reader scrolls up. Only the
+ * reader's own scrolling (wheel, touch, keys, the scrollbar) can turn it off: a re-render, an
+ * image loading or the browser's scroll anchoring also move the list, and must not.
+ */
+let stick = true;
+let lastUserScroll = 0;
+const userScrolled = () => void (lastUserScroll = Date.now());
+function followOrNot(box: HTMLElement) {
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  if (atBottom) stick = true;
+  else if (Date.now() - lastUserScroll < 1000) stick = false;
+}
+
+/** Scrolls to the newest message when the list follows it (again after each image has loaded). */
+function followNewest() {
+  const box = document.querySelector<HTMLElement>('[data-testid=messages]');
+  if (box && stick) box.scrollTop = box.scrollHeight;
+}
+
 function renderMessages(rows: MessageRow[]) {
-  const box = document.querySelector('[data-testid=messages]');
+  const box = document.querySelector<HTMLElement>('[data-testid=messages]');
   if (!box) return;
   const sorted = rows.filter((m) => !m.deleted).sort((a, b) => Number(a.index) - Number(b.index) || String(a.order_key).localeCompare(String(b.order_key)));
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   replace(box, ...sorted.map(messageView), sorted.length ? null : h('p', { class: 'empty muted' }, threadId ? 'No messages yet.' : 'Pick or add a thread.'));
-  if (atBottom) box.scrollTop = box.scrollHeight;
+  followNewest();
 }
 
 function messageView(m: MessageRow) {
@@ -455,7 +522,7 @@ function messageView(m: MessageRow) {
       Number(m.updated_at) > Number(m.created_at) ? h('span', { class: 'muted' }, '(edited)') : null,
     ),
     text,
-    hashes.length ? h('div', { class: 'attachments' }, ...hashes.map(attachmentView)) : null,
+    hashes.length && ws ? h('div', { class: 'attachments' }, ...hashes.map((hash) => attachmentView(ws!, hash, followNewest))) : null,
   );
   if (canWrite()) {
     article.append(
@@ -488,62 +555,9 @@ function editMessage(article: HTMLElement, m: MessageRow) {
   input.focus();
 }
 
-function attachmentView(hash: string) {
-  const holder = h('div', { class: 'attachment', 'data-hash': hash }, h('div', { class: 'progress', 'data-progress': hash }));
-  const progress = transfers.get(hash);
-  if (progress) renderProgress(holder.firstElementChild as HTMLElement, progress);
-  void showAttachment(holder, hash);
-  return holder;
-}
-
-async function showAttachment(holder: HTMLElement, hash: string) {
-  const workspace = ws;
-  if (!workspace) return;
-  try {
-    // One download and one object URL per file, however often the message list redraws.
-    let pending = objectUrls.get(hash);
-    if (!pending) {
-      pending = workspace.files.get(hash).then((blob) => URL.createObjectURL(blob));
-      objectUrls.set(hash, pending);
-      pending.catch(() => objectUrls.delete(hash));
-    }
-    const url = await pending;
-    const meta = await workspace.db.file_meta.get(hash);
-    if (workspace !== ws) return;
-    const name = String(meta?.name ?? 'file');
-    const isImage = String(meta?.mime_type ?? '').startsWith('image/');
-    holder.replaceChildren(
-      isImage
-        ? h('img', { src: url, alt: name, 'data-testid': 'attachment-image' })
-        : h('a', { href: url, target: '_blank', rel: 'noopener', class: 'pdf', 'data-testid': 'attachment-link' }, `📄 ${name}`),
-      h('span', { class: 'muted' }, meta?.size_bytes ? formatBytes(Number(meta.size_bytes)) : ''),
-    );
-  } catch (err) {
-    holder.append(h('span', { class: 'error' }, err instanceof Error ? err.message : 'download failed'));
-  }
-}
-
-function renderProgress(bar: HTMLElement, t: TransferProgress) {
-  const pct = t.bytesTotal ? Math.round((t.bytesDone / t.bytesTotal) * 100) : 0;
-  const fill = h('div', { class: 'bar' });
-  fill.style.width = `${pct}%`; // a CSSOM write, which the page's CSP (no inline style attributes) allows
-  bar.replaceChildren(fill, h('span', {}, `${t.direction === 'upload' ? 'Uploading' : 'Downloading'} ${pct}%${t.state === 'failed' ? ' (failed)' : ''}`));
-  bar.dataset.state = t.state;
-  bar.hidden = t.state === 'done';
-}
-
-const safeParse = (value: string): string[] => {
-  try {
-    const parsed = JSON.parse(value);
-    return Array.isArray(parsed) ? parsed.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
-  }
-};
-
 // -- composer -------------------------------------------------------------------------------
 
-let staged: { hash: string; name: string }[] = [];
+let staged: Staged[] = [];
 
 function composer() {
   // Every keystroke says "typing"; the SDK clears it after a few seconds without one.
@@ -564,8 +578,13 @@ function composer() {
       for (const f of Array.from(file.files ?? [])) {
         try {
           const { hash } = await ws!.upload(f, { name: f.name });
-          staged.push({ hash, name: f.name });
-          chips.append(h('span', { class: 'chip' }, f.name, h('div', { class: 'progress', 'data-progress': hash })));
+          const item: Staged = { hash, name: f.name };
+          staged.push(item);
+          const chip = chipView(item, () => {
+            staged = staged.filter((s) => s !== item);
+            chip.remove();
+          });
+          chips.append(chip);
         } catch (err) {
           toast(err instanceof Error ? err.message : String(err), 'error');
         }
@@ -579,8 +598,10 @@ function composer() {
     const thread = threadId;
     if (!workspace || !thread || !canWrite() || (!text.value.trim() && !staged.length)) return;
     const now = nowSeconds();
-    const hashes = staged.map((s) => s.hash);
-    await workspace.db.transaction('rw', workspace.db.messages, workspace.db.threads, async () => {
+    // A file the server refused is never sent (its chip says why until removed).
+    const hashes = staged.filter((s) => !s.refused).map((s) => s.hash);
+    if (!text.value.trim() && !hashes.length) return;
+    await workspace.db.transaction('rw', workspace.db.messages, async () => {
       const index = await workspace.db.messages.where('thread_id').equals(thread).count();
       await workspace.db.messages.put({
         id: crypto.randomUUID(),
@@ -597,7 +618,6 @@ function composer() {
         clock: 0,
         ...(hashes.length ? { file_hashes: JSON.stringify(hashes) } : {}),
       });
-      await workspace.db.threads.update(thread, { last_message_at: now, updated_at: now });
     });
     text.value = '';
     staged = [];
@@ -616,6 +636,7 @@ function composer() {
       h('button', { type: 'submit', class: 'primary write-only', 'data-testid': 'send' }, 'Send'),
     ),
     h('p', { class: 'readonly-note muted', 'data-testid': 'readonly-note', hidden: true }, 'You have read-only access to this workspace.'),
+    h('p', { class: 'no-thread-note muted', 'data-testid': 'no-thread-note', hidden: true }, 'Pick or add a thread to write in.'),
   );
 }
 
@@ -630,12 +651,18 @@ document.addEventListener('keydown', (e) => {
 
 function renderComposerState() {
   const writable = canWrite();
+  for (const el of document.querySelectorAll<HTMLButtonElement | HTMLInputElement>('.threads form input, .threads form button')) el.disabled = !writable;
+  // No thread, nothing to send to: the composer is off (and says why) rather than silently idle.
   for (const el of document.querySelectorAll<HTMLButtonElement | HTMLInputElement | HTMLTextAreaElement>(
-    '.composer textarea, .composer button, .composer input, .threads form input, .threads form button',
+    '.composer textarea, .composer button, .composer input',
   ))
-    el.disabled = !writable;
+    el.disabled = !writable || !threadId;
+  // "Read-only" only once the server (or its last answer) says viewer, never while the role loads.
+  const viewer = roleKnown && !writable;
   const note = document.querySelector<HTMLElement>('[data-testid=readonly-note]');
-  if (note) note.hidden = writable;
+  if (note) note.hidden = !viewer;
+  const noThread = document.querySelector<HTMLElement>('[data-testid=no-thread-note]');
+  if (noThread) noThread.hidden = viewer || threadId !== null;
 }
 
 // -- members and presence ------------------------------------------------------------------
@@ -715,6 +742,8 @@ function renderMembers() {
   renderPresence();
 }
 
+let lastInviteLink = '';
+
 function inviteForm(workspaceId: string) {
   const inviteRole = h(
     'select',
@@ -723,7 +752,15 @@ function inviteForm(workspaceId: string) {
     h('option', { value: 'viewer' }, 'viewer'),
     h('option', { value: 'owner' }, 'owner'),
   );
-  const link = h('input', { type: 'text', readOnly: true, 'aria-label': 'Invite link', 'data-testid': 'invite-link', placeholder: 'Create a link to share' });
+  // The member list redraws on presence changes: the last link made survives it.
+  const link = h('input', {
+    type: 'text',
+    readOnly: true,
+    'aria-label': 'Invite link',
+    'data-testid': 'invite-link',
+    placeholder: 'Create a link to share',
+    value: lastInviteLink,
+  });
   return h(
     'div',
     { class: 'invite' },
@@ -736,8 +773,11 @@ function inviteForm(workspaceId: string) {
           e.preventDefault();
           try {
             const { inviteToken } = await client.workspaces.invite(workspaceId, inviteRole.value as Role);
-            link.value = `${location.origin}/#invite=${encodeURIComponent(inviteToken)}`;
-            link.select();
+            lastInviteLink = `${location.origin}/#invite=${encodeURIComponent(inviteToken)}`;
+            // The panel may have been redrawn while the request ran: fill in the field on the page now.
+            const live = document.querySelector<HTMLInputElement>('[data-testid=invite-link]') ?? link;
+            live.value = lastInviteLink;
+            live.select();
           } catch (err) {
             toast(err instanceof Error ? err.message : String(err), 'error');
           }
@@ -756,9 +796,11 @@ function renderPresence() {
     const userId = dot.dataset.presence!;
     const devices = roster.filter((p) => p.userId === userId);
     const online = devices.length > 0;
-    dot.className = `presence dot ${online ? 'on' : 'off'}`;
-    dot.textContent = online ? 'online' : 'offline';
-    dot.closest('li')?.setAttribute('data-online', String(online));
+    // Without a live socket the roster is stale: say "unknown", never "offline" for people who may be online.
+    const state = !presenceKnown ? 'unknown' : online ? 'online' : 'offline';
+    dot.className = `presence dot ${state === 'online' ? 'on' : state === 'offline' ? 'off' : 'unknown'}`;
+    dot.textContent = state;
+    dot.closest('li')?.setAttribute('data-online', state === 'unknown' ? 'unknown' : String(online));
     const where = document.querySelector<HTMLElement>(`[data-where="${CSS.escape(userId)}"]`);
     const threads = [...new Set(devices.map((p) => p.state.threadId).filter((t): t is string => typeof t === 'string'))];
     if (where) where.textContent = threads.length ? `in ${threads.map((t) => threadTitles.get(t) ?? 'a thread').join(', ')}` : '';

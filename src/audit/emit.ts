@@ -20,6 +20,7 @@ export type AuditEventName =
   | 'auth.password.changed'
   | 'auth.sign_out'
   | 'auth.bootstrap_admin.created'
+  | 'auth.setup_admin.created'
   | 'admin.workspace.deleted'
   | 'admin.workspace.restored'
   | 'admin.workspace.forked'

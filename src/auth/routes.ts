@@ -80,6 +80,16 @@ async function ensureBootstrapAdmin(c: Context<AppEnv>) {
   await run;
 }
 
+/**
+ * A refusal of registration on a deployment with no admin yet names the way in: the setup path
+ * (src/setup/routes.ts), open whatever the mode, so nobody is ever locked out. One D1 read, on a
+ * refusal only.
+ */
+async function withSetupHint(c: Context<AppEnv>, message: string) {
+  if (await anyAdminExists(c.env.DB)) return message;
+  return `${message}. This deployment has no admin yet: create the first one with the setup link that \`npm run deploy\` printed (or \`npm run setup-link\`), at /setup`;
+}
+
 const email = z.string().trim().min(3).max(320);
 const signInSchema = z.strictObject({ email, password: z.string().min(1).max(1024) });
 const registerSchema = z.strictObject({
@@ -145,14 +155,14 @@ export const basicAuth = new Hono<AppEnv>()
     await enforceLimit(c.env.RL_AUTH, `register:${clientIp(c)}`);
     const body = await jsonBody(c, registerSchema, AUTH_BODY);
     const { auth } = c.get('config');
-    if (auth.registration === 'closed') throw forbidden('Registration is closed', 'registration_closed');
+    if (auth.registration === 'closed') throw forbidden(await withSetupHint(c, 'Registration is closed'), 'registration_closed');
     if (body.password !== body.confirmPassword) throw badRequest('Passwords do not match', 'password_mismatch');
     const problem = passwordProblem(body.password);
     if (problem) throw badRequest(problem, 'weak_password');
 
     const db = c.env.DB;
     const inviteHash = body.inviteToken ? await sha256Hex(body.inviteToken) : null;
-    if (auth.registration === 'invite' && !inviteHash) throw forbidden('Registration requires an invite', 'invite_required');
+    if (auth.registration === 'invite' && !inviteHash) throw forbidden(await withSetupHint(c, 'Registration requires an invite'), 'invite_required');
     if (inviteHash) {
       // An early answer before the slow hash; the claim in createInvitedUser checks again.
       if (!(await inviteIsClaimable(db, inviteHash))) throw forbidden('The invite is invalid, used or expired', 'invalid_invite');

@@ -39,7 +39,12 @@ export function cors(): MiddlewareHandler<AppEnv> {
 
     if (preflight) {
       if (!allowed) {
-        return c.json(errorBody('cors_denied', `Origin ${origin ?? '(none)'} is not allowed`), 403);
+        // The browser shows its user only "Failed to fetch": the request's log line (and, in
+        // development, the body) names the origin and the variable that would let it in.
+        const hint = `add ${origin ?? 'the origin'} to OR3_ALLOWED_ORIGINS (comma-separated exact origins; docs/configuration.md)`;
+        c.get('log').set({ corsRefusedOrigin: origin ?? '(none)', hint });
+        const message = `Origin ${origin ?? '(none)'} is not allowed` + (config.production ? '' : `: ${hint}`);
+        return c.json(errorBody('cors_denied', message), 403);
       }
       return new Response(null, {
         status: 204,

@@ -371,7 +371,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     progress.done();
     process.stderr.write(`error: ${(err as Error).message}\n`);
-    print(report, !!o.json);
+    // A failure's report shows only what did move before it (rerun to finish), never a page of zeros.
+    if (movedAnything(report)) {
+      report.notes.push('stopped by the error above: run the same command again to finish');
+      print(report, !!o.json, 'Moved before the error:');
+    } else process.stderr.write('Nothing was moved.\n');
     return 1;
   } finally {
     process.off('SIGINT', onSignal);
@@ -380,13 +384,27 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function print(report: Report, json: boolean) {
+const movedAnything = (r: Report) =>
+  r.users.created +
+    r.users.unchanged +
+    r.workspaces.created +
+    r.workspaces.unchanged +
+    r.members +
+    r.invites +
+    r.changes +
+    r.rows +
+    r.tombstones +
+    r.blobs.uploaded +
+    r.blobs.present >
+  0;
+
+function print(report: Report, json: boolean, title?: string) {
   if (json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return;
   }
   const w = (s: string) => process.stdout.write(`${s}\n`);
-  w(report.dryRun ? 'Dry run (nothing was written):' : 'Moved:');
+  w(title ?? (report.dryRun ? 'Dry run (nothing was written):' : 'Moved:'));
   w(`  users       ${report.users.created} created, ${report.users.unchanged} already there`);
   w(`  workspaces  ${report.workspaces.created} created, ${report.workspaces.unchanged} already there`);
   w(`  members     ${report.members}   invites ${report.invites}`);

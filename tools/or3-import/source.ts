@@ -9,11 +9,66 @@
  * (`serverDeletedAt`).
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 
 export const SYNCED_TABLES = ['threads', 'messages', 'projects', 'posts', 'kv', 'file_meta', 'notifications'] as const;
 const ROLES = new Set(['owner', 'editor', 'viewer']);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
+/**
+ * Every table and column the importer reads, checked before anything is written (a missing one
+ * stops the import with the file, table and column named). docs/migrating-from-or3.md lists the
+ * same, and a test keeps the two in step. `auth_invites` is optional (older OR3 versions).
+ */
+export const READS = {
+  sync: {
+    users: ['id', 'email', 'display_name', 'created_at'],
+    auth_accounts: ['id', 'user_id', 'provider', 'provider_user_id', 'created_at'],
+    workspaces: ['id', 'name', 'description', 'owner_user_id', 'deleted', 'created_at'],
+    workspace_members: ['id', 'workspace_id', 'user_id', 'role', 'created_at'],
+    change_log: ['workspace_id', 'server_version', 'op_id', 'table_name', 'pk', 'op', 'payload_json', 'clock', 'hlc', 'device_id', 'created_at'],
+    tombstones: ['workspace_id', 'table_name', 'pk', 'clock', 'hlc', 'op_id', 'deleted_at'],
+    ...(Object.fromEntries(
+      SYNCED_TABLES.map((t) => [`s_${t}`, ['id', 'workspace_id', 'data_json', 'deleted', 'clock', 'hlc', 'op_id', 'device_id', 'created_at', 'updated_at']]),
+    ) as Record<`s_${(typeof SYNCED_TABLES)[number]}`, string[]>),
+  },
+  syncOptional: {
+    auth_invites: ['id', 'workspace_id', 'status', 'role', 'token_hash', 'invited_by_user_id', 'created_at', 'expires_at'],
+  },
+  auth: {
+    basic_auth_accounts: ['id', 'email', 'password_hash', 'display_name', 'created_at'],
+  },
+} as const;
+
+/** Opens an OR3 SQLite file read-only, with an error that names the file and the flag. */
+function open(path: string, flag: string): DatabaseSync {
+  if (!existsSync(path)) throw new Error(`${path}: no such file (${flag})`);
+  try {
+    return new DatabaseSync(path, { readOnly: true });
+  } catch (err) {
+    throw new Error(`${path}: cannot be opened as an SQLite database (${flag}): ${(err as Error).message}`);
+  }
+}
+
+/** The missing tables and columns of `tables` in `db`, as messages naming the file, the table and the column. */
+function schemaProblems(db: DatabaseSync, path: string, tables: Record<string, readonly string[]>, optional = false): string[] {
+  const problems: string[] = [];
+  for (const [table, columns] of Object.entries(tables)) {
+    const present = new Set(
+      db
+        .prepare(`SELECT name FROM pragma_table_info(?)`)
+        .all(table)
+        .map((c) => String(c.name)),
+    );
+    if (present.size === 0) {
+      if (!optional) problems.push(`${path}: table ${table} is missing`);
+      continue;
+    }
+    for (const column of columns) if (!present.has(column)) problems.push(`${path}: table ${table} has no column ${column}`);
+  }
+  return problems;
+}
 
 export interface Problem {
   kind: string;
@@ -64,14 +119,18 @@ export class Or3Source {
   /** Non-UUID opIds replaced by derived UUIDs. */
   rewrittenOpIds = 0;
 
+  /** Opens both files and checks every table and column it will read; throws before anything is written. */
   constructor(syncPath: string, authPath: string | null) {
-    this.sync = new DatabaseSync(syncPath, { readOnly: true });
-    this.auth = authPath ? new DatabaseSync(authPath, { readOnly: true }) : null;
-    for (const table of ['users', 'auth_accounts', 'workspaces', 'workspace_members', 'change_log', 'tombstones', ...SYNCED_TABLES.map((t) => `s_${t}`)]) {
-      if (!this.#hasTable(this.sync, table)) throw new Error(`${syncPath} has no table ${table}: is it OR3's sync provider database (or3-provider-sqlite)?`);
+    this.sync = open(syncPath, '--or3-db');
+    this.auth = authPath ? open(authPath, '--or3-auth-db') : null;
+    const problems = [...schemaProblems(this.sync, syncPath, READS.sync), ...schemaProblems(this.sync, syncPath, READS.syncOptional, true)];
+    if (problems.length) problems.push(`(is ${syncPath} OR3's sync provider database, or3-provider-sqlite, migrated to 017?)`);
+    const authProblems = this.auth && authPath ? schemaProblems(this.auth, authPath, READS.auth) : [];
+    if (authProblems.length) authProblems.push(`(is ${authPath} OR3's basic-auth database, or3-provider-basic-auth?)`);
+    if (problems.length || authProblems.length) {
+      this.close();
+      throw new Error(`the OR3 database does not have what the importer reads:\n  ${[...problems, ...authProblems].join('\n  ')}`);
     }
-    if (this.auth && !this.#hasTable(this.auth, 'basic_auth_accounts'))
-      throw new Error(`${authPath} has no table basic_auth_accounts: is it OR3's basic-auth database (or3-provider-basic-auth)?`);
   }
 
   #hasTable(db: DatabaseSync, name: string) {
@@ -112,20 +171,31 @@ export class Or3Source {
           this.problems.push({
             kind: 'identity',
             key: `${id} ${l.provider}`,
-            reason: `no issuer known for provider "${l.provider}": pass --oidc-issuer ${l.provider}=<issuer URL>`,
+            reason: `no issuer known for provider "${l.provider}": the user is imported without this identity${u.email ? ` (with their email ${String(u.email)})` : ''}; pass --oidc-issuer ${l.provider}=<issuer URL> to keep it`,
           });
           continue;
         }
         identities.push({ provider: String(l.provider), issuer, subject: String(l.provider_user_id), ...(u.email ? { email: String(u.email) } : {}) });
       }
-      const email = normalize(str(account?.email) ?? (basic ? str(u.email) : null));
+      // A federated (e.g. Clerk) user keeps the email OR3 recorded for them. Only a password
+      // account's email may map an OR3 account onto the importing admin (see #user).
+      const email = normalize(str(account?.email) ?? str(u.email));
       out.push(
-        this.#user(id, email, str(account?.display_name) ?? str(u.display_name), str(account?.password_hash), identities, num(u.created_at) * 1000, admin),
+        this.#user(
+          id,
+          email,
+          str(account?.display_name) ?? str(u.display_name),
+          str(account?.password_hash),
+          identities,
+          num(u.created_at) * 1000,
+          admin,
+          basic !== undefined,
+        ),
       );
     }
     for (const [id, account] of accounts) {
       if (linked.has(id)) continue;
-      out.push(this.#user(id, normalize(str(account.email)), str(account.display_name), str(account.password_hash), [], num(account.created_at), admin));
+      out.push(this.#user(id, normalize(str(account.email)), str(account.display_name), str(account.password_hash), [], num(account.created_at), admin, true));
     }
     // An OR3 account mapped onto the importing admin brings only its identities: the server links
     // them to the admin only when the operator confirms it (--link-admin-identities), and reports
@@ -144,8 +214,9 @@ export class Or3Source {
     identities: Row[],
     createdAt: number,
     admin: { email: string; id: string },
+    passwordAccount: boolean,
   ): SourceUser {
-    const ours = email !== null && email === admin.email ? admin.id : id;
+    const ours = passwordAccount && email !== null && email === admin.email ? admin.id : id;
     this.userIds.set(id, ours);
     if (ours !== id) this.problems.push({ kind: 'note', key: id, reason: `OR3 account ${email} is the importing admin here: mapped onto ${admin.id}` });
     const line: Row = { type: 'user', id: ours, createdAt };

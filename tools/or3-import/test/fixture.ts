@@ -114,7 +114,7 @@ export function buildFixture(): Fixture {
   insertLink.run(randomUUID(), alice.id, 'basic-auth', alice.accountId!, t0);
   insertUser.run(bob.id, bob.email, 'Bob', t0 + 1);
   insertLink.run(randomUUID(), bob.id, 'basic-auth', bob.accountId!, t0 + 1);
-  insertUser.run(carol.id, null, 'Carol (Clerk)', t0 + 2);
+  insertUser.run(carol.id, carol.email, 'Carol (Clerk)', t0 + 2); // OR3 records a federated user's email from the provider's claims
   insertLink.run(randomUUID(), carol.id, 'clerk', carol.clerkId, t0 + 2);
   // dave registered but never opened the app: no users row, no auth_accounts row.
 
