@@ -19,7 +19,7 @@ import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
 import { workspaces } from './workspaces/routes';
 import { webhookRoutes } from './webhooks/routes';
-import { serviceApi, serviceTokenRoutes } from './service/routes';
+import { serviceApi, serviceBearer, servicePush, serviceTokenRoutes } from './service/routes';
 
 /** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
 const isSignedUrlPath = (path: string) => path.startsWith('/api/storage/blob/');
@@ -55,6 +55,12 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/workspaces/:id/service-tokens', serviceTokenRoutes);
   app.route('/api/admin/webhooks', webhookRoutes('deployment'));
   app.route('/api/admin', admin);
+  // A service token's push (docs/service-api.md) takes the service path into the same engine: the
+  // sync room stays unaware of service tokens.
+  app.use('/api/sync/push', async (c, next) => {
+    if (c.req.method === 'POST' && serviceBearer(c)) return servicePush(c);
+    await next();
+  });
   app.route('/api/sync', sync);
   app.route('/api/service', serviceApi);
   app.route('/api/storage', storageRoutes(storage));

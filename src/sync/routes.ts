@@ -21,7 +21,6 @@ import { issueTicket, readTicket } from './ws-ticket';
 import { declared, missingFlags } from './capabilities';
 import { DEVICE_ID_PATTERN } from '../../client/src/contract';
 import { audit } from '../audit/emit';
-import { serviceBearer, servicePush } from '../service/routes';
 
 /** The request as the object authorizes and rate-limits it. */
 async function caller(c: Context<AppEnv>, workspaceId: string, permission: Permission, name: SyncLimitName): Promise<SyncCaller> {
@@ -53,9 +52,7 @@ async function runGc(c: Context<AppEnv>, kind: 'tombstones' | 'change-log') {
 }
 
 export const sync = new Hono<AppEnv>()
-  .post('/push', async (c): Promise<Response> => {
-    // A service token's push (docs/service-api.md): stamped by the server, same engine.
-    if (serviceBearer(c)) return servicePush(c);
+  .post('/push', async (c) => {
     const body = await jsonBody(c, pushSchema);
     const workspaceId = body.scope.workspaceId;
     const call = await caller(c, workspaceId, 'write', 'push');

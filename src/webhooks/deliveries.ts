@@ -8,7 +8,22 @@
  * push path; an entry's id is `<eventId>:<hookId>`.
  */
 import { eventBody } from './events';
-import type { HookRow } from './registry';
+
+/** A webhook as stored in the object (drizzle/workspace.ts `webhooks`); the registry reads it, the log claims deliveries for it. */
+export type HookRow = {
+  id: string;
+  url: string;
+  events: string;
+  enabled: number;
+  secret: string;
+  previous_secret: string | null;
+  previous_until: number | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+  failing_since: number | null;
+  disabled_reason: string | null;
+};
 
 /** An outbox entry: `[eventId, serverVersion | null, event, hookIds]` (null: the body is in webhook_events). */
 export type OutboxEvent = [string, number | null, string, string[]];

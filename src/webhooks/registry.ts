@@ -10,6 +10,7 @@
  */
 import { logEvent } from '../http/logger';
 import * as log from './deliveries';
+import type { HookRow } from './deliveries';
 import { eventName, subscribed, type AppliedWrite } from './events';
 import { newSecret } from './signing';
 
@@ -20,21 +21,6 @@ export { DEPLOYMENT_OBJECT } from '../events/deployment';
 export const MAX_HOOKS = 20;
 /** Delivery log entries kept this long (OR3 keeps 72 h). */
 export const LOG_RETENTION_MS = 72 * 3600 * 1000;
-
-export type HookRow = {
-  id: string;
-  url: string;
-  events: string;
-  enabled: number;
-  secret: string;
-  previous_secret: string | null;
-  previous_until: number | null;
-  created_by: string;
-  created_at: number;
-  updated_at: number;
-  failing_since: number | null;
-  disabled_reason: string | null;
-};
 
 /** A hook as the API shows it: never its secret. */
 export interface HookView {
