@@ -13,6 +13,7 @@ import { requestContext } from './http/request-context';
 import { health } from './health/routes';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
+import { accountSelf, passwordReset } from './accounts/routes';
 import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
@@ -45,7 +46,9 @@ export function createApp(options: AppOptions = {}) {
 
   app.route('/api/health', health);
   app.route('/api/basic-auth', basicAuth);
+  app.route('/api/basic-auth', passwordReset);
   app.route('/api/auth', session);
+  app.route('/api/auth', accountSelf);
   app.route('/api/workspaces', workspaces);
   app.route('/api/admin', admin);
   app.route('/api/sync', sync);

@@ -9,6 +9,7 @@ import * as z from 'zod';
 import { audit } from '../audit/emit';
 import { archiveAdmin } from '../archive/admin';
 import { auditAdmin } from '../audit/routes';
+import { accountAdmin } from '../accounts/routes';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -56,6 +57,7 @@ export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
   .route('/', auditAdmin)
   .route('/', archiveAdmin)
+  .route('/', accountAdmin)
 
   .get('/users', async (c) => {
     const query = parseQuery(c);
