@@ -14,6 +14,7 @@ import { health } from './health/routes';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
 import { accountSelf, passwordReset } from './accounts/routes';
+import { or3WorkspaceAdmin } from './accounts/or3-workspace-admin';
 import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
@@ -50,6 +51,7 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/auth', session);
   app.route('/api/auth', accountSelf);
   app.route('/api/workspaces', workspaces);
+  app.route('/api/admin', or3WorkspaceAdmin); // before `admin`: workspace owners may use these too
   app.route('/api/admin', admin);
   app.route('/api/sync', sync);
   app.route('/api/storage', storageRoutes(storage));

@@ -40,6 +40,7 @@ export type AuditEventName =
   | 'admin.storage.committed'
   | 'workspace.permission_denied'
   | 'workspace.invite.revoked'
+  | 'workspace.invite.created'
   | 'storage.upload.rejected'
   | 'storage.file.deleted'
   | 'storage.gc.run'
