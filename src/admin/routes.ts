@@ -10,6 +10,7 @@ import { audit } from '../audit/emit';
 import { archiveAdmin } from '../archive/admin';
 import { auditAdmin } from '../audit/routes';
 import { accountAdmin } from '../accounts/routes';
+import { metricsAdmin } from './metrics';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -58,6 +59,7 @@ export const admin = new Hono<AppEnv>()
   .route('/', auditAdmin)
   .route('/', archiveAdmin)
   .route('/', accountAdmin)
+  .route('/', metricsAdmin)
 
   .get('/users', async (c) => {
     const query = parseQuery(c);
