@@ -27,7 +27,7 @@ const resetKey = (c: Context<AppEnv>) => `password-reset:${c.get('config').auth.
 export async function resetLink(c: Context<AppEnv>, userId: string, tokenVersion: number, now = Date.now()) {
   const expiresAt = now + RESET_TTL_MS;
   const token = await seal(resetKey(c), [userId, tokenVersion, expiresAt]);
-  const url = new URL('/admin/reset-password', c.req.url);
+  const url = new URL('/admin/reset.html', c.req.url);
   url.searchParams.set('token', token);
   return { resetUrl: url.toString(), expiresAt: new Date(expiresAt).toISOString() };
 }
