@@ -157,6 +157,19 @@ describe.skipIf(!haveBrowser)('admin console', () => {
     await audit.getByText('admin.user.password_reset').waitFor();
     await shot(admin.page, 'admin-audit');
 
+    // Deleting asks first and says what will happen to the workspaces the user alone owns.
+    await admin.page.getByRole('button', { name: 'Users' }).click();
+    await admin.page.getByLabel('Search users').fill(otherEmail);
+    await admin.page.getByRole('button', { name: 'Search' }).click();
+    const otherRow = admin.page.locator(`tr[data-user="${otherEmail}"]`);
+    await otherRow.waitFor();
+    let asked = '';
+    admin.page.once('dialog', (d) => ((asked = d.message()), void d.accept()));
+    await otherRow.getByRole('button', { name: 'Delete' }).click();
+    await admin.page.getByText(`${otherEmail} was deleted; 1 workspace(s)`).waitFor();
+    expect(asked).toContain(`1 workspace(s) owned only by ${otherEmail} will be deleted`);
+    expect(await sessionOf(other.page)).toBeNull();
+
     expect(problems).toEqual([]);
     for (const c of [user.context, other.context, admin.context, reset.context]) await c.close();
   });

@@ -19,7 +19,7 @@ import { clientIp, enforceLimit } from '../http/rate-limit';
 import { param } from '../workspaces/routes';
 import { memberWorkspaceIds } from '../workspaces/store';
 import { dispositionSchema, endEverywhere, openResetToken, removeAccount, resetLink } from './actions';
-import { changeEmail, disableUser, enableUser, endAllSessions, resetPassword, type Disposition } from './store';
+import { changeEmail, disableUser, enableUser, endAllSessions, resetPassword, soleOwnedWorkspaces, type Disposition } from './store';
 
 const SMALL = { maxBytes: 16 * 1024 };
 const userParam = (c: Context<AppEnv>) => param(c.req.param('id'), 'user id');
@@ -34,6 +34,19 @@ async function endSessions(c: Context<AppEnv>, userId: string): Promise<number> 
 }
 
 export const accountAdmin = new Hono<AppEnv>()
+  /** What a destructive action would touch: the workspaces this user alone owns, and where they are a member. */
+  .get('/users/:id', async (c) => {
+    const userId = userParam(c);
+    const user = await findUserById(c.env.DB, userId);
+    if (!user) throw notFound('No such user', 'no_user');
+    const [sole, memberOf] = await Promise.all([soleOwnedWorkspaces(c.env.DB, userId), memberWorkspaceIds(c.env.DB, userId)]);
+    return c.json({
+      user: { id: user.id, email: user.email, displayName: user.display_name, deploymentAdmin: user.is_admin === 1, disabled: user.disabled_at !== null },
+      soleOwnedWorkspaces: sole,
+      memberships: memberOf.length,
+    });
+  })
+
   .post('/users/:id/disable', async (c) => {
     const userId = userParam(c);
     const outcome = await disableUser(c.env.DB, userId);

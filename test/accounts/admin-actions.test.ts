@@ -161,6 +161,10 @@ describe('delete', () => {
     )
       .bind(crypto.randomUUID(), u.id, crypto.randomUUID())
       .run();
+    const preview = await (await call('GET', `/api/admin/users/${u.id}`, root.headers)).json<any>();
+    expect(preview).toMatchObject({ user: { id: u.id, email: u.email }, soleOwnedWorkspaces: [{ id: u.workspaceId, deleted: false }], memberships: 2 });
+    expect((await call('GET', `/api/admin/users/${crypto.randomUUID()}`, root.headers)).status).toBe(404);
+    expect((await call('GET', `/api/admin/users/${u.id}`, heir.headers)).status).toBe(403);
     const res = await call('DELETE', `/api/admin/users/${u.id}`, intent(root), { transferTo: heir.id });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ ok: true, workspaces: [u.workspaceId], transferredTo: heir.id });

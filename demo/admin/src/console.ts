@@ -178,8 +178,13 @@ function userRow(u: Json, out: HTMLElement, refresh: () => Promise<void>) {
       }),
       act(
         'Delete',
-        `Delete ${name}? Workspaces they alone own will be deleted (restorable by an admin); their sessions, identities and memberships go.`,
+        null,
         async () => {
+          const { soleOwnedWorkspaces: sole, memberships } = await api('GET', path);
+          const owned = sole.length
+            ? `${sole.length} workspace(s) owned only by ${name} will be deleted (restorable by an admin): ${sole.map((w: Json) => w.name).join(', ')}. `
+            : '';
+          if (!confirm(`Delete ${name}? ${owned}Their sessions, identities and ${memberships} membership(s) go.`)) return 'Nothing was deleted.';
           const r = await api('DELETE', path, { delete: true });
           return `${name} was deleted; ${r.workspaces.length} workspace(s) they alone owned were deleted.`;
         },
