@@ -7,5 +7,14 @@ import { defineConfig } from 'vite';
 export default defineConfig({
   root: import.meta.dirname,
   base: '/',
-  build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', sourcemap: true },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    sourcemap: true,
+    // The admin console (admin/) is its own small app in the same build: /admin/ and /admin/reset.html.
+    rollupOptions: {
+      input: { main: `${import.meta.dirname}/index.html`, admin: `${import.meta.dirname}/admin/index.html`, reset: `${import.meta.dirname}/admin/reset.html` },
+    },
+  },
 });

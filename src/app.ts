@@ -14,6 +14,8 @@ import { health } from './health/routes';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
 import { setup } from './setup/routes';
+import { accountSelf, passwordReset } from './accounts/routes';
+import { or3WorkspaceAdmin } from './accounts/or3-workspace-admin';
 import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
 import { sync } from './sync/routes';
@@ -48,12 +50,15 @@ export function createApp(options: AppOptions = {}) {
 
   app.route('/api/health', health);
   app.route('/api/basic-auth', basicAuth);
+  app.route('/api/basic-auth', passwordReset);
   app.route('/api/auth', session);
+  app.route('/api/auth', accountSelf);
   app.route('/api/setup', setup);
   app.route('/api/workspaces', workspaces);
   app.route('/api/workspaces/:id/webhooks', webhookRoutes('workspace'));
   app.route('/api/workspaces/:id/service-tokens', serviceTokenRoutes);
   app.route('/api/admin/webhooks', webhookRoutes('deployment'));
+  app.route('/api/admin', or3WorkspaceAdmin); // before `admin`: workspace owners may use these too
   app.route('/api/admin', admin);
   // A service token's push (docs/service-api.md) takes the service path into the same engine: the
   // sync room stays unaware of service tokens.

@@ -29,7 +29,8 @@ self.addEventListener('activate', (event) =>
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
-  if (request.method !== 'GET' || url.origin !== self.location.origin || url.pathname.startsWith('/api/')) return;
+  // The admin console (/admin/) is not part of the demo's offline shell.
+  if (request.method !== 'GET' || url.origin !== self.location.origin || url.pathname.startsWith('/api/') || url.pathname.startsWith('/admin/')) return;
   const key = request.mode === 'navigate' ? '/' : request;
   event.respondWith(
     (async () => {

@@ -9,6 +9,8 @@ import * as z from 'zod';
 import { audit } from '../audit/emit';
 import { archiveAdmin } from '../archive/admin';
 import { auditAdmin } from '../audit/routes';
+import { accountAdmin } from '../accounts/routes';
+import { metricsAdmin } from './metrics';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -56,6 +58,8 @@ export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
   .route('/', auditAdmin)
   .route('/', archiveAdmin)
+  .route('/', accountAdmin)
+  .route('/', metricsAdmin)
 
   .get('/users', async (c) => {
     const query = parseQuery(c);

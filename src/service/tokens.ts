@@ -112,6 +112,13 @@ export class ServiceTokens {
     return true;
   }
 
+  /** Revokes every live token `userId` created (their account was disabled or deleted); how many. */
+  revokeCreatedBy(userId: string, now: number): number {
+    const live = [...this.#all().values()].filter((t) => t.created_by === userId && t.revoked_at === null);
+    for (const token of live) this.revoke(token.id, now);
+    return live.length;
+  }
+
   /** The token's access for `scope`, or 401 (unknown, wrong secret, revoked, expired), 403 (scope), 429 (its rate limit). */
   authorize(credential: ServiceCredential, scope: Scope, perMinute: number, now: number): ServiceAccess | Failure {
     const token = this.#valid(credential, scope, now);

@@ -34,6 +34,7 @@ import { manageTokens, prepareServiceOps, read, type ReadReply, type ReadRequest
 import { ServerClock, type ServiceOp } from '../service/stamp';
 import type { ServiceCredential } from '../service/token';
 import { ServiceTokens, type Scope, type ServiceAccess } from '../service/tokens';
+import { Meter, type MeterReading } from './metrics';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
@@ -50,6 +51,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #clock = new ServerClock();
   /** Pokes: at once for a commit, at most every 250 ms for a streamed service write (src/service/coalesce.ts). */
   readonly #pokes = new PokeCoalescer((from, to, perUser) => this.#sockets.poke(from, to, perUser));
+  readonly #meter = new Meter(this.ctx.storage);
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
@@ -66,6 +68,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong')); // never wakes the object; presence.ts reads its time
   }
 
+  /** This workspace's usage counters (metrics.ts), for the admin roll-up. */
+  metrics(): MeterReading {
+    return this.#meter.read();
+  }
+
   /** Liveness probe for deep health checks: proves the object starts and its database answers. */
   ping(): { ok: true; migrations: number } {
     return { ok: true, migrations: migrationsApplied(this.#sql) };
@@ -78,7 +85,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   /** Authorization, then the caller's sync rate limit. */
   async #admit(caller: SyncCaller): Promise<({ ok: true } & Access) | Failure> {
     const access = await this.authorize(caller);
-    return access.ok ? (this.#limiter.refuse(caller, access.userId) ?? access) : access;
+    const admitted = access.ok ? (this.#limiter.refuse(caller, access.userId) ?? access) : access;
+    if (!admitted.ok) this.#meter.count(`refused_${admitted.code}`);
+    return admitted;
   }
   /**
    * Whether a sync request would be admitted, without counting it: a socket asks this before it
@@ -124,6 +133,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (!outcome.ok) return outcome;
     if (events > 0 || this.#webhooks.leftOver()) this.ctx.waitUntil(this.#webhooks.flush(workspaceId));
     logConflicts(workspaceId, outcome.conflicts);
+    this.#meter.counted(['ops_pushed', ops.length], ['bytes_in', ops.reduce((n, op) => n + op.bytes, 0)]);
     const { results, serverVersion, allocated } = outcome;
     const perUser = ops.some((op) => op.tableName === 'notifications');
     // Synchronously after the transaction: the range holds exactly this push's changes.
@@ -138,7 +148,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
     // A read: one implicit transaction is enough, and no await separates its statements.
-    return readerRefusal(this.#sql, input.missing ?? 0, input.tables) ?? { ok: true, ...pull(this.#sql, { ...input, userId: access.userId }) };
+    const refused = readerRefusal(this.#sql, input.missing ?? 0, input.tables);
+    if (refused) return refused;
+    const page = pull(this.#sql, { ...input, userId: access.userId });
+    this.#meter.counted(['ops_pulled', page.count], ['bytes_out', page.changesJson.length]);
+    return { ok: true, ...page };
   }
   async updateCursor(caller: SyncCaller, input: { deviceId: string; version: number }): Promise<{ ok: true } | Failure> {
     const access = await this.#admit(caller);
@@ -338,7 +352,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   closeSockets(userId?: string): number {
     return this.#sockets.close(4003, 'Access to this workspace was revoked', userId);
   }
-  closeSessionSockets(input: { userId: string; sessionId?: string }): number {
+  /** `endServiceTokens`: the account itself ended (disabled, deleted), so the service tokens it created end too (docs/admin.md). */
+  closeSessionSockets(input: { userId: string; sessionId?: string; endServiceTokens?: boolean }): number {
+    if (input.endServiceTokens) this.#service.revokeCreatedBy(input.userId, Date.now());
     return this.#sockets.closeSession(input);
   }
   /** Presence and sync over the socket (sockets.ts); "ping" is answered by the auto-response without waking the object. */

@@ -317,12 +317,12 @@ export async function inviteIsClaimable(db: D1Database, tokenHash: string, now =
 
 export async function createInvite(
   db: D1Database,
-  input: { workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number },
+  input: { id?: string; workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number },
   now = Date.now(),
 ) {
   await db
     .prepare('INSERT INTO invites (id, workspace_id, role, token_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-    .bind(crypto.randomUUID(), input.workspaceId, input.role, input.tokenHash, input.createdBy, now, input.expiresAt)
+    .bind(input.id ?? crypto.randomUUID(), input.workspaceId, input.role, input.tokenHash, input.createdBy, now, input.expiresAt)
     .run();
 }
 
