@@ -31,7 +31,7 @@ const STATUS: Record<string, number> = {
 };
 
 export interface PushReply {
-  results: { opId: string; success: boolean; serverVersion?: number; error?: string; errorCode?: string }[];
+  results: { opId: string; success: boolean; serverVersion?: number; error?: string; errorCode?: string; applied?: boolean }[];
   serverVersion: number;
 }
 
@@ -85,7 +85,9 @@ export class SocketSync {
   /** Pushes a batch over the socket; `SocketUnavailable` when it cannot (then push over HTTP). */
   async push(ops: unknown[]): Promise<PushReply> {
     const id = this.#id('push');
-    const reply = await this.#request(id, { type: 'push', id, ops });
+    // `echo: false`: our own changes do not come back in this socket's poke (it still moves the
+    // cursor); the push-result says what became of each op (push.ts marks them as the server's).
+    const reply = await this.#request(id, { type: 'push', id, ops, echo: false });
     return reply as unknown as PushReply;
   }
 

@@ -88,6 +88,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     ops: PreparedOp[],
     quotaBytes: number,
     missing = 0,
+    /** In-process only: the socket that pushed and asked not to hear its own changes back (socket-sync.ts). */
+    pusher?: WebSocket,
   ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
@@ -97,7 +99,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const { results, serverVersion, allocated } = outcome;
     const perUser = ops.some((op) => op.tableName === 'notifications');
     // Synchronously after the transaction: the range holds exactly this push's changes.
-    if (allocated > 0) this.#sockets.poke(serverVersion - allocated, serverVersion, perUser);
+    if (allocated > 0)
+      this.#sockets.poke(serverVersion - allocated, serverVersion, perUser, outcome.poke && { ...outcome.poke, userId: access.userId }, pusher);
     if (allocated > 0) await armGc(this.ctx.storage);
     return { ok: true, results, serverVersion };
   }

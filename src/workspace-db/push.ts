@@ -12,6 +12,7 @@ import { uncommittedUnderIntent } from './intents';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
+import { pokeFromOps, type PokeChanges } from './poke';
 
 /** The revision last-write-wins compares (the wire contract's, shared with the SDK). */
 export type { Revision } from '../../client/src/contract';
@@ -55,6 +56,8 @@ export interface PushOutcome {
   serverVersion: number;
   allocated: number;
   conflicts: ConflictEvent[];
+  /** The commit's changes for its poke, built from the ops (poke.ts); null: read them back. */
+  poke: PokeChanges | null;
 }
 
 const NOTIFICATIONS = 'notifications';
@@ -263,7 +266,8 @@ export function applyPush(
   ops.forEach((op, i) => {
     if (op.clientOpId !== undefined) results[i]!.opId = op.clientOpId;
   });
-  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts };
+  const poke = head !== start ? pokeFromOps(winners, touched) : null;
+  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts, poke };
 }
 
 type WinnerRow = { pk: string; payload: string | null; clock: number; hlc: string; op_id: string; deleted: number; deleted_at: number | null };

@@ -57,7 +57,13 @@ export interface PullStream {
 export interface SyncMethods {
   /** Would this request be admitted (authorization, rate limit), without counting it. */
   screen(caller: SyncCaller): Promise<Failure | null>;
-  push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
+  /** `quiet`: the pushing socket does not hear its own changes back (its poke carries none). */
+  push(
+    caller: SyncCaller,
+    ops: PreparedOp[],
+    quotaBytes: number,
+    quiet?: boolean,
+  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
   pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure>;
 }
 
@@ -91,7 +97,7 @@ const LEADING_PUSH_ID = /^\{\s*"type"\s*:\s*"push"\s*,\s*"id"\s*:\s*"([^"\\]{1,6
  * Screens a large frame before anything parses it, then parses it: the message, or null when it
  * was refused (the refusal sent, with the frame's id when it starts the way the SDK writes pushes).
  */
-export async function admitLargeFrame(methods: SyncMethods, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
+export async function admitLargeFrame(methods: Pick<SyncMethods, 'screen'>, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
   const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
   const settings = read().sync;
   const refused = settings
@@ -178,7 +184,7 @@ async function push(methods: SyncMethods, settings: SocketSyncSettings, message:
     if (err instanceof ApiError) return send(errorMessage(message.id, err));
     throw err;
   }
-  const result = await methods.push(caller, ops, settings.quotaBytes);
+  const result = await methods.push(caller, ops, settings.quotaBytes, message.echo === false);
   if (!result.ok) return send(errorMessage(message.id, result));
   send(JSON.stringify({ type: 'push-result', id: message.id, results: result.results, serverVersion: result.serverVersion }));
 }
