@@ -146,7 +146,6 @@ export async function handleSyncMessage(
       write({ stream: null, owed: debt });
       return close(1008, `More than ${SOCKET_SYNC_LIMITS.maxUnackedBytes} bytes of pages unacknowledged`);
     }
-    write({ owed: debt });
     const stream: PullStream = {
       id: message.id,
       cursor: message.cursor,
@@ -163,7 +162,6 @@ export async function handleSyncMessage(
   // Pages arrive in order: an acknowledged page means everything sent before it arrived too.
   const debt = left.length < stream.unacked.length ? 0 : owed;
   stream.unacked = left;
-  write({ owed: debt });
   return streamPages(methods, settings, stream, debt, write, send);
 }
 
@@ -191,7 +189,8 @@ async function push(methods: SyncMethods, settings: SocketSyncSettings, message:
 
 /**
  * Sends pages until the head, or until `window` pages (or, with the socket's debt, the byte cap)
- * wait for an ack; the stream is then kept for the ack.
+ * wait for an ack; the stream is then kept for the ack. The attachment is written once, on the
+ * way out, with the debt too (a write costs about as much as building a small page).
  */
 async function streamPages(
   methods: SyncMethods,
@@ -205,7 +204,7 @@ async function streamPages(
   while (stream.unacked.length < stream.window && owed + unackedBytes(stream) < SOCKET_SYNC_LIMITS.maxUnackedBytes) {
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
-      write({ stream: null });
+      write({ stream: null, owed });
       return send(errorMessage(stream.id, page));
     }
     const tail = JSON.stringify({
@@ -217,11 +216,11 @@ async function streamPages(
     const text = `{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`;
     send(text);
     if (!page.hasMore) {
-      write({ stream: null });
+      write({ stream: null, owed });
       return;
     }
     stream.cursor = page.nextCursor;
     stream.unacked.push({ cursor: page.nextCursor, bytes: text.length });
   }
-  write({ stream });
+  write({ stream, owed });
 }
