@@ -53,6 +53,29 @@ function recordingSocket(frames: string[]) {
   } as unknown as new (url: string) => WebSocketLike;
 }
 
+/** A WebSocket in front of a server from before `echo`: a push carrying it is refused as that server did. */
+function serverWithoutEcho(refused: string[]) {
+  return class OlderServer extends WebSocket {
+    #handler: ((ev: MessageEvent) => void) | null = null;
+    override send(data: string) {
+      const msg = String(data).startsWith('{') ? JSON.parse(String(data)) : null;
+      if (msg?.type === 'push' && 'echo' in msg) {
+        refused.push(msg.id);
+        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: "Unknown field 'echo'" };
+        return void setTimeout(() => this.#handler?.(new MessageEvent('message', { data: JSON.stringify(reply) })), 0);
+      }
+      super.send(data);
+    }
+    override set onmessage(handler: ((ev: MessageEvent) => void) | null) {
+      this.#handler = handler;
+      super.onmessage = handler;
+    }
+    override get onmessage() {
+      return super.onmessage;
+    }
+  } as unknown as new (url: string) => WebSocketLike;
+}
+
 async function twoDevices(optionsB: Parameters<typeof device>[1] = {}) {
   const email = uniqueEmail();
   const a = device(ctx.server);
@@ -103,6 +126,21 @@ describe('sync over the socket', () => {
     await wsA.syncNow();
     await until(async () => (await wsB.db.messages.get('e1'))?.data === 'edited by A', 10_000, 'B to get the edit');
     expect(conflicts).toEqual([]);
+  });
+
+  it('against a server from before `echo`, the push is sent again without it and nothing is refused', async () => {
+    const refused: string[] = [];
+    const { b, wsA, wsB } = await twoDevices({ WebSocket: serverWithoutEcho(refused) });
+    const before = httpSync(b.calls);
+    await wsB.db.messages.bulkPut([messageRow('o1'), messageRow('o2')]);
+    await wsB.syncNow();
+    await wsB.db.messages.put(messageRow('o3'));
+    await wsB.syncNow();
+    expect(refused).toHaveLength(1); // asked once; later pushes go without the field
+    expect(wsB.status.pending).toBe(0);
+    expect(wsB.status.failed).toBe(0);
+    expect(httpSync(b.calls)).toBe(before);
+    await until(async () => (await ids(wsA)).length === 3, 10_000, 'A to get them');
   });
 
   it('a socket that drops mid-push falls back to HTTP; the op is stored once', async () => {
