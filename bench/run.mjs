@@ -374,7 +374,8 @@ const scenarios = {
     let n = 0;
     const pushOver = async (socket, count, batch) => {
       for (let done = 0; done < count; done += batch) {
-        await socket.request({ type: 'push', id: `p${++n}`, ops: Array.from({ length: Math.min(batch, count - done) }, () => op()) });
+        // `echo: false`, as the SDK sends it: the pusher's poke carries none of its own changes.
+        await socket.request({ type: 'push', id: `p${++n}`, echo: false, ops: Array.from({ length: Math.min(batch, count - done) }, () => op()) });
       }
     };
     for (const batch of [100, 1000]) {

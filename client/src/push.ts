@@ -140,19 +140,32 @@ async function pushBatch(ctx: PushContext, batch: PendingOp[]) {
   const res = await pushOnce(ctx, ops);
   const byId = new Map(batch.map((op) => [op.opId, op]));
   const accepted: number[] = [];
+  /** Ops the server holds as their key's winner: what the echo of our own change would have told us. */
+  const held: PendingOp[] = [];
   const refused: { op: PendingOp; error: { code: string; message: string } }[] = [];
   for (const result of res.results) {
     const op = byId.get(result.opId);
     if (!op) continue;
     if (result.success) accepted.push(op.seq!);
-    else refused.push({ op, error: { code: result.errorCode ?? 'REJECTED', message: result.error ?? 'The server refused this change' } });
+    if (result.success && result.applied === true) held.push(op);
+    else if (!result.success) refused.push({ op, error: { code: result.errorCode ?? 'REJECTED', message: result.error ?? 'The server refused this change' } });
   }
-  await db.pending_ops.bulkDelete(accepted);
+  await db.transaction('rw', [db.pending_ops, db.revisions], async () => {
+    await db.pending_ops.bulkDelete(accepted);
+    // A socket push hears no echo of its own changes (socket-sync.ts): their revisions stop
+    // being local edits here, as applying the echo would do (apply.ts).
+    const known = await db.revisions.bulkGet(held.map((op) => [op.tableName, op.pk] as [string, string]));
+    const settled = known.filter((r, i) => r?.local && r.opId === held[i]!.opId).map((r) => ({ ...r!, local: false }));
+    if (settled.length) await db.revisions.bulkPut(settled);
+  });
   if (refused.length) await reject(ctx, refused);
 }
 
 /** Over the socket while it is live, else (or when it goes away mid-request) over HTTP: the ops' opIds make a second send idempotent. */
-async function pushOnce(ctx: PushContext, ops: unknown[]): Promise<{ results: { opId: string; success: boolean; error?: string; errorCode?: string }[] }> {
+async function pushOnce(
+  ctx: PushContext,
+  ops: unknown[],
+): Promise<{ results: { opId: string; success: boolean; error?: string; errorCode?: string; applied?: boolean }[] }> {
   if (ctx.socket) {
     try {
       return await ctx.socket.push(ops);

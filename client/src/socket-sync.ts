@@ -31,7 +31,7 @@ const STATUS: Record<string, number> = {
 };
 
 export interface PushReply {
-  results: { opId: string; success: boolean; serverVersion?: number; error?: string; errorCode?: string }[];
+  results: { opId: string; success: boolean; serverVersion?: number; error?: string; errorCode?: string; applied?: boolean }[];
   serverVersion: number;
 }
 
@@ -82,11 +82,23 @@ export class SocketSync {
     }
   }
 
+  /** Whether pushes ask not to hear their own changes back (false once a server refused the field). */
+  #echoless = true;
+
   /** Pushes a batch over the socket; `SocketUnavailable` when it cannot (then push over HTTP). */
   async push(ops: unknown[]): Promise<PushReply> {
     const id = this.#id('push');
-    const reply = await this.#request(id, { type: 'push', id, ops });
-    return reply as unknown as PushReply;
+    // `echo: false`: our own changes do not come back in this socket's poke (it still moves the
+    // cursor); the push-result says what became of each op (push.ts marks them as the server's).
+    // A server from before the field refuses it as unknown: then push as before, with the echo.
+    try {
+      const reply = await this.#request(id, { type: 'push', id, ops, ...(this.#echoless ? { echo: false } : {}) });
+      return reply as unknown as PushReply;
+    } catch (err) {
+      if (!this.#echoless || !(err instanceof Or3Error) || err.code !== 'invalid_body' || !err.message.includes("'echo'")) throw err;
+      this.#echoless = false;
+      return this.push(ops);
+    }
   }
 
   /**

@@ -36,6 +36,46 @@ function faultySocket(fault: Fault) {
   } as unknown as new (url: string) => WebSocketLike;
 }
 
+/** A WebSocket that records every frame it receives. */
+function recordingSocket(frames: string[]) {
+  return class RecordingSocket extends WebSocket {
+    override set onmessage(handler: ((ev: MessageEvent) => void) | null) {
+      super.onmessage =
+        handler &&
+        ((ev: MessageEvent) => {
+          frames.push(String(ev.data));
+          handler(ev);
+        });
+    }
+    override get onmessage() {
+      return super.onmessage;
+    }
+  } as unknown as new (url: string) => WebSocketLike;
+}
+
+/** A WebSocket in front of a server from before `echo`: a push carrying it is refused as that server did. */
+function serverWithoutEcho(refused: string[]) {
+  return class OlderServer extends WebSocket {
+    #handler: ((ev: MessageEvent) => void) | null = null;
+    override send(data: string) {
+      const msg = String(data).startsWith('{') ? JSON.parse(String(data)) : null;
+      if (msg?.type === 'push' && 'echo' in msg) {
+        refused.push(msg.id);
+        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: "Unknown field 'echo'" };
+        return void setTimeout(() => this.#handler?.(new MessageEvent('message', { data: JSON.stringify(reply) })), 0);
+      }
+      super.send(data);
+    }
+    override set onmessage(handler: ((ev: MessageEvent) => void) | null) {
+      this.#handler = handler;
+      super.onmessage = handler;
+    }
+    override get onmessage() {
+      return super.onmessage;
+    }
+  } as unknown as new (url: string) => WebSocketLike;
+}
+
 async function twoDevices(optionsB: Parameters<typeof device>[1] = {}) {
   const email = uniqueEmail();
   const a = device(ctx.server);
@@ -62,6 +102,45 @@ describe('sync over the socket', () => {
     expect(await ids(wsB)).toEqual(['s1', 's2']);
     expect(wsA.status.pending).toBe(0);
     expect([httpSync(a.calls) - beforeA, httpSync(b.calls) - beforeB]).toEqual([0, 0]);
+  });
+
+  it('the pusher hears no echo of its own changes, yet its cursor reaches the head, its rows stop being local edits, and a later remote edit is no conflict', async () => {
+    const frames: string[] = [];
+    const { b, wsA, wsB } = await twoDevices({ WebSocket: recordingSocket(frames) });
+    const conflicts: unknown[] = [];
+    wsB.on('conflict', (c) => conflicts.push(c));
+    const before = httpSync(b.calls);
+    await wsB.db.messages.bulkPut([messageRow('e1', { data: 'echo-test' }), messageRow('e2', { data: 'echo-test' })]);
+    await wsB.syncNow();
+    const result = frames.map((f) => JSON.parse(f)).find((m) => m.type === 'push-result');
+    expect(result?.results.map((r: { applied: boolean }) => r.applied)).toEqual([true, true]);
+    // B's cursor is at the head with no pull, and nothing it received repeats its rows.
+    expect((await engineOf(wsB).sync.state()).cursor).toBe(result.serverVersion);
+    expect(frames.filter((f) => f.includes('echo-test'))).toEqual([]);
+    expect(httpSync(b.calls)).toBe(before);
+    const revision = await engineOf(wsB).db.revisions.get(['messages', 'e1']);
+    expect(revision).toMatchObject({ local: false });
+    // A sees them, edits one; B gets the edit as a remote change, not a conflict.
+    await until(async () => (await ids(wsA)).includes('e2'), 10_000, 'A to get them');
+    await wsA.db.messages.update('e1', { data: 'edited by A' });
+    await wsA.syncNow();
+    await until(async () => (await wsB.db.messages.get('e1'))?.data === 'edited by A', 10_000, 'B to get the edit');
+    expect(conflicts).toEqual([]);
+  });
+
+  it('against a server from before `echo`, the push is sent again without it and nothing is refused', async () => {
+    const refused: string[] = [];
+    const { b, wsA, wsB } = await twoDevices({ WebSocket: serverWithoutEcho(refused) });
+    const before = httpSync(b.calls);
+    await wsB.db.messages.bulkPut([messageRow('o1'), messageRow('o2')]);
+    await wsB.syncNow();
+    await wsB.db.messages.put(messageRow('o3'));
+    await wsB.syncNow();
+    expect(refused).toHaveLength(1); // asked once; later pushes go without the field
+    expect(wsB.status.pending).toBe(0);
+    expect(wsB.status.failed).toBe(0);
+    expect(httpSync(b.calls)).toBe(before);
+    await until(async () => (await ids(wsA)).length === 3, 10_000, 'A to get them');
   });
 
   it('a socket that drops mid-push falls back to HTTP; the op is stored once', async () => {

@@ -127,7 +127,8 @@ export const SOCKET_SYNC_LIMITS = {
 } as const;
 const messageId = z.string().min(1).max(SOCKET_SYNC_LIMITS.idLength);
 export const socketSyncMessage = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('push'), id: messageId, ops: opsSchema(SOCKET_SYNC_LIMITS.maxOps) }),
+  // `echo: false`: the pusher's poke carries none of its own changes (its push-result answers for them).
+  z.strictObject({ type: z.literal('push'), id: messageId, ops: opsSchema(SOCKET_SYNC_LIMITS.maxOps), echo: z.literal(false).optional() }),
   z.strictObject({
     type: z.literal('pull'),
     id: messageId,

@@ -35,6 +35,7 @@ import { ServerClock, type ServiceOp } from '../service/stamp';
 import type { ServiceCredential } from '../service/token';
 import { ServiceTokens, type Scope, type ServiceAccess } from '../service/tokens';
 import { Meter, type MeterReading } from './metrics';
+import type { PokeChanges } from './poke';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
@@ -50,7 +51,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #service = new ServiceTokens(this.ctx.storage.sql);
   readonly #clock = new ServerClock();
   /** Pokes: at once for a commit, at most every 250 ms for a streamed service write (src/service/coalesce.ts). */
-  readonly #pokes = new PokeCoalescer((from, to, perUser) => this.#sockets.poke(from, to, perUser));
+  readonly #pokes = new PokeCoalescer<{ built: PokeChanges & { userId: string }; pusher: WebSocket | undefined }>((from, to, perUser, exact) =>
+    this.#sockets.poke(from, to, perUser, exact?.built ?? null, exact?.pusher),
+  );
   readonly #meter = new Meter(this.ctx.storage);
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
@@ -112,18 +115,27 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     ops: PreparedOp[],
     quotaBytes: number,
     missing = 0,
+    /** In-process only: the socket that pushed and asked not to hear its own changes back (socket-sync.ts). */
+    pusher?: WebSocket,
   ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
-    return this.#commit(caller.workspaceId, ops, access.userId, quotaBytes, false, missing);
+    return this.#commit(caller.workspaceId, ops, access.userId, quotaBytes, { stream: false, missing, pusher });
   }
   /**
    * One push transaction, for a device or a service token: webhook events for its winners are
    * recorded in the same transaction and sent after it (never awaited here); a streamed write
    * (`stream`) pokes through the coalescer and raises no events until its final put. `missing`:
-   * the capability flags the pusher lacks (0 for a service token, which declares them all).
+   * the capability flags the pusher lacks (0 for a service token, which declares them all);
+   * `pusher`: the socket that asked not to hear its own changes back.
    */
-  async #commit(workspaceId: string, ops: PreparedOp[], userId: string, quotaBytes: number, stream: boolean, missing = 0) {
+  async #commit(
+    workspaceId: string,
+    ops: PreparedOp[],
+    userId: string,
+    quotaBytes: number,
+    { stream, missing = 0, pusher }: { stream: boolean; missing?: number; pusher?: WebSocket },
+  ) {
     let events = 0;
     const outcome = this.ctx.storage.transactionSync(() => {
       const applied = applyPush(this.#sql, ops, userId, Date.now(), quotaBytes, missing);
@@ -137,7 +149,10 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const { results, serverVersion, allocated } = outcome;
     const perUser = ops.some((op) => op.tableName === 'notifications');
     // Synchronously after the transaction: the range holds exactly this push's changes.
-    if (allocated > 0) this.#pokes.committed(serverVersion - allocated, serverVersion, perUser, stream);
+    if (allocated > 0) {
+      const exact = outcome.poke && { built: { ...outcome.poke, userId }, pusher };
+      this.#pokes.committed(serverVersion - allocated, serverVersion, perUser, stream, exact);
+    }
     if (allocated > 0) await armGc(this.ctx.storage);
     return { ok: true as const, results, serverVersion };
   }
@@ -340,7 +355,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     // Checked again after the await: a revocation that arrived meanwhile wins.
     const revoked = this.#service.stillValid(credential, 'write', Date.now());
     if (revoked) return revoked;
-    const outcome = await this.#commit(workspaceId, prepared, access.actor, options.quotaBytes, options.stream);
+    const outcome = await this.#commit(workspaceId, prepared, access.actor, options.quotaBytes, { stream: options.stream });
     return outcome.ok ? { ...outcome, token: access } : outcome;
   }
 

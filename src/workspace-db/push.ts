@@ -12,6 +12,7 @@ import { uncommittedUnderIntent } from './intents';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
+import { pokeFromOps, type PokeChanges } from './poke';
 
 /** The revision last-write-wins compares (the wire contract's, shared with the SDK). */
 export type { Revision } from '../../client/src/contract';
@@ -64,6 +65,8 @@ export interface PushOutcome {
   conflicts: ConflictEvent[];
   /** What this batch changed, for webhooks (src/webhooks/): losers and replays are not here. */
   applied: AppliedWrite[];
+  /** The commit's changes for its poke, built from the ops (poke.ts); null: read them back. */
+  poke: PokeChanges | null;
 }
 
 const NOTIFICATIONS = 'notifications';
@@ -272,7 +275,8 @@ export function applyPush(
   ops.forEach((op, i) => {
     if (op.clientOpId !== undefined) results[i]!.opId = op.clientOpId;
   });
-  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts, applied: [...winners.values()] };
+  const poke = head !== start ? pokeFromOps(winners, touched) : null;
+  return { ok: true, results, serverVersion: head, allocated: head - start, conflicts, applied: [...winners.values()], poke };
 }
 
 type WinnerRow = { pk: string; payload: string | null; clock: number; hlc: string; op_id: string; deleted: number; deleted_at: number | null };

@@ -57,7 +57,13 @@ export interface PullStream {
 export interface SyncMethods {
   /** Would this request be admitted (authorization, rate limit), without counting it. */
   screen(caller: SyncCaller): Promise<Failure | null>;
-  push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
+  /** `quiet`: the pushing socket does not hear its own changes back (its poke carries none). */
+  push(
+    caller: SyncCaller,
+    ops: PreparedOp[],
+    quotaBytes: number,
+    quiet?: boolean,
+  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
   pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure>;
 }
 
@@ -91,7 +97,7 @@ const LEADING_PUSH_ID = /^\{\s*"type"\s*:\s*"push"\s*,\s*"id"\s*:\s*"([^"\\]{1,6
  * Screens a large frame before anything parses it, then parses it: the message, or null when it
  * was refused (the refusal sent, with the frame's id when it starts the way the SDK writes pushes).
  */
-export async function admitLargeFrame(methods: SyncMethods, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
+export async function admitLargeFrame(methods: Pick<SyncMethods, 'screen'>, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
   const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
   const settings = read().sync;
   const refused = settings
@@ -140,7 +146,6 @@ export async function handleSyncMessage(
       write({ stream: null, owed: debt });
       return close(1008, `More than ${SOCKET_SYNC_LIMITS.maxUnackedBytes} bytes of pages unacknowledged`);
     }
-    write({ owed: debt });
     const stream: PullStream = {
       id: message.id,
       cursor: message.cursor,
@@ -157,7 +162,6 @@ export async function handleSyncMessage(
   // Pages arrive in order: an acknowledged page means everything sent before it arrived too.
   const debt = left.length < stream.unacked.length ? 0 : owed;
   stream.unacked = left;
-  write({ owed: debt });
   return streamPages(methods, settings, stream, debt, write, send);
 }
 
@@ -178,14 +182,15 @@ async function push(methods: SyncMethods, settings: SocketSyncSettings, message:
     if (err instanceof ApiError) return send(errorMessage(message.id, err));
     throw err;
   }
-  const result = await methods.push(caller, ops, settings.quotaBytes);
+  const result = await methods.push(caller, ops, settings.quotaBytes, message.echo === false);
   if (!result.ok) return send(errorMessage(message.id, result));
   send(JSON.stringify({ type: 'push-result', id: message.id, results: result.results, serverVersion: result.serverVersion }));
 }
 
 /**
  * Sends pages until the head, or until `window` pages (or, with the socket's debt, the byte cap)
- * wait for an ack; the stream is then kept for the ack.
+ * wait for an ack; the stream is then kept for the ack. The attachment is written once, on the
+ * way out, with the debt too (a write costs about as much as building a small page).
  */
 async function streamPages(
   methods: SyncMethods,
@@ -199,7 +204,7 @@ async function streamPages(
   while (stream.unacked.length < stream.window && owed + unackedBytes(stream) < SOCKET_SYNC_LIMITS.maxUnackedBytes) {
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
-      write({ stream: null });
+      write({ stream: null, owed });
       return send(errorMessage(stream.id, page));
     }
     const tail = JSON.stringify({
@@ -211,11 +216,11 @@ async function streamPages(
     const text = `{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`;
     send(text);
     if (!page.hasMore) {
-      write({ stream: null });
+      write({ stream: null, owed });
       return;
     }
     stream.cursor = page.nextCursor;
     stream.unacked.push({ cursor: page.nextCursor, bytes: text.length });
   }
-  write({ stream });
+  write({ stream, owed });
 }

@@ -7,7 +7,8 @@
  */
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
-import type { AccessCache, ShardCaller } from './access';
+import type { AccessCache, ShardCaller, SyncCaller } from './access';
+import type { PreparedOp } from '../sync/protocol';
 import {
   admitLargeFrame,
   handleSyncMessage,
@@ -20,6 +21,7 @@ import {
 import { armSweep } from './alarm';
 import { headVersion } from './meta';
 import { Presence, presenceFields, type PresenceAttachment } from './presence';
+import type { PokeChanges } from './poke';
 import { pull } from './reads';
 
 /** One member cannot take all of the object's WebSocket slots. */
@@ -71,7 +73,9 @@ export class WorkspaceSockets {
     private readonly ctx: DurableObjectState,
     private readonly access: AccessCache,
     /** The object's own push and pull, for sync over the socket (socket-sync.ts). */
-    private readonly sync?: SyncMethods,
+    private readonly sync?: Omit<SyncMethods, 'push'> & {
+      push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, missing?: number, pusher?: WebSocket): ReturnType<SyncMethods['push']>;
+    },
   ) {
     this.#presence = new Presence(ctx, {
       fresh: (a, now) => confirmed(a as SocketAttachment, now),
@@ -264,8 +268,15 @@ export class WorkspaceSockets {
   }
 
   #sync(ws: WebSocket, parsed: object): Promise<void> {
+    const sync = this.sync!;
+    // This socket's push names it, so its own poke can leave its changes out (see poke).
+    const methods: SyncMethods = {
+      screen: (caller) => sync.screen(caller),
+      pull: (caller, input) => sync.pull(caller, input),
+      push: (caller, ops, quotaBytes, quiet) => sync.push(caller, ops, quotaBytes, 0, quiet ? ws : undefined),
+    };
     return handleSyncMessage(
-      this.sync!,
+      methods,
       parsed,
       () => attachmentOf(ws) ?? {},
       (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
@@ -287,39 +298,55 @@ export class WorkspaceSockets {
    * (`fromVersion`, `changes`: what a pull from `fromVersion` would return to that socket's
    * user), so a device whose cursor is `fromVersion` applies them without a pull; otherwise, or
    * with too many users to filter notifications for, the poke is `{ type, serverVersion }` only.
-   * Sends are held by the output gate until the commit is durable.
+   * `built`: the changes as the push built them from its ops (poke.ts), else they are read back.
+   * `pusher`: the socket that pushed and asked not to hear its own changes (docs/sync.md "Sync
+   * over the socket"): its push-result says what became of each op, so its poke carries none,
+   * whatever the commit's size, and still moves its cursor. Sends are held by the output gate
+   * until the commit is durable.
    */
-  poke(fromVersion: number, serverVersion: number, perUser: boolean) {
+  poke(fromVersion: number, serverVersion: number, perUser: boolean, built: (PokeChanges & { userId: string }) | null = null, pusher?: WebSocket) {
     const sockets = this.ctx.getWebSockets();
     if (!sockets.length) return;
     const plain = JSON.stringify({ type: 'poke', serverVersion });
+    const withChanges = (changesJson: string) => `{"type":"poke","serverVersion":${serverVersion},"fromVersion":${fromVersion},"changes":${changesJson}}`;
     const now = Date.now();
     // Each socket's user while its membership confirmation is fresh; null: send a plain poke.
     const users = sockets.map((ws) => {
       const attachment = attachmentOf(ws);
       return attachment?.userId && confirmed(attachment, now) ? attachment.userId : null;
     });
-    const carry = !perUser || new Set(users).size <= POKE_MAX_USERS;
     const messages = new Map<string, string>();
-    const messageFor = (userId: string): string => {
-      if (!carry) return plain;
-      // Only notifications differ between users; without any, one page serves every socket.
-      const key = perUser ? userId : '';
-      let text = messages.get(key);
-      if (text === undefined) {
-        const page = pull(this.ctx.storage.sql, { cursor: fromVersion, limit: serverVersion - fromVersion, userId }, POKE_CHANGE_BYTES);
-        const small = !page.requiresSnapshot && !page.hasMore && page.changesJson.length <= 2 * POKE_CHANGE_BYTES;
-        text = small ? `{"type":"poke","serverVersion":${serverVersion},"fromVersion":${fromVersion},"changes":${page.changesJson}}` : plain;
-        messages.set(key, text);
-      }
-      return text;
-    };
+    let messageFor: (userId: string) => string;
+    if (built) {
+      // Built from the ops: one text for the pusher's user (with its notifications), one for everyone else.
+      const small = (built.bytes <= POKE_CHANGE_BYTES || built.count === 1) && built.mine.length <= 2 * POKE_CHANGE_BYTES;
+      const mine = small ? withChanges(built.mine) : plain;
+      const common = !small ? plain : built.common === built.mine ? mine : withChanges(built.common);
+      messageFor = (userId) => (userId === built.userId ? mine : common);
+    } else {
+      const carry = !perUser || new Set(users).size <= POKE_MAX_USERS;
+      messageFor = (userId) => {
+        if (!carry) return plain;
+        // Only notifications differ between users; without any, one page serves every socket.
+        const key = perUser ? userId : '';
+        let text = messages.get(key);
+        if (text === undefined) {
+          const page = pull(this.ctx.storage.sql, { cursor: fromVersion, limit: serverVersion - fromVersion, userId }, POKE_CHANGE_BYTES);
+          const small = !page.requiresSnapshot && !page.hasMore && page.changesJson.length <= 2 * POKE_CHANGE_BYTES;
+          text = small ? withChanges(page.changesJson) : plain;
+          messages.set(key, text);
+        }
+        return text;
+      };
+    }
     for (const [i, ws] of sockets.entries()) {
       try {
         const userId = users[i] ?? null;
         if (userId === null) {
           ws.send(plain);
           this.ctx.waitUntil(this.verify(ws));
+        } else if (ws === pusher && built) {
+          ws.send(withChanges('[]'));
         } else {
           ws.send(messageFor(userId));
         }
