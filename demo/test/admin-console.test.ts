@@ -4,15 +4,14 @@
  * link works, looks at a workspace's usage and at the audit entries of what they did; a
  * non-admin gets the 403 page. Screenshots go to test-results/admin/ (docs/images/ keeps copies).
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../client/test/harness';
+import { CHROMIUM, haveBrowser, launchChromium } from './helpers';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = new URL('../../test-results/admin/', import.meta.url).pathname;
 const PASSWORD = 'correct horse battery staple';
-const haveBrowser = existsSync(CHROMIUM);
 if (!haveBrowser && process.env.CI) throw new Error(`Chromium not found at ${CHROMIUM}`);
 
 let server: TestServer;
@@ -23,11 +22,7 @@ beforeAll(async () => {
   if (!haveBrowser) return;
   mkdirSync(SHOTS, { recursive: true });
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -5,14 +5,11 @@
  * load, presence while offline ("unknown", not "offline"), no role flash after joining, pending
  * counts, the composer without a thread, and the thread's title above the conversation.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../client/test/harness';
-import { message, pngBytes, register, send, signIn } from './helpers';
+import { haveBrowser, launchChromium, message, pngBytes, register, send, signIn } from './helpers';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveBrowser = existsSync(CHROMIUM);
 let server: TestServer;
 let browser: Browser;
 const pageErrors: string[] = [];
@@ -20,11 +17,7 @@ const pageErrors: string[] = [];
 beforeAll(async () => {
   if (!haveBrowser) return;
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

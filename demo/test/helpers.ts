@@ -1,6 +1,28 @@
 /** Shared steps of the demo's browser tests (playwright-core pages against the Worker serving the demo). */
+import { existsSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
-import type { Page } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+/** Debian's Chromium (.ci/run installs it); CHROMIUM_PATH names another. */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const haveBrowser = existsSync(CHROMIUM);
+
+/** Headless Chromium as root in a container on a closed network: no sandbox, no background connections. */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
 
 export const PASSWORD = 'correct horse battery staple';
 

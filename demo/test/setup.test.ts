@@ -3,13 +3,11 @@
  * and no admin, a setup link as `npm run deploy` prints it, the setup page, and the result.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../client/test/harness';
+import { haveBrowser, launchChromium } from './helpers';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveBrowser = existsSync(CHROMIUM);
 let server: TestServer;
 let browser: Browser;
 
@@ -21,11 +19,7 @@ beforeAll(async () => {
     OR3_BASIC_AUTH_JWT_SECRET: randomBytes(32).toString('hex'),
     OR3_STORAGE_URL_SECRET: randomBytes(32).toString('hex'),
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
