@@ -13,6 +13,7 @@ import { hashPassword, passwordProblem, verifyPassword } from '../auth/passwords
 import { clearAuthCookies } from '../auth/cookies';
 import { attemptKey, clearLoginFailures, countLoginAttempt, findUserById, normalizeEmail } from '../auth/store';
 import type { AppEnv } from '../env';
+import { emitDeploymentEvent } from '../events/deployment';
 import { badRequest, conflict, notFound, rateLimited } from '../errors';
 import { jsonBody } from '../http/body';
 import { clientIp, enforceLimit } from '../http/rate-limit';
@@ -54,6 +55,7 @@ export const accountAdmin = new Hono<AppEnv>()
     if (outcome === 'last_admin') throw conflict('The last enabled deployment admin cannot be disabled', 'last_admin');
     await endEverywhere(c.env, userId, await memberWorkspaceIds(c.env.DB, userId), true);
     audit(c, 'admin.user.disabled', { actorId: await actor(c), targetUserId: userId });
+    emitDeploymentEvent(c, 'admin.user.disabled', { userId });
     return c.json({ ok: true });
   })
 
@@ -90,6 +92,7 @@ export const accountAdmin = new Hono<AppEnv>()
       workspaces: result.workspaces.length,
       transferredTo: result.transferredTo ?? null,
     });
+    emitDeploymentEvent(c, 'admin.user.deleted', { userId, workspaces: result.workspaces.length, transferredTo: result.transferredTo ?? null });
     return c.json({ ok: true, ...result });
   });
 

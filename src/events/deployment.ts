@@ -1,12 +1,12 @@
 /**
  * Deployment events for the deployment admins' hooks (docs/webhooks.md "Deployment events"):
- * a user created, a workspace created or deleted, an import finished. They are rare next to
+ * a user created, disabled or deleted, a workspace created or deleted, an import finished. They are rare next to
  * sync traffic, and the Worker asks the deployment's hooks object only when a hook takes the
  * event: which events are taken is cached per isolate for a minute (dropped at once in the
  * isolate that changes a deployment hook), so with no deployment hooks nothing is called at all.
  * Never awaited by the request, never failing it.
  *
- * Its own room, so the rooms that raise these events (auth, workspaces, archive) need nothing
+ * Its own room, so the rooms that raise these events (auth, accounts, workspaces, archive) need nothing
  * from src/webhooks/, which imports from them.
  */
 import type { Context } from 'hono';
@@ -17,7 +17,14 @@ import { logEvent } from '../http/logger';
 export const DEPLOYMENT_OBJECT = '__deployment__';
 
 /** Deployment events, for the deployment admins' hooks. */
-export const DEPLOYMENT_EVENTS = ['admin.user.created', 'admin.workspace.created', 'admin.workspace.deleted', 'admin.import.finished'] as const;
+export const DEPLOYMENT_EVENTS = [
+  'admin.user.created',
+  'admin.user.disabled',
+  'admin.user.deleted',
+  'admin.workspace.created',
+  'admin.workspace.deleted',
+  'admin.import.finished',
+] as const;
 export type DeploymentEvent = (typeof DEPLOYMENT_EVENTS)[number];
 
 /** Whether an event filter takes `event` ("*" takes all; "message.*" every message event). */

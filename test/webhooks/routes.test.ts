@@ -194,4 +194,21 @@ describe('deployment webhooks', () => {
     expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
     expect((await call('GET', `/api/admin/webhooks/${webhook.id}`, admin.headers)).status).toBe(404);
   });
+  it('a user disabled and deleted by an admin reach the hooks that take admin.user.*', async () => {
+    const intent = { ...admin.headers, 'x-or3-admin-intent': 'admin' };
+    const { webhook } = await (
+      await call('POST', '/api/admin/webhooks', intent, { url: 'https://ops.example.com/users', events: ['admin.user.*'] })
+    ).json<any>();
+    const target = await signedInUser();
+    expect((await call('POST', `/api/admin/users/${target.id}/disable`, intent)).status).toBe(200);
+    expect((await call('DELETE', `/api/admin/users/${target.id}`, intent, { delete: true })).status).toBe(200);
+    let events: string[] = [];
+    for (let i = 0; i < 50 && events.length < 2; i++) {
+      const list = await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>();
+      events = list.deliveries.map((d: any) => d.event);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(events.sort()).toEqual(['admin.user.deleted', 'admin.user.disabled']);
+    expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
+  });
 });
