@@ -19,6 +19,12 @@ import { targetProblem } from './target';
 
 export const DELIVERY_TIMEOUT_MS = 10_000;
 export const MAX_RESPONSE_BYTES = 4096;
+/**
+ * Attempts in flight per consumer invocation: a Worker holds at most 6 outgoing connections at
+ * once and queues the rest, and an attempt's 10 s timeout must start when its request does, not
+ * while it waits behind a batch of up to 100 (wrangler.toml `max_batch_size`).
+ */
+export const ATTEMPTS_AT_ONCE = 6;
 
 export type { DeliveryMessage } from './deliveries';
 
@@ -56,6 +62,20 @@ export async function attempt(target: DeliveryTarget, config: Config, now = Date
     const error = name === 'TimeoutError' || name === 'AbortError' ? `Timed out after ${DELIVERY_TIMEOUT_MS / 1000} s` : 'Could not connect';
     return { ok: false, status: null, error };
   }
+}
+
+/** Maps `items` through `work` with at most `limit` in flight; results in the items' order. */
+async function inPool<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
 }
 
 /** The `queue()` handler for both webhook queues. */
@@ -98,7 +118,7 @@ async function deliverGroup(env: Bindings, config: Config, objectName: string, m
   const stub = env.WORKSPACE.getByName(objectName);
   const targets = await stub.webhookClaim(messages.map((m) => m.body));
   const delays = config.webhooks.retryDelaysSeconds;
-  const outcomes = await Promise.all(targets.map((t) => (t ? attempt(t, config) : null)));
+  const outcomes = await inPool(targets, ATTEMPTS_AT_ONCE, (t) => (t ? attempt(t, config) : Promise.resolve(null)));
   const reports: AttemptReport[] = [];
   outcomes.forEach((o, i) => {
     if (o) reports.push({ message: messages[i]!.body, ...o, final: !o.ok && messages[i]!.attempts > delays.length });

@@ -51,6 +51,9 @@ export interface Receiver {
   secrets: string[];
   /** Decides each answer's status by path (default 200); may return a redirect target. */
   respond: (path: string, n: number) => number | { redirect: string };
+  /** How long each answer is held back, in ms (0: at once), and the most requests seen in flight at one time. */
+  holdMs: number;
+  maxInFlight: number;
   /** Resolves once `predicate` holds for the received list (polls; rejects after `ms`). */
   waitFor: <T>(predicate: (received: Received[]) => T | undefined | false, ms?: number) => Promise<T>;
   close: () => Promise<void>;
@@ -62,6 +65,8 @@ export async function startReceiver(port = 0): Promise<Receiver> {
     received: [],
     secrets: [],
     respond: () => 200,
+    holdMs: 0,
+    maxInFlight: 0,
     waitFor: async (predicate, ms = 30_000) => {
       const until = Date.now() + ms;
       for (;;) {
@@ -74,10 +79,14 @@ export async function startReceiver(port = 0): Promise<Receiver> {
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const counts = new Map<string, number>();
+  let inFlight = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
+    state.maxInFlight = Math.max(state.maxInFlight, ++inFlight);
+    res.on('close', () => inFlight--);
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
+      if (state.holdMs > 0) await new Promise((r) => setTimeout(r, state.holdMs));
       const body = Buffer.concat(chunks).toString('utf8');
       const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
       const path = req.url ?? '/';

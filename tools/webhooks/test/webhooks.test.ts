@@ -98,6 +98,25 @@ describe('events from applied writes', () => {
   });
 });
 
+describe('delivery in bulk', () => {
+  it('a batch is delivered at most 6 attempts at a time (the outgoing connections a Worker holds), each timed from its own start', async () => {
+    const user = await newUser(server);
+    await hookFor(user, '/bulk');
+    receiver.holdMs = 400;
+    receiver.maxInFlight = 0;
+    try {
+      const ops = Array.from({ length: 20 }, (_, i) => op('messages', `b${i}`, message(`b${i}`, { thread_id: 'bulk' })));
+      expect((await push(server, user, ops)).status).toBe(200);
+      await receiver.waitFor(() => at('/bulk').length >= 20);
+      expect(receiver.maxInFlight).toBeGreaterThan(1);
+      expect(receiver.maxInFlight).toBeLessThanOrEqual(6);
+      expect(new Set(at('/bulk').map((r) => r.json.key)).size).toBe(20);
+    } finally {
+      receiver.holdMs = 0;
+    }
+  });
+});
+
 describe('service writes', () => {
   it('a service push names the token as the actor; a stream raises one event, at its final put, with the final text', async () => {
     const user = await newUser(server);
