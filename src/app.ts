@@ -22,6 +22,7 @@ import { sync } from './sync/routes';
 import { workspaces } from './workspaces/routes';
 import { webhookRoutes } from './webhooks/routes';
 import { serviceApi, serviceBearer, servicePush, serviceTokenRoutes } from './service/routes';
+import { syncFailed } from './events/deployment';
 
 /** Paths authenticated by a signed URL rather than cookies (binary bodies by design). */
 const isSignedUrlPath = (path: string) => path.startsWith('/api/storage/blob/');
@@ -60,6 +61,16 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/admin/webhooks', webhookRoutes('deployment'));
   app.route('/api/admin', or3WorkspaceAdmin); // before `admin`: workspace owners may use these too
   app.route('/api/admin', admin);
+  // A sync request the server failed tells the deployment admins' hooks (docs/webhooks.md).
+  app.use('/api/sync/*', async (c, next) => {
+    await next();
+    if (c.res.status < 500) return;
+    const body = await c.res
+      .clone()
+      .json<{ error?: unknown }>()
+      .catch(() => null);
+    syncFailed(c, c.res.status, typeof body?.error === 'string' ? body.error : 'internal_error');
+  });
   // A service token's push (docs/service-api.md) takes the service path into the same engine: the
   // sync room stays unaware of service tokens.
   app.use('/api/sync/push', async (c, next) => {

@@ -1,6 +1,7 @@
 /**
  * Deployment events for the deployment admins' hooks (docs/webhooks.md "Deployment events"):
- * a user created, disabled or deleted, a workspace created or deleted, an import finished. They are rare next to
+ * a user created, disabled or deleted, a workspace created or deleted, an import finished, a sync
+ * request the server failed (throttled, below). They are rare next to
  * sync traffic, and the Worker asks the deployment's hooks object only when a hook takes the
  * event: which events are taken is cached per isolate for a minute (dropped at once in the
  * isolate that changes a deployment hook), so with no deployment hooks nothing is called at all.
@@ -24,6 +25,7 @@ export const DEPLOYMENT_EVENTS = [
   'admin.workspace.created',
   'admin.workspace.deleted',
   'admin.import.finished',
+  'admin.sync.error',
 ] as const;
 export type DeploymentEvent = (typeof DEPLOYMENT_EVENTS)[number];
 
@@ -60,4 +62,33 @@ export function emitDeploymentEvent(c: Context<AppEnv>, event: DeploymentEvent, 
   } catch {
     // No execution context (a test calling the app directly): it still runs.
   }
+}
+
+/** A sync error's event is raised at most once per error code per isolate per this long. */
+export const SYNC_ERROR_EVERY_MS = 60_000;
+const syncErrors = new Map<string, { at: number; suppressed: number }>();
+
+/**
+ * A sync request answered 5xx (docs/webhooks.md "Deployment events"): raises `admin.sync.error`
+ * with the request's id (its log line has the rest), at most once per error code per isolate per
+ * minute, carrying how many of that code went unreported since; in an outage every failing
+ * request would otherwise call the one deployment object.
+ */
+export function syncFailed(c: Context<AppEnv>, status: number, code: string) {
+  const now = Date.now();
+  const last = syncErrors.get(code);
+  if (last && now - last.at < SYNC_ERROR_EVERY_MS) {
+    last.suppressed++;
+    return;
+  }
+  if (syncErrors.size > 100) syncErrors.clear(); // codes are a short fixed list; bound it anyway
+  syncErrors.set(code, { at: now, suppressed: 0 });
+  emitDeploymentEvent(c, 'admin.sync.error', {
+    status,
+    error: code,
+    method: c.req.method,
+    path: c.req.path,
+    request_id: c.get('requestId') ?? null,
+    suppressed_since_last: last?.suppressed ?? 0,
+  });
 }

@@ -5,7 +5,10 @@
  * tools/webhooks/test.
  */
 import { env } from 'cloudflare:workers';
+import { runInDurableObject } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { Bindings } from '../../src/env';
+import { syncUser } from '../sync/helpers';
 import { createWorkspace, upsertMember } from '../../src/workspaces/store';
 import { apiWithEnv } from '../helpers';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
@@ -209,6 +212,55 @@ describe('deployment webhooks', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(events.sort()).toEqual(['admin.user.deleted', 'admin.user.disabled']);
+    expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
+  });
+
+  it('a sync request the server fails raises admin.sync.error, once per code per minute', async () => {
+    const intent = { ...admin.headers, 'x-or3-admin-intent': 'admin' };
+    const { webhook } = await (
+      await call('POST', '/api/admin/webhooks', intent, { url: 'https://ops.example.com/sync', events: ['admin.sync.error'] })
+    ).json<any>();
+    // A real failure: the workspace's object cannot reach D1 to learn who this new session is (503).
+    const u = await syncUser();
+    const objectEnv = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => (instance as unknown as { env: Bindings }).env);
+    const db = objectEnv.DB;
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => {
+      (instance as unknown as { env: Bindings }).env.DB = {
+        prepare: () => {
+          throw new Error('D1 is unreachable');
+        },
+        batch: () => Promise.reject(new Error('D1 is unreachable')),
+      } as unknown as D1Database;
+    });
+    const pull = () => call('POST', '/api/sync/pull', u.headers, { scope: { workspaceId: u.workspaceId }, cursor: 0 });
+    const first = await pull();
+    expect(first.status).toBe(503);
+    const requestId = first.headers.get('x-request-id');
+    expect((await pull()).status).toBe(503); // held back: the same code within the minute
+    // The objects of this isolate share one env: give D1 back before asking the deployment's object.
+    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => {
+      (instance as unknown as { env: Bindings }).env.DB = db;
+    });
+    let deliveries: any[] = [];
+    for (let i = 0; i < 50 && deliveries.length < 1; i++) {
+      deliveries = (await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>()).deliveries;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    deliveries = (await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>()).deliveries;
+    expect(deliveries.map((d) => d.event)).toEqual(['admin.sync.error']);
+    const body = await runInDurableObject(
+      env.WORKSPACE.getByName('__deployment__'),
+      (_, state) => state.storage.sql.exec<{ body: string }>('SELECT body FROM webhook_events WHERE id = ?', deliveries[0].eventId).toArray()[0]?.body,
+    );
+    expect(JSON.parse(body!).data).toMatchObject({
+      status: 503,
+      error: 'auth_unavailable',
+      method: 'POST',
+      path: '/api/sync/pull',
+      request_id: requestId,
+      suppressed_since_last: 0,
+    });
     expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
   });
 });
