@@ -10,26 +10,10 @@ import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Bindings } from '../../src/env';
 import { PASSWORD, call, oidcProvider, signInBearer, signInCookies, signedInUser, userRows } from '../auth/helpers';
-import { apiWithEnv } from '../helpers';
+import { apiWithEnv, countingDb } from '../helpers';
 import { bytesOf, sha256 } from '../storage/helpers';
 import { message, op, openSocket, pushOk, syncUser } from './helpers';
 import { upsertMember } from '../../src/workspaces/store';
-
-/** Counts every D1 call made through a binding: statements prepared, batches, execs, sessions. */
-function countingDb(db: D1Database) {
-  const counter = { calls: 0 };
-  const wrapped = new Proxy(db, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (['prepare', 'batch', 'exec', 'withSession', 'dump'].includes(String(name))) counter.calls++;
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { db: wrapped as D1Database, counter };
-}
 
 describe('no central query on the hot path in steady state', () => {
   it('push, pull, snapshot, update-cursor, gc, presign, usage: 0 D1 queries in the Worker and in the object once warm', async () => {
