@@ -90,7 +90,7 @@ export function createSession(
   sql.exec('DELETE FROM sessions WHERE expires_at <= ? OR revoked_at <= ?', now - KEEP_ENDED_MS, now - KEEP_ENDED_MS);
   const revoked = sql
     .exec<{ id: string }>(
-      'SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at > ? ORDER BY last_seen_at DESC LIMIT -1 OFFSET ?',
+      'SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at > ? ORDER BY last_seen_at DESC, rowid DESC LIMIT -1 OFFSET ?',
       now,
       MAX_SESSIONS - 1,
     )

@@ -83,6 +83,32 @@ describe('refresh and sign-out in the user object', () => {
     expect(await readObjectCalls()).toBe(0);
   });
 
+  it('a token naming a user whose object was never used is refused with no D1 query (forged tokens cost nothing central)', async () => {
+    const nobody = crypto.randomUUID();
+    const readObjectCalls = await countUserObjectD1(nobody);
+    const worker = countingDb(env.DB);
+    const forged = `${crypto.randomUUID()}.${randomToken()}.${nobody}`;
+    expect((await refreshWith(forged, { DB: worker.db })).status).toBe(401);
+    const signOut = await apiWithEnv({ DB: worker.db }, '/api/basic-auth/sign-out', {
+      method: 'POST',
+      headers: bearer,
+      body: JSON.stringify({ refreshToken: forged }),
+    });
+    expect(signOut.status).toBe(200);
+    expect(worker.counter.calls).toBe(0);
+    expect(await readObjectCalls()).toBe(0);
+  });
+
+  it('keeps at most 200 live sessions per user: the least recently used one ends', async () => {
+    const { id } = await makeUser();
+    const stub = env.USER_DB.getByName(id);
+    const first = await stub.createSession({ refreshTtlMs: 3600_000, userAgent: null });
+    for (let i = 0; i < 200; i++) await stub.createSession({ refreshTtlMs: 3600_000, userAgent: null });
+    expect(await userCount(id, 'SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL')).toBe(200);
+    expect(await userCount(id, 'SELECT count(*) AS n FROM sessions WHERE id = ? AND revoked_at IS NOT NULL', first.sessionId)).toBe(1);
+    expect((await refreshWith(first.refreshToken)).status).toBe(401);
+  });
+
   it('lists the sessions it holds, most recent first, with no secrets', async () => {
     const user = await signedInUser();
     const listed = await env.USER_DB.getByName(user.id).listSessions();
