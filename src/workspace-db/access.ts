@@ -3,9 +3,9 @@
  * verifies a credential statelessly and hands it to the workspace's object, which decides with
  * the facts it holds here — session liveness, the user's token version and disabled flag, the
  * federated identity's user, and the user's role in this workspace — read on a miss (a session's
- * facts from its user's object, src/user-db/; the rest from D1) and kept for at most `ttlMs`. D1 stays the source of truth: every write that changes these facts
- * tells the objects concerned (`forget`), and a fact whose invalidation was lost is re-read once
- * its time is up. So a steady stream of requests costs no D1 query, and nothing deployment-wide
+ * facts from its user's object, src/user-db/; the rest from D1) and kept for at most `ttlMs`.
+ * Every write that changes these facts tells the objects concerned (`forget`), and a fact whose
+ * invalidation was lost is re-read once its time is up. So a steady stream of requests costs no D1 query, and nothing deployment-wide
  * sits on the path.
  *
  * The cache is in memory only: an evicted object starts empty and refills on demand, which can
