@@ -14,7 +14,7 @@ import {
   toHex,
   unseal,
 } from './crypto';
-import { childSecret, childTokenId } from './auth/tokens';
+import { childSecret, childTokenId } from './user-db/tokens';
 import { sign, urlKeys, verify } from './storage/signing';
 import { openUploadId, sealUploadId } from './storage/upload-id';
 import { readPageToken, signPageToken } from './sync/page-token';

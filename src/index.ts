@@ -8,6 +8,7 @@ import { handleWebhookBatch, type DeliveryMessage } from './webhooks/deliver';
 
 export { WorkspaceDO } from './workspace-db/object';
 export { AuditLogDO } from './audit/object';
+export { UserDO } from './user-db/object';
 
 const app = createApp();
 

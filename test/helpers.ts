@@ -45,3 +45,19 @@ export async function probeFetch(
   await waitOnExecutionContext(ctx);
   return res;
 }
+
+/** Counts every D1 call made through a binding: statements prepared, batches, execs, sessions. */
+export function countingDb(db: D1Database) {
+  const counter = { calls: 0 };
+  const wrapped = new Proxy(db, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (['prepare', 'batch', 'exec', 'withSession', 'dump'].includes(String(name))) counter.calls++;
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { db: wrapped as D1Database, counter };
+}

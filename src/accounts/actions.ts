@@ -86,6 +86,7 @@ export async function removeAccount(c: Context<AppEnv>, userId: string, disposit
   );
   if (outcome === 'no_user') throw notFound('No such user', 'no_user');
   if (outcome === 'last_admin') throw conflict('The last deployment admin cannot be deleted', 'last_admin');
+  await c.env.USER_DB.getByName(userId).erase();
   await endEverywhere(c.env, userId, memberOf, true);
   const moved = sole.map((w) => w.id);
   if (disposition && 'transferTo' in disposition) {

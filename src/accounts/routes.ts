@@ -26,10 +26,11 @@ const SMALL = { maxBytes: 16 * 1024 };
 const userParam = (c: Context<AppEnv>) => param(c.req.param('id'), 'user id');
 const actor = async (c: Context<AppEnv>) => (await requireUser(c)).userId;
 
-/** Ends every session of the user in D1, then at every workspace object. */
+/** Ends every session of the user: the token version in D1, the sessions in their object, then at every workspace object. */
 async function endSessions(c: Context<AppEnv>, userId: string): Promise<number> {
   const version = await endAllSessions(c.env.DB, userId);
   if (version === null) throw notFound('No such user', 'no_user');
+  await c.env.USER_DB.getByName(userId).reloadFacts({ endSessions: {} });
   await endEverywhere(c.env, userId, await memberWorkspaceIds(c.env.DB, userId));
   return version;
 }
@@ -53,6 +54,7 @@ export const accountAdmin = new Hono<AppEnv>()
     const outcome = await disableUser(c.env.DB, userId);
     if (outcome === 'no_user') throw notFound('No such user', 'no_user');
     if (outcome === 'last_admin') throw conflict('The last enabled deployment admin cannot be disabled', 'last_admin');
+    await c.env.USER_DB.getByName(userId).reloadFacts({ endSessions: {} });
     await endEverywhere(c.env, userId, await memberWorkspaceIds(c.env.DB, userId), true);
     audit(c, 'admin.user.disabled', { actorId: await actor(c), targetUserId: userId });
     emitDeploymentEvent(c, 'admin.user.disabled', { userId });
@@ -62,6 +64,7 @@ export const accountAdmin = new Hono<AppEnv>()
   .post('/users/:id/enable', async (c) => {
     const userId = userParam(c);
     if (!(await enableUser(c.env.DB, userId))) throw notFound('No such user', 'no_user');
+    await c.env.USER_DB.getByName(userId).reloadFacts();
     audit(c, 'admin.user.enabled', { actorId: await actor(c), targetUserId: userId });
     return c.json({ ok: true });
   })
@@ -141,6 +144,7 @@ export const passwordReset = new Hono<AppEnv>().post('/reset-password', async (c
     throw badRequest('This reset link is invalid or was already used', 'invalid_reset_token');
   }
   await clearLoginFailures(c.env.DB, attemptKey.signIn(user.email ?? ''));
+  await c.env.USER_DB.getByName(userId).reloadFacts({ endSessions: {} });
   await endEverywhere(c.env, userId, await memberWorkspaceIds(c.env.DB, userId));
   audit(c, 'auth.password.reset', { actorId: userId });
   return c.json({ ok: true });

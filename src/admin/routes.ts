@@ -163,6 +163,7 @@ export const admin = new Hono<AppEnv>()
   .put('/users/:id/admin', async (c) => {
     const userId = param(c.req.param('id'), 'user id');
     if (!(await grantAdmin(c.env.DB, userId))) throw notFound('No such user', 'no_user');
+    await c.env.USER_DB.getByName(userId).reloadFacts(); // the user's object keeps a copy of the flag
     audit(c, 'admin.admin.granted', { ...(await auditBase(c)), targetUserId: userId });
     return c.json({ ok: true });
   })
@@ -172,6 +173,7 @@ export const admin = new Hono<AppEnv>()
     const revoked = await revokeAdmin(c.env.DB, userId);
     if (revoked === 'no_user') throw notFound('No such user', 'no_user');
     if (revoked === 'last_admin') throw conflict('The last deployment admin cannot be revoked', 'last_admin');
+    await c.env.USER_DB.getByName(userId).reloadFacts();
     audit(c, 'admin.admin.revoked', { ...(await auditBase(c)), targetUserId: userId });
     return c.json({ ok: true });
   });

@@ -2,10 +2,11 @@
  * Who is calling: resolves the request's credentials into a `Principal`, once per request.
  *
  * Order: `Authorization: Bearer` (our access JWT, or an external OIDC JWT chosen by its
- * issuer), then `Cf-Access-Jwt-Assertion`, then the `or3_access` cookie. Our access tokens are
- * checked against D1 on every request (one indexed read): the session must be live and the
- * user's token version must equal the token's `ver`, so sign-out, password change and reuse
- * detection take effect at once rather than at token expiry.
+ * issuer), then `Cf-Access-Jwt-Assertion`, then the `or3_access` cookie. On the routes that
+ * resolve a principal, our access tokens are checked on every request: the session must be live
+ * in the user's object (src/user-db/) and the user's token version must equal the token's `ver`,
+ * so sign-out, password change and reuse detection take effect at once rather than at token
+ * expiry; the user's row (and membership) is one indexed D1 read made at the same time.
  */
 import type { Context } from 'hono';
 import { getCookie } from 'hono/cookie';
@@ -15,8 +16,7 @@ import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
 import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
-import { loadSessionAuth } from './sessions';
-import { identityUser } from './store';
+import { identityUser, loadUserWithMembership } from './store';
 import type { Role } from '../workspaces/permissions';
 import type { Membership } from '../workspaces/store';
 import type { TokenCredential as Credential } from '../workspace-db/access';
@@ -39,7 +39,7 @@ export interface Principal {
 
 const principals = new WeakMap<Request, Promise<Principal | null>>();
 
-/** A membership read together with the session (see `loadSessionAuth`), per request. */
+/** A membership read together with the user (see `loadUserWithMembership`), per request. */
 const memberships = new WeakMap<Request, { workspaceId: string; membership: Membership | null }>();
 
 /**
@@ -183,8 +183,11 @@ async function fromIdentity(c: Context<AppEnv>, credential: Extract<Credential, 
 }
 
 async function fromSession(c: Context<AppEnv>, claims: Extract<Credential, { kind: 'session' }>, workspaceId: string | undefined): Promise<Principal | null> {
-  const row = await loadSessionAuth(c.env.DB, claims.sessionId, claims.userId, workspaceId);
-  if (!row || row.session_revoked_at !== null || row.session_expires_at <= Date.now()) return null;
+  const [session, row] = await Promise.all([
+    c.env.USER_DB.getByName(claims.userId).check({ sessionId: claims.sessionId }),
+    loadUserWithMembership(c.env.DB, claims.userId, workspaceId),
+  ]);
+  if (!row || session.liveUntil <= Date.now()) return null;
   if (row.disabled_at !== null || row.token_version !== claims.tokenVersion) return null;
   if (workspaceId !== undefined) {
     // The query yields a role only for a member of a live workspace (and then its name).

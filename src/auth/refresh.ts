@@ -9,8 +9,8 @@ import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { clientIp } from '../http/rate-limit';
 import { rateLimited } from '../errors';
-import { closeSessionSockets } from '../sync/sockets';
-import { rotateRefreshToken } from './sessions';
+import { legacyTokenOwner } from '../user-db/legacy';
+import { parseRefreshToken } from '../user-db/tokens';
 import { signAccessToken, signingKeys } from './tokens';
 
 export interface Rotated {
@@ -21,21 +21,30 @@ export interface Rotated {
 }
 
 /**
- * Rotates `token`; null when it is invalid, revoked, expired or reused. Reuse has already
- * revoked the session family in the store; here it is audited and the family's sockets closed.
- * A genuine token whose session already rotated REFRESH_ROTATIONS_PER_MINUTE times in the last
- * minute is refused with 429 (sessions.ts; concurrent requests inside the grace window count once).
+ * Rotates `token` in its user's object (src/user-db/): no D1 query, except one read of the owner
+ * of a token issued before sessions moved there. Null when it is invalid, revoked, expired or
+ * reused; reuse has already revoked the session family and closed its sockets in the object,
+ * and is audited here. A genuine token whose session already rotated
+ * REFRESH_ROTATIONS_PER_MINUTE times in the last minute is refused with 429 (concurrent requests
+ * inside the grace window count once).
  */
 export async function rotate(c: Context<AppEnv>, token: string): Promise<Rotated | null> {
   const { auth } = c.get('config');
-  const serverKeys = auth.jwtSecretPrevious ? [auth.jwtSecret, auth.jwtSecretPrevious] : [auth.jwtSecret];
-  const result = await rotateRefreshToken(c.env.DB, serverKeys, token, auth.refreshTtlSeconds * 1000, auth.rotationGraceMs, Date.now());
-  if (result.ok) return result;
+  const parsed = parseRefreshToken(token);
+  if (!parsed) return null;
+  const userId = parsed.userId ?? (await legacyTokenOwner(c.env.DB, parsed.id));
+  if (!userId) return null;
+  const result = await c.env.USER_DB.getByName(userId).rotate({
+    tokenId: parsed.id,
+    secret: parsed.secret,
+    serverKeys: auth.jwtSecretPrevious ? [auth.jwtSecret, auth.jwtSecretPrevious] : [auth.jwtSecret],
+    refreshTtlMs: auth.refreshTtlSeconds * 1000,
+    graceMs: auth.rotationGraceMs,
+    legacy: !parsed.userId,
+  });
+  if (result.ok) return { userId, sessionId: result.sessionId, tokenVersion: result.tokenVersion, refreshToken: result.refreshToken };
   if (result.reason === 'rate_limited') throw rateLimited(60);
-  if (result.reason === 'reused') {
-    audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c), targetUserId: result.userId });
-    await closeSessionSockets(c.env, { userId: result.userId, sessionId: result.sessionId });
-  }
+  if (result.reason === 'reused') audit(c, 'auth.refresh.reuse_detected', { ip: clientIp(c), targetUserId: userId });
   return null;
 }
 

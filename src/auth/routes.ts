@@ -10,13 +10,12 @@ import { getCookie } from 'hono/cookie';
 import * as z from 'zod';
 import { audit } from '../audit/emit';
 import { emitDeploymentEvent } from '../events/deployment';
-import { closeSessionSockets } from '../sync/sockets';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited, unauthorized } from '../errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
 import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
-import { authenticate, requireUser, type Principal } from './authenticate';
+import { authenticate, requireUser, verifyCredential, type Principal } from './authenticate';
 import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
 import { hashPassword, passwordProblem, verifyPassword } from './passwords';
@@ -36,7 +35,8 @@ import {
   rehashPassword,
 } from './store';
 import { CAPABILITY_V1 } from '../sync/capabilities';
-import { createSession, revokeSession, sessionOfRefreshToken, sessionOwner } from './sessions';
+import { legacyTokenOwner } from '../user-db/legacy';
+import { parseRefreshToken } from '../user-db/tokens';
 import { sha256Hex } from '../crypto';
 
 /** Auth bodies are a few short strings; a small cap answers oversized ones with 413 before any work. */
@@ -146,7 +146,11 @@ export const basicAuth = new Hono<AppEnv>()
     if (verdict.needsRehash) await rehashPassword(db, user.id, await hashPassword(body.password));
 
     const { auth } = c.get('config');
-    const session = await createSession(db, user.id, auth.refreshTtlSeconds * 1000, c.req.header('user-agent') ?? null);
+    // The session lives in the user's object (src/user-db/): D1 was read once above, for the user.
+    const session = await c.env.USER_DB.getByName(user.id).createSession({
+      refreshTtlMs: auth.refreshTtlSeconds * 1000,
+      userAgent: c.req.header('user-agent') ?? null,
+    });
     audit(c, 'auth.sign_in.success', { actorId: user.id, email: accountKey, ip, provider: 'basic-auth' });
     return deliverTokens(c, user.id, session.sessionId, user.token_version, session.refreshToken);
   })
@@ -206,16 +210,25 @@ export const basicAuth = new Hono<AppEnv>()
 
   .post('/sign-out', async (c) => {
     const body = await jsonBody(c, refreshSchema, { ...AUTH_BODY, allowEmpty: true });
-    const principal = await authenticate(c);
+    // Ended in the user's object, which closes the session's sockets: no D1 query (one read for
+    // a refresh token issued before sessions moved there). A token whose signature verifies is
+    // enough to end its own session; nothing else is needed to sign out.
+    const credential = await verifyCredential(c);
     const refresh = body.refreshToken ?? getCookie(c, REFRESH_COOKIE);
-    const sessionId = principal?.sessionId ?? (refresh ? await sessionOfRefreshToken(c.env.DB, refresh) : null);
-    if (sessionId) {
-      await revokeSession(c.env.DB, sessionId);
-      const owner = principal?.userId ?? (await sessionOwner(c.env.DB, sessionId));
-      if (owner) await closeSessionSockets(c.env, { userId: owner, sessionId });
+    let ended: { userId: string } | null = null;
+    if (credential?.kind === 'session') {
+      await c.env.USER_DB.getByName(credential.userId).signOut({ sessionId: credential.sessionId });
+      ended = { userId: credential.userId };
+    } else if (refresh) {
+      const parsed = parseRefreshToken(refresh);
+      const owner = parsed ? (parsed.userId ?? (await legacyTokenOwner(c.env.DB, parsed.id))) : null;
+      if (parsed && owner) {
+        const sessionId = await c.env.USER_DB.getByName(owner).signOut({ tokenId: parsed.id, secret: parsed.secret, legacy: !parsed.userId });
+        if (sessionId) ended = { userId: owner };
+      }
     }
     clearAuthCookies(c);
-    if (sessionId) audit(c, 'auth.sign_out', { actorId: principal?.userId ?? null });
+    if (ended) audit(c, 'auth.sign_out', { actorId: ended.userId });
     return c.json({ ok: true });
   })
 
@@ -237,12 +250,13 @@ export const basicAuth = new Hono<AppEnv>()
       throw badRequest('Current password is incorrect', 'invalid_current_password');
     }
     await clearLoginFailures(db, accountKey);
-    const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword), principal.sessionId);
+    const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword));
     if (version === null) throw conflict('The password was changed by another request; sign in again', 'password_changed');
+    // The user's object takes the new token version, ends the other sessions and closes every
+    // socket of the user (4001), this session's too: they were opened with the old token version,
+    // so they could no longer sync; the SDK re-dials with its new credential.
+    await c.env.USER_DB.getByName(user.id).reloadFacts({ endSessions: { except: principal.sessionId } });
     audit(c, 'auth.password.changed', { actorId: user.id });
-    // Every socket of the user closes (4001), this session's too: they were opened with the old
-    // token version, so they could no longer sync; the SDK re-dials with its new credential.
-    await closeSessionSockets(c.env, { userId: user.id });
     // The token version moved on; this session continues with a fresh access token.
     return deliverTokens(c, user.id, principal.sessionId, version, null);
   });

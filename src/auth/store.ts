@@ -1,6 +1,6 @@
 /**
  * D1 access for identity: users, federated identities and login failure counters (sessions
- * and refresh tokens: sessions.ts). Plain prepared statements (the schema lives in drizzle/d1.ts); every query
+ * and refresh tokens live in each user's object: src/user-db/). Plain prepared statements (the schema lives in drizzle/d1.ts); every query
  * here is served by an index from that schema.
  *
  * D1 has no interactive transactions. Races are closed with single conditional statements
@@ -117,34 +117,19 @@ export async function createInvitedUser(
 }
 
 /**
- * Changes a password in one batch: the new hash and the token-version bump apply only if the
- * stored hash is still the one the caller verified against (a concurrent change loses), and the
- * other sessions are revoked in the same transaction. Returns the new token version, or null
- * when the password changed underneath.
+ * Changes a password: the new hash and the token-version bump apply only if the stored hash is
+ * still the one the caller verified against (a concurrent change loses). Returns the new token
+ * version, or null when the password changed underneath. The other sessions are then ended in
+ * the user's object (`reloadFacts`), which re-reads this row.
  */
-export async function changePassword(
-  db: D1Database,
-  userId: string,
-  oldHash: string,
-  newHash: string,
-  keepSessionId: string,
-  now = Date.now(),
-): Promise<number | null> {
-  const applied = `(SELECT password_hash FROM users WHERE id = ?2) = ?3`;
-  const [update] = await db.batch<{ token_version: number }>([
-    db
-      .prepare(
-        'UPDATE users SET password_hash = ?3, token_version = token_version + 1, updated_at = ?1 WHERE id = ?2 AND password_hash = ?4 RETURNING token_version',
-      )
-      .bind(now, userId, newHash, oldHash),
-    db
-      .prepare(`UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND id != ?4 AND revoked_at IS NULL AND ${applied}`)
-      .bind(now, userId, newHash, keepSessionId),
-    db
-      .prepare(`UPDATE refresh_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND session_id != ?4 AND revoked_at IS NULL AND ${applied}`)
-      .bind(now, userId, newHash, keepSessionId),
-  ]);
-  return update?.results[0]?.token_version ?? null;
+export async function changePassword(db: D1Database, userId: string, oldHash: string, newHash: string, now = Date.now()): Promise<number | null> {
+  const row = await db
+    .prepare(
+      'UPDATE users SET password_hash = ?3, token_version = token_version + 1, updated_at = ?1 WHERE id = ?2 AND password_hash = ?4 RETURNING token_version',
+    )
+    .bind(now, userId, newHash, oldHash)
+    .first<{ token_version: number }>();
+  return row?.token_version ?? null;
 }
 
 /** Replaces a hash with one of the current parameters (same password: sessions stay valid). */
@@ -155,6 +140,53 @@ export async function rehashPassword(db: D1Database, userId: string, passwordHas
 /** Touches the users table: the deep health check's D1 probe, so unapplied migrations show up. */
 export async function probeUsersTable(db: D1Database): Promise<void> {
   await db.prepare('SELECT count(*) AS n FROM users LIMIT 1').first();
+}
+
+export interface UserAuthRow extends UserRow {
+  /** With a workspace asked for: its name and the user's role there (null when not a member of a live workspace). */
+  member_workspace_name?: string | null;
+  member_role?: string | null;
+}
+
+const USER_AUTH_COLUMNS = 'u.id, u.email, u.display_name, u.password_hash, u.token_version, u.is_admin, u.active_workspace_id, u.disabled_at';
+
+/**
+ * The user behind a session, in one indexed read (the session itself lives in the user's object,
+ * src/user-db/, asked at the same time). Given a workspace id (workspace-scoped routes), the same
+ * read also brings the user's membership of that workspace, with exactly the rule of
+ * `membershipOf` (a live workspace), so authorizing costs no second round trip to D1.
+ */
+export async function loadUserWithMembership(db: D1Database, userId: string, workspaceId?: string): Promise<UserAuthRow | null> {
+  if (workspaceId === undefined) {
+    return db.prepare(`SELECT ${USER_AUTH_COLUMNS} FROM users u WHERE u.id = ?`).bind(userId).first<UserAuthRow>();
+  }
+  return db
+    .prepare(
+      `SELECT ${USER_AUTH_COLUMNS}, w.name AS member_workspace_name, CASE WHEN w.id IS NULL THEN NULL ELSE m.role END AS member_role
+         FROM users u
+         LEFT JOIN members m ON m.workspace_id = ?2 AND m.user_id = u.id
+         LEFT JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
+        WHERE u.id = ?1`,
+    )
+    .bind(userId, workspaceId)
+    .first<UserAuthRow>();
+}
+
+/**
+ * A user's disabled flag and their role in a live workspace, in one read: what a federated
+ * user's socket ticket is checked against (it has no session to read; access.ts).
+ */
+export async function loadUserAuth(db: D1Database, userId: string, workspaceId: string) {
+  return db
+    .prepare(
+      `SELECT u.disabled_at, CASE WHEN w.id IS NULL THEN NULL ELSE m.role END AS member_role
+         FROM users u
+         LEFT JOIN members m ON m.workspace_id = ?2 AND m.user_id = u.id
+         LEFT JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
+        WHERE u.id = ?1`,
+    )
+    .bind(userId, workspaceId)
+    .first<{ disabled_at: number | null; member_role: string | null }>();
 }
 
 // ---------------------------------------------------------------------------------------------

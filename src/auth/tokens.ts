@@ -1,19 +1,14 @@
 /**
- * Access tokens and refresh-token secrets.
+ * Access tokens (refresh tokens: src/user-db/tokens.ts, with the sessions they belong to).
  *
  * Access token: a JWT signed HS256 (the algorithm is pinned on verify; OR3's cookies are HS256),
  * header `typ: at+jwt` and `kid`, claims `iss`, `aud`, `sub` (user id), `sid` (session id),
  * `ver` (the user's token version), `iat`, `exp`. The `kid` is derived from the key itself, so
  * rotating `OR3_BASIC_AUTH_JWT_SECRET` (old value moved to `…_PREVIOUS`) needs no other change:
  * tokens signed with either verify until they expire.
- *
- * Refresh token: opaque `<id>.<secret>`; only SHA-256(secret) is stored. A rotated token's child
- * secret is derived from the parent's secret with an HMAC, so a refresh retried inside the grace
- * window (two tabs, a lost response) gets the very same child without the server keeping any
- * plaintext.
  */
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import { hmacSign, keyring, sha256Hex } from '../crypto';
+import { keyring } from '../crypto';
 
 export const ACCESS_ISSUER = 'or3-edge';
 export const ACCESS_AUDIENCE = 'or3-edge:access';
@@ -94,24 +89,4 @@ function claimsOf(payload: JWTPayload): (AccessClaims & { exp: number }) | null 
     return null;
   }
   return { sub, sid, ver, exp };
-}
-
-/** Splits `<id>.<secret>`; null for anything malformed. */
-export function parseRefreshToken(token: string): { id: string; secret: string } | null {
-  const match = /^([0-9a-f-]{36})\.([A-Za-z0-9_-]{43})$/.exec(token);
-  return match ? { id: match[1]!, secret: match[2]! } : null;
-}
-
-/** The child refresh secret for a parent: HMAC(server key, parent id + parent secret). */
-export function childSecret(serverKey: string, parentId: string, parentSecret: string): Promise<string> {
-  return hmacSign(`refresh-child:${serverKey}`, `${parentId}.${parentSecret}`);
-}
-
-/**
- * The child's id, derived from the parent's: 32 hex chars of SHA-256("child-id:" + parent id),
- * formatted as a UUID because the refresh token grammar expects one.
- */
-export async function childTokenId(parentId: string): Promise<string> {
-  const hex = await sha256Hex(`child-id:${parentId}`);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }

@@ -2,18 +2,17 @@
  * Authorization at the shard (docs/architecture.md "Authorization at the shard"): the Worker
  * verifies a credential statelessly and hands it to the workspace's object, which decides with
  * the facts it holds here — session liveness, the user's token version and disabled flag, the
- * federated identity's user, and the user's role in this workspace — read from D1 on a miss and
- * kept for at most `ttlMs`. D1 stays the source of truth: every write that changes these facts
- * tells the objects concerned (`forget`), and a fact whose invalidation was lost is re-read once
- * its time is up. So a steady stream of requests costs no D1 query, and nothing deployment-wide
+ * federated identity's user, and the user's role in this workspace — read on a miss (a session's
+ * facts from its user's object, src/user-db/; the rest from D1) and kept for at most `ttlMs`.
+ * Every write that changes these facts tells the objects concerned (`forget`), and a fact whose
+ * invalidation was lost is re-read once its time is up. So a steady stream of requests costs no D1 query, and nothing deployment-wide
  * sits on the path.
  *
  * The cache is in memory only: an evicted object starts empty and refills on demand, which can
  * only make it fresher. A D1 failure during a fill fails closed (503); cached facts keep serving
  * until their time is up.
  */
-import { loadSessionAuth, loadUserAuth } from '../auth/sessions';
-import { identityUser } from '../auth/store';
+import { identityUser, loadUserAuth } from '../auth/store';
 import { devD1 } from '../dev-d1-delay';
 import type { Bindings } from '../env';
 import type { LimitedCall } from '../sync/limiter';
@@ -175,7 +174,7 @@ export class AccessCache {
     return entry && now - entry.fetchedAt < caller.cacheTtlMs ? entry : undefined;
   }
 
-  /** One read of D1 for a session (session, user and membership in one query), two for a federated identity. */
+  /** For a session: its user's object and one read of D1 (the membership); two D1 reads for a federated identity. */
   async #fill(caller: ShardCaller, now: number): Promise<{ facts: PrincipalFacts; role: { role: Role | null; fetchedAt: number } }> {
     const { credential, workspaceId } = caller;
     const epoch = this.#epoch;
@@ -195,16 +194,22 @@ export class AccessCache {
         fetchedAt: now,
       };
     } else if (credential.kind !== 'federated') {
+      // The session and the user's facts from the user's object (src/user-db/), which records
+      // this workspace so that sign-out, password change and disabling reach this cache; the
+      // role from D1's membership copy, in parallel.
       this.d1Reads++;
-      const row = await loadSessionAuth(this.#db, credential.sessionId!, credential.userId, workspaceId);
+      const [session, membership] = await Promise.all([
+        this.env.USER_DB.getByName(credential.userId).check({ sessionId: credential.sessionId!, workspaceId }),
+        membershipOf(this.#db, workspaceId, credential.userId),
+      ]);
       facts = {
-        userId: row?.id ?? null,
-        liveUntil: !row || row.session_revoked_at !== null ? 0 : row.session_expires_at,
-        tokenVersion: row?.token_version ?? -1,
-        disabled: row ? row.disabled_at !== null : true,
+        userId: session.present ? credential.userId : null,
+        liveUntil: session.liveUntil,
+        tokenVersion: session.tokenVersion,
+        disabled: session.disabled,
         fetchedAt: now,
       };
-      role = (row?.member_role as Role | null | undefined) ?? null;
+      role = membership?.role ?? null;
     } else {
       const identity = {
         provider: credential.provider,

@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createWorkspace, upsertMember } from '../../src/workspaces/store';
 import { api } from '../helpers';
-import { call, PASSWORD, signedInUser, signInBearer, type SignedIn } from '../auth/helpers';
+import { call, PASSWORD, signedInUser, signInBearer, type SignedIn, userCount } from '../auth/helpers';
 import { message, op, openSocket, pull, push, pushOk, syncUser } from '../sync/helpers';
 import { createToken, messages } from '../service/helpers';
 
@@ -49,7 +49,7 @@ describe('account actions: who may', () => {
       expect(await res.json()).toMatchObject({ error: 'admin_intent_required' });
     }
     expect(await count('SELECT count(*) AS n FROM users WHERE id = ? AND disabled_at IS NULL', target.id)).toBe(1);
-    expect(await count('SELECT count(*) AS n FROM sessions WHERE user_id = ? AND revoked_at IS NULL', target.id)).toBe(1);
+    expect(await userCount(target.id, 'SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL')).toBe(1);
     expect((await (await call('GET', '/api/auth/session', target.headers)).json<any>()).session.user.id).toBe(target.id);
   });
 
@@ -188,6 +188,9 @@ describe('delete', () => {
       expect(await count(`SELECT count(*) AS n FROM ${table} WHERE user_id = ?`, u.id), table).toBe(0);
     }
     expect(await count('SELECT count(*) AS n FROM users WHERE id = ?', u.id)).toBe(0);
+    // The user's object (sessions, refresh tokens) is emptied too.
+    expect(await userCount(u.id, 'SELECT count(*) AS n FROM sessions')).toBe(0);
+    expect(await userCount(u.id, 'SELECT count(*) AS n FROM refresh_tokens')).toBe(0);
     expect((await push(u, u.workspaceId, [op('messages', 'm2', message('m2'))])).status).toBe(401);
     // The heir owns it and syncs its data at once.
     expect((await pull(heir, u.workspaceId, 0)).changes).toHaveLength(1);

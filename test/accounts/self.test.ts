@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { createWorkspace, upsertMember } from '../../src/workspaces/store';
-import { call, PASSWORD, signedInUser, signInBearer, uniqueEmail } from '../auth/helpers';
+import { call, PASSWORD, signedInUser, signInBearer, uniqueEmail, userCount } from '../auth/helpers';
 import { syncUser } from '../sync/helpers';
 
 const count = async (sql: string, ...args: unknown[]) =>
@@ -56,7 +56,7 @@ describe('DELETE /api/auth/account', () => {
     expect(res.status).toBe(200);
     expect((await call('GET', '/api/workspaces', other.headers)).status).toBe(401);
     expect(await count('SELECT count(*) AS n FROM members WHERE user_id = ?', u.id)).toBe(0);
-    expect(await count('SELECT count(*) AS n FROM sessions WHERE user_id = ?', u.id)).toBe(0);
+    expect(await userCount(u.id, 'SELECT count(*) AS n FROM sessions')).toBe(0);
     expect(await count(`SELECT count(*) AS n FROM members WHERE user_id = ? AND workspace_id = ? AND role = 'owner'`, heir.id, u.workspaceId)).toBe(1);
     expect(await count('SELECT count(*) AS n FROM members WHERE workspace_id = ?', shared)).toBe(1);
   });

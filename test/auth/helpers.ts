@@ -3,6 +3,7 @@
  * per test file (scrypt is deliberately slow), then signed in through the real routes.
  */
 import { env } from 'cloudflare:workers';
+import { runInDurableObject } from 'cloudflare:test';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { hashPassword } from '../../src/auth/passwords';
 import { createPasswordUser } from '../../src/auth/store';
@@ -111,4 +112,17 @@ export async function oidcProvider(issuer: string) {
       .setExpirationTime('10m')
       .sign(pair.privateKey);
   return { vars, token };
+}
+
+/** Rows from a user's object (src/user-db/), where their sessions and refresh tokens live. */
+export function userRows<T = Record<string, unknown>>(userId: string, query: string, ...args: unknown[]): Promise<T[]> {
+  return runInDurableObject(
+    env.USER_DB.getByName(userId),
+    (_instance, state) => state.storage.sql.exec(query, ...(args as SqlStorageValue[])).toArray() as T[],
+  );
+}
+
+/** A count from a user's object: `query` selects `count(*) AS n`. */
+export async function userCount(userId: string, query: string, ...args: unknown[]): Promise<number> {
+  return ((await userRows<{ n: number }>(userId, query, ...args))[0]?.n as number) ?? 0;
 }

@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { api, apiWithEnv } from '../helpers';
-import { call, cookiesOf, makeUser, signInCookies, signedInUser } from './helpers';
+import { call, cookiesOf, makeUser, signInCookies, signedInUser, userCount, userRows } from './helpers';
 
 const bearer = { 'x-or3-token-transport': 'bearer' };
 const refresh = (refreshToken: string, query = '') =>
@@ -38,10 +38,7 @@ describe('POST /api/basic-auth/refresh', () => {
     const results = await Promise.all([refresh(user.refreshToken), refresh(user.refreshToken)]);
     const tokens = await Promise.all(results.map(async (r) => (r.status === 200 ? (await r.json<{ refreshToken: string }>()).refreshToken : null)));
     expect(tokens[0]).toBe(tokens[1]);
-    const { n } = (await env.DB.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE user_id = ? AND parent_id IS NOT NULL')
-      .bind(user.id)
-      .first<{ n: number }>())!;
-    expect(n).toBe(1);
+    expect(await userCount(user.id, 'SELECT count(*) AS n FROM refresh_tokens WHERE parent_id IS NOT NULL')).toBe(1);
   });
 
   it('reuse after the grace window revokes the whole session family', async () => {
@@ -76,13 +73,16 @@ describe('POST /api/basic-auth/refresh', () => {
     expect((await refresh(user.refreshToken)).status).toBe(401);
 
     const other = await signedInUser();
-    await env.DB.prepare('UPDATE refresh_tokens SET expires_at = ? WHERE user_id = ?')
-      .bind(Date.now() - 1, other.id)
-      .run();
+    await userRows(other.id, 'UPDATE refresh_tokens SET expires_at = ?', Date.now() - 1);
     expect((await refresh(other.refreshToken)).status).toBe(401);
 
-    const [id, secret] = (await signedInUser()).refreshToken.split('.') as [string, string];
+    const [id, secret, owner] = (await signedInUser()).refreshToken.split('.') as [string, string, string];
+    const tampered = `${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`;
     for (const garbled of [
+      `${id}.${tampered}.${owner}`,
+      // The right token id and secret sent to another user's object, or to one that never existed.
+      `${id}.${secret}.${other.id}`,
+      `${id}.${secret}.${crypto.randomUUID()}`,
       '',
       'x',
       `${id}.`,
@@ -97,7 +97,7 @@ describe('POST /api/basic-auth/refresh', () => {
   it('stores no plaintext refresh secret', async () => {
     const user = await signedInUser();
     const secret = user.refreshToken.split('.')[1]!;
-    const { results } = await env.DB.prepare('SELECT * FROM refresh_tokens WHERE user_id = ?').bind(user.id).all();
+    const results = await userRows(user.id, 'SELECT * FROM refresh_tokens');
     expect(JSON.stringify(results)).not.toContain(secret);
     expect(results[0]).toMatchObject({ secret_hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
   });

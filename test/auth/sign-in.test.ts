@@ -71,7 +71,7 @@ describe('POST /api/basic-auth/sign-in', () => {
     const body = await res.json<Record<string, string>>();
     expect(body.ok).toBe(true);
     expect(accessToken.split('.')).toHaveLength(3);
-    expect(refreshToken).toMatch(/^[0-9a-f-]{36}\.[A-Za-z0-9_-]{43}$/);
+    expect(refreshToken).toMatch(/^[0-9a-f-]{36}\.[A-Za-z0-9_-]{43}\.[0-9a-f-]{36}$/);
     expect(Date.parse(body.expiresAt!) - Date.now()).toBeGreaterThan(800_000);
     expect(res.headers.getSetCookie()).toEqual([]);
   });

@@ -6,7 +6,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { signAccessToken, signingKeys } from '../../src/auth/tokens';
 import { api, apiWithEnv } from '../helpers';
-import { cookiesOf, makeUser, signInCookies } from './helpers';
+import { cookiesOf, makeUser, signInCookies, userCount } from './helpers';
 
 const TEST_JWT_SECRET = (env as unknown as { OR3_BASIC_AUTH_JWT_SECRET: string }).OR3_BASIC_AUTH_JWT_SECRET;
 
@@ -24,8 +24,7 @@ const pullWith = (cookie: string, workspaceId: string, extraHeaders: Record<stri
     body: JSON.stringify({ scope: { workspaceId }, cursor: 0 }),
   });
 
-const childrenOf = async (userId: string) =>
-  (await env.DB.prepare('SELECT count(*) AS n FROM refresh_tokens WHERE user_id = ? AND parent_id IS NOT NULL').bind(userId).first<{ n: number }>())!.n;
+const childrenOf = async (userId: string) => userCount(userId, 'SELECT count(*) AS n FROM refresh_tokens WHERE parent_id IS NOT NULL');
 
 describe('transparent refresh from the or3_refresh cookie', () => {
   it('serves a pull with no access cookie as the user and sets both rotated cookies', async () => {

@@ -9,27 +9,11 @@ import { runInDurableObject } from 'cloudflare:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Bindings } from '../../src/env';
-import { PASSWORD, call, oidcProvider, signInBearer, signInCookies, signedInUser } from '../auth/helpers';
-import { apiWithEnv } from '../helpers';
+import { PASSWORD, call, oidcProvider, signInBearer, signInCookies, signedInUser, userRows } from '../auth/helpers';
+import { apiWithEnv, countingDb } from '../helpers';
 import { bytesOf, sha256 } from '../storage/helpers';
 import { message, op, openSocket, pushOk, syncUser } from './helpers';
 import { upsertMember } from '../../src/workspaces/store';
-
-/** Counts every D1 call made through a binding: statements prepared, batches, execs, sessions. */
-function countingDb(db: D1Database) {
-  const counter = { calls: 0 };
-  const wrapped = new Proxy(db, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (['prepare', 'batch', 'exec', 'withSession', 'dump'].includes(String(name))) counter.calls++;
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { db: wrapped as D1Database, counter };
-}
 
 describe('no central query on the hot path in steady state', () => {
   it('push, pull, snapshot, update-cursor, gc, presign, usage: 0 D1 queries in the Worker and in the object once warm', async () => {
@@ -151,7 +135,7 @@ describe('open sockets and out-of-band revocations (SECURITY.md §7 cases 42, 43
     return socket;
   };
 
-  it('a member removed, a user disabled or a session revoked directly in D1 hears no poke with data and no presence past the bound, and is closed', async () => {
+  it('a member removed in D1, a user disabled or a session revoked in the user object without telling the workspace hears no poke with data and no presence past the bound, and is closed', async () => {
     const owner = await syncUser();
     const [removed, disabled, revoked] = [await signedInUser(), await signedInUser(), await signedInUser()];
     for (const u of [removed, disabled, revoked]) await upsertMember(env.DB, owner.workspaceId, u.id, 'editor');
@@ -163,10 +147,10 @@ describe('open sockets and out-of-band revocations (SECURITY.md §7 cases 42, 43
     sockets[0]!.send({ type: 'presence', state: { typing: true } });
     await watcher.next((m) => m.type === 'presence' && m.userId === removed.id);
 
-    // Revoked behind the object's back: no message reaches it.
+    // Revoked behind the workspace object's back (the invalidation lost): no message reaches it.
     await env.DB.prepare('DELETE FROM members WHERE workspace_id = ? AND user_id = ?').bind(owner.workspaceId, removed.id).run();
-    await env.DB.prepare('UPDATE users SET disabled_at = ? WHERE id = ?').bind(Date.now(), disabled.id).run();
-    await env.DB.prepare('UPDATE sessions SET revoked_at = ? WHERE user_id = ?').bind(Date.now(), revoked.id).run();
+    await userRows(disabled.id, 'UPDATE facts SET disabled = 1');
+    await userRows(revoked.id, 'UPDATE sessions SET revoked_at = ?', Date.now());
     await wait(1_100);
     // Presence from a revoked socket is not heard; the owner's presence and data do not reach them.
     sockets[2]!.send({ type: 'presence', state: { secret: 'from-revoked' } });
@@ -211,7 +195,7 @@ describe('open sockets and out-of-band revocations (SECURITY.md §7 cases 42, 43
 });
 
 describe('revocation', () => {
-  it('a revocation made directly in D1 (no message to the object) stops a cached session within the bound, and not before', async () => {
+  it('a revocation the workspace object never hears of (made in the user object directly) stops a cached session within the bound, and not before', async () => {
     const u = await syncUser();
     const short = { OR3_AUTH_CACHE_TTL_SECONDS: '1' };
     const pull = () =>
@@ -221,7 +205,7 @@ describe('revocation', () => {
         body: JSON.stringify({ scope: { workspaceId: u.workspaceId }, cursor: 0 }),
       });
     expect((await pull()).status).toBe(200);
-    await env.DB.prepare('UPDATE sessions SET revoked_at = ? WHERE user_id = ?').bind(Date.now(), u.id).run();
+    await userRows(u.id, 'UPDATE sessions SET revoked_at = ?', Date.now());
     // Still trusted from the cache: the object was not told.
     expect((await pull()).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1_100));
