@@ -12,7 +12,7 @@ import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../env';
 import { notFound } from '../errors';
 import { logEvent } from '../http/logger';
-import type { Counters, MeterReading } from '../workspace-db/metrics';
+import { isPeak, type Counters, type MeterReading } from '../workspace-db/metrics';
 import { param } from '../workspaces/routes';
 import { workspaceExists } from '../workspaces/store';
 
@@ -26,10 +26,15 @@ const SYNC_COUNTERS: Record<string, string> = {
   ops_pulled: 'Changes pulled (HTTP and socket)',
   bytes_in: 'Bytes of pushed ops (stored size)',
   bytes_out: 'Bytes of pulled changes (wire JSON)',
+  peak_sockets: 'Most sockets open at once in any one workspace',
+  peak_presence: 'Largest presence roster (devices) in any one workspace',
 };
 
+/** Sums counters; peaks (`peak_*`) take the maximum: the busiest single workspace, the figure an object's limits bound. */
 function add(into: Counters, from: Counters | undefined) {
-  for (const [name, n] of Object.entries(from ?? {})) if (typeof n === 'number') into[name] = (into[name] ?? 0) + n;
+  for (const [name, n] of Object.entries(from ?? {})) {
+    if (typeof n === 'number') into[name] = isPeak(name) ? Math.max(into[name] ?? 0, n) : (into[name] ?? 0) + n;
+  }
 }
 
 async function readings(c: Context<AppEnv>): Promise<{ total: number; counted: number; readings: MeterReading[] }> {
