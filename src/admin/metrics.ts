@@ -3,7 +3,8 @@
  * read from each workspace object's own counters (src/workspace-db/metrics.ts) plus a few D1
  * counts, so no request ever writes to anything central. JSON by default (a flat object of
  * numbers); `Accept: text/plain` gives the Prometheus text exposition format 0.0.4.
- * `GET /api/admin/metrics/workspaces/:id` is one workspace's hourly and daily buckets.
+ * `GET /api/admin/metrics/workspaces/:id` is one workspace's hourly and daily buckets;
+ * `GET /api/admin/metrics/series` the deployment's, rolled up the same way (the console's charts).
  *
  * The fan-out is bounded: the ROLLUP_LIMIT most recently updated live workspaces are asked,
  * ROLLUP_CONCURRENCY at a time; `or3_workspaces_counted` says how many answered.
@@ -106,7 +107,22 @@ export function prometheusText(flat: Record<string, number>): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Every workspace's buckets added up per bucket (peaks: the maximum), oldest first. */
+function series(all: MeterReading[]): MeterReading {
+  const out: MeterReading = { hours: {}, days: {} };
+  for (const r of all) {
+    for (const kind of ['hours', 'days'] as const) for (const [start, counters] of Object.entries(r[kind])) add((out[kind][start] ??= {}), counters);
+  }
+  const sorted = (o: Record<string, Counters>) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+  return { hours: sorted(out.hours), days: sorted(out.days) };
+}
+
 export const metricsAdmin = new Hono<AppEnv>()
+  .get('/metrics/series', async (c) => {
+    const { counted, readings: all } = await readings(c);
+    return c.json({ workspacesCounted: counted, ...series(all) });
+  })
+
   .get('/metrics', async (c) => {
     const flat = await rollUp(c);
     const accept = c.req.header('accept') ?? '';

@@ -8,8 +8,9 @@
  *
  * Counting is an in-memory add; the sums reach the object's storage (its synchronous KV, no
  * schema migration) at most every FLUSH_MS, coalesced with the object's other writes, and
- * whenever they are read. An object evicted between flushes loses at most those seconds of
- * counts: these are operator numbers, not billing. Bounded: 48 hourly and 35 daily buckets.
+ * whenever they are read; the first count after the object wakes is written at once. An object
+ * evicted between flushes loses at most the counts of the FLUSH_MS after its last write: these
+ * are operator numbers, not billing. Bounded: 48 hourly and 35 daily buckets.
  */
 const FLUSH_MS = 10_000;
 const HOUR_MS = 3600_000;
@@ -33,7 +34,8 @@ const key = (kind: 'h' | 'd', index: number) => `metrics:${kind}:${String(index)
 
 export class Meter {
   #pending = new Map<string, number>();
-  #lastFlush = Date.now();
+  /** 0: the first count after the object wakes is written at once, so a lone burst survives an eviction right after it. */
+  #lastFlush = 0;
   #flushedHour = -1;
 
   constructor(private readonly storage: DurableObjectStorage) {}

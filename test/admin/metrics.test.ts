@@ -72,6 +72,20 @@ describe('GET /api/admin/metrics', () => {
     expect(samples.get('or3_sync_ops_pushed_today')).toBe(after.or3_sync_ops_pushed_today);
   });
 
+  it('rolls the hourly and daily buckets up across workspaces for the charts (series)', async () => {
+    const [a, b] = [await syncUser(), await syncUser()];
+    const read = async () => (await call('GET', '/api/admin/metrics/series', root.headers)).json<any>();
+    const hourNow = new Date(Math.floor(Date.now() / 3600_000) * 3600_000).toISOString();
+    const before = (await read()).hours[hourNow]?.ops_pushed ?? 0;
+    await pushOk(a, a.workspaceId, [op('messages', 'm1', message('m1'))]);
+    await pushOk(b, b.workspaceId, [op('messages', 'm1', message('m1')), op('messages', 'm2', message('m2'))]);
+    const after = await read();
+    expect(after.hours[hourNow].ops_pushed - before).toBe(3);
+    expect(Object.keys(after.days)).toEqual([...Object.keys(after.days)].sort());
+    expect(after.workspacesCounted).toBeGreaterThanOrEqual(2);
+    expect((await call('GET', '/api/admin/metrics/series', a.headers)).status).toBe(403);
+  });
+
   it('is for deployment admins only', async () => {
     const owner = await syncUser();
     expect((await call('GET', '/api/admin/metrics', owner.headers)).status).toBe(403);
@@ -151,6 +165,21 @@ describe('GET /api/admin/workspaces/:id', () => {
     expect((await call('GET', `/api/admin/workspaces/${crypto.randomUUID()}`, root.headers)).status).toBe(404);
     expect((await call('GET', `/api/admin/workspaces/${owner.workspaceId}`, owner.headers)).status).toBe(403);
     expect((await call('GET', `/api/admin/workspaces/${'x'.repeat(300)}`, root.headers)).status).toBe(400);
+  });
+
+  it('exports a workspace the admin is not a member of (JSONL, audited); others 403, unknown 404', async () => {
+    const owner = await syncUser();
+    await pushOk(owner, owner.workspaceId, [op('messages', 'm1', message('m1'))]);
+    const res = await call('GET', `/api/admin/workspaces/${owner.workspaceId}/export`, root.headers);
+    expect(res.status).toBe(200);
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ type: 'header', workspaceId: owner.workspaceId, exportedBy: root.id });
+    expect(lines.filter((l) => l.type === 'change').map((l) => l.pk)).toEqual(['m1']);
+    expect((await call('GET', `/api/admin/workspaces/${owner.workspaceId}/export`, owner.headers)).status).toBe(403);
+    expect((await call('GET', `/api/admin/workspaces/${crypto.randomUUID()}/export`, root.headers)).status).toBe(404);
   });
 });
 
