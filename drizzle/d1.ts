@@ -127,6 +127,8 @@ export const invites = sqliteTable(
     /** SHA-256 of the invite token; the token itself is shown once. */
     tokenHash: text('token_hash').notNull(),
     createdBy: text('created_by').notNull(),
+    /** Lower-cased address the invite was made for (OR3's invite routes name one); null when none was given. */
+    email: text('email'),
     createdAt: integer('created_at').notNull(),
     expiresAt: integer('expires_at').notNull(),
     acceptedAt: integer('accepted_at'),

@@ -11,6 +11,7 @@ import { installFallbacks } from './http/fallbacks';
 import { noStore } from './http/no-store';
 import { requestContext } from './http/request-context';
 import { health } from './health/routes';
+import { analytics } from './http/analytics';
 import { admin } from './admin/routes';
 import { basicAuth, session } from './auth/routes';
 import { setup } from './setup/routes';
@@ -41,6 +42,7 @@ export function createApp(options: AppOptions = {}) {
   app.onError(handleError);
 
   app.use('*', requestContext());
+  app.use('*', analytics()); // optional Analytics Engine points (docs/operations.md "Metrics")
   app.use('*', cors());
   // Health is public; blob downloads set their own `Cache-Control: private`.
   app.use(

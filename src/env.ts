@@ -10,8 +10,11 @@
 import type { Config, UndeclaredVariables } from './config';
 import type { Logger } from './http/logger';
 
-/** Everything the Worker receives as `env`. */
-export type Bindings = Env & UndeclaredVariables;
+/**
+ * Everything the Worker receives as `env`. `ANALYTICS` is an optional Workers Analytics Engine
+ * dataset (commented out in wrangler.toml; http/analytics.ts): absent, nothing is written.
+ */
+export type Bindings = Env & UndeclaredVariables & { ANALYTICS?: AnalyticsEngineDataset };
 
 /** Per-request values set by the HTTP middleware. */
 export interface Variables {

@@ -85,9 +85,17 @@ export const or3WorkspaceAdmin = new Hono<AppEnv>()
     const token = randomToken();
     const expiresAt = Math.floor(Date.now() / 1000) + (body.expiresInSeconds ?? DEFAULT_INVITE_SECONDS);
     const inviteId = crypto.randomUUID();
-    await createInvite(c.env.DB, { id: inviteId, workspaceId, role: body.role, tokenHash: await sha256Hex(token), createdBy, expiresAt: expiresAt * 1000 });
-    audit(c, 'workspace.invite.created', { actorId: await actorOf(c), workspaceId, role: body.role });
     const email = normalizeEmail(body.email);
+    await createInvite(c.env.DB, {
+      id: inviteId,
+      workspaceId,
+      role: body.role,
+      tokenHash: await sha256Hex(token),
+      createdBy,
+      expiresAt: expiresAt * 1000,
+      email,
+    });
+    audit(c, 'workspace.invite.created', { actorId: await actorOf(c), workspaceId, role: body.role });
     return c.json({ ok: true, invite: { id: inviteId, email, role: body.role, expiresAt, token, inviteUrl: `/?invite=${encodeURIComponent(token)}` } });
   })
 
@@ -106,7 +114,7 @@ export const or3WorkspaceAdmin = new Hono<AppEnv>()
     const invites = pending.slice(0, query.limit ?? 500).map((i) => ({
       id: i.id,
       workspaceId,
-      email: null,
+      email: i.email,
       role: i.role,
       status: 'pending',
       invitedByUserId: i.createdBy,

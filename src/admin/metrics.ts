@@ -3,7 +3,8 @@
  * read from each workspace object's own counters (src/workspace-db/metrics.ts) plus a few D1
  * counts, so no request ever writes to anything central. JSON by default (a flat object of
  * numbers); `Accept: text/plain` gives the Prometheus text exposition format 0.0.4.
- * `GET /api/admin/metrics/workspaces/:id` is one workspace's hourly and daily buckets.
+ * `GET /api/admin/metrics/workspaces/:id` is one workspace's hourly and daily buckets;
+ * `GET /api/admin/metrics/series` the deployment's, rolled up the same way (the console's charts).
  *
  * The fan-out is bounded: the ROLLUP_LIMIT most recently updated live workspaces are asked,
  * ROLLUP_CONCURRENCY at a time; `or3_workspaces_counted` says how many answered.
@@ -12,7 +13,7 @@ import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../env';
 import { notFound } from '../errors';
 import { logEvent } from '../http/logger';
-import type { Counters, MeterReading } from '../workspace-db/metrics';
+import { isPeak, type Counters, type MeterReading } from '../workspace-db/metrics';
 import { param } from '../workspaces/routes';
 import { workspaceExists } from '../workspaces/store';
 
@@ -26,10 +27,15 @@ const SYNC_COUNTERS: Record<string, string> = {
   ops_pulled: 'Changes pulled (HTTP and socket)',
   bytes_in: 'Bytes of pushed ops (stored size)',
   bytes_out: 'Bytes of pulled changes (wire JSON)',
+  peak_sockets: 'Most sockets open at once in any one workspace',
+  peak_presence: 'Largest presence roster (devices) in any one workspace',
 };
 
+/** Sums counters; peaks (`peak_*`) take the maximum: the busiest single workspace, the figure an object's limits bound. */
 function add(into: Counters, from: Counters | undefined) {
-  for (const [name, n] of Object.entries(from ?? {})) if (typeof n === 'number') into[name] = (into[name] ?? 0) + n;
+  for (const [name, n] of Object.entries(from ?? {})) {
+    if (typeof n === 'number') into[name] = isPeak(name) ? Math.max(into[name] ?? 0, n) : (into[name] ?? 0) + n;
+  }
 }
 
 async function readings(c: Context<AppEnv>): Promise<{ total: number; counted: number; readings: MeterReading[] }> {
@@ -101,7 +107,22 @@ export function prometheusText(flat: Record<string, number>): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Every workspace's buckets added up per bucket (peaks: the maximum), oldest first. */
+function series(all: MeterReading[]): MeterReading {
+  const out: MeterReading = { hours: {}, days: {} };
+  for (const r of all) {
+    for (const kind of ['hours', 'days'] as const) for (const [start, counters] of Object.entries(r[kind])) add((out[kind][start] ??= {}), counters);
+  }
+  const sorted = (o: Record<string, Counters>) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+  return { hours: sorted(out.hours), days: sorted(out.days) };
+}
+
 export const metricsAdmin = new Hono<AppEnv>()
+  .get('/metrics/series', async (c) => {
+    const { counted, readings: all } = await readings(c);
+    return c.json({ workspacesCounted: counted, ...series(all) });
+  })
+
   .get('/metrics', async (c) => {
     const flat = await rollUp(c);
     const accept = c.req.header('accept') ?? '';

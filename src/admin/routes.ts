@@ -11,6 +11,7 @@ import { archiveAdmin } from '../archive/admin';
 import { auditAdmin } from '../audit/routes';
 import { accountAdmin } from '../accounts/routes';
 import { metricsAdmin } from './metrics';
+import { workspaceView } from './workspace-view';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -60,6 +61,7 @@ export const admin = new Hono<AppEnv>()
   .route('/', archiveAdmin)
   .route('/', accountAdmin)
   .route('/', metricsAdmin)
+  .route('/', workspaceView)
 
   .get('/users', async (c) => {
     const query = parseQuery(c);

@@ -24,6 +24,7 @@ export type AuditEventName =
   | 'admin.workspace.deleted'
   | 'admin.workspace.restored'
   | 'admin.workspace.forked'
+  | 'admin.workspace.exported'
   | 'admin.member.upserted'
   | 'admin.member.removed'
   | 'admin.admin.granted'

@@ -56,13 +56,27 @@ export function datesBetween(from: string, to: string): string[] {
   return out;
 }
 
+/** Which events a read keeps (all when absent), and how many of the kept ones to skip first (paging). */
+export interface AuditFilter {
+  match?: (event: AuditRecord) => boolean;
+  offset?: number;
+}
+
 /**
  * The events of the given days, through their manifests: each shard's events in the order it
  * recorded them (so one source's events keep their order), the shards merged by time. Stops
- * reading a shard's batches once `limit` events of the day are in hand and says whether more
- * were left, so a read of a busy month costs about `limit` events per shard, not the month.
+ * reading a shard's batches once `offset + limit` matching events of the day are in hand and says
+ * whether more were left, so a read of a busy month costs about that many events per shard, not
+ * the month. The first `offset` matching events are skipped.
  */
-export async function readAudit(bucket: R2Bucket, dates: string[], limit: number): Promise<{ events: AuditRecord[]; truncated: boolean }> {
+export async function readAudit(
+  bucket: R2Bucket,
+  dates: string[],
+  limit: number,
+  filter: AuditFilter = {},
+): Promise<{ events: AuditRecord[]; truncated: boolean }> {
+  const offset = filter.offset ?? 0;
+  const want = offset + limit;
   const events: AuditRecord[] = [];
   let truncated = false;
   for (const date of dates) {
@@ -70,27 +84,32 @@ export async function readAudit(bucket: R2Bucket, dates: string[], limit: number
     const manifestKeys = [auditManifestKey(date), ...listed.objects.map((o) => o.key)];
     const shards: AuditRecord[][] = [];
     for (const key of manifestKeys) {
-      const { records, more } = await readShard(bucket, key, limit - events.length);
+      const { records, more } = await readShard(bucket, key, want - events.length, filter.match);
       truncated ||= more;
       if (records.length) shards.push(records);
     }
     for (const event of mergeByTime(shards)) {
-      if (events.length === limit) return { events, truncated: true };
+      if (events.length === want) return { events: events.slice(offset), truncated: true };
       events.push(event);
     }
   }
-  return { events, truncated };
+  return { events: events.slice(offset), truncated };
 }
 
-/** Up to `max` events of one shard's day, in seq order, and whether it had more. */
-async function readShard(bucket: R2Bucket, manifestKey: string, max: number): Promise<{ records: AuditRecord[]; more: boolean }> {
+/** Up to `max` matching events of one shard's day, in seq order, and whether it had more. */
+async function readShard(
+  bucket: R2Bucket,
+  manifestKey: string,
+  max: number,
+  match: (event: AuditRecord) => boolean = () => true,
+): Promise<{ records: AuditRecord[]; more: boolean }> {
   const manifest = await bucket.get(manifestKey);
   if (!manifest) return { records: [], more: false };
   const records: AuditRecord[] = [];
   for (const batch of parseJsonl<ManifestEntry>(await manifest.text()).sort((a, b) => a.first - b.first)) {
     if (records.length >= max) return { records, more: true };
     const body = await bucket.get(batch.key);
-    if (body) records.push(...parseJsonl<AuditRecord>(await body.text()));
+    if (body) records.push(...parseJsonl<AuditRecord>(await body.text()).filter(match));
   }
   return { records: records.slice(0, Math.max(0, max)), more: records.length > max };
 }

@@ -35,6 +35,7 @@ import { ServerClock, type ServiceOp } from '../service/stamp';
 import type { ServiceCredential } from '../service/token';
 import { ServiceTokens, type Scope, type ServiceAccess } from '../service/tokens';
 import { Meter, type MeterReading } from './metrics';
+import { workspaceState, type WorkspaceState } from './admin-view';
 import type { PokeChanges } from './poke';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
@@ -44,7 +45,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql = this.ctx.storage.sql;
   readonly #limiter = new FixedWindowLimiter();
   readonly #access = new AccessCache(this.env);
-  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this);
+  // Presence roster sizes feed the metrics' peak (metrics.ts); #meter is read when a roster grows, after construction.
+  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this, (devices) => this.#meter.peak('peak_presence', devices));
   /** This workspace's webhooks (src/webhooks/): in memory after the first read, so a push costs nothing without hooks. */
   readonly #webhooks = new WebhookRegistry(this.ctx, () => this.env.WEBHOOK_QUEUE);
   /** Service tokens (src/service/): the object is their authority, so a revocation holds from the next request. */
@@ -74,6 +76,10 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   /** This workspace's usage counters (metrics.ts), for the admin roll-up. */
   metrics(): MeterReading {
     return this.#meter.read();
+  }
+  /** The admin console's view of this workspace (admin-view.ts): usage, GC and archive state, sockets, counters. */
+  async adminView(): Promise<{ state: WorkspaceState; metrics: MeterReading }> {
+    return { state: await workspaceState(this.ctx), metrics: this.#meter.read() };
   }
 
   /** Liveness probe for deep health checks: proves the object starts and its database answers. */
@@ -361,7 +367,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
 
   /** A WebSocket upgrade the Worker forwarded after authorizing it. */
   override async fetch(request: Request): Promise<Response> {
-    return this.#sockets.accept(request, this.#restoring);
+    const response = await this.#sockets.accept(request, this.#restoring);
+    if (response.webSocket) this.#meter.peak('peak_sockets', this.ctx.getWebSockets().length);
+    return response;
   }
   /** Closes the sockets of one user (removed from the workspace) or of everyone (workspace deleted). */
   closeSockets(userId?: string): number {

@@ -84,6 +84,8 @@ export class Presence {
       confirm(ws: WebSocket): Promise<boolean>;
       /** Makes sure the alarm fires by `at` (alarm.ts `armSweep`). */
       armSweep(at: number): Promise<void>;
+      /** The roster's size after a device published a state (the metrics' presence peak). */
+      rosterSize?: (devices: number) => void;
     },
   ) {}
 
@@ -187,6 +189,7 @@ export class Presence {
     ws.serializeAttachment({ ...rest, deviceId, seenAt: now, state, stateAt: now, window: [start, used + 1] } satisfies PresenceAttachment);
     const after = this.#announce(attachment.userId, deviceId, new Set(), before);
     if (after !== null) this.#armSweep(now + PRESENCE.silenceMs + SWEEP_SLACK_MS);
+    if (after !== null && before === null) this.membership.rosterSize?.(this.#entries().size); // only a join can raise the peak
   }
 
   /** Publishes a held update now (its window has ended). */

@@ -76,12 +76,15 @@ export class WorkspaceSockets {
     private readonly sync?: Omit<SyncMethods, 'push'> & {
       push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, missing?: number, pusher?: WebSocket): ReturnType<SyncMethods['push']>;
     },
+    /** Told the roster's size (devices) whenever a device publishes: the metrics' presence peak. */
+    rosterSize?: (devices: number) => void,
   ) {
     this.#presence = new Presence(ctx, {
       fresh: (a, now) => confirmed(a as SocketAttachment, now),
       reverify: (ws) => this.ctx.waitUntil(this.verify(ws)),
       confirm: (ws) => this.verify(ws),
       armSweep: (at) => armSweep(ctx.storage, at),
+      rosterSize,
     });
   }
 

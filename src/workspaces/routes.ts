@@ -9,6 +9,7 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { badRequest, conflict, notFound, rateLimited } from '../errors';
 import { requireUser } from '../auth/authenticate';
+import { normalizeEmail } from '../auth/store';
 import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../audit/emit';
 import { emitDeploymentEvent } from '../events/deployment';
@@ -148,11 +149,14 @@ export const workspaces = new Hono<AppEnv>()
       z.strictObject({
         role: z.enum(ROLES),
         expiresInSeconds: z.number().int().min(INVITE_TTL.minSeconds).max(INVITE_TTL.maxSeconds).optional(),
+        /** Who the invite is for, as a note in the invite list; the token admits whoever holds it. */
+        email: z.email().max(320).optional(),
       }),
     );
     const inviteToken = randomToken();
     const expiresAt = Date.now() + (body.expiresInSeconds ?? INVITE_TTL.defaultSeconds) * 1000;
-    await createInvite(c.env.DB, { workspaceId, role: body.role, tokenHash: await sha256Hex(inviteToken), createdBy: principal.userId, expiresAt });
+    const email = body.email === undefined ? null : normalizeEmail(body.email);
+    await createInvite(c.env.DB, { workspaceId, role: body.role, tokenHash: await sha256Hex(inviteToken), createdBy: principal.userId, expiresAt, email });
     return c.json({ inviteToken, expiresAt: new Date(expiresAt).toISOString() });
   })
 

@@ -317,12 +317,12 @@ export async function inviteIsClaimable(db: D1Database, tokenHash: string, now =
 
 export async function createInvite(
   db: D1Database,
-  input: { id?: string; workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number },
+  input: { id?: string; workspaceId: string; role: Role; tokenHash: string; createdBy: string; expiresAt: number; email?: string | null },
   now = Date.now(),
 ) {
   await db
-    .prepare('INSERT INTO invites (id, workspace_id, role, token_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-    .bind(input.id ?? crypto.randomUUID(), input.workspaceId, input.role, input.tokenHash, input.createdBy, now, input.expiresAt)
+    .prepare('INSERT INTO invites (id, workspace_id, role, token_hash, created_by, created_at, expires_at, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    .bind(input.id ?? crypto.randomUUID(), input.workspaceId, input.role, input.tokenHash, input.createdBy, now, input.expiresAt, input.email ?? null)
     .run();
 }
 
@@ -330,6 +330,8 @@ export interface InviteView {
   id: string;
   role: Role;
   createdBy: string;
+  /** The address the invite was made for (OR3's invite routes name one); null when none was given. */
+  email: string | null;
   /** ISO-8601, like the `expiresAt` that creating the invite returned. */
   expiresAt: string;
 }
@@ -337,10 +339,10 @@ export interface InviteView {
 /** The invites of a workspace that could still admit someone, newest first; never the token hash. */
 export async function listPendingInvites(db: D1Database, workspaceId: string, now = Date.now()): Promise<InviteView[]> {
   const { results } = await db
-    .prepare(`SELECT id, role, created_by, expires_at FROM invites WHERE workspace_id = ?2 AND ${inviteClaimable('?1')} ORDER BY created_at DESC, id`)
+    .prepare(`SELECT id, role, created_by, email, expires_at FROM invites WHERE workspace_id = ?2 AND ${inviteClaimable('?1')} ORDER BY created_at DESC, id`)
     .bind(now, workspaceId)
-    .all<{ id: string; role: Role; created_by: string; expires_at: number }>();
-  return results.map((r) => ({ id: r.id, role: r.role, createdBy: r.created_by, expiresAt: new Date(r.expires_at).toISOString() }));
+    .all<{ id: string; role: Role; created_by: string; email: string | null; expires_at: number }>();
+  return results.map((r) => ({ id: r.id, role: r.role, createdBy: r.created_by, email: r.email, expiresAt: new Date(r.expires_at).toISOString() }));
 }
 
 /** Revokes (expires) a pending invite of this workspace; false when there is none by that id. */

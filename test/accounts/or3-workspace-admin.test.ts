@@ -29,7 +29,10 @@ describe('invites', () => {
     expect(invite.expiresAt).toBeLessThanOrEqual(Date.now() / 1000 + 3600);
 
     const list = await (await call('GET', '/api/admin/workspace/invites/list', owner.headers)).json<any>();
-    expect(list.invites).toEqual([expect.objectContaining({ id: invite.id, role: 'editor', status: 'pending', invitedByUserId: owner.id })]);
+    // The invitee's address comes back (stored lower-cased; D1 migration 0003_invite_email).
+    expect(list.invites).toEqual([
+      expect.objectContaining({ id: invite.id, email: 'new.person@example.com', role: 'editor', status: 'pending', invitedByUserId: owner.id }),
+    ]);
     expect(JSON.stringify(list)).not.toContain(invite.token);
 
     const joiner = await signedInUser();

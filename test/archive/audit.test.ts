@@ -125,6 +125,34 @@ describe('audit log persistence', () => {
     expect(limited.truncated).toBe(true);
   });
 
+  it('filters by actor, event (or family) and workspace, and pages with offset; hostile filters are 400', async () => {
+    const admin = await signedInUser({ isAdmin: true });
+    const tag = crypto.randomUUID();
+    const at = (h: number) => `2026-04-01T${String(h).padStart(2, '0')}:00:00.000Z`;
+    await auditObject().append([
+      { at: at(1), event: 'admin.user.disabled', actorId: `${tag}-a`, targetUserId: 'u1' },
+      { at: at(2), event: 'admin.member.removed', actorId: `${tag}-a`, workspaceId: `${tag}-w` },
+      { at: at(3), event: 'auth.sign_in', actorId: `${tag}-b` },
+      { at: at(4), event: 'admin.user.enabled', actorId: `${tag}-a`, targetUserId: 'u1' },
+      { at: at(5), event: 'admin.user.disabled', actorId: `${tag}-b`, workspaceId: `${tag}-w` },
+    ]);
+    const q = (extra: string) => readAudit(admin, `?from=2026-04-01&to=2026-04-01&${extra}`);
+    const hours = (r: { events: AuditRecord[] }) => r.events.map((e) => Number(e.at.slice(11, 13)));
+    expect(hours(await q(`actor=${tag}-a`))).toEqual([1, 2, 4]);
+    expect(hours(await q(`actor=${tag}-a&event=admin.user.disabled`))).toEqual([1]);
+    expect(hours(await q(`actor=${tag}-a&event=admin.user.*`))).toEqual([1, 4]);
+    expect(hours(await q(`workspace=${tag}-w`))).toEqual([2, 5]);
+    const first = await q(`actor=${tag}-a&limit=2`);
+    expect(hours(first)).toEqual([1, 2]);
+    expect(first).toMatchObject({ truncated: true, nextOffset: 2 });
+    const second = await q(`actor=${tag}-a&limit=2&offset=2`);
+    expect(hours(second)).toEqual([4]);
+    expect(second).toMatchObject({ truncated: false, nextOffset: null });
+    for (const bad of ["event=x'%20OR%201=1", 'event=<script>', `actor=${'a'.repeat(129)}`, 'offset=-1', 'offset=10001', 'workspace=']) {
+      expect((await call('GET', `/api/admin/audit?${bad}`, admin.headers)).status, bad).toBe(400);
+    }
+  });
+
   it('keeps events pending when R2 fails and writes them once on the retry', async () => {
     const admin = await signedInUser({ isAdmin: true });
     const tag = crypto.randomUUID();

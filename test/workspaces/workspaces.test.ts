@@ -304,9 +304,10 @@ describe('listing and revoking invites', () => {
     const w = await team();
     const made = [];
     for (const role of ['viewer', 'editor', 'owner']) {
+      const email = role === 'owner' ? { email: 'Next.Owner@Example.com' } : {};
       made.push(
         await (
-          await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role, expiresInSeconds: 3600 })
+          await call('POST', `/api/workspaces/${w.id}/invites`, users.owner.headers, { role, expiresInSeconds: 3600, ...email })
         ).json<{ inviteToken: string; expiresAt: string }>(),
       );
     }
@@ -321,7 +322,9 @@ describe('listing and revoking invites', () => {
     expect(res.headers.get('cache-control')).toContain('no-store');
     const text = await res.text();
     const { invites } = JSON.parse(text);
-    expect(invites).toEqual([{ id: expect.any(String), role: 'owner', createdBy: users.owner.id, expiresAt: made[2]!.expiresAt }]);
+    expect(invites).toEqual([
+      { id: expect.any(String), role: 'owner', createdBy: users.owner.id, email: 'next.owner@example.com', expiresAt: made[2]!.expiresAt },
+    ]);
     const { results } = await env.DB.prepare('SELECT token_hash FROM invites WHERE workspace_id = ?').bind(w.id).all<{ token_hash: string }>();
     for (const secret of [...made.map((m) => m.inviteToken), ...results.map((r) => r.token_hash)]) expect(text).not.toContain(secret);
   });
