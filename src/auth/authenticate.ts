@@ -19,7 +19,7 @@ import { loadSessionAuth } from './sessions';
 import { identityUser } from './store';
 import type { Role } from '../workspaces/permissions';
 import type { Membership } from '../workspaces/store';
-import type { TokenCredential as Credential } from '../workspace-db/access';
+import type { TokenCredential as Credential } from '../workspace-db/contract';
 
 export const BASIC_PROVIDER = 'basic-auth';
 

@@ -14,7 +14,7 @@ import { jsonBody } from '../http/body';
 import { ApiError, badRequest, forbidden, unauthorized, type Failure } from '../errors';
 import { authorizeAtShard, shardCaller, shardFailure } from '../workspaces/authorize';
 import type { Permission } from '../workspaces/permissions';
-import type { SyncCaller } from '../workspace-db/access';
+import type { SyncCaller } from '../workspace-db/contract';
 import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import { issueTicket, readTicket } from './ws-ticket';

@@ -18,7 +18,7 @@ import { logEvent } from '../http/logger';
 import { audit } from '../audit/emit';
 import { prefetchedMembership, requireUser, verifyCredential, type Principal } from '../auth/authenticate';
 import { forbidden, fromFailure, unauthorized, type Failure } from '../errors';
-import type { Access, ShardCaller } from '../workspace-db/access';
+import type { Access, ShardCaller } from '../workspace-db/contract';
 import { can, type Permission } from './permissions';
 import { membershipOf, type Membership } from './store';
 
