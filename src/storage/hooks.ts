@@ -14,7 +14,8 @@ import { logEvent } from '../http/logger';
 
 export interface UploadPolicyContext {
   workspaceId: string;
-  userId: string;
+  /** The uploader; null at commit for a federated token (its user is resolved by the object, in the commit's one RPC, after the policy ran). */
+  userId: string | null;
   hash: string;
   mimeType: string;
   sizeBytes: number;

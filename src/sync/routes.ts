@@ -56,11 +56,18 @@ export const sync = new Hono<AppEnv>()
     const body = await jsonBody(c, pushSchema);
     const workspaceId = body.scope.workspaceId;
     const call = await caller(c, workspaceId, 'write', 'push');
-    // Notifications are forced to their pusher: our tokens name the user; a federated one is resolved by the object first.
-    const userId = call.credential.kind === 'session' ? call.credential.userId : (await authorizeAtShard(c, workspaceId, 'write')).userId;
-    const ops = await prepareBatch(body.ops, workspaceId, userId);
     const missing = missingFlags(declared(body));
-    const result = answer(c, call, await stub(c, workspaceId).push(call, ops, c.get('config').sync.workspaceQuotaBytes, missing));
+    const quota = c.get('config').sync.workspaceQuotaBytes;
+    // Notifications are forced to their pusher: our tokens name the user, so the Worker prepares
+    // the batch; a federated token's user is resolved by the object, which then prepares it. One RPC either way.
+    const ws = stub(c, workspaceId);
+    const result = answer(
+      c,
+      call,
+      call.credential.kind === 'session'
+        ? await ws.push(call, await prepareBatch(body.ops, workspaceId, call.credential.userId), quota, missing)
+        : await ws.pushUnprepared(call, body.ops, quota, missing),
+    );
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })
 
