@@ -255,7 +255,6 @@ export class Applier {
         sizeBytes: l.size_bytes,
         mimeType: l.mime_type,
         storageKey: objectKey,
-        providerId: 'r2',
         name: l.name ?? null,
         kind: l.kind ?? null,
       },

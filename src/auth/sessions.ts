@@ -168,11 +168,6 @@ export async function sessionOwner(db: D1Database, sessionId: string): Promise<s
   return (await db.prepare('SELECT user_id FROM sessions WHERE id = ?').bind(sessionId).first<{ user_id: string }>())?.user_id ?? null;
 }
 
-/** Whether a session is neither revoked nor past its absolute end. */
-export async function sessionIsLive(db: D1Database, sessionId: string, now = Date.now()): Promise<boolean> {
-  return (await db.prepare('SELECT 1 AS x FROM sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?').bind(sessionId, now).first()) !== null;
-}
-
 /** The refresh token's session id, for sign-out by refresh cookie. Verifies the secret. */
 export async function sessionOfRefreshToken(db: D1Database, token: string): Promise<string | null> {
   const parsed = parseRefreshToken(token);

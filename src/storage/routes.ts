@@ -66,6 +66,7 @@ const commitSchema = z.strictObject({
   workspace_id: id,
   hash,
   storage_id: z.string().min(1).max(400),
+  /** Required by OR3's contract; not stored: the object's key and the configuration say where a blob lives. */
   storage_provider_id: z.string().min(1).max(64),
   mime_type: mimeType,
   size_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
@@ -149,7 +150,7 @@ export const storageRoutes = (deps: StorageDeps) =>
         max,
       );
       // The intent lives as long as the URL: its expiry frees the reservation.
-      const { userId, state, intentId } = await reserveUploadPolicy(c, deps.hooks, caller, {
+      const { state, intentId } = await reserveUploadPolicy(c, deps.hooks, caller, {
         workspaceId: body.workspace_id,
         hash,
         mimeType: body.mime_type,
@@ -171,12 +172,6 @@ export const storageRoutes = (deps: StorageDeps) =>
         disposition: options.disposition,
         origin: origin(c),
         config,
-      });
-      await deps.hooks.emit('storage.files.upload:action:before', {
-        workspaceId: body.workspace_id,
-        userId,
-        hash: hash.canonical,
-        sizeBytes: body.size_bytes,
       });
       return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent, intentId });
     })
@@ -219,7 +214,6 @@ export const storageRoutes = (deps: StorageDeps) =>
         // The URL of a generic file names its user: the blob route checks membership and the live file_meta again.
         ...(generic ? { genericFor: userId } : {}),
       });
-      await deps.hooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId, hash: hash.canonical });
       return c.json({ ...signed, expiresAt: options.expiresAt, ...(generic ? { disposition: 'attachment' } : {}) });
     })
 
@@ -258,7 +252,6 @@ export const storageRoutes = (deps: StorageDeps) =>
         if (/10058|429|too many|rate/i.test(message)) throw new ApiError(429, 'rate_limited', 'Rate limit exceeded. Retry after 1s', { 'Retry-After': '1' });
         throw err;
       }
-      await deps.hooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
       return c.json({ ok: true, alreadyPresent: stored === null });
     })
 
@@ -333,7 +326,6 @@ export const storageRoutes = (deps: StorageDeps) =>
         headers.set('content-length', String(meta.size));
       }
       if (!object) throw notFound('No such file', 'blob_not_found');
-      await deps.hooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: meta.size });
       return new Response(object.body, { status: outcome.status, headers });
     })
 
@@ -369,7 +361,6 @@ export const storageRoutes = (deps: StorageDeps) =>
             sizeBytes: body.size_bytes,
             mimeType: body.mime_type,
             storageKey: key,
-            providerId: body.storage_provider_id,
             name: body.name,
             kind: body.kind,
             ...(body.intent_id ? { intentId: body.intent_id } : {}),

@@ -21,7 +21,6 @@ export interface CommitInput {
   sizeBytes: number;
   mimeType: string;
   storageKey: string;
-  providerId: string;
   name: string | null;
   kind: string | null;
   /** The upload intent the commit names (docs/api.md "Upload intents"); clients that predate intents send none. */
@@ -85,12 +84,11 @@ export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, n
     };
   }
   sql.exec(
-    'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, name, kind, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, name, kind, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     input.hash,
     input.sizeBytes,
     input.mimeType,
     input.storageKey,
-    input.providerId,
     input.name,
     input.kind,
     now,
@@ -245,11 +243,10 @@ export function markStrays(sql: SqlStorage, keys: string[], now: number): { hash
     const hash = `sha256:${hex}`;
     const inserted = sql
       .exec(
-        'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, committed_at, gc_started_at) VALUES (?, 0, ?, ?, ?, 0, ?) ON CONFLICT(hash) DO NOTHING RETURNING hash',
+        'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, committed_at, gc_started_at) VALUES (?, 0, ?, ?, 0, ?) ON CONFLICT(hash) DO NOTHING RETURNING hash',
         hash,
         'application/octet-stream',
         key,
-        'stray',
         now,
       )
       .toArray();
