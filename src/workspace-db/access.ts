@@ -14,7 +14,7 @@
  */
 import { loadSessionAuth, loadUserAuth } from '../auth/sessions';
 import { identityUser } from '../auth/store';
-import { devD1 } from '../dev-d1-delay';
+import { devD1 } from '../dev/d1-delay';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
@@ -65,7 +65,7 @@ export class AccessCache {
 
   constructor(private readonly env: Bindings) {}
 
-  /** The D1 binding, read at each use (a bench may slow it down in development: dev-d1-delay.ts). */
+  /** The D1 binding, read at each use (a bench may slow it down in development: src/dev/d1-delay.ts). */
   get #db(): D1Database {
     return devD1(this.env);
   }
