@@ -2,10 +2,12 @@
  * Who is calling: resolves the request's credentials into a `Principal`, once per request.
  *
  * Order: `Authorization: Bearer` (our access JWT, or an external OIDC JWT chosen by its
- * issuer), then `Cf-Access-Jwt-Assertion`, then the `or3_access` cookie. Our access tokens are
- * checked against D1 on every request (one indexed read): the session must be live and the
- * user's token version must equal the token's `ver`, so sign-out, password change and reuse
- * detection take effect at once rather than at token expiry.
+ * issuer), then `Cf-Access-Jwt-Assertion`, then the `or3_access` cookie. A `Principal` checks
+ * our access token against D1 (one indexed read): the session must be live and the user's token
+ * version must equal the token's `ver`, so sign-out, password change and reuse detection take
+ * effect at once rather than at token expiry. The sync and storage routes do not resolve one:
+ * they take `verifyCredential`'s stateless answer to the workspace's object, which checks the
+ * same facts from its cache (docs/architecture.md "Authorization at the shard").
  */
 import type { Context } from 'hono';
 import { getCookie } from 'hono/cookie';

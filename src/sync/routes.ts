@@ -1,7 +1,9 @@
 /**
- * `/api/sync/*` (docs/sync.md): verify the caller's credential (no D1), validate and prepare in
- * the Worker, then make exactly one RPC to the workspace's Durable Object, which authorizes the
- * caller from its own cache (authorization at the shard, src/workspace-db/access.ts).
+ * `/api/sync/*` (docs/sync.md): verify the caller's credential (no D1), validate (and, for our
+ * own tokens, prepare the batch) in the Worker, then make exactly one RPC to the workspace's
+ * Durable Object, which takes the caller and authorizes it from its own cache (authorization at
+ * the shard, src/workspace-db/access.ts). A federated token's push is prepared by the object,
+ * which alone knows its user (notifications are forced to it).
  *
  * Realtime: `GET /api/sync/ws?workspaceId=` upgrades to a WebSocket on the object. Browsers on
  * an allowed origin authenticate with their cookie; other clients send a bearer header, or, where

@@ -1,8 +1,15 @@
 /**
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
  * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
- * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside.
- * Expected failures are returned as `Failure` values: thrown errors lose their type over RPC.
+ * rooms beside it, which hold the SQL. Every acting RPC takes the caller (contract.ts) and
+ * authorizes it inside, so one HTTP request is one RPC; `authorize` alone is for the WebSocket
+ * ticket and multipart abort, which act on nothing here.
+ *
+ * A write is one `transactionSync` with no `await` inside, opened here, except in the jobs that
+ * await R2 or a Queue between their steps and so run one transaction per step: retention and
+ * blob GC (retention.ts, blob-objects.ts), the webhook outbox (webhooks/registry.ts) and a
+ * socket's ticket claim (sockets.ts). Expected failures are returned as `Failure` values: thrown
+ * errors lose their type over RPC.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { drizzle } from 'drizzle-orm/durable-sqlite';
