@@ -11,6 +11,7 @@ import { archiveAdmin } from '../archive/admin';
 import { auditAdmin } from '../audit/routes';
 import { accountAdmin } from '../accounts/routes';
 import { metricsAdmin } from './metrics';
+import { pitrAdmin } from './pitr';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -58,6 +59,7 @@ export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
   .route('/', auditAdmin)
   .route('/', archiveAdmin)
+  .route('/', pitrAdmin)
   .route('/', accountAdmin)
   .route('/', metricsAdmin)
 

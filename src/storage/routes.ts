@@ -357,7 +357,7 @@ export const storageRoutes = (deps: StorageDeps) =>
           {
             hash: hash.canonical,
             hex: hash.hex,
-            s3Uploads: config.storage.s3 !== undefined,
+            verify: config.storage.s3 !== undefined ? 'always' : 'unmarked',
             sizeBytes: body.size_bytes,
             mimeType: body.mime_type,
             storageKey: key,

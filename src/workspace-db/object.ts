@@ -31,7 +31,8 @@ import { rewriteLegacyOpIds } from './legacy-op-ids';
 import { applyPush, logConflicts, type PushResult } from './push';
 import { pull, readerRefusal, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
 import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
-import { exportLog, exportState, markRestored, preparePitr } from './recovery';
+import { exportLog, exportState } from './exports';
+import { markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { checkStored, collectBlobs, deleteBlob, type BlobGcOptions, type BlobGcResult } from './blob-objects';
 import { WorkspaceSockets } from './sockets';
@@ -313,13 +314,21 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   /** Commit: the stored bytes checked (blob-objects.ts), then recorded and charged against `quotaBytes` in one transaction. */
   async commitBlob(
     caller: StorageCaller,
-    input: blobs.CommitInput & { hex: string; s3Uploads: boolean },
+    /** `verify`: 'always' while direct S3 uploads are enabled, 'unmarked' otherwise; 'checked' when the Worker already did (the import). */
+    input: blobs.CommitInput & { hex: string; verify: 'always' | 'unmarked' | 'checked' },
     quotaBytes: number,
   ): Promise<{ ok: true; userId: string; charged: number } | Failure> {
     const access = await this.#storageAccess(caller);
     if (!access.ok) return access;
-    const refused = await checkStored(this.env.BLOBS, { key: input.storageKey, sizeBytes: input.sizeBytes, hex: input.hex, s3Uploads: input.s3Uploads });
-    if (refused) return refused;
+    if (input.verify !== 'checked') {
+      const refused = await checkStored(this.env.BLOBS, {
+        key: input.storageKey,
+        sizeBytes: input.sizeBytes,
+        hex: input.hex,
+        s3Uploads: input.verify === 'always',
+      });
+      if (refused) return refused;
+    }
     const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));
     if (!outcome.ok) return outcome;
     await armGc(this.ctx.storage);
