@@ -222,12 +222,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       userId: access.userId,
     };
   }
-  /** Retention and blob GC (retention.ts) and the presence sweep share the alarm (alarm.ts); `collectNow` runs GC at once. */
+  /** Retention and blob GC (retention.ts, blob-objects.ts) and the presence sweep share the alarm (alarm.ts). */
   override async alarm() {
-    await runAlarm(this.ctx.storage, { gc: () => this.collectNow(), sweep: () => this.#sockets.sweep() });
-  }
-  collectNow(retentionSeconds?: number): Promise<boolean> {
-    return runRetention(this.ctx.storage, this.env, this.ctx.id.name, retentionSeconds);
+    await runAlarm(this.ctx.storage, { gc: () => runRetention(this.ctx.storage, this.env, this.ctx.id.name), sweep: () => this.#sockets.sweep() });
   }
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
   async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {

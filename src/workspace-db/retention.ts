@@ -220,16 +220,15 @@ const hasCollectable = (sql: SqlStorage) =>
 /**
  * The object's alarm: retention GC with OR3_SYNC_RETENTION_SECONDS, then the same blob GC as
  * `POST /api/storage/gc/run` (no cooldown). Idempotent: a retry deletes nothing twice. Returns
- * whether anything is left to collect (the alarm is then re-armed). `retentionSeconds`
- * overrides the configured retention (an operator collecting now).
+ * whether anything is left to collect (the alarm is then re-armed).
  */
-export async function runRetention(storage: DurableObjectStorage, env: Bindings, workspaceId: string | undefined, retentionSeconds?: number): Promise<boolean> {
+export async function runRetention(storage: DurableObjectStorage, env: Bindings, workspaceId: string | undefined): Promise<boolean> {
   const config = loadConfig(env);
   if (!config.ok) {
     logEvent('error', 'sync_gc_skipped', { reason: 'configuration invalid' });
     return false;
   }
-  const retention = retentionSeconds ?? config.config.sync.retentionSeconds;
+  const retention = config.config.sync.retentionSeconds;
   const tombstones = collectTombstones(storage, retention);
   const changeLog = workspaceId ? (await collectChangeLog(storage, env.BLOBS, workspaceId, retention)).deleted : 0;
   logEvent('info', 'sync_gc', { trigger: 'alarm', retentionSeconds: retention, tombstones, changeLog });
