@@ -33,6 +33,8 @@ import { logEvent } from '../http/logger';
 import { authorizeAtShard, shardCaller } from '../workspaces/authorize';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
 import { checkUploadPolicy, type StorageDeps } from './policy';
+import type { StorageHooks } from './hooks';
+import type { ShardCaller } from '../workspace-db/contract';
 import { blobPath } from './providers';
 import { clampExpiry, sign, URL_LIMITS, urlKeys, verify } from './signing';
 import { openUploadId, parseUploadId, sealUploadId, type DeclaredUpload } from './upload-id';
@@ -144,6 +146,10 @@ async function partUrls(
   return { parts, expiresAt: expires };
 }
 
+/** The upload policy (one RPC, policy.ts) for an upload as declared at create. */
+const declaredPolicy = (c: Context<AppEnv>, hooks: StorageHooks, caller: ShardCaller, workspaceId: string, hash: ParsedHash, declared: DeclaredUpload) =>
+  checkUploadPolicy(c, hooks, caller, { workspaceId, hash, mimeType: declared.mimeType, sizeBytes: declared.sizeBytes, multipart: true });
+
 /** The multipart routes, built with the app's storage dependencies. */
 export const multipartRoutes = ({ hooks }: StorageDeps) =>
   new Hono<AppEnv>()
@@ -189,13 +195,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
       if (body.part_size_bytes !== undefined && body.part_size_bytes !== declared.partSizeBytes)
         throw badRequest(`part_size_bytes must be the part size chosen at create (${declared.partSizeBytes})`, 'size_mismatch');
       // The limits or the workspace's usage may have changed since create.
-      await checkUploadPolicy(c, hooks, caller, {
-        workspaceId: body.workspace_id,
-        hash,
-        mimeType: declared.mimeType,
-        sizeBytes: declared.sizeBytes,
-        multipart: true,
-      });
+      await declaredPolicy(c, hooks, caller, body.workspace_id, hash, declared);
       const { partCount, sizeOf } = layout(declared.sizeBytes, declared.partSizeBytes);
       const numbers = body.part_numbers ?? Array.from({ length: partCount }, (_, i) => i + 1);
       if (numbers.some((n) => n > partCount)) throw badRequest(`part numbers go up to ${partCount}`, 'invalid_part');
@@ -212,13 +212,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
       // The policy, for the declared size (an assembly of any other size is refused below), in
       // the one RPC, before R2 assembles anything; a refused upload is aborted, never completed.
       try {
-        await checkUploadPolicy(c, hooks, caller, {
-          workspaceId: body.workspace_id,
-          hash,
-          mimeType: declared.mimeType,
-          sizeBytes: declared.sizeBytes,
-          multipart: true,
-        });
+        await declaredPolicy(c, hooks, caller, body.workspace_id, hash, declared);
       } catch (err) {
         if (err instanceof ApiError && err.status !== 401 && err.status !== 403)
           await c.env.BLOBS.resumeMultipartUpload(staging, declared.r2UploadId)
