@@ -20,8 +20,8 @@ export interface TestServer {
   url: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   env: any;
-  /** SQL run inside a workspace's object (the harness's `getDurableObjectStorage`), to age its data for GC. */
-  workspaceSql(workspaceId: string): Promise<{ exec(query: string, ...bindings: unknown[]): Promise<unknown[]> }>;
+  /** SQL run inside a workspace's object (the harness's `getDurableObjectStorage`), to age its data for GC; absent for a server started by `wrangler dev`. */
+  workspaceSql?(workspaceId: string): Promise<{ exec(query: string, ...bindings: unknown[]): Promise<unknown[]> }>;
   close(): Promise<void>;
 }
 

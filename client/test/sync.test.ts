@@ -108,7 +108,7 @@ describe('snapshot bootstrap', () => {
     // Everything is made two hours old, then the owner runs GC (the routes' one-hour retention):
     // idle cursors are dropped, the log is archived and gone, and the tombstone of 'early' is
     // collected, so B (behind it) must bootstrap from a snapshot.
-    const sql = await ctx.server.workspaceSql(wsA.id);
+    const sql = await ctx.server.workspaceSql!(wsA.id);
     const twoHours = 2 * 3600_000;
     await sql.exec('UPDATE change_log SET created_at = created_at - ?', twoHours);
     await sql.exec('UPDATE rows SET deleted_at = deleted_at - ? WHERE deleted = 1', twoHours);
