@@ -91,7 +91,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return { ok: true, migrations: migrationsApplied(this.#sql) };
   }
 
-  /** Who the caller is here, with which role (access.ts): for routes that do more than one thing. */
+  /** Who the caller is here, with which role (access.ts): alone only for the WebSocket ticket and multipart abort; acting RPCs authorize inside. */
   async authorize(caller: ShardCaller): Promise<({ ok: true } & Access) | Failure> {
     return this.#restoring ? RESTORING : this.#access.authorize(caller);
   }
