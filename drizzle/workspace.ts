@@ -133,7 +133,6 @@ export const blobs = sqliteTable(
     sizeBytes: integer('size_bytes').notNull(),
     mimeType: text('mime_type').notNull(),
     storageKey: text('storage_key').notNull(),
-    providerId: text('provider_id').notNull(),
     name: text('name'),
     kind: text('kind'),
     committedAt: integer('committed_at').notNull(),

@@ -10,6 +10,7 @@ import { handleError } from './errors';
 import { installFallbacks } from './http/fallbacks';
 import { noStore } from './http/no-store';
 import { requestContext } from './http/request-context';
+import { devD1Delay } from './dev/d1-delay';
 import { health } from './health/routes';
 import { analytics } from './http/analytics';
 import { admin } from './admin/routes';
@@ -42,6 +43,7 @@ export function createApp(options: AppOptions = {}) {
   app.onError(handleError);
 
   app.use('*', requestContext());
+  app.use('*', devD1Delay()); // development only: the bench's far-away D1 (src/dev/)
   app.use('*', analytics()); // optional Analytics Engine points (docs/operations.md "Metrics")
   app.use('*', cors());
   // Health is public; blob downloads set their own `Cache-Control: private`.

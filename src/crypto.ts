@@ -127,3 +127,12 @@ export async function unseal(key: string, token: string, expiryAt: number, now =
   if (typeof expiresAt !== 'number' || expiresAt <= now) return { ok: false, reason: 'expired' };
   return { ok: true, fields };
 }
+
+/** Streams an R2 object through SHA-256 and compares (for objects that did not pass R2's own check on the way in). */
+export async function storedHashMatches(bucket: R2Bucket, key: string, hex: string): Promise<boolean> {
+  const object = await bucket.get(key);
+  if (!object) return false;
+  const digest = new crypto.DigestStream('SHA-256');
+  await object.body.pipeTo(digest);
+  return toHex(new Uint8Array(await digest.digest)) === hex;
+}

@@ -1,5 +1,6 @@
 /**
- * or3-edge client: local-first sync, attachments and presence over the OR3 HTTP contract.
+ * or3-edge client: local-first sync, attachments and presence over the OR3 HTTP contract and the
+ * server's WebSocket (sync and presence on one socket when it is open; HTTP otherwise).
  *
  *   const client = createOr3Client({ baseUrl: 'https://edge.example.com' });
  *   await client.basicAuth.signIn(email, password);

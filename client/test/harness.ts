@@ -20,6 +20,8 @@ export interface TestServer {
   url: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   env: any;
+  /** SQL run inside a workspace's object (the harness's `getDurableObjectStorage`), to age its data for GC; absent for a server started by `wrangler dev`. */
+  workspaceSql?(workspaceId: string): Promise<{ exec(query: string, ...bindings: unknown[]): Promise<unknown[]> }>;
   close(): Promise<void>;
 }
 
@@ -44,7 +46,11 @@ export async function startServer(vars: Record<string, string> = {}): Promise<Te
   for (const migration of await readD1Migrations(`${root}/migrations/d1`)) {
     await env.DB.batch(migration.queries.map((q: string) => env.DB.prepare(q)));
   }
-  return { url: url.toString(), env, close: () => harness.close() };
+  const workspaceSql = async (workspaceId: string) => {
+    const storage = await harness.getWorker().getDurableObjectStorage('WORKSPACE', { name: workspaceId });
+    return { exec: (query: string, ...bindings: unknown[]) => storage.exec(query, ...(bindings as never[])) };
+  };
+  return { url: url.toString(), env, workspaceSql, close: () => harness.close() };
 }
 
 export type Fault = 'drop-before' | 'drop-after' | 'timeout' | { status: number; retryAfter?: number };

@@ -94,7 +94,7 @@ describe('convergence', () => {
 describe('snapshot bootstrap', () => {
   it('a device behind GC bootstraps from a snapshot and keeps its pending ops', async () => {
     // B polls (no realtime), so pokes cannot carry A's changes to it: it really falls behind.
-    const { b, wsA, wsB } = await twoDevices({}, { WebSocket: null, sync: { pollIntervalMs: 60_000 } });
+    const { a, b, wsA, wsB } = await twoDevices({}, { WebSocket: null, sync: { pollIntervalMs: 60_000 } });
     await wsA.db.messages.put(messageRow('early'));
     await wsA.syncNow();
     await wsB.syncNow();
@@ -105,9 +105,17 @@ describe('snapshot bootstrap', () => {
     await wsA.db.messages.bulkPut([messageRow('a1'), messageRow('a2'), messageRow('a3')]);
     await wsA.db.messages.delete('early');
     await wsA.syncNow();
-    // Server GC with zero retention: idle cursors are dropped, the log is archived and gone, and
-    // the tombstone of 'early' is collected, so B (behind it) must bootstrap from a snapshot.
-    await ctx.server.env.WORKSPACE.getByName(wsA.id).collectNow(0);
+    // Everything is made two hours old, then the owner runs GC (the routes' one-hour retention):
+    // idle cursors are dropped, the log is archived and gone, and the tombstone of 'early' is
+    // collected, so B (behind it) must bootstrap from a snapshot.
+    const sql = await ctx.server.workspaceSql!(wsA.id);
+    const twoHours = 2 * 3600_000;
+    await sql.exec('UPDATE change_log SET created_at = created_at - ?', twoHours);
+    await sql.exec('UPDATE rows SET deleted_at = deleted_at - ? WHERE deleted = 1', twoHours);
+    await sql.exec('UPDATE device_cursors SET updated_at = updated_at - ?', twoHours);
+    const http = internalsOf(a.client).http;
+    for (const path of ['/api/sync/gc-change-log', '/api/sync/gc-tombstones'])
+      await http.json('POST', path, { scope: { workspaceId: wsA.id }, retentionSeconds: 3600 });
     const snapshotsBefore = b.calls.filter((call) => call === 'POST /api/sync/snapshot').length;
     await engineOf(wsB).sync.pull();
     const ids = (await wsB.db.messages.toArray()).map((m) => m.id).sort();

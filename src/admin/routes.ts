@@ -12,6 +12,7 @@ import { auditAdmin } from '../audit/routes';
 import { accountAdmin } from '../accounts/routes';
 import { metricsAdmin } from './metrics';
 import { workspaceView } from './workspace-view';
+import { pitrAdmin } from './pitr';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -59,6 +60,7 @@ export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
   .route('/', auditAdmin)
   .route('/', archiveAdmin)
+  .route('/', pitrAdmin)
   .route('/', accountAdmin)
   .route('/', metricsAdmin)
   .route('/', workspaceView)

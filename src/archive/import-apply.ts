@@ -5,12 +5,13 @@
  */
 import type { Context } from 'hono';
 import type { AppEnv } from '../env';
-import { sha256Hex } from '../crypto';
+import { sha256Hex, storedHashMatches } from '../crypto';
 import { normalizeEmail } from '../auth/store';
-import { blobKey, parseHash, storedHashMatches } from '../storage/hashes';
+import { blobKey, parseHash } from '../storage/hashes';
 import { checkStoredOp, entryBytes, fingerprintText, REFERENCING_TABLES, referencedHashes } from '../sync/protocol';
 import type { ImportedItem, ImportOutcome } from '../workspace-db/imports';
 import type { CommitInput, CommitOutcome } from '../workspace-db/blobs';
+import type { AdminCaller } from '../workspace-db/contract';
 import type { ArchivedEntry } from './archive';
 import { importInvites, importMembers, importUsers, type ImportedUser, type InviteImport, type MemberImport } from '../admin/store';
 import { IMPORT_LIMITS, type Line, type Parsed } from './import-lines';
@@ -77,7 +78,7 @@ export function skip(report: ImportReport, item: Skipped) {
 /** The two object methods an import uses (typed here: RPC's mapped types are too deep for these). */
 interface ImportTarget {
   importHistory(entries: ArchivedEntry[], items: ImportedItem[]): Promise<ImportOutcome>;
-  commitBlob(input: CommitInput, quotaBytes: number): Promise<CommitOutcome>;
+  commitBlob(caller: AdminCaller, input: CommitInput & { hex: string; verify: 'checked' }, quotaBytes: number): Promise<CommitOutcome>;
 }
 
 const withoutServerFields = (p: Record<string, unknown>) => {
@@ -248,13 +249,16 @@ export class Applier {
           : null;
     if (reason) return skip(this.report, { line: n, type: 'file', key: l.hash, reason });
     const config = this.c.get('config');
+    // The stored bytes were checked above (with the import's own reasons); a deployment admin imports.
     const outcome = await this.#ws.commitBlob(
+      { workspaceId: this.target!, admin: this.actorId },
       {
         hash: hash.canonical,
+        hex: hash.hex,
+        verify: 'checked',
         sizeBytes: l.size_bytes,
         mimeType: l.mime_type,
         storageKey: objectKey,
-        providerId: 'r2',
         name: l.name ?? null,
         kind: l.kind ?? null,
       },

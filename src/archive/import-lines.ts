@@ -141,7 +141,8 @@ async function* readLines(body: ReadableStream<Uint8Array>): AsyncGenerator<{ n:
   if (buffer.length) yield { n: ++n, text: buffer };
 }
 
-export interface Context0 {
+/** Where an import stream goes, as its lines reveal it. */
+export interface Destination {
   /** Where the stream goes: the query's workspace, else the header's; null for a stream of users only. */
   target: string | null;
   queryWorkspaceId: string | undefined;
@@ -150,7 +151,7 @@ export interface Context0 {
 /** One parsed line, or a skip (well formed, but it cannot be applied). */
 export type Parsed = { [T in LineType]: { type: T; line: Line<T>; skip?: string; key: string } }[LineType];
 
-function parseLine(n: number, raw: string, state: { header: Line<'header'> | null; ctx: Context0 }): Parsed {
+function parseLine(n: number, raw: string, state: { header: Line<'header'> | null; ctx: Destination }): Parsed {
   let value: unknown;
   try {
     value = JSON.parse(raw);
@@ -229,7 +230,11 @@ function parseLine(n: number, raw: string, state: { header: Line<'header'> | nul
  * Reads a whole stream, checking every line; throws 400 naming the first bad line. Calls
  * `each` with every line in order (the apply pass), skipped lines included, flagged.
  */
-export async function readStream(body: ReadableStream<Uint8Array>, ctx: Context0, each: (n: number, parsed: Parsed) => Promise<void> | void): Promise<number> {
+export async function readStream(
+  body: ReadableStream<Uint8Array>,
+  ctx: Destination,
+  each: (n: number, parsed: Parsed) => Promise<void> | void,
+): Promise<number> {
   const state = { header: null as Line<'header'> | null, ctx };
   const counts: Record<string, number> = {};
   let ended: Line<'end'> | null = null;

@@ -24,7 +24,7 @@ import type { AppEnv } from '../env';
 import { ApiError, badRequest, conflict, payloadTooLarge } from '../errors';
 import { logEvent } from '../http/logger';
 import { ensureImportedWorkspace, ensureOwner } from '../admin/store';
-import { IMPORT_LIMITS, id, readStream, type Context0, type Line } from './import-lines';
+import { IMPORT_LIMITS, id, readStream, type Destination, type Line } from './import-lines';
 import { Applier, newReport, skip, type ImportReport } from './import-apply';
 import { forgetAccess } from '../workspaces/invalidate';
 
@@ -98,7 +98,7 @@ export async function runImport(c: Context<AppEnv>, query: z.output<typeof impor
   const dryRun = query.dryRun === 'true';
   const length = declaredLength(c);
   const report = newReport(dryRun);
-  const ctx: Context0 = { target: null, queryWorkspaceId: query.workspaceId };
+  const ctx: Destination = { target: null, queryWorkspaceId: query.workspaceId };
   if (dryRun) {
     report.lines = await readStream(c.req.raw.body!, ctx, (n, parsed) => {
       report.counts[parsed.type] = (report.counts[parsed.type] ?? 0) + 1;
@@ -149,7 +149,7 @@ export async function runImport(c: Context<AppEnv>, query: z.output<typeof impor
       });
     }
     const applier = new Applier(c, report, ctx.target, actorId, head?.exportedBy, new Set(query.linkExisting ?? []));
-    const applyCtx: Context0 = { target: null, queryWorkspaceId: query.workspaceId };
+    const applyCtx: Destination = { target: null, queryWorkspaceId: query.workspaceId };
     await readStream(await object(), applyCtx, (n, parsed) => applier.add(n, parsed));
     await applier.finish();
     if (ctx.target !== null && (await ensureOwner(c.env.DB, ctx.target, actorId))) {

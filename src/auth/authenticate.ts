@@ -6,7 +6,10 @@
  * resolve a principal, our access tokens are checked on every request: the session must be live
  * in the user's object (src/user-db/) and the user's token version must equal the token's `ver`,
  * so sign-out, password change and reuse detection take effect at once rather than at token
- * expiry; the user's row (and membership) is one indexed D1 read made at the same time.
+ * expiry; the user's row (and membership) is one indexed D1 read made at the same time. The sync
+ * and storage routes do not resolve one: they take `verifyCredential`'s stateless answer to the
+ * workspace's object, which checks the same facts from its cache (docs/architecture.md
+ * "Authorization at the shard").
  */
 import type { Context } from 'hono';
 import { getCookie } from 'hono/cookie';
@@ -19,7 +22,7 @@ import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oid
 import { identityUser, loadUserWithMembership } from './store';
 import type { Role } from '../workspaces/permissions';
 import type { Membership } from '../workspaces/store';
-import type { TokenCredential as Credential } from '../workspace-db/access';
+import type { TokenCredential as Credential } from '../workspace-db/contract';
 
 export const BASIC_PROVIDER = 'basic-auth';
 

@@ -8,7 +8,6 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { loadConfig } from '../config';
-import { devD1 } from '../dev-d1-delay';
 import type { AppEnv } from '../env';
 import { errorBody } from '../errors';
 import { mutateResponseHeaders } from './headers';
@@ -42,7 +41,6 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
         return;
       }
       c.set('config', result.config);
-      if (!result.config.production) c.env = { ...c.env, DB: devD1(c.env) };
       if (result.config.devSecretsInUse.length && !devWarningShown) {
         devWarningShown = true;
         logEvent('warn', 'dev_secrets_in_use', {

@@ -5,7 +5,6 @@
  * One module parses them all, because the seed's bug was exactly here: a `sha256:` prefix went
  * into an object path unparsed. Keys are built only from the parsed, validated hex.
  */
-import { toHex } from '../crypto';
 import { badRequest } from '../errors';
 
 export type HashAlgorithm = 'sha256' | 'md5';
@@ -45,13 +44,4 @@ export function requireHash(input: string, opts: { uploadable?: boolean } = {}):
 export function blobKey(workspaceId: string, hash: ParsedHash): string {
   if (!/^[A-Za-z0-9_-]{1,128}$/.test(workspaceId)) throw badRequest('Invalid workspace id', 'invalid_workspace');
   return `ws/${workspaceId}/${hash.algorithm}/${hash.hex}`;
-}
-
-/** Streams an R2 object through SHA-256 and compares (for objects that did not pass R2's own check on the way in). */
-export async function storedHashMatches(bucket: R2Bucket, key: string, hex: string): Promise<boolean> {
-  const object = await bucket.get(key);
-  if (!object) return false;
-  const digest = new crypto.DigestStream('SHA-256');
-  await object.body.pipeTo(digest);
-  return toHex(new Uint8Array(await digest.digest)) === hex;
 }

@@ -4,17 +4,18 @@
  * - `storage.files.upload:filter:policy`: may reject an upload by throwing an ApiError (4xx);
  *   the MIME allow-list and the workspace quota ship as two such policies;
  * - `storage.files.url:filter:options`: may shorten a URL's expiry or change its disposition;
- *   the result is clamped, so no hook can extend a URL past the maximum;
- * - `storage.files.upload:action:before|after`, `storage.files.download:action:before|after`:
- *   observers; an observer that throws is logged, never fatal.
+ *   the result is clamped, so no hook can extend a URL past the maximum.
+ *
+ * OR3's design also names transfer observers (`storage.files.upload|download:action:before|after`);
+ * nothing subscribed to them, so they are not offered (the audit log records commits and deletes).
  */
 import type { Config } from '../config';
 import { payloadTooLarge, unsupportedMediaType } from '../errors';
-import { logEvent } from '../http/logger';
 
 export interface UploadPolicyContext {
   workspaceId: string;
-  userId: string;
+  /** The uploader; null at commit for a federated token (its user is resolved by the object, in the commit's one RPC, after the policy ran). */
+  userId: string | null;
   hash: string;
   mimeType: string;
   sizeBytes: number;
@@ -30,20 +31,9 @@ export interface UrlOptions {
   disposition: 'inline' | 'attachment';
 }
 
-export interface TransferEvent {
-  workspaceId: string;
-  userId: string | null;
-  hash: string;
-  sizeBytes?: number;
-}
-
 export interface StorageHookMap {
   'storage.files.upload:filter:policy': (ctx: UploadPolicyContext) => void | Promise<void>;
   'storage.files.url:filter:options': (options: UrlOptions, ctx: { workspaceId: string; hash: string }) => UrlOptions | Promise<UrlOptions>;
-  'storage.files.upload:action:before': (event: TransferEvent) => void | Promise<void>;
-  'storage.files.upload:action:after': (event: TransferEvent) => void | Promise<void>;
-  'storage.files.download:action:before': (event: TransferEvent) => void | Promise<void>;
-  'storage.files.download:action:after': (event: TransferEvent) => void | Promise<void>;
 }
 
 export type StorageHookName = keyof StorageHookMap;
@@ -78,24 +68,6 @@ export class StorageHooks {
     const disposition = current.disposition === 'attachment' ? 'attachment' : 'inline';
     const expiresAt = Number.isFinite(current.expiresAt) ? Math.min(Math.max(current.expiresAt, now + 1000), maxExpiresAt) : maxExpiresAt;
     return { method: options.method, expiresAt, disposition };
-  }
-
-  /** Notifies observers; their failures are logged and ignored. */
-  async emit(
-    name:
-      | 'storage.files.upload:action:before'
-      | 'storage.files.upload:action:after'
-      | 'storage.files.download:action:before'
-      | 'storage.files.download:action:after',
-    event: TransferEvent,
-  ) {
-    for (const handler of this.#list(name)) {
-      try {
-        await handler(event);
-      } catch (err) {
-        logEvent('warn', 'storage_hook_failed', { hook: name, message: err instanceof Error ? err.message : String(err) });
-      }
-    }
   }
 }
 

@@ -30,9 +30,11 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../errors';
 import { logEvent } from '../http/logger';
-import { authorizeAtShard } from '../workspaces/authorize';
+import { authorizeAtShard, shardCaller } from '../workspaces/authorize';
 import { blobKey, requireHash, type ParsedHash } from './hashes';
 import { checkUploadPolicy, type StorageDeps } from './policy';
+import type { StorageHooks } from './hooks';
+import type { ShardCaller } from '../workspace-db/contract';
 import { blobPath } from './providers';
 import { clampExpiry, sign, URL_LIMITS, urlKeys, verify } from './signing';
 import { openUploadId, parseUploadId, sealUploadId, type DeclaredUpload } from './upload-id';
@@ -144,17 +146,20 @@ async function partUrls(
   return { parts, expiresAt: expires };
 }
 
+/** The upload policy (one RPC, policy.ts) for an upload as declared at create. */
+const declaredPolicy = (c: Context<AppEnv>, hooks: StorageHooks, caller: ShardCaller, workspaceId: string, hash: ParsedHash, declared: DeclaredUpload) =>
+  checkUploadPolicy(c, hooks, caller, { workspaceId, hash, mimeType: declared.mimeType, sizeBytes: declared.sizeBytes, multipart: true });
+
 /** The multipart routes, built with the app's storage dependencies. */
 export const multipartRoutes = ({ hooks }: StorageDeps) =>
   new Hono<AppEnv>()
     .post('/create', async (c) => {
       const body = await jsonBody(c, createSchema);
-      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
+      const caller = await shardCaller(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
-      const state = await checkUploadPolicy(c, hooks, {
+      const { state } = await checkUploadPolicy(c, hooks, caller, {
         workspaceId: body.workspace_id,
-        userId: principal.userId,
         hash,
         mimeType: body.mime_type,
         sizeBytes: body.size_bytes,
@@ -182,7 +187,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
 
     .post('/urls', async (c) => {
       const body = await jsonBody(c, urlsSchema);
-      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
+      const caller = await shardCaller(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const declared = await declaredUpload(c, body.workspace_id, hash, key, body.upload_id);
@@ -190,14 +195,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
       if (body.part_size_bytes !== undefined && body.part_size_bytes !== declared.partSizeBytes)
         throw badRequest(`part_size_bytes must be the part size chosen at create (${declared.partSizeBytes})`, 'size_mismatch');
       // The limits or the workspace's usage may have changed since create.
-      await checkUploadPolicy(c, hooks, {
-        workspaceId: body.workspace_id,
-        userId: principal.userId,
-        hash,
-        mimeType: declared.mimeType,
-        sizeBytes: declared.sizeBytes,
-        multipart: true,
-      });
+      await declaredPolicy(c, hooks, caller, body.workspace_id, hash, declared);
       const { partCount, sizeOf } = layout(declared.sizeBytes, declared.partSizeBytes);
       const numbers = body.part_numbers ?? Array.from({ length: partCount }, (_, i) => i + 1);
       if (numbers.some((n) => n > partCount)) throw badRequest(`part numbers go up to ${partCount}`, 'invalid_part');
@@ -206,11 +204,22 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
 
     .post('/complete', async (c) => {
       const body = await jsonBody(c, completeSchema);
-      const principal = await authorizeAtShard(c, body.workspace_id, 'write');
+      const caller = await shardCaller(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const staging = stagingKey(key);
       const declared = await declaredUpload(c, body.workspace_id, hash, key, body.upload_id);
+      // The policy, for the declared size (an assembly of any other size is refused below), in
+      // the one RPC, before R2 assembles anything; a refused upload is aborted, never completed.
+      try {
+        await declaredPolicy(c, hooks, caller, body.workspace_id, hash, declared);
+      } catch (err) {
+        if (err instanceof ApiError && err.status !== 401 && err.status !== 403)
+          await c.env.BLOBS.resumeMultipartUpload(staging, declared.r2UploadId)
+            .abort()
+            .catch(() => undefined);
+        throw err;
+      }
       try {
         await c.env.BLOBS.resumeMultipartUpload(staging, declared.r2UploadId).complete([...body.parts].sort((a, b) => a.partNumber - b.partNumber));
       } catch (err) {
@@ -237,14 +246,6 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
             `The assembled file has ${assembled.size} bytes, not the ${declared.sizeBytes} declared at create (missing parts?); nothing was stored`,
             'size_mismatch',
           );
-        await checkUploadPolicy(c, hooks, {
-          workspaceId: body.workspace_id,
-          userId: principal.userId,
-          hash,
-          mimeType: declared.mimeType,
-          sizeBytes: assembled.size,
-          multipart: true,
-        });
         const object = await c.env.BLOBS.get(staging);
         if (!object) throw conflict('The assembled file disappeared (another completion of the same hash?); try again', 'multipart_failed');
         // R2 checks the SHA-256 as it stores, and put-if-absent never replaces a stored blob.

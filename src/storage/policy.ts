@@ -9,6 +9,8 @@ import type { Config } from '../config';
 import type { AppEnv } from '../env';
 import { conflict, fromFailure } from '../errors';
 import type { BlobState } from '../workspace-db/blobs';
+import type { StorageCaller } from '../workspace-db/contract';
+import { shardAnswer } from '../workspaces/authorize';
 import type { ParsedHash } from './hashes';
 import { defaultStorageHooks, type StorageHooks } from './hooks';
 import { r2Provider, r2S3Provider, type ObjectStorageProvider } from './providers';
@@ -24,10 +26,16 @@ export const defaultUploadProvider = (config: Config): ObjectStorageProvider => 
 
 export const defaultStorageDeps = (): StorageDeps => ({ hooks: defaultStorageHooks(), uploadProvider: defaultUploadProvider });
 
-type PolicyInput = { workspaceId: string; userId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; multipart?: boolean };
+type PolicyInput = { workspaceId: string; hash: ParsedHash; mimeType: string; sizeBytes: number; multipart?: boolean };
 
 /** Runs the hooks' upload policies with the bytes the workspace already holds; a refusal is audited and rethrown. */
-async function runPolicies(c: Context<AppEnv>, hooks: StorageHooks, input: PolicyInput, usedBytes: number, anyMimeType = false): Promise<void> {
+async function runPolicies(
+  c: Context<AppEnv>,
+  hooks: StorageHooks,
+  input: PolicyInput & { userId: string },
+  usedBytes: number,
+  anyMimeType = false,
+): Promise<void> {
   try {
     await hooks.checkUpload({
       workspaceId: input.workspaceId,
@@ -51,54 +59,67 @@ async function runPolicies(c: Context<AppEnv>, hooks: StorageHooks, input: Polic
 }
 
 /**
- * The upload policy for `sizeBytes` of this blob: the hooks' policies (size limit, MIME
- * allow-list, quota; docs/storage.md), in one call to the workspace's object, which also arms
- * its GC alarm (uploads that are never committed must be collected). Re-uploading a committed
- * blob costs no quota. Refusals are audited. Returns the blob's state.
+ * The upload policy for `sizeBytes` of this blob: one call to the workspace's object, which
+ * authorizes the caller and answers the blob's state and the committed bytes (and arms its GC
+ * alarm: uploads that are never committed must be collected); then the hooks' policies (size
+ * limit, MIME allow-list, quota; docs/storage.md). Re-uploading a committed blob costs no quota.
+ * Refusals are audited. Returns the caller's user id and the blob's state.
  */
-export async function checkUploadPolicy(c: Context<AppEnv>, hooks: StorageHooks, input: PolicyInput): Promise<BlobState> {
-  const { state, usedBytes } = await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(input.hash.canonical);
+export async function checkUploadPolicy(
+  c: Context<AppEnv>,
+  hooks: StorageHooks,
+  caller: StorageCaller,
+  input: PolicyInput,
+): Promise<{ userId: string; state: BlobState }> {
+  const reply = shardAnswer(c, caller, await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(caller, input.hash.canonical));
+  const { userId, state, usedBytes } = reply;
   if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
-  await runPolicies(c, hooks, input, state.committed ? usedBytes - input.sizeBytes : usedBytes);
-  return state;
+  await runPolicies(c, hooks, { ...input, userId }, state.committed ? usedBytes - input.sizeBytes : usedBytes);
+  return { userId, state };
 }
 
 /**
  * Presign-upload's policy with an upload intent (docs/api.md "Upload intents"): one call to the
- * workspace's object reserves the bytes against the quota atomically (so concurrent uploads
- * cannot together pass it) and returns the blob's state; then the hooks' policies run, seeing
- * the committed plus reserved bytes. A policy's refusal cancels the intent (its bytes are free at
- * once) and is audited. Returns the blob's state and the intent's id.
+ * workspace's object authorizes the caller and reserves the bytes against the quota atomically
+ * (so concurrent uploads cannot together pass it) and returns the blob's state; then the hooks'
+ * policies run, seeing the committed plus reserved bytes. A policy's refusal cancels the intent
+ * (its bytes are free at once: the one second call, on a refusal only) and is audited. Returns
+ * the caller's user id, the blob's state and the intent's id.
  */
 export async function reserveUploadPolicy(
   c: Context<AppEnv>,
   hooks: StorageHooks,
+  caller: StorageCaller,
   input: PolicyInput & { expiresAt: number; strict: boolean; anyMimeType: boolean },
-): Promise<{ state: BlobState; intentId: string }> {
+): Promise<{ userId: string; state: BlobState; intentId: string }> {
   const config = c.get('config');
   const ws = c.env.WORKSPACE.getByName(input.workspaceId);
-  const reply = await ws.reserveUpload({
-    hash: input.hash.canonical,
-    mimeType: input.mimeType,
-    sizeBytes: input.sizeBytes,
-    userId: input.userId,
-    expiresAt: input.expiresAt,
-    quotaBytes: config.storage.workspaceQuotaBytes,
-    strict: input.strict,
-  });
+  const reply = shardAnswer(
+    c,
+    caller,
+    await ws.reserveUpload(caller, {
+      hash: input.hash.canonical,
+      mimeType: input.mimeType,
+      sizeBytes: input.sizeBytes,
+      expiresAt: input.expiresAt,
+      quotaBytes: config.storage.workspaceQuotaBytes,
+      strict: input.strict,
+    }),
+  );
+  const { userId } = reply;
   if (!reply.intent.ok) {
     const err = fromFailure(reply.intent);
-    audit(c, 'storage.upload.rejected', { actorId: input.userId, workspaceId: input.workspaceId, reason: err.message });
+    audit(c, 'storage.upload.rejected', { actorId: userId, workspaceId: input.workspaceId, reason: err.message });
     throw err;
   }
   const { intentId, reservedBytes } = reply.intent;
   // The quota policy sees what is stored and reserved by other uploads; a committed blob costs nothing again.
   const used = (reply.state.committed ? reply.usedBytes - input.sizeBytes : reply.usedBytes) + reservedBytes;
   try {
-    await runPolicies(c, hooks, input, used, input.anyMimeType);
+    await runPolicies(c, hooks, { ...input, userId }, used, input.anyMimeType);
   } catch (err) {
     await ws.cancelIntent(intentId);
     throw err;
   }
-  return { state: reply.state, intentId };
+  return { userId, state: reply.state, intentId };
 }

@@ -39,8 +39,6 @@ export interface ObjectStorageProvider {
   readonly id: string;
   presignUpload(input: PresignInput): Promise<PresignedRequest>;
   presignDownload(input: PresignInput): Promise<PresignedRequest>;
-  /** True when uploads through this provider are verified against their hash before they land. */
-  readonly verifiesOnUpload: boolean;
 }
 
 /** The Worker's own blob route for a key: `/api/storage/blob/<workspace>/<algorithm>/<hex>`. */
@@ -71,7 +69,6 @@ async function workerSigned(input: PresignInput, method: 'PUT' | 'GET'): Promise
 
 export const r2Provider: ObjectStorageProvider = {
   id: 'r2',
-  verifiesOnUpload: true,
   presignUpload: (input) => workerSigned(input, 'PUT'),
   presignDownload: (input) => workerSigned(input, 'GET'),
 };
@@ -90,5 +87,5 @@ export function r2S3Provider(endpoint?: string): ObjectStorageProvider {
     const signed = await client.sign(new Request(url, { method, headers }), { aws: { signQuery: true, allHeaders: true } });
     return { url: signed.url, method, headers: method === 'PUT' ? { 'content-type': input.mimeType } : {} };
   };
-  return { id: 'r2-s3', verifiesOnUpload: false, presignUpload: (i) => presign(i, 'PUT'), presignDownload: (i) => presign(i, 'GET') };
+  return { id: 'r2-s3', presignUpload: (i) => presign(i, 'PUT'), presignDownload: (i) => presign(i, 'GET') };
 }

@@ -12,12 +12,13 @@ import { audit } from '../audit/emit';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, forbidden, fromFailure, gone, notFound, unprocessable } from '../errors';
-import { authorizeAtShard } from '../workspaces/authorize';
-import { membershipOf, workspaceExists } from '../workspaces/store';
-import { runBlobGc } from './gc';
+import { ApiError, badRequest, forbidden, gone, notFound, unprocessable } from '../errors';
+import type { StorageCaller } from '../workspace-db/contract';
+import { shardAnswer, shardCaller } from '../workspaces/authorize';
+import type { Permission } from '../workspaces/permissions';
+import { workspaceExists } from '../workspaces/store';
 import { multipartRoutes, partRoute } from './multipart';
-import { blobKey, requireHash, storedHashMatches, type ParsedHash } from './hashes';
+import { blobKey, requireHash, type ParsedHash } from './hashes';
 import { r2Provider } from './providers';
 import { reserveUploadPolicy, type StorageDeps } from './policy';
 import { capabilityField, fileKindOf } from '../sync/capabilities';
@@ -65,6 +66,7 @@ const commitSchema = z.strictObject({
   workspace_id: id,
   hash,
   storage_id: z.string().min(1).max(400),
+  /** Required by OR3's contract; not stored: the object's key and the configuration say where a blob lives. */
   storage_provider_id: z.string().min(1).max(64),
   mime_type: mimeType,
   size_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
@@ -103,22 +105,26 @@ async function checkSignature(c: Context<AppEnv>, fields: Parameters<typeof veri
 }
 
 /**
- * The membership check of the storage routes (at the shard), plus one way in for deployment admins: with
- * `x-or3-admin-intent: admin` (the header every admin mutation needs) an admin may upload,
- * commit and download in any existing workspace without being a member. The OR3 importer moves
- * blobs this way, through the same signed URLs, hash check and quota (docs/admin.md).
+ * Who a storage request acts as, for the one RPC that authorizes it at the workspace's object
+ * (from its cache, no D1), plus one way in for deployment admins: with `x-or3-admin-intent:
+ * admin` (the header every admin mutation needs) an admin may upload, commit and download in any
+ * existing workspace without being a member. The OR3 importer moves blobs this way, through the
+ * same signed URLs, hash check and quota (docs/admin.md).
  */
-async function authorizeStorage(c: Context<AppEnv>, workspaceId: string, permission: 'read' | 'write'): Promise<{ userId: string; asAdmin: boolean }> {
+async function storageCaller(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<StorageCaller> {
   if (c.req.header('x-or3-admin-intent') === 'admin') {
-    const principal = await requireUser(c);
-    if (principal.isAdmin) {
-      if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
-      return { userId: principal.userId, asAdmin: true };
-    }
+    const admin = await adminCaller(c, workspaceId);
+    if (admin) return admin;
   }
-  // Everyone else is authorized at the workspace's object, from its cache (no D1).
-  const access = await authorizeAtShard(c, workspaceId, permission);
-  return { userId: access.userId, asAdmin: false };
+  return shardCaller(c, workspaceId, permission);
+}
+
+/** The caller as a deployment admin, for an existing workspace (404 otherwise); null when not an admin. */
+async function adminCaller(c: Context<AppEnv>, workspaceId: string): Promise<StorageCaller | null> {
+  const principal = await requireUser(c);
+  if (!principal.isAdmin) return null;
+  if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
+  return { workspaceId, admin: principal.userId };
 }
 
 /** The storage routes, built with the app's storage dependencies (hooks, upload provider). */
@@ -128,7 +134,7 @@ export const storageRoutes = (deps: StorageDeps) =>
     .route('/', partRoute)
     .post('/presign-upload', async (c) => {
       const body = await jsonBody(c, presignUploadSchema);
-      const principal = await authorizeStorage(c, body.workspace_id, 'write');
+      const caller = await storageCaller(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       const config = c.get('config');
@@ -144,9 +150,8 @@ export const storageRoutes = (deps: StorageDeps) =>
         max,
       );
       // The intent lives as long as the URL: its expiry frees the reservation.
-      const { state, intentId } = await reserveUploadPolicy(c, deps.hooks, {
+      const { state, intentId } = await reserveUploadPolicy(c, deps.hooks, caller, {
         workspaceId: body.workspace_id,
-        userId: principal.userId,
         hash,
         mimeType: body.mime_type,
         sizeBytes: body.size_bytes,
@@ -168,24 +173,20 @@ export const storageRoutes = (deps: StorageDeps) =>
         origin: origin(c),
         config,
       });
-      await deps.hooks.emit('storage.files.upload:action:before', {
-        workspaceId: body.workspace_id,
-        userId: principal.userId,
-        hash: hash.canonical,
-        sizeBytes: body.size_bytes,
-      });
       return c.json({ ...signed, expiresAt: options.expiresAt, storageId: key, storageProviderId: uploadProvider.id, alreadyPresent, intentId });
     })
 
     .post('/presign-download', async (c) => {
       const body = await jsonBody(c, presignDownloadSchema);
-      const principal = await authorizeStorage(c, body.workspace_id, 'read');
+      const caller = await storageCaller(c, body.workspace_id, 'read');
       const hash = requireHash(body.hash);
       const key = blobKey(body.workspace_id, hash);
-      // storage_id is optional and the key is derived from workspace and hash, so a foreign or
-      // legacy storage_id is simply ignored. New (sha256) files must be committed to be served;
-      // legacy md5 files predate commits and only need to exist.
-      const facts = hash.algorithm === 'sha256' ? await stub(c, body.workspace_id).fileFacts(hash.canonical) : null;
+      // One RPC authorizes and answers the blob's facts. storage_id is optional and the key is
+      // derived from workspace and hash, so a foreign or legacy storage_id is simply ignored. New
+      // (sha256) files must be committed to be served; legacy md5 files predate commits and only
+      // need to exist.
+      const { userId, ...known } = shardAnswer(c, caller, await stub(c, body.workspace_id).downloadFacts(caller, hash.canonical));
+      const facts = hash.algorithm === 'sha256' ? known : null;
       const present = facts ? facts.committed : (await c.env.BLOBS.head(key)) !== null;
       if (!present) throw notFound('No such file in this workspace', 'blob_not_found');
       // A generic file (its file_meta, or else its commit, says so) is for capable clients only, and only ever an attachment.
@@ -211,9 +212,8 @@ export const storageRoutes = (deps: StorageDeps) =>
         origin: origin(c),
         config,
         // The URL of a generic file names its user: the blob route checks membership and the live file_meta again.
-        ...(generic ? { genericFor: principal.userId } : {}),
+        ...(generic ? { genericFor: userId } : {}),
       });
-      await deps.hooks.emit('storage.files.download:action:before', { workspaceId: body.workspace_id, userId: principal.userId, hash: hash.canonical });
       return c.json({ ...signed, expiresAt: options.expiresAt, ...(generic ? { disposition: 'attachment' } : {}) });
     })
 
@@ -252,7 +252,6 @@ export const storageRoutes = (deps: StorageDeps) =>
         if (/10058|429|too many|rate/i.test(message)) throw new ApiError(429, 'rate_limited', 'Rate limit exceeded. Retry after 1s', { 'Retry-After': '1' });
         throw err;
       }
-      await deps.hooks.emit('storage.files.upload:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: size });
       return c.json({ ok: true, alreadyPresent: stored === null });
     })
 
@@ -274,9 +273,8 @@ export const storageRoutes = (deps: StorageDeps) =>
       // A generic file's URL is authorized again on every use (docs/api.md "Downloads"): its user is still a member, its file_meta still live.
       let genericName: string | null = null;
       if (genericFor) {
-        const ws = stub(c, workspaceId);
-        if (!(await ws.isMember(genericFor, c.get('config').auth.cacheTtlMs))) throw notAMember();
-        const facts = await ws.fileFacts(hash.canonical);
+        const facts = await stub(c, workspaceId).genericFileFacts(genericFor, hash.canonical, c.get('config').auth.cacheTtlMs);
+        if (!facts.member) throw notAMember();
         if (!facts.committed || !facts.meta) throw notFound('No such file', 'blob_not_found');
         genericName = facts.meta.name ?? facts.blob?.name ?? null;
       }
@@ -328,23 +326,21 @@ export const storageRoutes = (deps: StorageDeps) =>
         headers.set('content-length', String(meta.size));
       }
       if (!object) throw notFound('No such file', 'blob_not_found');
-      await deps.hooks.emit('storage.files.download:action:after', { workspaceId, userId: null, hash: hash.canonical, sizeBytes: meta.size });
       return new Response(object.body, { status: outcome.status, headers });
     })
 
     .post('/commit', async (c) => {
       const body = await jsonBody(c, commitSchema);
-      const principal = await authorizeStorage(c, body.workspace_id, 'write');
+      const caller = await storageCaller(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash, { uploadable: true });
       const key = blobKey(body.workspace_id, hash);
       if (body.storage_id !== key) throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
       const generic = body.kind === 'file' || fileKindOf(body.mime_type) === 'file';
       requireFileKind(generic, body.file_kind_capability !== undefined);
       const config = c.get('config');
-      const ws = stub(c, body.workspace_id);
       await deps.hooks.checkUpload({
         workspaceId: body.workspace_id,
-        userId: principal.userId,
+        userId: 'admin' in caller ? caller.admin : caller.credential.kind === 'federated' ? null : caller.credential.userId,
         hash: hash.canonical,
         mimeType: body.mime_type,
         sizeBytes: body.size_bytes,
@@ -352,60 +348,50 @@ export const storageRoutes = (deps: StorageDeps) =>
         config,
         anyMimeType: generic && config.storage.allowAnyFileType,
       });
-      const head = await c.env.BLOBS.head(key);
-      if (!head) throw notFound('Upload the file before committing it', 'blob_not_found');
-      if (head.size !== body.size_bytes) throw unprocessable(`The stored file has ${head.size} bytes, not ${body.size_bytes}`, 'size_mismatch');
-      // Uploads that may have bypassed the Worker (direct S3 URLs are enabled, or the object lacks
-      // our verification mark) are hashed now, before they count. Object metadata alone is not
-      // trusted while S3 uploads are possible: an S3 client might set it.
-      const mayBypass = config.storage.s3 !== undefined || head.customMetadata?.verified !== 'sha256';
-      if (mayBypass && !(await storedHashMatches(c.env.BLOBS, key, hash.hex))) {
-        await c.env.BLOBS.delete(key);
-        throw unprocessable('The stored bytes do not match the hash; the object was removed', 'integrity_error');
-      }
-      const result = await ws.commitBlob(
-        {
-          hash: hash.canonical,
-          sizeBytes: body.size_bytes,
-          mimeType: body.mime_type,
-          storageKey: key,
-          providerId: body.storage_provider_id,
-          name: body.name,
-          kind: body.kind,
-          ...(body.intent_id ? { intentId: body.intent_id } : {}),
-        },
-        config.storage.workspaceQuotaBytes,
+      // One RPC: the object authorizes, checks the stored bytes (blob-objects.ts `checkStored`), then records and charges them.
+      const result = shardAnswer(
+        c,
+        caller,
+        await stub(c, body.workspace_id).commitBlob(
+          caller,
+          {
+            hash: hash.canonical,
+            hex: hash.hex,
+            verify: config.storage.s3 !== undefined ? 'always' : 'unmarked',
+            sizeBytes: body.size_bytes,
+            mimeType: body.mime_type,
+            storageKey: key,
+            name: body.name,
+            kind: body.kind,
+            ...(body.intent_id ? { intentId: body.intent_id } : {}),
+          },
+          config.storage.workspaceQuotaBytes,
+        ),
       );
-      if (!result.ok) throw fromFailure(result);
-      if (principal.asAdmin)
-        audit(c, 'admin.storage.committed', { actorId: principal.userId, workspaceId: body.workspace_id, hash: hash.canonical, charged: result.charged });
+      if ('admin' in caller)
+        audit(c, 'admin.storage.committed', { actorId: result.userId, workspaceId: body.workspace_id, hash: hash.canonical, charged: result.charged });
       return c.json({ ok: true });
     })
 
     .post('/delete', async (c) => {
       const body = await jsonBody(c, deleteSchema);
-      const access = await authorizeAtShard(c, body.workspace_id, 'write');
+      const caller = await shardCaller(c, body.workspace_id, 'write');
       const hash = requireHash(body.hash);
       // A storage_id names the object only as this workspace and hash derive it; anything else is not ours to touch.
       if (body.storage_id !== undefined && body.storage_id !== blobKey(body.workspace_id, hash))
         throw badRequest('storage_id does not belong to this workspace and hash', 'invalid_storage_id');
-      const ws = stub(c, body.workspace_id);
-      const result = await ws.markForDelete(hash.canonical);
-      if (!result.ok) throw fromFailure(result);
+      // One RPC: the object authorizes, marks, deletes the R2 object and drops the record (blob-objects.ts `deleteBlob`).
       // Nothing committed: nothing to delete, and that is success (an upload in flight is not ours to remove).
-      if (result.storageKey) {
-        await c.env.BLOBS.delete(result.storageKey);
-        await ws.finishBlobGc([hash.canonical]);
-      }
-      audit(c, 'storage.file.deleted', { actorId: access.userId, workspaceId: body.workspace_id, hash: hash.canonical, existed: result.storageKey !== null });
+      const result = shardAnswer(c, caller, await stub(c, body.workspace_id).deleteBlob(caller, hash.canonical));
+      audit(c, 'storage.file.deleted', { actorId: result.userId, workspaceId: body.workspace_id, hash: hash.canonical, existed: result.existed });
       return c.json({ ok: true });
     })
 
     .get('/usage', async (c) => {
       const workspaceId = id.safeParse(c.req.query('workspace_id'));
       if (!workspaceId.success) throw badRequest('workspace_id is required', 'invalid_query');
-      await authorizeStorage(c, workspaceId.data, 'read');
-      const usage = await stub(c, workspaceId.data).usage();
+      const caller = await storageCaller(c, workspaceId.data, 'read');
+      const usage = shardAnswer(c, caller, await stub(c, workspaceId.data).usage(caller));
       const config = c.get('config');
       return c.json({
         used_bytes: usage.usedBytes,
@@ -418,26 +404,23 @@ export const storageRoutes = (deps: StorageDeps) =>
 
     .post('/gc/run', async (c) => {
       const body = await jsonBody(c, gcSchema, { allowEmpty: false });
-      const principal = await requireUser(c);
-      // Owners of the workspace, or deployment admins for any existing workspace.
-      if (principal.isAdmin) {
-        if (!(await workspaceExists(c.env.DB, body.workspace_id))) throw notFound('No such workspace');
-      } else if ((await membershipOf(c.env.DB, body.workspace_id, principal.userId))?.role !== 'owner') {
-        throw forbidden('Only the workspace owner or a deployment admin can run storage GC', 'insufficient_role');
-      }
       const config = c.get('config');
+      const options = {
+        retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds,
+        limit: body.limit ?? 100,
+        cooldownMs: config.storage.gcCooldownMs,
+      };
       const ws = stub(c, body.workspace_id);
-      const result = await runBlobGc(
-        {
-          bucket: c.env.BLOBS,
-          workspaceId: body.workspace_id,
-          start: (i) => ws.startBlobGc(i),
-          finish: (h) => ws.finishBlobGc(h),
-          markStrays: (k, cursor) => ws.markStrays(k, cursor),
-        },
-        { retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds, limit: body.limit ?? 100, cooldownMs: config.storage.gcCooldownMs },
-      );
-      if (!result.ok) throw fromFailure(result);
-      audit(c, 'storage.gc.run', { actorId: principal.userId, workspaceId: body.workspace_id, deleted: result.deleted_count, status: result.status });
-      return c.json({ deleted_count: result.deleted_count, scanned_count: result.scanned_count, status: result.status });
+      // Owners of the workspace (settings.manage, decided at the object: one RPC, no D1), or deployment admins for any existing workspace.
+      const member = await shardCaller(c, body.workspace_id, 'settings.manage');
+      let caller: StorageCaller = member;
+      let result = await ws.collectBlobs(member, options);
+      if (!result.ok && result.status === 403) {
+        const admin = await adminCaller(c, body.workspace_id);
+        if (admin) result = await ws.collectBlobs((caller = admin), options);
+        else if (result.code === 'insufficient_role') result = { ...result, message: 'Only the workspace owner or a deployment admin can run storage GC' };
+      }
+      const done = shardAnswer(c, caller, result);
+      audit(c, 'storage.gc.run', { actorId: done.userId, workspaceId: body.workspace_id, deleted: done.deleted_count, status: done.status });
+      return c.json({ deleted_count: done.deleted_count, scanned_count: done.scanned_count, status: done.status });
     });

@@ -1,7 +1,9 @@
 /**
- * `/api/sync/*` (docs/sync.md): verify the caller's credential (no D1), validate and prepare in
- * the Worker, then make exactly one RPC to the workspace's Durable Object, which authorizes the
- * caller from its own cache (authorization at the shard, src/workspace-db/access.ts).
+ * `/api/sync/*` (docs/sync.md): verify the caller's credential (no D1), validate (and, for our
+ * own tokens, prepare the batch) in the Worker, then make exactly one RPC to the workspace's
+ * Durable Object, which takes the caller and authorizes it from its own cache (authorization at
+ * the shard, src/workspace-db/access.ts). A federated token's push is prepared by the object,
+ * which alone knows its user (notifications are forced to it).
  *
  * Realtime: `GET /api/sync/ws?workspaceId=` upgrades to a WebSocket on the object. Browsers on
  * an allowed origin authenticate with their cookie; other clients send a bearer header, or, where
@@ -14,7 +16,7 @@ import { jsonBody } from '../http/body';
 import { ApiError, badRequest, forbidden, unauthorized, type Failure } from '../errors';
 import { authorizeAtShard, shardCaller, shardFailure } from '../workspaces/authorize';
 import type { Permission } from '../workspaces/permissions';
-import type { SyncCaller } from '../workspace-db/access';
+import type { SyncCaller } from '../workspace-db/contract';
 import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
 import { issueTicket, readTicket } from './ws-ticket';
@@ -56,11 +58,18 @@ export const sync = new Hono<AppEnv>()
     const body = await jsonBody(c, pushSchema);
     const workspaceId = body.scope.workspaceId;
     const call = await caller(c, workspaceId, 'write', 'push');
-    // Notifications are forced to their pusher: our tokens name the user; a federated one is resolved by the object first.
-    const userId = call.credential.kind === 'session' ? call.credential.userId : (await authorizeAtShard(c, workspaceId, 'write')).userId;
-    const ops = await prepareBatch(body.ops, workspaceId, userId);
     const missing = missingFlags(declared(body));
-    const result = answer(c, call, await stub(c, workspaceId).push(call, ops, c.get('config').sync.workspaceQuotaBytes, missing));
+    const quota = c.get('config').sync.workspaceQuotaBytes;
+    // Notifications are forced to their pusher: our tokens name the user, so the Worker prepares
+    // the batch; a federated token's user is resolved by the object, which then prepares it. One RPC either way.
+    const ws = stub(c, workspaceId);
+    const result = answer(
+      c,
+      call,
+      call.credential.kind === 'session'
+        ? await ws.push(call, await prepareBatch(body.ops, workspaceId, call.credential.userId), quota, missing)
+        : await ws.pushUnprepared(call, body.ops, quota, missing),
+    );
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })
 

@@ -8,7 +8,7 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { randomToken, sha256Hex } from '../crypto';
-import { devD1 } from '../dev-d1-delay';
+import { devD1 } from '../dev/d1-delay';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
 import { FACTS_SCHEMA, factsOf, readFacts, watch, watchers, writeFacts, type UserFacts } from './facts';

@@ -13,50 +13,13 @@
  * until their time is up.
  */
 import { identityUser, loadUserAuth } from '../auth/store';
-import { devD1 } from '../dev-d1-delay';
+import { devD1 } from '../dev/d1-delay';
 import type { Bindings } from '../env';
-import type { LimitedCall } from '../sync/limiter';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
-import { can, type Permission, type Role } from '../workspaces/permissions';
+import { can, type Role } from '../workspaces/permissions';
 import { membershipOf } from '../workspaces/store';
-
-/** What the Worker verified about the caller, without D1: our access JWT's claims, or a federated identity. */
-export type Credential =
-  | { kind: 'session'; userId: string; sessionId: string; tokenVersion: number; expiresAt: number }
-  | { kind: 'federated'; provider: string; issuer: string; subject: string; email: string | null; displayName: string | null; expiresAt: number }
-  /** A single-use WebSocket ticket (src/sync/ws-ticket.ts): its user, and its session when it has one. */
-  | { kind: 'ticket'; userId: string; sessionId: string | null; expiresAt: number };
-
-/** A credential from an access or federated token (what `verifyCredential` yields in the Worker). */
-export type TokenCredential = Exclude<Credential, { kind: 'ticket' }>;
-
-/** A sync request: who (verified, to authorize at the object) and which rate limit it counts against. */
-export type SyncCaller = ShardCaller & LimitedCall;
-
-/** A request as the object authorizes it. */
-export interface ShardCaller {
-  workspaceId: string;
-  credential: Credential;
-  permission: Permission;
-  /** How long a fact read from D1 may be trusted (OR3_AUTH_CACHE_TTL_SECONDS). */
-  cacheTtlMs: number;
-  /** Whether a federated identity seen for the first time gets a user (OR3_AUTH_AUTO_PROVISION). */
-  autoProvision: boolean;
-}
-
-export interface Access {
-  userId: string;
-  role: Role;
-  /** Our session (basic auth), or null for a federated principal. */
-  sessionId: string | null;
-  /**
-   * When the oldest fact this answer used was read from D1: an open socket may deliver what this
-   * answer allows only until `checkedAt` + the cache's lifetime (sockets.ts), so a revocation
-   * made behind the object's back ends everything a socket delivers within that bound.
-   */
-  checkedAt: number;
-}
+import type { Access, Credential, ShardCaller } from './contract';
 
 /** Facts about who a credential is: a session's, or a federated identity's. */
 interface PrincipalFacts {
@@ -101,7 +64,7 @@ export class AccessCache {
 
   constructor(private readonly env: Bindings) {}
 
-  /** The D1 binding, read at each use (a bench may slow it down in development: dev-d1-delay.ts). */
+  /** The D1 binding, read at each use (a bench may slow it down in development: src/dev/d1-delay.ts). */
   get #db(): D1Database {
     return devD1(this.env);
   }

@@ -21,7 +21,6 @@ export interface CommitInput {
   sizeBytes: number;
   mimeType: string;
   storageKey: string;
-  providerId: string;
   name: string | null;
   kind: string | null;
   /** The upload intent the commit names (docs/api.md "Upload intents"); clients that predate intents send none. */
@@ -85,12 +84,11 @@ export function commitBlob(sql: SqlStorage, input: CommitInput, quota: number, n
     };
   }
   sql.exec(
-    'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, name, kind, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, name, kind, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     input.hash,
     input.sizeBytes,
     input.mimeType,
     input.storageKey,
-    input.providerId,
     input.name,
     input.kind,
     now,
@@ -121,7 +119,7 @@ export type DeleteOutcome = { ok: true; storageKey: string | null } | Failure;
 
 /**
  * Phase one of a delete: refuses while live messages or posts reference the blob, else marks it
- * (uploads and commits of the hash wait) and returns its key. The route deletes the object, then
+ * (uploads and commits of the hash wait) and returns its key. blob-gc.ts deletes the object, then
  * `finishGc` drops the record and frees its bytes; a hash with no record has nothing to delete.
  */
 export function markForDelete(sql: SqlStorage, hash: string, now: number): DeleteOutcome {
@@ -140,8 +138,15 @@ export interface FileMetaFacts {
   mimeType: string | null;
 }
 
+/** What a download needs to know of a blob. */
+export interface FileFacts {
+  committed: boolean;
+  blob: { mimeType: string; kind: string | null; name: string | null } | null;
+  meta: FileMetaFacts | null;
+}
+
 /** The blob's record and its live file_meta, for presign-download and the blob route. */
-export function fileFacts(sql: SqlStorage, hash: string) {
+export function fileFacts(sql: SqlStorage, hash: string): FileFacts {
   const blob = sql
     .exec<{ mime_type: string; kind: string | null; name: string | null; gc_started_at: number | null }>(
       'SELECT mime_type, kind, name, gc_started_at FROM blobs WHERE hash = ?',
@@ -238,11 +243,10 @@ export function markStrays(sql: SqlStorage, keys: string[], now: number): { hash
     const hash = `sha256:${hex}`;
     const inserted = sql
       .exec(
-        'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, provider_id, committed_at, gc_started_at) VALUES (?, 0, ?, ?, ?, 0, ?) ON CONFLICT(hash) DO NOTHING RETURNING hash',
+        'INSERT INTO blobs (hash, size_bytes, mime_type, storage_key, committed_at, gc_started_at) VALUES (?, 0, ?, ?, 0, ?) ON CONFLICT(hash) DO NOTHING RETURNING hash',
         hash,
         'application/octet-stream',
         key,
-        'stray',
         now,
       )
       .toArray();
@@ -279,16 +283,6 @@ export function markStraysAt(sql: SqlStorage, keys: string[], nextCursor: string
   if (nextCursor) setMeta(sql, 'stray_cursor', nextCursor);
   else sql.exec("DELETE FROM meta WHERE key = 'stray_cursor'");
   return markStrays(sql, keys, now);
-}
-
-/** Blob GC's three phases as transactions on this database (storage/gc.ts `BlobGcDeps`, less the R2 side). */
-export function blobGcSteps(storage: DurableObjectStorage) {
-  const sql = storage.sql;
-  return {
-    start: (input: { retentionSeconds: number; limit: number; cooldownMs: number }) => storage.transactionSync(() => startBlobGc(sql, input, Date.now())),
-    finish: (hashes: string[]) => storage.transactionSync(() => finishGc(sql, hashes)),
-    markStrays: (keys: string[], nextCursor: string | null) => storage.transactionSync(() => markStraysAt(sql, keys, nextCursor, Date.now())),
-  };
 }
 
 /** A committed blob's record, as an export's `file` line carries it (docs/operations.md "Export"). */

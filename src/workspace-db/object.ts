@@ -1,8 +1,15 @@
 /**
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
  * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
- * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside.
- * Expected failures are returned as `Failure` values: thrown errors lose their type over RPC.
+ * rooms beside it, which hold the SQL. Every acting RPC takes the caller (contract.ts) and
+ * authorizes it inside, so one HTTP request is one RPC; `authorize` alone is for the WebSocket
+ * ticket and multipart abort, which act on nothing here.
+ *
+ * A write is one `transactionSync` with no `await` inside, opened here, except in the jobs that
+ * await R2 or a Queue between their steps and so run one transaction per step: retention and
+ * blob GC (retention.ts, blob-objects.ts), the webhook outbox (webhooks/registry.ts) and a
+ * socket's ticket claim (sockets.ts). Expected failures are returned as `Failure` values: thrown
+ * errors lose their type over RPC.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { drizzle } from 'drizzle-orm/durable-sqlite';
@@ -10,10 +17,11 @@ import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
 import migrations from '../../migrations/do/migrations.js';
 import type { ArchivedEntry } from '../archive/archive';
 import type { Bindings } from '../env';
-import type { Failure } from '../errors';
+import { ApiError, type Failure } from '../errors';
 import { FixedWindowLimiter } from '../sync/limiter';
-import { AccessCache, type Access, type ShardCaller, type SyncCaller } from './access';
-import type { PreparedOp, TableName } from '../sync/protocol';
+import { AccessCache } from './access';
+import type { Access, ShardCaller, StorageCaller, SyncCaller } from './contract';
+import { prepareBatch, type PreparedOp, type PushOpInput, type TableName } from '../sync/protocol';
 import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
 import * as intents from './intents';
@@ -23,8 +31,10 @@ import { rewriteLegacyOpIds } from './legacy-op-ids';
 import { applyPush, logConflicts, type PushResult } from './push';
 import { pull, readerRefusal, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
 import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
-import { exportLog, exportState, markRestored, preparePitr } from './recovery';
+import { exportLog, exportState } from './exports';
+import { markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
+import { checkStored, collectBlobs, deleteBlob, type BlobGcOptions, type BlobGcResult } from './blob-objects';
 import { WorkspaceSockets } from './sockets';
 import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type DeliveryTarget } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
@@ -87,7 +97,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return { ok: true, migrations: migrationsApplied(this.#sql) };
   }
 
-  /** Who the caller is here, with which role (access.ts): for routes that do more than one thing. */
+  /** Who the caller is here, with which role (access.ts): alone only for the WebSocket ticket and multipart abort; acting RPCs authorize inside. */
   async authorize(caller: ShardCaller): Promise<({ ok: true } & Access) | Failure> {
     return this.#restoring ? RESTORING : this.#access.authorize(caller);
   }
@@ -127,6 +137,28 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const access = await this.#admit(caller);
     if (!access.ok) return access;
     return this.#commit(caller.workspaceId, ops, access.userId, quotaBytes, { stream: false, missing, pusher });
+  }
+  /**
+   * A push whose batch is prepared here, after authorizing: a federated token's, whose user only
+   * the object knows and to whom notifications are forced (as a socket's batch is prepared in
+   * socket-sync.ts). One RPC where the Worker would otherwise ask `authorize` first.
+   */
+  async pushUnprepared(
+    caller: SyncCaller,
+    ops: PushOpInput[],
+    quotaBytes: number,
+    missing = 0,
+  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+    const access = await this.#admit(caller);
+    if (!access.ok) return access;
+    let prepared: PreparedOp[];
+    try {
+      prepared = await prepareBatch(ops, caller.workspaceId, access.userId);
+    } catch (err) {
+      if (err instanceof ApiError) return { ok: false, status: err.status as Failure['status'], code: err.code, message: err.message };
+      throw err;
+    }
+    return this.#commit(caller.workspaceId, prepared, access.userId, quotaBytes, { stream: false, missing });
   }
   /**
    * One push transaction, for a device or a service token: webhook events for its winners are
@@ -196,12 +228,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       userId: access.userId,
     };
   }
-  /** Retention and blob GC (retention.ts) and the presence sweep share the alarm (alarm.ts); `collectNow` runs GC at once. */
+  /** Retention and blob GC (retention.ts, blob-objects.ts) and the presence sweep share the alarm (alarm.ts). */
   override async alarm() {
-    await runAlarm(this.ctx.storage, { gc: () => this.collectNow(), sweep: () => this.#sockets.sweep() });
-  }
-  collectNow(retentionSeconds?: number): Promise<boolean> {
-    return runRetention(this.ctx.storage, this.env, this.ctx.id.name, retentionSeconds);
+    await runAlarm(this.ctx.storage, { gc: () => runRetention(this.ctx.storage, this.env, this.ctx.id.name), sweep: () => this.#sockets.sweep() });
   }
   /** PITR step 1: schedules the rewind to `at`; serves nothing more (sockets closed, 503). */
   async pitrPrepare(at: number): Promise<{ ok: true; previousHead: number; bookmark: string; undoBookmark: string; instance: string } | Failure> {
@@ -236,67 +265,99 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return this.ctx.storage.deleteAll();
   }
 
-  /** Presign-upload's one call: the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
-  async prepareUpload(hash: string): Promise<{ state: blobs.BlobState; usedBytes: number }> {
+  /** Storage's authorization: a member, from this object's cache, or a deployment admin the Worker checked (contract.ts). */
+  async #storageAccess(caller: StorageCaller): Promise<{ ok: true; userId: string } | Failure> {
+    if (this.#restoring) return RESTORING;
+    return 'admin' in caller ? { ok: true, userId: caller.admin } : this.#access.authorize(caller);
+  }
+  /** Multipart create and urls (storage/policy.ts): the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
+  async prepareUpload(caller: StorageCaller, hash: string): Promise<{ ok: true; userId: string; state: blobs.BlobState; usedBytes: number } | Failure> {
+    const access = await this.#storageAccess(caller);
+    if (!access.ok) return access;
     await armGc(this.ctx.storage);
-    return blobs.uploadState(this.#sql, hash);
+    return { ok: true, userId: access.userId, ...blobs.uploadState(this.#sql, hash) };
   }
   /**
-   * Presign-upload's one call with an upload intent (intents.ts): the blob's state, the committed
-   * and reserved bytes, and the intent, reserved atomically against `quotaBytes`.
+   * Presign-upload with an upload intent (intents.ts): the blob's state, the committed and
+   * reserved bytes, and the intent, reserved atomically against `quotaBytes`.
    */
-  async reserveUpload(input: intents.ReserveInput) {
+  async reserveUpload(caller: StorageCaller, input: Omit<intents.ReserveInput, 'userId'>) {
+    const access = await this.#storageAccess(caller);
+    if (!access.ok) return access;
     await armGc(this.ctx.storage);
     return this.ctx.storage.transactionSync(() => {
       const now = Date.now();
       const { state, usedBytes } = blobs.uploadState(this.#sql, input.hash, now);
-      return { state, usedBytes, intent: intents.reserveUpload(this.#sql, input, state, usedBytes, now) };
+      return {
+        ok: true as const,
+        userId: access.userId,
+        state,
+        usedBytes,
+        intent: intents.reserveUpload(this.#sql, { ...input, userId: access.userId }, state, usedBytes, now),
+      };
     });
   }
+  /** Ends an intent a policy hook refused after it was reserved (the one second call, on a refusal only). */
   cancelIntent(intentId: string): void {
     this.ctx.storage.transactionSync(() => intents.cancelIntent(this.#sql, intentId));
-  }
-  blobState(hash: string): blobs.BlobState {
-    return blobs.blobState(this.#sql, hash);
   }
   /**
    * What a download needs (docs/api.md "Downloads"): whether the blob is committed, and what the
    * workspace's rows say of it: its live file_meta (name, kind, MIME type), if any.
    */
-  fileFacts(hash: string): {
-    committed: boolean;
-    blob: { mimeType: string; kind: string | null; name: string | null } | null;
-    meta: blobs.FileMetaFacts | null;
-  } {
-    return blobs.fileFacts(this.#sql, hash);
+  async downloadFacts(caller: StorageCaller, hash: string): Promise<({ ok: true; userId: string } & blobs.FileFacts) | Failure> {
+    const access = await this.#storageAccess(caller);
+    return access.ok ? { ok: true, userId: access.userId, ...blobs.fileFacts(this.#sql, hash) } : access;
   }
-  /** Whether `userId` may still read this workspace (a removal is seen at once: it drops the cached role). */
-  isMember(userId: string, cacheTtlMs: number): Promise<boolean> {
-    return this.#access.isMember(this.ctx.id.name ?? '', userId, cacheTtlMs);
+  /** A generic file's URL, on each use: whether `userId` may still read this workspace (a removal drops the cached role at once), and the file's facts. */
+  async genericFileFacts(userId: string, hash: string, cacheTtlMs: number): Promise<{ member: boolean } & blobs.FileFacts> {
+    const member = await this.#access.isMember(this.ctx.id.name ?? '', userId, cacheTtlMs);
+    return { member, ...blobs.fileFacts(this.#sql, hash) };
   }
-  async commitBlob(input: blobs.CommitInput, quotaBytes: number): Promise<blobs.CommitOutcome> {
+  /** Commit: the stored bytes checked (blob-objects.ts), then recorded and charged against `quotaBytes` in one transaction. */
+  async commitBlob(
+    caller: StorageCaller,
+    /** `verify`: 'always' while direct S3 uploads are enabled, 'unmarked' otherwise; 'checked' when the Worker already did (the import). */
+    input: blobs.CommitInput & { hex: string; verify: 'always' | 'unmarked' | 'checked' },
+    quotaBytes: number,
+  ): Promise<{ ok: true; userId: string; charged: number } | Failure> {
+    const access = await this.#storageAccess(caller);
+    if (!access.ok) return access;
+    if (input.verify !== 'checked') {
+      const refused = await checkStored(this.env.BLOBS, {
+        key: input.storageKey,
+        sizeBytes: input.sizeBytes,
+        hex: input.hex,
+        s3Uploads: input.verify === 'always',
+      });
+      if (refused) return refused;
+    }
     const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));
-    if (outcome.ok) await armGc(this.ctx.storage);
-    return outcome;
+    if (!outcome.ok) return outcome;
+    await armGc(this.ctx.storage);
+    return { ...outcome, userId: access.userId };
   }
-  markForDelete(hash: string): blobs.DeleteOutcome {
-    return this.ctx.storage.transactionSync(() => blobs.markForDelete(this.#sql, hash, Date.now()));
+  /** Delete (blob-objects.ts): refused while referenced; else the object and its record go. */
+  async deleteBlob(caller: StorageCaller, hash: string): Promise<{ ok: true; userId: string; existed: boolean } | Failure> {
+    const access = await this.#storageAccess(caller);
+    if (!access.ok) return access;
+    const deleted = await deleteBlob(this.ctx.storage, this.env.BLOBS, hash);
+    return deleted.ok ? { ...deleted, userId: access.userId } : deleted;
   }
   exportFiles(after: string, limit: number): blobs.BlobRecord[] {
     return blobs.listBlobs(this.#sql, after, limit);
   }
-  usage(): { usedBytes: number; blobCount: number; syncBytes: number } {
-    return { usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: syncBytes(this.#sql) };
+  async usage(caller: StorageCaller): Promise<{ ok: true; usedBytes: number; blobCount: number; syncBytes: number } | Failure> {
+    const access = await this.#storageAccess(caller);
+    if (!access.ok) return access;
+    return { ok: true, usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: syncBytes(this.#sql) };
   }
-  /** Blob GC's phases (storage/gc.ts drives them; the alarm uses the same ones in-process). */
-  startBlobGc(input: { retentionSeconds: number; limit: number; cooldownMs: number }) {
-    return blobs.blobGcSteps(this.ctx.storage).start(input);
-  }
-  finishBlobGc(hashes: string[]): number {
-    return blobs.blobGcSteps(this.ctx.storage).finish(hashes);
-  }
-  markStrays(keys: string[], nextCursor: string | null): { hash: string; storageKey: string }[] {
-    return blobs.blobGcSteps(this.ctx.storage).markStrays(keys, nextCursor);
+  /** Blob GC (blob-objects.ts), as the alarm runs it, with the route's cooldown. */
+  async collectBlobs(caller: StorageCaller, options: BlobGcOptions): Promise<({ userId: string } & BlobGcResult) | Failure> {
+    const access = await this.#storageAccess(caller);
+    if (!access.ok) return access;
+    const result = await collectBlobs(this.ctx.storage, this.env.BLOBS, caller.workspaceId, options);
+    return result.ok ? { ...result, userId: access.userId } : result;
   }
 
   /** Webhook management (src/webhooks/manage.ts); `caller` null: the deployment admins' hooks, checked by the Worker. */

@@ -1,17 +1,15 @@
 /**
  * Recovery of the workspace database: point-in-time restore (docs/operations.md; production
- * only, local workerd has no bookmarks), the export's pages, and the replay of history that
- * fork and import use.
+ * only, local workerd has no bookmarks) and the replay of history that fork and import use. The
+ * export's pages are in exports.ts.
  */
 import type { ArchivedEntry } from '../archive/archive';
 import { rowFlags } from '../sync/capabilities';
 import { storedOpId } from '../sync/legacy-op-ids';
 import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
 import type { Failure } from '../errors';
-import { headVersion, prunedThrough, restoredRanges, setMeta } from './meta';
+import { headVersion, restoredRanges, setMeta } from './meta';
 import { applyPush } from './push';
-import { snapshotPage, type SnapshotItem } from './reads';
-import { changeLogRows } from './retention';
 
 /**
  * After a point-in-time restore, the object's head is back at `restored` while clients may
@@ -65,34 +63,7 @@ export async function preparePitr(
   }
 }
 
-// -- export, fork and import --------------------------------------------------------------------
-
-/**
- * Live change-log entries in the next `limit` versions after `after` (other users'
- * notifications excluded; `userId` null: everyone's, for a fork), with the last version scanned
- * and whether that reached the head.
- */
-export function exportLog(sql: SqlStorage, after: number, limit: number, userId: string | null): { entries: ArchivedEntry[]; through: number; done: boolean } {
-  const start = Math.max(after, prunedThrough(sql));
-  const head = headVersion(sql);
-  // Start at the next logged version, so the gap a point-in-time restore leaves costs one page.
-  const from = sql.exec<{ v: number | null }>('SELECT min(server_version) AS v FROM change_log WHERE server_version > ?', start).one().v ?? head + 1;
-  const through = Math.min(head, from + limit - 1);
-  const entries =
-    from > through ? [] : changeLogRows(sql, from, through).filter((e) => userId === null || e.tableName !== 'notifications' || e.userId === userId);
-  return { entries, through: Math.max(through, after), done: through >= head };
-}
-
-/** One page of the current state for an export. */
-export function exportState(
-  sql: SqlStorage,
-  after: [string, string] | null,
-  pageSize: number,
-  userId: string,
-): { items: SnapshotItem[]; next: [string, string] | null } {
-  const page = snapshotPage(sql, { after, pageSize, userId });
-  return { items: JSON.parse(page.itemsJson) as SnapshotItem[], next: page.next };
-}
+// -- fork and import --------------------------------------------------------------------------
 
 /** What a replay did: entries that took a version, entries already logged, and refusals. */
 export interface ReplayOutcome {

@@ -9,8 +9,7 @@ import { recordAudit } from '../audit/emit';
 import { loadConfig } from '../config';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
-import { runBlobGc } from '../storage/gc';
-import { blobGcSteps } from './blobs';
+import { collectBlobs } from './blob-objects';
 import { SYNC_LIMITS } from '../sync/protocol';
 import { addSyncBytes, collectedThrough, headVersion, prunedThrough, setMeta } from './meta';
 
@@ -221,30 +220,25 @@ const hasCollectable = (sql: SqlStorage) =>
 /**
  * The object's alarm: retention GC with OR3_SYNC_RETENTION_SECONDS, then the same blob GC as
  * `POST /api/storage/gc/run` (no cooldown). Idempotent: a retry deletes nothing twice. Returns
- * whether anything is left to collect (the alarm is then re-armed). `retentionSeconds`
- * overrides the configured retention (an operator collecting now).
+ * whether anything is left to collect (the alarm is then re-armed).
  */
-export async function runRetention(storage: DurableObjectStorage, env: Bindings, workspaceId: string | undefined, retentionSeconds?: number): Promise<boolean> {
+export async function runRetention(storage: DurableObjectStorage, env: Bindings, workspaceId: string | undefined): Promise<boolean> {
   const config = loadConfig(env);
   if (!config.ok) {
     logEvent('error', 'sync_gc_skipped', { reason: 'configuration invalid' });
     return false;
   }
-  const retention = retentionSeconds ?? config.config.sync.retentionSeconds;
+  const retention = config.config.sync.retentionSeconds;
   const tombstones = collectTombstones(storage, retention);
   const changeLog = workspaceId ? (await collectChangeLog(storage, env.BLOBS, workspaceId, retention)).deleted : 0;
   logEvent('info', 'sync_gc', { trigger: 'alarm', retentionSeconds: retention, tombstones, changeLog });
   if (tombstones + changeLog > 0) await recordAudit(env, 'sync.gc.run', { trigger: 'alarm', workspaceId, retentionSeconds: retention, tombstones, changeLog });
   if (workspaceId) {
-    const steps = blobGcSteps(storage);
-    const deps = {
-      bucket: env.BLOBS,
-      workspaceId,
-      start: async (i: Parameters<typeof steps.start>[0]) => steps.start(i),
-      finish: async (h: string[]) => steps.finish(h),
-      markStrays: async (k: string[], c: string | null) => steps.markStrays(k, c),
-    };
-    const result = await runBlobGc(deps, { retentionSeconds: config.config.storage.gcRetentionSeconds, limit: 100, cooldownMs: 0 });
+    const result = await collectBlobs(storage, env.BLOBS, workspaceId, {
+      retentionSeconds: config.config.storage.gcRetentionSeconds,
+      limit: 100,
+      cooldownMs: 0,
+    });
     if (result.ok && result.deleted_count > 0)
       await recordAudit(env, 'storage.gc.run', { trigger: 'alarm', workspaceId, deleted: result.deleted_count, status: result.status });
   }

@@ -22,8 +22,8 @@ import type { Failure } from '../errors';
 import { ApiError } from '../errors';
 import { describeIssues } from '../http/body';
 import { SOCKET_SYNC_LIMITS, SYNC_LIMITS, prepareBatch, socketSyncMessage, type PreparedOp, type SocketSyncMessage, type TableName } from '../sync/protocol';
-import type { ShardCaller } from './access';
-import type { SyncCaller } from './access';
+import type { ShardCaller } from './contract';
+import type { SyncCaller } from './contract';
 import type { PushResult } from './push';
 import type { PullOutcome } from './reads';
 

@@ -7,7 +7,8 @@
  */
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
-import type { AccessCache, ShardCaller, SyncCaller } from './access';
+import type { AccessCache } from './access';
+import type { ShardCaller, SyncCaller } from './contract';
 import type { PreparedOp } from '../sync/protocol';
 import {
   admitLargeFrame,

@@ -4,7 +4,7 @@
  * roles; a removed member loses access on the very next request.
  *
  * Two ways, one rule (`can`):
- * - at the shard (`shardCaller`, `authorizeAtShard`; the sync and storage routes): the Worker
+ * - at the shard (`shardCaller`, then one RPC that takes the caller and `shardAnswer`; the sync and storage routes): the Worker
  *   verifies the credential without D1 and the workspace's object decides from the facts it
  *   caches (src/workspace-db/access.ts), so the hot path makes no central query;
  * - from D1 (`authorizeWorkspace`; workspace management, export): one read per request.
@@ -18,7 +18,7 @@ import { logEvent } from '../http/logger';
 import { audit } from '../audit/emit';
 import { prefetchedMembership, requireUser, verifyCredential, type Principal } from '../auth/authenticate';
 import { forbidden, fromFailure, unauthorized, type Failure } from '../errors';
-import type { Access, ShardCaller } from '../workspace-db/access';
+import type { Access, ShardCaller, StorageCaller } from '../workspace-db/contract';
 import { can, type Permission } from './permissions';
 import { membershipOf, type Membership } from './store';
 
@@ -84,8 +84,21 @@ export function shardFailure(c: Context<AppEnv>, caller: ShardCaller, failure: F
 }
 
 /**
- * Authorization at the shard for routes that do more than one thing with the object (storage):
- * one RPC that answers who the caller is there and with which role, from the object's cache.
+ * An acting RPC's answer (the object authorized `caller` inside it), or its refusal as the HTTP
+ * error: denials are logged and audited as `authorizeWorkspace` does; a deployment admin's
+ * refusals are just thrown.
+ */
+export function shardAnswer<R extends { ok: true } | Failure>(c: Context<AppEnv>, caller: StorageCaller, reply: R): Exclude<R, Failure> {
+  if (!reply.ok) {
+    if ('admin' in caller) throw fromFailure(reply as Failure);
+    shardFailure(c, caller, reply as Failure);
+  }
+  return reply as Exclude<R, Failure>;
+}
+
+/**
+ * Authorization at the shard alone, one RPC: for the WebSocket ticket (which the object's socket
+ * then checks again) and multipart abort, which act on nothing but R2.
  */
 export async function authorizeAtShard(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<Access & { caller: ShardCaller }> {
   const caller = await shardCaller(c, workspaceId, permission);

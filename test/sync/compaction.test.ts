@@ -262,6 +262,8 @@ async function revertToPreviousSchema(u: SyncUser, oldState: (sql: SqlStorage) =
     sql.exec('DROP TABLE upload_intents');
     for (const column of ['changed_version', 'device_id', 'size', 'flags']) sql.exec(`ALTER TABLE rows DROP COLUMN ${column}`);
     sql.exec('ALTER TABLE change_log DROP COLUMN size');
+    // Migration 0007 dropped blobs.provider_id: the previous schema had it.
+    sql.exec("ALTER TABLE blobs ADD COLUMN provider_id text NOT NULL DEFAULT 'r2'");
     sql.exec("DELETE FROM meta WHERE key IN ('collected_through', 'sync_bytes')");
     const from = migrations.journal.entries.find((e: { tag: string }) => e.tag === '0003_compacted_pull')!.when;
     sql.exec('DELETE FROM __drizzle_migrations WHERE created_at >= ?', from);

@@ -3,7 +3,8 @@
  * `OR3_DEV_D1_DELAY_MS` delays every D1 query by that many milliseconds, to model a user far
  * from the D1 region. Production never reads it.
  */
-import type { Bindings } from './env';
+import type { MiddlewareHandler } from 'hono';
+import type { AppEnv, Bindings } from '../env';
 
 const delayed = new WeakMap<D1Database, D1Database>();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -39,4 +40,12 @@ export function devD1(env: Bindings): D1Database {
     delayed.set(real, db);
   }
   return db;
+}
+
+/** The Worker's side: in development, the request's `env.DB` is the slowed one (the object wraps its own, access.ts). */
+export function devD1Delay(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!c.get('config').production) c.env = { ...c.env, DB: devD1(c.env) };
+    await next();
+  };
 }

@@ -1,0 +1,1 @@
+ALTER TABLE `blobs` DROP COLUMN `provider_id`;
