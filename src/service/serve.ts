@@ -5,7 +5,7 @@
  */
 import { ApiError, type Failure } from '../errors';
 import { prepareBatch, type PreparedOp } from '../sync/protocol';
-import { TABLES } from '../../client/src/contract';
+import { TABLES } from '../../protocol/sync';
 import { decodeCursor, readMessages, readRow, type MessagePage } from './reader';
 import { stampOps, type ServerClock, type ServiceOp } from './stamp';
 import type { Scope, ServiceAccess, ServiceTokens, TokenView } from './tokens';

@@ -6,7 +6,7 @@
  * format), and the row's current clock + 1, so a server write wins over what it has read.
  */
 import * as z from 'zod';
-import { formatHlc } from '../../client/src/hlc';
+import { formatHlc } from '../../protocol/hlc';
 import type { PushOpInput } from '../sync/protocol';
 
 /** A service op: a device's op whose stamp is optional (and whose deviceId is never taken). */
