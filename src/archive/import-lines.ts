@@ -9,7 +9,7 @@ import { describeIssues } from '../http/body';
 import { bcryptCostProblem, isBcryptHash, parseHash as parsePasswordHash } from '../auth/passwords';
 import { ROLES } from '../workspaces/permissions';
 import { parseHash } from '../storage/hashes';
-import { mimeType } from '../storage/routes';
+import { mimeType } from '../storage/mime-type';
 import { checkStoredOp } from '../sync/protocol';
 import { EXPORT_FORMAT } from './export';
 

@@ -16,7 +16,7 @@ import { requireUser, verifyCredential } from '../auth/authenticate';
 import { fromFailure, unauthorized, type Failure } from '../errors';
 import { jsonBody, queryParams } from '../http/body';
 import { shardCaller, shardFailure } from '../workspaces/authorize';
-import { param } from '../workspaces/routes';
+import { param } from '../http/param';
 import { scopeSchema, SYNC_LIMITS } from '../sync/protocol';
 import { READER_LIMITS, type MessagePage } from './reader';
 import type { TokenReply, TokenRequest } from './serve';
