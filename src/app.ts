@@ -11,10 +11,13 @@ import { installFallbacks } from './http/fallbacks';
 import { noStore } from './http/no-store';
 import { requestContext } from './http/request-context';
 import { health } from './health/routes';
-import { admin } from './admin/routes';
+import { admin, adminOnly } from './admin/routes';
+import { archiveAdmin } from './archive/admin';
+import { workspaceExport } from './archive/routes';
+import { forkAdmin } from './archive/fork';
 import { basicAuth, session } from './auth/routes';
 import { setup } from './setup/routes';
-import { accountSelf, passwordReset } from './accounts/routes';
+import { accountAdmin, accountSelf, passwordReset } from './accounts/routes';
 import { or3WorkspaceAdmin } from './accounts/or3-workspace-admin';
 import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
@@ -55,11 +58,16 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/auth', accountSelf);
   app.route('/api/setup', setup);
   app.route('/api/workspaces', workspaces);
+  app.route('/api/workspaces', workspaceExport);
   app.route('/api/workspaces/:id/webhooks', webhookRoutes('workspace'));
   app.route('/api/workspaces/:id/service-tokens', serviceTokenRoutes);
   app.route('/api/admin/webhooks', webhookRoutes('deployment'));
   app.route('/api/admin', or3WorkspaceAdmin); // before `admin`: workspace owners may use these too
   app.route('/api/admin', admin);
+  // Other rooms' admin routes, behind the same check: the admin room imports none of them.
+  app.route('/api/admin', adminOnly(accountAdmin));
+  app.route('/api/admin', adminOnly(archiveAdmin));
+  app.route('/api/admin', adminOnly(forkAdmin));
   // A service token's push (docs/service-api.md) takes the service path into the same engine: the
   // sync room stays unaware of service tokens.
   app.use('/api/sync/push', async (c, next) => {

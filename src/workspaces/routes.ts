@@ -13,7 +13,6 @@ import { requireUser } from '../auth/authenticate';
 import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../audit/emit';
 import { emitDeploymentEvent } from '../events/deployment';
-import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
 import { forgetAccess } from './invalidate';
 import { memberChangeResult } from './member-change';
@@ -91,12 +90,6 @@ export const workspaces = new Hono<AppEnv>()
     await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
     emitDeploymentEvent(c, 'admin.workspace.deleted', { workspace_id: workspaceId });
     return c.json({ ok: true });
-  })
-
-  .get('/:id/export', async (c) => {
-    const workspaceId = param(c.req.param('id'), 'workspace id');
-    const { principal } = await authorizeWorkspace(c, workspaceId, 'settings.manage');
-    return exportWorkspace(c, workspaceId, principal.userId);
   })
 
   .get('/:id/members', async (c) => {
