@@ -35,7 +35,7 @@ import {
   normalizeEmail,
   rehashPassword,
 } from './store';
-import { CAPABILITY_V1 } from '../sync/capabilities';
+import { CAPABILITY_V1 } from '../../protocol/capabilities';
 import { createSession, revokeSession, sessionOfRefreshToken, sessionOwner } from './sessions';
 import { sha256Hex } from '../crypto';
 

@@ -17,7 +17,7 @@ import { fromFailure, unauthorized, type Failure } from '../errors';
 import { jsonBody, queryParams } from '../http/body';
 import { shardCaller, shardFailure } from '../workspaces/authorize';
 import { param } from '../http/param';
-import { scopeSchema, SYNC_LIMITS } from '../sync/protocol';
+import { scopeSchema, SYNC_LIMITS } from '../../protocol/rules';
 import { READER_LIMITS, type MessagePage } from './reader';
 import type { TokenReply, TokenRequest } from './serve';
 import { serviceOpSchema } from './stamp';

@@ -7,7 +7,7 @@
  */
 import * as z from 'zod';
 import { formatHlc } from '../../protocol/hlc';
-import type { PushOpInput } from '../sync/protocol';
+import type { PushOpInput } from '../../protocol/rules';
 
 /** A service op: a device's op whose stamp is optional (and whose deviceId is never taken). */
 export const serviceOpSchema = z.looseObject({

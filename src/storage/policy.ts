@@ -9,7 +9,7 @@ import type { Config } from '../config';
 import type { AppEnv } from '../env';
 import { conflict, fromFailure } from '../errors';
 import type { BlobState } from '../workspace-db/blobs';
-import type { ParsedHash } from './hashes';
+import type { ParsedHash } from '../../protocol/hashes';
 import { defaultStorageHooks, type StorageHooks } from './hooks';
 import { r2Provider, r2S3Provider, type ObjectStorageProvider } from './providers';
 

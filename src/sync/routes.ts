@@ -15,10 +15,10 @@ import { ApiError, badRequest, forbidden, unauthorized, type Failure } from '../
 import { authorizeAtShard, shardCaller, shardFailure } from '../workspaces/authorize';
 import type { Permission } from '../workspaces/permissions';
 import type { SyncCaller } from '../workspace-db/access';
-import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
-import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
+import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from '../limiter';
+import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from '../../protocol/rules';
 import { issueTicket, readTicket } from './ws-ticket';
-import { declared, missingFlags } from './capabilities';
+import { declared, missingFlags } from '../../protocol/capabilities';
 import { DEVICE_ID_PATTERN } from '../../protocol/sync';
 import { audit } from '../audit/emit';
 

@@ -16,7 +16,7 @@ import { loadSessionAuth, loadUserAuth } from '../auth/sessions';
 import { identityUser } from '../auth/store';
 import { devD1 } from '../dev-d1-delay';
 import type { Bindings } from '../env';
-import type { LimitedCall } from '../sync/limiter';
+import type { LimitedCall } from '../limiter';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { can, type Permission, type Role } from '../workspaces/permissions';

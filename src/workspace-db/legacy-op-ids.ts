@@ -5,7 +5,7 @@
  * (after the SQL migrations), inside one transaction, and is idempotent: a second run finds
  * nothing to rewrite, and the marker in `meta` spares later starts even the scan.
  */
-import { isUuid, legacyOpUuid } from '../sync/legacy-op-ids';
+import { isUuid, legacyOpUuid } from '../../protocol/legacy-op-ids';
 import { getMeta, setMeta } from './meta';
 
 const MARKER = 'legacy_op_ids';

@@ -12,7 +12,7 @@ import type { ArchivedEntry } from '../archive/archive';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { AccessCache, type Access, type ShardCaller, type SyncCaller } from './access';
-import type { PreparedOp, TableName } from '../sync/protocol';
+import type { PreparedOp, TableName } from '../../protocol/rules';
 import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
 import * as intents from './intents';

@@ -5,9 +5,9 @@
  * (table_name, pk), file_refs by entity.
  */
 import type { Revision } from '../../protocol/sync';
-import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../sync/protocol';
-import { capabilityFailure, FLAG_GENERIC_FILE } from '../sync/capabilities';
-import { parseHash } from '../storage/hashes';
+import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../../protocol/rules';
+import { capabilityFailure, FLAG_GENERIC_FILE } from '../../protocol/capabilities';
+import { parseHash } from '../../protocol/hashes';
 import { uncommittedUnderIntent } from './intents';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';

@@ -4,10 +4,10 @@
  * across an await.
  */
 import type { Failure } from '../errors';
-import { capabilityFailure } from '../sync/capabilities';
-import { SYNC_LIMITS, type TableName } from '../sync/protocol';
-import { readPageToken, signPageToken, SNAPSHOT_TTL_MS, type PageState } from '../sync/page-token';
-import { parseHash } from '../storage/hashes';
+import { capabilityFailure } from '../../protocol/capabilities';
+import { SYNC_LIMITS, type TableName } from '../../protocol/rules';
+import { readPageToken, signPageToken, SNAPSHOT_TTL_MS, type PageState } from './page-token';
+import { parseHash } from '../../protocol/hashes';
 import { refCount } from './blobs';
 import { collectedThrough, headVersion, sawDiscarded, snapshotKey } from './meta';
 import type { SnapshotItem as WireSnapshotItem, SyncChange as WireChange } from '../../protocol/sync';

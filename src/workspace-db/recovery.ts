@@ -4,9 +4,9 @@
  * fork and import use.
  */
 import type { ArchivedEntry } from '../archive/archive';
-import { rowFlags } from '../sync/capabilities';
-import { storedOpId } from '../sync/legacy-op-ids';
-import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
+import { rowFlags } from '../../protocol/capabilities';
+import { storedOpId } from '../../protocol/legacy-op-ids';
+import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../../protocol/rules';
 import type { Failure } from '../errors';
 import { headVersion, prunedThrough, restoredRanges, setMeta } from './meta';
 import { applyPush } from './push';

@@ -11,7 +11,7 @@ import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
 import { runBlobGc } from '../storage/gc';
 import { blobGcSteps } from './blobs';
-import { SYNC_LIMITS } from '../sync/protocol';
+import { SYNC_LIMITS } from '../../protocol/rules';
 import { addSyncBytes, collectedThrough, headVersion, prunedThrough, setMeta } from './meta';
 
 /**

@@ -21,10 +21,10 @@
  * a page proves every page sent before it arrived: it clears the debt.
  */
 import type { SocketError } from '../../protocol/socket';
-import { ApiError } from '../errors';
+import { WireError } from '../errors';
 import { describeIssues } from '../http/body';
-import { DEFAULT_SYNC_LIMITS } from '../sync/limiter';
-import { SOCKET_SYNC_LIMITS, SYNC_LIMITS, prepareBatch, socketSyncMessage, type PreparedOp, type SocketSyncMessage, type TableName } from '../sync/protocol';
+import { DEFAULT_SYNC_LIMITS } from '../limiter';
+import { SOCKET_SYNC_LIMITS, SYNC_LIMITS, prepareBatch, socketSyncMessage, type PreparedOp, type SocketSyncMessage, type TableName } from '../../protocol/rules';
 import type { ShardCaller, SyncCaller } from './access';
 import * as downstream from './downstream';
 import type { SyncService } from './sync-service';
@@ -181,7 +181,7 @@ async function push(
     // (the object's push authorizes the same credential again and refuses another user).
     ops = await prepareBatch(message.ops, caller.workspaceId, settings.userId, SOCKET_SYNC_LIMITS.maxBatchBytes);
   } catch (err) {
-    if (err instanceof ApiError) return send(downstream.error(message.id, err));
+    if (err instanceof WireError) return send(downstream.error(message.id, err));
     throw err;
   }
   // A socket's push declares every capability (the SDK keeps every field): `missing` is 0.

@@ -8,8 +8,8 @@
  * hands webhook events to their registry.
  */
 import type { Failure } from '../errors';
-import { FixedWindowLimiter } from '../sync/limiter';
-import type { PreparedOp, TableName } from '../sync/protocol';
+import { FixedWindowLimiter } from '../limiter';
+import type { PreparedOp, TableName } from '../../protocol/rules';
 import type { WebhookRegistry } from '../webhooks/registry';
 import { PokeCoalescer } from '../service/coalesce';
 import type { AccessCache, Access, ShardCaller, SyncCaller } from './access';

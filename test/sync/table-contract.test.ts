@@ -8,8 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { TABLES } from '../../protocol/sync';
 import type { Or3Tables } from '../../client/src/tables';
-import { ApiError } from '../../src/errors';
-import { prepareBatch } from '../../src/sync/protocol';
+import { WireError } from '../../protocol/errors';
+import { prepareBatch } from '../../protocol/rules';
 
 const base = { deleted: false, created_at: 1, updated_at: 1, clock: 1 };
 /** The least each table's row type allows (plus `clock`, which the SDK always sets before it sends). */
@@ -40,7 +40,7 @@ describe('the SDK’s row types and the server’s payload rules', () => {
         () => null,
         (e: unknown) => e,
       );
-      expect(refused, `${table} without ${field}`).toBeInstanceOf(ApiError);
+      expect(refused, `${table} without ${field}`).toBeInstanceOf(WireError);
     }
   });
 });

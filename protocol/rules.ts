@@ -1,17 +1,18 @@
 /**
- * The sync wire contract (docs/sync.md): request envelopes, the table allow-list, per-table
- * payload rules, and the preparation of a push batch into the ops the Durable Object applies.
- *
- * Everything here is pure and runs in the Worker, before the workspace's object is called:
- * validation, canonical JSON and fingerprints cost CPU, and the object is the one serial
- * resource of a workspace, so it should only do the transaction.
+ * The sync wire contract's rules (docs/sync.md): request envelopes, the table allow-list,
+ * per-table payload rules, and the preparation of a push batch into the ops the Durable Object
+ * applies. Pure (zod and Web Crypto only) and shared by every way in: the Worker runs it for an
+ * HTTP push before the workspace's object is called (src/sync/routes.ts), so that validation,
+ * canonical JSON and fingerprints cost the serial object nothing; a push over the socket has no
+ * Worker in front of it, so the object runs the same preparation for it (src/workspace-db/
+ * socket-sync.ts), as it does for a service token's push (src/service/serve.ts). Refusals are
+ * `WireError`s (errors.ts) with the HTTP status and code either transport answers with.
  */
 import * as z from 'zod';
-import { badRequest, payloadTooLarge } from '../errors';
-import { sha256Hex } from '../crypto';
-import { parseHash } from '../storage/hashes';
-import { TABLES, type TableName } from '../../protocol/sync';
-import { SOCKET_SYNC_LIMITS } from '../../protocol/socket';
+import { invalid as badRequest, tooLarge as payloadTooLarge } from './errors';
+import { parseHash, sha256Hex } from './hashes';
+import { TABLES, type TableName } from './sync';
+import { SOCKET_SYNC_LIMITS } from './socket';
 import { capabilityField, rowFlags } from './capabilities';
 import { isUuid, legacyOpUuid } from './legacy-op-ids';
 import { canonicalJson, TooDeep } from './canonical';
@@ -46,8 +47,8 @@ export const SYNC_LIMITS = {
 } as const;
 
 // The table list, the revision order and the socket's bounds are the wire contract's, shared with the SDK.
-export { compareRevisions, TABLES, type TableName } from '../../protocol/sync';
-export { SOCKET_SYNC_LIMITS } from '../../protocol/socket';
+export { compareRevisions, TABLES, type TableName } from './sync';
+export { SOCKET_SYNC_LIMITS } from './socket';
 
 /** Tables whose rows reference blobs through `file_hashes`. */
 export const REFERENCING_TABLES: ReadonlySet<string> = new Set(['messages', 'posts']);
@@ -129,7 +130,12 @@ export const socketSyncMessage = z.discriminatedUnion('type', [
   }),
   z.strictObject({ type: z.literal('ack'), id: messageId, cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }),
   // The HTTP update-cursor's fields, without the scope (the socket's workspace).
-  z.strictObject({ type: z.literal('cursor'), id: messageId, deviceId: z.string().min(1).max(128), version: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }),
+  z.strictObject({
+    type: z.literal('cursor'),
+    id: messageId,
+    deviceId: z.string().min(1).max(128),
+    version: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  }),
 ]);
 export type SocketSyncMessage = z.output<typeof socketSyncMessage>;
 
