@@ -14,7 +14,7 @@ import { jsonBody } from '../http/body';
 import { logEvent } from '../http/logger';
 import { param } from '../http/param';
 import { createWorkspace, discardWorkspace, workspaceName } from '../workspaces/store';
-import type { ArchivedEntry } from './archive';
+import type { ArchivedEntry } from '../workspace-db/history-archive';
 import { readHistory, type ExportSource } from './export';
 
 export const forkAdmin = new Hono<AppEnv>().post('/workspaces/:id/fork', async (c) => {

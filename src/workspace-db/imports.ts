@@ -5,7 +5,7 @@
  * materialized `s_*` tables) still reproduces every row and tombstone with its original revision
  * (clock, hlc, opId), and importing the same stream twice changes nothing.
  */
-import type { ArchivedEntry } from '../archive/archive';
+import type { ArchivedEntry } from './history-archive';
 import { rowFlags } from '../../protocol/capabilities';
 import { storedOpId } from '../../protocol/legacy-op-ids';
 import { compareRevisions, type PreparedOp, type TableName } from '../../protocol/rules';

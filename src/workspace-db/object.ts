@@ -8,7 +8,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { drizzle } from 'drizzle-orm/durable-sqlite';
 import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
 import migrations from '../../migrations/do/migrations.js';
-import type { ArchivedEntry } from '../archive/archive';
+import type { ArchivedEntry } from './history-archive';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { AccessCache, type Access, type ShardCaller, type SyncCaller } from './access';

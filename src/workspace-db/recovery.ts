@@ -3,7 +3,7 @@
  * only, local workerd has no bookmarks), the export's pages, and the replay of history that
  * fork and import use.
  */
-import type { ArchivedEntry } from '../archive/archive';
+import type { ArchivedEntry } from './history-archive';
 import { rowFlags } from '../../protocol/capabilities';
 import { storedOpId } from '../../protocol/legacy-op-ids';
 import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../../protocol/rules';

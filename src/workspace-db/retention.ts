@@ -4,7 +4,7 @@
  * entries are archived to R2 before they are deleted (docs/operations.md), so history is never
  * lost. Each step runs in its own bounded transaction.
  */
-import { archiveRows, type ArchivedEntry } from '../archive/archive';
+import { archiveRows, type ArchivedEntry } from './history-archive';
 import { recordAudit } from '../audit/emit';
 import { loadConfig } from '../config';
 import type { Bindings } from '../env';
