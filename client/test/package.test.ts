@@ -74,7 +74,12 @@ describe('@or3-edge/client as an installed package', () => {
     expect(files).toContain('package/README.md');
     expect(files.filter((f) => !/^package\/(dist\/(client\/src|protocol)\/[\w-]+\.(js|d\.ts)|README\.md|package\.json)$/.test(f))).toEqual([]);
     const manifest = JSON.parse((await run('tar', ['-xzOf', tarball, 'package/package.json'])).stdout);
-    expect(manifest).toMatchObject({ name: '@or3-edge/client', type: 'module', types: './dist/client/src/index.d.ts', peerDependencies: { dexie: expect.any(String) } });
+    expect(manifest).toMatchObject({
+      name: '@or3-edge/client',
+      type: 'module',
+      types: './dist/client/src/index.d.ts',
+      peerDependencies: { dexie: expect.any(String) },
+    });
     expect(manifest.exports['.']).toMatchObject({ types: './dist/client/src/index.d.ts', import: './dist/client/src/index.js' });
   });
 

@@ -30,7 +30,8 @@ export const presenceLeave = (userId: string, deviceId: string) => encode<'prese
 export const presenceRoster = (entries: { userId: string; deviceId: string; state: string }[]) =>
   `{"type":"presence-roster","entries":[${entries.map((e) => `{"userId":${j(e.userId)},"deviceId":${j(e.deviceId)},"state":${e.state}}`).join(',')}]}`;
 
-export const pushResult = (id: string, results: PushOpResult[], serverVersion: number) => encode<'push-result'>({ type: 'push-result', id, results, serverVersion });
+export const pushResult = (id: string, results: PushOpResult[], serverVersion: number) =>
+  encode<'push-result'>({ type: 'push-result', id, results, serverVersion });
 
 /** One page of a pull stream (`changesJson`: the page's changes as SQLite built them). */
 export function changes(

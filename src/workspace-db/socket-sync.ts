@@ -24,7 +24,15 @@ import type { SocketError } from '../../protocol/socket';
 import { WireError } from '../errors';
 import { describeIssues } from '../http/body';
 import { DEFAULT_SYNC_LIMITS } from '../limiter';
-import { SOCKET_SYNC_LIMITS, SYNC_LIMITS, prepareBatch, socketSyncMessage, type PreparedOp, type SocketSyncMessage, type TableName } from '../../protocol/rules';
+import {
+  SOCKET_SYNC_LIMITS,
+  SYNC_LIMITS,
+  prepareBatch,
+  socketSyncMessage,
+  type PreparedOp,
+  type SocketSyncMessage,
+  type TableName,
+} from '../../protocol/rules';
 import type { ShardCaller, SyncCaller } from './access';
 import * as downstream from './downstream';
 import type { SyncService } from './sync-service';
@@ -92,9 +100,7 @@ const LEADING_PUSH_ID = /^\{\s*"type"\s*:\s*"push"\s*,\s*"id"\s*:\s*"([^"\\]{1,6
 export async function admitLargeFrame(methods: Pick<SyncMethods, 'screen'>, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
   const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
   const settings = read().sync;
-  const refused = settings
-    ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push))
-    : UNSUPPORTED;
+  const refused = settings ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push)) : UNSUPPORTED;
   if (refused) {
     send(downstream.error(id, refused));
     return null;

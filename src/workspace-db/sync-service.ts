@@ -115,7 +115,10 @@ export class SyncService {
     return { ok: true as const, results, serverVersion };
   }
 
-  async pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[]; missing?: number }): Promise<({ ok: true } & PullOutcome) | Failure> {
+  async pull(
+    caller: SyncCaller,
+    input: { cursor: number; limit: number; tables?: TableName[]; missing?: number },
+  ): Promise<({ ok: true } & PullOutcome) | Failure> {
     const access = await this.admit(caller);
     if (!access.ok) return access;
     // A read: one implicit transaction is enough, and no await separates its statements.
@@ -134,7 +137,10 @@ export class SyncService {
     return this.ctx.storage.transactionSync(() => updateCursor(this.ctx.storage.sql, { ...input, userId: access.userId }, Date.now()));
   }
 
-  async snapshot(caller: SyncCaller, input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number }): Promise<SnapshotReply | Failure> {
+  async snapshot(
+    caller: SyncCaller,
+    input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number },
+  ): Promise<SnapshotReply | Failure> {
     const access = await this.admit(caller);
     if (!access.ok) return access;
     const sql = this.ctx.storage.sql;
