@@ -171,3 +171,57 @@ describe('sync over the socket', () => {
     expect((await engine.sync.state()).cursor).toBe(23);
   });
 });
+
+/** A WebSocket in front of a server from before the cursor message: it refuses one as that server did (an unknown type). */
+function serverWithoutCursor(refused: string[]) {
+  return class OlderServer extends WebSocket {
+    #handler: ((ev: MessageEvent) => void) | null = null;
+    override send(data: string) {
+      const msg = String(data).startsWith('{') ? JSON.parse(String(data)) : null;
+      if (msg?.type === 'cursor') {
+        refused.push(msg.id);
+        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: 'type: Invalid input' };
+        return void setTimeout(() => this.#handler?.(new MessageEvent('message', { data: JSON.stringify(reply) })), 0);
+      }
+      super.send(data);
+    }
+    override set onmessage(handler: ((ev: MessageEvent) => void) | null) {
+      this.#handler = handler;
+      super.onmessage = handler;
+    }
+    override get onmessage() {
+      return super.onmessage;
+    }
+  } as unknown as new (url: string) => WebSocketLike;
+}
+
+describe("the device's cursor over the socket", () => {
+  const cursorPosts = (calls: string[]) => calls.filter((c) => c === 'POST /api/sync/update-cursor').length;
+
+  it('is reported on the live socket (answered cursor-result), with no HTTP request', async () => {
+    const frames: string[] = [];
+    const { a, b, wsA, wsB } = await twoDevices({ WebSocket: recordingSocket(frames) });
+    const before = cursorPosts(b.calls);
+    await wsA.db.messages.bulkPut([messageRow('k1')]);
+    await wsA.syncNow();
+    await wsB.syncNow();
+    expect(await ids(wsB)).toEqual(['k1']);
+    await until(() => frames.some((f) => f.includes('"cursor-result"')), 10_000, 'the cursor answered on the socket');
+    expect(cursorPosts(b.calls)).toBe(before);
+    expect(cursorPosts(a.calls)).toBe(0);
+  });
+
+  it('goes over HTTP when the server does not know the message, and stays there', async () => {
+    const refused: string[] = [];
+    const { b, wsA, wsB } = await twoDevices({ WebSocket: serverWithoutCursor(refused) });
+    await wsA.db.messages.bulkPut([messageRow('k2')]);
+    await wsA.syncNow();
+    await wsB.syncNow();
+    await until(() => cursorPosts(b.calls) === 1, 10_000, 'the cursor over HTTP');
+    await wsA.db.messages.bulkPut([messageRow('k3')]);
+    await wsA.syncNow();
+    await wsB.syncNow();
+    await until(() => cursorPosts(b.calls) === 2, 10_000, 'the next cursor over HTTP');
+    expect(refused).toHaveLength(1);
+  });
+});
