@@ -53,15 +53,19 @@ function recordingSocket(frames: string[]) {
   } as unknown as new (url: string) => WebSocketLike;
 }
 
-/** A WebSocket in front of a server from before `echo`: a push carrying it is refused as that server did. */
-function serverWithoutEcho(refused: string[]) {
+/**
+ * A WebSocket in front of an older server: a message `refuses` names (with the reason that
+ * server gave) is answered `invalid_body` as that server did, and its id recorded in `refused`.
+ */
+function olderServer(refused: string[], refuses: (msg: { type?: string; [key: string]: unknown }) => string | null) {
   return class OlderServer extends WebSocket {
     #handler: ((ev: MessageEvent) => void) | null = null;
     override send(data: string) {
       const msg = String(data).startsWith('{') ? JSON.parse(String(data)) : null;
-      if (msg?.type === 'push' && 'echo' in msg) {
+      const reason = msg ? refuses(msg) : null;
+      if (reason) {
         refused.push(msg.id);
-        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: "Unknown field 'echo'" };
+        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: reason };
         return void setTimeout(() => this.#handler?.(new MessageEvent('message', { data: JSON.stringify(reply) })), 0);
       }
       super.send(data);
@@ -75,6 +79,11 @@ function serverWithoutEcho(refused: string[]) {
     }
   } as unknown as new (url: string) => WebSocketLike;
 }
+
+/** A server from before `echo`: a push carrying it is refused. */
+const serverWithoutEcho = (refused: string[]) => olderServer(refused, (msg) => (msg.type === 'push' && 'echo' in msg ? "Unknown field 'echo'" : null));
+/** A server from before the cursor message: it is refused as an unknown type. */
+const serverWithoutCursor = (refused: string[]) => olderServer(refused, (msg) => (msg.type === 'cursor' ? 'type: Invalid input' : null));
 
 async function twoDevices(optionsB: Parameters<typeof device>[1] = {}) {
   const email = uniqueEmail();
@@ -171,29 +180,6 @@ describe('sync over the socket', () => {
     expect((await engine.sync.state()).cursor).toBe(23);
   });
 });
-
-/** A WebSocket in front of a server from before the cursor message: it refuses one as that server did (an unknown type). */
-function serverWithoutCursor(refused: string[]) {
-  return class OlderServer extends WebSocket {
-    #handler: ((ev: MessageEvent) => void) | null = null;
-    override send(data: string) {
-      const msg = String(data).startsWith('{') ? JSON.parse(String(data)) : null;
-      if (msg?.type === 'cursor') {
-        refused.push(msg.id);
-        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: 'type: Invalid input' };
-        return void setTimeout(() => this.#handler?.(new MessageEvent('message', { data: JSON.stringify(reply) })), 0);
-      }
-      super.send(data);
-    }
-    override set onmessage(handler: ((ev: MessageEvent) => void) | null) {
-      this.#handler = handler;
-      super.onmessage = handler;
-    }
-    override get onmessage() {
-      return super.onmessage;
-    }
-  } as unknown as new (url: string) => WebSocketLike;
-}
 
 describe("the device's cursor over the socket", () => {
   const cursorPosts = (calls: string[]) => calls.filter((c) => c === 'POST /api/sync/update-cursor').length;
