@@ -1,7 +1,8 @@
 /**
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
- * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
- * rooms beside it, which hold the SQL. A write is one `transactionSync` with no `await` inside.
+ * Only the RPC surface: migrations, transactions, and delegation to the rooms beside it, which
+ * hold the SQL; sync (authorization, rate limits, its transactions, pokes) is the sync service's
+ * (sync-service.ts), which the sockets call too. A write is one `transactionSync` with no `await` inside.
  * Expected failures are returned as `Failure` values: thrown errors lose their type over RPC.
  */
 import { DurableObject } from 'cloudflare:workers';
