@@ -253,7 +253,7 @@ describe('the device cursor over the socket', () => {
     ]);
     mine.ws.close();
     theirs.ws.close();
-  });
+  }, 30_000); // two users, two sockets, eight requests: more than the default 5 s on a loaded machine
 
   it('counts against the update-cursor limit, as HTTP does', async () => {
     const u = await syncUser();
