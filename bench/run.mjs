@@ -735,10 +735,10 @@ const scenarios = {
   async client() {
     // The SDK's own apply path (last-write-wins, revisions, cursor) into Dexie; IndexedDB here is
     // fake-indexeddb in Node, which is slower than a browser's.
-    const { openDatabase } = await import(`${root}/client/dist/db.js`);
-    const { HybridClock } = await import(`${root}/client/dist/hlc.js`);
-    const { applyRemote } = await import(`${root}/client/dist/apply.js`);
-    const { Emitter } = await import(`${root}/client/dist/events.js`);
+    const { openDatabase } = await import(`${root}/client/dist/client/src/db.js`);
+    const { HybridClock } = await import(`${root}/client/dist/client/src/hlc.js`);
+    const { applyRemote } = await import(`${root}/client/dist/client/src/apply.js`);
+    const { Emitter } = await import(`${root}/client/dist/client/src/events.js`);
     const clock = new HybridClock('bench-client');
     const db = openDatabase('bench', { clock, onCaptured: () => {} }, { indexedDB: new IDBFactory(), IDBKeyRange });
     const engine = { applyRemote: (changes, nextCursor) => applyRemote({ db, clock, events: new Emitter() }, changes, nextCursor) };

@@ -31,7 +31,7 @@ const log = (msg) => lines.push(`wrangler-build (${command || 'by hand'}): ${msg
 
 if (command === 'types') process.exit(0);
 
-const DEMO_SOURCES = ['demo/index.html', 'demo/vite.config.ts', 'demo/src', 'demo/public', 'client/src', 'package-lock.json'];
+const DEMO_SOURCES = ['demo/index.html', 'demo/vite.config.ts', 'demo/src', 'demo/public', 'client/src', 'protocol', 'package-lock.json'];
 const DEMO_INDEX = join(root, 'demo/dist/index.html');
 const D1_MIGRATIONS = join(root, 'migrations/d1');
 // wrangler dev's default persistence directory; `wrangler dev --persist-to DIR` needs

@@ -13,10 +13,13 @@ import { requestContext } from './http/request-context';
 import { devD1Delay } from './dev/d1-delay';
 import { health } from './health/routes';
 import { analytics } from './http/analytics';
-import { admin } from './admin/routes';
+import { admin, adminOnly } from './admin/routes';
+import { archiveAdmin } from './archive/admin';
+import { workspaceExport } from './archive/routes';
+import { forkAdmin } from './archive/fork';
 import { basicAuth, session } from './auth/routes';
 import { setup } from './setup/routes';
-import { accountSelf, passwordReset } from './accounts/routes';
+import { accountAdmin, accountSelf, passwordReset } from './accounts/routes';
 import { or3WorkspaceAdmin } from './accounts/or3-workspace-admin';
 import { defaultStorageDeps, type StorageDeps } from './storage/policy';
 import { storageRoutes } from './storage/routes';
@@ -60,11 +63,16 @@ export function createApp(options: AppOptions = {}) {
   app.route('/api/auth', accountSelf);
   app.route('/api/setup', setup);
   app.route('/api/workspaces', workspaces);
+  app.route('/api/workspaces', workspaceExport);
   app.route('/api/workspaces/:id/webhooks', webhookRoutes('workspace'));
   app.route('/api/workspaces/:id/service-tokens', serviceTokenRoutes);
   app.route('/api/admin/webhooks', webhookRoutes('deployment'));
   app.route('/api/admin', or3WorkspaceAdmin); // before `admin`: workspace owners may use these too
   app.route('/api/admin', admin);
+  // Other rooms' admin routes, behind the same check: the admin room imports none of them.
+  app.route('/api/admin', adminOnly(accountAdmin));
+  app.route('/api/admin', adminOnly(archiveAdmin));
+  app.route('/api/admin', adminOnly(forkAdmin));
   // A sync request the server failed tells the deployment admins' hooks (docs/webhooks.md).
   app.use('/api/sync/*', async (c, next) => {
     await next();

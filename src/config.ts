@@ -53,7 +53,7 @@ const mimeTypes = z
   .string()
   .transform((list) => list.split(',').flatMap((m) => m.trim().toLowerCase() || []))
   .pipe(z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/, 'each entry must be a MIME type like image/png')));
-/** Per-minute sync limits by the names of src/sync/limiter.ts; a typo is refused, not ignored. */
+/** Per-minute sync limits by the names of src/limiter.ts; a typo is refused, not ignored. */
 const rateLimits = z.partialRecord(z.enum(['push', 'pull', 'updateCursor', 'gc']), z.number().int().min(1).max(100_000));
 
 /**

@@ -17,7 +17,7 @@ import {
 import { childSecret, childTokenId } from './user-db/tokens';
 import { sign, urlKeys, verify } from './storage/signing';
 import { openUploadId, sealUploadId } from './storage/upload-id';
-import { readPageToken, signPageToken } from './sync/page-token';
+import { readPageToken, signPageToken } from './workspace-db/page-token';
 import { readTicket } from './sync/ws-ticket';
 
 /** Values made by the code before src/crypto.ts existed: what is already issued must keep verifying. */

@@ -10,15 +10,13 @@
  * Web Crypto only, plus workerd's `crypto.subtle.timingSafeEqual`.
  */
 
+import { sha256Hex, toHex } from '../protocol/hashes';
+
+// Hex and SHA-256 are the wire contract's too (content hashes, op fingerprints): defined there.
+export { sha256Hex, toHex };
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Lower-case hex, two digits per byte. */
-export function toHex(bytes: Uint8Array): string {
-  let hex = '';
-  for (const b of bytes) hex += b.toString(16).padStart(2, '0');
-  return hex;
-}
 
 /** base64url without padding (RFC 4648 §5); text is encoded as UTF-8 first. */
 export function encodeBase64url(input: Uint8Array | string): string {
@@ -35,12 +33,6 @@ export function decodeBase64url(text: string): Uint8Array {
 
 /** `decodeBase64url`, read as UTF-8 text. */
 export const decodeBase64urlText = (text: string): string => decoder.decode(decodeBase64url(text));
-
-/** SHA-256 as 64 hex characters: what is stored of refresh secrets and invite tokens. */
-export async function sha256Hex(input: string | Uint8Array): Promise<string> {
-  const bytes = typeof input === 'string' ? encoder.encode(input) : input;
-  return toHex(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)));
-}
 
 /** HMAC-SHA256 of `data` under `key`, base64url: the MAC behind every signed token and URL here. */
 export async function hmacSign(key: string, data: string): Promise<string> {

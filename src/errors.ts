@@ -1,28 +1,30 @@
 /**
- * Typed errors with stable machine codes. Any module may throw an `ApiError`; the single
+ * Typed errors with stable machine codes. Any module may throw an `ApiError` (or, in the
+ * contract's rules, its base `WireError`: protocol/errors.ts); the single
  * `onError` handler (see `handleError`) turns it into the wire envelope (docs/architecture.md "The request path"):
  * `{ "error": "<machine code>", "message": "<human text>" }`.
  *
- * Anything that is not an `ApiError` is a bug: it is logged with its stack (outside
+ * Anything that is not a `WireError` is a bug: it is logged with its stack (outside
  * production) and answered with a generic 500 that never carries internals.
  */
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AppEnv } from './env';
+import { WireError, type Failure } from '../protocol/errors';
 
-export class ApiError extends Error {
-  readonly status: ContentfulStatusCode;
-  readonly code: string;
+export { WireError, type Failure };
+
+/** A `WireError` with the Worker's extras: response headers and envelope fields. */
+export class ApiError extends WireError {
+  declare readonly status: ContentfulStatusCode;
   readonly headers: Record<string, string>;
   /** Extra envelope fields, for errors whose clients read more than the code (OR3's 426 `requiredCapability`). */
   readonly extra: Record<string, unknown>;
 
   constructor(status: ContentfulStatusCode, code: string, message: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}) {
-    super(message);
+    super(status, code, message);
     this.name = 'ApiError';
-    this.status = status;
-    this.code = code;
     this.headers = headers;
     this.extra = extra;
   }
@@ -50,21 +52,6 @@ export const rateLimited = (retryAfterSeconds: number) => {
 export const notImplemented = (message: string) => new ApiError(501, 'not_implemented', message);
 export const misconfigured = (message: string) => new ApiError(503, 'misconfigured', message);
 
-/**
- * An expected failure, returned rather than thrown where errors cross an RPC boundary (a thrown
- * error loses its type there): the workspace object's answers use it, and `fromFailure` is the
- * one mapping to HTTP.
- */
-export type Failure = {
-  ok: false;
-  status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 422 | 426 | 429 | 501 | 503;
-  code: string;
-  message: string;
-  retryAfter?: number;
-  /** Extra envelope fields (a capability gate's `requiredCapability`). */
-  extra?: Record<string, string>;
-};
-
 /** The HTTP error for a `Failure`. */
 export function fromFailure(failure: Omit<Failure, 'ok'>): ApiError {
   return new ApiError(failure.status, failure.code, failure.message, failure.retryAfter ? { 'Retry-After': String(failure.retryAfter) } : {}, failure.extra);
@@ -84,10 +71,12 @@ export function errorBody(code: string, message: string) {
 
 /** The app's `onError`: maps errors to the envelope and records them for the request log. */
 export function handleError(err: Error, c: Context<AppEnv>) {
-  if (err instanceof ApiError) {
-    for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
+  if (err instanceof WireError) {
+    // An ApiError, or a refusal of the contract's rules (protocol/), which carries no extras.
+    const { headers, extra } = err instanceof ApiError ? err : { headers: {}, extra: {} };
+    for (const [name, value] of Object.entries(headers)) c.header(name, value);
     if (err.status >= 500) c.get('log')?.fail(err);
-    return c.json({ ...err.extra, ...errorBody(err.code, err.message) }, err.status);
+    return c.json({ ...extra, ...errorBody(err.code, err.message) }, err.status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException) {
     // Thrown by Hono itself or a middleware from it: its status stands, in our envelope.

@@ -1,6 +1,6 @@
 /**
  * Platform limits and the limits we derive from them, in one place, each with its source.
- * Limits of a feature's own protocol live with it (e.g. `SYNC_LIMITS` in sync/protocol.ts).
+ * Limits of a feature's own protocol live with it (e.g. `SYNC_LIMITS` in protocol/rules.ts).
  */
 export const PLATFORM = {
   /** Serialized RPC arguments or return values (developers.cloudflare.com/workers/runtime-apis/rpc/). */

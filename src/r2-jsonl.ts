@@ -1,6 +1,6 @@
 /**
  * Immutable JSONL objects in R2, each listed in the manifest of its UTC day: the one format of
- * the history archive (archive/archive.ts) and the audit log (audit/log.ts), so either can be
+ * the history archive (workspace-db/history-archive.ts) and the audit log (audit/log.ts), so either can be
  * read for a date range with no database (docs/operations.md). Batch keys are deterministic, so
  * a retried write puts the same bytes under the same key and adds no second manifest line.
  */

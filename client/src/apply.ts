@@ -5,7 +5,7 @@
  * change was concurrent with it: a `conflict`; one that wins keeps the remote change as its
  * baseline (what a refusal restores). Also the local sync state (cursor, clock, last sync).
  */
-import { compareRevisions, SYNC_CAPABILITIES, type SyncChange } from './contract.js';
+import { compareRevisions, SYNC_CAPABILITIES, type SyncChange } from '../../protocol/sync.js';
 import { markRemote, SYNCED_TABLES, type LocalDatabase, type SyncStateRow } from './db.js';
 import type { EventSink } from './events.js';
 import type { HybridClock } from './hlc.js';

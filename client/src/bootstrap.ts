@@ -6,7 +6,7 @@
  * snapshot's `highWatermark`.
  */
 import { LOCAL_TABLES, saveState, type ApplyContext } from './apply.js';
-import { compareRevisions, SYNC_CAPABILITIES, type SnapshotItem } from './contract.js';
+import { compareRevisions, SYNC_CAPABILITIES, type SnapshotItem } from '../../protocol/sync.js';
 import { markRemote, SYNCED_TABLES, type Revision, type Row } from './db.js';
 import { Or3Error, type HttpClient } from './http.js';
 

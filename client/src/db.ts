@@ -18,7 +18,7 @@
  * as remote and never captured again.
  */
 import { Dexie, type DBCore, type DBCoreMutateRequest, type DBCoreTable, type DBCoreTransaction, type Table } from 'dexie';
-import { TABLES, type SnapshotItem, type TableName } from './contract.js';
+import { TABLES, type SnapshotItem, type TableName } from '../../protocol/sync.js';
 import type { HybridClock } from './hlc.js';
 import type { Or3Tables } from './tables.js';
 

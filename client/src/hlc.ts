@@ -1,26 +1,12 @@
 /**
- * Hybrid logical clock stamps: `<wall ms, 15 digits>:<counter, 6 digits>:<deviceId>`.
- *
- * Zero-padded fields make the stamps compare correctly as plain strings, which is how the
- * server orders them (after `clock`). A stamp never goes backwards on one device, even when the
- * wall clock does (NTP step, manual change), and `observe()` moves it past stamps seen from
- * other devices so a later local edit outranks what it has already seen.
+ * This device's hybrid logical clock (stamps' format: protocol/hlc.ts). A stamp never goes
+ * backwards on one device, even when the wall clock does (NTP step, manual change), and
+ * `observe()` moves it past stamps seen from other devices so a later local edit outranks what
+ * it has already seen.
  */
-export interface HlcState {
-  wall: number;
-  counter: number;
-}
+import { COUNTER_MAX, formatHlc, parseHlc, type HlcState } from '../../protocol/hlc.js';
 
-const COUNTER_MAX = 999_999;
-
-export function formatHlc(state: HlcState, deviceId: string): string {
-  return `${String(state.wall).padStart(15, '0')}:${String(state.counter).padStart(6, '0')}:${deviceId}`;
-}
-
-export function parseHlc(hlc: string): HlcState | null {
-  const match = /^(\d{15}):(\d{6}):/.exec(hlc);
-  return match ? { wall: Number(match[1]), counter: Number(match[2]) } : null;
-}
+export { formatHlc, parseHlc, type HlcState };
 
 export class HybridClock {
   #last: HlcState;

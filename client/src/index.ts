@@ -16,7 +16,8 @@ import { Or3Client, type Or3ClientOptions } from './client.js';
 
 export { ExternalTokenAuth, memoryTokenStore, type TokenStore, type Tokens } from './auth.js';
 export type { BasicAuthApi, ClientEvents, Or3Client, Or3ClientOptions, SessionContext, WorkspaceMember, WorkspaceSummary } from './client.js';
-export type { PresenceEntry, SyncChange, TableName } from './contract.js';
+export type { SyncChange, TableName } from '../../protocol/sync.js';
+export type { PresenceEntry } from '../../protocol/socket.js';
 export { Or3Error, type AuthAdapter, type FetchLike } from './http.js';
 export type { SyncOptions } from './loop.js';
 export type { Or3Database } from './db.js';

@@ -14,7 +14,7 @@
 import { applyRemote, pullPages, readState, saveState, type ApplyContext } from './apply.js';
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffOptions } from './backoff.js';
 import { bootstrap } from './bootstrap.js';
-import type { SyncChange } from './contract.js';
+import type { SyncChange } from '../../protocol/sync.js';
 import type { LocalDatabase, SyncStateRow } from './db.js';
 import type { EventSink } from './events.js';
 import type { HybridClock } from './hlc.js';
@@ -22,7 +22,7 @@ import { Or3Error, type HttpClient } from './http.js';
 import { isOffline } from './network.js';
 import { outboxCounts, pushOutbox, type PushEvents } from './push.js';
 import type { PokedChanges } from './realtime.js';
-import type { SocketSync } from './socket-sync.js';
+import { SocketUnavailable, type SocketSync } from './socket-sync.js';
 import type { StatusTracker } from './status.js';
 
 export interface SyncOptions {
@@ -243,11 +243,25 @@ export class SyncEngine {
     const { cursor } = await this.state();
     if (cursor > 0 && cursor !== this.#reportedCursor) {
       // Lets server GC know what this device has; a failure here must not fail the sync.
-      await this.ctx.http
-        .json('POST', '/api/sync/update-cursor', { scope: { workspaceId: this.ctx.workspaceId }, deviceId: this.ctx.clock.deviceId, version: cursor })
+      await this.#reportCursor(cursor)
         .then(() => (this.#reportedCursor = cursor))
         .catch(() => undefined);
     }
+  }
+
+  /** This device's cursor to the server: on the live socket (socket-sync.ts), else over HTTP. */
+  async #reportCursor(version: number): Promise<void> {
+    const { http, workspaceId, clock, options } = this.ctx;
+    const deviceId = clock.deviceId;
+    const socket = options.socketSync ? this.ctx.socket : undefined;
+    if (socket) {
+      try {
+        return await socket.updateCursor(deviceId, version);
+      } catch (err) {
+        if (!(err instanceof SocketUnavailable)) throw err;
+      }
+    }
+    await http.json('POST', '/api/sync/update-cursor', { scope: { workspaceId }, deviceId, version });
   }
 
   /** Downloads and installs a snapshot (bootstrap.ts). */

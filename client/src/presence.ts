@@ -10,7 +10,8 @@
  * sends are throttled to the server's rate (latest wins), and nothing is sent while the socket is
  * down. The roster is what the server last said; it is empty while the socket is down.
  */
-import { PRESENCE, type Payload, type PresenceMessage } from './contract.js';
+import type { Payload } from '../../protocol/sync.js';
+import { PRESENCE, type PresenceMessage, type Upstream } from '../../protocol/socket.js';
 import { Or3Error } from './http.js';
 
 /** A device's presence state: a small JSON object (≤ 1 KB as JSON), e.g. `{ threadId, typing }`. */
@@ -52,7 +53,7 @@ export class PresenceRoom {
   constructor(
     private readonly userId: string,
     private readonly deviceId: string,
-    private readonly send: (message: object) => boolean,
+    private readonly send: (message: Upstream) => boolean,
     private readonly changed: (roster: PresencePeer[]) => void,
     private readonly options: PresenceOptions,
   ) {}

@@ -8,7 +8,7 @@
  * has answered for it, and every op is idempotent by its opId.
  */
 import { LOCAL_TABLES, readState, type ApplyEvents } from './apply.js';
-import { SYNC_CAPABILITIES, type TableName } from './contract.js';
+import { SYNC_CAPABILITIES, type TableName } from '../../protocol/sync.js';
 import { markRemote, SYNCED_TABLES, type LocalDatabase, type PendingOp, type Row } from './db.js';
 import type { EventSink } from './events.js';
 import { Or3Error, type HttpClient } from './http.js';

@@ -13,7 +13,8 @@
  * the network; while it is down the sync loop polls instead.
  */
 import { backoffDelay, type BackoffOptions } from './backoff.js';
-import { PRESENCE, type PresenceMessage, type SyncChange } from './contract.js';
+import { PRESENCE, type Downstream, type PresenceMessage, type Reply, type Upstream } from '../../protocol/socket.js';
+import type { SyncChange } from '../../protocol/sync.js';
 import type { HttpClient } from './http.js';
 import { isOffline } from './network.js';
 import type { RealtimeState } from './status.js';
@@ -42,7 +43,7 @@ export interface RealtimeHandlers {
   onChanges(poked: PokedChanges): void;
   onPresence(message: PresenceMessage): void;
   /** An answer to a request sent on the socket (sync over the socket, socket-sync.ts). */
-  onReply(message: { type: string; id: string; [key: string]: unknown }): void;
+  onReply(message: Reply): void;
   onState(state: RealtimeState): void;
 }
 
@@ -107,7 +108,7 @@ export class Realtime {
   }
 
   /** Sends a message on a live socket; false when there is none (the caller sends again after the next `hello`). */
-  send(message: object): boolean {
+  send(message: Upstream): boolean {
     if (this.#state !== 'live' || this.#socket?.readyState !== OPEN) return false;
     try {
       this.#socket.send(JSON.stringify(message));
@@ -201,23 +202,34 @@ export class Realtime {
     socket.onmessage = (ev) => {
       this.#heardAt = Date.now();
       if (typeof ev.data !== 'string' || ev.data === 'pong') return;
-      let msg: { type?: string; serverVersion?: number; fromVersion?: number; changes?: SyncChange[] };
+      let msg: Downstream;
       try {
         msg = JSON.parse(ev.data);
       } catch {
         return; // not ours
       }
-      if (msg.type === 'hello' && typeof msg.serverVersion === 'number') {
-        this.#setState('live');
-        this.handlers.onVersion(msg.serverVersion);
-      } else if (msg.type === 'poke' && typeof msg.serverVersion === 'number') {
-        if (typeof msg.fromVersion === 'number' && Array.isArray(msg.changes)) {
-          this.handlers.onChanges({ fromVersion: msg.fromVersion, serverVersion: msg.serverVersion, changes: msg.changes });
-        } else this.handlers.onVersion(msg.serverVersion);
-      } else if (msg.type === 'presence' || msg.type === 'presence-leave' || msg.type === 'presence-roster') {
-        this.handlers.onPresence(msg as PresenceMessage);
-      } else if ((msg.type === 'push-result' || msg.type === 'changes' || msg.type === 'error') && typeof (msg as { id?: unknown }).id === 'string') {
-        this.handlers.onReply(msg as { type: string; id: string });
+      // The server's messages (protocol/socket.ts); anything else is ignored.
+      switch (msg?.type) {
+        case 'hello':
+          if (typeof msg.serverVersion !== 'number') return;
+          this.#setState('live');
+          return this.handlers.onVersion(msg.serverVersion);
+        case 'poke':
+          if (typeof msg.serverVersion !== 'number') return;
+          if (typeof msg.fromVersion === 'number' && Array.isArray(msg.changes)) {
+            return this.handlers.onChanges({ fromVersion: msg.fromVersion, serverVersion: msg.serverVersion, changes: msg.changes });
+          }
+          return this.handlers.onVersion(msg.serverVersion);
+        case 'presence':
+        case 'presence-leave':
+        case 'presence-roster':
+          return this.handlers.onPresence(msg);
+        case 'push-result':
+        case 'changes':
+        case 'cursor-result':
+        case 'error':
+          // Presence refusals carry no id: nothing waits for them.
+          if (typeof msg.id === 'string') this.handlers.onReply(msg);
       }
     };
     // 4003: this user lost access to the workspace; reconnecting cannot help.

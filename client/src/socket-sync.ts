@@ -1,11 +1,12 @@
 /**
  * Sync over the workspace's socket (docs/sync.md "Sync over the socket"): while the realtime
- * socket is live, pushes and pulls go as messages on it and the object answers directly — no
- * HTTP request, no Worker hop. Whenever the socket is not there, or drops or stalls mid-request,
- * the caller falls back to HTTP: a push replays idempotently (its opIds are the same), a pull
- * starts again from the cursor it had reached.
+ * socket is live, pushes, pulls and this device's cursor go as messages on it and the object
+ * answers directly — no HTTP request, no Worker hop. Whenever the socket is not there, or drops
+ * or stalls mid-request, the caller falls back to HTTP: a push replays idempotently (its opIds
+ * are the same), a pull starts again from the cursor it had reached, a cursor is sent again.
+ * The messages are the wire contract's (protocol/socket.ts); a refusal carries its HTTP status.
  */
-import type { SyncChange } from './contract.js';
+import { socketError, type ChangesPage, type PushOpResult, type Reply, type Upstream, type UpstreamRequest } from '../../protocol/socket.js';
 import { Or3Error } from './http.js';
 
 /** The socket was not there, or went away or stalled before answering: use HTTP. */
@@ -16,33 +17,13 @@ const REPLY_TIMEOUT_MS = 15_000;
 /** Pages the server may send ahead of our acknowledgements. */
 const WINDOW = 4;
 
-/** The HTTP status each machine code answers with, so socket failures are judged like HTTP ones. */
-const STATUS: Record<string, number> = {
-  invalid_body: 400,
-  invalid_payload: 400,
-  payload_too_large: 413,
-  quota_exceeded: 413,
-  unauthorized: 401,
-  not_member: 403,
-  insufficient_role: 403,
-  rate_limited: 429,
-  auth_unavailable: 503,
-  restoring: 503,
-};
-
 export interface PushReply {
-  results: { opId: string; success: boolean; serverVersion?: number; error?: string; errorCode?: string; applied?: boolean }[];
+  results: PushOpResult[];
   serverVersion: number;
 }
 
-export interface PulledPage {
-  changes: SyncChange[];
-  nextCursor: number;
-  hasMore: boolean;
-  requiresSnapshot: boolean;
-}
+export type PulledPage = ChangesPage;
 
-type Reply = { type: string; id: string; [key: string]: unknown };
 interface Waiter {
   resolve(reply: Reply): void;
   reject(err: Error): void;
@@ -56,19 +37,20 @@ export class SocketSync {
 
   constructor(
     /** Sends on the live socket; false when there is none. */
-    private readonly send: (message: object) => boolean,
+    private readonly send: (message: Upstream) => boolean,
     private readonly live: () => boolean,
   ) {}
 
-  /** An answer from the server (push-result, changes, error with an id); true when it was ours. */
+  /** An answer from the server (push-result, changes, cursor-result, error with an id); true when it was ours. */
   receive(message: Reply): boolean {
-    const waiter = this.#waiting.get(message.id);
-    if (!waiter) return false;
+    const waiter = typeof message.id === 'string' ? this.#waiting.get(message.id) : undefined;
+    if (!waiter || typeof message.id !== 'string') return false;
     this.#waiting.delete(message.id);
     clearTimeout(waiter.timer);
     if (message.type === 'error') {
-      const retryAfter = typeof message.retryAfter === 'number' ? message.retryAfter * 1000 : undefined;
-      waiter.reject(new Or3Error(STATUS[String(message.error)] ?? 400, String(message.error), String(message.message), retryAfter));
+      // A server from before `status` sent none: judged as a bad request (permanent).
+      const { status = 400, code, message: text, retryAfter } = socketError(message);
+      waiter.reject(new Or3Error(status, code, text, typeof retryAfter === 'number' ? retryAfter * 1000 : undefined));
     } else waiter.resolve(message);
     return true;
   }
@@ -92,8 +74,9 @@ export class SocketSync {
     // cursor); the push-result says what became of each op (push.ts marks them as the server's).
     // A server from before the field refuses it as unknown: then push as before, with the echo.
     try {
-      const reply = await this.#request(id, { type: 'push', id, ops, ...(this.#echoless ? { echo: false } : {}) });
-      return reply as unknown as PushReply;
+      const reply = await this.#request(id, { type: 'push', id, ops, ...(this.#echoless ? { echo: false as const } : {}) });
+      if (reply.type !== 'push-result') throw new SocketUnavailable(`unexpected ${reply.type}`);
+      return reply;
     } catch (err) {
       if (!this.#echoless || !(err instanceof Or3Error) || err.code !== 'invalid_body' || !err.message.includes("'echo'")) throw err;
       this.#echoless = false;
@@ -102,19 +85,46 @@ export class SocketSync {
   }
 
   /**
+   * Records this device's cursor on the server (the HTTP update-cursor); `SocketUnavailable` when
+   * it cannot (then over HTTP). A server from before the message refuses it as an unknown type:
+   * then always HTTP.
+   */
+  async updateCursor(deviceId: string, version: number): Promise<void> {
+    if (!this.#cursorMessage) throw new SocketUnavailable('the server has no cursor message');
+    const id = this.#id('cursor');
+    try {
+      await this.#request(id, { type: 'cursor', id, deviceId, version });
+    } catch (err) {
+      if (err instanceof Or3Error && err.code === 'invalid_body') {
+        this.#cursorMessage = false;
+        throw new SocketUnavailable('the server has no cursor message');
+      }
+      throw err;
+    }
+  }
+
+  /** Whether the server takes the cursor message (false once one refused it as unknown). */
+  #cursorMessage = true;
+
+  /**
    * Pulls from `cursor` to the head, `onPage` applying each page before it is acknowledged (the
    * server stays at most WINDOW pages ahead). `onPage` returns false to stop early (the cursor
    * moved under us). `SocketUnavailable` when the socket cannot serve it (then pull over HTTP).
    */
   async pull(cursor: number, limit: number, onPage: (page: PulledPage, from: number) => Promise<boolean>): Promise<void> {
     const id = this.#id('pull');
-    const pages: Reply[] = [];
+    const pages: PulledPage[] = [];
     let wake: (() => void) | null = null;
     let failed: Error | null = null;
     // Pages arrive unasked after the first: each registers the waiter for the next.
     const expect = () =>
       this.#request(id, null).then(
-        (page) => {
+        (reply) => {
+          if (reply.type !== 'changes') {
+            failed = new SocketUnavailable(`unexpected ${reply.type}`);
+            return wake?.();
+          }
+          const page = reply;
           pages.push(page);
           if (page.hasMore) expect();
           wake?.();
@@ -136,12 +146,11 @@ export class SocketSync {
         this.#drop(id);
         throw failed ?? new SocketUnavailable('the stream ended');
       }
-      const pulled = page as unknown as PulledPage;
-      if (!(await onPage(pulled, from)) || !pulled.hasMore || pulled.requiresSnapshot) {
+      if (!(await onPage(page, from)) || !page.hasMore || page.requiresSnapshot) {
         this.#drop(id);
         return;
       }
-      from = pulled.nextCursor;
+      from = page.nextCursor;
       this.send({ type: 'ack', id, cursor: from });
     }
   }
@@ -157,7 +166,7 @@ export class SocketSync {
   }
 
   /** Registers a waiter for the next answer to `id`, sending `message` first when given. */
-  #request(id: string, message: object | null): Promise<Reply> {
+  #request(id: string, message: UpstreamRequest | null): Promise<Reply> {
     if (!this.live()) return Promise.reject(new SocketUnavailable('no live socket'));
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -67,13 +67,20 @@ describe('@or3-edge/client as an installed package', () => {
   it('the tarball holds the ESM build, its declarations and the README, nothing else', async () => {
     const { stdout } = await run('tar', ['-tzf', tarball]);
     const files = stdout.trim().split('\n');
-    expect(files).toContain('package/dist/index.js');
-    expect(files).toContain('package/dist/index.d.ts');
+    // Built with the wire contract beside it (protocol/, shared with the server): dist/client/src/ and dist/protocol/.
+    expect(files).toContain('package/dist/client/src/index.js');
+    expect(files).toContain('package/dist/client/src/index.d.ts');
+    expect(files).toContain('package/dist/protocol/sync.js');
     expect(files).toContain('package/README.md');
-    expect(files.filter((f) => !/^package\/(dist\/[\w-]+\.(js|d\.ts)|README\.md|package\.json)$/.test(f))).toEqual([]);
+    expect(files.filter((f) => !/^package\/(dist\/(client\/src|protocol)\/[\w-]+\.(js|d\.ts)|README\.md|package\.json)$/.test(f))).toEqual([]);
     const manifest = JSON.parse((await run('tar', ['-xzOf', tarball, 'package/package.json'])).stdout);
-    expect(manifest).toMatchObject({ name: '@or3-edge/client', type: 'module', types: './dist/index.d.ts', peerDependencies: { dexie: expect.any(String) } });
-    expect(manifest.exports['.']).toMatchObject({ types: './dist/index.d.ts', import: './dist/index.js' });
+    expect(manifest).toMatchObject({
+      name: '@or3-edge/client',
+      type: 'module',
+      types: './dist/client/src/index.d.ts',
+      peerDependencies: { dexie: expect.any(String) },
+    });
+    expect(manifest.exports['.']).toMatchObject({ types: './dist/client/src/index.d.ts', import: './dist/client/src/index.js' });
   });
 
   it('a fresh Node app installs it and syncs a message between two devices, realtime live', async () => {

@@ -53,15 +53,19 @@ function recordingSocket(frames: string[]) {
   } as unknown as new (url: string) => WebSocketLike;
 }
 
-/** A WebSocket in front of a server from before `echo`: a push carrying it is refused as that server did. */
-function serverWithoutEcho(refused: string[]) {
+/**
+ * A WebSocket in front of an older server: a message `refuses` names (with the reason that
+ * server gave) is answered `invalid_body` as that server did, and its id recorded in `refused`.
+ */
+function olderServer(refused: string[], refuses: (msg: { type?: string; [key: string]: unknown }) => string | null) {
   return class OlderServer extends WebSocket {
     #handler: ((ev: MessageEvent) => void) | null = null;
     override send(data: string) {
       const msg = String(data).startsWith('{') ? JSON.parse(String(data)) : null;
-      if (msg?.type === 'push' && 'echo' in msg) {
+      const reason = msg ? refuses(msg) : null;
+      if (reason) {
         refused.push(msg.id);
-        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: "Unknown field 'echo'" };
+        const reply = { type: 'error', id: msg.id, error: 'invalid_body', message: reason };
         return void setTimeout(() => this.#handler?.(new MessageEvent('message', { data: JSON.stringify(reply) })), 0);
       }
       super.send(data);
@@ -75,6 +79,11 @@ function serverWithoutEcho(refused: string[]) {
     }
   } as unknown as new (url: string) => WebSocketLike;
 }
+
+/** A server from before `echo`: a push carrying it is refused. */
+const serverWithoutEcho = (refused: string[]) => olderServer(refused, (msg) => (msg.type === 'push' && 'echo' in msg ? "Unknown field 'echo'" : null));
+/** A server from before the cursor message: it is refused as an unknown type. */
+const serverWithoutCursor = (refused: string[]) => olderServer(refused, (msg) => (msg.type === 'cursor' ? 'type: Invalid input' : null));
 
 async function twoDevices(optionsB: Parameters<typeof device>[1] = {}) {
   const email = uniqueEmail();
@@ -169,5 +178,36 @@ describe('sync over the socket', () => {
     await until(async () => (await ids(wsB)).length === 23, 10_000, 'B to have every row');
     expect(b.calls).toContain('POST /api/sync/pull'); // finished over HTTP after the drop
     expect((await engine.sync.state()).cursor).toBe(23);
+  });
+});
+
+describe("the device's cursor over the socket", () => {
+  const cursorPosts = (calls: string[]) => calls.filter((c) => c === 'POST /api/sync/update-cursor').length;
+
+  it('is reported on the live socket (answered cursor-result), with no HTTP request', async () => {
+    const frames: string[] = [];
+    const { a, b, wsA, wsB } = await twoDevices({ WebSocket: recordingSocket(frames) });
+    const before = cursorPosts(b.calls);
+    await wsA.db.messages.bulkPut([messageRow('k1')]);
+    await wsA.syncNow();
+    await wsB.syncNow();
+    expect(await ids(wsB)).toEqual(['k1']);
+    await until(() => frames.some((f) => f.includes('"cursor-result"')), 10_000, 'the cursor answered on the socket');
+    expect(cursorPosts(b.calls)).toBe(before);
+    expect(cursorPosts(a.calls)).toBe(0);
+  });
+
+  it('goes over HTTP when the server does not know the message, and stays there', async () => {
+    const refused: string[] = [];
+    const { b, wsA, wsB } = await twoDevices({ WebSocket: serverWithoutCursor(refused) });
+    await wsA.db.messages.bulkPut([messageRow('k2')]);
+    await wsA.syncNow();
+    await wsB.syncNow();
+    await until(() => cursorPosts(b.calls) === 1, 10_000, 'the cursor over HTTP');
+    await wsA.db.messages.bulkPut([messageRow('k3')]);
+    await wsA.syncNow();
+    await wsB.syncNow();
+    await until(() => cursorPosts(b.calls) === 2, 10_000, 'the next cursor over HTTP');
+    expect(refused).toHaveLength(1);
   });
 });

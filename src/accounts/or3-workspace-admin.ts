@@ -19,7 +19,7 @@ import { likePattern, listUsers } from '../admin/store';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { forgetAccess } from '../workspaces/invalidate';
 import { ROLES } from '../workspaces/permissions';
-import { memberChangeResult } from '../workspaces/routes';
+import { memberChangeResult } from '../workspaces/member-change';
 import { createInvite, listPendingInvites, removeMember, revokeInvite, setMemberRole, upsertMember, workspaceExists } from '../workspaces/store';
 
 const id = z.string().trim().min(1).max(128);

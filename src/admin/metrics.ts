@@ -14,7 +14,7 @@ import type { AppEnv } from '../env';
 import { notFound } from '../errors';
 import { logEvent } from '../http/logger';
 import { isPeak, type Counters, type MeterReading } from '../workspace-db/metrics';
-import { param } from '../workspaces/routes';
+import { param } from '../http/param';
 import { workspaceExists } from '../workspaces/store';
 
 const ROLLUP_LIMIT = 500;

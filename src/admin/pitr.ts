@@ -11,7 +11,7 @@ import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, fromFailure, notFound } from '../errors';
 import { logEvent } from '../http/logger';
 import { requireUser } from '../auth/authenticate';
-import { param } from '../workspaces/routes';
+import { param } from '../http/param';
 import { workspaceExists } from '../workspaces/store';
 import { audit, recordAudit } from '../audit/emit';
 import { emitDeploymentEvent } from '../events/deployment';

@@ -7,9 +7,7 @@ import { Hono, type Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
 import * as z from 'zod';
 import { audit } from '../audit/emit';
-import { archiveAdmin } from '../archive/admin';
 import { auditAdmin } from '../audit/routes';
-import { accountAdmin } from '../accounts/routes';
 import { metricsAdmin } from './metrics';
 import { workspaceView } from './workspace-view';
 import { pitrAdmin } from './pitr';
@@ -17,15 +15,19 @@ import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
 import { PLATFORM } from '../limits';
-import { ApiError, badRequest, conflict, forbidden, notFound } from '../errors';
-import { logEvent } from '../http/logger';
+import { badRequest, conflict, forbidden, notFound } from '../errors';
 import { ROLES } from '../workspaces/permissions';
-import { memberChangeResult, param } from '../workspaces/routes';
+import { param } from '../http/param';
+import { memberChangeResult } from '../workspaces/member-change';
 import { forgetAccess } from '../workspaces/invalidate';
-import { createWorkspace, discardWorkspace, removeMember, setWorkspaceDeleted, upsertMember, workspaceExists, workspaceName } from '../workspaces/store';
-import { readHistory, type ExportSource } from '../archive/export';
-import type { ArchivedEntry } from '../archive/archive';
+import { removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspaces/store';
 import { grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
+
+/**
+ * Another room's admin routes behind the same check (the composition root, app.ts, mounts them:
+ * the admin room imports no feature's routes).
+ */
+export const adminOnly = (routes: Hono<AppEnv>) => new Hono<AppEnv>().use('*', requireAdmin).route('/', routes);
 
 export const requireAdmin = createMiddleware<AppEnv>(async (c, next) => {
   const principal = await requireUser(c);
@@ -59,9 +61,7 @@ const auditBase = async (c: Context<AppEnv>) => ({ actorId: (await requireUser(c
 export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
   .route('/', auditAdmin)
-  .route('/', archiveAdmin)
   .route('/', pitrAdmin)
-  .route('/', accountAdmin)
   .route('/', metricsAdmin)
   .route('/', workspaceView)
 
@@ -111,57 +111,6 @@ export const admin = new Hono<AppEnv>()
     await forgetAccess(c.env, workspaceId); // its members were refused while it was deleted
     audit(c, 'admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
-  })
-
-  /**
-   * Restore or fork: a new workspace built by replaying the source's history (archive + live
-   * log) into a fresh object, up to `untilVersion` or `untilTime` (epoch ms or ISO) if given.
-   * The calling admin owns the fork; the source is untouched.
-   */
-  .post('/workspaces/:id/fork', async (c) => {
-    const sourceId = param(c.req.param('id'), 'workspace id');
-    const body = await jsonBody(
-      c,
-      z
-        .strictObject({
-          untilVersion: z.number().int().min(0).optional(),
-          untilTime: z.union([z.number().int().min(0), z.iso.datetime()]).optional(),
-          name: z.string().trim().min(1).max(100).optional(),
-        })
-        .refine((b) => b.untilVersion === undefined || b.untilTime === undefined, { message: 'give untilVersion or untilTime, not both' }),
-      { allowEmpty: true },
-    );
-    const sourceName = await workspaceName(c.env.DB, sourceId);
-    if (sourceName === null) throw notFound('No such workspace');
-    const admin = await requireUser(c);
-    const untilTime = body.untilTime === undefined ? undefined : typeof body.untilTime === 'number' ? body.untilTime : Date.parse(body.untilTime);
-    const keep = (e: ArchivedEntry) =>
-      (body.untilVersion === undefined || e.serverVersion <= body.untilVersion) && (untilTime === undefined || e.createdAt <= untilTime);
-    const forkId = await createWorkspace(c.env.DB, admin.userId, body.name ?? `${sourceName} (fork)`, null);
-    const target = c.env.WORKSPACE.getByName(forkId);
-    let imported = 0;
-    let serverVersion = 0;
-    try {
-      const history = readHistory(c.env.BLOBS, c.env.WORKSPACE.getByName(sourceId) as unknown as ExportSource, sourceId, null);
-      for await (const page of history) {
-        const entries = page.filter(keep);
-        if (entries.length) {
-          const result = await target.importHistory(entries);
-          imported += result.imported;
-          serverVersion = result.serverVersion;
-        }
-        if (entries.length < page.length) break; // history is in version (and time) order
-      }
-    } catch (err) {
-      // A history that cannot be replayed (e.g. a payload stored before nesting was bounded,
-      // which cannot cross an RPC boundary): nothing of the fork may stay behind.
-      logEvent('error', 'fork_failed', { workspaceId: sourceId, forkId, imported, message: err instanceof Error ? err.message : String(err) });
-      await target.discard();
-      await discardWorkspace(c.env.DB, forkId);
-      throw new ApiError(422, 'fork_failed', `The history of this workspace could not be replayed after ${imported} changes; no fork was created`);
-    }
-    audit(c, 'admin.workspace.forked', { ...(await auditBase(c)), workspaceId: sourceId, forkId, imported });
-    return c.json({ id: forkId, imported, serverVersion });
   })
 
   .put('/users/:id/admin', async (c) => {

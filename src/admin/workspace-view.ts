@@ -3,53 +3,38 @@
  * workspace page shows it: its record (deleted or not), members and roles, pending invites (never
  * a token), and from its object in one RPC: usage, GC and archive state, open sockets and the
  * hourly and daily counters. Mounted under `/api/admin`, behind the deployment-admin check.
- *
- * `GET /api/admin/workspaces/:id/export`: the same JSONL export an owner gets (docs/admin.md
- * "Export"), for an admin who is not a member; like any export it leaves out other users'
- * notifications (here: everyone's but the admin's). Audited.
+ * (The admin's export of a workspace is the archive room's: archive/admin.ts.)
  */
 import { Hono } from 'hono';
-import { exportWorkspace } from '../archive/export';
-import { audit } from '../audit/emit';
-import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { notFound } from '../errors';
-import { param } from '../workspaces/routes';
-import { listMembers, listPendingInvites, workspaceExists } from '../workspaces/store';
+import { param } from '../http/param';
+import { listMembers, listPendingInvites } from '../workspaces/store';
 
-export const workspaceView = new Hono<AppEnv>()
-  .get('/workspaces/:id/export', async (c) => {
-    const workspaceId = param(c.req.param('id'), 'workspace id');
-    if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
-    const { userId } = await requireUser(c);
-    audit(c, 'admin.workspace.exported', { actorId: userId, workspaceId });
-    return exportWorkspace(c, workspaceId, userId);
-  })
-
-  .get('/workspaces/:id', async (c) => {
-    const workspaceId = param(c.req.param('id'), 'workspace id');
-    const db = c.env.DB;
-    const row = await db
-      .prepare('SELECT id, name, description, created_at, deleted_at FROM workspaces WHERE id = ?')
-      .bind(workspaceId)
-      .first<{ id: string; name: string; description: string | null; created_at: number; deleted_at: number | null }>();
-    if (!row) throw notFound('No such workspace');
-    const [members, invites, view] = await Promise.all([
-      listMembers(db, workspaceId),
-      listPendingInvites(db, workspaceId),
-      c.env.WORKSPACE.getByName(workspaceId).adminView(),
-    ]);
-    return c.json({
-      workspace: {
-        id: row.id,
-        name: row.name,
-        description: row.description,
-        createdAt: new Date(row.created_at).toISOString(),
-        deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at).toISOString(),
-      },
-      members,
-      invites,
-      state: view.state,
-      metrics: view.metrics,
-    });
+export const workspaceView = new Hono<AppEnv>().get('/workspaces/:id', async (c) => {
+  const workspaceId = param(c.req.param('id'), 'workspace id');
+  const db = c.env.DB;
+  const row = await db
+    .prepare('SELECT id, name, description, created_at, deleted_at FROM workspaces WHERE id = ?')
+    .bind(workspaceId)
+    .first<{ id: string; name: string; description: string | null; created_at: number; deleted_at: number | null }>();
+  if (!row) throw notFound('No such workspace');
+  const [members, invites, view] = await Promise.all([
+    listMembers(db, workspaceId),
+    listPendingInvites(db, workspaceId),
+    c.env.WORKSPACE.getByName(workspaceId).adminView(),
+  ]);
+  return c.json({
+    workspace: {
+      id: row.id,
+      name: row.name,
+      description: row.description,
+      createdAt: new Date(row.created_at).toISOString(),
+      deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at).toISOString(),
+    },
+    members,
+    invites,
+    state: view.state,
+    metrics: view.metrics,
   });
+});

@@ -20,7 +20,7 @@ import type { SnapshotItem } from '../workspace-db/reads';
 import type { BlobRecord } from '../workspace-db/blobs';
 import { listMembers, workspaceRecord } from '../workspaces/store';
 import { parseJsonl, type ManifestEntry } from '../r2-jsonl';
-import { archivePrefix, type ArchivedEntry } from './archive';
+import { archivePrefix, type ArchivedEntry } from '../workspace-db/history-archive';
 
 /** The two object methods an export uses (typed here: RPC's mapped types are too deep for these). */
 export interface ExportSource {

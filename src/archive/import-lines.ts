@@ -8,9 +8,9 @@ import { ApiError } from '../errors';
 import { describeIssues } from '../http/body';
 import { bcryptCostProblem, isBcryptHash, parseHash as parsePasswordHash } from '../auth/passwords';
 import { ROLES } from '../workspaces/permissions';
-import { parseHash } from '../storage/hashes';
-import { mimeType } from '../storage/routes';
-import { checkStoredOp } from '../sync/protocol';
+import { parseHash } from '../../protocol/hashes';
+import { mimeType } from '../storage/mime-type';
+import { checkStoredOp } from '../../protocol/rules';
 import { EXPORT_FORMAT } from './export';
 
 export const IMPORT_LIMITS = {

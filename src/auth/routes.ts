@@ -34,7 +34,7 @@ import {
   normalizeEmail,
   rehashPassword,
 } from './store';
-import { CAPABILITY_V1 } from '../sync/capabilities';
+import { CAPABILITY_V1 } from '../../protocol/capabilities';
 import { legacyTokenOwner } from '../user-db/legacy';
 import { parseRefreshToken } from '../user-db/tokens';
 import { sha256Hex } from '../crypto';

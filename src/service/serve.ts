@@ -3,9 +3,9 @@
  * the reader, and preparing server-authored writes (docs/service-api.md). Returns `Failure`
  * values (thrown errors lose their type over RPC).
  */
-import { ApiError, type Failure } from '../errors';
-import { prepareBatch, type PreparedOp } from '../sync/protocol';
-import { TABLES } from '../../client/src/contract';
+import { WireError, type Failure } from '../errors';
+import { prepareBatch, type PreparedOp } from '../../protocol/rules';
+import { TABLES } from '../../protocol/sync';
 import { decodeCursor, readMessages, readRow, type MessagePage } from './reader';
 import { stampOps, type ServerClock, type ServiceOp } from './stamp';
 import type { Scope, ServiceAccess, ServiceTokens, TokenView } from './tokens';
@@ -61,7 +61,7 @@ export async function prepareServiceOps(
   try {
     return await prepareBatch(stamped, workspaceId, access.actor);
   } catch (err) {
-    if (err instanceof ApiError) return { ok: false, status: err.status as Failure['status'], code: err.code, message: err.message };
+    if (err instanceof WireError) return { ok: false, status: err.status as Failure['status'], code: err.code, message: err.message };
     throw err;
   }
 }

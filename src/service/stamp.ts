@@ -6,8 +6,8 @@
  * format), and the row's current clock + 1, so a server write wins over what it has read.
  */
 import * as z from 'zod';
-import { formatHlc } from '../../client/src/hlc';
-import type { PushOpInput } from '../sync/protocol';
+import { formatHlc } from '../../protocol/hlc';
+import type { PushOpInput } from '../../protocol/rules';
 
 /** A service op: a device's op whose stamp is optional (and whose deviceId is never taken). */
 export const serviceOpSchema = z.looseObject({

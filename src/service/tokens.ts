@@ -6,7 +6,7 @@
  */
 import type { Failure } from '../errors';
 import { timingSafeEqual } from '../crypto';
-import { FixedWindowLimiter } from '../sync/limiter';
+import { FixedWindowLimiter } from '../limiter';
 import type { ServiceCredential } from './token';
 
 export type Scope = 'read' | 'write';

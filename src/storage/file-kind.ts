@@ -5,7 +5,7 @@
  * cached, with a filename that cannot break the header.
  */
 import { ApiError, fromFailure } from '../errors';
-import { fileKindRequired } from '../sync/capabilities';
+import { fileKindRequired } from '../../protocol/capabilities';
 
 /** Throws OR3's 426 when a generic file crosses the boundary for a client without the capability. */
 export function requireFileKind(generic: boolean, declared: boolean): void {

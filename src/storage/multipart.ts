@@ -28,10 +28,11 @@ import * as z from 'zod';
 import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable } from '../errors';
+import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable, WireError } from '../errors';
 import { logEvent } from '../http/logger';
 import { authorizeAtShard, shardCaller } from '../workspaces/authorize';
-import { blobKey, requireHash, type ParsedHash } from './hashes';
+import { requireHash, type ParsedHash } from '../../protocol/hashes';
+import { blobKey } from './blob-keys';
 import { checkUploadPolicy, type StorageDeps } from './policy';
 import type { StorageHooks } from './hooks';
 import type { ShardCaller } from '../workspace-db/contract';
@@ -259,7 +260,7 @@ export const multipartRoutes = ({ hooks }: StorageDeps) =>
         });
         return c.json({ ok: true, storageId: key, alreadyPresent: stored === null });
       } catch (err) {
-        if (err instanceof ApiError) throw err;
+        if (err instanceof WireError) throw err;
         if (/checksum|10037|sha-?256/i.test(err instanceof Error ? err.message : '')) {
           throw unprocessable('The assembled file does not match the hash; nothing was stored', 'integrity_error');
         }

@@ -11,7 +11,7 @@ import { conflict, fromFailure } from '../errors';
 import type { BlobState } from '../workspace-db/blobs';
 import type { StorageCaller } from '../workspace-db/contract';
 import { shardAnswer } from '../workspaces/authorize';
-import type { ParsedHash } from './hashes';
+import type { ParsedHash } from '../../protocol/hashes';
 import { defaultStorageHooks, type StorageHooks } from './hooks';
 import { r2Provider, r2S3Provider, type ObjectStorageProvider } from './providers';
 

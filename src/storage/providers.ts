@@ -10,7 +10,7 @@
  */
 import { AwsClient } from 'aws4fetch';
 import type { Config } from '../config';
-import type { ParsedHash } from './hashes';
+import type { ParsedHash } from '../../protocol/hashes';
 import { sign, urlKeys, type SignedFields } from './signing';
 
 export interface PresignInput {

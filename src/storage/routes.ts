@@ -18,20 +18,17 @@ import { shardAnswer, shardCaller } from '../workspaces/authorize';
 import type { Permission } from '../workspaces/permissions';
 import { workspaceExists } from '../workspaces/store';
 import { multipartRoutes, partRoute } from './multipart';
-import { blobKey, requireHash, type ParsedHash } from './hashes';
+import { requireHash, type ParsedHash } from '../../protocol/hashes';
+import { blobKey } from './blob-keys';
 import { r2Provider } from './providers';
 import { reserveUploadPolicy, type StorageDeps } from './policy';
-import { capabilityField, fileKindOf } from '../sync/capabilities';
+import { capabilityField, fileKindOf } from '../../protocol/capabilities';
 import { genericFileHeaders, notAMember, requireFileKind } from './file-kind';
 import { clampExpiry, URL_LIMITS, urlKeys, verify } from './signing';
 import { evaluate, parseRange } from './conditional';
+import { mimeType } from './mime-type';
 
 const id = z.string().min(1).max(128);
-/** type/subtype with optional parameters: nothing that could break a header. */
-export const mimeType = z
-  .string()
-  .max(255)
-  .regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9!#$&^_.+-]+=[a-z0-9!#$&^_.+-]+)*$/i, 'must be a MIME type like image/png');
 const hash = z.string().min(1).max(80);
 const disposition = z.enum(['inline', 'attachment']).optional();
 const expiresIn = z

@@ -17,11 +17,11 @@ import { ApiError, badRequest, forbidden, unauthorized, type Failure } from '../
 import { authorizeAtShard, shardCaller, shardFailure } from '../workspaces/authorize';
 import type { Permission } from '../workspaces/permissions';
 import type { SyncCaller } from '../workspace-db/contract';
-import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from './limiter';
-import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from './protocol';
+import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from '../limiter';
+import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from '../../protocol/rules';
 import { issueTicket, readTicket } from './ws-ticket';
-import { declared, missingFlags } from './capabilities';
-import { DEVICE_ID_PATTERN } from '../../client/src/contract';
+import { declared, missingFlags } from '../../protocol/capabilities';
+import { DEVICE_ID_PATTERN } from '../../protocol/sync';
 import { audit } from '../audit/emit';
 
 /** The request as the object authorizes and rate-limits it. */
@@ -157,7 +157,11 @@ export const sync = new Hono<AppEnv>()
     }
     // Sync over the socket (docs/sync.md) counts against the same limits and quota as HTTP.
     const { rateLimitOverrides: limits, sync: syncConfig } = c.get('config');
-    const perMinute = { push: limits.push ?? DEFAULT_SYNC_LIMITS.push, pull: limits.pull ?? DEFAULT_SYNC_LIMITS.pull };
+    const perMinute = {
+      push: limits.push ?? DEFAULT_SYNC_LIMITS.push,
+      pull: limits.pull ?? DEFAULT_SYNC_LIMITS.pull,
+      updateCursor: limits.updateCursor ?? DEFAULT_SYNC_LIMITS.updateCursor,
+    };
     forward.set('x-or3-caller', JSON.stringify({ ...call, sync: { limits: perMinute, quotaBytes: syncConfig.workspaceQuotaBytes } }));
     if (deviceId) forward.set('x-or3-device-id', deviceId);
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));

@@ -13,7 +13,7 @@ import { jsonBody, queryParams } from '../http/body';
 import { requireAdmin } from '../admin/routes';
 import { verifyCredential } from '../auth/authenticate';
 import { shardCaller, shardFailure } from '../workspaces/authorize';
-import { param } from '../workspaces/routes';
+import { param } from '../http/param';
 import { DEPLOYMENT_EVENTS, WORKSPACE_EVENTS } from './events';
 import type { WebhookReply, WebhookRequest } from './manage';
 import { DEPLOYMENT_OBJECT } from './registry';

@@ -2,7 +2,7 @@
  * The pages an export and a fork read from the workspace database (docs/operations.md "Export"):
  * the change log after a version, and the current state after a key.
  */
-import type { ArchivedEntry } from '../archive/archive';
+import type { ArchivedEntry } from './history-archive';
 import { headVersion, prunedThrough } from './meta';
 import { snapshotPage, type SnapshotItem } from './reads';
 import { changeLogRows } from './retention';

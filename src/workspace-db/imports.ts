@@ -5,10 +5,10 @@
  * materialized `s_*` tables) still reproduces every row and tombstone with its original revision
  * (clock, hlc, opId), and importing the same stream twice changes nothing.
  */
-import type { ArchivedEntry } from '../archive/archive';
-import { rowFlags } from '../sync/capabilities';
-import { storedOpId } from '../sync/legacy-op-ids';
-import { compareRevisions, type PreparedOp, type TableName } from '../sync/protocol';
+import type { ArchivedEntry } from './history-archive';
+import { rowFlags } from '../../protocol/capabilities';
+import { storedOpId } from '../../protocol/legacy-op-ids';
+import { compareRevisions, type PreparedOp, type TableName } from '../../protocol/rules';
 import { headVersion } from './meta';
 import { applyPush, PUSH_LOOKUPS, type Revision } from './push';
 import { replayHistory, type ReplayOutcome } from './recovery';

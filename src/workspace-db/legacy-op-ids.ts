@@ -1,11 +1,11 @@
 /**
  * The object migration that rewrites stored legacy opIds (docs/api.md "Legacy opIds"): every
  * non-UUID `op_id` of the change log and of the materialized rows and tombstones becomes its
- * deterministic UUID (sync/legacy-op-ids.ts). It runs once per object, when the object starts
+ * deterministic UUID (protocol/legacy-op-ids.ts). It runs once per object, when the object starts
  * (after the SQL migrations), inside one transaction, and is idempotent: a second run finds
  * nothing to rewrite, and the marker in `meta` spares later starts even the scan.
  */
-import { isUuid, legacyOpUuid } from '../sync/legacy-op-ids';
+import { isUuid, legacyOpUuid } from '../../protocol/legacy-op-ids';
 import { getMeta, setMeta } from './meta';
 
 const MARKER = 'legacy_op_ids';

@@ -1,35 +1,34 @@
 /**
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
- * Only the RPC surface: migrations, per-user rate limits, transactions, and delegation to the
- * rooms beside it, which hold the SQL. Every acting RPC takes the caller (contract.ts) and
- * authorizes it inside, so one HTTP request is one RPC; `authorize` alone is for the WebSocket
- * ticket and multipart abort, which act on nothing here.
+ * Only the RPC surface: migrations, transactions, and delegation to the rooms beside it, which
+ * hold the SQL. Sync (authorization, rate limits, its transactions, pokes) is the sync service's
+ * (sync-service.ts), which the sockets call too. Every acting RPC takes the caller (contract.ts)
+ * and authorizes it inside, so one HTTP request is one RPC; `authorize` alone is for the
+ * WebSocket ticket and multipart abort, which act on nothing here.
  *
- * A write is one `transactionSync` with no `await` inside, opened here, except in the jobs that
- * await R2 or a Queue between their steps and so run one transaction per step: retention and
- * blob GC (retention.ts, blob-objects.ts), the webhook outbox (webhooks/registry.ts) and a
- * socket's ticket claim (sockets.ts). Expected failures are returned as `Failure` values: thrown
- * errors lose their type over RPC.
+ * A write is one `transactionSync` with no `await` inside, except in the jobs that await R2 or a
+ * Queue between their steps and so run one transaction per step: retention and blob GC
+ * (retention.ts, blob-objects.ts), the webhook outbox (webhooks/registry.ts) and a socket's
+ * ticket claim (sockets.ts). Expected failures are returned as `Failure` values: thrown errors
+ * lose their type over RPC.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { drizzle } from 'drizzle-orm/durable-sqlite';
 import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
 import migrations from '../../migrations/do/migrations.js';
-import type { ArchivedEntry } from '../archive/archive';
+import type { ArchivedEntry } from './history-archive';
 import type { Bindings } from '../env';
-import { ApiError, type Failure } from '../errors';
-import { FixedWindowLimiter } from '../sync/limiter';
+import type { Failure } from '../errors';
 import { AccessCache } from './access';
 import type { Access, ShardCaller, StorageCaller, SyncCaller } from './contract';
-import { prepareBatch, type PreparedOp, type PushOpInput, type TableName } from '../sync/protocol';
+import type { PreparedOp, PushOpInput, TableName } from '../../protocol/rules';
 import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
 import * as intents from './intents';
-import { updateCursor } from './cursors';
 import { migrationsApplied, syncBytes } from './meta';
 import { rewriteLegacyOpIds } from './legacy-op-ids';
-import { applyPush, logConflicts, type PushResult } from './push';
-import { pull, readerRefusal, snapshot, type PullOutcome, type SnapshotItem, type SnapshotReply } from './reads';
+import type { PushResult } from './push';
+import type { PullOutcome, SnapshotItem, SnapshotReply } from './reads';
 import { importBatch, type ImportedItem, type ImportOutcome } from './imports';
 import { exportLog, exportState } from './exports';
 import { markRestored, preparePitr } from './recovery';
@@ -39,34 +38,35 @@ import { WorkspaceSockets } from './sockets';
 import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type DeliveryTarget } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
 import { deploymentBody, type DeploymentEvent } from '../webhooks/events';
-import { PokeCoalescer } from '../service/coalesce';
 import { manageTokens, prepareServiceOps, read, type ReadReply, type ReadRequest, type TokenReply, type TokenRequest } from '../service/serve';
 import { ServerClock, type ServiceOp } from '../service/stamp';
 import type { ServiceCredential } from '../service/token';
 import { ServiceTokens, type Scope, type ServiceAccess } from '../service/tokens';
 import { Meter, type MeterReading } from './metrics';
 import { workspaceState, type WorkspaceState } from './admin-view';
-import type { PokeChanges } from './poke';
+import { RESTORING, SyncService } from './sync-service';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
-const RESTORING: Failure = { ok: false, status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 };
 
 export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql = this.ctx.storage.sql;
-  readonly #limiter = new FixedWindowLimiter();
   readonly #access = new AccessCache(this.env);
-  // Presence roster sizes feed the metrics' peak (metrics.ts); #meter is read when a roster grows, after construction.
-  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this, (devices) => this.#meter.peak('peak_presence', devices));
   /** This workspace's webhooks (src/webhooks/): in memory after the first read, so a push costs nothing without hooks. */
   readonly #webhooks = new WebhookRegistry(this.ctx, () => this.env.WEBHOOK_QUEUE);
+  readonly #meter = new Meter(this.ctx.storage);
+  /** Sync for both transports (sync-service.ts): these RPC methods and the sockets call it alike. */
+  readonly #sync = new SyncService(this.ctx, {
+    access: this.#access,
+    meter: this.#meter,
+    webhooks: this.#webhooks,
+    restoring: () => this.#restoring,
+    poke: (from, to, perUser, built, pusher) => this.#sockets.poke(from, to, perUser, built, pusher),
+  });
+  // Presence roster sizes feed the metrics' peak (metrics.ts).
+  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this.#sync, (devices) => this.#meter.peak('peak_presence', devices));
   /** Service tokens (src/service/): the object is their authority, so a revocation holds from the next request. */
   readonly #service = new ServiceTokens(this.ctx.storage.sql);
   readonly #clock = new ServerClock();
-  /** Pokes: at once for a commit, at most every 250 ms for a streamed service write (src/service/coalesce.ts). */
-  readonly #pokes = new PokeCoalescer<{ built: PokeChanges & { userId: string }; pusher: WebSocket | undefined }>((from, to, perUser, exact) =>
-    this.#sockets.poke(from, to, perUser, exact?.built ?? null, exact?.pusher),
-  );
-  readonly #meter = new Meter(this.ctx.storage);
   /** Set by pitrPrepare: this instance is about to be rewound and serves nothing more (503). */
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
@@ -98,129 +98,38 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
 
   /** Who the caller is here, with which role (access.ts): alone only for the WebSocket ticket and multipart abort; acting RPCs authorize inside. */
-  async authorize(caller: ShardCaller): Promise<({ ok: true } & Access) | Failure> {
-    return this.#restoring ? RESTORING : this.#access.authorize(caller);
-  }
-  /** Authorization, then the caller's sync rate limit. */
-  async #admit(caller: SyncCaller): Promise<({ ok: true } & Access) | Failure> {
-    const access = await this.authorize(caller);
-    const admitted = access.ok ? (this.#limiter.refuse(caller, access.userId) ?? access) : access;
-    if (!admitted.ok) this.#meter.count(`refused_${admitted.code}`);
-    return admitted;
-  }
-  /**
-   * Whether a sync request would be admitted, without counting it: a socket asks this before it
-   * parses a large frame (socket-sync.ts `screenLargeFrame`), so a viewer's or a rate-limited
-   * user's megabytes cost the serial object no parsing.
-   */
-  async screen(caller: SyncCaller): Promise<Failure | null> {
-    const access = await this.authorize(caller);
-    return access.ok ? this.#limiter.refuse(caller, access.userId, Date.now(), false) : access;
+  authorize(caller: ShardCaller): Promise<({ ok: true } & Access) | Failure> {
+    return this.#sync.authorize(caller);
   }
   /** Drops cached authorization facts after a D1 write changed them (access.ts `forget`). */
   forget(input: { userId?: string; sessionId?: string }): void {
     this.#access.forget(input);
   }
 
-  /**
-   * `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES, the cap on this workspace's stored sync data;
-   * `missing`: the capability flags the client lacks (capabilities.ts), 0 when it has them all.
-   */
-  async push(
-    caller: SyncCaller,
-    ops: PreparedOp[],
-    quotaBytes: number,
-    missing = 0,
-    /** In-process only: the socket that pushed and asked not to hear its own changes back (socket-sync.ts). */
-    pusher?: WebSocket,
-  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
-    const access = await this.#admit(caller);
-    if (!access.ok) return access;
-    return this.#commit(caller.workspaceId, ops, access.userId, quotaBytes, { stream: false, missing, pusher });
+  /** Sync's RPC methods: the same service the workspace's sockets call (sync-service.ts). */
+  push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, missing = 0): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+    return this.#sync.push(caller, ops, quotaBytes, { missing });
   }
-  /**
-   * A push whose batch is prepared here, after authorizing: a federated token's, whose user only
-   * the object knows and to whom notifications are forced (as a socket's batch is prepared in
-   * socket-sync.ts). One RPC where the Worker would otherwise ask `authorize` first.
-   */
-  async pushUnprepared(
+  /** A federated token's push: the batch is prepared in the object, which alone knows the user (sync-service.ts). */
+  pushUnprepared(
     caller: SyncCaller,
     ops: PushOpInput[],
     quotaBytes: number,
     missing = 0,
   ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
-    const access = await this.#admit(caller);
-    if (!access.ok) return access;
-    let prepared: PreparedOp[];
-    try {
-      prepared = await prepareBatch(ops, caller.workspaceId, access.userId);
-    } catch (err) {
-      if (err instanceof ApiError) return { ok: false, status: err.status as Failure['status'], code: err.code, message: err.message };
-      throw err;
-    }
-    return this.#commit(caller.workspaceId, prepared, access.userId, quotaBytes, { stream: false, missing });
+    return this.#sync.pushUnprepared(caller, ops, quotaBytes, missing);
   }
-  /**
-   * One push transaction, for a device or a service token: webhook events for its winners are
-   * recorded in the same transaction and sent after it (never awaited here); a streamed write
-   * (`stream`) pokes through the coalescer and raises no events until its final put. `missing`:
-   * the capability flags the pusher lacks (0 for a service token, which declares them all);
-   * `pusher`: the socket that asked not to hear its own changes back.
-   */
-  async #commit(
-    workspaceId: string,
-    ops: PreparedOp[],
-    userId: string,
-    quotaBytes: number,
-    { stream, missing = 0, pusher }: { stream: boolean; missing?: number; pusher?: WebSocket },
-  ) {
-    let events = 0;
-    const outcome = this.ctx.storage.transactionSync(() => {
-      const applied = applyPush(this.#sql, ops, userId, Date.now(), quotaBytes, missing);
-      if (applied.ok && !stream) events = this.#webhooks.record(applied.applied);
-      return applied;
-    });
-    if (!outcome.ok) return outcome;
-    if (events > 0 || this.#webhooks.leftOver()) this.ctx.waitUntil(this.#webhooks.flush(workspaceId));
-    logConflicts(workspaceId, outcome.conflicts);
-    this.#meter.counted(['ops_pushed', ops.length], ['bytes_in', ops.reduce((n, op) => n + op.bytes, 0)]);
-    const { results, serverVersion, allocated } = outcome;
-    const perUser = ops.some((op) => op.tableName === 'notifications');
-    // Synchronously after the transaction: the range holds exactly this push's changes.
-    if (allocated > 0) {
-      const exact = outcome.poke && { built: { ...outcome.poke, userId }, pusher };
-      this.#pokes.committed(serverVersion - allocated, serverVersion, perUser, stream, exact);
-    }
-    if (allocated > 0) await armGc(this.ctx.storage);
-    return { ok: true as const, results, serverVersion };
+  pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[]; missing?: number }): Promise<({ ok: true } & PullOutcome) | Failure> {
+    return this.#sync.pull(caller, input);
   }
-  async pull(
-    caller: SyncCaller,
-    input: { cursor: number; limit: number; tables?: TableName[]; missing?: number },
-  ): Promise<({ ok: true } & PullOutcome) | Failure> {
-    const access = await this.#admit(caller);
-    if (!access.ok) return access;
-    // A read: one implicit transaction is enough, and no await separates its statements.
-    const refused = readerRefusal(this.#sql, input.missing ?? 0, input.tables);
-    if (refused) return refused;
-    const page = pull(this.#sql, { ...input, userId: access.userId });
-    this.#meter.counted(['ops_pulled', page.count], ['bytes_out', page.changesJson.length]);
-    return { ok: true, ...page };
+  updateCursor(caller: SyncCaller, input: { deviceId: string; version: number }): Promise<{ ok: true } | Failure> {
+    return this.#sync.updateCursor(caller, input);
   }
-  async updateCursor(caller: SyncCaller, input: { deviceId: string; version: number }): Promise<{ ok: true } | Failure> {
-    const access = await this.#admit(caller);
-    return !access.ok ? access : this.ctx.storage.transactionSync(() => updateCursor(this.#sql, { ...input, userId: access.userId }, Date.now()));
-  }
-  async snapshot(
-    caller: SyncCaller,
-    input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number },
-  ): Promise<SnapshotReply | Failure> {
-    const access = await this.#admit(caller);
-    if (!access.ok) return access;
-    return readerRefusal(this.#sql, input.missing ?? 0, input.tables) ?? snapshot(this.#sql, { ...input, userId: access.userId });
+  snapshot(caller: SyncCaller, input: { pageSize: number; pageToken?: string; tables?: TableName[]; missing?: number }): Promise<SnapshotReply | Failure> {
+    return this.#sync.snapshot(caller, input);
   }
   async gc(caller: SyncCaller, input: GcRequest): Promise<{ ok: true; deletedCount: number; userId: string } | Failure> {
-    const access = await this.#admit(caller);
+    const access = await this.#sync.admit(caller);
     if (!access.ok) return access;
     return {
       ok: true,
@@ -422,7 +331,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     // Checked again after the await: a revocation that arrived meanwhile wins.
     const revoked = this.#service.stillValid(credential, 'write', Date.now());
     if (revoked) return revoked;
-    const outcome = await this.#commit(workspaceId, prepared, access.actor, options.quotaBytes, { stream: options.stream });
+    const outcome = await this.#sync.commit(workspaceId, prepared, access.actor, options.quotaBytes, { stream: options.stream });
     return outcome.ok ? { ...outcome, token: access } : outcome;
   }
 

@@ -7,7 +7,7 @@
  * or a file_meta row changed (its `ref_count` is derived at read time), the batch has no poke
  * of its own and the caller pulls as before.
  */
-import type { PreparedOp } from '../sync/protocol';
+import type { PreparedOp } from '../../protocol/rules';
 
 /** The commit's changes as wire JSON: `common` for every user, `mine` with the pusher's notifications too. */
 export interface PokeChanges {

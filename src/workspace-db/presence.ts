@@ -23,7 +23,13 @@
  *   the whole roster; one whose confirmation is stale hears nothing while the object checks
  *   again (as pokes' changes). A removed member's sockets are closed (4003) and leave at once.
  */
-import { PRESENCE } from '../../client/src/contract';
+import { PRESENCE, type SocketError } from '../../protocol/socket';
+import * as downstream from './downstream';
+
+/** The refusals (the socket stays open), with the status the same refusal over HTTP would carry. */
+const TOO_LARGE: SocketError = { status: 413, code: 'presence_too_large', message: `A presence state is at most ${PRESENCE.maxStateBytes} bytes of JSON` };
+const NOT_READY: SocketError = { status: 409, code: 'presence_not_ready', message: 'Wait for hello before publishing presence' };
+const INVALID: SocketError = { status: 400, code: 'invalid_presence', message: 'A presence state is a JSON object, or null to leave the roster' };
 
 /** Largest message parsed at all: a presence message is its state (≤ 1 KB as UTF-8) plus a short envelope. */
 const MAX_MESSAGE_CHARS = 8 * 1024;
@@ -92,7 +98,7 @@ export class Presence {
   /** A message from a client. Only `{ type: 'presence', state }` is understood; anything else is ignored. */
   message(ws: WebSocket, data: string | ArrayBuffer) {
     if (typeof data !== 'string') return;
-    if (data.length > MAX_MESSAGE_CHARS) return this.#refuse(ws, 'presence_too_large', `A presence state is at most ${PRESENCE.maxStateBytes} bytes of JSON`);
+    if (data.length > MAX_MESSAGE_CHARS) return this.#refuse(ws, TOO_LARGE);
     let msg: unknown;
     try {
       msg = JSON.parse(data);
@@ -101,12 +107,10 @@ export class Presence {
     }
     if (!isObject(msg) || msg.type !== 'presence') return;
     const attachment = read(ws);
-    if (!attachment?.verifiedAt) return this.#refuse(ws, 'presence_not_ready', 'Wait for hello before publishing presence');
-    if (msg.state !== null && !isObject(msg.state))
-      return this.#refuse(ws, 'invalid_presence', 'A presence state is a JSON object, or null to leave the roster');
+    if (!attachment?.verifiedAt) return this.#refuse(ws, NOT_READY);
+    if (msg.state !== null && !isObject(msg.state)) return this.#refuse(ws, INVALID);
     const state = msg.state === null ? null : JSON.stringify(msg.state);
-    if (state !== null && utf8Bytes(state) > PRESENCE.maxStateBytes)
-      return this.#refuse(ws, 'presence_too_large', `A presence state is at most ${PRESENCE.maxStateBytes} bytes of JSON`);
+    if (state !== null && utf8Bytes(state) > PRESENCE.maxStateBytes) return this.#refuse(ws, TOO_LARGE);
     const now = Date.now();
     // Published only by a socket confirmed within its bound: a user whose access ended behind
     // the object's back is checked first (and closed), never heard (docs/sync.md "Presence").
@@ -119,10 +123,8 @@ export class Presence {
 
   /** Sends the whole roster to one socket (after `hello`, and after a stale membership is confirmed again). */
   roster(ws: WebSocket) {
-    const entries = [...this.#entries().values()];
-    const parts = entries.map((e) => `{"userId":${JSON.stringify(e.userId)},"deviceId":${JSON.stringify(e.deviceId)},"state":${e.state}}`);
     try {
-      ws.send(`{"type":"presence-roster","entries":[${parts.join(',')}]}`);
+      ws.send(downstream.presenceRoster([...this.#entries().values()]));
     } catch {
       // Closing already.
     }
@@ -163,9 +165,9 @@ export class Presence {
     return this.#sweepAt;
   }
 
-  #refuse(ws: WebSocket, error: string, message: string) {
+  #refuse(ws: WebSocket, refusal: SocketError) {
     try {
-      ws.send(JSON.stringify({ type: 'error', error, message }));
+      ws.send(downstream.error(undefined, refusal));
     } catch {
       // Closing already.
     }
@@ -236,8 +238,7 @@ export class Presence {
   #announce(userId: string, deviceId: string, skip: Set<WebSocket>, before: string | null): string | null {
     const now = this.#entries(skip).get(key(userId, deviceId))?.state ?? null;
     if (now === before) return now;
-    const ids = `"userId":${JSON.stringify(userId)},"deviceId":${JSON.stringify(deviceId)}`;
-    this.#fanOut(now === null ? `{"type":"presence-leave",${ids}}` : `{"type":"presence",${ids},"state":${now}}`, skip);
+    this.#fanOut(now === null ? downstream.presenceLeave(userId, deviceId) : downstream.presence(userId, deviceId, now), skip);
     return now;
   }
 

@@ -4,10 +4,10 @@
  * served by an index (docs/schema.md): change_log by its rowid and unique op_id, rows by
  * (table_name, pk), file_refs by entity.
  */
-import type { Revision } from '../../client/src/contract';
-import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../sync/protocol';
-import { capabilityFailure, FLAG_GENERIC_FILE } from '../sync/capabilities';
-import { parseHash } from '../storage/hashes';
+import type { Revision } from '../../protocol/sync';
+import { compareRevisions, REFERENCING_TABLES, type PreparedOp } from '../../protocol/rules';
+import { capabilityFailure, FLAG_GENERIC_FILE } from '../../protocol/capabilities';
+import { parseHash } from '../../protocol/hashes';
 import { uncommittedUnderIntent } from './intents';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
@@ -15,7 +15,7 @@ import { addSyncBytes, headVersion, setMeta, syncBytes } from './meta';
 import { pokeFromOps, type PokeChanges } from './poke';
 
 /** The revision last-write-wins compares (the wire contract's, shared with the SDK). */
-export type { Revision } from '../../client/src/contract';
+export type { Revision } from '../../protocol/sync';
 
 /**
  * The current winning revision of a key, as OR3's `PushWinnerSchema` has it: a put with its

@@ -4,13 +4,13 @@
  * across an await.
  */
 import type { Failure } from '../errors';
-import { capabilityFailure } from '../sync/capabilities';
-import { SYNC_LIMITS, type TableName } from '../sync/protocol';
-import { readPageToken, signPageToken, SNAPSHOT_TTL_MS, type PageState } from '../sync/page-token';
-import { parseHash } from '../storage/hashes';
+import { capabilityFailure } from '../../protocol/capabilities';
+import { SYNC_LIMITS, type TableName } from '../../protocol/rules';
+import { readPageToken, signPageToken, SNAPSHOT_TTL_MS, type PageState } from './page-token';
+import { parseHash } from '../../protocol/hashes';
 import { refCount } from './blobs';
 import { collectedThrough, headVersion, sawDiscarded, snapshotKey } from './meta';
-import type { SnapshotItem as WireSnapshotItem, SyncChange as WireChange } from '../../client/src/contract';
+import type { SnapshotItem as WireSnapshotItem, SyncChange as WireChange } from '../../protocol/sync';
 
 /**
  * A row payload parsed from stored JSON. Its shape was validated on the way in; `any` (not
@@ -20,7 +20,7 @@ import type { SnapshotItem as WireSnapshotItem, SyncChange as WireChange } from 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type JsonObject = { [key: string]: any };
 
-/** The wire contract's change (client/src/contract.ts, shared with the SDK), with stored payloads. */
+/** The wire contract's change (protocol/sync.ts, shared with the SDK), with stored payloads. */
 export type SyncChange = WireChange<JsonObject>;
 
 // -- wire encoding ------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ export function pull(sql: SqlStorage, input: PullInput, budget: number = SYNC_LI
 
 // -- snapshot -----------------------------------------------------------------------------------
 
-/** The wire contract's snapshot item (client/src/contract.ts), with stored payloads. */
+/** The wire contract's snapshot item (protocol/sync.ts), with stored payloads. */
 export type SnapshotItem = WireSnapshotItem<JsonObject>;
 
 /**

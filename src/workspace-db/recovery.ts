@@ -3,10 +3,10 @@
  * only, local workerd has no bookmarks) and the replay of history that fork and import use. The
  * export's pages are in exports.ts.
  */
-import type { ArchivedEntry } from '../archive/archive';
-import { rowFlags } from '../sync/capabilities';
-import { storedOpId } from '../sync/legacy-op-ids';
-import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../sync/protocol';
+import type { ArchivedEntry } from './history-archive';
+import { rowFlags } from '../../protocol/capabilities';
+import { storedOpId } from '../../protocol/legacy-op-ids';
+import { canonicalJson, entryBytes, REFERENCING_TABLES, referencedHashes, type PreparedOp, type TableName } from '../../protocol/rules';
 import type { Failure } from '../errors';
 import { headVersion, restoredRanges, setMeta } from './meta';
 import { applyPush } from './push';

@@ -4,13 +4,13 @@
  * entries are archived to R2 before they are deleted (docs/operations.md), so history is never
  * lost. Each step runs in its own bounded transaction.
  */
-import { archiveRows, type ArchivedEntry } from '../archive/archive';
+import { archiveRows, type ArchivedEntry } from './history-archive';
 import { recordAudit } from '../audit/emit';
 import { loadConfig } from '../config';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
 import { collectBlobs } from './blob-objects';
-import { SYNC_LIMITS } from '../sync/protocol';
+import { SYNC_LIMITS } from '../../protocol/rules';
 import { addSyncBytes, collectedThrough, headVersion, prunedThrough, setMeta } from './meta';
 
 /**

@@ -1,11 +1,13 @@
 /**
- * Sync over the workspace's socket (docs/sync.md "Sync over the socket", an ext): push and pull
- * as messages on the hibernating WebSocket the SDK already holds, answered by the object
- * directly — no HTTP, no Worker, no second copy of a page. One implementation with the HTTP
- * routes: the same envelope rules and `prepareBatch`, the object's own `push` and `pull` (so the
- * same transaction, compaction, rate limits, quota), and authorization re-checked for every
- * message from the object's cache (access.ts) with the credential the socket was accepted with,
- * so a removal, role change, sign-out or password change applies to the very next message.
+ * Sync over the workspace's socket (docs/sync.md "Sync over the socket", an ext): push, pull and
+ * the device's cursor as messages on the hibernating WebSocket the SDK already holds, answered
+ * by the object directly — no HTTP, no Worker, no second copy of a page. One implementation with
+ * the HTTP routes: the same envelope rules and `prepareBatch` (run here, in the object: a socket
+ * message has no Worker in front of it), the same sync service (sync-service.ts: transaction,
+ * compaction, rate limits, quota), and authorization re-checked for every message from the
+ * object's cache (access.ts) with the credential the socket was accepted with, so a removal,
+ * role change, sign-out or password change applies to the very next message. Every answer is
+ * built by downstream.ts.
  *
  * Pull streams pages until the head, never more than `window` pages ahead of the client's last
  * `ack`: a slow device is never flooded. What a stream needs to go on lives in the socket's
@@ -18,14 +20,22 @@
  * socket owes that much closes it (1008). A socket delivers its messages in order, so an ack of
  * a page proves every page sent before it arrived: it clears the debt.
  */
-import type { Failure } from '../errors';
-import { ApiError } from '../errors';
+import type { SocketError } from '../../protocol/socket';
+import { WireError } from '../errors';
 import { describeIssues } from '../http/body';
-import { SOCKET_SYNC_LIMITS, SYNC_LIMITS, prepareBatch, socketSyncMessage, type PreparedOp, type SocketSyncMessage, type TableName } from '../sync/protocol';
-import type { ShardCaller } from './contract';
-import type { SyncCaller } from './contract';
-import type { PushResult } from './push';
-import type { PullOutcome } from './reads';
+import { DEFAULT_SYNC_LIMITS } from '../limiter';
+import {
+  SOCKET_SYNC_LIMITS,
+  SYNC_LIMITS,
+  prepareBatch,
+  socketSyncMessage,
+  type PreparedOp,
+  type SocketSyncMessage,
+  type TableName,
+} from '../../protocol/rules';
+import type { ShardCaller, SyncCaller } from './contract';
+import * as downstream from './downstream';
+import type { SyncService } from './sync-service';
 
 /** What a socket was accepted with for sync (the Worker's settings at connect), kept in its attachment. */
 export interface SocketSyncSettings {
@@ -37,7 +47,8 @@ export interface SocketSyncSettings {
   caller: Omit<ShardCaller, 'permission'>;
   /** The user the object resolved at accept (a federated credential names none). */
   userId: string;
-  limits: { push: number; pull: number };
+  /** Per minute per user; `updateCursor` absent on sockets accepted before the cursor message. */
+  limits: { push: number; pull: number; updateCursor?: number };
   quotaBytes: number;
 }
 
@@ -53,19 +64,8 @@ export interface PullStream {
   window: number;
 }
 
-/** The object's own sync methods: the same code the HTTP routes reach. */
-export interface SyncMethods {
-  /** Would this request be admitted (authorization, rate limit), without counting it. */
-  screen(caller: SyncCaller): Promise<Failure | null>;
-  /** `quiet`: the pushing socket does not hear its own changes back (its poke carries none). */
-  push(
-    caller: SyncCaller,
-    ops: PreparedOp[],
-    quotaBytes: number,
-    quiet?: boolean,
-  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure>;
-  pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[] }): Promise<({ ok: true } & PullOutcome) | Failure>;
-}
+/** What the socket handler calls: the sync service, for the socket's own messages. */
+export type SyncMethods = Pick<SyncService, 'screen' | 'push' | 'pull' | 'updateCursor'>;
 
 /** The attachment fields sync uses; the rest of the attachment belongs to sockets.ts. */
 export interface SyncAttachment {
@@ -80,8 +80,8 @@ type Close = (code: number, reason: string) => void;
 
 const unackedBytes = (stream: PullStream | null | undefined) => (stream?.unacked ?? []).reduce((n, page) => n + page.bytes, 0);
 
-const errorMessage = (id: string | null, failure: { code: string; message: string; retryAfter?: number }) =>
-  JSON.stringify({ type: 'error', id, error: failure.code, message: failure.message, ...(failure.retryAfter ? { retryAfter: failure.retryAfter } : {}) });
+const UNSUPPORTED: SocketError = { status: 400, code: 'unsupported', message: 'This socket was not opened for sync' };
+const invalidBody = (message: string): SocketError => ({ status: 400, code: 'invalid_body', message });
 
 /**
  * Frames longer than this are screened before they are parsed: only a push can be this large (a
@@ -100,11 +100,9 @@ const LEADING_PUSH_ID = /^\{\s*"type"\s*:\s*"push"\s*,\s*"id"\s*:\s*"([^"\\]{1,6
 export async function admitLargeFrame(methods: Pick<SyncMethods, 'screen'>, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
   const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
   const settings = read().sync;
-  const refused = settings
-    ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push))
-    : { code: 'unsupported', message: 'This socket was not opened for sync' };
+  const refused = settings ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push)) : UNSUPPORTED;
   if (refused) {
-    send(errorMessage(id, refused));
+    send(downstream.error(id, refused));
     return null;
   }
   try {
@@ -113,12 +111,13 @@ export async function admitLargeFrame(methods: Pick<SyncMethods, 'screen'>, data
   } catch {
     // answered below
   }
-  send(errorMessage(id, { code: 'invalid_body', message: 'A message must be a JSON object' }));
+  send(downstream.error(id, invalidBody('A message must be a JSON object')));
   return null;
 }
 
-/** Whether a parsed message is one of sync's (push, pull, ack). */
-export const isSyncMessage = (message: { type?: unknown }) => message.type === 'push' || message.type === 'pull' || message.type === 'ack';
+/** Whether a parsed message is one of sync's (push, pull, ack, cursor). */
+export const isSyncMessage = (message: { type?: unknown }) =>
+  message.type === 'push' || message.type === 'pull' || message.type === 'ack' || message.type === 'cursor';
 
 /**
  * Handles one sync message from a socket. `attachment` is read and written through the
@@ -131,14 +130,17 @@ export async function handleSyncMessage(
   write: (patch: SyncAttachment) => void,
   send: Send,
   close: Close,
+  /** This socket: its push may ask not to hear its own changes back (`echo: false`). */
+  socket?: WebSocket,
 ): Promise<void> {
   const parsed = socketSyncMessage.safeParse(raw);
   const id = typeof (raw as { id?: unknown })?.id === 'string' ? ((raw as { id: string }).id.slice(0, SOCKET_SYNC_LIMITS.idLength) ?? null) : null;
-  if (!parsed.success) return send(errorMessage(id, { code: 'invalid_body', message: describeIssues(parsed.error.issues) }));
+  if (!parsed.success) return send(downstream.error(id, invalidBody(describeIssues(parsed.error.issues))));
   const settings = read().sync;
-  if (!settings) return send(errorMessage(id, { code: 'unsupported', message: 'This socket was not opened for sync' }));
+  if (!settings) return send(downstream.error(id, UNSUPPORTED));
   const message = parsed.data;
-  if (message.type === 'push') return push(methods, settings, message, send);
+  if (message.type === 'push') return push(methods, settings, message, send, message.echo === false ? socket : undefined);
+  if (message.type === 'cursor') return cursor(methods, settings, message, send);
   if (message.type === 'pull') {
     const { stream: previous, owed = 0 } = read();
     const debt = owed + unackedBytes(previous);
@@ -165,13 +167,19 @@ export async function handleSyncMessage(
   return streamPages(methods, settings, stream, debt, write, send);
 }
 
-const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', name: 'push' | 'pull', perMinute: number): SyncCaller => ({
+const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', name: 'push' | 'pull' | 'updateCursor', perMinute: number): SyncCaller => ({
   ...settings.caller,
   permission,
   limit: { name, perMinute },
 });
 
-async function push(methods: SyncMethods, settings: SocketSyncSettings, message: Extract<SocketSyncMessage, { type: 'push' }>, send: Send) {
+async function push(
+  methods: SyncMethods,
+  settings: SocketSyncSettings,
+  message: Extract<SocketSyncMessage, { type: 'push' }>,
+  send: Send,
+  pusher: WebSocket | undefined,
+) {
   const caller = callerOf(settings, 'write', 'push', settings.limits.push);
   let ops: PreparedOp[];
   try {
@@ -179,12 +187,23 @@ async function push(methods: SyncMethods, settings: SocketSyncSettings, message:
     // (the object's push authorizes the same credential again and refuses another user).
     ops = await prepareBatch(message.ops, caller.workspaceId, settings.userId, SOCKET_SYNC_LIMITS.maxBatchBytes);
   } catch (err) {
-    if (err instanceof ApiError) return send(errorMessage(message.id, err));
+    if (err instanceof WireError) return send(downstream.error(message.id, err));
     throw err;
   }
-  const result = await methods.push(caller, ops, settings.quotaBytes, message.echo === false);
-  if (!result.ok) return send(errorMessage(message.id, result));
-  send(JSON.stringify({ type: 'push-result', id: message.id, results: result.results, serverVersion: result.serverVersion }));
+  // A socket's push declares every capability (the SDK keeps every field): `missing` is 0.
+  const result = await methods.push(caller, ops, settings.quotaBytes, pusher ? { pusher } : {});
+  if (!result.ok) return send(downstream.error(message.id, result));
+  send(downstream.pushResult(message.id, result.results, result.serverVersion));
+}
+
+/**
+ * The device's cursor (the HTTP update-cursor's meaning and rules): read permission, and its own
+ * rate limit, which the Worker passes with the socket's settings (the default for a socket accepted before it did).
+ */
+async function cursor(methods: SyncMethods, settings: SocketSyncSettings, message: Extract<SocketSyncMessage, { type: 'cursor' }>, send: Send) {
+  const perMinute = settings.limits.updateCursor ?? DEFAULT_SYNC_LIMITS.updateCursor;
+  const result = await methods.updateCursor(callerOf(settings, 'read', 'updateCursor', perMinute), { deviceId: message.deviceId, version: message.version });
+  send(result.ok ? downstream.cursorResult(message.id) : downstream.error(message.id, result));
 }
 
 /**
@@ -205,15 +224,9 @@ async function streamPages(
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
       write({ stream: null, owed });
-      return send(errorMessage(stream.id, page));
+      return send(downstream.error(stream.id, page));
     }
-    const tail = JSON.stringify({
-      nextCursor: page.nextCursor,
-      hasMore: page.hasMore,
-      oldestRetainedVersion: page.oldestRetainedVersion,
-      requiresSnapshot: page.requiresSnapshot,
-    });
-    const text = `{"type":"changes","id":${JSON.stringify(stream.id)},"changes":${page.changesJson},${tail.slice(1)}`;
+    const text = downstream.changes(stream.id, page);
     send(text);
     if (!page.hasMore) {
       write({ stream: null, owed });

@@ -8,8 +8,8 @@
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import type { AccessCache } from './access';
-import type { ShardCaller, SyncCaller } from './contract';
-import type { PreparedOp } from '../sync/protocol';
+import type { ShardCaller } from './contract';
+import * as downstream from './downstream';
 import {
   admitLargeFrame,
   handleSyncMessage,
@@ -19,6 +19,7 @@ import {
   type SyncAttachment,
   type SyncMethods,
 } from './socket-sync';
+import { RESTORING } from './sync-service';
 import { armSweep } from './alarm';
 import { headVersion } from './meta';
 import { Presence, presenceFields, type PresenceAttachment } from './presence';
@@ -73,10 +74,8 @@ export class WorkspaceSockets {
   constructor(
     private readonly ctx: DurableObjectState,
     private readonly access: AccessCache,
-    /** The object's own push and pull, for sync over the socket (socket-sync.ts). */
-    private readonly sync?: Omit<SyncMethods, 'push'> & {
-      push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, missing?: number, pusher?: WebSocket): ReturnType<SyncMethods['push']>;
-    },
+    /** The workspace's sync service (sync-service.ts), for sync over the socket (socket-sync.ts). */
+    private readonly sync?: SyncMethods,
     /** Told the roster's size (devices) whenever a device publishes: the metrics' presence peak. */
     rosterSize?: (devices: number) => void,
   ) {
@@ -97,7 +96,7 @@ export class WorkspaceSockets {
   async accept(request: Request, restoring: boolean): Promise<Response> {
     if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket')
       return failureResponse({ status: 426, code: 'upgrade_required', message: 'Expected a WebSocket upgrade' });
-    if (restoring) return failureResponse({ status: 503, code: 'restoring', message: 'The workspace is being restored; try again shortly', retryAfter: 5 });
+    if (restoring) return failureResponse(RESTORING);
     const header = request.headers.get('x-or3-caller');
     if (!header) return failureResponse({ status: 400, code: 'missing_caller', message: 'Missing caller' });
     const caller = JSON.parse(header) as ShardCaller & { sync?: Omit<SocketSyncSettings, 'caller' | 'userId'> };
@@ -183,7 +182,7 @@ export class WorkspaceSockets {
       }
       // Read again: presence may have changed the attachment during the D1 read.
       ws.serializeAttachment({ ...(attachmentOf(ws) ?? attachment), verifiedAt: checkedAt } satisfies SocketAttachment);
-      if (!attachment.verifiedAt) ws.send(JSON.stringify({ type: 'hello', serverVersion: headVersion(this.ctx.storage.sql) }));
+      if (!attachment.verifiedAt) ws.send(downstream.hello(headVersion(this.ctx.storage.sql)));
       this.#presence.roster(ws);
       return true;
     } catch (err) {
@@ -245,7 +244,7 @@ export class WorkspaceSockets {
     this.#presence.left([ws]);
   }
 
-  /** A message from a client: presence (presence.ts); "ping" never gets here (the auto-response answers it). */
+  /** A message from a client: sync (socket-sync.ts) or presence (presence.ts); "ping" never gets here (the auto-response answers it). */
   message(ws: WebSocket, data: string | ArrayBuffer): Promise<void> | void {
     const read = () => attachmentOf(ws) ?? {};
     const send = (text: string) => ws.send(text);
@@ -272,15 +271,8 @@ export class WorkspaceSockets {
   }
 
   #sync(ws: WebSocket, parsed: object): Promise<void> {
-    const sync = this.sync!;
-    // This socket's push names it, so its own poke can leave its changes out (see poke).
-    const methods: SyncMethods = {
-      screen: (caller) => sync.screen(caller),
-      pull: (caller, input) => sync.pull(caller, input),
-      push: (caller, ops, quotaBytes, quiet) => sync.push(caller, ops, quotaBytes, 0, quiet ? ws : undefined),
-    };
     return handleSyncMessage(
-      methods,
+      this.sync!,
       parsed,
       () => attachmentOf(ws) ?? {},
       (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
@@ -289,6 +281,8 @@ export class WorkspaceSockets {
         ws.close(code, reason);
         this.#presence.left([ws]);
       },
+      // This socket's push names it, so its own poke can leave its changes out (see poke).
+      ws,
     );
   }
 
@@ -311,8 +305,8 @@ export class WorkspaceSockets {
   poke(fromVersion: number, serverVersion: number, perUser: boolean, built: (PokeChanges & { userId: string }) | null = null, pusher?: WebSocket) {
     const sockets = this.ctx.getWebSockets();
     if (!sockets.length) return;
-    const plain = JSON.stringify({ type: 'poke', serverVersion });
-    const withChanges = (changesJson: string) => `{"type":"poke","serverVersion":${serverVersion},"fromVersion":${fromVersion},"changes":${changesJson}}`;
+    const plain = downstream.poke(serverVersion);
+    const withChanges = (changesJson: string) => downstream.pokeWithChanges(serverVersion, fromVersion, changesJson);
     const now = Date.now();
     // Each socket's user while its membership confirmation is fresh; null: send a plain poke.
     const users = sockets.map((ws) => {

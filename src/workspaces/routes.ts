@@ -7,15 +7,16 @@ import { Hono } from 'hono';
 import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
-import { badRequest, conflict, notFound, rateLimited } from '../errors';
+import { param } from '../http/param';
+import { badRequest, notFound, rateLimited } from '../errors';
 import { requireUser } from '../auth/authenticate';
 import { normalizeEmail } from '../auth/store';
 import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../audit/emit';
 import { emitDeploymentEvent } from '../events/deployment';
-import { exportWorkspace } from '../archive/export';
 import { authorizeWorkspace } from './authorize';
 import { forgetAccess } from './invalidate';
+import { memberChangeResult } from './member-change';
 import { ROLES } from './permissions';
 import {
   acceptInvite,
@@ -30,7 +31,6 @@ import {
   setMemberRole,
   setWorkspaceDeleted,
   updateWorkspace,
-  type MemberChange,
 } from './store';
 
 export const INVITE_TTL = { defaultSeconds: 7 * 24 * 3600, minSeconds: 60, maxSeconds: 30 * 24 * 3600 } as const;
@@ -38,20 +38,6 @@ export const INVITE_TTL = { defaultSeconds: 7 * 24 * 3600, minSeconds: 60, maxSe
 const name = z.string().trim().min(1, 'must not be empty').max(100);
 const description = z.string().max(1000);
 const id = z.string().min(1).max(128);
-
-/** Validates a path parameter the same way bodies are validated. */
-export function param(value: string | undefined, what: string): string {
-  const parsed = id.safeParse(value);
-  if (!parsed.success) throw badRequest(`Invalid ${what}`, 'invalid_param');
-  return parsed.data;
-}
-
-/** Maps a membership change outcome to the response the contract asks for. */
-export function memberChangeResult(result: MemberChange) {
-  if (result === 'last_owner') throw conflict('A workspace must keep at least one owner', 'last_owner');
-  if (result === 'not_member') throw notFound('That user is not a member of this workspace', 'not_member');
-  if (result === 'no_user') throw notFound('No such user', 'no_user');
-}
 
 export const workspaces = new Hono<AppEnv>()
   .get('/', async (c) => {
@@ -105,12 +91,6 @@ export const workspaces = new Hono<AppEnv>()
     await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
     emitDeploymentEvent(c, 'admin.workspace.deleted', { workspace_id: workspaceId });
     return c.json({ ok: true });
-  })
-
-  .get('/:id/export', async (c) => {
-    const workspaceId = param(c.req.param('id'), 'workspace id');
-    const { principal } = await authorizeWorkspace(c, workspaceId, 'settings.manage');
-    return exportWorkspace(c, workspaceId, principal.userId);
   })
 
   .get('/:id/members', async (c) => {

@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { archivePrefix, archiveRows, latestKey, manifestKey, segmentsOf, type ArchivedEntry } from '../../src/archive/archive';
+import { archivePrefix, archiveRows, latestKey, manifestKey, segmentsOf, type ArchivedEntry } from '../../src/workspace-db/history-archive';
 import { parseJsonl, utcDate, type ManifestEntry } from '../../src/r2-jsonl';
 import { collectChangeLog } from '../../src/workspace-db/retention';
 import { call } from '../auth/helpers';

@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type Config } from '../../src/config';
 import type { Bindings } from '../../src/env';
-import { requireHash } from '../../src/storage/hashes';
+import { requireHash } from '../../protocol/hashes';
 import { r2S3Provider } from '../../src/storage/providers';
 import { apiWithEnv } from '../helpers';
 import { syncUser } from '../sync/helpers';

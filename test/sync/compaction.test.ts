@@ -10,7 +10,7 @@ import { drizzle } from 'drizzle-orm/durable-sqlite';
 import { migrate } from 'drizzle-orm/durable-sqlite/migrator';
 import { describe, expect, it } from 'vitest';
 import migrations from '../../migrations/do/migrations.js';
-import { compareRevisions } from '../../src/sync/protocol';
+import { compareRevisions } from '../../protocol/rules';
 import { call } from '../auth/helpers';
 import { message, op, pull, pushOk, snapshotAll, syncUser, thread, type SyncUser } from './helpers';
 

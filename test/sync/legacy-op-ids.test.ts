@@ -9,7 +9,7 @@ import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import * as z from 'zod';
 import { rewriteLegacyOpIds } from '../../src/workspace-db/legacy-op-ids';
-import { legacyOpUuid } from '../../src/sync/legacy-op-ids';
+import { legacyOpUuid } from '../../protocol/legacy-op-ids';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser } from './helpers';
 
 const uuid = z.string().uuid();

@@ -7,7 +7,7 @@ import { runInDurableObject } from 'cloudflare:test';
  */
 import { describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
-import { prepareBatch, type PreparedOp } from '../../src/sync/protocol';
+import { prepareBatch, type PreparedOp } from '../../protocol/rules';
 import { applyPush } from '../../src/workspace-db/push';
 import { pull as readPull } from '../../src/workspace-db/reads';
 import { signedInUser } from '../auth/helpers';

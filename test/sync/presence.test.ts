@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { PRESENCE } from '../../client/src/contract';
+import { PRESENCE } from '../../protocol/socket';
 import { upsertMember } from '../../src/workspaces/store';
 import { call, signedInUser } from '../auth/helpers';
 import { api } from '../helpers';
@@ -201,7 +201,7 @@ describe('presence on the workspace socket', { timeout: 15_000 }, () => {
     const { owner, a, b } = await twoMembers();
     sockets.push(a, b);
     a.send({ type: 'presence', state: { text: 'x'.repeat(PRESENCE.maxStateBytes) } });
-    expect(await a.next((m) => m.type === 'error')).toMatchObject({ type: 'error', error: 'presence_too_large' });
+    expect(await a.next((m) => m.type === 'error')).toMatchObject({ type: 'error', status: 413, error: 'presence_too_large' });
     a.send({ type: 'presence', state: { text: 'x'.repeat(20_000) } });
     a.send({ type: 'presence', state: 'typing' });
     await a.next((m) => m.type === 'error' && m.error === 'invalid_presence');

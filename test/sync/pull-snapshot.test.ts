@@ -160,7 +160,7 @@ describe('snapshot', () => {
     const foreign = await call('POST', '/api/sync/snapshot', other.headers, { scope: { workspaceId: other.workspaceId }, pageToken: page.nextPageToken });
     expect(foreign.status).toBe(400);
     // Expire it: sign a token whose expiry has passed with the workspace's own key.
-    const { signPageToken } = await import('../../src/sync/page-token');
+    const { signPageToken } = await import('../../src/workspace-db/page-token');
     const key = await runInDurableObject(
       env.WORKSPACE.getByName(u.workspaceId),
       (_i, state) => state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'snapshot_key'").one().value,

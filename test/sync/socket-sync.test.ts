@@ -1,4 +1,5 @@
 import { env } from 'cloudflare:workers';
+import { runInDurableObject } from 'cloudflare:test';
 /** docs/sync.md "Sync over the socket": push and pull as messages on the workspace's WebSocket, with the HTTP routes' rules. */
 import { describe, expect, it } from 'vitest';
 import { upsertMember } from '../../src/workspaces/store';
@@ -49,6 +50,7 @@ describe('push over the socket', () => {
     socket.send({ type: 'push', id: 'huge', ops: Array.from({ length: 1001 }, (_, i) => op('messages', `h${i}`, message(`h${i}`))) });
     expect(await socket.next((m) => m.id === 'huge')).toMatchObject({
       type: 'error',
+      status: 400,
       error: 'invalid_body',
       message: expect.stringContaining('at most 1000 ops'),
     });
@@ -193,7 +195,7 @@ describe('authorization and limits per message', () => {
     expect(await socket.next((m) => m.id === 'e1')).toMatchObject({ type: 'push-result' });
     expect((await call('PUT', `/api/workspaces/${owner.workspaceId}/members/${member.id}`, owner.headers, { role: 'viewer' })).status).toBe(200);
     socket.send({ type: 'push', id: 'v1', ops: [op('messages', 'b', message('b'))] });
-    expect(await socket.next((m) => m.id === 'v1')).toMatchObject({ type: 'error', error: 'insufficient_role' });
+    expect(await socket.next((m) => m.id === 'v1')).toMatchObject({ type: 'error', status: 403, error: 'insufficient_role' });
     socket.send({ type: 'pull', id: 'v2', cursor: 0 });
     expect(await socket.next((m) => m.id === 'v2')).toMatchObject({ type: 'changes', changes: [expect.objectContaining({ pk: 'a' })] });
     // Removed: the socket is closed (4003); nothing more is served.
@@ -212,8 +214,54 @@ describe('authorization and limits per message', () => {
       socket.send({ type: 'push', id: 'r5', ops: [op('messages', 'r5', message('r5'))] });
     }
     const refused = third.type === 'error' ? third : await socket.next((m) => m.type === 'error');
-    expect(refused).toMatchObject({ error: 'rate_limited', message: expect.stringMatching(/^Rate limit exceeded\. Retry after \d+s$/) });
+    expect(refused).toMatchObject({ status: 429, error: 'rate_limited', message: expect.stringMatching(/^Rate limit exceeded\. Retry after \d+s$/) });
     expect(refused.retryAfter).toBeGreaterThan(0);
+    socket.ws.close();
+  });
+});
+
+describe('the device cursor over the socket', () => {
+  const cursors = (workspaceId: string) =>
+    runInDurableObject(env.WORKSPACE.getByName(workspaceId), (_o, state) =>
+      state.storage.sql.exec<{ device_id: string; user_id: string; version: number }>('SELECT device_id, user_id, version FROM device_cursors').toArray(),
+    );
+
+  it("records it as HTTP update-cursor does: a viewer may, another user's device is refused with its status, bad input is 400", async () => {
+    const owner = await syncUser();
+    const member = await signedInUser();
+    await upsertMember(env.DB, owner.workspaceId, member.id, 'viewer');
+    const mine = await connect(owner);
+    mine.send({ type: 'cursor', id: 'c1', deviceId: 'laptop', version: 0 });
+    expect(await mine.next((m) => m.id === 'c1')).toEqual({ type: 'cursor-result', id: 'c1' });
+    const theirs = await connect({ headers: member.headers, workspaceId: owner.workspaceId });
+    theirs.send({ type: 'cursor', id: 'c2', deviceId: 'phone', version: 0 });
+    expect(await theirs.next((m) => m.id === 'c2')).toEqual({ type: 'cursor-result', id: 'c2' });
+    theirs.send({ type: 'cursor', id: 'c3', deviceId: 'laptop', version: 0 });
+    expect(await theirs.next((m) => m.id === 'c3')).toMatchObject({ type: 'error', status: 403, error: 'device_owned' });
+    for (const [id, bad] of [
+      ['b1', { deviceId: '', version: 1 }],
+      ['b2', { deviceId: 'laptop', version: -1 }],
+      ['b3', { deviceId: 'laptop' }],
+      ['b4', { deviceId: 'laptop', version: 1, scope: { workspaceId: owner.workspaceId } }],
+    ] as const) {
+      mine.send({ type: 'cursor', id, ...bad });
+      expect(await mine.next((m) => m.id === id)).toMatchObject({ type: 'error', status: 400, error: 'invalid_body' });
+    }
+    expect((await cursors(owner.workspaceId)).sort((a, b) => a.device_id.localeCompare(b.device_id))).toEqual([
+      { device_id: 'laptop', user_id: owner.id, version: 0 },
+      { device_id: 'phone', user_id: member.id, version: 0 },
+    ]);
+    mine.ws.close();
+    theirs.ws.close();
+  }, 30_000); // two users, two sockets, eight requests: more than the default 5 s on a loaded machine
+
+  it('counts against the update-cursor limit, as HTTP does', async () => {
+    const u = await syncUser();
+    const socket = await connect(u, { OR3_RATE_LIMIT_OVERRIDES_JSON: '{"updateCursor": 1}' });
+    for (const id of ['k1', 'k2', 'k3']) socket.send({ type: 'cursor', id, deviceId: 'laptop', version: 0 });
+    const replies = [await socket.next((m) => m.id === 'k1'), await socket.next((m) => m.id === 'k2'), await socket.next((m) => m.id === 'k3')];
+    // Fixed windows: at a minute's edge the count may reset once; of three, at least one is refused.
+    expect(replies.filter((r) => r.type === 'error')).toEqual(expect.arrayContaining([expect.objectContaining({ status: 429, error: 'rate_limited' })]));
     socket.ws.close();
   });
 });

@@ -11,6 +11,8 @@
  *
  * Writes are idempotent by key: a retry writes the same bytes to the same segment key and adds
  * no second manifest line (src/r2-jsonl.ts). Callers delete rows only after `archiveRows` resolved.
+ * The object writes it (retention.ts); the archive room (src/archive/) reads it for export,
+ * import and fork.
  */
 import { utcDate, writeBatch, type ManifestEntry } from '../r2-jsonl';
 

@@ -1,11 +1,26 @@
 /**
- * Content hashes and the R2 keys they map to. Canonical hashes are `sha256:<64 hex>`; legacy
+ * Content hashes (the R2 keys they map to: src/storage/blob-keys.ts). Canonical hashes are `sha256:<64 hex>`; legacy
  * OR3 files use `md5:<32 hex>` or a bare 32-hex MD5, accepted for lookups of old files only.
  *
  * One module parses them all, because the seed's bug was exactly here: a `sha256:` prefix went
  * into an object path unparsed. Keys are built only from the parsed, validated hex.
  */
-import { badRequest } from '../errors';
+import { invalid as badRequest } from './errors';
+
+const encoder = new TextEncoder();
+
+/** Lower-case hex, two digits per byte. */
+export function toHex(bytes: Uint8Array): string {
+  let hex = '';
+  for (const b of bytes) hex += b.toString(16).padStart(2, '0');
+  return hex;
+}
+
+/** SHA-256 as 64 hex characters: op fingerprints, and what is stored of refresh secrets and invite tokens. */
+export async function sha256Hex(input: string | Uint8Array): Promise<string> {
+  const bytes = typeof input === 'string' ? encoder.encode(input) : input;
+  return toHex(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)));
+}
 
 export type HashAlgorithm = 'sha256' | 'md5';
 
@@ -38,10 +53,4 @@ export function requireHash(input: string, opts: { uploadable?: boolean } = {}):
   if (!parsed) throw badRequest('hash must be sha256:<64 hex> (or, for old files, md5:<32 hex>)', 'invalid_hash');
   if (opts.uploadable && parsed.algorithm !== 'sha256') throw badRequest('New uploads must use a sha256:<64 hex> hash', 'invalid_hash');
   return parsed;
-}
-
-/** The R2 key of a blob: `ws/<workspaceId>/<algorithm>/<hex>`. Workspace ids never contain `/`. */
-export function blobKey(workspaceId: string, hash: ParsedHash): string {
-  if (!/^[A-Za-z0-9_-]{1,128}$/.test(workspaceId)) throw badRequest('Invalid workspace id', 'invalid_workspace');
-  return `ws/${workspaceId}/${hash.algorithm}/${hash.hex}`;
 }

@@ -3,13 +3,13 @@
  * the SDK's types require (the fixtures are typed `Or3Tables[table]`, so a field the SDK stops
  * requiring, or starts requiring, breaks the type-check or this test), accepted by the server;
  * and each of those fields, taken away, refused. The table list and the revision order are one
- * definition for both ends (client/src/contract.ts), so only the rows need pinning.
+ * definition for both ends (protocol/sync.ts), so only the rows need pinning.
  */
 import { describe, expect, it } from 'vitest';
-import { TABLES } from '../../client/src/contract';
+import { TABLES } from '../../protocol/sync';
 import type { Or3Tables } from '../../client/src/tables';
-import { ApiError } from '../errors';
-import { prepareBatch } from './protocol';
+import { WireError } from '../../protocol/errors';
+import { prepareBatch } from '../../protocol/rules';
 
 const base = { deleted: false, created_at: 1, updated_at: 1, clock: 1 };
 /** The least each table's row type allows (plus `clock`, which the SDK always sets before it sends). */
@@ -40,7 +40,7 @@ describe('the SDK’s row types and the server’s payload rules', () => {
         () => null,
         (e: unknown) => e,
       );
-      expect(refused, `${table} without ${field}`).toBeInstanceOf(ApiError);
+      expect(refused, `${table} without ${field}`).toBeInstanceOf(WireError);
     }
   });
 });

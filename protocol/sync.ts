@@ -1,8 +1,9 @@
 /**
  * The sync wire contract's shared pieces (docs/sync.md), defined once for both ends: the Worker
- * imports this file (src/sync/protocol.ts, src/workspace-db/) and the SDK builds on it, so the
- * table list, the last-write-wins order, the change and snapshot shapes and the presence limits
- * cannot drift apart. Pure TypeScript with no imports: it runs in workerd and in browsers alike.
+ * (src/) and the SDK (client/src/) import this file, so the table list, the last-write-wins
+ * order, and the change and snapshot shapes cannot drift apart (the socket's messages: socket.ts). Pure
+ * TypeScript with no imports: it runs in workerd and in browsers alike, and the SDK's package
+ * ships it (client/tsconfig.json compiles it beside the SDK).
  */
 
 /** The synced tables, in the order the server lists them in error messages. */
@@ -42,35 +43,8 @@ export type SnapshotItem<P = Payload> =
   | { kind: 'row'; tableName: string; pk: string; payload: P; revision: Revision }
   | { kind: 'tombstone'; tableName: string; pk: string; revision: Revision; serverDeletedAt: number };
 
-/**
- * Presence on the workspace socket (docs/sync.md "Presence"). The server enforces these; the SDK
- * stays inside them (its heartbeat, debounce and size check are derived from them).
- */
-export const PRESENCE = {
-  /** UTF-8 bytes of a state's JSON. */
-  maxStateBytes: 1024,
-  /** Updates one socket may publish per second; more are coalesced (the latest wins). */
-  perSecond: 10,
-  /** A socket with no message and no `ping` for this long leaves the roster. */
-  silenceMs: 30_000,
-} as const;
-
 /** A device id a client may name on the socket URL (`deviceId=`): echoed to every member, so plain characters only. */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** One device in the roster: its user, its id, and the state it last published. */
-export interface PresenceEntry {
-  userId: string;
-  deviceId: string;
-  state: Payload;
-}
-
-/** What the server sends about presence (besides `hello` and `poke`). */
-export type PresenceMessage =
-  | ({ type: 'presence' } & PresenceEntry)
-  | { type: 'presence-leave'; userId: string; deviceId: string }
-  /** The whole roster, replacing what the client knew: after `hello`, and after a re-confirmed membership. */
-  | { type: 'presence-roster'; entries: PresenceEntry[] };
 
 /**
  * The capabilities the SDK declares on pull, snapshot and push (docs/api.md "Capabilities"): it

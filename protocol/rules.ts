@@ -1,16 +1,18 @@
 /**
- * The sync wire contract (docs/sync.md): request envelopes, the table allow-list, per-table
- * payload rules, and the preparation of a push batch into the ops the Durable Object applies.
- *
- * Everything here is pure and runs in the Worker, before the workspace's object is called:
- * validation, canonical JSON and fingerprints cost CPU, and the object is the one serial
- * resource of a workspace, so it should only do the transaction.
+ * The sync wire contract's rules (docs/sync.md): request envelopes, the table allow-list,
+ * per-table payload rules, and the preparation of a push batch into the ops the Durable Object
+ * applies. Pure (zod and Web Crypto only) and shared by every way in: the Worker runs it for an
+ * HTTP push before the workspace's object is called (src/sync/routes.ts), so that validation,
+ * canonical JSON and fingerprints cost the serial object nothing; a push over the socket has no
+ * Worker in front of it, so the object runs the same preparation for it (src/workspace-db/
+ * socket-sync.ts), as it does for a service token's push (src/service/serve.ts). Refusals are
+ * `WireError`s (errors.ts) with the HTTP status and code either transport answers with.
  */
 import * as z from 'zod';
-import { badRequest, payloadTooLarge } from '../errors';
-import { sha256Hex } from '../crypto';
-import { parseHash } from '../storage/hashes';
-import { TABLES, type TableName } from '../../client/src/contract';
+import { invalid as badRequest, tooLarge as payloadTooLarge } from './errors';
+import { parseHash, sha256Hex } from './hashes';
+import { TABLES, type TableName } from './sync';
+import { SOCKET_SYNC_LIMITS } from './socket';
 import { capabilityField, rowFlags } from './capabilities';
 import { isUuid, legacyOpUuid } from './legacy-op-ids';
 import { canonicalJson, TooDeep } from './canonical';
@@ -44,8 +46,9 @@ export const SYNC_LIMITS = {
   gcChunk: 10_000,
 } as const;
 
-// The table list and the revision order are the wire contract's, shared with the SDK.
-export { compareRevisions, TABLES, type TableName } from '../../client/src/contract';
+// The table list, the revision order and the socket's bounds are the wire contract's, shared with the SDK.
+export { compareRevisions, TABLES, type TableName } from './sync';
+export { SOCKET_SYNC_LIMITS } from './socket';
 
 /** Tables whose rows reference blobs through `file_hashes`. */
 export const REFERENCING_TABLES: ReadonlySet<string> = new Set(['messages', 'posts']);
@@ -110,21 +113,9 @@ const capabilities = { fileKindCapability: capabilityField, workspaceItemCapabil
 export const pushSchema = z.strictObject({ scope: scopeSchema, ops: opsSchema(SYNC_LIMITS.maxOps), ...capabilities });
 /**
  * Sync over the workspace's socket (docs/sync.md "Sync over the socket"): the same rules as the
- * HTTP routes, with a larger batch per message (a device catching up sends few messages).
+ * HTTP routes, with a larger batch per message (a device catching up sends few messages); the
+ * messages' types and bounds are the wire contract's (protocol/socket.ts).
  */
-export const SOCKET_SYNC_LIMITS = {
-  maxOps: 1_000,
-  maxBatchBytes: 16 * 1024 * 1024,
-  window: 4,
-  maxWindow: 16,
-  idLength: 64,
-  /**
-   * Bytes of pull pages a socket may have unacknowledged, across its streams (a new pull replaces
-   * the old stream but not what it sent): streaming pauses at it, and a pull that arrives while
-   * the socket owes that much closes it (1008). docs/sync.md "Sync over the socket".
-   */
-  maxUnackedBytes: 16 * 1024 * 1024,
-} as const;
 const messageId = z.string().min(1).max(SOCKET_SYNC_LIMITS.idLength);
 export const socketSyncMessage = z.discriminatedUnion('type', [
   // `echo: false`: the pusher's poke carries none of its own changes (its push-result answers for them).
@@ -138,6 +129,13 @@ export const socketSyncMessage = z.discriminatedUnion('type', [
     window: z.number().int().min(1).max(SOCKET_SYNC_LIMITS.maxWindow).optional(),
   }),
   z.strictObject({ type: z.literal('ack'), id: messageId, cursor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }),
+  // The HTTP update-cursor's fields, without the scope (the socket's workspace).
+  z.strictObject({
+    type: z.literal('cursor'),
+    id: messageId,
+    deviceId: z.string().min(1).max(128),
+    version: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  }),
 ]);
 export type SocketSyncMessage = z.output<typeof socketSyncMessage>;
 

@@ -15,7 +15,7 @@
  * shared/posts/workspace-item-capability.ts), written here in our own code.
  */
 import * as z from 'zod';
-import type { Failure } from '../errors';
+import type { Failure } from './errors';
 
 export const CAPABILITY_V1 = 'v1' as const;
 /** A declared capability: only 'v1' exists; anything else is a 400. */

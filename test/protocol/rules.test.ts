@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ApiError } from '../errors';
-import { TooDeep, canonicalJson, compareRevisions, prepareBatch, type PushOpInput } from './protocol';
+import { WireError } from '../../protocol/errors';
+import { TooDeep, canonicalJson, compareRevisions, prepareBatch, type PushOpInput } from '../../protocol/rules';
 
 const stamp = (clock = 1, hlc = 'h', opId = '00000000-0000-4000-8000-000000000000') => ({ deviceId: 'd', opId, hlc, clock });
 const msg = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -138,7 +138,7 @@ describe('prepareBatch', () => {
       'ws',
       'u',
     );
-    await expect(attempt).rejects.toThrow(ApiError);
+    await expect(attempt).rejects.toThrow(WireError);
     await expect(attempt).rejects.toThrow('Invalid payload for kv: created_at');
   });
 });

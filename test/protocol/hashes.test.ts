@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { blobKey, parseHash, requireHash } from './hashes';
+import { parseHash, requireHash } from '../../protocol/hashes';
+import { blobKey } from '../../src/storage/blob-keys';
 
 const SHA = 'a'.repeat(64);
 const MD5 = 'B'.repeat(32);

@@ -1,5 +1,6 @@
 /**
- * Per-user request limits for sync routes, counted inside the workspace's Durable Object.
+ * Per-user request limits, counted in memory inside a Durable Object: sync's (the workspace's
+ * object, workspace-db/sync-service.ts) and service tokens' (src/service/tokens.ts).
  *
  * Why here and not a Rate Limiting binding: the binding's limit is fixed in wrangler.toml, but
  * OR3_RATE_LIMIT_OVERRIDES_JSON must be able to change it, and the object already sees every
@@ -7,7 +8,7 @@
  * Counts are per user per workspace per minute (fixed windows), and live in memory: an evicted
  * object starts counting afresh, which only ever errs towards letting a request through.
  */
-import type { Failure } from '../errors';
+import type { Failure } from './errors';
 
 export const DEFAULT_SYNC_LIMITS = { push: 200, pull: 120, updateCursor: 60, gc: 10 } as const;
 export type SyncLimitName = keyof typeof DEFAULT_SYNC_LIMITS;
