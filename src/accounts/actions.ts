@@ -11,7 +11,7 @@ import { seal, unseal } from '../crypto';
 import { badRequest, conflict, gone, notFound } from '../errors';
 import { logEvent } from '../http/logger';
 import { forgetAccess } from '../workspaces/invalidate';
-import { memberWorkspaceIds } from '../workspaces/store';
+import { memberWorkspaceIds } from '../workspace-records/store';
 import { deleteUser, soleOwnedWorkspaces, type Disposition } from './store';
 
 /** How long a reset link stays redeemable. */

@@ -18,9 +18,9 @@ import { jsonBody, queryParams } from '../http/body';
 import { likePattern, listUsers } from '../admin/store';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { forgetAccess } from '../workspaces/invalidate';
-import { ROLES } from '../workspaces/permissions';
+import { ROLES } from '../workspace-records/permissions';
 import { memberChangeResult } from '../workspaces/member-change';
-import { createInvite, listPendingInvites, removeMember, revokeInvite, setMemberRole, upsertMember, workspaceExists } from '../workspaces/store';
+import { createInvite, listPendingInvites, removeMember, revokeInvite, setMemberRole, upsertMember, workspaceExists } from '../workspace-records/store';
 
 const id = z.string().trim().min(1).max(128);
 const SMALL = { maxBytes: 16 * 1024 };

@@ -18,7 +18,7 @@ import { badRequest, conflict, notFound, rateLimited } from '../errors';
 import { jsonBody } from '../http/body';
 import { clientIp, enforceLimit } from '../http/rate-limit';
 import { param } from '../http/param';
-import { memberWorkspaceIds } from '../workspaces/store';
+import { memberWorkspaceIds } from '../workspace-records/store';
 import { dispositionSchema, endEverywhere, openResetToken, removeAccount, resetLink } from './actions';
 import { changeEmail, disableUser, enableUser, endAllSessions, resetPassword, soleOwnedWorkspaces, type Disposition } from './store';
 

@@ -15,7 +15,7 @@ import { notFound } from '../errors';
 import { logEvent } from '../http/logger';
 import { isPeak, type Counters, type MeterReading } from '../workspace-db/metrics';
 import { param } from '../http/param';
-import { workspaceExists } from '../workspaces/store';
+import { workspaceExists } from '../workspace-records/store';
 
 const ROLLUP_LIMIT = 500;
 const ROLLUP_CONCURRENCY = 25;

@@ -12,7 +12,7 @@ import { ApiError, badRequest, conflict, fromFailure, notFound } from '../errors
 import { logEvent } from '../http/logger';
 import { requireUser } from '../auth/authenticate';
 import { param } from '../http/param';
-import { workspaceExists } from '../workspaces/store';
+import { workspaceExists } from '../workspace-records/store';
 import { audit, recordAudit } from '../audit/emit';
 import { emitDeploymentEvent } from '../events/deployment';
 

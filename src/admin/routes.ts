@@ -16,11 +16,11 @@ import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
 import { PLATFORM } from '../limits';
 import { badRequest, conflict, forbidden, notFound } from '../errors';
-import { ROLES } from '../workspaces/permissions';
+import { ROLES } from '../workspace-records/permissions';
 import { param } from '../http/param';
 import { memberChangeResult } from '../workspaces/member-change';
 import { forgetAccess } from '../workspaces/invalidate';
-import { removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspaces/store';
+import { removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspace-records/store';
 import { grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
 
 /**

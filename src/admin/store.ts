@@ -1,6 +1,6 @@
 /**
  * D1 access for the deployment admin API (docs/admin.md): searching users and workspaces, and
- * granting or revoking the deployment-admin flag. Membership changes reuse workspaces/store.ts,
+ * granting or revoking the deployment-admin flag. Membership changes reuse workspace-records/store.ts,
  * so admins and owners obey the same last-owner rule.
  */
 import { PLATFORM } from '../limits';

@@ -9,7 +9,7 @@ import { Hono } from 'hono';
 import type { AppEnv } from '../env';
 import { notFound } from '../errors';
 import { param } from '../http/param';
-import { listMembers, listPendingInvites } from '../workspaces/store';
+import { listMembers, listPendingInvites } from '../workspace-records/store';
 
 export const workspaceView = new Hono<AppEnv>().get('/workspaces/:id', async (c) => {
   const workspaceId = param(c.req.param('id'), 'workspace id');

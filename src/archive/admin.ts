@@ -11,7 +11,7 @@ import { Hono } from 'hono';
 import type { AppEnv } from '../env';
 import { requireUser } from '../auth/authenticate';
 import { param } from '../http/param';
-import { workspaceExists } from '../workspaces/store';
+import { workspaceExists } from '../workspace-records/store';
 import { audit } from '../audit/emit';
 import { notFound } from '../errors';
 import { emitDeploymentEvent } from '../events/deployment';

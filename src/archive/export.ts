@@ -18,7 +18,7 @@ import type { Context } from 'hono';
 import type { AppEnv } from '../env';
 import type { SnapshotItem } from '../workspace-db/reads';
 import type { BlobRecord } from '../workspace-db/blobs';
-import { listMembers, workspaceRecord } from '../workspaces/store';
+import { listMembers, workspaceRecord } from '../workspace-records/store';
 import { parseJsonl, type ManifestEntry } from '../r2-jsonl';
 import { archivePrefix, type ArchivedEntry } from '../workspace-db/history-archive';
 

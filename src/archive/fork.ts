@@ -13,7 +13,7 @@ import { ApiError, notFound } from '../errors';
 import { jsonBody } from '../http/body';
 import { logEvent } from '../http/logger';
 import { param } from '../http/param';
-import { createWorkspace, discardWorkspace, workspaceName } from '../workspaces/store';
+import { createWorkspace, discardWorkspace, workspaceName } from '../workspace-records/store';
 import type { ArchivedEntry } from '../workspace-db/history-archive';
 import { readHistory, type ExportSource } from './export';
 

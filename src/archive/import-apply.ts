@@ -12,7 +12,7 @@ import { blobKey } from '../storage/blob-keys';
 import { checkStoredOp, entryBytes, fingerprintText, REFERENCING_TABLES, referencedHashes } from '../../protocol/rules';
 import type { ImportedItem, ImportOutcome } from '../workspace-db/imports';
 import type { CommitInput, CommitOutcome } from '../workspace-db/blobs';
-import type { AdminCaller } from '../workspace-db/contract';
+import type { AdminCaller } from '../workspace-contract';
 import type { ArchivedEntry } from '../workspace-db/history-archive';
 import { importInvites, importMembers, importUsers, type ImportedUser, type InviteImport, type MemberImport } from '../admin/store';
 import { IMPORT_LIMITS, type Line, type Parsed } from './import-lines';

@@ -7,7 +7,7 @@ import * as z from 'zod';
 import { ApiError } from '../errors';
 import { describeIssues } from '../http/body';
 import { bcryptCostProblem, isBcryptHash, parseHash as parsePasswordHash } from '../auth/passwords';
-import { ROLES } from '../workspaces/permissions';
+import { ROLES } from '../workspace-records/permissions';
 import { parseHash } from '../../protocol/hashes';
 import { mimeType } from '../storage/mime-type';
 import { checkStoredOp } from '../../protocol/rules';

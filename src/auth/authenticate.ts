@@ -20,9 +20,9 @@ import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from 
 import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
 import { identityUser, loadUserWithMembership } from './store';
-import type { Role } from '../workspaces/permissions';
-import type { Membership } from '../workspaces/store';
-import type { TokenCredential as Credential } from '../workspace-db/contract';
+import type { Role } from '../workspace-records/permissions';
+import type { Membership } from '../workspace-records/store';
+import type { TokenCredential as Credential } from '../workspace-contract';
 
 export const BASIC_PROVIDER = 'basic-auth';
 

@@ -14,7 +14,7 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited, unauthorized } from '../errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
-import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../workspaces/store';
+import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../workspace-records/store';
 import { authenticate, requireUser, verifyCredential, type Principal } from './authenticate';
 import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';

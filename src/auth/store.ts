@@ -8,7 +8,7 @@
  * transaction on D1's single writer, so a `NOT EXISTS` check inside a batch cannot interleave
  * with another batch.
  */
-import { inviteClaimable } from '../workspaces/store';
+import { inviteClaimable } from '../workspace-records/store';
 
 export interface UserRow {
   id: string;

@@ -35,7 +35,7 @@ import { requireHash, type ParsedHash } from '../../protocol/hashes';
 import { blobKey } from './blob-keys';
 import { checkUploadPolicy, type StorageDeps } from './policy';
 import type { StorageHooks } from './hooks';
-import type { ShardCaller } from '../workspace-db/contract';
+import type { ShardCaller } from '../workspace-contract';
 import { blobPath } from './providers';
 import { clampExpiry, sign, URL_LIMITS, urlKeys, verify } from './signing';
 import { openUploadId, parseUploadId, sealUploadId, type DeclaredUpload } from './upload-id';

@@ -9,7 +9,7 @@ import type { Config } from '../config';
 import type { AppEnv } from '../env';
 import { conflict, fromFailure } from '../errors';
 import type { BlobState } from '../workspace-db/blobs';
-import type { StorageCaller } from '../workspace-db/contract';
+import type { StorageCaller } from '../workspace-contract';
 import { shardAnswer } from '../workspaces/authorize';
 import type { ParsedHash } from '../../protocol/hashes';
 import { defaultStorageHooks, type StorageHooks } from './hooks';

@@ -18,9 +18,9 @@ import type { Bindings } from '../env';
 import type { LimitedCall } from '../limiter';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
-import { can, type Role } from '../workspaces/permissions';
-import { membershipOf } from '../workspaces/store';
-import type { Access, Credential, ShardCaller } from './contract';
+import { can, type Role } from '../workspace-records/permissions';
+import { membershipOf } from '../workspace-records/store';
+import type { Access, Credential, ShardCaller } from '../workspace-contract';
 
 /** Facts about who a credential is: a session's, or a federated identity's. */
 interface PrincipalFacts {

@@ -2,7 +2,7 @@
  * WorkspaceDO: one Durable Object per workspace holding its database (docs/architecture.md).
  * Only the RPC surface: migrations, transactions, and delegation to the rooms beside it, which
  * hold the SQL. Sync (authorization, rate limits, its transactions, pokes) is the sync service's
- * (sync-service.ts), which the sockets call too. Every acting RPC takes the caller (contract.ts)
+ * (sync-service.ts), which the sockets call too. Every acting RPC takes the caller (src/workspace-contract.ts)
  * and authorizes it inside, so one HTTP request is one RPC; `authorize` alone is for the
  * WebSocket ticket and multipart abort, which act on nothing here.
  *
@@ -20,7 +20,7 @@ import type { ArchivedEntry } from './history-archive';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { AccessCache } from './access';
-import type { Access, ShardCaller, StorageCaller, SyncCaller } from './contract';
+import type { Access, ShardCaller, StorageCaller, SyncCaller } from '../workspace-contract';
 import type { PreparedOp, PushOpInput, TableName } from '../../protocol/rules';
 import { armGc, runAlarm } from './alarm';
 import * as blobs from './blobs';
@@ -174,7 +174,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return this.ctx.storage.deleteAll();
   }
 
-  /** Storage's authorization: a member, from this object's cache, or a deployment admin the Worker checked (contract.ts). */
+  /** Storage's authorization: a member, from this object's cache, or a deployment admin the Worker checked (src/workspace-contract.ts). */
   async #storageAccess(caller: StorageCaller): Promise<{ ok: true; userId: string } | Failure> {
     if (this.#restoring) return RESTORING;
     return 'admin' in caller ? { ok: true, userId: caller.admin } : this.#access.authorize(caller);

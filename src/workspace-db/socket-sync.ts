@@ -33,7 +33,7 @@ import {
   type SocketSyncMessage,
   type TableName,
 } from '../../protocol/rules';
-import type { ShardCaller, SyncCaller } from './contract';
+import type { ShardCaller, SyncCaller } from '../workspace-contract';
 import * as downstream from './downstream';
 import type { SyncService } from './sync-service';
 

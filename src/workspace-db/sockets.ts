@@ -8,7 +8,7 @@
 import { failureResponse } from '../errors';
 import { logEvent } from '../http/logger';
 import type { AccessCache } from './access';
-import type { ShardCaller } from './contract';
+import type { ShardCaller } from '../workspace-contract';
 import * as downstream from './downstream';
 import {
   admitLargeFrame,

@@ -14,7 +14,7 @@ import { prepareBatch, type PreparedOp, type PushOpInput, type TableName } from 
 import type { WebhookRegistry } from '../webhooks/registry';
 import { PokeCoalescer } from '../service/coalesce';
 import type { AccessCache } from './access';
-import type { Access, ShardCaller, SyncCaller } from './contract';
+import type { Access, ShardCaller, SyncCaller } from '../workspace-contract';
 import { armGc } from './alarm';
 import { updateCursor } from './cursors';
 import type { Meter } from './metrics';

@@ -18,9 +18,9 @@ import { logEvent } from '../http/logger';
 import { audit } from '../audit/emit';
 import { prefetchedMembership, requireUser, verifyCredential, type Principal } from '../auth/authenticate';
 import { forbidden, fromFailure, unauthorized, type Failure } from '../errors';
-import type { Access, ShardCaller, StorageCaller } from '../workspace-db/contract';
-import { can, type Permission } from './permissions';
-import { membershipOf, type Membership } from './store';
+import type { Access, ShardCaller, StorageCaller } from '../workspace-contract';
+import { can, type Permission } from '../workspace-records/permissions';
+import { membershipOf, type Membership } from '../workspace-records/store';
 
 export interface Authorized {
   principal: Principal;

@@ -1,6 +1,6 @@
 /** A membership change's outcome as the HTTP answer the contract asks for (workspace, OR3 and deployment admin routes alike). */
 import { conflict, notFound } from '../errors';
-import type { MemberChange } from './store';
+import type { MemberChange } from '../workspace-records/store';
 
 /** Maps a membership change outcome to the response the contract asks for. */
 export function memberChangeResult(result: MemberChange) {

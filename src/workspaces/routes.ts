@@ -17,7 +17,7 @@ import { emitDeploymentEvent } from '../events/deployment';
 import { authorizeWorkspace } from './authorize';
 import { forgetAccess } from './invalidate';
 import { memberChangeResult } from './member-change';
-import { ROLES } from './permissions';
+import { ROLES } from '../workspace-records/permissions';
 import {
   acceptInvite,
   createInvite,
@@ -31,7 +31,7 @@ import {
   setMemberRole,
   setWorkspaceDeleted,
   updateWorkspace,
-} from './store';
+} from '../workspace-records/store';
 
 export const INVITE_TTL = { defaultSeconds: 7 * 24 * 3600, minSeconds: 60, maxSeconds: 30 * 24 * 3600 } as const;
 

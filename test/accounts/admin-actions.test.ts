@@ -1,7 +1,7 @@
 /** Account actions of deployment admins: disable/enable, sign-out, reset-password, delete (docs/admin.md "Account actions"). */
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspaces/store';
+import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
 import { api } from '../helpers';
 import { call, PASSWORD, signedInUser, signInBearer, type SignedIn, userCount } from '../auth/helpers';
 import { message, op, openSocket, pull, push, pushOk, syncUser } from '../sync/helpers';

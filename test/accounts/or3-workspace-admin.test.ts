@@ -1,7 +1,7 @@
 /** OR3's workspace admin routes, with OR3's shapes (docs/admin.md "OR3's workspace admin routes"). */
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspaces/store';
+import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
 import { call, PASSWORD, signedInUser, uniqueEmail, type SignedIn } from '../auth/helpers';
 import { syncUser } from '../sync/helpers';
 

@@ -1,7 +1,7 @@
 /** A user's own account actions: change-email (re-authenticated) and DELETE /api/auth/account. */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspaces/store';
+import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
 import { call, PASSWORD, signedInUser, signInBearer, uniqueEmail, userCount } from '../auth/helpers';
 import { syncUser } from '../sync/helpers';
 

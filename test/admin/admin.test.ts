@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspaces/store';
+import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
 
 let root: SignedIn;

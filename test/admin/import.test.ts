@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import bcrypt from 'bcryptjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 import { call, oidcProvider, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
 import { message, op, openSocket, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';

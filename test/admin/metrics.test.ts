@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Meter } from '../../src/workspace-db/metrics';
 import { api } from '../helpers';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 import { message, op, openSocket, pull, push, pushOk, syncUser, type TestSocket } from '../sync/helpers';
 
 const connect = async (workspaceId: string, user: { headers: Record<string, string> }, deviceId: string) => {

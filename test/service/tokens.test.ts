@@ -5,7 +5,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspaces/store';
+import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
 import { apiWithEnv } from '../helpers';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
 import { message, op, pull, pushOk, syncUser, thread, type SyncUser } from '../sync/helpers';

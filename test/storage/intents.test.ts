@@ -5,7 +5,7 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 import { call, signedInUser } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { message, op, pushOk, syncUser, type SyncUser } from '../sync/helpers';

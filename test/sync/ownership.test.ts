@@ -6,7 +6,7 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 import { call, signedInUser } from '../auth/helpers';
 import { api } from '../helpers';
 import { op, openSocket, pull, pushOk, snapshotAll, syncUser, thread } from './helpers';

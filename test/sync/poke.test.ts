@@ -6,7 +6,7 @@ import { runInDurableObject } from 'cloudflare:test';
  * what a pull from the previous head returns (same keys, winners, versions).
  */
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 import { prepareBatch, type PreparedOp } from '../../protocol/rules';
 import { applyPush } from '../../src/workspace-db/push';
 import { pull as readPull } from '../../src/workspace-db/reads';

@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PRESENCE } from '../../protocol/socket';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 import { call, signedInUser } from '../auth/helpers';
 import { api } from '../helpers';
 import { message, op, openSocket, pushOk, syncUser, type TestSocket } from './helpers';

@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { call, signedInUser } from '../auth/helpers';
-import { removeMember, setMemberRole, setWorkspaceDeleted, upsertMember } from '../../src/workspaces/store';
+import { removeMember, setMemberRole, setWorkspaceDeleted, upsertMember } from '../../src/workspace-records/store';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
 
 async function seed(u: { headers: Record<string, string>; workspaceId: string }, n: number) {
@@ -74,7 +74,7 @@ describe('notifications belong to their user', () => {
   it("forces user_id to the caller, hides other users' notifications, and refuses touching them", async () => {
     const owner = await syncUser();
     const other = await signedInUser();
-    const { upsertMember: add } = await import('../../src/workspaces/store');
+    const { upsertMember: add } = await import('../../src/workspace-records/store');
     await add(env.DB, owner.workspaceId, other.id, 'editor');
     const note = { id: 'n1', user_id: 'someone-else', type: 'info', title: 'Hi', deleted: false, created_at: 1, updated_at: 1, clock: 1 };
     await pushOk(owner, owner.workspaceId, [op('notifications', 'n1', note)]);

@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { removeMember, upsertMember } from '../../src/workspaces/store';
+import { removeMember, upsertMember } from '../../src/workspace-records/store';
 import { SOCKET_REVERIFY_MS } from '../../src/workspace-db/sockets';
 import { call, PASSWORD, signedInUser, signInBearer } from '../auth/helpers';
 import { api } from '../helpers';

@@ -13,7 +13,7 @@ import { PASSWORD, call, oidcProvider, signInBearer, signInCookies, signedInUser
 import { apiWithEnv, countingDb } from '../helpers';
 import { bytesOf, sha256 } from '../storage/helpers';
 import { message, op, openSocket, pushOk, syncUser } from './helpers';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 
 describe('no central query on the hot path in steady state', () => {
   it('push, pull, snapshot, update-cursor, gc, presign, usage: 0 D1 queries in the Worker and in the object once warm', async () => {

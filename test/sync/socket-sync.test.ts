@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 /** docs/sync.md "Sync over the socket": push and pull as messages on the workspace's WebSocket, with the HTTP routes' rules. */
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspaces/store';
+import { upsertMember } from '../../src/workspace-records/store';
 import { call, signedInUser } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
 import { message, op, openSocket as open, pull, syncUser } from './helpers';

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { signAccessToken, signingKeys } from '../../src/auth/tokens';
 import { randomToken, sha256Hex } from '../../src/crypto';
 import type { Bindings } from '../../src/env';
-import { createWorkspace } from '../../src/workspaces/store';
+import { createWorkspace } from '../../src/workspace-records/store';
 import { PASSWORD, call, makeUser, signedInUser, userCount, userRows } from '../auth/helpers';
 import { apiWithEnv, countingDb } from '../helpers';
 

@@ -9,7 +9,7 @@ import { runInDurableObject } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Bindings } from '../../src/env';
 import { syncUser } from '../sync/helpers';
-import { createWorkspace, upsertMember } from '../../src/workspaces/store';
+import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
 import { apiWithEnv } from '../helpers';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
 

@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspaces/store';
+import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
 import { api, apiWithEnv, json } from '../helpers';
 import { PASSWORD, call, randomIp, signInBearer, signInCookies, signedInUser, makeUser, uniqueEmail, type SignedIn } from '../auth/helpers';
 

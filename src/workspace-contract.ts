@@ -3,8 +3,8 @@
  * shard"): the caller as verified without D1, which every acting RPC takes and authorizes inside,
  * so one HTTP request is one RPC. The object answers with `Access` or a `Failure`.
  */
-import type { LimitedCall } from '../limiter';
-import type { Permission, Role } from '../workspaces/permissions';
+import type { LimitedCall } from './limiter';
+import type { Permission, Role } from './workspace-records/permissions';
 
 /** What the Worker verified about the caller, without D1: our access JWT's claims, or a federated identity. */
 export type Credential =
