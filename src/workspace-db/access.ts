@@ -60,8 +60,6 @@ export class AccessCache {
   readonly #roles = new Map<string, { role: Role | null; fetchedAt: number }>();
   /** Bumped by every invalidation: a fill that started before it must not store what it read. */
   #epoch = 0;
-  /** D1 reads made, for tests and the bench (a steady state makes none). */
-  d1Reads = 0;
 
   constructor(private readonly env: Bindings) {}
 
@@ -108,7 +106,6 @@ export class AccessCache {
     const cached = this.#roles.get(userId);
     if (cached && now - cached.fetchedAt < cacheTtlMs) return cached.role !== null;
     const epoch = this.#epoch;
-    this.d1Reads++;
     const membership = await membershipOf(this.#db, workspaceId, userId);
     if (epoch === this.#epoch) remember(this.#roles, userId, { role: membership?.role ?? null, fetchedAt: now });
     return membership !== null;
@@ -147,7 +144,6 @@ export class AccessCache {
     if (credential.kind === 'ticket' && !credential.sessionId) {
       // A federated user's ticket: no session to check, but the user (disabled?) and the
       // membership, in one read.
-      this.d1Reads++;
       const row = await loadUserAuth(this.#db, credential.userId, workspaceId);
       role = (row?.member_role as Role | null | undefined) ?? null;
       facts = {
@@ -161,7 +157,6 @@ export class AccessCache {
       // The session and the user's facts from the user's object (src/user-db/), which records
       // this workspace so that sign-out, password change and disabling reach this cache; the
       // role from D1's membership copy, in parallel.
-      this.d1Reads++;
       const [session, membership] = await Promise.all([
         this.env.USER_DB.getByName(credential.userId).check({ sessionId: credential.sessionId!, workspaceId }),
         membershipOf(this.#db, workspaceId, credential.userId),
@@ -182,7 +177,6 @@ export class AccessCache {
         email: credential.email,
         displayName: credential.displayName,
       };
-      this.d1Reads++;
       const user = await identityUser(this.#db, identity, caller.autoProvision);
       facts = {
         userId: user?.id ?? null,
@@ -191,7 +185,6 @@ export class AccessCache {
         disabled: user ? user.disabled_at !== null : true,
         fetchedAt: now,
       };
-      this.d1Reads += user ? 1 : 0;
       role = user ? ((await membershipOf(this.#db, workspaceId, user.id))?.role ?? null) : null;
     }
     const roleEntry = { role, fetchedAt: now };

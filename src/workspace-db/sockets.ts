@@ -10,6 +10,7 @@ import { logEvent } from '../http/logger';
 import type { AccessCache } from './access';
 import type { ShardCaller } from '../workspace-contract';
 import * as downstream from './downstream';
+import { claimTicket } from './ticket-nonces';
 import {
   admitLargeFrame,
   handleSyncMessage,
@@ -39,8 +40,6 @@ const POKE_MAX_USERS = 32;
  * "Realtime"): a revocation the object never hears of ends everything a socket delivers within it.
  */
 export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
-/** Used ticket nonces are kept this long past their expiry, so a ticket cannot be replayed at the edge of it. */
-const TICKET_NONCE_MARGIN_MS = 5 * 60 * 1000;
 
 /** What each accepted socket carries through hibernation (presence's fields included). */
 interface SocketAttachment extends PresenceAttachment, SyncAttachment {
@@ -108,7 +107,7 @@ export class WorkspaceSockets {
     }
     const nonce = request.headers.get('x-or3-ticket-nonce');
     if (nonce) {
-      const refused = this.#claimTicket(nonce, caller.credential.expiresAt);
+      const refused = claimTicket(this.ctx.storage, nonce, caller.credential.expiresAt);
       if (refused) return failureResponse({ status: 403, code: 'invalid_ticket', message: refused });
     }
     const pair = new WebSocketPair();
@@ -132,19 +131,6 @@ export class WorkspaceSockets {
     // `hello` follows once the membership is confirmed from here (see verify).
     this.ctx.waitUntil(this.verify(server));
     return new Response(null, { status: 101, webSocket: client });
-  }
-
-  /** Records a ticket's nonce; the reason it is refused, or null. */
-  #claimTicket(nonce: string, expiresAt: number): string | null {
-    const now = Date.now();
-    // Checked here too: the Worker's clock reading is older than ours.
-    if (!Number.isFinite(expiresAt) || expiresAt <= now) return 'Ticket expired';
-    const sql = this.ctx.storage.sql;
-    const fresh = this.ctx.storage.transactionSync(() => {
-      sql.exec('DELETE FROM ws_tickets WHERE expires_at < ?', now - TICKET_NONCE_MARGIN_MS);
-      return sql.exec('INSERT INTO ws_tickets (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING nonce', nonce, expiresAt).toArray().length > 0;
-    });
-    return fresh ? null : 'Ticket already used';
   }
 
   /**
