@@ -59,6 +59,11 @@ export const workspaces = sqliteTable(
     updatedAt: integer('updated_at').notNull(),
     /** Soft delete: hidden from members, restorable by a deployment admin. */
     deletedAt: integer('deleted_at'),
+    /**
+     * OR3's workspace setting `admin.guest_access.enabled`, stored and answered as OR3 does
+     * (docs/admin.md "Guest access"); no route reads it: there is no guest path.
+     */
+    guestAccess: integer('guest_access').notNull().default(0),
   },
   // created_by + created_at: counting a user's recent creations (the per-hour creation limit).
   (t) => [index('workspaces_created_idx').on(t.createdAt), index('workspaces_creator_idx').on(t.createdBy, t.createdAt)],

@@ -49,7 +49,6 @@ export const rateLimited = (retryAfterSeconds: number) => {
     'Retry-After': String(seconds),
   });
 };
-export const notImplemented = (message: string) => new ApiError(501, 'not_implemented', message);
 export const misconfigured = (message: string) => new ApiError(503, 'misconfigured', message);
 
 /** The HTTP error for a `Failure`. */

@@ -13,14 +13,23 @@ import { requireUser } from '../auth/authenticate';
 import { normalizeEmail } from '../auth/store';
 import { randomToken, sha256Hex } from '../crypto';
 import type { AppEnv } from '../env';
-import { badRequest, forbidden, notFound, notImplemented } from '../errors';
+import { badRequest, forbidden, notFound } from '../errors';
 import { jsonBody, queryParams } from '../http/body';
 import { likePattern, listUsers } from '../admin/store';
 import { authorizeWorkspace } from '../workspaces/authorize';
 import { forgetAccess } from '../workspaces/invalidate';
 import { ROLES } from '../workspace-records/permissions';
 import { memberChangeResult } from '../workspaces/member-change';
-import { createInvite, listPendingInvites, removeMember, revokeInvite, setMemberRole, upsertMember, workspaceExists } from '../workspace-records/store';
+import {
+  createInvite,
+  listMembers,
+  listPendingInvites,
+  removeMember,
+  revokeInvite,
+  setMemberRole,
+  upsertMember,
+  workspaceExists,
+} from '../workspace-records/store';
 
 const id = z.string().trim().min(1).max(128);
 const SMALL = { maxBytes: 16 * 1024 };
@@ -169,11 +178,41 @@ export const or3WorkspaceAdmin = new Hono<AppEnv>()
     return c.json({ ok: true });
   })
 
-  /** Guests (signed-out users reading a workspace) do not exist here: turning them off is the state we are always in. */
+  /**
+   * OR3's workspace page: the workspace, the caller's role (a deployment admin acts as owner, as
+   * OR3's super admin does), its members in OR3's shape, plugins (none run here) and the guest
+   * access setting.
+   */
+  .get('/workspace', async (c) => {
+    const query = queryParams(c, z.strictObject({ workspaceId: id.optional() }));
+    const workspaceId = await targetWorkspace(c, query.workspaceId);
+    const principal = await requireUser(c);
+    const [row, members] = await Promise.all([
+      c.env.DB.prepare('SELECT name, guest_access FROM workspaces WHERE id = ?').bind(workspaceId).first<{ name: string; guest_access: number }>(),
+      listMembers(c.env.DB, workspaceId),
+    ]);
+    if (!row) throw notFound('No such workspace');
+    const own = members.find((m) => m.userId === principal.userId)?.role;
+    return c.json({
+      workspace: { id: workspaceId, name: row.name },
+      role: principal.isAdmin ? 'owner' : (own ?? 'owner'),
+      members,
+      enabledPlugins: [],
+      guestAccessEnabled: row.guest_access === 1,
+    });
+  })
+
+  /**
+   * OR3's `admin.guest_access.enabled`: stored and answered (GET /workspace) as OR3 does. As in
+   * OR3's server, nothing reads it: no route serves a workspace to a guest (docs/admin.md).
+   */
   .post('/workspace/guest-access/set', async (c) => {
     const body = await jsonBody(c, z.strictObject({ workspaceId: id.optional(), enabled: z.boolean() }), SMALL);
-    await targetWorkspace(c, body.workspaceId);
-    if (body.enabled) throw notImplemented('Guest access is not supported by this server');
+    const workspaceId = await targetWorkspace(c, body.workspaceId);
+    await c.env.DB.prepare('UPDATE workspaces SET guest_access = ?, updated_at = ? WHERE id = ?')
+      .bind(body.enabled ? 1 : 0, Date.now(), workspaceId)
+      .run();
+    audit(c, 'admin.guest_access.set', { actorId: await actorOf(c), workspaceId, enabled: body.enabled });
     return c.json({ ok: true });
   })
 

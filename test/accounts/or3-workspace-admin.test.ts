@@ -116,11 +116,35 @@ describe('members', () => {
 });
 
 describe('guest access and search-users', () => {
-  it('guest access can only be off (501 for on)', async () => {
+  it("guest access is stored and answered on OR3's workspace page, with members in OR3's shape", async () => {
     const owner = await syncUser();
+    const editor = await signedInUser();
+    await upsertMember(env.DB, owner.workspaceId, editor.id, 'editor');
+    const page = async (who: { headers: Record<string, string> }, query = '') => call('GET', `/api/admin/workspace${query}`, who.headers);
+    const first = await (await page(owner)).json<any>();
+    expect(first).toMatchObject({ workspace: { id: owner.workspaceId }, role: 'owner', enabledPlugins: [], guestAccessEnabled: false });
+    expect(first.members).toEqual(
+      expect.arrayContaining([
+        { userId: owner.id, role: 'owner', email: expect.any(String) },
+        { userId: editor.id, role: 'editor', email: editor.email },
+      ]),
+    );
+    expect((await call('POST', '/api/admin/workspace/guest-access/set', intent(owner), { enabled: true })).status).toBe(200);
+    expect((await (await page(owner)).json<any>()).guestAccessEnabled).toBe(true);
     expect((await call('POST', '/api/admin/workspace/guest-access/set', intent(owner), { enabled: false })).status).toBe(200);
-    expect((await call('POST', '/api/admin/workspace/guest-access/set', intent(owner), { enabled: true })).status).toBe(501);
+    expect((await (await page(owner)).json<any>()).guestAccessEnabled).toBe(false);
+    // A deployment admin names any workspace and acts as owner; nobody else may.
+    expect(await (await page(root, `?workspaceId=${owner.workspaceId}`)).json<any>()).toMatchObject({ role: 'owner', workspace: { id: owner.workspaceId } });
+    expect((await page(editor, `?workspaceId=${owner.workspaceId}`)).status).toBe(403);
+    expect((await page(await signedInUser(), `?workspaceId=${owner.workspaceId}`)).status).toBe(403);
+    expect((await page(root, '?workspaceId=no-such-workspace')).status).toBe(404);
+    expect((await page(owner, '?other=1')).status).toBe(400);
+    expect((await call('GET', '/api/admin/workspace', {})).status).toBe(401);
+    // Bad input, the intent header, and wrong users on the setter.
     expect((await call('POST', '/api/admin/workspace/guest-access/set', intent(owner), { enabled: 'yes' })).status).toBe(400);
+    expect((await call('POST', '/api/admin/workspace/guest-access/set', owner.headers, { enabled: true })).status).toBe(403);
+    expect((await call('POST', '/api/admin/workspace/guest-access/set', intent(editor), { workspaceId: owner.workspaceId, enabled: true })).status).toBe(403);
+    expect((await (await page(owner)).json<any>()).guestAccessEnabled).toBe(false);
   });
 
   it('searches users for deployment admins only, literally and bounded', async () => {

@@ -1,0 +1,1 @@
+ALTER TABLE `workspaces` ADD `guest_access` integer DEFAULT 0 NOT NULL;
