@@ -163,6 +163,15 @@ describe('workspace webhooks', () => {
   });
 });
 
+/** A deployment hook's delivery log, once it holds at least `n` entries (polled, up to 5 s). */
+async function deploymentDeliveries(hookId: string, n: number): Promise<any[]> {
+  for (let i = 0; ; i++) {
+    const { deliveries } = await (await call('GET', `/api/admin/webhooks/${hookId}/deliveries`, admin.headers)).json<any>();
+    if (deliveries.length >= n || i >= 50) return deliveries;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe('deployment webhooks', () => {
   it('deployment admins only, with the intent header for changes, and deployment events only', async () => {
     const body = { url: 'https://ops.example.com/or3', events: ['admin.user.created'], enabled: false };
@@ -187,13 +196,8 @@ describe('deployment webhooks', () => {
     const res = await call('POST', '/api/workspaces', owner.headers, { name: 'Watched' });
     const { id } = await res.json<any>();
     expect((await call('DELETE', `/api/workspaces/${id}`, owner.headers)).status).toBe(200);
-    let events: string[] = [];
-    for (let i = 0; i < 50 && events.length < 2; i++) {
-      const list = await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>();
-      events = list.deliveries.map((d: any) => d.event);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(events.sort()).toEqual(['admin.workspace.created', 'admin.workspace.deleted']);
+    const events = (await deploymentDeliveries(webhook.id, 2)).map((d) => d.event);
+    expect([...events].sort()).toEqual(['admin.workspace.created', 'admin.workspace.deleted']);
     expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
     expect((await call('GET', `/api/admin/webhooks/${webhook.id}`, admin.headers)).status).toBe(404);
   });
@@ -205,13 +209,8 @@ describe('deployment webhooks', () => {
     const target = await signedInUser();
     expect((await call('POST', `/api/admin/users/${target.id}/disable`, intent)).status).toBe(200);
     expect((await call('DELETE', `/api/admin/users/${target.id}`, intent, { delete: true })).status).toBe(200);
-    let events: string[] = [];
-    for (let i = 0; i < 50 && events.length < 2; i++) {
-      const list = await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>();
-      events = list.deliveries.map((d: any) => d.event);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(events.sort()).toEqual(['admin.user.deleted', 'admin.user.disabled']);
+    const events = (await deploymentDeliveries(webhook.id, 2)).map((d) => d.event);
+    expect([...events].sort()).toEqual(['admin.user.deleted', 'admin.user.disabled']);
     expect((await call('DELETE', `/api/admin/webhooks/${webhook.id}`, intent)).status).toBe(200);
   });
 
@@ -241,13 +240,9 @@ describe('deployment webhooks', () => {
     await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => {
       (instance as unknown as { env: Bindings }).env.DB = db;
     });
-    let deliveries: any[] = [];
-    for (let i = 0; i < 50 && deliveries.length < 1; i++) {
-      deliveries = (await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>()).deliveries;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await new Promise((r) => setTimeout(r, 300));
-    deliveries = (await (await call('GET', `/api/admin/webhooks/${webhook.id}/deliveries`, admin.headers)).json<any>()).deliveries;
+    await deploymentDeliveries(webhook.id, 1);
+    await new Promise((r) => setTimeout(r, 300)); // a second delivery, were there one, would be logged by now
+    const deliveries = await deploymentDeliveries(webhook.id, 0);
     expect(deliveries.map((d) => d.event)).toEqual(['admin.sync.error']);
     const body = await runInDurableObject(
       env.WORKSPACE.getByName('__deployment__'),
