@@ -42,16 +42,18 @@ export async function signInTiming({ signIn, db }) {
  * An owner's pull latency while a viewer sends large push frames the workspace's object must
  * refuse (checklist case 48): p99 of quiet pulls against p99 of the pulls made while a burst of 7
  * frames of ~12 MB is in flight (from sending the first until the 7th refusal is back), over
- * several bursts. `pullOnce` times one owner pull; `viewerUrl` is the viewer's socket address
- * (ticket included).
+ * several bursts. `pullOnce` times one owner pull; `viewerUrl()` gives a fresh address for the
+ * viewer's socket (a ticket included): the object closes a socket whose large push it refused for
+ * its role (1008), so each burst may need a new one, and ends when that close arrives.
  *
  * The viewer runs on its own thread: in production the flood comes from another machine, and
  * building and masking 84 MB per burst on the bench's own event loop would delay the owner's pull
  * responses on the client side and be counted against the server.
  */
 export async function pullDuringRefusedFrames({ pullOnce, viewerUrl, samples = 100 }) {
+  const firstUrl = await viewerUrl();
   const pct = (v, p) => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor((p / 100) * v.length))];
-  const viewer = new Worker(new URL(import.meta.url), { workerData: { viewerUrl } });
+  const viewer = new Worker(new URL(import.meta.url), { workerData: { viewerUrl: firstUrl } });
   const events = [];
   let wake = null;
   viewer.on('message', (m) => {
@@ -69,6 +71,7 @@ export async function pullDuringRefusedFrames({ pullOnce, viewerUrl, samples = 1
     return m;
   };
   const { frameBytes } = await next(); // the viewer's socket is open
+  let closes = 0;
   const quiet = [];
   const during = [];
   let bursts = 0;
@@ -78,9 +81,11 @@ export async function pullDuringRefusedFrames({ pullOnce, viewerUrl, samples = 1
     while ((during.length < samples || quiet.length < samples) && bursts < 200) {
       for (let i = 0; i < 5; i++) quiet.push(await pullOnce());
       bursts++;
-      viewer.postMessage({ burst: 7 });
+      viewer.postMessage({ burst: 7, url: await viewerUrl() });
       let done = false;
-      const burstDone = next().finally(() => (done = true));
+      const burstDone = next()
+        .then((m) => (closes += m.closed ? 1 : 0))
+        .finally(() => (done = true));
       while (!done) during.push(await pullOnce());
       await burstDone; // throws if the viewer's thread failed
       await new Promise((r) => setTimeout(r, 100)); // a quiet gap between bursts
@@ -88,7 +93,7 @@ export async function pullDuringRefusedFrames({ pullOnce, viewerUrl, samples = 1
   } finally {
     await viewer.terminate();
   }
-  return { quietP99: pct(quiet, 99), duringP99: pct(during, 99), duringP50: pct(during, 50), bursts, frameBytes };
+  return { quietP99: pct(quiet, 99), duringP99: pct(during, 99), duringP50: pct(during, 50), bursts, frameBytes, closes };
 }
 
 /** The viewer's thread: opens its socket, then sends bursts of refused ~12 MB push frames on request. */
@@ -114,20 +119,34 @@ async function viewerThread({ viewerUrl }) {
     stamp: { deviceId: 'flood', opId: crypto.randomUUID(), hlc: `${String(Date.now()).padStart(15, '0')}:000001:flood`, clock: 1 },
   }));
   const body = JSON.stringify(ops);
-  const ws = new WebSocket(viewerUrl);
+  let ws = null;
   let target = 0;
   let refused = 0;
   let sent = 0;
-  ws.onmessage = (ev) => {
-    const msg = JSON.parse(ev.data);
-    if (msg.type === 'hello') parentPort.postMessage({ frameBytes: body.length });
-    else if (msg.type === 'error' && String(msg.id).startsWith('flood-') && ++refused === target) parentPort.postMessage({ refused });
-  };
-  ws.onerror = () => parentPort.postMessage({ error: 'socket error' });
-  ws.onclose = (ev) => {
-    if (refused < target) parentPort.postMessage({ error: `socket closed ${ev.code} after ${refused} refusals` });
-  };
-  parentPort.on('message', ({ burst }) => {
+  // Opens a socket; resolves once the server said hello.
+  const open = (url) =>
+    new Promise((resolve) => {
+      const socket = new WebSocket(url);
+      ws = socket;
+      socket.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data);
+        if (msg.type === 'hello') resolve();
+        else if (msg.type === 'error' && String(msg.id).startsWith('flood-') && ++refused === target) parentPort.postMessage({ refused });
+      };
+      socket.onerror = () => parentPort.postMessage({ error: 'socket error' });
+      socket.onclose = (ev) => {
+        if (ws !== socket || refused >= target) return;
+        // Closed for a refused large push (1008): this burst is over, whatever was still in flight.
+        if (ev.code === 1008) {
+          refused = target;
+          parentPort.postMessage({ refused, closed: ev.code });
+        } else parentPort.postMessage({ error: `socket closed ${ev.code} after ${refused} refusals` });
+      };
+    });
+  await open(viewerUrl);
+  parentPort.postMessage({ frameBytes: body.length });
+  parentPort.on('message', async ({ burst, url }) => {
+    if (ws.readyState !== WebSocket.OPEN) await open(url);
     target += burst;
     for (let i = 0; i < burst; i++) ws.send(`{"type":"push","id":"flood-${++sent}","ops":${body}}`);
   });

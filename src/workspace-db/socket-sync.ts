@@ -97,12 +97,22 @@ const LEADING_PUSH_ID = /^\{\s*"type"\s*:\s*"push"\s*,\s*"id"\s*:\s*"([^"\\]{1,6
  * Screens a large frame before anything parses it, then parses it: the message, or null when it
  * was refused (the refusal sent, with the frame's id when it starts the way the SDK writes pushes).
  */
-export async function admitLargeFrame(methods: Pick<SyncMethods, 'screen'>, data: string, read: () => SyncAttachment, send: Send): Promise<object | null> {
+export async function admitLargeFrame(
+  methods: Pick<SyncMethods, 'screen'>,
+  data: string,
+  read: () => SyncAttachment,
+  send: Send,
+  close: Close,
+): Promise<object | null> {
   const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
   const settings = read().sync;
   const refused = settings ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push)) : UNSUPPORTED;
   if (refused) {
     send(downstream.error(id, refused));
+    // A caller who may not push at all (a viewer, a removed member) gets one large frame per
+    // socket: every later one would cost the serial object its receiving, whatever we answer
+    // (docs/security.md). A rate limit passes; the socket stays open for it.
+    if (refused.status === 403) close(1008, 'Large pushes refused: this socket may not push');
     return null;
   }
   try {

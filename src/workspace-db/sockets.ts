@@ -238,7 +238,8 @@ export class WorkspaceSockets {
     if (typeof data === 'string' && data.length > SCREEN_FRAME_CHARS && this.sync) {
       const sync = this.sync;
       return this.#inOrder(ws, async () => {
-        const parsed = await admitLargeFrame(sync, data, read, send);
+        if (ws.readyState !== WebSocket.OPEN) return; // closed for an earlier frame: nothing to answer
+        const parsed = await admitLargeFrame(sync, data, read, send, (code, reason) => this.closed(ws, code, reason));
         if (parsed) await this.#sync(ws, parsed);
       });
     }

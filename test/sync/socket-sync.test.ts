@@ -156,17 +156,22 @@ describe('large frames are screened before they are parsed (SECURITY.md §7 case
   // how often first (a parse would answer invalid_body; the screen answers with the role or rate).
   const heavy = (id: string) => `{"type":"push","id":"${id}","ops":[${'{"x":1},'.repeat(20_000)}{"unterminated":`;
 
-  it("a viewer's large frame is refused for the role, unparsed, with its id", async () => {
+  it("a viewer's large frame is refused for the role, unparsed, with its id, and ends the socket (1008)", async () => {
     const owner = await syncUser();
     const viewer = await signedInUser();
     await upsertMember(env.DB, owner.workspaceId, viewer.id, 'viewer');
     const socket = await connect({ headers: viewer.headers, workspaceId: owner.workspaceId });
-    socket.send(heavy('big-1'));
-    expect(await socket.next((m) => m.type === 'error')).toMatchObject({ id: 'big-1', error: 'insufficient_role' });
-    // Small frames are parsed and answered as before; the socket stays up.
+    // Small frames are parsed and answered; a small refused push leaves the socket up.
+    socket.send({ type: 'push', id: 'small-push', ops: [op('messages', 's1', message('s1'))] });
+    expect(await socket.next((m) => m.id === 'small-push')).toMatchObject({ type: 'error', status: 403, error: 'insufficient_role' });
     socket.send({ type: 'pull', id: 'small', cursor: 0 });
     expect(await socket.next((m) => m.id === 'small')).toMatchObject({ type: 'changes' });
-    socket.ws.close();
+    // A large one is answered, then the socket is closed: one such frame per socket, not a stream.
+    socket.send(heavy('big-1'));
+    socket.send(heavy('big-2'));
+    expect(await socket.next((m) => m.type === 'error' && m.id === 'big-1')).toMatchObject({ status: 403, error: 'insufficient_role' });
+    expect((await socket.closed).code).toBe(1008);
+    expect(socket.messages.filter((m) => m.id === 'big-2')).toEqual([]);
   });
 
   it("a rate-limited user's large frame is refused for the rate, unparsed; within the rate it is parsed (and refused as invalid)", async () => {
