@@ -14,7 +14,6 @@ import { requireUser } from '../auth/authenticate';
 import { param } from '../http/param';
 import { workspaceExists } from '../workspace-records/store';
 import { audit, recordAudit } from '../audit/emit';
-import { emitDeploymentEvent } from '../events/deployment';
 
 /** How far back the platform keeps Durable Object bookmarks. */
 const PITR_WINDOW_MS = 30 * 86_400_000;

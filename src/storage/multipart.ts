@@ -25,7 +25,6 @@
  */
 import { Hono, type Context } from 'hono';
 import * as z from 'zod';
-import { audit } from '../audit/emit';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, gone, payloadTooLarge, unprocessable, WireError } from '../errors';

@@ -15,7 +15,6 @@
 import { identityUser, loadUserAuth } from '../auth/store';
 import { devD1 } from '../dev/d1-delay';
 import type { Bindings } from '../env';
-import type { LimitedCall } from '../limiter';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { can, type Role } from '../workspace-records/permissions';

@@ -8,7 +8,7 @@ import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { param } from '../http/param';
-import { badRequest, notFound, rateLimited } from '../errors';
+import { notFound, rateLimited } from '../errors';
 import { requireUser } from '../auth/authenticate';
 import { normalizeEmail } from '../auth/store';
 import { randomToken, sha256Hex } from '../crypto';
