@@ -16,7 +16,8 @@ import { backoffDelay, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js
 import type { FileTransfer, LocalDatabase, TransferState } from './db.js';
 import type { EventSink } from './events.js';
 import { hashBlob } from './hash.js';
-import { errorFrom, HttpClient, Or3Error } from './http.js';
+import { HttpClient, Or3Error } from './http.js';
+import { downloadFile, uploadFile } from './transfer-steps.js';
 
 export interface TransferOptions {
   concurrency: number;
@@ -263,8 +264,15 @@ export class TransferQueue {
   async #run(t: FileTransfer) {
     await this.#update(t, { state: 'running', attempts: t.attempts + 1 });
     try {
-      if (t.direction === 'upload') await this.#upload(t);
-      else await this.#download(t);
+      const steps = {
+        db: this.db,
+        http: this.http,
+        workspaceId: this.workspaceId,
+        options: this.options,
+        update: (c: Partial<FileTransfer>) => this.#update(t, c),
+      };
+      if (t.direction === 'upload') await uploadFile(steps, t);
+      else await downloadFile(steps, t);
       await this.#update(t, { state: 'done', bytes_done: t.bytes_total });
       for (const w of this.#waiters.get(t.id) ?? []) w.resolve();
       this.#waiters.delete(t.id);
@@ -284,162 +292,6 @@ export class TransferQueue {
       for (const w of this.#waiters.get(t.id) ?? []) w.reject(error);
       this.#waiters.delete(t.id);
     }
-  }
-
-  // -- upload -----------------------------------------------------------------------------------
-
-  async #upload(t: FileTransfer) {
-    const cached = await this.db.file_blobs.get(t.hash);
-    if (!cached) throw new Or3Error(400, 'missing_local_file', 'The file to upload is no longer stored on this device');
-    const blob = cached.blob;
-    let storageId: string;
-    let providerId = 'r2';
-    if (blob.size > this.options.multipartThresholdBytes) {
-      storageId = await this.#multipart(t, blob);
-    } else {
-      const presign = await this.http.json<{
-        url: string;
-        method: string;
-        headers: Record<string, string>;
-        storageId: string;
-        storageProviderId?: string;
-        alreadyPresent?: boolean;
-      }>('POST', '/api/storage/presign-upload', {
-        workspace_id: this.workspaceId,
-        hash: t.hash,
-        mime_type: t.mime_type,
-        size_bytes: blob.size,
-      });
-      storageId = presign.storageId;
-      providerId = presign.storageProviderId ?? providerId;
-      if (!presign.alreadyPresent) {
-        const res = await this.http.fetch(presign.url, { method: presign.method, headers: presign.headers, body: blob }, { timeoutMs: 10 * 60_000 });
-        if (!res.ok) throw await errorFrom(res);
-        await this.#update(t, { bytes_done: blob.size });
-      }
-    }
-    await this.http.json('POST', '/api/storage/commit', {
-      workspace_id: this.workspaceId,
-      hash: t.hash,
-      storage_id: storageId,
-      storage_provider_id: providerId,
-      mime_type: t.mime_type,
-      size_bytes: blob.size,
-      name: t.name,
-      kind: t.kind,
-    });
-    // The row other devices download by: now it names where the bytes are.
-    const meta = await this.db.file_meta.get(t.hash);
-    if (meta && meta.storage_id !== storageId) {
-      await this.db.file_meta.put({ ...meta, storage_id: storageId, storage_provider_id: providerId, updated_at: Math.floor(Date.now() / 1000) });
-    }
-  }
-
-  async #multipart(t: FileTransfer, blob: Blob): Promise<string> {
-    type Part = { partNumber: number; size: number; url: string };
-    if (t.completed && t.storageId) return t.storageId; // only the commit is left
-    let parts: Part[];
-    if (!t.uploadId) {
-      const created = await this.http.json<{ uploadId?: string; storageId: string; partSize: number; parts: Part[]; alreadyPresent?: boolean }>(
-        'POST',
-        '/api/storage/multipart/create',
-        {
-          workspace_id: this.workspaceId,
-          hash: t.hash,
-          mime_type: t.mime_type,
-          size_bytes: blob.size,
-          part_size_bytes: this.options.partSizeBytes,
-        },
-      );
-      if (created.alreadyPresent || !created.uploadId) {
-        // The workspace already has these bytes: nothing to send.
-        await this.#update(t, { storageId: created.storageId, completed: true, bytes_done: blob.size });
-        return created.storageId;
-      }
-      await this.#update(t, { uploadId: created.uploadId, storageId: created.storageId, partSize: created.partSize, parts: [] });
-      parts = created.parts;
-    } else {
-      // Resuming: fresh URLs for the parts not stored yet.
-      const done = new Set((t.parts ?? []).map((p) => p.partNumber));
-      const total = Math.ceil(blob.size / t.partSize!);
-      const missing = Array.from({ length: total }, (_, i) => i + 1).filter((n) => !done.has(n));
-      const fresh = await this.http.json<{ parts: Part[] }>('POST', '/api/storage/multipart/urls', {
-        workspace_id: this.workspaceId,
-        hash: t.hash,
-        size_bytes: blob.size,
-        part_size_bytes: t.partSize,
-        upload_id: t.uploadId,
-        part_numbers: missing,
-      });
-      parts = fresh.parts;
-    }
-    const finished = [...(t.parts ?? [])];
-    for (const part of parts.sort((a, b) => a.partNumber - b.partNumber)) {
-      if (finished.some((p) => p.partNumber === part.partNumber)) continue;
-      const start = (part.partNumber - 1) * t.partSize!;
-      const res = await this.http.fetch(part.url, { method: 'PUT', body: blob.slice(start, start + part.size) }, { timeoutMs: 10 * 60_000 });
-      if (!res.ok) throw await errorFrom(res);
-      const { etag } = (await res.json()) as { etag: string };
-      finished.push({ partNumber: part.partNumber, etag });
-      await this.#update(t, {
-        parts: [...finished],
-        bytes_done: Math.min(
-          blob.size,
-          finished.reduce((sum, p) => sum + Math.min(t.partSize!, blob.size - (p.partNumber - 1) * t.partSize!), 0),
-        ),
-      });
-    }
-    try {
-      await this.http.json('POST', '/api/storage/multipart/complete', {
-        workspace_id: this.workspaceId,
-        hash: t.hash,
-        upload_id: t.uploadId,
-        parts: finished.sort((a, b) => a.partNumber - b.partNumber),
-      });
-    } catch (err) {
-      if (err instanceof Or3Error && !err.transient) {
-        // The upload is gone or unusable (already completed by a lost answer, expired, refused):
-        // start a new one next attempt; `create` then reports the blob if it is already stored.
-        await this.#update(t, { uploadId: undefined, parts: [], bytes_done: 0 });
-        if (err.status !== 422) throw new Or3Error(503, 'multipart_restart', `The upload will start over: ${err.message}`);
-      }
-      throw err;
-    }
-    await this.#update(t, { completed: true });
-    return t.storageId!;
-  }
-
-  // -- download ---------------------------------------------------------------------------------
-
-  async #download(t: FileTransfer) {
-    const presign = await this.http.json<{ url: string; method: string; headers: Record<string, string> }>('POST', '/api/storage/presign-download', {
-      workspace_id: this.workspaceId,
-      hash: t.hash,
-    });
-    const res = await this.http.fetch(presign.url, { method: presign.method, headers: presign.headers }, { timeoutMs: 10 * 60_000 });
-    if (!res.ok) throw await errorFrom(res);
-    const total = Number(res.headers.get('content-length') ?? t.bytes_total) || t.bytes_total;
-    if (total !== t.bytes_total) await this.#update(t, { bytes_total: total });
-    const chunks: Uint8Array[] = [];
-    let done = 0;
-    let reported = 0;
-    const reader = res.body!.getReader();
-    for (;;) {
-      const chunk = await reader.read();
-      if (chunk.done) break;
-      chunks.push(chunk.value);
-      done += chunk.value.byteLength;
-      // Progress at most every 256 KiB, so a fast download does not flood IndexedDB.
-      if (done - reported >= 256 * 1024) {
-        reported = done;
-        await this.#update(t, { bytes_done: done });
-      }
-    }
-    const blob = new Blob(chunks as BlobPart[], { type: res.headers.get('content-type') ?? t.mime_type });
-    if (t.hash.startsWith('sha256:') && (await hashBlob(blob)) !== t.hash) {
-      throw new Or3Error(502, 'integrity', 'The downloaded bytes do not match the file hash');
-    }
-    await this.db.file_blobs.put({ hash: t.hash, blob, cachedAt: Date.now() });
   }
 }
 
