@@ -4,6 +4,8 @@
  * in tests (timings are flaky on shared machines).
  */
 import bcrypt from 'bcryptjs';
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 /**
@@ -96,7 +98,13 @@ export async function pullDuringRefusedFrames({ pullOnce, viewerUrl, samples = 1
   return { quietP99: pct(quiet, 99), duringP99: pct(during, 99), duringP50: pct(during, 50), bursts, frameBytes, closes };
 }
 
-/** The viewer's thread: opens its socket, then sends bursts of refused ~12 MB push frames on request. */
+/**
+ * The viewer's thread: opens its socket, then sends bursts of refused ~12 MB push frames on request.
+ *
+ * It speaks WebSocket over a plain TCP socket with its 7 frames built and masked once: a client
+ * library masks every frame it sends (84 MB of XOR per burst), and on this 2-core machine that
+ * CPU would be taken from the server under test. A real flood's client CPU is the attacker's own.
+ */
 async function viewerThread({ viewerUrl }) {
   // ~12 MB: 48 ops with 250 KB payloads, as the SDK writes a push (its id first).
   const t = Math.floor(Date.now() / 1000);
@@ -119,37 +127,132 @@ async function viewerThread({ viewerUrl }) {
     stamp: { deviceId: 'flood', opId: crypto.randomUUID(), hlc: `${String(Date.now()).padStart(15, '0')}:000001:flood`, clock: 1 },
   }));
   const body = JSON.stringify(ops);
+  const BURST = 7;
+  const frames = Array.from({ length: BURST }, (_, i) => maskedTextFrame(`{"type":"push","id":"flood-${i + 1}","ops":${body}}`));
   let ws = null;
   let target = 0;
   let refused = 0;
-  let sent = 0;
   // Opens a socket; resolves once the server said hello.
   const open = (url) =>
-    new Promise((resolve) => {
-      const socket = new WebSocket(url);
+    new Promise((resolve, reject) => {
+      const socket = rawWebSocket(url, {
+        text(data) {
+          const msg = JSON.parse(data);
+          if (msg.type === 'hello') resolve();
+          else if (msg.type === 'error' && String(msg.id).startsWith('flood-') && ++refused === target) parentPort.postMessage({ refused });
+        },
+        close(code) {
+          if (ws !== socket || refused >= target) return;
+          // Closed for a refused large push (1008): this burst is over, whatever was still in flight.
+          if (code === 1008) {
+            refused = target;
+            parentPort.postMessage({ refused, closed: code });
+          } else parentPort.postMessage({ error: `socket closed ${code} after ${refused} refusals` });
+        },
+        error(err) {
+          reject(err);
+          parentPort.postMessage({ error: `socket error: ${err.message}` });
+        },
+      });
       ws = socket;
-      socket.onmessage = (ev) => {
-        const msg = JSON.parse(ev.data);
-        if (msg.type === 'hello') resolve();
-        else if (msg.type === 'error' && String(msg.id).startsWith('flood-') && ++refused === target) parentPort.postMessage({ refused });
-      };
-      socket.onerror = () => parentPort.postMessage({ error: 'socket error' });
-      socket.onclose = (ev) => {
-        if (ws !== socket || refused >= target) return;
-        // Closed for a refused large push (1008): this burst is over, whatever was still in flight.
-        if (ev.code === 1008) {
-          refused = target;
-          parentPort.postMessage({ refused, closed: ev.code });
-        } else parentPort.postMessage({ error: `socket closed ${ev.code} after ${refused} refusals` });
-      };
     });
   await open(viewerUrl);
   parentPort.postMessage({ frameBytes: body.length });
   parentPort.on('message', async ({ burst, url }) => {
-    if (ws.readyState !== WebSocket.OPEN) await open(url);
+    if (!ws.open) await open(url);
     target += burst;
-    for (let i = 0; i < burst; i++) ws.send(`{"type":"push","id":"flood-${++sent}","ops":${body}}`);
+    for (let i = 0; i < burst; i++) ws.write(frames[i % BURST]);
   });
+}
+
+/** A client text frame (RFC 6455 §5.2), masked with a random key, ready to write as it is. */
+function maskedTextFrame(text) {
+  const payload = Buffer.from(text, 'utf8');
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x81, 0x80 | len]) : len < 65536 ? Buffer.alloc(4) : Buffer.alloc(10);
+  if (len >= 126 && len < 65536) {
+    head[0] = 0x81;
+    head[1] = 0x80 | 126;
+    head.writeUInt16BE(len, 2);
+  } else if (len >= 65536) {
+    head[0] = 0x81;
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+  }
+  const key = randomBytes(4);
+  for (let i = 0; i < len; i++) payload[i] ^= key[i & 3];
+  return Buffer.concat([head, key, payload]);
+}
+
+/**
+ * A minimal WebSocket client on a TCP socket: the upgrade, then the server's (unmasked, small,
+ * unfragmented) frames: text messages, ping (answered), close (answered, then the socket ends).
+ */
+function rawWebSocket(address, on) {
+  const url = new URL(address);
+  const state = { open: false, sock: null };
+  const req = httpRequest({
+    host: url.hostname,
+    port: url.port,
+    path: url.pathname + url.search,
+    headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': randomBytes(16).toString('base64') },
+  });
+  req.on('response', (res) => on.error(new Error(`upgrade refused: ${res.statusCode}`)));
+  req.on('error', (err) => on.error(err));
+  req.on('upgrade', (_res, sock, head) => {
+    state.open = true;
+    state.sock = sock;
+    let buf = head;
+    const control = (opcode, payload) => sock.write(Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), Buffer.alloc(4), payload]));
+    // The upgrade's `head` may already hold the server's first frames (its hello).
+    const drain = () => {
+      for (;;) {
+        if (buf.length < 2) return;
+        const opcode = buf[0] & 0x0f;
+        let len = buf[1] & 0x7f;
+        let at = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          at = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          at = 10;
+        }
+        if (buf.length < at + len) return;
+        const payload = buf.subarray(at, at + len);
+        buf = buf.subarray(at + len);
+        if (opcode === 1) on.text(payload.toString('utf8'));
+        else if (opcode === 9) control(0xa, payload);
+        else if (opcode === 8) {
+          const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+          if (state.open) control(8, payload.subarray(0, 2));
+          state.open = false;
+          sock.end();
+          on.close(code);
+        }
+      }
+    };
+    sock.on('data', (chunk) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      drain();
+    });
+    drain();
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (!state.open) return;
+      state.open = false;
+      on.close(1006);
+    });
+  });
+  req.end();
+  return {
+    get open() {
+      return state.open;
+    },
+    write: (frame) => state.sock.write(frame),
+  };
 }
 
 if (!isMainThread && workerData?.viewerUrl) viewerThread(workerData);
