@@ -38,6 +38,7 @@ import { WorkspaceSockets } from './sockets';
 import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type DeliveryTarget } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
 import { deploymentBody, type DeploymentEvent } from '../webhooks/events';
+import { raiseSyncError } from '../events/deployment';
 import { manageTokens, prepareServiceOps, read, type ReadReply, type ReadRequest, type TokenReply, type TokenRequest } from '../service/serve';
 import { ServerClock, type ServiceOp } from '../service/stamp';
 import type { ServiceCredential } from '../service/token';
@@ -63,7 +64,21 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     poke: (from, to, perUser, built, pusher) => this.#sockets.poke(from, to, perUser, built, pusher),
   });
   // Presence roster sizes feed the metrics' peak (metrics.ts).
-  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this.#sync, (devices) => this.#meter.peak('peak_presence', devices));
+  // A socket's sync message the server failed raises the deployment event, as the HTTP routes do (src/events/deployment.ts).
+  readonly #sockets = new WorkspaceSockets(
+    this.ctx,
+    this.#access,
+    this.#sync,
+    (devices) => this.#meter.peak('peak_presence', devices),
+    (failure, message) =>
+      raiseSyncError(this.env, (pending) => this.ctx.waitUntil(pending), {
+        ...failure,
+        method: 'WEBSOCKET',
+        path: '/api/sync/ws',
+        requestId: message.id,
+        socketMessage: message.type,
+      }),
+  );
   /** Service tokens (src/service/): the object is their authority, so a revocation holds from the next request. */
   readonly #service = new ServiceTokens(this.ctx.storage.sql);
   readonly #clock = new ServerClock();
