@@ -123,7 +123,7 @@ async function deliverGroup(env: Bindings, config: Config, objectName: string, m
   outcomes.forEach((o, i) => {
     if (o) reports.push({ message: messages[i]!.body, ...o, final: !o.ok && messages[i]!.attempts > delays.length });
   });
-  if (reports.length) await stub.webhookReport(reports, config.webhooks.disableAfterMs);
+  if (reports.length) await stub.webhookReport(reports);
   for (const [i, m] of messages.entries()) {
     const o = outcomes[i];
     if (!o || o.ok) m.ack();

@@ -49,7 +49,6 @@ export interface SocketSyncSettings {
   userId: string;
   /** Per minute per user; `updateCursor` absent on sockets accepted before the cursor message. */
   limits: { push: number; pull: number; updateCursor?: number };
-  quotaBytes: number;
 }
 
 /** A pull being streamed to a socket. */
@@ -202,7 +201,7 @@ async function push(
     throw err;
   }
   // A socket's push declares every capability (the SDK keeps every field): `missing` is 0.
-  const result = await methods.push(caller, ops, settings.quotaBytes, pusher ? { pusher } : {});
+  const result = await methods.push(caller, ops, pusher ? { pusher } : {});
   if (!result.ok) return send(downstream.error(message.id, result), result);
   send(downstream.pushResult(message.id, result.results, result.serverVersion));
 }

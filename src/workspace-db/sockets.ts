@@ -125,7 +125,8 @@ export class WorkspaceSockets {
     // Presence: the device id the client named (the Worker validated it), and a first sign of life.
     const presence = presenceFields(request.headers.get('x-or3-device-id'));
     // Sync over the socket (socket-sync.ts): the credential without the token's expiry (the
-    // socket outlives the token; revocations close it), and the Worker's limits and quota.
+    // socket outlives the token; revocations close it), and the Worker's rate limits (the quota
+    // is the object's own, settings.ts).
     const { sync: settings, permission: _read, ...shard } = caller;
     const sync = settings ? { ...settings, caller: { ...shard, credential: { ...shard.credential, expiresAt: Number.MAX_SAFE_INTEGER } }, userId } : undefined;
     server.serializeAttachment({
