@@ -92,8 +92,29 @@ const SEND_BATCH = 50;
 /** Outbox rows handed over per round. */
 const OUTBOX_ROWS = 10;
 
+/**
+ * An outbox row as stored: each distinct list of hooks once (`s`), and the events as `[eventId,
+ * version, event, index into s]`: a commit's events mostly share one list, so the row written in
+ * the push's transaction stays small (about 70 bytes an event, whatever the number of hooks).
+ */
+type StoredOutbox = { s: string[][]; e: [string, number | null, string, number][] };
+
 export function addToOutbox(sql: SqlStorage, events: OutboxEvent[]) {
-  if (events.length) sql.exec('INSERT INTO webhook_outbox (events) VALUES (?)', JSON.stringify(events));
+  if (!events.length) return;
+  const sets = new Map<string[], number>();
+  const stored: StoredOutbox = { s: [], e: [] };
+  for (const [e, v, n, hooks] of events) {
+    let at = sets.get(hooks);
+    if (at === undefined) sets.set(hooks, (at = stored.s.push(hooks) - 1));
+    stored.e.push([e, v, n, at]);
+  }
+  sql.exec('INSERT INTO webhook_outbox (events) VALUES (?)', JSON.stringify(stored));
+}
+
+/** A stored outbox row's events; rows written before the compact form are lists of OutboxEvent. */
+function outboxEvents(text: string): OutboxEvent[] {
+  const parsed = JSON.parse(text) as StoredOutbox | OutboxEvent[];
+  return Array.isArray(parsed) ? parsed : parsed.e.map(([e, v, n, at]) => [e, v, n, parsed.s[at] ?? []]);
 }
 
 /** Hands the outbox to the Queue; throws when a send fails (what was not sent stays). */
@@ -101,9 +122,7 @@ export async function flushOutbox(sql: SqlStorage, queue: Queue, objectName: str
   for (;;) {
     const rows = sql.exec<{ id: number; events: string }>('SELECT id, events FROM webhook_outbox ORDER BY id LIMIT ?', OUTBOX_ROWS).toArray();
     if (!rows.length) return;
-    const deliveries = rows.flatMap((r) =>
-      (JSON.parse(r.events) as OutboxEvent[]).flatMap(([e, v, n, hooks]) => hooks.map((h): DeliveryBatch['d'][number] => [e, h, n, v])),
-    );
+    const deliveries = rows.flatMap((r) => outboxEvents(r.events).flatMap(([e, v, n, hooks]) => hooks.map((h): DeliveryBatch['d'][number] => [e, h, n, v])));
     const messages = [];
     for (let i = 0; i < deliveries.length; i += DELIVERIES_PER_MESSAGE) {
       const body: DeliveryBatch = { w: objectName, a: 0, d: deliveries.slice(i, i + DELIVERIES_PER_MESSAGE) };
