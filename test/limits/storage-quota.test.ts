@@ -10,13 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { call } from '../auth/helpers';
 import { apiWithEnv, json } from '../helpers';
 import { syncUser } from '../sync/helpers';
-import { commit, fetchUrl, presignUpload, put, randomBytes, sha256 } from '../storage/helpers';
-
-const intentStatus = (workspaceId: string, id: string) =>
-  runInDurableObject(
-    env.WORKSPACE.getByName(workspaceId),
-    (_o, state) => state.storage.sql.exec<{ status: string }>('SELECT status FROM upload_intents WHERE id = ?', id).one().status,
-  );
+import { commit, fetchUrl, intentStatus, presignUpload, put, randomBytes, sha256 } from '../storage/helpers';
 
 describe('storage quota (1000 bytes here)', () => {
   it('refuses files over the size limit and the quota with 413, and lets exactly one of two concurrent commits through at the quota edge', async () => {

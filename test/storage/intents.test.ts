@@ -9,7 +9,7 @@ import { upsertMember } from '../../src/workspace-records/store';
 import { call, signedInUser } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { message, op, pushOk, syncUser, type SyncUser } from '../sync/helpers';
-import { bytesOf, commit, downloadUrl, fetchUrl, presignUpload, put, sha256 } from './helpers';
+import { bytesOf, commit, downloadUrl, fetchUrl, intentStatus, presignUpload, put, sha256 } from './helpers';
 
 const now = () => Math.floor(Date.now() / 1000);
 const fileMeta = (hash: string, extra: Record<string, unknown> = {}) => ({
@@ -32,12 +32,6 @@ async function upload(u: SyncUser, bytes: Uint8Array, extra: Record<string, unkn
   expect((await put(body.url, bytes, body.headers)).status).toBe(200);
   return { hash, body };
 }
-
-const intentStatus = (workspaceId: string, id: string) =>
-  runInDurableObject(
-    env.WORKSPACE.getByName(workspaceId),
-    (_o, state) => state.storage.sql.exec<{ status: string }>('SELECT status FROM upload_intents WHERE id = ?', id).one().status,
-  );
 
 describe('upload intents', () => {
   it('a commit consumes its intent once: reuse, a wrong hash or size, and an unknown id are 409 and change nothing', async () => {
