@@ -120,7 +120,7 @@ export async function reserveUploadPolicy(
     throw err;
   }
   const { intentId, reservedBytes } = reply.intent;
-  // The quota policy sees what is stored and reserved by other uploads; a committed blob costs nothing again.
+  // Policies see what is stored and reserved by other uploads (a committed blob costs nothing again): a deployment's own policy may judge usage.
   const used = (reply.state.committed ? reply.usedBytes - input.sizeBytes : reply.usedBytes) + reservedBytes;
   try {
     await runPolicies(c, hooks, { ...input, userId }, used, input.anyMimeType);

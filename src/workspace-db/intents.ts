@@ -95,7 +95,7 @@ export function reserveUpload(sql: SqlStorage, input: ReserveInput, state: BlobF
     input.expiresAt,
     now,
   );
-  // What other uploads hold, for the quota policy that adds this upload's size itself: an earlier intent for the same bytes is this upload.
+  // What other uploads hold, for the policies (which add this upload's size themselves): an earlier intent for the same bytes is this upload.
   return { ok: true, intentId, reservedBytes: sameHash && !state.committed ? Math.max(0, reserved - input.sizeBytes) : reserved };
 }
 
