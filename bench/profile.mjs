@@ -8,9 +8,12 @@
  *     --var 'OR3_RATE_LIMIT_OVERRIDES_JSON:{"push":100000,"pull":100000}' \
  *     --ip 127.0.0.1 --port 8799 --inspector-port 9231
  *   npm run bench:profile -- push      # or: pull
+ *   npm run bench:profile -- push-hooks   # push to a workspace with 3 webhooks on every event
+ *                                         # (add --var OR3_WEBHOOK_ALLOW_LOOPBACK:true to wrangler dev)
  *
  * Function names and lines refer to wrangler's dev bundle (.wrangler/tmp/dev-*\/index.js).
  */
+import { createServer } from 'node:http';
 import WebSocket from 'ws'; // Node's built-in WebSocket is refused by wrangler's inspector proxy
 
 const base = process.env.BASE_URL ?? 'http://127.0.0.1:8799';
@@ -52,6 +55,18 @@ await call('POST', '/api/basic-auth/register', null, { email, password, confirmP
 const { accessToken } = await call('POST', '/api/basic-auth/sign-in', null, { email, password }, { 'x-or3-token-transport': 'bearer' });
 const { session } = await call('GET', '/api/auth/session', accessToken);
 const scope = { workspaceId: session.workspace.id };
+if (mode === 'push-hooks') {
+  // A receiver that answers 200 at once, and 3 hooks on every event pointing at it.
+  const receiver = createServer((req, res) => req.resume().on('end', () => res.end('ok')));
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiver.unref();
+  for (let i = 0; i < 3; i++) {
+    await call('POST', `/api/workspaces/${scope.workspaceId}/webhooks`, accessToken, {
+      url: `http://127.0.0.1:${receiver.address().port}/h${i}`,
+      events: ['*'],
+    });
+  }
+}
 
 let seq = 0;
 const op = () => {
@@ -88,7 +103,7 @@ await send('Profiler.setSamplingInterval', { interval: 100 });
 await send('Profiler.start');
 const t0 = performance.now();
 for (let i = 0; i < REQUESTS; i++) {
-  if (mode === 'push') await push();
+  if (mode === 'push' || mode === 'push-hooks') await push();
   else await call('POST', '/api/sync/pull', accessToken, { scope, cursor: 0, limit: 1000 });
 }
 const wall = performance.now() - t0;

@@ -8,11 +8,12 @@
  *   npm run bench -- --quick           small sizes, under a minute (CI smoke)
  *   npm run bench -- --scenario pull   one scenario (repeatable); limits it needs are measured too
  *   npm run bench -- --scenario socket-frames / sign-in   the security figures alone (docs/security.md)
+ *   npm run bench -- --scenario webhooks --webhooks-no-consumer   push cost with hooks, nothing delivering
  *
  * Prints progress to stderr, one table to stdout, and writes bench/results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -64,7 +65,7 @@ const S = quick
       blobMiB: 50,
       clientRows: 100_000,
       deltaRounds: 20,
-      webhookOps: 2_000,
+      webhookOps: 3_000,
     };
 const PAYLOAD_BYTES = 300;
 
@@ -88,11 +89,23 @@ const DEV_VARS = {
   // The webhooks scenario delivers to a receiver on 127.0.0.1 (bench/webhooks.mjs).
   OR3_WEBHOOK_ALLOW_LOOPBACK: 'true',
 };
+/**
+ * `--webhooks-no-consumer`: the app without its Queue consumers (a copy of wrangler.toml, written
+ * for this run and removed after it), so the webhooks scenario measures what the push path pays to
+ * enqueue with nothing delivering meanwhile (docs/performance.md "Webhooks").
+ */
+const noConsumer = argv.includes('--webhooks-no-consumer');
+const appConfig = noConsumer ? '.wrangler.bench-no-consumer.toml' : './wrangler.toml';
+if (noConsumer) {
+  const toml = readFileSync(`${root}/wrangler.toml`, 'utf8').replace(/\[\[queues\.consumers\]\]\n(?:[^\n[#]+\n)*/g, '');
+  writeFileSync(`${root}/${appConfig}`, toml);
+  process.on('exit', () => rmSync(`${root}/${appConfig}`, { force: true }));
+}
 const server = createTestHarness({
   root,
   workers: [
     {
-      configPath: './wrangler.toml',
+      configPath: appConfig,
       vars: DEV_VARS,
     },
     { configPath: './bench/wrangler.toml' },
@@ -770,7 +783,7 @@ const scenarios = {
   },
 
   async webhooks() {
-    await webhooksScenario({ user, call, pushOps, row, log, now, pct, median, ops: S.webhookOps });
+    await webhooksScenario({ user, call, pushOps, row, log, now, pct, median, ops: S.webhookOps, delivering: !noConsumer });
   },
 
   async bundle() {

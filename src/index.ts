@@ -4,7 +4,7 @@
  */
 import { createApp } from './app';
 import type { Bindings } from './env';
-import { handleWebhookBatch, type DeliveryMessage } from './webhooks/deliver';
+import { handleWebhookBatch } from './webhooks/deliver';
 
 export { WorkspaceDO } from './workspace-db/object';
 export { AuditLogDO } from './audit/object';
@@ -14,5 +14,5 @@ const app = createApp();
 
 export default {
   fetch: app.fetch,
-  queue: (batch, env) => handleWebhookBatch(batch as MessageBatch<DeliveryMessage>, env),
+  queue: (batch, env) => handleWebhookBatch(batch, env),
 } satisfies ExportedHandler<Bindings>;

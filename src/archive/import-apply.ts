@@ -79,7 +79,7 @@ export function skip(report: ImportReport, item: Skipped) {
 /** The two object methods an import uses (typed here: RPC's mapped types are too deep for these). */
 interface ImportTarget {
   importHistory(entries: ArchivedEntry[], items: ImportedItem[]): Promise<ImportOutcome>;
-  commitBlob(caller: AdminCaller, input: CommitInput & { hex: string; verify: 'checked' }, quotaBytes: number): Promise<CommitOutcome>;
+  commitBlob(caller: AdminCaller, input: CommitInput & { hex: string; verify: 'checked' }): Promise<CommitOutcome>;
 }
 
 const withoutServerFields = (p: Record<string, unknown>) => {
@@ -249,7 +249,6 @@ export class Applier {
           ? 'the object does not match its hash'
           : null;
     if (reason) return skip(this.report, { line: n, type: 'file', key: l.hash, reason });
-    const config = this.c.get('config');
     // The stored bytes were checked above (with the import's own reasons); a deployment admin imports.
     const outcome = await this.#ws.commitBlob(
       { workspaceId: this.target!, admin: this.actorId },
@@ -263,7 +262,6 @@ export class Applier {
         name: l.name ?? null,
         kind: l.kind ?? null,
       },
-      config.storage.workspaceQuotaBytes,
     );
     if (!outcome.ok) return skip(this.report, { line: n, type: 'file', key: l.hash, reason: outcome.message });
     if (outcome.charged > 0) this.report.files.recorded++;

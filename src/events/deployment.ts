@@ -57,6 +57,10 @@ export function emitDeploymentEvent(c: Context<AppEnv>, event: DeploymentEvent, 
   const pending = send(c.env, event, data).catch((err: unknown) =>
     logEvent('warn', 'deployment_event_failed', { event, message: err instanceof Error ? err.message : String(err) }),
   );
+  waitUntil(c, pending);
+}
+
+function waitUntil(c: Context<AppEnv>, pending: Promise<unknown>) {
   try {
     c.executionCtx.waitUntil(pending);
   } catch {
@@ -68,27 +72,48 @@ export function emitDeploymentEvent(c: Context<AppEnv>, event: DeploymentEvent, 
 export const SYNC_ERROR_EVERY_MS = 60_000;
 const syncErrors = new Map<string, { at: number; suppressed: number }>();
 
+/** Where a failed sync request came from: an HTTP route, or a message on a workspace's socket. */
+export interface SyncFailure {
+  status: number;
+  code: string;
+  method: string;
+  path: string;
+  /** The HTTP request's id, or the socket message's. */
+  requestId: string | null;
+  /** On the socket: the message's type (push, pull, cursor). */
+  socketMessage?: string;
+}
+
 /**
  * A sync request answered 5xx (docs/webhooks.md "Deployment events"): raises `admin.sync.error`
- * with the request's id (its log line has the rest), at most once per error code per isolate per
- * minute, carrying how many of that code went unreported since; in an outage every failing
- * request would otherwise call the one deployment object.
+ * at most once per error code per isolate per minute, carrying how many of that code went
+ * unreported since; in an outage every failing request would otherwise call the one deployment
+ * object. The Worker's HTTP routes and the workspace's objects (socket messages) share the
+ * throttle of the isolate they run in. `waitUntil` keeps the call alive past the answer.
  */
-export function syncFailed(c: Context<AppEnv>, status: number, code: string) {
+export function raiseSyncError(env: Bindings, waitUntil: (pending: Promise<unknown>) => void, failure: SyncFailure) {
   const now = Date.now();
-  const last = syncErrors.get(code);
+  const last = syncErrors.get(failure.code);
   if (last && now - last.at < SYNC_ERROR_EVERY_MS) {
     last.suppressed++;
     return;
   }
   if (syncErrors.size > 100) syncErrors.clear(); // codes are a short fixed list; bound it anyway
-  syncErrors.set(code, { at: now, suppressed: 0 });
-  emitDeploymentEvent(c, 'admin.sync.error', {
-    status,
-    error: code,
-    method: c.req.method,
-    path: c.req.path,
-    request_id: c.get('requestId') ?? null,
+  syncErrors.set(failure.code, { at: now, suppressed: 0 });
+  const event = 'admin.sync.error';
+  const pending = send(env, event, {
+    status: failure.status,
+    error: failure.code,
+    method: failure.method,
+    path: failure.path,
+    request_id: failure.requestId,
+    ...(failure.socketMessage ? { socket_message: failure.socketMessage } : {}),
     suppressed_since_last: last?.suppressed ?? 0,
-  });
+  }).catch((err: unknown) => logEvent('warn', 'deployment_event_failed', { event, message: err instanceof Error ? err.message : String(err) }));
+  waitUntil(pending);
+}
+
+/** A sync route answered 5xx: `raiseSyncError` with the request's method, path and id (its log line has the rest). */
+export function syncFailed(c: Context<AppEnv>, status: number, code: string) {
+  raiseSyncError(c.env, (pending) => waitUntil(c, pending), { status, code, method: c.req.method, path: c.req.path, requestId: c.get('requestId') ?? null });
 }

@@ -131,7 +131,7 @@ export const serviceApi = new Hono<AppEnv>()
     const credential = await credentialOf(c);
     const query = queryParams(c, messagesQuery);
     const request = { kind: 'messages' as const, threadId: param(c.req.param('threadId'), 'thread id'), after: query.after ?? null, limit: query.limit };
-    const page = readReply<MessagePage>(await stub(c, workspaceId).serviceRead(credential, request, c.get('config').service.rateLimitPerMinute));
+    const page = readReply<MessagePage>(await stub(c, workspaceId).serviceRead(credential, request));
     used(c, workspaceId, page.token, 'GET messages');
     return c.json({ messages: page.messages, next: page.next });
   })
@@ -139,9 +139,7 @@ export const serviceApi = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     const credential = await credentialOf(c);
     const request = { kind: 'row' as const, table: param(c.req.param('table'), 'table'), pk: param(c.req.param('pk'), 'key') };
-    const found = readReply<{ row: Record<string, unknown>; serverVersion: number }>(
-      await stub(c, workspaceId).serviceRead(credential, request, c.get('config').service.rateLimitPerMinute),
-    );
+    const found = readReply<{ row: Record<string, unknown>; serverVersion: number }>(await stub(c, workspaceId).serviceRead(credential, request));
     used(c, workspaceId, found.token, 'GET row');
     return c.json({ row: found.row, serverVersion: found.serverVersion });
   })
@@ -156,9 +154,7 @@ export const serviceApi = new Hono<AppEnv>()
       payload: body.payload,
       ...(body.stamp ? { stamp: body.stamp } : {}),
     };
-    const { config } = { config: c.get('config') };
-    const options = { quotaBytes: config.sync.workspaceQuotaBytes, perMinute: config.service.rateLimitPerMinute, stream: body.final !== true };
-    const reply = answer(await stub(c, workspaceId).servicePush(credential, workspaceId, [op], options));
+    const reply = answer(await stub(c, workspaceId).servicePush(credential, workspaceId, [op], { stream: body.final !== true }));
     used(c, workspaceId, reply.token, 'PUT row');
     return c.json({ result: reply.results[0], serverVersion: reply.serverVersion });
   });
@@ -173,9 +169,7 @@ export async function servicePush(c: Context<AppEnv>) {
   const credential = await credentialOf(c);
   const body = await jsonBody(c, servicePushSchema);
   const workspaceId = body.scope.workspaceId;
-  const config = c.get('config');
-  const options = { quotaBytes: config.sync.workspaceQuotaBytes, perMinute: config.service.rateLimitPerMinute, stream: false };
-  const reply = answer(await stub(c, workspaceId).servicePush(credential, workspaceId, body.ops, options));
+  const reply = answer(await stub(c, workspaceId).servicePush(credential, workspaceId, body.ops, { stream: false }));
   used(c, workspaceId, reply.token, 'POST /api/sync/push');
   return c.json({ results: reply.results, serverVersion: reply.serverVersion });
 }

@@ -2,7 +2,9 @@
  * Server-side storage hooks, typed (from the OR3 storage design):
  *
  * - `storage.files.upload:filter:policy`: may reject an upload by throwing an ApiError (4xx);
- *   the MIME allow-list and the workspace quota ship as two such policies;
+ *   the MIME allow-list and the file size limit ship as two such policies. The workspace quota
+ *   is not a hook: the workspace's object checks it once per step, atomically with the bytes it
+ *   reserves or charges (docs/storage.md); policies see the bytes in use (`usedBytes`);
  * - `storage.files.url:filter:options`: may shorten a URL's expiry or change its disposition;
  *   the result is clamped, so no hook can extend a URL past the maximum.
  *
@@ -79,18 +81,16 @@ export const mimePolicy: StorageHookMap['storage.files.upload:filter:policy'] = 
     throw unsupportedMediaType(`MIME type ${mime} is not allowed; allowed: ${ctx.config.storage.allowedMimeTypes.join(', ')}`, 'mime_not_allowed');
 };
 
-/** Policy: file size (`OR3_MAX_CLOUD_FILE_SIZE_BYTES`) and workspace quota → 413. */
-export const sizeAndQuotaPolicy: StorageHookMap['storage.files.upload:filter:policy'] = (ctx) => {
-  const { maxFileSizeBytes, workspaceQuotaBytes } = ctx.config.storage;
+/** Policy: file size (`OR3_MAX_CLOUD_FILE_SIZE_BYTES`) → 413. */
+export const sizePolicy: StorageHookMap['storage.files.upload:filter:policy'] = (ctx) => {
+  const { maxFileSizeBytes } = ctx.config.storage;
   if (ctx.sizeBytes > maxFileSizeBytes) throw payloadTooLarge(`File is larger than the ${maxFileSizeBytes}-byte limit`, 'file_too_large');
-  if (ctx.usedBytes + ctx.sizeBytes > workspaceQuotaBytes)
-    throw payloadTooLarge(`Workspace storage quota exceeded (${ctx.usedBytes} + ${ctx.sizeBytes} > ${workspaceQuotaBytes} bytes)`, 'quota_exceeded');
 };
 
 /** A hook set with the built-in policies registered (what `createApp` uses unless given its own). */
 export function defaultStorageHooks(): StorageHooks {
   const hooks = new StorageHooks();
   hooks.on('storage.files.upload:filter:policy', mimePolicy);
-  hooks.on('storage.files.upload:filter:policy', sizeAndQuotaPolicy);
+  hooks.on('storage.files.upload:filter:policy', sizePolicy);
   return hooks;
 }

@@ -59,11 +59,13 @@ async function runPolicies(
 }
 
 /**
- * The upload policy for `sizeBytes` of this blob: one call to the workspace's object, which
- * authorizes the caller and answers the blob's state and the committed bytes (and arms its GC
- * alarm: uploads that are never committed must be collected); then the hooks' policies (size
- * limit, MIME allow-list, quota; docs/storage.md). Re-uploading a committed blob costs no quota.
- * Refusals are audited. Returns the caller's user id and the blob's state.
+ * The upload policy for `sizeBytes` of this blob (multipart create, urls, complete): one call to
+ * the workspace's object, which authorizes the caller, checks the workspace's storage quota (the
+ * step's one quota check: the object holds the usage and reads the quota from its own
+ * configuration) and answers the blob's state and the committed bytes (and arms its GC alarm:
+ * uploads that are never committed must be collected); then the hooks' policies (size limit,
+ * MIME allow-list; docs/storage.md), which see the committed bytes. Re-uploading a committed
+ * blob costs no quota. Refusals are audited. Returns the caller's user id and the blob's state.
  */
 export async function checkUploadPolicy(
   c: Context<AppEnv>,
@@ -71,7 +73,13 @@ export async function checkUploadPolicy(
   caller: StorageCaller,
   input: PolicyInput,
 ): Promise<{ userId: string; state: BlobState }> {
-  const reply = shardAnswer(c, caller, await c.env.WORKSPACE.getByName(input.workspaceId).prepareUpload(caller, input.hash.canonical));
+  const ws = c.env.WORKSPACE.getByName(input.workspaceId);
+  const prepared = await ws.prepareUpload(caller, { hash: input.hash.canonical, sizeBytes: input.sizeBytes });
+  if (!prepared.ok && prepared.code === 'quota_exceeded') {
+    const userId = 'admin' in caller ? caller.admin : caller.credential.kind === 'federated' ? null : caller.credential.userId;
+    audit(c, 'storage.upload.rejected', { actorId: userId, workspaceId: input.workspaceId, reason: prepared.message, multipart: true });
+  }
+  const reply = shardAnswer(c, caller, prepared);
   const { userId, state, usedBytes } = reply;
   if (state.gcPending) throw conflict('This blob is being deleted by GC; try again shortly', 'gc_in_progress');
   await runPolicies(c, hooks, { ...input, userId }, state.committed ? usedBytes - input.sizeBytes : usedBytes);
@@ -81,8 +89,9 @@ export async function checkUploadPolicy(
 /**
  * Presign-upload's policy with an upload intent (docs/api.md "Upload intents"): one call to the
  * workspace's object authorizes the caller and reserves the bytes against the quota atomically
- * (so concurrent uploads cannot together pass it) and returns the blob's state; then the hooks'
- * policies run, seeing the committed plus reserved bytes. A policy's refusal cancels the intent
+ * (so concurrent uploads cannot together pass it: presign's one quota check) and returns the
+ * blob's state; then the hooks' policies (size limit, MIME allow-list) run, seeing the committed
+ * plus reserved bytes. A policy's refusal cancels the intent
  * (its bytes are free at once: the one second call, on a refusal only) and is audited. Returns
  * the caller's user id, the blob's state and the intent's id.
  */
@@ -92,7 +101,6 @@ export async function reserveUploadPolicy(
   caller: StorageCaller,
   input: PolicyInput & { expiresAt: number; strict: boolean; anyMimeType: boolean },
 ): Promise<{ userId: string; state: BlobState; intentId: string }> {
-  const config = c.get('config');
   const ws = c.env.WORKSPACE.getByName(input.workspaceId);
   const reply = shardAnswer(
     c,
@@ -102,7 +110,6 @@ export async function reserveUploadPolicy(
       mimeType: input.mimeType,
       sizeBytes: input.sizeBytes,
       expiresAt: input.expiresAt,
-      quotaBytes: config.storage.workspaceQuotaBytes,
       strict: input.strict,
     }),
   );
@@ -113,7 +120,7 @@ export async function reserveUploadPolicy(
     throw err;
   }
   const { intentId, reservedBytes } = reply.intent;
-  // The quota policy sees what is stored and reserved by other uploads; a committed blob costs nothing again.
+  // Policies see what is stored and reserved by other uploads (a committed blob costs nothing again): a deployment's own policy may judge usage.
   const used = (reply.state.committed ? reply.usedBytes - input.sizeBytes : reply.usedBytes) + reservedBytes;
   try {
     await runPolicies(c, hooks, { ...input, userId }, used, input.anyMimeType);

@@ -349,21 +349,17 @@ export const storageRoutes = (deps: StorageDeps) =>
       const result = shardAnswer(
         c,
         caller,
-        await stub(c, body.workspace_id).commitBlob(
-          caller,
-          {
-            hash: hash.canonical,
-            hex: hash.hex,
-            verify: config.storage.s3 !== undefined ? 'always' : 'unmarked',
-            sizeBytes: body.size_bytes,
-            mimeType: body.mime_type,
-            storageKey: key,
-            name: body.name,
-            kind: body.kind,
-            ...(body.intent_id ? { intentId: body.intent_id } : {}),
-          },
-          config.storage.workspaceQuotaBytes,
-        ),
+        await stub(c, body.workspace_id).commitBlob(caller, {
+          hash: hash.canonical,
+          hex: hash.hex,
+          verify: config.storage.s3 !== undefined ? 'always' : 'unmarked',
+          sizeBytes: body.size_bytes,
+          mimeType: body.mime_type,
+          storageKey: key,
+          name: body.name,
+          kind: body.kind,
+          ...(body.intent_id ? { intentId: body.intent_id } : {}),
+        }),
       );
       if ('admin' in caller)
         audit(c, 'admin.storage.committed', { actorId: result.userId, workspaceId: body.workspace_id, hash: hash.canonical, charged: result.charged });
@@ -405,7 +401,6 @@ export const storageRoutes = (deps: StorageDeps) =>
       const options = {
         retentionSeconds: body.retention_seconds ?? config.storage.gcRetentionSeconds,
         limit: body.limit ?? 100,
-        cooldownMs: config.storage.gcCooldownMs,
       };
       const ws = stub(c, body.workspace_id);
       // Owners of the workspace (settings.manage, decided at the object: one RPC, no D1), or deployment admins for any existing workspace.

@@ -59,7 +59,6 @@ export const sync = new Hono<AppEnv>()
     const workspaceId = body.scope.workspaceId;
     const call = await caller(c, workspaceId, 'write', 'push');
     const missing = missingFlags(declared(body));
-    const quota = c.get('config').sync.workspaceQuotaBytes;
     // Notifications are forced to their pusher: our tokens name the user, so the Worker prepares
     // the batch; a federated token's user is resolved by the object, which then prepares it. One RPC either way.
     const ws = stub(c, workspaceId);
@@ -67,8 +66,8 @@ export const sync = new Hono<AppEnv>()
       c,
       call,
       call.credential.kind === 'session'
-        ? await ws.push(call, await prepareBatch(body.ops, workspaceId, call.credential.userId), quota, missing)
-        : await ws.pushUnprepared(call, body.ops, quota, missing),
+        ? await ws.push(call, await prepareBatch(body.ops, workspaceId, call.credential.userId), missing)
+        : await ws.pushUnprepared(call, body.ops, missing),
     );
     return c.json({ results: result.results, serverVersion: result.serverVersion });
   })
@@ -155,14 +154,15 @@ export const sync = new Hono<AppEnv>()
       }
       call = await shardCaller(c, workspaceId, 'read'); // 401 without credentials; the object answers 403 for non-members
     }
-    // Sync over the socket (docs/sync.md) counts against the same limits and quota as HTTP.
-    const { rateLimitOverrides: limits, sync: syncConfig } = c.get('config');
+    // Sync over the socket (docs/sync.md) counts against the same rate limits as HTTP (and the
+    // same quota, which the object reads itself).
+    const limits = c.get('config').rateLimitOverrides;
     const perMinute = {
       push: limits.push ?? DEFAULT_SYNC_LIMITS.push,
       pull: limits.pull ?? DEFAULT_SYNC_LIMITS.pull,
       updateCursor: limits.updateCursor ?? DEFAULT_SYNC_LIMITS.updateCursor,
     };
-    forward.set('x-or3-caller', JSON.stringify({ ...call, sync: { limits: perMinute, quotaBytes: syncConfig.workspaceQuotaBytes } }));
+    forward.set('x-or3-caller', JSON.stringify({ ...call, sync: { limits: perMinute } }));
     if (deviceId) forward.set('x-or3-device-id', deviceId);
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
   });

@@ -1,10 +1,11 @@
 /**
  * The Queue consumer (docs/webhooks.md "Delivery"): the Worker's `queue()` handler for the
- * webhook queue and its dead-letter queue. A message names a delivery (deliveries.ts
- * `DeliveryMessage`: the object that holds it, the event, the hook); the consumer asks that object for the target and the signed body's
- * parts (one RPC per object per batch), makes the attempts, reports them back (one more RPC),
- * then acks, schedules the retry (OR3_WEBHOOK_RETRY_DELAYS_SECONDS, 30 s → 1 h by default), or
- * dead-letters a delivery whose retries are used up. The dead-letter queue's consumer marks
+ * webhook queue and its dead-letter queue. A message carries up to 25 deliveries of one object
+ * (deliveries.ts `DeliveryBatch`: the object that holds them, each event and hook); the consumer
+ * asks that object for the targets and the signed bodies' parts (one RPC per object per batch),
+ * makes the attempts, reports them back (one more RPC), then acks, sends the failed ones on as
+ * one retry message (OR3_WEBHOOK_RETRY_DELAYS_SECONDS, 30 s → 1 h by default), or dead-letters
+ * the deliveries whose retries are used up. The dead-letter queue's consumer marks
  * those failed: a delivery ends failed whether this consumer or the platform dead-lettered it.
  *
  * Each attempt: POST, 10 s timeout (the body included), redirects not followed (a 3xx is a
@@ -13,7 +14,7 @@
 import { loadConfig, type Config } from '../config';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
-import type { AttemptReport, DeliveryMessage, DeliveryTarget } from './deliveries';
+import { batchOf, deliveriesOf, type AttemptReport, type DeliveryBatch, type DeliveryMessage, type DeliveryTarget } from './deliveries';
 import { signatureHeaders } from './signing';
 import { targetProblem } from './target';
 
@@ -22,11 +23,11 @@ export const MAX_RESPONSE_BYTES = 4096;
 /**
  * Attempts in flight per consumer invocation: a Worker holds at most 6 outgoing connections at
  * once and queues the rest, and an attempt's 10 s timeout must start when its request does, not
- * while it waits behind a batch of up to 100 (wrangler.toml `max_batch_size`).
+ * while it waits behind a batch of up to 100 (wrangler.toml `max_batch_size` 4 × 25 deliveries).
  */
 export const ATTEMPTS_AT_ONCE = 6;
 
-export type { DeliveryMessage } from './deliveries';
+export type { DeliveryBatch, DeliveryMessage } from './deliveries';
 
 type Outcome = Omit<AttemptReport, 'message' | 'final'>;
 
@@ -78,8 +79,19 @@ async function inPool<T, R>(items: T[], limit: number, work: (item: T) => Promis
   return results;
 }
 
+/** A message body as a batch: the current shape, or a single delivery as sent before batches (still in a queue at deploy). */
+function asBatch(body: unknown): DeliveryBatch | null {
+  if (typeof body !== 'object' || body === null) return null;
+  const b = body as Partial<DeliveryBatch> & Partial<DeliveryMessage>;
+  if (typeof b.w !== 'string') return null;
+  if (Array.isArray(b.d)) return { w: b.w, a: typeof b.a === 'number' ? b.a : 0, d: b.d };
+  if (typeof b.e === 'string' && typeof b.h === 'string' && typeof b.n === 'string')
+    return batchOf(b.w, 0, [{ w: b.w, e: b.e, h: b.h, n: b.n, v: b.v ?? null }]);
+  return null;
+}
+
 /** The `queue()` handler for both webhook queues. */
-export async function handleWebhookBatch(batch: MessageBatch<DeliveryMessage>, env: Bindings): Promise<void> {
+export async function handleWebhookBatch(batch: MessageBatch<unknown>, env: Bindings): Promise<void> {
   const loaded = loadConfig(env);
   if (!loaded.ok) {
     // Misconfigured: nothing can be delivered safely; try again once it is fixed.
@@ -88,49 +100,65 @@ export async function handleWebhookBatch(batch: MessageBatch<DeliveryMessage>, e
     return;
   }
   const deadLetters = batch.queue.endsWith('-dlq');
-  const groups = new Map<string, Message<DeliveryMessage>[]>();
+  // By object: one claim and one report per object per invocation.
+  const groups = new Map<string, Received[]>();
   for (const message of batch.messages) {
-    const body = message.body;
-    if (!body || typeof body.w !== 'string' || typeof body.e !== 'string' || typeof body.h !== 'string' || typeof body.n !== 'string') {
+    const body = asBatch(message.body);
+    if (!body) {
       message.ack(); // not ours: nothing to deliver
       continue;
     }
-    groups.set(body.w, [...(groups.get(body.w) ?? []), message]);
+    groups.set(body.w, [...(groups.get(body.w) ?? []), { message, body }]);
   }
   await Promise.all(
-    [...groups].map(async ([objectName, messages]) => {
+    [...groups].map(async ([objectName, received]) => {
       try {
-        await (deadLetters ? markDeadLettered(env, objectName, messages) : deliverGroup(env, loaded.config, objectName, messages));
+        await (deadLetters ? markDeadLettered(env, objectName, received) : deliverGroup(env, loaded.config, objectName, received));
       } catch (err) {
         logEvent('error', 'webhook_batch_failed', { objectName, message: err instanceof Error ? err.message : String(err) });
-        for (const m of messages) m.retry({ delaySeconds: 30 });
+        for (const { message } of received) message.retry({ delaySeconds: 30 });
       }
     }),
   );
 }
 
-async function markDeadLettered(env: Bindings, objectName: string, messages: Message<DeliveryMessage>[]) {
-  await env.WORKSPACE.getByName(objectName).webhookDeadLettered(messages.map((m) => m.body));
-  for (const m of messages) m.ack();
+type Received = { message: Message<unknown>; body: DeliveryBatch };
+
+async function markDeadLettered(env: Bindings, objectName: string, received: Received[]) {
+  await env.WORKSPACE.getByName(objectName).webhookDeadLettered(received.flatMap((r) => deliveriesOf(r.body)));
+  for (const { message } of received) message.ack();
 }
 
-async function deliverGroup(env: Bindings, config: Config, objectName: string, messages: Message<DeliveryMessage>[]) {
+/**
+ * Claims the deliveries of an object's messages, attempts them (at most ATTEMPTS_AT_ONCE in
+ * flight), reports them, then acks each message; its failed deliveries go on together as one
+ * message, delayed by the retry schedule, or to the dead-letter queue when their retries are used
+ * up. A message's attempt number is the attempts its deliveries made before (`a`) plus the
+ * platform's count (above 1 only when this consumer failed and the message was retried whole).
+ */
+async function deliverGroup(env: Bindings, config: Config, objectName: string, received: Received[]) {
   const stub = env.WORKSPACE.getByName(objectName);
-  const targets = await stub.webhookClaim(messages.map((m) => m.body));
+  const items = received.flatMap((r, i) => deliveriesOf(r.body).map((delivery) => ({ delivery, from: i })));
+  const targets = await stub.webhookClaim(items.map((item) => item.delivery));
   const delays = config.webhooks.retryDelaysSeconds;
+  const attemptOf = (i: number) => received[i]!.body.a + received[i]!.message.attempts;
   const outcomes = await inPool(targets, ATTEMPTS_AT_ONCE, (t) => (t ? attempt(t, config) : Promise.resolve(null)));
   const reports: AttemptReport[] = [];
+  const failed = received.map((): DeliveryMessage[] => []);
   outcomes.forEach((o, i) => {
-    if (o) reports.push({ message: messages[i]!.body, ...o, final: !o.ok && messages[i]!.attempts > delays.length });
+    if (!o) return;
+    const { delivery, from } = items[i]!;
+    reports.push({ message: delivery, ...o, final: !o.ok && attemptOf(from) > delays.length });
+    if (!o.ok) failed[from]!.push(delivery);
   });
-  if (reports.length) await stub.webhookReport(reports, config.webhooks.disableAfterMs);
-  for (const [i, m] of messages.entries()) {
-    const o = outcomes[i];
-    if (!o || o.ok) m.ack();
-    else if (m.attempts <= delays.length) m.retry({ delaySeconds: delays[m.attempts - 1]! });
-    else {
-      await env.WEBHOOK_DLQ.send(m.body, { contentType: 'json' });
-      m.ack();
+  if (reports.length) await stub.webhookReport(reports);
+  for (const [i, { message }] of received.entries()) {
+    const n = attemptOf(i);
+    if (failed[i]!.length) {
+      const next = batchOf(objectName, n, failed[i]!);
+      if (n <= delays.length) await env.WEBHOOK_QUEUE.send(next, { contentType: 'json', delaySeconds: delays[n - 1]! });
+      else await env.WEBHOOK_DLQ.send(next, { contentType: 'json' });
     }
+    message.ack();
   }
 }

@@ -1,7 +1,9 @@
 /**
  * The outbox and the delivery log, inside the object that holds the hooks (docs/webhooks.md
- * "Delivery"). A commit writes one outbox row naming its events; `flushOutbox` turns it into one
- * Queue message per (event, hook) and deletes it. The Queue consumer then asks for each
+ * "Delivery"). A commit writes one outbox row naming its events; `flushOutbox` turns the rows
+ * into Queue messages of up to DELIVERIES_PER_MESSAGE deliveries (event, hook) each, sent with
+ * one `sendBatch`, and deletes them: a commit of 100 ops with 3 hooks enqueues 12 messages, not
+ * 300 (docs/performance.md "Webhooks"). The Queue consumer then asks for each
  * delivery's target and body (`claim`) and reports each attempt (`report`). The body of a
  * workspace event is built from the change log (the winning write is there, at its version), so
  * the push path copies no payloads. The log's entries are written by the reports, never on the
@@ -28,7 +30,7 @@ export type HookRow = {
 /** An outbox entry: `[eventId, serverVersion | null, event, hookIds]` (null: the body is in webhook_events). */
 export type OutboxEvent = [string, number | null, string, string[]];
 
-/** A Queue message: the object (`w`), the event (`e`, its name `n`, its change-log version `v`) and the hook (`h`). */
+/** One delivery: the object (`w`), the event (`e`, its name `n`, its change-log version `v`) and the hook (`h`). */
 export interface DeliveryMessage {
   w: string;
   e: string;
@@ -36,6 +38,22 @@ export interface DeliveryMessage {
   n: string;
   v: number | null;
 }
+
+/**
+ * A Queue message: deliveries of one object (`w`) as `[event, hook, name, version]`, after `a`
+ * attempts made already (0 from the outbox; a retry carries its failed deliveries on).
+ */
+export interface DeliveryBatch {
+  w: string;
+  a: number;
+  d: [string, string, string, number | null][];
+}
+
+/** Deliveries per Queue message; wrangler.toml's `max_batch_size` × this bounds one consumer invocation's attempts (100). */
+export const DELIVERIES_PER_MESSAGE = 25;
+
+export const batchOf = (w: string, a: number, deliveries: DeliveryMessage[]): DeliveryBatch => ({ w, a, d: deliveries.map((m) => [m.e, m.h, m.n, m.v]) });
+export const deliveriesOf = (batch: DeliveryBatch): DeliveryMessage[] => batch.d.map(([e, h, n, v]) => ({ w: batch.w, e, h, n, v }));
 
 /** What the Queue consumer needs to make one attempt. */
 export interface DeliveryTarget {
@@ -69,13 +87,34 @@ export interface DeliveryView {
 }
 
 export const deliveryId = (m: { e: string; h: string }) => `${m.e}:${m.h}`;
-/** Messages per sendBatch (the Queue takes at most 100, or 256 KB). */
-const SEND_BATCH = 100;
+/** Messages per sendBatch (the Queue takes at most 100, or 256 KB: 100 × 25 deliveries of ~120 bytes is ~300 KB, so 50). */
+const SEND_BATCH = 50;
 /** Outbox rows handed over per round. */
 const OUTBOX_ROWS = 10;
 
+/**
+ * An outbox row as stored: each distinct list of hooks once (`s`), and the events as `[eventId,
+ * version, event, index into s]`: a commit's events mostly share one list, so the row written in
+ * the push's transaction stays small (about 70 bytes an event, whatever the number of hooks).
+ */
+type StoredOutbox = { s: string[][]; e: [string, number | null, string, number][] };
+
 export function addToOutbox(sql: SqlStorage, events: OutboxEvent[]) {
-  if (events.length) sql.exec('INSERT INTO webhook_outbox (events) VALUES (?)', JSON.stringify(events));
+  if (!events.length) return;
+  const sets = new Map<string[], number>();
+  const stored: StoredOutbox = { s: [], e: [] };
+  for (const [e, v, n, hooks] of events) {
+    let at = sets.get(hooks);
+    if (at === undefined) sets.set(hooks, (at = stored.s.push(hooks) - 1));
+    stored.e.push([e, v, n, at]);
+  }
+  sql.exec('INSERT INTO webhook_outbox (events) VALUES (?)', JSON.stringify(stored));
+}
+
+/** A stored outbox row's events; rows written before the compact form are lists of OutboxEvent. */
+function outboxEvents(text: string): OutboxEvent[] {
+  const parsed = JSON.parse(text) as StoredOutbox | OutboxEvent[];
+  return Array.isArray(parsed) ? parsed : parsed.e.map(([e, v, n, at]) => [e, v, n, parsed.s[at] ?? []]);
 }
 
 /** Hands the outbox to the Queue; throws when a send fails (what was not sent stays). */
@@ -83,11 +122,12 @@ export async function flushOutbox(sql: SqlStorage, queue: Queue, objectName: str
   for (;;) {
     const rows = sql.exec<{ id: number; events: string }>('SELECT id, events FROM webhook_outbox ORDER BY id LIMIT ?', OUTBOX_ROWS).toArray();
     if (!rows.length) return;
-    const messages = rows.flatMap((r) =>
-      (JSON.parse(r.events) as OutboxEvent[]).flatMap(([e, v, n, hooks]) =>
-        hooks.map((h) => ({ body: { w: objectName, e, h, n, v } satisfies DeliveryMessage, contentType: 'json' as const })),
-      ),
-    );
+    const deliveries = rows.flatMap((r) => outboxEvents(r.events).flatMap(([e, v, n, hooks]) => hooks.map((h): DeliveryBatch['d'][number] => [e, h, n, v])));
+    const messages = [];
+    for (let i = 0; i < deliveries.length; i += DELIVERIES_PER_MESSAGE) {
+      const body: DeliveryBatch = { w: objectName, a: 0, d: deliveries.slice(i, i + DELIVERIES_PER_MESSAGE) };
+      messages.push({ body, contentType: 'json' as const });
+    }
     for (let i = 0; i < messages.length; i += SEND_BATCH) await queue.sendBatch(messages.slice(i, i + SEND_BATCH));
     sql.exec('DELETE FROM webhook_outbox WHERE id IN (SELECT value FROM json_each(?))', JSON.stringify(rows.map((r) => r.id)));
     if (rows.length < OUTBOX_ROWS) return;

@@ -50,6 +50,8 @@ export const viewOf = (h: HookRow, now = Date.now()): HookView => ({
 export class WebhookRegistry {
   /** The hooks, as stored; null until first read. */
   #hooks: HookRow[] | null = null;
+  /** The enabled hooks' event filters, parsed once per read of the hooks (a push consults them). */
+  #filters: { id: string; events: string[] }[] | null = null;
   #flushing: Promise<void> | null = null;
   #again = false;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -78,6 +80,7 @@ export class WebhookRegistry {
   /** Drops the cached hooks after a write to them. */
   changed() {
     this.#hooks = null;
+    this.#filters = null;
   }
 
   create(input: { url: string; events: string[]; enabled: boolean; createdBy: string }, now: number): { hook: HookView; secret: string } | null {
@@ -154,14 +157,16 @@ export class WebhookRegistry {
    * whatever the batch's size; nothing at all without hooks. Returns how many deliveries wait.
    */
   record(applied: AppliedWrite[]): number {
-    const live = this.hooks().filter((h) => h.enabled === 1);
-    if (!live.length || !applied.length) return 0;
-    const filters = live.map((h) => ({ id: h.id, events: JSON.parse(h.events) as string[] }));
+    const filters = (this.#filters ??= this.hooks().flatMap((h) => (h.enabled === 1 ? [{ id: h.id, events: JSON.parse(h.events) as string[] }] : [])));
+    if (!filters.length || !applied.length) return 0;
     const events: log.OutboxEvent[] = [];
     let deliveries = 0;
+    // A batch holds a handful of event names: each is matched against the filters once.
+    const takers = new Map<string, string[]>();
     for (const write of applied) {
       const event = eventName(write);
-      const hooks = filters.filter((f) => subscribed(f.events, event)).map((f) => f.id);
+      let hooks = takers.get(event);
+      if (!hooks) takers.set(event, (hooks = filters.filter((f) => subscribed(f.events, event)).map((f) => f.id)));
       if (!hooks.length) continue;
       events.push([crypto.randomUUID(), write.version, event, hooks]);
       deliveries += hooks.length;

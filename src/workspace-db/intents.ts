@@ -44,6 +44,19 @@ export function reservedBytes(sql: SqlStorage, now: number, exceptId = ''): numb
 }
 
 /**
+ * The quota check of a step that reserves nothing (multipart create, urls and complete): the
+ * committed bytes, those reserved by live intents and this upload's must fit. A committed blob
+ * costs nothing again.
+ */
+export function quotaRefusal(sql: SqlStorage, input: { sizeBytes: number; quotaBytes: number }, state: BlobFacts, used: number, now: number): Failure | null {
+  const reserved = reservedBytes(sql, now);
+  const adding = state.committed ? 0 : input.sizeBytes;
+  if (used + reserved + adding <= input.quotaBytes) return null;
+  const message = `Workspace storage quota exceeded (${used} stored + ${reserved} reserved by uploads in progress + ${adding} > ${input.quotaBytes} bytes)`;
+  return { ok: false, status: 413, code: 'quota_exceeded', message };
+}
+
+/**
  * Records an intent for `hash`, reserving its bytes unless they are already stored or already
  * reserved by another live intent for the same hash; refuses (413) when committed plus reserved
  * bytes would pass the quota. A blob being deleted is a 409.
@@ -82,7 +95,7 @@ export function reserveUpload(sql: SqlStorage, input: ReserveInput, state: BlobF
     input.expiresAt,
     now,
   );
-  // What other uploads hold, for the quota policy that adds this upload's size itself: an earlier intent for the same bytes is this upload.
+  // What other uploads hold, for the policies (which add this upload's size themselves): an earlier intent for the same bytes is this upload.
   return { ok: true, intentId, reservedBytes: sameHash && !state.committed ? Math.max(0, reserved - input.sizeBytes) : reserved };
 }
 

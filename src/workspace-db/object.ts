@@ -38,6 +38,7 @@ import { WorkspaceSockets } from './sockets';
 import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type DeliveryTarget } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
 import { deploymentBody, type DeploymentEvent } from '../webhooks/events';
+import { raiseSyncError } from '../events/deployment';
 import { manageTokens, prepareServiceOps, read, type ReadReply, type ReadRequest, type TokenReply, type TokenRequest } from '../service/serve';
 import { ServerClock, type ServiceOp } from '../service/stamp';
 import type { ServiceCredential } from '../service/token';
@@ -45,6 +46,7 @@ import { ServiceTokens, type Scope, type ServiceAccess } from '../service/tokens
 import { Meter, type MeterReading } from './metrics';
 import { workspaceState, type WorkspaceState } from './admin-view';
 import { RESTORING, SyncService } from './sync-service';
+import { objectConfig } from './settings';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 
@@ -57,13 +59,28 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   /** Sync for both transports (sync-service.ts): these RPC methods and the sockets call it alike. */
   readonly #sync = new SyncService(this.ctx, {
     access: this.#access,
+    quotaBytes: () => this.#config.sync.workspaceQuotaBytes,
     meter: this.#meter,
     webhooks: this.#webhooks,
     restoring: () => this.#restoring,
     poke: (from, to, perUser, built, pusher) => this.#sockets.poke(from, to, perUser, built, pusher),
   });
   // Presence roster sizes feed the metrics' peak (metrics.ts).
-  readonly #sockets = new WorkspaceSockets(this.ctx, this.#access, this.#sync, (devices) => this.#meter.peak('peak_presence', devices));
+  // A socket's sync message the server failed raises the deployment event, as the HTTP routes do (src/events/deployment.ts).
+  readonly #sockets = new WorkspaceSockets(
+    this.ctx,
+    this.#access,
+    this.#sync,
+    (devices) => this.#meter.peak('peak_presence', devices),
+    (failure, message) =>
+      raiseSyncError(this.env, (pending) => this.ctx.waitUntil(pending), {
+        ...failure,
+        method: 'WEBSOCKET',
+        path: '/api/sync/ws',
+        requestId: message.id,
+        socketMessage: message.type,
+      }),
+  );
   /** Service tokens (src/service/): the object is their authority, so a revocation holds from the next request. */
   readonly #service = new ServiceTokens(this.ctx.storage.sql);
   readonly #clock = new ServerClock();
@@ -71,6 +88,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   #restoring = false;
   /** This instance, in memory only: pitrFinish uses it to tell that a restart really happened. */
   readonly #instance = crypto.randomUUID();
+
+  /** This deployment's configuration, read from the object's own env (settings.ts): no RPC carries quotas, limits or lifetimes. */
+  get #config() {
+    return objectConfig(this.env);
+  }
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -107,17 +129,12 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   }
 
   /** Sync's RPC methods: the same service the workspace's sockets call (sync-service.ts). */
-  push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, missing = 0): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
-    return this.#sync.push(caller, ops, quotaBytes, { missing });
+  push(caller: SyncCaller, ops: PreparedOp[], missing = 0): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+    return this.#sync.push(caller, ops, { missing });
   }
   /** A federated token's push: the batch is prepared in the object, which alone knows the user (sync-service.ts). */
-  pushUnprepared(
-    caller: SyncCaller,
-    ops: PushOpInput[],
-    quotaBytes: number,
-    missing = 0,
-  ): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
-    return this.#sync.pushUnprepared(caller, ops, quotaBytes, missing);
+  pushUnprepared(caller: SyncCaller, ops: PushOpInput[], missing = 0): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
+    return this.#sync.pushUnprepared(caller, ops, missing);
   }
   pull(caller: SyncCaller, input: { cursor: number; limit: number; tables?: TableName[]; missing?: number }): Promise<({ ok: true } & PullOutcome) | Failure> {
     return this.#sync.pull(caller, input);
@@ -179,21 +196,39 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (this.#restoring) return RESTORING;
     return 'admin' in caller ? { ok: true, userId: caller.admin } : this.#access.authorize(caller);
   }
-  /** Multipart create and urls (storage/policy.ts): the blob's state and the committed bytes; arms GC (uploads never committed must be collected). */
-  async prepareUpload(caller: StorageCaller, hash: string): Promise<{ ok: true; userId: string; state: blobs.BlobState; usedBytes: number } | Failure> {
+  /**
+   * Multipart create, urls and complete (storage/policy.ts): the blob's state and the committed
+   * bytes, after the step's one quota check (OR3_STORAGE_WORKSPACE_QUOTA_BYTES, read here); arms
+   * GC (uploads never committed must be collected).
+   */
+  async prepareUpload(
+    caller: StorageCaller,
+    input: { hash: string; sizeBytes: number },
+  ): Promise<{ ok: true; userId: string; state: blobs.BlobState; usedBytes: number } | Failure> {
     const access = await this.#storageAccess(caller);
     if (!access.ok) return access;
     await armGc(this.ctx.storage);
-    return { ok: true, userId: access.userId, ...blobs.uploadState(this.#sql, hash) };
+    const now = Date.now();
+    const { state, usedBytes } = blobs.uploadState(this.#sql, input.hash, now);
+    const refused = intents.quotaRefusal(
+      this.#sql,
+      { sizeBytes: input.sizeBytes, quotaBytes: this.#config.storage.workspaceQuotaBytes },
+      state,
+      usedBytes,
+      now,
+    );
+    return refused ?? { ok: true, userId: access.userId, state, usedBytes };
   }
   /**
    * Presign-upload with an upload intent (intents.ts): the blob's state, the committed and
-   * reserved bytes, and the intent, reserved atomically against `quotaBytes`.
+   * reserved bytes, and the intent, reserved atomically against the workspace's storage quota:
+   * presign's one quota check.
    */
-  async reserveUpload(caller: StorageCaller, input: Omit<intents.ReserveInput, 'userId'>) {
+  async reserveUpload(caller: StorageCaller, input: Omit<intents.ReserveInput, 'userId' | 'quotaBytes'>) {
     const access = await this.#storageAccess(caller);
     if (!access.ok) return access;
     await armGc(this.ctx.storage);
+    const quotaBytes = this.#config.storage.workspaceQuotaBytes;
     return this.ctx.storage.transactionSync(() => {
       const now = Date.now();
       const { state, usedBytes } = blobs.uploadState(this.#sql, input.hash, now);
@@ -202,7 +237,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
         userId: access.userId,
         state,
         usedBytes,
-        intent: intents.reserveUpload(this.#sql, { ...input, userId: access.userId }, state, usedBytes, now),
+        intent: intents.reserveUpload(this.#sql, { ...input, userId: access.userId, quotaBytes }, state, usedBytes, now),
       };
     });
   }
@@ -223,12 +258,11 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     const member = await this.#access.isMember(this.ctx.id.name ?? '', userId, cacheTtlMs);
     return { member, ...blobs.fileFacts(this.#sql, hash) };
   }
-  /** Commit: the stored bytes checked (blob-objects.ts), then recorded and charged against `quotaBytes` in one transaction. */
+  /** Commit: the stored bytes checked (blob-objects.ts), then recorded and charged against the storage quota in one transaction (commit's one quota check). */
   async commitBlob(
     caller: StorageCaller,
     /** `verify`: 'always' while direct S3 uploads are enabled, 'unmarked' otherwise; 'checked' when the Worker already did (the import). */
     input: blobs.CommitInput & { hex: string; verify: 'always' | 'unmarked' | 'checked' },
-    quotaBytes: number,
   ): Promise<{ ok: true; userId: string; charged: number } | Failure> {
     const access = await this.#storageAccess(caller);
     if (!access.ok) return access;
@@ -241,7 +275,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
       });
       if (refused) return refused;
     }
-    const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, quotaBytes, Date.now()));
+    const outcome = this.ctx.storage.transactionSync(() => blobs.commitBlob(this.#sql, input, this.#config.storage.workspaceQuotaBytes, Date.now()));
     if (!outcome.ok) return outcome;
     await armGc(this.ctx.storage);
     return { ...outcome, userId: access.userId };
@@ -261,11 +295,14 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (!access.ok) return access;
     return { ok: true, usedBytes: blobs.usedBytes(this.#sql), blobCount: blobs.blobCount(this.#sql), syncBytes: syncBytes(this.#sql) };
   }
-  /** Blob GC (blob-objects.ts), as the alarm runs it, with the route's cooldown. */
-  async collectBlobs(caller: StorageCaller, options: BlobGcOptions): Promise<({ userId: string } & BlobGcResult) | Failure> {
+  /** Blob GC (blob-objects.ts), as the alarm runs it, with the route's cooldown (OR3_STORAGE_GC_COOLDOWN_MS, read here). */
+  async collectBlobs(caller: StorageCaller, options: Omit<BlobGcOptions, 'cooldownMs'>): Promise<({ userId: string } & BlobGcResult) | Failure> {
     const access = await this.#storageAccess(caller);
     if (!access.ok) return access;
-    const result = await collectBlobs(this.ctx.storage, this.env.BLOBS, caller.workspaceId, options);
+    const result = await collectBlobs(this.ctx.storage, this.env.BLOBS, caller.workspaceId, {
+      ...options,
+      cooldownMs: this.#config.storage.gcCooldownMs,
+    });
     return result.ok ? { ...result, userId: access.userId } : result;
   }
 
@@ -292,8 +329,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   webhookClaim(messages: DeliveryMessage[]): (DeliveryTarget | null)[] {
     return this.#webhooks.claim(messages, Date.now());
   }
-  webhookReport(reports: AttemptReport[], disableAfterMs: number): void {
-    this.#webhooks.report(reports, disableAfterMs, Date.now());
+  webhookReport(reports: AttemptReport[]): void {
+    this.#webhooks.report(reports, this.#config.webhooks.disableAfterMs, Date.now());
   }
   webhookDeadLettered(messages: DeliveryMessage[]): void {
     this.#webhooks.deadLettered(messages, Date.now());
@@ -307,12 +344,13 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     }
     return manageTokens(this.#service, request, Date.now());
   }
-  #serviceAccess(credential: ServiceCredential, scope: Scope, perMinute: number): ServiceAccess | Failure {
-    return this.#restoring ? RESTORING : this.#service.authorize(credential, scope, perMinute, Date.now());
+  /** A token's scope and its rate limit (OR3_SERVICE_TOKEN_RATE_LIMIT_PER_MINUTE, read here). */
+  #serviceAccess(credential: ServiceCredential, scope: Scope): ServiceAccess | Failure {
+    return this.#restoring ? RESTORING : this.#service.authorize(credential, scope, this.#config.service.rateLimitPerMinute, Date.now());
   }
   /** The service API's reads: a thread's messages in conversation order, one row. */
-  serviceRead(credential: ServiceCredential, request: ReadRequest, perMinute: number): ({ token: ServiceAccess } & ReadReply) | Failure {
-    const access = this.#serviceAccess(credential, 'read', perMinute);
+  serviceRead(credential: ServiceCredential, request: ReadRequest): ({ token: ServiceAccess } & ReadReply) | Failure {
+    const access = this.#serviceAccess(credential, 'read');
     if ('ok' in access) return access;
     const reply = read(this.#sql, request);
     return reply.ok ? { ...reply, token: access } : reply;
@@ -322,16 +360,16 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     credential: ServiceCredential,
     workspaceId: string,
     ops: ServiceOp[],
-    options: { quotaBytes: number; perMinute: number; stream: boolean },
+    options: { stream: boolean },
   ): Promise<{ ok: true; results: PushResult[]; serverVersion: number; token: ServiceAccess } | Failure> {
-    const access = this.#serviceAccess(credential, 'write', options.perMinute);
+    const access = this.#serviceAccess(credential, 'write');
     if ('ok' in access) return access;
     const prepared = await prepareServiceOps(this.#sql, this.#clock, access, workspaceId, ops);
     if (!Array.isArray(prepared)) return prepared;
     // Checked again after the await: a revocation that arrived meanwhile wins.
     const revoked = this.#service.stillValid(credential, 'write', Date.now());
     if (revoked) return revoked;
-    const outcome = await this.#sync.commit(workspaceId, prepared, access.actor, options.quotaBytes, { stream: options.stream });
+    const outcome = await this.#sync.commit(workspaceId, prepared, access.actor, { stream: options.stream });
     return outcome.ok ? { ...outcome, token: access } : outcome;
   }
 

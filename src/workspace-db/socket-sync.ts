@@ -49,7 +49,6 @@ export interface SocketSyncSettings {
   userId: string;
   /** Per minute per user; `updateCursor` absent on sockets accepted before the cursor message. */
   limits: { push: number; pull: number; updateCursor?: number };
-  quotaBytes: number;
 }
 
 /** A pull being streamed to a socket. */
@@ -75,7 +74,8 @@ export interface SyncAttachment {
   owed?: number;
 }
 
-type Send = (text: string) => void;
+/** Sends one message; a refusal names its failure too, so the sockets can report the server's own (5xx). */
+type Send = (text: string, refused?: SocketError) => void;
 type Close = (code: number, reason: string) => void;
 
 const unackedBytes = (stream: PullStream | null | undefined) => (stream?.unacked ?? []).reduce((n, page) => n + page.bytes, 0);
@@ -108,7 +108,7 @@ export async function admitLargeFrame(
   const settings = read().sync;
   const refused = settings ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push)) : UNSUPPORTED;
   if (refused) {
-    send(downstream.error(id, refused));
+    send(downstream.error(id, refused), refused);
     // A caller who may not push at all (a viewer, a removed member) gets one large frame per
     // socket: every later one would cost the serial object its receiving, whatever we answer
     // (docs/security.md). A rate limit passes; the socket stays open for it.
@@ -201,8 +201,8 @@ async function push(
     throw err;
   }
   // A socket's push declares every capability (the SDK keeps every field): `missing` is 0.
-  const result = await methods.push(caller, ops, settings.quotaBytes, pusher ? { pusher } : {});
-  if (!result.ok) return send(downstream.error(message.id, result));
+  const result = await methods.push(caller, ops, pusher ? { pusher } : {});
+  if (!result.ok) return send(downstream.error(message.id, result), result);
   send(downstream.pushResult(message.id, result.results, result.serverVersion));
 }
 
@@ -213,7 +213,8 @@ async function push(
 async function cursor(methods: SyncMethods, settings: SocketSyncSettings, message: Extract<SocketSyncMessage, { type: 'cursor' }>, send: Send) {
   const perMinute = settings.limits.updateCursor ?? DEFAULT_SYNC_LIMITS.updateCursor;
   const result = await methods.updateCursor(callerOf(settings, 'read', 'updateCursor', perMinute), { deviceId: message.deviceId, version: message.version });
-  send(result.ok ? downstream.cursorResult(message.id) : downstream.error(message.id, result));
+  if (!result.ok) return send(downstream.error(message.id, result), result);
+  send(downstream.cursorResult(message.id));
 }
 
 /**
@@ -234,7 +235,7 @@ async function streamPages(
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
       write({ stream: null, owed });
-      return send(downstream.error(stream.id, page));
+      return send(downstream.error(stream.id, page), page);
     }
     const text = downstream.changes(stream.id, page);
     send(text);

@@ -59,6 +59,12 @@ function parseFrame(data: string | ArrayBuffer): { type?: unknown } | null {
   }
 }
 
+/** A sync message's type and id as sent, for reporting its failure. */
+const messageOf = (parsed: { type?: unknown; id?: unknown }) => ({
+  type: String(parsed.type),
+  id: typeof parsed.id === 'string' ? parsed.id.slice(0, 64) : null,
+});
+
 /** Whether a socket's confirmation still lets it hear changes and presence (see SOCKET_REVERIFY_MS). */
 const confirmed = (a: { verifiedAt: number; cacheTtlMs?: number } | null, now: number) =>
   !!a && a.verifiedAt > 0 && now - a.verifiedAt < Math.min(a.cacheTtlMs ?? SOCKET_REVERIFY_MS, SOCKET_REVERIFY_MS);
@@ -77,6 +83,8 @@ export class WorkspaceSockets {
     private readonly sync?: SyncMethods,
     /** Told the roster's size (devices) whenever a device publishes: the metrics' presence peak. */
     rosterSize?: (devices: number) => void,
+    /** Told of a sync message the server failed (a 5xx answer, or an error thrown): the deployment event (object.ts). */
+    private readonly syncFailed?: (failure: { status: number; code: string }, message: { type: string; id: string | null }) => void,
   ) {
     this.#presence = new Presence(ctx, {
       fresh: (a, now) => confirmed(a as SocketAttachment, now),
@@ -117,7 +125,8 @@ export class WorkspaceSockets {
     // Presence: the device id the client named (the Worker validated it), and a first sign of life.
     const presence = presenceFields(request.headers.get('x-or3-device-id'));
     // Sync over the socket (socket-sync.ts): the credential without the token's expiry (the
-    // socket outlives the token; revocations close it), and the Worker's limits and quota.
+    // socket outlives the token; revocations close it), and the Worker's rate limits (the quota
+    // is the object's own, settings.ts).
     const { sync: settings, permission: _read, ...shard } = caller;
     const sync = settings ? { ...settings, caller: { ...shard, credential: { ...shard.credential, expiresAt: Number.MAX_SAFE_INTEGER } }, userId } : undefined;
     server.serializeAttachment({
@@ -233,28 +242,37 @@ export class WorkspaceSockets {
   /** A message from a client: sync (socket-sync.ts) or presence (presence.ts); "ping" never gets here (the auto-response answers it). */
   message(ws: WebSocket, data: string | ArrayBuffer): Promise<void> | void {
     const read = () => attachmentOf(ws) ?? {};
-    const send = (text: string) => ws.send(text);
     // A large frame can only be a push: who and how often are checked before it is parsed.
     if (typeof data === 'string' && data.length > SCREEN_FRAME_CHARS && this.sync) {
       const sync = this.sync;
-      return this.#inOrder(ws, async () => {
+      const message = { type: 'push', id: null };
+      return this.#inOrder(ws, message, async () => {
         if (ws.readyState !== WebSocket.OPEN) return; // closed for an earlier frame: nothing to answer
-        const parsed = await admitLargeFrame(sync, data, read, send, (code, reason) => this.closed(ws, code, reason));
+        const parsed = await admitLargeFrame(sync, data, read, this.#sender(ws, message), (code, reason) => this.closed(ws, code, reason));
         if (parsed) await this.#sync(ws, parsed);
       });
     }
     const parsed = parseFrame(data);
     if (!parsed || !isSyncMessage(parsed) || !this.sync) return this.#presence.message(ws, data);
-    return this.#inOrder(ws, () => this.#sync(ws, parsed));
+    return this.#inOrder(ws, messageOf(parsed), () => this.#sync(ws, parsed));
   }
 
   /** One socket's sync messages run in the order they came (a push awaits its fingerprints). */
-  #inOrder(ws: WebSocket, work: () => Promise<void>): Promise<void> {
-    const run = (this.#syncing.get(ws) ?? Promise.resolve())
-      .then(work)
-      .catch((err: unknown) => logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) }));
+  #inOrder(ws: WebSocket, message: { type: string; id: string | null }, work: () => Promise<void>): Promise<void> {
+    const run = (this.#syncing.get(ws) ?? Promise.resolve()).then(work).catch((err: unknown) => {
+      logEvent('error', 'socket_sync_failed', { message: err instanceof Error ? err.message : String(err) });
+      this.syncFailed?.({ status: 500, code: 'internal_error' }, message);
+    });
     this.#syncing.set(ws, run);
     return run;
+  }
+
+  /** Sends on `ws`; a refusal that is the server's failure (5xx) is reported too. */
+  #sender(ws: WebSocket, message: { type: string; id: string | null }) {
+    return (text: string, refused?: { status: number; code: string }) => {
+      ws.send(text);
+      if (refused && refused.status >= 500) this.syncFailed?.(refused, message);
+    };
   }
 
   #sync(ws: WebSocket, parsed: object): Promise<void> {
@@ -263,7 +281,7 @@ export class WorkspaceSockets {
       parsed,
       () => attachmentOf(ws) ?? {},
       (patch) => ws.serializeAttachment({ ...attachmentOf(ws), ...patch }),
-      (text) => ws.send(text),
+      this.#sender(ws, messageOf(parsed)),
       (code, reason) => {
         ws.close(code, reason);
         this.#presence.left([ws]);

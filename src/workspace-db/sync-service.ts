@@ -38,6 +38,8 @@ export class SyncService {
     private readonly ctx: DurableObjectState,
     private readonly parts: {
       access: AccessCache;
+      /** OR3_SYNC_WORKSPACE_QUOTA_BYTES, from the object's own configuration (settings.ts). */
+      quotaBytes: () => number;
       meter: Meter;
       webhooks: WebhookRegistry;
       /** Set while a point-in-time restore is prepared: the workspace serves nothing (503). */
@@ -72,14 +74,14 @@ export class SyncService {
   }
 
   /**
-   * A device's push. `quotaBytes`: OR3_SYNC_WORKSPACE_QUOTA_BYTES; `missing`: the capability
+   * A device's push. `missing`: the capability
    * flags the client lacks (capabilities.ts), 0 when it has them all; `pusher`: the socket that
    * pushed and asked not to hear its own changes back.
    */
-  async push(caller: SyncCaller, ops: PreparedOp[], quotaBytes: number, options: { missing?: number; pusher?: WebSocket } = {}): Promise<PushOutcome> {
+  async push(caller: SyncCaller, ops: PreparedOp[], options: { missing?: number; pusher?: WebSocket } = {}): Promise<PushOutcome> {
     const access = await this.admit(caller);
     if (!access.ok) return access;
-    return this.commit(caller.workspaceId, ops, access.userId, quotaBytes, { stream: false, ...options });
+    return this.commit(caller.workspaceId, ops, access.userId, { stream: false, ...options });
   }
 
   /**
@@ -87,7 +89,7 @@ export class SyncService {
    * the object knows and to whom notifications are forced (as a socket's batch is). One RPC where
    * the Worker would otherwise ask `authorize` first.
    */
-  async pushUnprepared(caller: SyncCaller, ops: PushOpInput[], quotaBytes: number, missing = 0): Promise<PushOutcome> {
+  async pushUnprepared(caller: SyncCaller, ops: PushOpInput[], missing = 0): Promise<PushOutcome> {
     const access = await this.admit(caller);
     if (!access.ok) return access;
     let prepared: PreparedOp[];
@@ -97,7 +99,7 @@ export class SyncService {
       if (err instanceof WireError) return { ok: false, status: err.status as Failure['status'], code: err.code, message: err.message };
       throw err;
     }
-    return this.commit(caller.workspaceId, prepared, access.userId, quotaBytes, { stream: false, missing });
+    return this.commit(caller.workspaceId, prepared, access.userId, { stream: false, missing });
   }
 
   /**
@@ -110,13 +112,12 @@ export class SyncService {
     workspaceId: string,
     ops: PreparedOp[],
     userId: string,
-    quotaBytes: number,
     { stream, missing = 0, pusher }: { stream: boolean; missing?: number; pusher?: WebSocket },
   ): Promise<PushOutcome> {
     const { meter, webhooks } = this.parts;
     let events = 0;
     const outcome = this.ctx.storage.transactionSync(() => {
-      const applied = applyPush(this.ctx.storage.sql, ops, userId, Date.now(), quotaBytes, missing);
+      const applied = applyPush(this.ctx.storage.sql, ops, userId, Date.now(), this.parts.quotaBytes(), missing);
       if (applied.ok && !stream) events = webhooks.record(applied.applied);
       return applied;
     });

@@ -1,5 +1,6 @@
 /** Storage test helpers: hashing, presign/upload/commit through the real Worker. */
-import { exports } from 'cloudflare:workers';
+import { env, exports } from 'cloudflare:workers';
+import { runInDurableObject } from 'cloudflare:test';
 import { call } from '../auth/helpers';
 
 export async function sha256(bytes: Uint8Array): Promise<string> {
@@ -65,3 +66,10 @@ export async function downloadUrl(user: Auth, workspaceId: string, hash: string,
   const res = await call('POST', '/api/storage/presign-download', user.headers, { workspace_id: workspaceId, hash, ...extra });
   return { res, body: res.status === 200 ? await res.clone().json<any>() : null };
 }
+
+/** An upload intent's status, read from the workspace's object. */
+export const intentStatus = (workspaceId: string, id: string) =>
+  runInDurableObject(
+    env.WORKSPACE.getByName(workspaceId),
+    (_o, state) => state.storage.sql.exec<{ status: string }>('SELECT status FROM upload_intents WHERE id = ?', id).one().status,
+  );

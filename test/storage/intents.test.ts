@@ -9,7 +9,7 @@ import { upsertMember } from '../../src/workspace-records/store';
 import { call, signedInUser } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { message, op, pushOk, syncUser, type SyncUser } from '../sync/helpers';
-import { bytesOf, commit, downloadUrl, fetchUrl, presignUpload, put, randomBytes, sha256 } from './helpers';
+import { bytesOf, commit, downloadUrl, fetchUrl, intentStatus, presignUpload, put, sha256 } from './helpers';
 
 const now = () => Math.floor(Date.now() / 1000);
 const fileMeta = (hash: string, extra: Record<string, unknown> = {}) => ({
@@ -32,12 +32,6 @@ async function upload(u: SyncUser, bytes: Uint8Array, extra: Record<string, unkn
   expect((await put(body.url, bytes, body.headers)).status).toBe(200);
   return { hash, body };
 }
-
-const intentStatus = (workspaceId: string, id: string) =>
-  runInDurableObject(
-    env.WORKSPACE.getByName(workspaceId),
-    (_o, state) => state.storage.sql.exec<{ status: string }>('SELECT status FROM upload_intents WHERE id = ?', id).one().status,
-  );
 
 describe('upload intents', () => {
   it('a commit consumes its intent once: reuse, a wrong hash or size, and an unknown id are 409 and change nothing', async () => {
@@ -64,31 +58,6 @@ describe('upload intents', () => {
     for (const intent_id of ['', 'x'.repeat(1000), 42]) {
       expect((await commit(v, v.workspaceId, theirs.hash, theirs.body.storageId, 14, { intent_id })).status).toBe(400);
     }
-  });
-
-  it('an intent reserves its bytes until it expires: two uploads over the quota → the second is refused; expiry frees the reservation', async () => {
-    const u = await syncUser();
-    const vars = { OR3_STORAGE_WORKSPACE_QUOTA_BYTES: '1000' } as Record<string, unknown>;
-    const presign = async (bytes: Uint8Array) =>
-      apiWithEnv(vars, '/api/storage/presign-upload', {
-        method: 'POST',
-        headers: { ...u.headers, 'content-type': 'application/json' },
-        body: JSON.stringify({ workspace_id: u.workspaceId, hash: await sha256(bytes), mime_type: 'image/png', size_bytes: bytes.byteLength }),
-      });
-    const [a, b] = [randomBytes(600), randomBytes(600)];
-    // Concurrently: exactly one of the two reservations fits.
-    const both = await Promise.all([presign(a), presign(b)]);
-    expect(both.map((r) => r.status).sort()).toEqual([200, 413]);
-    const winner = await both.find((r) => r.status === 200)!.json<any>();
-    const loserBytes = both[0]!.status === 200 ? b : a;
-    // The same hash again reserves nothing more.
-    expect((await presign(both[0]!.status === 200 ? a : b)).status).toBe(200);
-    // Expired (as if its 15 minutes had passed): the reservation is free again.
-    await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_o, state) => {
-      state.storage.sql.exec('UPDATE upload_intents SET expires_at = ? WHERE hash = ?', Date.now() - 1, winner.storageId.replace(/^.*\/sha256\//, 'sha256:'));
-    });
-    expect((await presign(loserBytes)).status).toBe(200);
-    expect(await intentStatus(u.workspaceId, winner.intentId)).toBe('expired');
   });
 
   it("a newer client's file_meta for bytes never committed under its live intent is refused; after the commit it is accepted; the Feb client is not held", async () => {
