@@ -220,7 +220,9 @@ describe('realtime', () => {
 describe('faults', () => {
   it('drops, 500s, 429s with Retry-After and timeouts lose nothing and duplicate nothing', async () => {
     // HTTP's faults (sync over the socket has its own tests, socket-sync.test.ts).
-    const { a, wsA, wsB } = await twoDevices({ timeoutMs: 800, sync: { socketSync: false } });
+    // A short client timeout, so the injected hangs end quickly; not so short that registering
+    // (a password hash) times out on a loaded machine.
+    const { a, wsA, wsB } = await twoDevices({ timeoutMs: 2_000, sync: { socketSync: false } });
     // Every other push and pull fails, cycling through each kind of fault in turn.
     const menu = ['drop-before', 'drop-after', { status: 500 }, { status: 503 }, { status: 429, retryAfter: 1 }, 'timeout'] as const;
     const seen = new Map<string, number>();
