@@ -11,6 +11,7 @@ import { auditAdmin } from '../audit/routes';
 import { metricsAdmin } from './metrics';
 import { workspaceView } from './workspace-view';
 import { pitrAdmin } from './pitr';
+import { repairAdmin } from './repair';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -19,8 +20,8 @@ import { badRequest, conflict, forbidden, notFound } from '../errors';
 import { ROLES } from '../workspace-records/permissions';
 import { param } from '../http/param';
 import { memberChangeResult } from '../workspaces/member-change';
-import { forgetAccess } from '../workspaces/invalidate';
-import { removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspace-records/store';
+import { removeMember, upsertMember, workspaceRowChanged } from '../workspace-records/member-writes';
+import { setWorkspaceDeleted, workspaceExists } from '../workspace-records/store';
 import { grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
 
 /**
@@ -62,6 +63,7 @@ export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
   .route('/', auditAdmin)
   .route('/', pitrAdmin)
+  .route('/', repairAdmin)
   .route('/', metricsAdmin)
   .route('/', workspaceView)
 
@@ -80,8 +82,7 @@ export const admin = new Hono<AppEnv>()
     const userId = param(c.req.param('userId'), 'user id');
     const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
-    memberChangeResult(await upsertMember(c.env.DB, workspaceId, userId, body.role));
-    await forgetAccess(c.env, workspaceId, { userId });
+    memberChangeResult(await upsertMember(c.env, workspaceId, userId, body.role));
     audit(c, 'admin.member.upserted', { ...(await auditBase(c)), workspaceId, targetUserId: userId, role: body.role });
     return c.json({ ok: true });
   })
@@ -89,8 +90,7 @@ export const admin = new Hono<AppEnv>()
   .delete('/workspaces/:id/members/:userId', async (c) => {
     const workspaceId = param(c.req.param('id'), 'workspace id');
     const userId = param(c.req.param('userId'), 'user id');
-    memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
-    await c.env.WORKSPACE.getByName(workspaceId).closeSockets(userId);
+    memberChangeResult(await removeMember(c.env, workspaceId, userId));
     audit(c, 'admin.member.removed', { ...(await auditBase(c)), workspaceId, targetUserId: userId });
     return c.json({ ok: true });
   })
@@ -99,7 +99,7 @@ export const admin = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
-    await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
+    await workspaceRowChanged(c.env, workspaceId); // refuses everyone, closes every socket, lists follow
     audit(c, 'admin.workspace.deleted', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })
@@ -108,7 +108,7 @@ export const admin = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, false);
-    await forgetAccess(c.env, workspaceId); // its members were refused while it was deleted
+    await workspaceRowChanged(c.env, workspaceId); // its members were refused while it was deleted
     audit(c, 'admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })

@@ -240,12 +240,15 @@ export async function ensureImportedWorkspace(
 
 export type MemberImport = 'added' | 'updated' | 'unchanged' | 'no_user';
 
-/** Adds the members whose users exist here, or sets their role; an equal role changes nothing. */
+/**
+ * What importing these members would do (no such user, added, updated, unchanged), from D1's
+ * copy; the caller writes the changes through the workspace's object, the authority
+ * (src/workspaces/members.ts `applyMemberChanges`), which makes the copy follow.
+ */
 export async function importMembers(
   db: D1Database,
   workspaceId: string,
   members: { userId: string; role: string; createdAt: number }[],
-  now = Date.now(),
 ): Promise<MemberImport[]> {
   if (!members.length) return [];
   const { results } = await db
@@ -259,33 +262,7 @@ export async function importMembers(
   const outcome: MemberImport[] = members.map((m) =>
     !known.has(m.userId) ? 'no_user' : known.get(m.userId) === null ? 'added' : known.get(m.userId) === m.role ? 'unchanged' : 'updated',
   );
-  const writes = members.filter((_m, i) => outcome[i] === 'added' || outcome[i] === 'updated');
-  if (writes.length) {
-    await db.batch(
-      writes.map((m) =>
-        db
-          .prepare(
-            `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(workspace_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at WHERE members.role != excluded.role`,
-          )
-          .bind(workspaceId, m.userId, m.role, m.createdAt, now),
-      ),
-    );
-  }
   return outcome;
-}
-
-/** Makes `userId` an owner when the workspace has none (no imported member was one); true when it did. */
-export async function ensureOwner(db: D1Database, workspaceId: string, userId: string, now = Date.now()): Promise<boolean> {
-  const result = await db
-    .prepare(
-      `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at)
-       SELECT ?1, ?2, 'owner', ?3, ?3 WHERE NOT EXISTS (SELECT 1 FROM members WHERE workspace_id = ?1 AND role = 'owner')
-       ON CONFLICT(workspace_id, user_id) DO UPDATE SET role = 'owner', updated_at = excluded.updated_at`,
-    )
-    .bind(workspaceId, userId, now)
-    .run();
-  return result.meta.changes > 0;
 }
 
 export type InviteImport = 'added' | 'unchanged' | 'expired' | 'no_creator' | 'token_taken';

@@ -9,7 +9,7 @@ import { runInDurableObject } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Bindings } from '../../src/env';
 import { syncUser } from '../sync/helpers';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { apiWithEnv } from '../helpers';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
 
@@ -30,9 +30,9 @@ beforeAll(async () => {
 });
 
 async function team() {
-  const id = await createWorkspace(env.DB, owner.id, 'Hooks', null);
-  await upsertMember(env.DB, id, editor.id, 'editor');
-  await upsertMember(env.DB, id, viewer.id, 'viewer');
+  const id = await createOwnedWorkspace(env, owner.id, 'Hooks', null);
+  await upsertMember(env, id, editor.id, 'editor');
+  await upsertMember(env, id, viewer.id, 'viewer');
   return id;
 }
 
