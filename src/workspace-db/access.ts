@@ -58,6 +58,8 @@ function remember<V>(map: Map<string, V>, key: string, value: V) {
 export class AccessCache {
   readonly #principals = new Map<string, PrincipalFacts>();
   readonly #roles = new Map<string, { role: Role | null; fetchedAt: number }>();
+  /** A federated identity's user id: fixed for the identity's life, so kept past the cache lifetime (bounded). */
+  readonly #identities = new Map<string, string>();
   /** Bumped by every invalidation: a fill that started before it must not store what it read. */
   #epoch = 0;
 
@@ -139,7 +141,7 @@ export class AccessCache {
     return entry && now - entry.fetchedAt < caller.cacheTtlMs ? entry : undefined;
   }
 
-  /** For a session or a ticket: its user's object and this workspace's members, no D1; one D1 read (the identity) for a federated token. */
+  /** Its user's object and this workspace's members, no D1; a federated identity's user is read from D1 once per object. */
   async #fill(caller: ShardCaller, now: number): Promise<{ facts: PrincipalFacts; role: { role: Role | null; fetchedAt: number } }> {
     const { credential, workspaceId } = caller;
     const epoch = this.#epoch;
@@ -181,15 +183,24 @@ export class AccessCache {
         email: credential.email,
         displayName: credential.displayName,
       };
-      const user = await identityUser(this.#db, identity, caller.autoProvision);
+      // Which user an identity belongs to never changes (only deleting the account removes the
+      // identity, and then the user's object answers "absent"): read from D1 once per object,
+      // then the user's facts come from their object like a session's.
+      const key = keyOf(credential);
+      let userId = this.#identities.get(key);
+      if (userId === undefined) {
+        userId = (await identityUser(this.#db, identity, caller.autoProvision))?.id;
+        if (userId) remember(this.#identities, key, userId);
+      }
+      const [user, member] = userId ? await Promise.all([this.env.USER_DB.getByName(userId).check({ workspaceId }), this.roleOf(userId)]) : [null, null];
       facts = {
-        userId: user?.id ?? null,
+        userId: user?.present ? userId! : null,
         liveUntil: Number.POSITIVE_INFINITY,
         tokenVersion: 0,
-        disabled: user ? user.disabled_at !== null : true,
+        disabled: user ? user.disabled : true,
         fetchedAt: now,
       };
-      role = user ? await this.roleOf(user.id) : null;
+      role = member;
     }
     const roleEntry = { role, fetchedAt: now };
     // An invalidation that arrived while we read may have been about what we read: use it for
