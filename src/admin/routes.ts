@@ -22,7 +22,7 @@ import { param } from '../http/param';
 import { memberChangeResult } from '../workspaces/member-change';
 import { removeMember, upsertMember, workspaceRowChanged } from '../workspace-records/member-writes';
 import { setWorkspaceDeleted, workspaceExists } from '../workspace-records/store';
-import { grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
+import { adminReader, grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
 
 /**
  * Another room's admin routes behind the same check (the composition root, app.ts, mounts them:
@@ -69,12 +69,14 @@ export const admin = new Hono<AppEnv>()
 
   .get('/users', async (c) => {
     const query = parseQuery(c);
-    return c.json(await listUsers(c.env.DB, { ...query, pattern: searchPattern(query.q) }));
+    return c.json(await listUsers(adminReader(c.env.DB), { ...query, pattern: searchPattern(query.q) }));
   })
 
   .get('/workspaces', async (c) => {
     const query = parseQuery(c);
-    return c.json(await listAllWorkspaces(c.env.DB, { ...query, pattern: searchPattern(query.q), includeDeleted: query.includeDeleted === 'true' }));
+    return c.json(
+      await listAllWorkspaces(adminReader(c.env.DB), { ...query, pattern: searchPattern(query.q), includeDeleted: query.includeDeleted === 'true' }),
+    );
   })
 
   .put('/workspaces/:id/members/:userId', async (c) => {

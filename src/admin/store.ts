@@ -22,7 +22,17 @@ export function likePattern(q: string): string | null {
 }
 
 /** Users newest first, a page at a time (one more row is read to tell whether another page exists). */
-export async function listUsers(db: D1Database, page: AdminPage & { pattern: string | null }) {
+/**
+ * What a list or search needs of D1: a plain binding, or a D1 session (`withSession`) that may
+ * read from a replica near the caller. The admin lists take the latter (`adminReader`): an admin
+ * searching a moment after a change may see the list a replica's lag old, which a reload fixes.
+ */
+export type D1Reader = Pick<D1Database, 'prepare' | 'batch'>;
+
+/** A read-only D1 session for the admin lists: any replica may answer (docs/architecture.md "Capacity model"). */
+export const adminReader = (db: D1Database): D1Reader => db.withSession('first-unconstrained');
+
+export async function listUsers(db: D1Reader, page: AdminPage & { pattern: string | null }) {
   const { results } = await db
     .prepare(
       `SELECT id, email, display_name, is_admin, disabled_at, created_at FROM users
@@ -45,7 +55,7 @@ export async function listUsers(db: D1Database, page: AdminPage & { pattern: str
 }
 
 /** Workspaces newest first with their member counts; deleted ones only when asked for. */
-export async function listAllWorkspaces(db: D1Database, page: AdminPage & { pattern: string | null; includeDeleted: boolean }) {
+export async function listAllWorkspaces(db: D1Reader, page: AdminPage & { pattern: string | null; includeDeleted: boolean }) {
   const { results } = await db
     .prepare(
       `SELECT w.id, w.name, w.description, w.created_at, w.deleted_at, (SELECT count(*) FROM members m WHERE m.workspace_id = w.id) AS member_count
