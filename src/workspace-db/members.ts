@@ -13,6 +13,7 @@
  * same way.
  */
 import { devD1 } from '../dev/d1-delay';
+import { devCopyPause } from '../dev/copy-pause';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
 import type { Role } from '../workspace-records/permissions';
@@ -99,6 +100,7 @@ export class MemberRoster {
       this.hooks.forget({ userId: change.userId });
       if (change.op === 'remove') this.hooks.closeSockets(change.userId);
     }
+    if (changed && change.op === 'remove') await devCopyPause(this.env); // development only: the window a crash test kills the server in
     await this.flush();
     return outcome;
   }
