@@ -56,9 +56,10 @@ export const forkAdmin = new Hono<AppEnv>().post('/workspaces/:id/fork', async (
     // A history that cannot be replayed (e.g. a payload stored before nesting was bounded,
     // which cannot cross an RPC boundary): nothing of the fork may stay behind.
     logEvent('error', 'fork_failed', { workspaceId: sourceId, forkId, imported, message: err instanceof Error ? err.message : String(err) });
-    await target.discard();
     await discardWorkspace(c.env.DB, forkId);
-    await workspaceRowChanged(c.env, forkId); // gone from D1: the object and the admin's list forget it
+    // Gone from D1: the object tells its members' lists (the admin's) before its storage goes.
+    await workspaceRowChanged(c.env, forkId);
+    await target.discard();
     throw new ApiError(422, 'fork_failed', `The history of this workspace could not be replayed after ${imported} changes; no fork was created`);
   }
   audit(c, 'admin.workspace.forked', { actorId: admin.userId, workspaceId: sourceId, forkId, imported });
