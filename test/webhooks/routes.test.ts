@@ -219,26 +219,23 @@ describe('deployment webhooks', () => {
     const { webhook } = await (
       await call('POST', '/api/admin/webhooks', intent, { url: 'https://ops.example.com/sync', events: ['admin.sync.error'] })
     ).json<any>();
-    // A real failure: the workspace's object cannot reach D1 to learn who this new session is (503).
+    // A real failure: the workspace's object cannot reach the user's object to learn who this new session is (503).
     const u = await syncUser();
     const objectEnv = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => (instance as unknown as { env: Bindings }).env);
-    const db = objectEnv.DB;
+    const users = objectEnv.USER_DB;
     await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => {
-      (instance as unknown as { env: Bindings }).env.DB = {
-        prepare: () => {
-          throw new Error('D1 is unreachable');
-        },
-        batch: () => Promise.reject(new Error('D1 is unreachable')),
-      } as unknown as D1Database;
+      (instance as unknown as { env: Bindings }).env.USER_DB = {
+        getByName: () => ({ check: () => Promise.reject(new Error('the user object is unreachable')) }),
+      } as unknown as Bindings['USER_DB'];
     });
     const pull = () => call('POST', '/api/sync/pull', u.headers, { scope: { workspaceId: u.workspaceId }, cursor: 0 });
     const first = await pull();
     expect(first.status).toBe(503);
     const requestId = first.headers.get('x-request-id');
     expect((await pull()).status).toBe(503); // held back: the same code within the minute
-    // The objects of this isolate share one env: give D1 back before asking the deployment's object.
+    // The objects of this isolate share one env: give the binding back before asking the deployment's object.
     await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => {
-      (instance as unknown as { env: Bindings }).env.DB = db;
+      (instance as unknown as { env: Bindings }).env.USER_DB = users;
     });
     await deploymentDeliveries(webhook.id, 1);
     await new Promise((r) => setTimeout(r, 300)); // a second delivery, were there one, would be logged by now
