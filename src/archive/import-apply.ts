@@ -313,7 +313,7 @@ export class Applier {
       await applyMemberChanges(
         this.c.env,
         this.target!,
-        writes.map((b) => ({ op: 'upsert', userId: b.member.userId, role: b.member.role as Role })),
+        writes.map((b) => ({ op: 'upsert', userId: b.member.userId, role: b.member.role as Role, createdAt: b.member.createdAt })),
       );
     }
     if (this.#invites.length) {

@@ -131,7 +131,7 @@ export function apply(sql: SqlStorage, change: RosterChange, now: number): { out
   }
   if (!current) {
     if (change.op === 'set') return { outcome: 'not_member', changed: false };
-    insert(sql, change.userId, change.role, now, now);
+    insert(sql, change.userId, change.role, change.createdAt ?? now, now);
     return ok(true);
   }
   if (current === change.role) return ok(false);

@@ -23,7 +23,7 @@ export type RosterChange =
   /** An existing member's new role. */
   | { op: 'set'; userId: string; role: Role }
   /** Adds, or changes the role (admin routes, import `member` lines, an ownership transfer). */
-  | { op: 'upsert'; userId: string; role: Role }
+  | { op: 'upsert'; userId: string; role: Role; /** When the membership began (an import keeps its source's); now by default. */ createdAt?: number }
   | { op: 'remove'; userId: string }
   /**
    * A membership D1 wrote first, where D1 must decide (an invite's claim, a workspace's
