@@ -564,7 +564,9 @@ const scenarios = {
         if (!res.ok) throw new Error(`refresh: ${res.status} ${await res.text()}`);
         refresh = (await res.json()).refreshToken;
       };
-      const times = { push: [], pull: [], refresh: [] };
+      // A cold app start with a stored token: the session and "my workspaces", both answered by
+      // the user's object (docs/architecture.md "Members live with their workspace"): no D1.
+      const times = { push: [], pull: [], refresh: [], 'app start: session': [], 'app start: my workspaces': [] };
       for (let i = 0; i < rounds; i++) {
         let t = now();
         await send('/api/sync/push', accessToken, { scope, ops: [op()] });
@@ -572,6 +574,12 @@ const scenarios = {
         t = now();
         await send('/api/sync/pull', accessToken, { scope, cursor: 0, limit: 1 });
         times.pull.push(now() - t);
+        t = now();
+        await send('/api/auth/session', accessToken);
+        times['app start: session'].push(now() - t);
+        t = now();
+        await send('/api/workspaces', accessToken);
+        times['app start: my workspaces'].push(now() - t);
         // 10 rotations a minute per session is the limit: refresh on the first rounds only, spaced.
         if (i < 8) {
           t = now();
@@ -579,7 +587,7 @@ const scenarios = {
           times.refresh.push(now() - t);
         }
       }
-      for (const route of ['push', 'pull', 'refresh']) {
+      for (const route of Object.keys(times)) {
         const paid = times[route].filter((ms) => ms >= DELAY).length;
         row(`central: ${route} p50 with D1 +${DELAY} ms`, median(times[route]), 'ms', null, null, null, 'reported', true, {
           p99: round(pct(times[route], 99), 1),

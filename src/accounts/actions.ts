@@ -10,7 +10,7 @@ import type { AppEnv, Bindings } from '../env';
 import { seal, unseal } from '../crypto';
 import { badRequest, conflict, gone, notFound } from '../errors';
 import { logEvent } from '../http/logger';
-import { forgetAccess } from '../workspaces/invalidate';
+import { removeMember, upsertMember, workspaceRowChanged } from '../workspace-records/member-writes';
 import { memberWorkspaceIds } from '../workspace-records/store';
 import { deleteUser, soleOwnedWorkspaces, type Disposition } from './store';
 
@@ -89,17 +89,14 @@ export async function removeAccount(c: Context<AppEnv>, userId: string, disposit
   await c.env.USER_DB.getByName(userId).erase();
   await endEverywhere(c.env, userId, memberOf, true);
   const moved = sole.map((w) => w.id);
+  // D1's batch decided (the last-admin guard lives there); the workspaces' objects, the members'
+  // authority, follow: the new owner first (a workspace keeps an owner), then the user leaves.
   if (disposition && 'transferTo' in disposition) {
     const to = disposition.transferTo;
-    await Promise.all(moved.map((id) => forgetAccess(c.env, id, { userId: to })));
-    return { workspaces: moved, transferredTo: to };
+    await Promise.all(moved.map((id) => upsertMember(c.env, id, to, 'owner').catch(() => 'failed')));
+  } else {
+    await Promise.all(moved.map((id) => workspaceRowChanged(c.env, id))); // deleted: everyone's sockets end
   }
-  await Promise.all(
-    moved.map((id) =>
-      c.env.WORKSPACE.getByName(id)
-        .closeSockets()
-        .catch(() => 0),
-    ), // deleted: everyone's sockets end
-  );
-  return { workspaces: moved, deleted: true };
+  await Promise.all(memberOf.map((id) => removeMember(c.env, id, userId).catch(() => 'failed')));
+  return disposition && 'transferTo' in disposition ? { workspaces: moved, transferredTo: disposition.transferTo } : { workspaces: moved, deleted: true };
 }

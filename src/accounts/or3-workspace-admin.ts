@@ -17,19 +17,10 @@ import { badRequest, forbidden, notFound } from '../errors';
 import { jsonBody, queryParams } from '../http/body';
 import { likePattern, listUsers } from '../admin/store';
 import { authorizeWorkspace } from '../workspaces/authorize';
-import { forgetAccess } from '../workspaces/invalidate';
+import { removeMember, setMemberRole, upsertMember } from '../workspace-records/member-writes';
 import { ROLES } from '../workspace-records/permissions';
 import { memberChangeResult } from '../workspaces/member-change';
-import {
-  createInvite,
-  listMembers,
-  listPendingInvites,
-  removeMember,
-  revokeInvite,
-  setMemberRole,
-  upsertMember,
-  workspaceExists,
-} from '../workspace-records/store';
+import { createInvite, listMembers, listPendingInvites, revokeInvite, workspaceExists } from '../workspace-records/store';
 
 const id = z.string().trim().min(1).max(128);
 const SMALL = { maxBytes: 16 * 1024 };
@@ -154,8 +145,7 @@ export const or3WorkspaceAdmin = new Hono<AppEnv>()
     const workspaceId = await targetWorkspace(c, body.workspaceId);
     const userId = await resolveUser(c.env.DB, body.emailOrProviderId, body.provider);
     if (!userId) throw notFound('No such user', 'no_user');
-    memberChangeResult(await upsertMember(c.env.DB, workspaceId, userId, body.role));
-    await forgetAccess(c.env, workspaceId, { userId });
+    memberChangeResult(await upsertMember(c.env, workspaceId, userId, body.role));
     audit(c, 'admin.member.upserted', { actorId: await actorOf(c), workspaceId, targetUserId: userId, role: body.role });
     return c.json({ ok: true });
   })
@@ -163,8 +153,7 @@ export const or3WorkspaceAdmin = new Hono<AppEnv>()
   .post('/workspace/members/set-role', async (c) => {
     const body = await jsonBody(c, z.strictObject({ workspaceId: id.optional(), userId: id, role: z.enum(ROLES) }), SMALL);
     const workspaceId = await targetWorkspace(c, body.workspaceId);
-    memberChangeResult(await setMemberRole(c.env.DB, workspaceId, body.userId, body.role));
-    await forgetAccess(c.env, workspaceId, { userId: body.userId });
+    memberChangeResult(await setMemberRole(c.env, workspaceId, body.userId, body.role));
     audit(c, 'admin.member.upserted', { actorId: await actorOf(c), workspaceId, targetUserId: body.userId, role: body.role });
     return c.json({ ok: true });
   })
@@ -172,8 +161,7 @@ export const or3WorkspaceAdmin = new Hono<AppEnv>()
   .post('/workspace/members/remove', async (c) => {
     const body = await jsonBody(c, z.strictObject({ workspaceId: id.optional(), userId: id }), SMALL);
     const workspaceId = await targetWorkspace(c, body.workspaceId);
-    memberChangeResult(await removeMember(c.env.DB, workspaceId, body.userId));
-    await c.env.WORKSPACE.getByName(workspaceId).closeSockets(body.userId);
+    memberChangeResult(await removeMember(c.env, workspaceId, body.userId));
     audit(c, 'admin.member.removed', { actorId: await actorOf(c), workspaceId, targetUserId: body.userId });
     return c.json({ ok: true });
   })

@@ -116,6 +116,7 @@ export const accountSelf = new Hono<AppEnv>()
     await clearLoginFailures(db, key);
     const email = normalizeEmail(body.newEmail);
     if ((await changeEmail(db, user.id, email)) === 'taken') throw conflict('That email address is in use', 'email_taken');
+    await c.env.USER_DB.getByName(user.id).reloadProfile(); // the session endpoint answers from the user's object
     audit(c, 'auth.email.changed', { actorId: user.id, email });
     return c.json({ ok: true });
   })

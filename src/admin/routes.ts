@@ -11,6 +11,7 @@ import { auditAdmin } from '../audit/routes';
 import { metricsAdmin } from './metrics';
 import { workspaceView } from './workspace-view';
 import { pitrAdmin } from './pitr';
+import { repairAdmin } from './repair';
 import { requireUser } from '../auth/authenticate';
 import type { AppEnv } from '../env';
 import { jsonBody, queryParams } from '../http/body';
@@ -19,9 +20,9 @@ import { badRequest, conflict, forbidden, notFound } from '../errors';
 import { ROLES } from '../workspace-records/permissions';
 import { param } from '../http/param';
 import { memberChangeResult } from '../workspaces/member-change';
-import { forgetAccess } from '../workspaces/invalidate';
-import { removeMember, setWorkspaceDeleted, upsertMember, workspaceExists } from '../workspace-records/store';
-import { grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
+import { removeMember, upsertMember, workspaceRowChanged } from '../workspace-records/member-writes';
+import { setWorkspaceDeleted, workspaceExists } from '../workspace-records/store';
+import { adminReader, grantAdmin, likePattern, listAllWorkspaces, listUsers, revokeAdmin } from './store';
 
 /**
  * Another room's admin routes behind the same check (the composition root, app.ts, mounts them:
@@ -62,17 +63,20 @@ export const admin = new Hono<AppEnv>()
   .use('*', requireAdmin)
   .route('/', auditAdmin)
   .route('/', pitrAdmin)
+  .route('/', repairAdmin)
   .route('/', metricsAdmin)
   .route('/', workspaceView)
 
   .get('/users', async (c) => {
     const query = parseQuery(c);
-    return c.json(await listUsers(c.env.DB, { ...query, pattern: searchPattern(query.q) }));
+    return c.json(await listUsers(adminReader(c.env.DB), { ...query, pattern: searchPattern(query.q) }));
   })
 
   .get('/workspaces', async (c) => {
     const query = parseQuery(c);
-    return c.json(await listAllWorkspaces(c.env.DB, { ...query, pattern: searchPattern(query.q), includeDeleted: query.includeDeleted === 'true' }));
+    return c.json(
+      await listAllWorkspaces(adminReader(c.env.DB), { ...query, pattern: searchPattern(query.q), includeDeleted: query.includeDeleted === 'true' }),
+    );
   })
 
   .put('/workspaces/:id/members/:userId', async (c) => {
@@ -80,8 +84,7 @@ export const admin = new Hono<AppEnv>()
     const userId = param(c.req.param('userId'), 'user id');
     const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
-    memberChangeResult(await upsertMember(c.env.DB, workspaceId, userId, body.role));
-    await forgetAccess(c.env, workspaceId, { userId });
+    memberChangeResult(await upsertMember(c.env, workspaceId, userId, body.role));
     audit(c, 'admin.member.upserted', { ...(await auditBase(c)), workspaceId, targetUserId: userId, role: body.role });
     return c.json({ ok: true });
   })
@@ -89,8 +92,7 @@ export const admin = new Hono<AppEnv>()
   .delete('/workspaces/:id/members/:userId', async (c) => {
     const workspaceId = param(c.req.param('id'), 'workspace id');
     const userId = param(c.req.param('userId'), 'user id');
-    memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
-    await c.env.WORKSPACE.getByName(workspaceId).closeSockets(userId);
+    memberChangeResult(await removeMember(c.env, workspaceId, userId));
     audit(c, 'admin.member.removed', { ...(await auditBase(c)), workspaceId, targetUserId: userId });
     return c.json({ ok: true });
   })
@@ -99,7 +101,7 @@ export const admin = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
-    await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
+    await workspaceRowChanged(c.env, workspaceId); // refuses everyone, closes every socket, lists follow
     audit(c, 'admin.workspace.deleted', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })
@@ -108,7 +110,7 @@ export const admin = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     if (!(await workspaceExists(c.env.DB, workspaceId))) throw notFound('No such workspace');
     await setWorkspaceDeleted(c.env.DB, workspaceId, false);
-    await forgetAccess(c.env, workspaceId); // its members were refused while it was deleted
+    await workspaceRowChanged(c.env, workspaceId); // its members were refused while it was deleted
     audit(c, 'admin.workspace.restored', { ...(await auditBase(c)), workspaceId });
     return c.json({ ok: true });
   })

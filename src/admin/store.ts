@@ -22,7 +22,17 @@ export function likePattern(q: string): string | null {
 }
 
 /** Users newest first, a page at a time (one more row is read to tell whether another page exists). */
-export async function listUsers(db: D1Database, page: AdminPage & { pattern: string | null }) {
+/**
+ * What a list or search needs of D1: a plain binding, or a D1 session (`withSession`) that may
+ * read from a replica near the caller. The admin lists take the latter (`adminReader`): an admin
+ * searching a moment after a change may see the list a replica's lag old, which a reload fixes.
+ */
+export type D1Reader = Pick<D1Database, 'prepare' | 'batch'>;
+
+/** A read-only D1 session for the admin lists: any replica may answer (docs/architecture.md "Capacity model"). */
+export const adminReader = (db: D1Database): D1Reader => db.withSession('first-unconstrained');
+
+export async function listUsers(db: D1Reader, page: AdminPage & { pattern: string | null }) {
   const { results } = await db
     .prepare(
       `SELECT id, email, display_name, is_admin, disabled_at, created_at FROM users
@@ -45,7 +55,7 @@ export async function listUsers(db: D1Database, page: AdminPage & { pattern: str
 }
 
 /** Workspaces newest first with their member counts; deleted ones only when asked for. */
-export async function listAllWorkspaces(db: D1Database, page: AdminPage & { pattern: string | null; includeDeleted: boolean }) {
+export async function listAllWorkspaces(db: D1Reader, page: AdminPage & { pattern: string | null; includeDeleted: boolean }) {
   const { results } = await db
     .prepare(
       `SELECT w.id, w.name, w.description, w.created_at, w.deleted_at, (SELECT count(*) FROM members m WHERE m.workspace_id = w.id) AS member_count
@@ -240,12 +250,15 @@ export async function ensureImportedWorkspace(
 
 export type MemberImport = 'added' | 'updated' | 'unchanged' | 'no_user';
 
-/** Adds the members whose users exist here, or sets their role; an equal role changes nothing. */
+/**
+ * What importing these members would do (no such user, added, updated, unchanged), from D1's
+ * copy; the caller writes the changes through the workspace's object, the authority
+ * (src/workspaces/members.ts `applyMemberChanges`), which makes the copy follow.
+ */
 export async function importMembers(
   db: D1Database,
   workspaceId: string,
   members: { userId: string; role: string; createdAt: number }[],
-  now = Date.now(),
 ): Promise<MemberImport[]> {
   if (!members.length) return [];
   const { results } = await db
@@ -259,33 +272,7 @@ export async function importMembers(
   const outcome: MemberImport[] = members.map((m) =>
     !known.has(m.userId) ? 'no_user' : known.get(m.userId) === null ? 'added' : known.get(m.userId) === m.role ? 'unchanged' : 'updated',
   );
-  const writes = members.filter((_m, i) => outcome[i] === 'added' || outcome[i] === 'updated');
-  if (writes.length) {
-    await db.batch(
-      writes.map((m) =>
-        db
-          .prepare(
-            `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(workspace_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at WHERE members.role != excluded.role`,
-          )
-          .bind(workspaceId, m.userId, m.role, m.createdAt, now),
-      ),
-    );
-  }
   return outcome;
-}
-
-/** Makes `userId` an owner when the workspace has none (no imported member was one); true when it did. */
-export async function ensureOwner(db: D1Database, workspaceId: string, userId: string, now = Date.now()): Promise<boolean> {
-  const result = await db
-    .prepare(
-      `INSERT INTO members (workspace_id, user_id, role, created_at, updated_at)
-       SELECT ?1, ?2, 'owner', ?3, ?3 WHERE NOT EXISTS (SELECT 1 FROM members WHERE workspace_id = ?1 AND role = 'owner')
-       ON CONFLICT(workspace_id, user_id) DO UPDATE SET role = 'owner', updated_at = excluded.updated_at`,
-    )
-    .bind(workspaceId, userId, now)
-    .run();
-  return result.meta.changes > 0;
 }
 
 export type InviteImport = 'added' | 'unchanged' | 'expired' | 'no_creator' | 'token_taken';

@@ -13,7 +13,8 @@ import { ApiError, notFound } from '../errors';
 import { jsonBody } from '../http/body';
 import { logEvent } from '../http/logger';
 import { param } from '../http/param';
-import { createWorkspace, discardWorkspace, workspaceName } from '../workspace-records/store';
+import { discardWorkspace, workspaceName } from '../workspace-records/store';
+import { createOwnedWorkspace, workspaceRowChanged } from '../workspace-records/member-writes';
 import type { ArchivedEntry } from '../workspace-db/history-archive';
 import { readHistory, type ExportSource } from './export';
 
@@ -36,7 +37,7 @@ export const forkAdmin = new Hono<AppEnv>().post('/workspaces/:id/fork', async (
   const untilTime = body.untilTime === undefined ? undefined : typeof body.untilTime === 'number' ? body.untilTime : Date.parse(body.untilTime);
   const keep = (e: ArchivedEntry) =>
     (body.untilVersion === undefined || e.serverVersion <= body.untilVersion) && (untilTime === undefined || e.createdAt <= untilTime);
-  const forkId = await createWorkspace(c.env.DB, admin.userId, body.name ?? `${sourceName} (fork)`, null);
+  const forkId = await createOwnedWorkspace(c.env, admin.userId, body.name ?? `${sourceName} (fork)`, null);
   const target = c.env.WORKSPACE.getByName(forkId);
   let imported = 0;
   let serverVersion = 0;
@@ -55,8 +56,10 @@ export const forkAdmin = new Hono<AppEnv>().post('/workspaces/:id/fork', async (
     // A history that cannot be replayed (e.g. a payload stored before nesting was bounded,
     // which cannot cross an RPC boundary): nothing of the fork may stay behind.
     logEvent('error', 'fork_failed', { workspaceId: sourceId, forkId, imported, message: err instanceof Error ? err.message : String(err) });
-    await target.discard();
     await discardWorkspace(c.env.DB, forkId);
+    // Gone from D1: the object tells its members' lists (the admin's) before its storage goes.
+    await workspaceRowChanged(c.env, forkId);
+    await target.discard();
     throw new ApiError(422, 'fork_failed', `The history of this workspace could not be replayed after ${imported} changes; no fork was created`);
   }
   audit(c, 'admin.workspace.forked', { actorId: admin.userId, workspaceId: sourceId, forkId, imported });

@@ -16,7 +16,8 @@ import type { AdminCaller } from '../workspace-contract';
 import type { ArchivedEntry } from '../workspace-db/history-archive';
 import { importInvites, importMembers, importUsers, type ImportedUser, type InviteImport, type MemberImport } from '../admin/store';
 import { IMPORT_LIMITS, type Line, type Parsed } from './import-lines';
-import { forgetAccess } from '../workspaces/invalidate';
+import { applyMemberChanges } from '../workspace-records/member-writes';
+import type { Role } from '../workspace-records/permissions';
 
 export interface Skipped {
   line: number;
@@ -304,9 +305,14 @@ export class Applier {
         if (r === 'no_user') skip(report, { line: batch[i]!.n, type: 'member', key: batch[i]!.member.userId, reason: 'no such user in this deployment' });
         else report.members[r]++;
       });
-      // Roles changed in D1: the workspace's object must hear of it, as after any other member
-      // write (docs/security.md "Import"), or a demoted member keeps their cached role until it expires.
-      if (results.some((r) => r === 'added' || r === 'updated')) await forgetAccess(this.c.env, this.target!);
+      // Written through the workspace's object, the members' authority, which drops the cached
+      // roles and makes D1's copy follow (docs/security.md "Import").
+      const writes = batch.filter((_b, i) => results[i] === 'added' || results[i] === 'updated');
+      await applyMemberChanges(
+        this.c.env,
+        this.target!,
+        writes.map((b) => ({ op: 'upsert', userId: b.member.userId, role: b.member.role as Role, createdAt: b.member.createdAt })),
+      );
     }
     if (this.#invites.length) {
       const batch = this.#invites.splice(0);

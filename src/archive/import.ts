@@ -23,10 +23,10 @@ import * as z from 'zod';
 import type { AppEnv } from '../env';
 import { ApiError, badRequest, conflict, payloadTooLarge } from '../errors';
 import { logEvent } from '../http/logger';
-import { ensureImportedWorkspace, ensureOwner } from '../admin/store';
+import { ensureImportedWorkspace } from '../admin/store';
 import { IMPORT_LIMITS, id, readStream, type Destination, type Line } from './import-lines';
 import { Applier, newReport, skip, type ImportReport } from './import-apply';
-import { forgetAccess } from '../workspaces/invalidate';
+import { ensureOwner, workspaceRowChanged } from '../workspace-records/member-writes';
 
 export const importQuery = z.strictObject({
   workspaceId: id.optional(),
@@ -147,14 +147,14 @@ export async function runImport(c: Context<AppEnv>, query: z.output<typeof impor
         createdBy: actorId,
         createdAt: head?.createdAt ?? Date.now(),
       });
+      await workspaceRowChanged(c.env, ctx.target); // the object knows its row before members are written to it
     }
     const applier = new Applier(c, report, ctx.target, actorId, head?.exportedBy, new Set(query.linkExisting ?? []));
     const applyCtx: Destination = { target: null, queryWorkspaceId: query.workspaceId };
     await readStream(await object(), applyCtx, (n, parsed) => applier.add(n, parsed));
     await applier.finish();
-    if (ctx.target !== null && (await ensureOwner(c.env.DB, ctx.target, actorId))) {
+    if (ctx.target !== null && (await ensureOwner(c.env, ctx.target, actorId))) {
       report.notes.push('No imported member is an owner here: the importing admin was made the owner');
-      await forgetAccess(c.env, ctx.target);
     }
     return report;
   } finally {

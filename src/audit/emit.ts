@@ -27,6 +27,7 @@ export type AuditEventName =
   | 'admin.workspace.exported'
   | 'admin.member.upserted'
   | 'admin.member.removed'
+  | 'admin.members.repaired'
   | 'admin.guest_access.set'
   | 'admin.admin.granted'
   | 'admin.admin.revoked'

@@ -19,8 +19,7 @@ import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
 import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
-import { identityUser, loadUserWithMembership } from './store';
-import type { Role } from '../workspace-records/permissions';
+import { identityUser } from './store';
 import type { Membership } from '../workspace-records/store';
 import type { TokenCredential as Credential } from '../workspace-contract';
 
@@ -42,7 +41,7 @@ export interface Principal {
 
 const principals = new WeakMap<Request, Promise<Principal | null>>();
 
-/** A membership read together with the user (see `loadUserWithMembership`), per request. */
+/** A membership read together with the session from the user's object (`principal`), per request. */
 const memberships = new WeakMap<Request, { workspaceId: string; membership: Membership | null }>();
 
 /**
@@ -186,25 +185,23 @@ async function fromIdentity(c: Context<AppEnv>, credential: Extract<Credential, 
 }
 
 async function fromSession(c: Context<AppEnv>, claims: Extract<Credential, { kind: 'session' }>, workspaceId: string | undefined): Promise<Principal | null> {
-  const [session, row] = await Promise.all([
-    c.env.USER_DB.getByName(claims.userId).check({ sessionId: claims.sessionId }),
-    loadUserWithMembership(c.env.DB, claims.userId, workspaceId),
-  ]);
-  if (!row || session.liveUntil <= Date.now()) return null;
-  if (row.disabled_at !== null || row.token_version !== claims.tokenVersion) return null;
+  // One call to the user's object: the session, the facts, the profile and (asked about a
+  // workspace) the membership from the user's list, which the workspaces' objects keep. No D1.
+  const found = await c.env.USER_DB.getByName(claims.userId).principal({ sessionId: claims.sessionId, workspaceId });
+  if (!found.present || found.liveUntil <= Date.now()) return null;
+  if (found.disabled || found.tokenVersion !== claims.tokenVersion) return null;
   if (workspaceId !== undefined) {
-    // The query yields a role only for a member of a live workspace (and then its name).
-    const membership = row.member_role ? { workspaceId, name: row.member_workspace_name!, role: row.member_role as Role } : null;
+    const membership = found.membership ? { workspaceId, name: found.membership.name, role: found.membership.role } : null;
     memberships.set(c.req.raw, { workspaceId, membership });
   }
   return {
-    userId: row.id,
+    userId: claims.userId,
     provider: BASIC_PROVIDER,
-    providerUserId: row.id,
-    email: row.email,
-    displayName: row.display_name,
-    isAdmin: row.is_admin === 1,
-    activeWorkspaceId: row.active_workspace_id,
+    providerUserId: claims.userId,
+    email: found.profile.email,
+    displayName: found.profile.displayName,
+    isAdmin: found.isAdmin,
+    activeWorkspaceId: found.profile.activeWorkspaceId,
     sessionId: claims.sessionId,
     expiresAt: claims.expiresAt,
   };

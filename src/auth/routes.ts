@@ -14,7 +14,8 @@ import type { AppEnv } from '../env';
 import { jsonBody } from '../http/body';
 import { ApiError, badRequest, conflict, forbidden, rateLimited, unauthorized } from '../errors';
 import { clientIp, enforceLimit } from '../http/rate-limit';
-import { inviteIsClaimable, membershipOf, provisionDefaultWorkspace } from '../workspace-records/store';
+import { inviteIsClaimable, provisionDefaultWorkspace } from '../workspace-records/store';
+import { adoptAcceptedInvite, adoptMember } from '../workspace-records/member-writes';
 import { authenticate, requireUser, verifyCredential, type Principal } from './authenticate';
 import { issueAccessToken, rotate } from './refresh';
 import { REFRESH_COOKIE, clearAuthCookies, setAccessCookie, setAuthCookies } from './cookies';
@@ -181,6 +182,7 @@ export const basicAuth = new Hono<AppEnv>()
       // Lost a race for the invite (or its workspace went away) since the check above.
       if (invited.result === 'invalid_invite') throw forbidden('The invite is invalid, used or expired', 'invalid_invite');
       userId = invited.userId;
+      if (userId) await adoptAcceptedInvite(c.env, inviteHash, userId);
     } else {
       userId = await createPasswordUser(db, input);
     }
@@ -263,12 +265,18 @@ export const basicAuth = new Hono<AppEnv>()
 
 /** The OR3 SessionContext for a principal, provisioning user → default workspace → active workspace. */
 async function sessionContext(c: Context<AppEnv>, principal: Principal) {
-  const db = c.env.DB;
-  let membership = principal.activeWorkspaceId ? await membershipOf(db, principal.activeWorkspaceId, principal.userId) : null;
+  // The membership from the user's own list of workspaces (src/user-db/workspaces.ts): no D1 query.
+  const user = c.env.USER_DB.getByName(principal.userId);
+  const membershipIn = async (workspaceId: string | null) => {
+    const found = workspaceId ? await user.membershipOf(workspaceId) : null;
+    return found && workspaceId ? { workspaceId, ...found } : null;
+  };
+  let membership = await membershipIn(principal.activeWorkspaceId);
   if (!membership) {
-    await provisionDefaultWorkspace(db, principal.userId);
-    const user = await findUserById(db, principal.userId);
-    membership = user?.active_workspace_id ? await membershipOf(db, user.active_workspace_id, principal.userId) : null;
+    // First sight, or the active workspace went away: D1 provisions or repoints (a rare path).
+    const created = await provisionDefaultWorkspace(c.env.DB, principal.userId);
+    if (created) await adoptMember(c.env, created.id, principal.userId, 'owner', created.createdAt);
+    membership = await membershipIn((await user.reloadProfile()).activeWorkspaceId);
   }
   return {
     authenticated: true,

@@ -142,53 +142,6 @@ export async function probeUsersTable(db: D1Database): Promise<void> {
   await db.prepare('SELECT count(*) AS n FROM users LIMIT 1').first();
 }
 
-export interface UserAuthRow extends UserRow {
-  /** With a workspace asked for: its name and the user's role there (null when not a member of a live workspace). */
-  member_workspace_name?: string | null;
-  member_role?: string | null;
-}
-
-const USER_AUTH_COLUMNS = 'u.id, u.email, u.display_name, u.password_hash, u.token_version, u.is_admin, u.active_workspace_id, u.disabled_at';
-
-/**
- * The user behind a session, in one indexed read (the session itself lives in the user's object,
- * src/user-db/, asked at the same time). Given a workspace id (workspace-scoped routes), the same
- * read also brings the user's membership of that workspace, with exactly the rule of
- * `membershipOf` (a live workspace), so authorizing costs no second round trip to D1.
- */
-export async function loadUserWithMembership(db: D1Database, userId: string, workspaceId?: string): Promise<UserAuthRow | null> {
-  if (workspaceId === undefined) {
-    return db.prepare(`SELECT ${USER_AUTH_COLUMNS} FROM users u WHERE u.id = ?`).bind(userId).first<UserAuthRow>();
-  }
-  return db
-    .prepare(
-      `SELECT ${USER_AUTH_COLUMNS}, w.name AS member_workspace_name, CASE WHEN w.id IS NULL THEN NULL ELSE m.role END AS member_role
-         FROM users u
-         LEFT JOIN members m ON m.workspace_id = ?2 AND m.user_id = u.id
-         LEFT JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
-        WHERE u.id = ?1`,
-    )
-    .bind(userId, workspaceId)
-    .first<UserAuthRow>();
-}
-
-/**
- * A user's disabled flag and their role in a live workspace, in one read: what a federated
- * user's socket ticket is checked against (it has no session to read; access.ts).
- */
-export async function loadUserAuth(db: D1Database, userId: string, workspaceId: string) {
-  return db
-    .prepare(
-      `SELECT u.disabled_at, CASE WHEN w.id IS NULL THEN NULL ELSE m.role END AS member_role
-         FROM users u
-         LEFT JOIN members m ON m.workspace_id = ?2 AND m.user_id = u.id
-         LEFT JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
-        WHERE u.id = ?1`,
-    )
-    .bind(userId, workspaceId)
-    .first<{ disabled_at: number | null; member_role: string | null }>();
-}
-
 // ---------------------------------------------------------------------------------------------
 // Federated identities
 

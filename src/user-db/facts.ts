@@ -12,7 +12,41 @@ export const FACTS_SCHEMA = `
   CREATE TABLE IF NOT EXISTS facts (
     id INTEGER PRIMARY KEY CHECK (id = 1), present INTEGER NOT NULL, token_version INTEGER NOT NULL,
     disabled INTEGER NOT NULL, is_admin INTEGER NOT NULL, loaded_at INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS watchers (workspace_id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);`;
+  CREATE TABLE IF NOT EXISTS watchers (workspace_id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS profile (
+    id INTEGER PRIMARY KEY CHECK (id = 1), email TEXT, display_name TEXT, active_workspace_id TEXT, loaded_at INTEGER NOT NULL);`;
+
+/**
+ * What the session endpoint and "my workspaces" show of the user (D1's users row stays the
+ * authority, as for the facts): copied with the facts and re-read by the same `reloadFacts`.
+ * Objects made before the profile was kept load it on first need (once).
+ */
+export interface UserProfile {
+  email: string | null;
+  displayName: string | null;
+  activeWorkspaceId: string | null;
+}
+
+export function readProfile(sql: SqlStorage): UserProfile | undefined {
+  const row = sql
+    .exec<{ email: string | null; display_name: string | null; active_workspace_id: string | null }>(
+      'SELECT email, display_name, active_workspace_id FROM profile WHERE id = 1',
+    )
+    .toArray()[0];
+  return row ? { email: row.email, displayName: row.display_name, activeWorkspaceId: row.active_workspace_id } : undefined;
+}
+
+export function writeProfile(sql: SqlStorage, row: FactsRow, now: number) {
+  sql.exec(
+    `INSERT INTO profile (id, email, display_name, active_workspace_id, loaded_at) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET email = excluded.email, display_name = excluded.display_name,
+         active_workspace_id = excluded.active_workspace_id, loaded_at = excluded.loaded_at`,
+    row?.email ?? null,
+    row?.display_name ?? null,
+    row?.active_workspace_id ?? null,
+    now,
+  );
+}
 
 export interface UserFacts {
   /** False when D1 has no such user (deleted, or never existed): nothing of theirs is live. */
@@ -23,7 +57,14 @@ export interface UserFacts {
 }
 
 /** The D1 users row's fields these facts come from (null: no such user). */
-export type FactsRow = { token_version: number; disabled_at: number | null; is_admin: number } | null;
+export type FactsRow = {
+  token_version: number;
+  disabled_at: number | null;
+  is_admin: number;
+  email: string | null;
+  display_name: string | null;
+  active_workspace_id: string | null;
+} | null;
 
 export const factsOf = (row: FactsRow): UserFacts =>
   row ? { present: true, tokenVersion: row.token_version, disabled: row.disabled_at !== null, isAdmin: row.is_admin === 1 } : ABSENT;

@@ -8,12 +8,14 @@
 import type { FactsRow } from './facts';
 import type { SessionRow, TokenRow } from './sessions';
 
+const FACTS_COLUMNS = 'token_version, disabled_at, is_admin, email, display_name, active_workspace_id';
+
 /** Bounds for the one-time move: far above any real user's live sessions and refresh tokens. */
 const MAX_LEGACY_SESSIONS = 1_000;
 const MAX_LEGACY_TOKENS = 20_000;
 
 export async function readFactsRow(db: D1Database, userId: string): Promise<FactsRow> {
-  return db.prepare('SELECT token_version, disabled_at, is_admin FROM users WHERE id = ?').bind(userId).first<NonNullable<FactsRow>>();
+  return db.prepare(`SELECT ${FACTS_COLUMNS} FROM users WHERE id = ?`).bind(userId).first<NonNullable<FactsRow>>();
 }
 
 export interface LegacyImport {
@@ -25,7 +27,7 @@ export interface LegacyImport {
 /** The user's facts and their live D1 sessions with those sessions' unexpired refresh tokens, in one batch. */
 export async function readLegacy(db: D1Database, userId: string, now: number): Promise<LegacyImport> {
   const [user, sessions, tokens] = await db.batch([
-    db.prepare('SELECT token_version, disabled_at, is_admin FROM users WHERE id = ?').bind(userId),
+    db.prepare(`SELECT ${FACTS_COLUMNS} FROM users WHERE id = ?`).bind(userId),
     db
       .prepare(
         'SELECT id, created_at, expires_at, last_seen_at, revoked_at, user_agent FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? LIMIT ?',

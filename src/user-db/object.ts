@@ -11,10 +11,13 @@ import { randomToken, sha256Hex } from '../crypto';
 import { devD1 } from '../dev/d1-delay';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
-import { FACTS_SCHEMA, factsOf, readFacts, watch, watchers, writeFacts, type UserFacts } from './facts';
+import { FACTS_SCHEMA, factsOf, readFacts, readProfile, watch, watchers, writeFacts, writeProfile, type UserFacts, type UserProfile } from './facts';
+import type { Role } from '../workspace-records/permissions';
 import { markMoved, readFactsRow, readLegacy } from './legacy';
 import * as sessions from './sessions';
 import { childSecret, childTokenId, formatRefreshToken } from './tokens';
+import { listWorkspaces } from '../workspace-records/store';
+import * as mine from './workspaces';
 
 /** What a workspace object (or the Worker) learns about a session: its end and the user's facts. */
 export interface SessionFacts extends UserFacts {
@@ -39,6 +42,12 @@ export type RotateReply =
   | { ok: false; reason: 'invalid' | 'expired' | 'revoked' | 'rate_limited' }
   | { ok: false; reason: 'reused'; sessionId: string };
 
+/** `principal`'s answer: `membership` only when a workspace was asked about (null: not a member of a live one). */
+export interface SessionPrincipal extends SessionFacts {
+  profile: UserProfile;
+  membership?: { name: string; role: Role } | null;
+}
+
 /** How often a miss (a token or session not here) may look for sessions an older release left in D1. */
 const RESCAN_MS = 60_000;
 
@@ -48,10 +57,13 @@ export class UserDO extends DurableObject<Bindings> {
   #lastScan = 0;
   /** Fact reloads run one after another, so the last one applied is the last one read. */
   #reloads: Promise<unknown> = Promise.resolve();
+  #listSeeding: Promise<void> | undefined;
+  /** Workspaces whose notice arrived while the list was being seeded from D1. */
+  #noticed: Set<string> | undefined;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
-    this.#sql.exec(sessions.SCHEMA + FACTS_SCHEMA);
+    this.#sql.exec(sessions.SCHEMA + FACTS_SCHEMA + mine.WORKSPACES_SCHEMA);
   }
 
   get #userId(): string {
@@ -135,10 +147,12 @@ export class UserDO extends DurableObject<Bindings> {
   async reloadFacts(input: { endSessions?: { except?: string } } = {}): Promise<UserFacts> {
     await this.#facts();
     const run = this.#reloads.then(async () => {
-      const facts = factsOf(await readFactsRow(devD1(this.env), this.#userId));
+      const row = await readFactsRow(devD1(this.env), this.#userId);
+      const facts = factsOf(row);
       const now = Date.now();
       this.ctx.storage.transactionSync(() => {
         writeFacts(this.#sql, facts, now);
+        writeProfile(this.#sql, row, now);
         if (input.endSessions) sessions.revokeAll(this.#sql, now, input.endSessions.except ?? null);
       });
       return facts;
@@ -162,6 +176,42 @@ export class UserDO extends DurableObject<Bindings> {
     return { ...facts, liveUntil: end ?? 0 };
   }
 
+  /**
+   * Who a request is, for the routes that resolve a principal (src/auth/authenticate.ts): the
+   * session's liveness and the facts, the profile, and with `workspaceId` the user's membership
+   * there from their list of workspaces. No D1 query once the object knows the user.
+   */
+  async principal(input: { sessionId?: string; workspaceId?: string }): Promise<SessionPrincipal> {
+    const checked = await this.check({ sessionId: input.sessionId });
+    let profile = readProfile(this.#sql);
+    if (!profile) {
+      // An object made before the profile was kept: read once.
+      const row = await readFactsRow(devD1(this.env), this.#userId);
+      this.ctx.storage.transactionSync(() => writeProfile(this.#sql, row, Date.now()));
+      profile = readProfile(this.#sql)!;
+    }
+    if (input.workspaceId === undefined) return { ...checked, profile };
+    await this.workspaces();
+    return { ...checked, profile, membership: mine.membershipIn(this.#sql, input.workspaceId) };
+  }
+
+  /**
+   * Re-reads the profile (email, display name, active workspace) after a D1 write changed only
+   * it: one D1 read, and no socket is closed (nothing authorization needs changed).
+   */
+  async reloadProfile(): Promise<UserProfile> {
+    await this.#facts();
+    const row = await readFactsRow(devD1(this.env), this.#userId);
+    this.ctx.storage.transactionSync(() => writeProfile(this.#sql, row, Date.now()));
+    return readProfile(this.#sql)!;
+  }
+
+  /** The user's membership of one live workspace from their list (the session endpoint), or null. */
+  async membershipOf(workspaceId: string): Promise<{ name: string; role: Role } | null> {
+    await this.workspaces();
+    return mine.membershipIn(this.#sql, workspaceId);
+  }
+
   /** The user's sessions, most recently used first (live and recently ended). */
   async listSessions(): Promise<sessions.SessionView[]> {
     await this.#facts();
@@ -173,7 +223,48 @@ export class UserDO extends DurableObject<Bindings> {
     const targets = watchers(this.#sql, Date.now());
     await this.#tell({}, targets);
     await this.ctx.storage.deleteAll();
-    this.#sql.exec(sessions.SCHEMA + FACTS_SCHEMA);
+    this.#sql.exec(sessions.SCHEMA + FACTS_SCHEMA + mine.WORKSPACES_SCHEMA);
+  }
+
+  /**
+   * A workspace's object says how the user's membership there now stands (after writing it, its
+   * authority): "my workspaces" follows with no D1 query (workspaces.ts).
+   */
+  workspaceChanged(notice: mine.WorkspaceNotice): void {
+    this.#noticed?.add(notice.workspaceId);
+    this.ctx.storage.transactionSync(() => mine.applyNotice(this.#sql, notice, Date.now()));
+  }
+
+  /** The user's live workspaces with their roles, newest first; seeded from D1's copy on first use (once). */
+  async workspaces(): Promise<mine.MyWorkspace[]> {
+    if (!mine.listSeeded(this.#sql)) {
+      this.#listSeeding ??= this.#seedList().finally(() => (this.#listSeeding = undefined));
+      await this.#listSeeding;
+    }
+    return mine.liveWorkspaces(this.#sql);
+  }
+
+  /** The workspaces the list names, live or deleted (the user repair route). */
+  listedWorkspaceIds(): string[] {
+    return mine.listedWorkspaceIds(this.#sql);
+  }
+
+  async #seedList(): Promise<void> {
+    this.#noticed = new Set();
+    try {
+      const rows = await listWorkspaces(devD1(this.env), this.#userId, null);
+      const noticed = this.#noticed;
+      // A notice that arrived while D1 was read is newer than what D1 said.
+      this.ctx.storage.transactionSync(() =>
+        mine.seedList(
+          this.#sql,
+          rows.filter((r) => !noticed.has(r.id)),
+          Date.now(),
+        ),
+      );
+    } finally {
+      this.#noticed = undefined;
+    }
   }
 
   /** Whether this object was ever used (its facts loaded). */
@@ -198,6 +289,7 @@ export class UserDO extends DurableObject<Bindings> {
       for (const s of legacy.sessions) sessions.insertSession(this.#sql, s);
       for (const t of legacy.tokens) sessions.insertToken(this.#sql, t);
       if (!readFacts(this.#sql)) writeFacts(this.#sql, factsOf(legacy.facts), now);
+      if (!readProfile(this.#sql)) writeProfile(this.#sql, legacy.facts, now);
     });
     await markMoved(
       devD1(this.env),

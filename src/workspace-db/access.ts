@@ -3,7 +3,9 @@
  * verifies a credential statelessly and hands it to the workspace's object, which decides with
  * the facts it holds here — session liveness, the user's token version and disabled flag, the
  * federated identity's user, and the user's role in this workspace — read on a miss (a session's
- * facts from its user's object, src/user-db/; the rest from D1) and kept for at most `ttlMs`.
+ * and a user's facts from the user's object, src/user-db/; the role from this workspace's own
+ * members, members.ts, their authority; only a federated identity's user from D1) and kept for
+ * at most `ttlMs`.
  * Every write that changes these facts tells the objects concerned (`forget`), and a fact whose
  * invalidation was lost is re-read once its time is up. So a steady stream of requests costs no D1 query, and nothing deployment-wide
  * sits on the path.
@@ -12,13 +14,12 @@
  * only make it fresher. A D1 failure during a fill fails closed (503); cached facts keep serving
  * until their time is up.
  */
-import { identityUser, loadUserAuth } from '../auth/store';
+import { identityUser } from '../auth/store';
 import { devD1 } from '../dev/d1-delay';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
 import { can, type Role } from '../workspace-records/permissions';
-import { membershipOf } from '../workspace-records/store';
 import type { Access, Credential, ShardCaller } from '../workspace-contract';
 
 /** Facts about who a credential is: a session's, or a federated identity's. */
@@ -57,10 +58,16 @@ function remember<V>(map: Map<string, V>, key: string, value: V) {
 export class AccessCache {
   readonly #principals = new Map<string, PrincipalFacts>();
   readonly #roles = new Map<string, { role: Role | null; fetchedAt: number }>();
+  /** A federated identity's user id: fixed for the identity's life, so kept past the cache lifetime (bounded). */
+  readonly #identities = new Map<string, string>();
   /** Bumped by every invalidation: a fill that started before it must not store what it read. */
   #epoch = 0;
 
-  constructor(private readonly env: Bindings) {}
+  /** `roleOf`: the user's role from the workspace's own members (members.ts), the authority: no D1 query. */
+  constructor(
+    private readonly env: Bindings,
+    private readonly roleOf: (userId: string) => Promise<Role | null>,
+  ) {}
 
   /** The D1 binding, read at each use (a bench may slow it down in development: src/dev/d1-delay.ts). */
   get #db(): D1Database {
@@ -105,9 +112,9 @@ export class AccessCache {
     const cached = this.#roles.get(userId);
     if (cached && now - cached.fetchedAt < cacheTtlMs) return cached.role !== null;
     const epoch = this.#epoch;
-    const membership = await membershipOf(this.#db, workspaceId, userId);
-    if (epoch === this.#epoch) remember(this.#roles, userId, { role: membership?.role ?? null, fetchedAt: now });
-    return membership !== null;
+    const role = await this.roleOf(userId);
+    if (epoch === this.#epoch) remember(this.#roles, userId, { role, fetchedAt: now });
+    return role !== null;
   }
 
   /**
@@ -134,31 +141,31 @@ export class AccessCache {
     return entry && now - entry.fetchedAt < caller.cacheTtlMs ? entry : undefined;
   }
 
-  /** For a session: its user's object and one read of D1 (the membership); two D1 reads for a federated identity. */
+  /** Its user's object and this workspace's members, no D1; a federated identity's user is read from D1 once per object. */
   async #fill(caller: ShardCaller, now: number): Promise<{ facts: PrincipalFacts; role: { role: Role | null; fetchedAt: number } }> {
     const { credential, workspaceId } = caller;
     const epoch = this.#epoch;
     let facts: PrincipalFacts;
     let role: Role | null;
     if (credential.kind === 'ticket' && !credential.sessionId) {
-      // A federated user's ticket: no session to check, but the user (disabled?) and the
-      // membership, in one read.
-      const row = await loadUserAuth(this.#db, credential.userId, workspaceId);
-      role = (row?.member_role as Role | null | undefined) ?? null;
+      // A federated user's ticket: no session to check, but the user (disabled?) from their
+      // object and the role from this workspace's members.
+      const [user, member] = await Promise.all([this.env.USER_DB.getByName(credential.userId).check({ workspaceId }), this.roleOf(credential.userId)]);
+      role = member;
       facts = {
-        userId: row ? credential.userId : null,
+        userId: user.present ? credential.userId : null,
         liveUntil: Number.POSITIVE_INFINITY,
         tokenVersion: 0,
-        disabled: row ? row.disabled_at !== null : true,
+        disabled: user.disabled,
         fetchedAt: now,
       };
     } else if (credential.kind !== 'federated') {
       // The session and the user's facts from the user's object (src/user-db/), which records
       // this workspace so that sign-out, password change and disabling reach this cache; the
-      // role from D1's membership copy, in parallel.
-      const [session, membership] = await Promise.all([
+      // role from this workspace's own members, in parallel. No D1 query.
+      const [session, member] = await Promise.all([
         this.env.USER_DB.getByName(credential.userId).check({ sessionId: credential.sessionId!, workspaceId }),
-        membershipOf(this.#db, workspaceId, credential.userId),
+        this.roleOf(credential.userId),
       ]);
       facts = {
         userId: session.present ? credential.userId : null,
@@ -167,7 +174,7 @@ export class AccessCache {
         disabled: session.disabled,
         fetchedAt: now,
       };
-      role = membership?.role ?? null;
+      role = member;
     } else {
       const identity = {
         provider: credential.provider,
@@ -176,15 +183,24 @@ export class AccessCache {
         email: credential.email,
         displayName: credential.displayName,
       };
-      const user = await identityUser(this.#db, identity, caller.autoProvision);
+      // Which user an identity belongs to never changes (only deleting the account removes the
+      // identity, and then the user's object answers "absent"): read from D1 once per object,
+      // then the user's facts come from their object like a session's.
+      const key = keyOf(credential);
+      let userId = this.#identities.get(key);
+      if (userId === undefined) {
+        userId = (await identityUser(this.#db, identity, caller.autoProvision))?.id;
+        if (userId) remember(this.#identities, key, userId);
+      }
+      const [user, member] = userId ? await Promise.all([this.env.USER_DB.getByName(userId).check({ workspaceId }), this.roleOf(userId)]) : [null, null];
       facts = {
-        userId: user?.id ?? null,
+        userId: user?.present ? userId! : null,
         liveUntil: Number.POSITIVE_INFINITY,
         tokenVersion: 0,
-        disabled: user ? user.disabled_at !== null : true,
+        disabled: user ? user.disabled : true,
         fetchedAt: now,
       };
-      role = user ? ((await membershipOf(this.#db, workspaceId, user.id))?.role ?? null) : null;
+      role = member;
     }
     const roleEntry = { role, fetchedAt: now };
     // An invalidation that arrived while we read may have been about what we read: use it for

@@ -20,6 +20,10 @@ import type { ArchivedEntry } from './history-archive';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { AccessCache } from './access';
+import { MemberRoster, type RepairReport } from './members';
+import type { RosterChange, RosterOutcome, RosterState } from './roster';
+import type { WorkspaceInfo } from '../workspace-records/member-copy';
+import type { Role } from '../workspace-records/permissions';
 import type { Access, ShardCaller, StorageCaller, SyncCaller } from '../workspace-contract';
 import type { PreparedOp, PushOpInput, TableName } from '../../protocol/rules';
 import { armGc, runAlarm } from './alarm';
@@ -52,7 +56,12 @@ const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restart
 
 export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql = this.ctx.storage.sql;
-  readonly #access = new AccessCache(this.env);
+  readonly #access = new AccessCache(this.env, (userId) => this.#members.role(userId));
+  /** The workspace's members: this object is their authority; D1 and the user objects hold copies (members.ts). */
+  readonly #members = new MemberRoster(this.ctx, this.env, {
+    forget: (input) => this.#access.forget(input),
+    closeSockets: (userId) => void this.#sockets.close(4003, 'Access to this workspace was revoked', userId),
+  });
   /** This workspace's webhooks (src/webhooks/): in memory after the first read, so a push costs nothing without hooks. */
   readonly #webhooks = new WebhookRegistry(this.ctx, () => this.env.WEBHOOK_QUEUE);
   readonly #meter = new Meter(this.ctx.storage);
@@ -128,6 +137,27 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     this.#access.forget(input);
   }
 
+  /** A change to the members, written here first (the authority), then copied to D1 and the user's object (members.ts). */
+  memberChange(change: RosterChange): Promise<RosterOutcome> {
+    return this.#members.change(change);
+  }
+  /** Several changes in one transaction and one copy (import `member` lines). */
+  memberChanges(changes: RosterChange[]): Promise<RosterOutcome[]> {
+    return this.#members.changeMany(changes);
+  }
+  /** D1's workspace row changed (renamed, deleted, restored): members.ts `setInfo`. */
+  workspaceInfo(info: WorkspaceInfo | null): Promise<void> {
+    return this.#members.setInfo(info);
+  }
+  /** Reconciles the copies with this authority (the repair route; members.ts `repair`). */
+  repairMembers(userId?: string): Promise<RepairReport> {
+    return this.#members.repair(userId);
+  }
+  /** The members as this object holds them, and how many copies are still queued. */
+  members(): Promise<{ state: RosterState; members: { userId: string; role: Role }[]; pending: number }> {
+    return this.#members.view();
+  }
+
   /** Sync's RPC methods: the same service the workspace's sockets call (sync-service.ts). */
   push(caller: SyncCaller, ops: PreparedOp[], missing = 0): Promise<{ ok: true; results: PushResult[]; serverVersion: number } | Failure> {
     return this.#sync.push(caller, ops, { missing });
@@ -187,8 +217,9 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return outcome;
   }
   /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
-  discard(): Promise<void> {
-    return this.ctx.storage.deleteAll();
+  async discard(): Promise<void> {
+    await this.ctx.storage.deleteAll();
+    this.#members.erased();
   }
 
   /** Storage's authorization: a member, from this object's cache, or a deployment admin the Worker checked (src/workspace-contract.ts). */

@@ -87,7 +87,7 @@ export async function createWorkspaceWithinLimit(
   description: string | null,
   perHour: number,
   now = Date.now(),
-): Promise<{ ok: true; id: string } | { ok: false; retryAfterMs: number }> {
+): Promise<{ ok: true; id: string; createdAt: number } | { ok: false; retryAfterMs: number }> {
   const id = crypto.randomUUID();
   const [created] = await db.batch([
     db
@@ -102,7 +102,7 @@ export async function createWorkspaceWithinLimit(
       )
       .bind(id, ownerId, now),
   ]);
-  if (created!.meta.changes > 0) return { ok: true, id };
+  if (created!.meta.changes > 0) return { ok: true, id, createdAt: now };
   // A slot frees when the perHour-th most recent creation leaves the window.
   const blocking = await db
     .prepare('SELECT created_at FROM workspaces WHERE created_by = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?')
@@ -116,10 +116,10 @@ export async function createWorkspaceWithinLimit(
  * as owner, and make their active workspace a live one. Safe under concurrency: the inserts run
  * only while no membership exists, inside one batch.
  */
-export async function provisionDefaultWorkspace(db: D1Database, userId: string, now = Date.now()) {
+export async function provisionDefaultWorkspace(db: D1Database, userId: string, now = Date.now()): Promise<{ id: string; createdAt: number } | null> {
   const id = crypto.randomUUID();
   const noMembership = `NOT EXISTS (SELECT 1 FROM members m JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ?1 AND w.deleted_at IS NULL)`;
-  await db.batch([
+  const [created] = await db.batch([
     db
       .prepare(`INSERT INTO workspaces (id, name, description, created_by, created_at, updated_at) SELECT ?2, ?3, NULL, ?1, ?4, ?4 WHERE ${noMembership}`)
       .bind(userId, id, DEFAULT_WORKSPACE_NAME, now),
@@ -140,6 +140,7 @@ export async function provisionDefaultWorkspace(db: D1Database, userId: string, 
       )
       .bind(userId),
   ]);
+  return created!.meta.changes > 0 ? { id, createdAt: now } : null;
 }
 
 export async function setActiveWorkspace(db: D1Database, userId: string, workspaceId: string, now = Date.now()) {

@@ -15,7 +15,7 @@ import { randomToken, sha256Hex } from '../crypto';
 import { audit } from '../audit/emit';
 import { emitDeploymentEvent } from '../events/deployment';
 import { authorizeWorkspace } from './authorize';
-import { forgetAccess } from './invalidate';
+import { adoptMember, removeMember, setMemberRole, workspaceRowChanged } from '../workspace-records/member-writes';
 import { memberChangeResult } from './member-change';
 import { ROLES } from '../workspace-records/permissions';
 import {
@@ -24,11 +24,8 @@ import {
   createWorkspaceWithinLimit,
   listMembers,
   listPendingInvites,
-  listWorkspaces,
-  removeMember,
   revokeInvite,
   setActiveWorkspace,
-  setMemberRole,
   setWorkspaceDeleted,
   updateWorkspace,
 } from '../workspace-records/store';
@@ -42,7 +39,9 @@ const id = z.string().min(1).max(128);
 export const workspaces = new Hono<AppEnv>()
   .get('/', async (c) => {
     const principal = await requireUser(c);
-    return c.json({ workspaces: await listWorkspaces(c.env.DB, principal.userId, principal.activeWorkspaceId) });
+    // From the user's object, which the workspaces' objects keep up to date: no D1 query.
+    const list = await c.env.USER_DB.getByName(principal.userId).workspaces();
+    return c.json({ workspaces: list.map((w) => ({ ...w, isActive: w.id === principal.activeWorkspaceId })) });
   })
 
   .post('/', async (c) => {
@@ -56,6 +55,8 @@ export const workspaces = new Hono<AppEnv>()
       c.get('config').workspaces.createLimitPerHour,
     );
     if (!created.ok) throw rateLimited(created.retryAfterMs / 1000);
+    // D1 counted the creation and wrote the row with its owner; the object (the members' authority) adopts the owner.
+    await adoptMember(c.env, created.id, principal.userId, 'owner', created.createdAt);
     emitDeploymentEvent(c, 'admin.workspace.created', { workspace_id: created.id, created_by: principal.userId });
     return c.json({ id: created.id });
   })
@@ -64,15 +65,18 @@ export const workspaces = new Hono<AppEnv>()
     const body = await jsonBody(c, z.strictObject({ id }));
     const { principal } = await authorizeWorkspace(c, body.id, 'read');
     await setActiveWorkspace(c.env.DB, principal.userId, body.id);
+    await c.env.USER_DB.getByName(principal.userId).reloadProfile(); // the session endpoint answers from the user's object
     return c.json({ ok: true });
   })
 
   .post('/invites/accept', async (c) => {
     const principal = await requireUser(c);
     const body = await jsonBody(c, z.strictObject({ inviteToken: z.string().min(1).max(200) }));
-    const result = await acceptInvite(c.env.DB, await sha256Hex(body.inviteToken), principal.userId);
+    const now = Date.now();
+    const result = await acceptInvite(c.env.DB, await sha256Hex(body.inviteToken), principal.userId, now);
     if (!result.ok) throw notFound('The invite is invalid, used or expired', 'invalid_invite');
-    await forgetAccess(c.env, result.workspaceId, { userId: principal.userId });
+    // D1 claimed the invite (its rules live there); the workspace's object adopts the membership.
+    await adoptMember(c.env, result.workspaceId, principal.userId, result.role, now);
     return c.json({ ok: true, workspaceId: result.workspaceId });
   })
 
@@ -81,6 +85,7 @@ export const workspaces = new Hono<AppEnv>()
     await authorizeWorkspace(c, workspaceId, 'write');
     const body = await jsonBody(c, z.strictObject({ name: name.optional(), description: description.nullable().optional() }));
     await updateWorkspace(c.env.DB, workspaceId, body);
+    await workspaceRowChanged(c.env, workspaceId); // the members' "my workspaces" lists follow
     return c.json({ ok: true });
   })
 
@@ -88,7 +93,7 @@ export const workspaces = new Hono<AppEnv>()
     const workspaceId = param(c.req.param('id'), 'workspace id');
     await authorizeWorkspace(c, workspaceId, 'settings.manage');
     await setWorkspaceDeleted(c.env.DB, workspaceId, true);
-    await c.env.WORKSPACE.getByName(workspaceId).closeSockets();
+    await workspaceRowChanged(c.env, workspaceId); // refuses everyone, closes every socket, lists follow
     emitDeploymentEvent(c, 'admin.workspace.deleted', { workspace_id: workspaceId });
     return c.json({ ok: true });
   })
@@ -104,8 +109,7 @@ export const workspaces = new Hono<AppEnv>()
     const userId = param(c.req.param('userId'), 'user id');
     await authorizeWorkspace(c, workspaceId, 'users.manage');
     const body = await jsonBody(c, z.strictObject({ role: z.enum(ROLES) }));
-    memberChangeResult(await setMemberRole(c.env.DB, workspaceId, userId, body.role));
-    await forgetAccess(c.env, workspaceId, { userId });
+    memberChangeResult(await setMemberRole(c.env, workspaceId, userId, body.role));
     return c.json({ ok: true });
   })
 
@@ -115,9 +119,8 @@ export const workspaces = new Hono<AppEnv>()
     const principal = await requireUser(c);
     // Members may leave by themselves; removing someone else takes users.manage.
     await authorizeWorkspace(c, workspaceId, principal.userId === userId ? 'read' : 'users.manage');
-    memberChangeResult(await removeMember(c.env.DB, workspaceId, userId));
-    // Realtime sockets were authorized at connect time: close the removed member's now.
-    await c.env.WORKSPACE.getByName(workspaceId).closeSockets(userId);
+    // The object removes them, drops their cached role and closes their sockets.
+    memberChangeResult(await removeMember(c.env, workspaceId, userId));
     return c.json({ ok: true });
   })
 

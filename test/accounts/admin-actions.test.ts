@@ -1,7 +1,7 @@
 /** Account actions of deployment admins: disable/enable, sign-out, reset-password, delete (docs/admin.md "Account actions"). */
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { api } from '../helpers';
 import { call, PASSWORD, signedInUser, signInBearer, type SignedIn, userCount } from '../auth/helpers';
 import { message, op, openSocket, pull, push, pushOk, syncUser } from '../sync/helpers';
@@ -31,7 +31,7 @@ describe('account actions: who may', () => {
   it('refuses a workspace owner who is not a deployment admin (403), and changes nothing', async () => {
     const owner = await syncUser();
     const target = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, target.id, 'editor');
+    await upsertMember(env, owner.workspaceId, target.id, 'editor');
     for (const [method, path, body] of actions(target.id)) {
       const res = await call(method, path, intent(owner), body);
       expect(res.status, `${method} ${path}`).toBe(403);
@@ -96,7 +96,7 @@ describe('disable and enable', () => {
   it('ends the service tokens the user created (401 from the next request); tokens of other owners live on', async () => {
     const u = await syncUser();
     const coOwner = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, coOwner.id, 'owner');
+    await upsertMember(env, u.workspaceId, coOwner.id, 'owner');
     const mine = await createToken(u, u.workspaceId);
     const theirs = await createToken(coOwner, u.workspaceId);
     expect((await messages(mine.token, u.workspaceId, 't1')).status).toBe(200);
@@ -169,8 +169,8 @@ describe('delete', () => {
   it('transfers workspaces they alone own, and leaves no session, identity or membership behind', async () => {
     const u = await syncUser();
     const heir = await signedInUser();
-    const shared = await createWorkspace(env.DB, heir.id, 'Shared', null);
-    await upsertMember(env.DB, shared, u.id, 'owner'); // not alone: stays with heir
+    const shared = await createOwnedWorkspace(env, heir.id, 'Shared', null);
+    await upsertMember(env, shared, u.id, 'owner'); // not alone: stays with heir
     await pushOk(u, u.workspaceId, [op('messages', 'm1', message('m1'))]);
     await env.DB.prepare(
       `INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at, last_seen_at) VALUES (?, ?, 'oidc', 'https://idp', ?, null, 0, 0)`,

@@ -1,7 +1,7 @@
 /** OR3's workspace admin routes, with OR3's shapes (docs/admin.md "OR3's workspace admin routes"). */
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { call, PASSWORD, signedInUser, uniqueEmail, type SignedIn } from '../auth/helpers';
 import { syncUser } from '../sync/helpers';
 
@@ -75,7 +75,7 @@ describe('invites', () => {
   it('a deployment admin acts on any workspace by workspaceId; others get 403, a missing intent 403', async () => {
     const owner = await syncUser();
     const editor = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, editor.id, 'editor');
+    await upsertMember(env, owner.workspaceId, editor.id, 'editor');
     const made = await call('POST', '/api/admin/workspace/invites/create', intent(root), { workspaceId: owner.workspaceId, email: uniqueEmail() });
     expect(made.status).toBe(200);
     const list = await (await call('GET', `/api/admin/workspace/invites/list?workspaceId=${owner.workspaceId}`, root.headers)).json<any>();
@@ -119,7 +119,7 @@ describe('guest access and search-users', () => {
   it("guest access is stored and answered on OR3's workspace page, with members in OR3's shape", async () => {
     const owner = await syncUser();
     const editor = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, editor.id, 'editor');
+    await upsertMember(env, owner.workspaceId, editor.id, 'editor');
     const page = async (who: { headers: Record<string, string> }, query = '') => call('GET', `/api/admin/workspace${query}`, who.headers);
     const first = await (await page(owner)).json<any>();
     expect(first).toMatchObject({ workspace: { id: owner.workspaceId }, role: 'owner', enabledPlugins: [], guestAccessEnabled: false });
@@ -155,7 +155,7 @@ describe('guest access and search-users', () => {
     expect((await call('GET', `/api/admin/search-users?q=${'%'.repeat(30)}`, root.headers)).status).toBe(400);
     const owner = await syncUser();
     expect((await call('GET', '/api/admin/search-users?q=zebra', owner.headers)).status).toBe(403);
-    const ws = await createWorkspace(env.DB, owner.id, 'x', null);
+    const ws = await createOwnedWorkspace(env, owner.id, 'x', null);
     expect(ws).toBeTruthy();
   });
 });

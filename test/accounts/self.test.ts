@@ -1,7 +1,7 @@
 /** A user's own account actions: change-email (re-authenticated) and DELETE /api/auth/account. */
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { call, PASSWORD, signedInUser, signInBearer, uniqueEmail, userCount } from '../auth/helpers';
 import { syncUser } from '../sync/helpers';
 
@@ -50,8 +50,8 @@ describe('DELETE /api/auth/account', () => {
     const u = await syncUser();
     const heir = await signedInUser();
     const other = await signInBearer(u.email);
-    const shared = await createWorkspace(env.DB, heir.id, 'Kept', null);
-    await upsertMember(env.DB, shared, u.id, 'editor');
+    const shared = await createOwnedWorkspace(env, heir.id, 'Kept', null);
+    await upsertMember(env, shared, u.id, 'editor');
     const res = await call('DELETE', '/api/auth/account', u.headers, { transferTo: heir.id });
     expect(res.status).toBe(200);
     expect((await call('GET', '/api/workspaces', other.headers)).status).toBe(401);

@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:workers';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
 
 let root: SignedIn;
@@ -24,7 +24,7 @@ const mutations = (ws: string, user: string): [string, string, unknown][] => [
 
 describe('admin API access', () => {
   it('refuses everyone but deployment admins, workspace owners included', async () => {
-    const ws = await createWorkspace(env.DB, owner.id, 'Owned', null);
+    const ws = await createOwnedWorkspace(env, owner.id, 'Owned', null);
     for (const [method, path, body] of [['GET', '/api/admin/users', undefined], ['GET', '/api/admin/workspaces', undefined], ...mutations(ws, owner.id)] as [
       string,
       string,
@@ -40,7 +40,7 @@ describe('admin API access', () => {
   });
 
   it('requires x-or3-admin-intent: admin on every mutation, not on reads', async () => {
-    const ws = await createWorkspace(env.DB, owner.id, 'Intent', null);
+    const ws = await createOwnedWorkspace(env, owner.id, 'Intent', null);
     for (const [method, path, body] of mutations(ws, owner.id)) {
       const res = await call(method, path, root.headers, body);
       expect(res.status, `${method} ${path}`).toBe(403);
@@ -74,7 +74,7 @@ describe('admin API', () => {
   });
 
   it('upserts, re-roles and removes members, keeping an owner', async () => {
-    const ws = await createWorkspace(env.DB, owner.id, 'Managed', null);
+    const ws = await createOwnedWorkspace(env, owner.id, 'Managed', null);
     const member = await signedInUser();
     expect((await call('PUT', `/api/admin/workspaces/${ws}/members/${member.id}`, intent(root), { role: 'editor' })).status).toBe(200);
     expect((await call('GET', `/api/workspaces/${ws}/members`, member.headers)).status).toBe(200);
@@ -88,7 +88,7 @@ describe('admin API', () => {
   });
 
   it('soft-deletes and restores a workspace; members lose and regain access', async () => {
-    const ws = await createWorkspace(env.DB, owner.id, 'Restorable', null);
+    const ws = await createOwnedWorkspace(env, owner.id, 'Restorable', null);
     expect((await call('DELETE', `/api/admin/workspaces/${ws}`, intent(root))).status).toBe(200);
     expect((await call('GET', `/api/workspaces/${ws}/members`, owner.headers)).status).toBe(403);
     const listed = await (await call('GET', '/api/admin/workspaces?includeDeleted=true&q=Restorable', root.headers)).json<any>();
@@ -124,8 +124,8 @@ describe('admin API', () => {
   it('writes an audit line for each mutation, naming the actor', async () => {
     const lines: string[] = [];
     vi.spyOn(console, 'log').mockImplementation((s) => void lines.push(String(s)));
-    const ws = await createWorkspace(env.DB, owner.id, 'Audited', null);
-    await upsertMember(env.DB, ws, owner.id, 'owner');
+    const ws = await createOwnedWorkspace(env, owner.id, 'Audited', null);
+    await upsertMember(env, ws, owner.id, 'owner');
     await call('DELETE', `/api/admin/workspaces/${ws}`, intent(root));
     const events = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'audit');
     expect(events).toContainEqual(expect.objectContaining({ audit: 'admin.workspace.deleted', actorId: root.id, workspaceId: ws }));

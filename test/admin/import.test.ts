@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import bcrypt from 'bcryptjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { call, oidcProvider, signedInUser, signInBearer, uniqueEmail, type SignedIn } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
 import { message, op, openSocket, pushOk, snapshotAll, syncUser, thread, type SyncUser } from '../sync/helpers';
@@ -56,7 +56,7 @@ const headOf = (ws: string) =>
 async function richWorkspace(): Promise<{ u: SyncUser; editor: SignedIn; hash: string }> {
   const u = await syncUser();
   const editor = await signedInUser({ displayName: 'Ed' });
-  await upsertMember(env.DB, u.workspaceId, editor.id, 'editor');
+  await upsertMember(env, u.workspaceId, editor.id, 'editor');
   const { hash } = await store(u, u.workspaceId, bytesOf(`blob of ${u.workspaceId}`));
   await pushOk(u, u.workspaceId, [
     op('threads', 't1', thread('t1')),
@@ -459,7 +459,7 @@ describe('POST /api/admin/import: members tell the workspace object (SECURITY.md
   it('a member line that demotes an editor applies to their very next push, over HTTP and over their open socket', async () => {
     const owner = await syncUser();
     const editor = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, editor.id, 'editor');
+    await upsertMember(env, owner.workspaceId, editor.id, 'editor');
     const path = `/api/sync/ws?workspaceId=${owner.workspaceId}`;
     const socket = await openSocket(await api(path, { headers: { upgrade: 'websocket', ...editor.headers } }));
     await socket.next((m) => m.type === 'hello');

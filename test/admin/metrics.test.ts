@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Meter } from '../../src/workspace-db/metrics';
 import { api } from '../helpers';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { message, op, openSocket, pull, push, pushOk, syncUser, type TestSocket } from '../sync/helpers';
 
 const connect = async (workspaceId: string, user: { headers: Record<string, string> }, deviceId: string) => {
@@ -108,7 +108,7 @@ describe('socket and presence peaks', () => {
   it('keep the most sockets open at once and the largest roster, per hour and day, in JSON and Prometheus', async () => {
     const owner = await syncUser();
     const member = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, member.id, 'editor');
+    await upsertMember(env, owner.workspaceId, member.id, 'editor');
     const sockets: TestSocket[] = [];
     for (const [user, device] of [
       [owner, 'a'],
@@ -142,7 +142,7 @@ describe('GET /api/admin/workspaces/:id', () => {
   it('shows members and roles, pending invites with their email (never a token), usage, GC/archive state and counters', async () => {
     const owner = await syncUser();
     const member = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, member.id, 'viewer');
+    await upsertMember(env, owner.workspaceId, member.id, 'viewer');
     await pushOk(owner, owner.workspaceId, [op('messages', 'm1', message('m1'))]);
     const made = await call('POST', `/api/workspaces/${owner.workspaceId}/invites`, owner.headers, { role: 'editor', email: 'Someone@Example.com' });
     const { inviteToken } = await made.json<{ inviteToken: string }>();

@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { call, signedInUser } from '../auth/helpers';
 import { message, op, pushOk, snapshotAll, syncUser } from '../sync/helpers';
 
@@ -47,7 +47,7 @@ describe('GET /api/workspaces/:id/export', () => {
   it("leaves out other users' notifications", async () => {
     const u = await syncUser();
     const other = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, other.id, 'editor');
+    await upsertMember(env, u.workspaceId, other.id, 'editor');
     await pushOk(other, u.workspaceId, [
       op('notifications', 'theirs', { id: 'theirs', user_id: other.id, type: 't', title: 'T', deleted: false, created_at: 1, updated_at: 1, clock: 1 }),
     ]);
@@ -61,7 +61,7 @@ describe('GET /api/workspaces/:id/export', () => {
     const u = await syncUser();
     const editor = await signedInUser();
     const stranger = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, editor.id, 'editor');
+    await upsertMember(env, u.workspaceId, editor.id, 'editor');
     expect((await call('GET', `/api/workspaces/${u.workspaceId}/export`, editor.headers)).status).toBe(403);
     expect((await call('GET', `/api/workspaces/${u.workspaceId}/export`, stranger.headers)).status).toBe(403);
     expect((await call('GET', `/api/workspaces/${u.workspaceId}/export`, {})).status).toBe(401);

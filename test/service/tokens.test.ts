@@ -5,7 +5,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
 import { message, op, pull, pushOk, syncUser, thread, type SyncUser } from '../sync/helpers';
 import { bearer, createToken, messages, servicePut } from './helpers';
@@ -18,7 +18,7 @@ let admin: SignedIn;
 beforeAll(async () => {
   owner = await syncUser();
   [editor, outsider, admin] = await Promise.all([signedInUser(), signedInUser(), signedInUser({ isAdmin: true })]);
-  await upsertMember(env.DB, owner.workspaceId, editor.id, 'editor');
+  await upsertMember(env, owner.workspaceId, editor.id, 'editor');
 });
 
 const servicePush = (token: string, workspaceId: string, ops: unknown[]) => call('POST', '/api/sync/push', bearer(token), { scope: { workspaceId }, ops });
@@ -144,7 +144,7 @@ describe('using tokens', () => {
   });
 
   it('another workspace is unreachable', async () => {
-    const other = await createWorkspace(env.DB, owner.id, 'Other', null);
+    const other = await createOwnedWorkspace(env, owner.id, 'Other', null);
     await pushOk(owner, other, [op('messages', 'secret', message('secret', { thread_id: 'ot' }))]);
     const { token } = await createToken(owner, owner.workspaceId);
     expect((await messages(token, other, 'ot')).status).toBe(401);

@@ -5,7 +5,7 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { call, signedInUser } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { message, op, pushOk, syncUser, type SyncUser } from '../sync/helpers';
@@ -129,7 +129,7 @@ describe('POST /api/storage/delete', () => {
     ];
     for (const b of bad) expect((await call('POST', '/api/storage/delete', u.headers, b)).status).toBe(400);
     const viewer = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, viewer.id, 'viewer');
+    await upsertMember(env, u.workspaceId, viewer.id, 'viewer');
     const stranger = await signedInUser();
     for (const who of [viewer, stranger])
       expect((await call('POST', '/api/storage/delete', who.headers, { workspace_id: u.workspaceId, hash })).status).toBe(403);
@@ -194,7 +194,7 @@ describe('generic-file downloads', () => {
   it('are re-authorized on every use: a removed member gets 403 at once, a deleted file_meta 404', async () => {
     const u = await syncUser();
     const member = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, member.id, 'editor');
+    await upsertMember(env, u.workspaceId, member.id, 'editor');
     const { hash } = await genericFile(u, 'notes.html');
     const { body } = await downloadUrl(member, u.workspaceId, hash, { file_kind_capability: 'v1' });
     expect((await fetchUrl(body.url)).status).toBe(200);

@@ -1,7 +1,7 @@
 import { env } from 'cloudflare:workers';
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { createApp } from '../../src/app';
 import { defaultStorageHooks } from '../../src/storage/hooks';
 import { forbidden } from '../../src/errors';
@@ -176,7 +176,7 @@ describe('access and policies', () => {
     const { hash, storageId } = await store(u, u.workspaceId, bytesOf('private bytes'));
     const viewer = await signedInUser();
     const stranger = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, viewer.id, 'viewer');
+    await upsertMember(env, u.workspaceId, viewer.id, 'viewer');
     expect((await presignUpload(viewer, u.workspaceId, bytesOf('viewer upload'))).res.status).toBe(403);
     expect((await downloadUrl(viewer, u.workspaceId, hash)).res.status).toBe(200);
     expect((await call('POST', '/api/storage/delete', viewer.headers, { workspace_id: u.workspaceId, hash })).status).toBe(403);
@@ -400,7 +400,7 @@ describe('delete and GC', () => {
     const { body } = await presignUpload(u, u.workspaceId, bytes);
     await put(body.url, bytes, body.headers);
     const editor = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, editor.id, 'editor');
+    await upsertMember(env, u.workspaceId, editor.id, 'editor');
     expect((await call('POST', '/api/storage/gc/run', editor.headers, { workspace_id: u.workspaceId })).status).toBe(403);
     const admin = await signedInUser({ isAdmin: true });
     const res = await call('POST', '/api/storage/gc/run', admin.headers, { workspace_id: u.workspaceId, retention_seconds: 0 });

@@ -6,7 +6,7 @@
 import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { call, signedInUser } from '../auth/helpers';
 import { api } from '../helpers';
 import { op, openSocket, pull, pushOk, snapshotAll, syncUser, thread } from './helpers';
@@ -27,7 +27,7 @@ const note = (id: string, userId: string, extra: Record<string, unknown> = {}) =
 async function twoMembers() {
   const owner = await syncUser();
   const other = await signedInUser();
-  await upsertMember(env.DB, owner.workspaceId, other.id, 'editor');
+  await upsertMember(env, owner.workspaceId, other.id, 'editor');
   return { owner, other: { ...other, workspaceId: owner.workspaceId } };
 }
 

@@ -6,7 +6,7 @@ import { runInDurableObject } from 'cloudflare:test';
  * what a pull from the previous head returns (same keys, winners, versions).
  */
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { prepareBatch, type PreparedOp } from '../../protocol/rules';
 import { applyPush } from '../../src/workspace-db/push';
 import { pull as readPull } from '../../src/workspace-db/reads';
@@ -86,7 +86,7 @@ describe('pokes built from the pushed ops', () => {
   it('a socket that pushes with echo: false hears its poke without its own changes; other sockets get them; without the flag, the echo stays', async () => {
     const u = await syncUser();
     const other = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, other.id, 'editor');
+    await upsertMember(env, u.workspaceId, other.id, 'editor');
     const pusher = await connect(u.workspaceId, u.headers);
     const sibling = await connect(u.workspaceId, u.headers);
     const theirs = await connect(u.workspaceId, other.headers);

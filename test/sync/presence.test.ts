@@ -3,7 +3,7 @@ import { env } from 'cloudflare:workers';
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PRESENCE } from '../../protocol/socket';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { call, signedInUser } from '../auth/helpers';
 import { api } from '../helpers';
 import { message, op, openSocket, pushOk, syncUser, type TestSocket } from './helpers';
@@ -21,7 +21,7 @@ const connect = async (workspaceId: string, user: { headers: Record<string, stri
 async function twoMembers(role: 'editor' | 'viewer' = 'editor') {
   const owner = await syncUser();
   const member = await signedInUser();
-  await upsertMember(env.DB, owner.workspaceId, member.id, role);
+  await upsertMember(env, owner.workspaceId, member.id, role);
   const a = await connect(owner.workspaceId, owner, 'dev-a');
   const b = await connect(owner.workspaceId, member, 'dev-b');
   return { owner, member, a, b, workspaceId: owner.workspaceId };

@@ -3,7 +3,8 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { call, signedInUser } from '../auth/helpers';
-import { removeMember, setMemberRole, setWorkspaceDeleted, upsertMember } from '../../src/workspace-records/store';
+import { setWorkspaceDeleted } from '../../src/workspace-records/store';
+import { removeMember, setMemberRole, upsertMember } from '../../src/workspace-records/member-writes';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
 
 async function seed(u: { headers: Record<string, string>; workspaceId: string }, n: number) {
@@ -74,8 +75,8 @@ describe('notifications belong to their user', () => {
   it("forces user_id to the caller, hides other users' notifications, and refuses touching them", async () => {
     const owner = await syncUser();
     const other = await signedInUser();
-    const { upsertMember: add } = await import('../../src/workspace-records/store');
-    await add(env.DB, owner.workspaceId, other.id, 'editor');
+    const { upsertMember: add } = await import('../../src/workspace-records/member-writes');
+    await add(env, owner.workspaceId, other.id, 'editor');
     const note = { id: 'n1', user_id: 'someone-else', type: 'info', title: 'Hi', deleted: false, created_at: 1, updated_at: 1, clock: 1 };
     await pushOk(owner, owner.workspaceId, [op('notifications', 'n1', note)]);
     const mine = await pull(owner, owner.workspaceId, 0);
@@ -193,7 +194,7 @@ describe('update-cursor', () => {
   it('a device id owned by another user is 403', async () => {
     const u = await syncUser();
     const other = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, other.id, 'viewer');
+    await upsertMember(env, u.workspaceId, other.id, 'viewer');
     await seed(u, 1);
     expect((await cursor(u, u.workspaceId, 'shared-device', 1)).status).toBe(200);
     expect((await cursor(other, u.workspaceId, 'shared-device', 1)).status).toBe(403);
@@ -205,7 +206,7 @@ describe('roles and isolation', () => {
     const u = await syncUser();
     const viewer = await signedInUser();
     const stranger = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, viewer.id, 'viewer');
+    await upsertMember(env, u.workspaceId, viewer.id, 'viewer');
     await seed(u, 1);
     expect((await push(viewer, u.workspaceId, [op('messages', 'v1', message('v1'))])).status).toBe(403);
     expect((await pull(viewer, u.workspaceId, 0)).changes).toHaveLength(1);
@@ -227,7 +228,7 @@ describe('roles and isolation', () => {
   it('editors cannot run GC; owners can', async () => {
     const u = await syncUser();
     const editor = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, editor.id, 'editor');
+    await upsertMember(env, u.workspaceId, editor.id, 'editor');
     const gc = (who: { headers: Record<string, string> }, path: string) =>
       call('POST', `/api/sync/${path}`, who.headers, { scope: { workspaceId: u.workspaceId }, retentionSeconds: 3600 });
     expect((await gc(editor, 'gc-tombstones')).status).toBe(403);
@@ -303,7 +304,7 @@ describe('membership on every request', () => {
     expect([await status('push'), await status('pull')]).toEqual([403, 403]);
     // Another workspace's membership is never mistaken for this one's.
     const other = await syncUser();
-    await upsertMember(env.DB, other.workspaceId, member.id, 'owner');
+    await upsertMember(env, other.workspaceId, member.id, 'owner');
     expect([await status('push'), await status('pull')]).toEqual([403, 403]);
   });
 });

@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { removeMember, upsertMember } from '../../src/workspace-records/store';
+import { removeMember, upsertMember } from '../../src/workspace-records/member-writes';
 import { SOCKET_REVERIFY_MS } from '../../src/workspace-db/sockets';
 import { call, PASSWORD, signedInUser, signInBearer } from '../auth/helpers';
 import { api } from '../helpers';
@@ -46,7 +46,7 @@ describe('GET /api/sync/ws', () => {
   it("another member's poke leaves out notifications that are not theirs; a large commit pokes without changes", async () => {
     const u = await syncUser();
     const other = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, other.id, 'editor');
+    await upsertMember(env, u.workspaceId, other.id, 'editor');
     const mine = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, u.headers);
     const theirs = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, other.headers);
     await Promise.all([mine.next((m) => m.type === 'hello'), theirs.next((m) => m.type === 'hello')]);
@@ -87,7 +87,7 @@ describe('GET /api/sync/ws', () => {
   it('a socket not confirmed for a while gets pokes without changes until D1 confirms it again; a removed user is then closed', async () => {
     const u = await syncUser();
     const member = await signedInUser();
-    await upsertMember(env.DB, u.workspaceId, member.id, 'viewer');
+    await upsertMember(env, u.workspaceId, member.id, 'viewer');
     const socket = await connect(`/api/sync/ws?workspaceId=${u.workspaceId}`, member.headers);
     await socket.next((m) => m.type === 'hello');
     const age = (ms: number) =>
@@ -111,7 +111,7 @@ describe('GET /api/sync/ws', () => {
     // Removed in D1 without the object being told (say closeSockets failed): once the cached
     // membership is past its bound (here: a bound of 0), the next re-confirmation closes the
     // socket, and no change reaches it meanwhile.
-    await removeMember(env.DB, u.workspaceId, member.id);
+    await removeMember(env, u.workspaceId, member.id);
     await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (_i, state) => {
       for (const ws of state.getWebSockets()) ws.serializeAttachment({ ...ws.deserializeAttachment(), cacheTtlMs: 0 });
     });
@@ -134,7 +134,7 @@ describe('GET /api/sync/ws', () => {
   it('closes the socket of a member who is removed', async () => {
     const owner = await syncUser();
     const member = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, member.id, 'viewer');
+    await upsertMember(env, owner.workspaceId, member.id, 'viewer');
     const socket = await connect(`/api/sync/ws?workspaceId=${owner.workspaceId}`, member.headers);
     await socket.next((m) => m.type === 'hello');
     expect((await call('DELETE', `/api/workspaces/${owner.workspaceId}/members/${member.id}`, owner.headers)).status).toBe(200);

@@ -2,7 +2,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 /** docs/sync.md "Sync over the socket": push and pull as messages on the workspace's WebSocket, with the HTTP routes' rules. */
 import { describe, expect, it } from 'vitest';
-import { upsertMember } from '../../src/workspace-records/store';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { call, signedInUser } from '../auth/helpers';
 import { api, apiWithEnv } from '../helpers';
 import { message, op, openSocket as open, pull, syncUser } from './helpers';
@@ -159,7 +159,7 @@ describe('large frames are screened before they are parsed (SECURITY.md §7 case
   it("a viewer's large frame is refused for the role, unparsed, with its id, and ends the socket (1008)", async () => {
     const owner = await syncUser();
     const viewer = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, viewer.id, 'viewer');
+    await upsertMember(env, owner.workspaceId, viewer.id, 'viewer');
     const socket = await connect({ headers: viewer.headers, workspaceId: owner.workspaceId });
     // Small frames are parsed and answered; a small refused push leaves the socket up.
     socket.send({ type: 'push', id: 'small-push', ops: [op('messages', 's1', message('s1'))] });
@@ -234,7 +234,7 @@ describe('the device cursor over the socket', () => {
   it("records it as HTTP update-cursor does: a viewer may, another user's device is refused with its status, bad input is 400", async () => {
     const owner = await syncUser();
     const member = await signedInUser();
-    await upsertMember(env.DB, owner.workspaceId, member.id, 'viewer');
+    await upsertMember(env, owner.workspaceId, member.id, 'viewer');
     const mine = await connect(owner);
     mine.send({ type: 'cursor', id: 'c1', deviceId: 'laptop', version: 0 });
     expect(await mine.next((m) => m.id === 'c1')).toEqual({ type: 'cursor-result', id: 'c1' });

@@ -5,12 +5,12 @@
  * objects that cache the user's facts.
  */
 import { env } from 'cloudflare:workers';
+import { createOwnedWorkspace } from '../../src/workspace-records/member-writes';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { signAccessToken, signingKeys } from '../../src/auth/tokens';
 import { randomToken, sha256Hex } from '../../src/crypto';
 import type { Bindings } from '../../src/env';
-import { createWorkspace } from '../../src/workspace-records/store';
 import { PASSWORD, call, makeUser, signedInUser, userCount, userRows } from '../auth/helpers';
 import { apiWithEnv, countingDb } from '../helpers';
 
@@ -141,7 +141,7 @@ describe('refresh and sign-out in the user object', () => {
 describe('sessions made before user objects move in on first use, nobody signed out', () => {
   it('an old access token keeps working; the old refresh token rotates once into the object, and its D1 rows are marked', async () => {
     const { id } = await makeUser();
-    const workspaceId = await createWorkspace(env.DB, id, 'Old', null);
+    const workspaceId = await createOwnedWorkspace(env, id, 'Old', null);
     const old = await legacySession(id);
     // The access token is honoured: the workspace's object asks the user's object, which moves the session in.
     expect((await call('POST', '/api/sync/pull', old.headers, { scope: { workspaceId }, cursor: 0 })).status).toBe(200);
@@ -200,7 +200,7 @@ describe('changes travel from the user object to the workspace objects', () => {
     const admin = await signedInUser({ isAdmin: true });
     for (const end of ['sign-out', 'disable', 'password'] as const) {
       const user = await signedInUser();
-      const workspaceId = await createWorkspace(env.DB, user.id, 'Cached', null);
+      const workspaceId = await createOwnedWorkspace(env, user.id, 'Cached', null);
       const pull = () => call('POST', '/api/sync/pull', user.headers, { scope: { workspaceId }, cursor: 0 });
       expect((await pull()).status).toBe(200); // cached now, for 60 s
       expect(await userCount(user.id, 'SELECT count(*) AS n FROM watchers WHERE workspace_id = ?', workspaceId)).toBe(1);

@@ -9,7 +9,7 @@ import { runInDurableObject } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Bindings } from '../../src/env';
 import { syncUser } from '../sync/helpers';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { apiWithEnv } from '../helpers';
 import { call, signedInUser, type SignedIn } from '../auth/helpers';
 
@@ -30,9 +30,9 @@ beforeAll(async () => {
 });
 
 async function team() {
-  const id = await createWorkspace(env.DB, owner.id, 'Hooks', null);
-  await upsertMember(env.DB, id, editor.id, 'editor');
-  await upsertMember(env.DB, id, viewer.id, 'viewer');
+  const id = await createOwnedWorkspace(env, owner.id, 'Hooks', null);
+  await upsertMember(env, id, editor.id, 'editor');
+  await upsertMember(env, id, viewer.id, 'viewer');
   return id;
 }
 
@@ -219,26 +219,23 @@ describe('deployment webhooks', () => {
     const { webhook } = await (
       await call('POST', '/api/admin/webhooks', intent, { url: 'https://ops.example.com/sync', events: ['admin.sync.error'] })
     ).json<any>();
-    // A real failure: the workspace's object cannot reach D1 to learn who this new session is (503).
+    // A real failure: the workspace's object cannot reach the user's object to learn who this new session is (503).
     const u = await syncUser();
     const objectEnv = await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => (instance as unknown as { env: Bindings }).env);
-    const db = objectEnv.DB;
+    const users = objectEnv.USER_DB;
     await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => {
-      (instance as unknown as { env: Bindings }).env.DB = {
-        prepare: () => {
-          throw new Error('D1 is unreachable');
-        },
-        batch: () => Promise.reject(new Error('D1 is unreachable')),
-      } as unknown as D1Database;
+      (instance as unknown as { env: Bindings }).env.USER_DB = {
+        getByName: () => ({ check: () => Promise.reject(new Error('the user object is unreachable')) }),
+      } as unknown as Bindings['USER_DB'];
     });
     const pull = () => call('POST', '/api/sync/pull', u.headers, { scope: { workspaceId: u.workspaceId }, cursor: 0 });
     const first = await pull();
     expect(first.status).toBe(503);
     const requestId = first.headers.get('x-request-id');
     expect((await pull()).status).toBe(503); // held back: the same code within the minute
-    // The objects of this isolate share one env: give D1 back before asking the deployment's object.
+    // The objects of this isolate share one env: give the binding back before asking the deployment's object.
     await runInDurableObject(env.WORKSPACE.getByName(u.workspaceId), (instance) => {
-      (instance as unknown as { env: Bindings }).env.DB = db;
+      (instance as unknown as { env: Bindings }).env.USER_DB = users;
     });
     await deploymentDeliveries(webhook.id, 1);
     await new Promise((r) => setTimeout(r, 300)); // a second delivery, were there one, would be logged by now

@@ -42,18 +42,15 @@ describe('admin.sync.error over the socket', () => {
     const u = await syncUser();
     const socket = await openSocket(await api(`/api/sync/ws?workspaceId=${u.workspaceId}`, { headers: { upgrade: 'websocket', ...u.headers } }));
     await socket.next((m) => m.type === 'hello');
-    // A real failure: the object forgets what it knew of the user (as after a membership change)
-    // and cannot reach D1 to learn it again, so the next message is answered 503.
+    // A real failure: the object forgets what it knew of the user (as after a sign-out) and
+    // cannot reach the user's object to learn it again, so the next message is answered 503.
     const stub = env.WORKSPACE.getByName(u.workspaceId);
-    const db = await runInDurableObject(stub, (instance: WorkspaceDO) => {
+    const users = await runInDurableObject(stub, (instance: WorkspaceDO) => {
       const objectEnv = (instance as unknown as { env: Bindings }).env;
-      const real = objectEnv.DB;
-      objectEnv.DB = {
-        prepare: () => {
-          throw new Error('D1 is unreachable');
-        },
-        batch: () => Promise.reject(new Error('D1 is unreachable')),
-      } as unknown as D1Database;
+      const real = objectEnv.USER_DB;
+      objectEnv.USER_DB = {
+        getByName: () => ({ check: () => Promise.reject(new Error('the user object is unreachable')) }),
+      } as unknown as Bindings['USER_DB'];
       instance.forget({ userId: u.id });
       return real;
     });
@@ -61,9 +58,9 @@ describe('admin.sync.error over the socket', () => {
     expect(await socket.next((m) => m.id === 'p1')).toMatchObject({ type: 'error', status: 503, error: 'auth_unavailable' });
     socket.send({ type: 'pull', id: 'p2', cursor: 0 });
     expect(await socket.next((m) => m.id === 'p2')).toMatchObject({ type: 'error', status: 503 }); // held back: the same code within the minute
-    // The objects of this isolate share one env: give D1 back before asking the deployment's object.
+    // The objects of this isolate share one env: give the binding back before asking the deployment's object.
     await runInDurableObject(stub, (instance) => {
-      (instance as unknown as { env: Bindings }).env.DB = db;
+      (instance as unknown as { env: Bindings }).env.USER_DB = users;
     });
     await deploymentDeliveries(webhook.id, 1);
     await new Promise((r) => setTimeout(r, 300)); // a second delivery, were there one, would be logged by now
@@ -78,7 +75,7 @@ describe('admin.sync.error over the socket', () => {
       socket_message: 'push',
       suppressed_since_last: 0,
     });
-    // With D1 back, the socket works again.
+    // With the user's object reachable again, the socket works again.
     socket.send({ type: 'push', id: 'p3', ops: [op('messages', 'm1', message('m1'))] });
     expect(await socket.next((m) => m.id === 'p3')).toMatchObject({ type: 'push-result', serverVersion: 1 });
     socket.ws.close();

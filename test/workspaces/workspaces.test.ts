@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:workers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createWorkspace, upsertMember } from '../../src/workspace-records/store';
+import { createOwnedWorkspace, upsertMember } from '../../src/workspace-records/member-writes';
 import { api, apiWithEnv, json } from '../helpers';
 import { PASSWORD, call, randomIp, signInBearer, signInCookies, signedInUser, makeUser, uniqueEmail, type SignedIn } from '../auth/helpers';
 
@@ -14,11 +14,11 @@ beforeAll(async () => {
 
 /** A fresh workspace with one member of each role, plus an extra viewer to act on. */
 async function team() {
-  const id = await createWorkspace(env.DB, users.owner.id, 'Team', null);
-  await upsertMember(env.DB, id, users.editor.id, 'editor');
-  await upsertMember(env.DB, id, users.viewer.id, 'viewer');
+  const id = await createOwnedWorkspace(env, users.owner.id, 'Team', null);
+  await upsertMember(env, id, users.editor.id, 'editor');
+  await upsertMember(env, id, users.viewer.id, 'viewer');
   const extra = await makeUser();
-  await upsertMember(env.DB, id, extra.id, 'viewer');
+  await upsertMember(env, id, extra.id, 'viewer');
   return { id, extra: extra.id };
 }
 
@@ -153,7 +153,7 @@ describe('members and owners', () => {
 
   it('two owners demoting each other at once leave one owner', async () => {
     const w = await team();
-    await upsertMember(env.DB, w.id, users.editor.id, 'owner');
+    await upsertMember(env, w.id, users.editor.id, 'owner');
     const results = await Promise.all([
       call('PUT', `/api/workspaces/${w.id}/members/${users.editor.id}`, users.owner.headers, { role: 'viewer' }),
       call('PUT', `/api/workspaces/${w.id}/members/${users.owner.id}`, users.editor.headers, { role: 'viewer' }),
@@ -211,7 +211,7 @@ describe('invites', () => {
 async function coOwnerInvite() {
   const w = await team();
   const creator = await signedInUser();
-  await upsertMember(env.DB, w.id, creator.id, 'owner');
+  await upsertMember(env, w.id, creator.id, 'owner');
   const res = await call('POST', `/api/workspaces/${w.id}/invites`, creator.headers, { role: 'owner' });
   const { inviteToken } = await res.json<{ inviteToken: string }>();
   return { w, creator, inviteToken };
@@ -284,7 +284,7 @@ describe('invite takeover (SECURITY.md §32)', () => {
     const admin = await signedInUser({ isAdmin: true });
     expect((await call('DELETE', `/api/admin/workspaces/${w.id}/members/${creator.id}`, { ...admin.headers, 'x-or3-admin-intent': 'admin' })).status).toBe(200);
     // Re-adding the creator as owner: the old invite stays dead, the other owner's still works.
-    await upsertMember(env.DB, w.id, creator.id, 'owner');
+    await upsertMember(env, w.id, creator.id, 'owner');
     expect(await claimPaths.accept(inviteToken)).toBe(404);
     expect(await claimPaths.accept(kept.inviteToken)).toBe(200);
   });
@@ -359,7 +359,7 @@ describe('listing and revoking invites', () => {
 
   it("an unknown invite, or another workspace's, is 404 and stays usable", async () => {
     const mine = await team();
-    const theirs = await createWorkspace(env.DB, users.editor.id, 'Theirs', null);
+    const theirs = await createOwnedWorkspace(env, users.editor.id, 'Theirs', null);
     const { inviteToken } = await (
       await call('POST', `/api/workspaces/${theirs}/invites`, users.editor.headers, { role: 'viewer' })
     ).json<{ inviteToken: string }>();
