@@ -5,7 +5,6 @@ import type { Bindings } from '../src/env';
 import { apiWithEnv } from './helpers';
 
 const base = env as unknown as Bindings;
-const strong = 'x'.repeat(32);
 
 describe('configuration (parseConfig)', () => {
   it('accepts the production defaults from wrangler.toml with strong secrets', () => {

@@ -3,8 +3,7 @@ import { env } from 'cloudflare:workers';
 import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { call, signedInUser } from '../auth/helpers';
-import { setWorkspaceDeleted } from '../../src/workspace-records/store';
-import { removeMember, setMemberRole, upsertMember } from '../../src/workspace-records/member-writes';
+import { upsertMember } from '../../src/workspace-records/member-writes';
 import { message, op, pull, push, pushOk, snapshotAll, syncUser, thread } from './helpers';
 
 async function seed(u: { headers: Record<string, string>; workspaceId: string }, n: number) {
