@@ -6,57 +6,19 @@
  * After a restart on the same local state, the removed member and the revoked session are
  * refused, and the copies follow the authority once the workspace's object runs again.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from 'vitest';
+import { startWranglerDev, type WranglerDev } from '../../test-support/wrangler-dev';
 
-const root = fileURLToPath(new URL('../../..', import.meta.url));
-let child: ChildProcess | undefined;
+let dev: WranglerDev | undefined;
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-
-/** Starts `wrangler dev` in its own process group (so `kill -9` takes workerd with it); its URL. */
+/** Starts `wrangler dev` (its URL); the one running before is the test's to stop. */
 async function startDev(vars: string[] = []): Promise<string> {
-  const [port, inspector] = [await freePort(), await freePort()];
-  const args = [`${root}/node_modules/wrangler/bin/wrangler.js`, 'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector)];
-  for (const v of vars) args.push('--var', v);
-  const proc = spawn(process.execPath, args, {
-    cwd: root,
-    detached: true,
-    env: { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child = proc;
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`wrangler dev did not start:\n${output}`)), 90_000);
-    const onData = (d: Buffer) => {
-      output += d;
-      if (/Ready on/.test(output)) (clearTimeout(timer), resolve());
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.on('exit', (code) => reject(new Error(`wrangler dev exited ${code}:\n${output}`)));
-  });
-  return `http://127.0.0.1:${port}`;
+  dev = await startWranglerDev(vars);
+  return dev.url;
 }
 
-async function killDev(signal: NodeJS.Signals) {
-  const proc = child;
-  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once('exit', r));
-  process.kill(-proc.pid!, signal);
-  await exited;
-}
+const killDev = async (signal: NodeJS.Signals) => dev?.stop(signal);
 
 afterAll(() => killDev('SIGINT'));
 

@@ -5,64 +5,24 @@
  * fetch, which loses `redirect: 'manual'`; `wrangler dev` runs them in workerd itself, as
  * production does.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { TestServer } from '../../../client/test/harness';
+import { startWranglerDev, type WranglerDev } from '../../test-support/wrangler-dev';
 import { startReceiver, type Receiver } from '../receiver';
 import { api, createHook, deliveries, newUser, op, push, sleep, thread } from './helpers';
 
-const root = fileURLToPath(new URL('../../..', import.meta.url));
-let child: ChildProcess;
+let dev: WranglerDev;
 let server: TestServer;
 let receiver: Receiver;
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-
 beforeAll(async () => {
   receiver = await startReceiver();
-  const [port, inspector] = [await freePort(), await freePort()];
-  const wrangler = `${root}/node_modules/wrangler/bin/wrangler.js`;
-  const args = [
-    wrangler,
-    'dev',
-    '--ip',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    '--inspector-port',
-    String(inspector),
-    '--var',
-    'OR3_WEBHOOK_ALLOW_LOOPBACK:true',
-  ];
-  child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, CI: '1', WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`wrangler dev did not start:\n${output}`)), 90_000);
-    const onData = (d: Buffer) => {
-      output += d;
-      if (/Ready on/.test(output)) (clearTimeout(timer), resolve());
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`wrangler dev exited ${code}:\n${output}`)));
-  });
-  server = { url: `http://127.0.0.1:${port}`, env: null, close: async () => undefined };
+  dev = await startWranglerDev(['OR3_WEBHOOK_ALLOW_LOOPBACK:true']);
+  server = { url: dev.url, env: null, close: async () => undefined };
 }, 120_000);
 
 afterAll(async () => {
-  if (child && child.exitCode === null) {
-    child.kill('SIGINT');
-    await new Promise((r) => child.once('exit', r));
-  }
+  await dev?.stop();
   await receiver?.close();
 });
 
