@@ -307,12 +307,26 @@ export class Applier {
       });
       // Written through the workspace's object, the members' authority, which drops the cached
       // roles and makes D1's copy follow (docs/security.md "Import").
-      const writes = batch.filter((_b, i) => results[i] === 'added' || results[i] === 'updated');
-      await applyMemberChanges(
+      const writes = batch.flatMap((b, i) => (results[i] === 'added' || results[i] === 'updated' ? [{ b, was: results[i] as 'added' | 'updated' }] : []));
+      const outcomes = await applyMemberChanges(
         this.c.env,
         this.target!,
-        writes.map((b) => ({ op: 'upsert', userId: b.member.userId, role: b.member.role as Role, createdAt: b.member.createdAt })),
+        writes.map(({ b }) => ({ op: 'upsert', userId: b.member.userId, role: b.member.role as Role, createdAt: b.member.createdAt })),
       );
+      // The object may refuse a line D1 took (demoting the last owner): it is reported skipped,
+      // and D1's copy is put back to the authority's members for that user (rare, one call each).
+      for (const [j, outcome] of outcomes.entries()) {
+        if (outcome === 'ok') continue;
+        const { b, was } = writes[j]!;
+        report.members[was]--;
+        skip(report, {
+          line: b.n,
+          type: 'member',
+          key: b.member.userId,
+          reason: outcome === 'last_owner' ? 'the workspace would be left without an owner' : outcome,
+        });
+        await this.c.env.WORKSPACE.getByName(this.target!).repairMembers(b.member.userId);
+      }
     }
     if (this.#invites.length) {
       const batch = this.#invites.splice(0);

@@ -480,6 +480,18 @@ describe('POST /api/admin/import: members tell the workspace object (SECURITY.md
     expect(await socket.next((m) => m.id === 'p2')).toMatchObject({ type: 'error', error: 'insufficient_role' });
     socket.ws.close();
   });
+
+  it('a member line the workspace refuses (demoting its last owner) is reported skipped, and D1 keeps the authority’s role', async () => {
+    const owner = await syncUser();
+    const report = await importOk(jsonl([header(owner.workspaceId), { type: 'member', userId: owner.id, role: 'viewer' }, { type: 'end' }]));
+    expect(report.members).toEqual({ added: 0, updated: 0, unchanged: 0 });
+    expect(report.skipped).toEqual([{ line: 2, type: 'member', key: owner.id, reason: 'the workspace would be left without an owner' }]);
+    const copy = await env.DB.prepare('SELECT role FROM members WHERE workspace_id = ? AND user_id = ?')
+      .bind(owner.workspaceId, owner.id)
+      .first<{ role: string }>();
+    expect(copy?.role).toBe('owner');
+    await pushOk(owner, owner.workspaceId, [op('messages', 'still-owner', message('still-owner'))]);
+  });
 });
 
 describe('POST /api/admin/import: staged bodies (SECURITY.md §7 case 47)', () => {
