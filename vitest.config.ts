@@ -57,6 +57,8 @@ export default defineConfig(async () => ({
             OR3_STORAGE_WORKSPACE_QUOTA_BYTES: '1000',
             OR3_SYNC_WORKSPACE_QUOTA_BYTES: '8192',
             OR3_SERVICE_TOKEN_RATE_LIMIT_PER_MINUTE: '3',
+            // A lost invalidation's bound (test/limits/revocation-bounds.test.ts) in a second, not a minute.
+            OR3_AUTH_CACHE_TTL_SECONDS: '1',
           }),
         ],
         test: {

@@ -21,10 +21,6 @@ export interface ShardCaller {
   workspaceId: string;
   credential: Credential;
   permission: Permission;
-  /** How long a fact read from D1 may be trusted (OR3_AUTH_CACHE_TTL_SECONDS). */
-  cacheTtlMs: number;
-  /** Whether a federated identity seen for the first time gets a user (OR3_AUTH_AUTO_PROVISION). */
-  autoProvision: boolean;
 }
 
 /** A sync request: who (verified, to authorize at the object) and which rate limit it counts against. */

@@ -270,7 +270,7 @@ export const storageRoutes = (deps: StorageDeps) =>
       // A generic file's URL is authorized again on every use (docs/api.md "Downloads"): its user is still a member, its file_meta still live.
       let genericName: string | null = null;
       if (genericFor) {
-        const facts = await stub(c, workspaceId).genericFileFacts(genericFor, hash.canonical, c.get('config').auth.cacheTtlMs);
+        const facts = await stub(c, workspaceId).genericFileFacts(genericFor, hash.canonical);
         if (!facts.member) throw notAMember();
         if (!facts.committed || !facts.meta) throw notFound('No such file', 'blob_not_found');
         genericName = facts.meta.name ?? facts.blob?.name ?? null;

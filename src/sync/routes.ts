@@ -142,9 +142,8 @@ export const sync = new Hono<AppEnv>()
       const read = await readTicket(c.get('config').auth.jwtSecret, ticket, workspaceId);
       if (!read) throw unauthorized('The ticket is invalid or expired');
       // The object checks that the membership and the ticket's session still hold, and claims the nonce.
-      const { auth } = c.get('config');
       const credential = { kind: 'ticket' as const, userId: read.userId, sessionId: read.sessionId, expiresAt: read.expiresAt };
-      call = { workspaceId, credential, permission: 'read' as const, cacheTtlMs: auth.cacheTtlMs, autoProvision: auth.autoProvision };
+      call = { workspaceId, credential, permission: 'read' as const };
       forward.set('x-or3-ticket-nonce', read.nonce);
     } else {
       // Browsers send cookies on cross-site WebSocket handshakes: check the origin like CSRF does.

@@ -63,24 +63,37 @@ export class AccessCache {
   /** Bumped by every invalidation: a fill that started before it must not store what it read. */
   #epoch = 0;
 
-  /** `roleOf`: the user's role from the workspace's own members (members.ts), the authority: no D1 query. */
+  /**
+   * `roleOf`: the user's role from the workspace's own members (members.ts), the authority: no D1
+   * query. `settings`: the cache lifetime and auto-provisioning, from the object's own
+   * configuration (settings.ts), not sent with each call.
+   */
   constructor(
     private readonly env: Bindings,
     private readonly roleOf: (userId: string) => Promise<Role | null>,
+    private readonly settings: () => { cacheTtlMs: number; autoProvision: boolean },
   ) {}
+
+  /** How long a fact read here is trusted (OR3_AUTH_CACHE_TTL_SECONDS, the object's own configuration). */
+  get cacheTtlMs(): number {
+    return this.settings().cacheTtlMs;
+  }
 
   /** The D1 binding, read at each use (a bench may slow it down in development: src/dev/d1-delay.ts). */
   get #db(): D1Database {
     return devD1(this.env);
   }
 
-  /** The caller's access to the workspace for `caller.permission`, or why not (401, 403, 503). */
-  async authorize(caller: ShardCaller, now = Date.now()): Promise<({ ok: true } & Access) | Failure> {
+  /**
+   * The caller's access to the workspace for `caller.permission`, or why not (401, 403, 503).
+   * `cacheTtlMs`: a shorter trust for this check than the configured lifetime (a socket's own).
+   */
+  async authorize(caller: ShardCaller, cacheTtlMs = this.settings().cacheTtlMs, now = Date.now()): Promise<({ ok: true } & Access) | Failure> {
     const { credential } = caller;
     if (credential.expiresAt <= now) return unauthorized('The credential has expired');
     const key = keyOf(credential);
-    let facts = this.#fresh(this.#principals.get(key), caller, now);
-    let role = facts?.userId ? this.#fresh(this.#roles.get(facts.userId), caller, now) : undefined;
+    let facts = this.#fresh(this.#principals.get(key), cacheTtlMs, now);
+    let role = facts?.userId ? this.#fresh(this.#roles.get(facts.userId), cacheTtlMs, now) : undefined;
     // A token newer than what we hold (a password change minted it) is worth one re-read.
     const stale = facts && credential.kind === 'session' && credential.tokenVersion > facts.tokenVersion;
     if (!facts || stale || (facts.userId && !role)) {
@@ -108,7 +121,7 @@ export class AccessCache {
   }
 
   /** Whether `userId` still belongs to the workspace (a socket's periodic re-confirmation), from the cache when fresh. */
-  async isMember(workspaceId: string, userId: string, cacheTtlMs: number, now = Date.now()): Promise<boolean> {
+  async isMember(userId: string, cacheTtlMs = this.settings().cacheTtlMs, now = Date.now()): Promise<boolean> {
     const cached = this.#roles.get(userId);
     if (cached && now - cached.fetchedAt < cacheTtlMs) return cached.role !== null;
     const epoch = this.#epoch;
@@ -137,8 +150,8 @@ export class AccessCache {
     }
   }
 
-  #fresh<T extends { fetchedAt: number }>(entry: T | undefined, caller: ShardCaller, now: number): T | undefined {
-    return entry && now - entry.fetchedAt < caller.cacheTtlMs ? entry : undefined;
+  #fresh<T extends { fetchedAt: number }>(entry: T | undefined, cacheTtlMs: number, now: number): T | undefined {
+    return entry && now - entry.fetchedAt < cacheTtlMs ? entry : undefined;
   }
 
   /** Its user's object and this workspace's members, no D1; a federated identity's user is read from D1 once per object. */
@@ -189,7 +202,7 @@ export class AccessCache {
       const key = keyOf(credential);
       let userId = this.#identities.get(key);
       if (userId === undefined) {
-        userId = (await identityUser(this.#db, identity, caller.autoProvision))?.id;
+        userId = (await identityUser(this.#db, identity, this.settings().autoProvision))?.id;
         if (userId) remember(this.#identities, key, userId);
       }
       const [user, member] = userId ? await Promise.all([this.env.USER_DB.getByName(userId).check({ workspaceId }), this.roleOf(userId)]) : [null, null];

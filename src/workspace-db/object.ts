@@ -56,7 +56,11 @@ const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restart
 
 export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sql = this.ctx.storage.sql;
-  readonly #access = new AccessCache(this.env, (userId) => this.#members.role(userId));
+  readonly #access = new AccessCache(
+    this.env,
+    (userId) => this.#members.role(userId),
+    () => this.#config.auth,
+  );
   /** The workspace's members: this object is their authority; D1 and the user objects hold copies (members.ts). */
   readonly #members = new MemberRoster(this.ctx, this.env, {
     forget: (input) => this.#access.forget(input),
@@ -285,8 +289,8 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     return access.ok ? { ok: true, userId: access.userId, ...blobs.fileFacts(this.#sql, hash) } : access;
   }
   /** A generic file's URL, on each use: whether `userId` may still read this workspace (a removal drops the cached role at once), and the file's facts. */
-  async genericFileFacts(userId: string, hash: string, cacheTtlMs: number): Promise<{ member: boolean } & blobs.FileFacts> {
-    const member = await this.#access.isMember(this.ctx.id.name ?? '', userId, cacheTtlMs);
+  async genericFileFacts(userId: string, hash: string): Promise<{ member: boolean } & blobs.FileFacts> {
+    const member = await this.#access.isMember(userId);
     return { member, ...blobs.fileFacts(this.#sql, hash) };
   }
   /** Commit: the stored bytes checked (blob-objects.ts), then recorded and charged against the storage quota in one transaction (commit's one quota check). */

@@ -44,7 +44,7 @@ export const SOCKET_REVERIFY_MS = 10 * 60 * 1000;
 /** What each accepted socket carries through hibernation (presence's fields included). */
 interface SocketAttachment extends PresenceAttachment, SyncAttachment {
   sessionId: string | null;
-  /** How long a cached membership fact may be trusted (the caller's OR3_AUTH_CACHE_TTL_SECONDS). */
+  /** How long a cached membership fact may be trusted (the object's OR3_AUTH_CACHE_TTL_SECONDS when the socket was accepted). */
   cacheTtlMs: number;
 }
 
@@ -133,7 +133,7 @@ export class WorkspaceSockets {
       userId,
       sessionId,
       verifiedAt: 0,
-      cacheTtlMs: caller.cacheTtlMs,
+      cacheTtlMs: this.access.cacheTtlMs,
       ...presence,
       ...(sync ? { sync } : {}),
     } satisfies SocketAttachment);
@@ -193,10 +193,10 @@ export class WorkspaceSockets {
     const caller = attachment.sync?.caller;
     if (!caller) {
       // Accepted without its credential (an attachment from before sockets kept it): membership only.
-      const member = await this.access.isMember(workspaceId, attachment.userId, attachment.cacheTtlMs ?? 0);
+      const member = await this.access.isMember(attachment.userId, attachment.cacheTtlMs ?? 0);
       return member ? Date.now() : { code: 4003, reason: 'Access to this workspace was revoked' };
     }
-    const access = await this.access.authorize({ ...caller, cacheTtlMs: attachment.cacheTtlMs ?? caller.cacheTtlMs, permission: 'read' });
+    const access = await this.access.authorize({ ...caller, permission: 'read' }, attachment.cacheTtlMs);
     if (access.ok) return access.checkedAt;
     if (access.status === 401) return { code: 4001, reason: 'The session ended; sign in again' };
     if (access.status === 403) return { code: 4003, reason: 'Access to this workspace was revoked' };

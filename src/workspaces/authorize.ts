@@ -69,8 +69,7 @@ export async function authorizeWorkspace(c: Context<AppEnv>, workspaceId: string
 export async function shardCaller(c: Context<AppEnv>, workspaceId: string, permission: Permission): Promise<ShardCaller> {
   const credential = await verifyCredential(c);
   if (!credential) throw unauthorized();
-  const { auth } = c.get('config');
-  return { workspaceId, credential, permission, cacheTtlMs: auth.cacheTtlMs, autoProvision: auth.autoProvision };
+  return { workspaceId, credential, permission };
 }
 
 /** Turns an object's refusal into the HTTP error, logging and auditing denials as `authorizeWorkspace` does. */
