@@ -5,13 +5,13 @@
  * federated identity's user, and the user's role in this workspace — read on a miss (a session's
  * and a user's facts from the user's object, src/user-db/; the role from this workspace's own
  * members, members.ts, their authority; only a federated identity's user from D1) and kept for
- * at most `ttlMs`.
+ * at most OR3_AUTH_CACHE_TTL_SECONDS, from the object's own configuration (settings.ts).
  * Every write that changes these facts tells the objects concerned (`forget`), and a fact whose
- * invalidation was lost is re-read once its time is up. So a steady stream of requests costs no D1 query, and nothing deployment-wide
- * sits on the path.
+ * invalidation was lost is re-read once its time is up. So a steady stream of requests costs no
+ * D1 query, and nothing deployment-wide sits on the path.
  *
  * The cache is in memory only: an evicted object starts empty and refills on demand, which can
- * only make it fresher. A D1 failure during a fill fails closed (503); cached facts keep serving
+ * only make it fresher. A failed fill (the user's object or D1 unreachable) fails closed (503); cached facts keep serving
  * until their time is up.
  */
 import { identityUser } from '../auth/store';
@@ -132,7 +132,7 @@ export class AccessCache {
 
   /**
    * Drops what is known about a user (their role, and every session and identity of theirs) or
-   * one session, or everything: the next request of theirs re-reads D1. Called after the D1
+   * one session, or everything: the next request of theirs reads the facts again. Called after the
    * write that changed the facts (member removed or role changed, workspace deleted, sign-out,
    * password change, refresh-token reuse).
    */
