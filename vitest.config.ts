@@ -41,7 +41,7 @@ export default defineConfig(async () => ({
         test: {
           name: 'worker',
           include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
-          exclude: ['test/limits/**'],
+          exclude: ['test/limits/**', 'test/rates/**'],
           // Above vitest's 5 s default: on a shared 2-core CI machine a few tests that sign in
           // several users or resume multipart uploads have come within a second of it. A timeout
           // is not a speed assertion (speed is measured by `npm run bench`).
@@ -64,6 +64,17 @@ export default defineConfig(async () => ({
         test: {
           name: 'worker-limits',
           include: ['test/limits/**/*.test.ts'],
+          testTimeout: 20_000,
+          setupFiles: ['./test/setup/apply-migrations.ts'],
+        },
+      },
+      {
+        // Sync's per-user rate limits, which the object reads from its own env too (small ones:
+        // the default hundreds per minute would take a test hundreds of requests to reach).
+        plugins: [await workerPool({ OR3_RATE_LIMIT_OVERRIDES_JSON: '{"push": 2, "pull": 2, "updateCursor": 1}' })],
+        test: {
+          name: 'worker-rates',
+          include: ['test/rates/**/*.test.ts'],
           testTimeout: 20_000,
           setupFiles: ['./test/setup/apply-migrations.ts'],
         },

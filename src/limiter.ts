@@ -13,10 +13,16 @@ import type { Failure } from './errors';
 export const DEFAULT_SYNC_LIMITS = { push: 200, pull: 120, updateCursor: 60, gc: 10 } as const;
 export type SyncLimitName = keyof typeof DEFAULT_SYNC_LIMITS;
 
-/** Which limit a sync request counts against; the object adds who is calling once it has authorized them. */
+/**
+ * Which limit a sync request counts against. The object adds who is calling once it has
+ * authorized them, and how many per minute from its own configuration (syncPerMinute).
+ */
 export interface LimitedCall {
-  limit: { name: SyncLimitName; perMinute: number };
+  limit: SyncLimitName;
 }
+
+/** A sync limit's requests per user per minute: OR3_RATE_LIMIT_OVERRIDES_JSON's value, else the default. */
+export const syncPerMinute = (overrides: Partial<Record<SyncLimitName, number>>, name: SyncLimitName): number => overrides[name] ?? DEFAULT_SYNC_LIMITS[name];
 
 export class FixedWindowLimiter {
   readonly #windowMs: number;
@@ -38,11 +44,6 @@ export class FixedWindowLimiter {
     if (entry.count >= limit) return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((start + this.#windowMs - now) / 1000)) };
     if (count) entry.count += 1;
     return { ok: true };
-  }
-
-  /** Counts one request of `userId` under `call`'s limit (`count` false: only asks); the 429 failure when it is over, else null. */
-  refuse(call: LimitedCall, userId: string, now = Date.now(), count = true): Failure | null {
-    return this.refuseKey(`${call.limit.name}:${userId}`, call.limit.perMinute, now, count);
   }
 
   /** Counts one request for `key` (`count` false: only asks); the 429 failure when it is over `perMinute`, else null. */

@@ -17,17 +17,16 @@ import { ApiError, badRequest, forbidden, unauthorized, type Failure } from '../
 import { authorizeAtShard, shardCaller, shardFailure } from '../workspaces/authorize';
 import type { Permission } from '../workspace-records/permissions';
 import type { SyncCaller } from '../workspace-contract';
-import { DEFAULT_SYNC_LIMITS, type SyncLimitName } from '../limiter';
+import type { SyncLimitName } from '../limiter';
 import { SYNC_LIMITS, cursorSchema, gcSchema, prepareBatch, pullSchema, pushSchema, snapshotSchema, wsTicketSchema } from '../../protocol/rules';
 import { issueTicket, readTicket } from './ws-ticket';
 import { declared, missingFlags } from '../../protocol/capabilities';
 import { DEVICE_ID_PATTERN } from '../../protocol/sync';
 import { audit } from '../audit/emit';
 
-/** The request as the object authorizes and rate-limits it. */
-async function caller(c: Context<AppEnv>, workspaceId: string, permission: Permission, name: SyncLimitName): Promise<SyncCaller> {
-  const perMinute = c.get('config').rateLimitOverrides[name] ?? DEFAULT_SYNC_LIMITS[name];
-  return { ...(await shardCaller(c, workspaceId, permission)), limit: { name, perMinute } };
+/** The request as the object authorizes it, and the rate limit it counts against (the object knows how many per minute). */
+async function caller(c: Context<AppEnv>, workspaceId: string, permission: Permission, limit: SyncLimitName): Promise<SyncCaller> {
+  return { ...(await shardCaller(c, workspaceId, permission)), limit };
 }
 
 /** The object's answer, or its refusal as the HTTP error (denials logged and audited). */
@@ -153,15 +152,9 @@ export const sync = new Hono<AppEnv>()
       }
       call = await shardCaller(c, workspaceId, 'read'); // 401 without credentials; the object answers 403 for non-members
     }
-    // Sync over the socket (docs/sync.md) counts against the same rate limits as HTTP (and the
-    // same quota, which the object reads itself).
-    const limits = c.get('config').rateLimitOverrides;
-    const perMinute = {
-      push: limits.push ?? DEFAULT_SYNC_LIMITS.push,
-      pull: limits.pull ?? DEFAULT_SYNC_LIMITS.pull,
-      updateCursor: limits.updateCursor ?? DEFAULT_SYNC_LIMITS.updateCursor,
-    };
-    forward.set('x-or3-caller', JSON.stringify({ ...call, sync: { limits: perMinute } }));
+    // Sync over the socket (docs/sync.md): it counts against the same rate limits and quota as
+    // HTTP, which the object reads from its own configuration.
+    forward.set('x-or3-caller', JSON.stringify({ ...call, sync: true }));
     if (deviceId) forward.set('x-or3-device-id', deviceId);
     return stub(c, workspaceId).fetch(new Request(c.req.url, { headers: forward }));
   });

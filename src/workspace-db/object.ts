@@ -51,6 +51,7 @@ import { Meter, type MeterReading } from './metrics';
 import { workspaceState, type WorkspaceState } from './admin-view';
 import { RESTORING, SyncService } from './sync-service';
 import { objectConfig } from './settings';
+import { syncPerMinute } from '../limiter';
 
 const NOT_RESTARTED: Failure = { ok: false, status: 409, code: 'pitr_not_restarted', message: 'The object did not restart; the restore has not happened yet' };
 
@@ -73,6 +74,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   readonly #sync = new SyncService(this.ctx, {
     access: this.#access,
     quotaBytes: () => this.#config.sync.workspaceQuotaBytes,
+    perMinute: (name) => syncPerMinute(this.#config.rateLimitOverrides, name),
     meter: this.#meter,
     webhooks: this.#webhooks,
     restoring: () => this.#restoring,

@@ -23,7 +23,6 @@
 import type { SocketError } from '../../protocol/socket';
 import { WireError } from '../errors';
 import { describeIssues } from '../http/body';
-import { DEFAULT_SYNC_LIMITS } from '../limiter';
 import {
   SOCKET_SYNC_LIMITS,
   SYNC_LIMITS,
@@ -37,7 +36,10 @@ import type { ShardCaller, SyncCaller } from '../workspace-contract';
 import * as downstream from './downstream';
 import type { SyncService } from './sync-service';
 
-/** What a socket was accepted with for sync (the Worker's settings at connect), kept in its attachment. */
+/**
+ * Who a socket was accepted for, kept in its attachment for sync. Its rate limits are the
+ * object's own (settings.ts), like every sync request's: an older socket's `limits` field is ignored.
+ */
 export interface SocketSyncSettings {
   /**
    * Who the socket was accepted for. Its credential is kept without the token's expiry: a
@@ -47,8 +49,6 @@ export interface SocketSyncSettings {
   caller: Omit<ShardCaller, 'permission'>;
   /** The user the object resolved at accept (a federated credential names none). */
   userId: string;
-  /** Per minute per user; `updateCursor` absent on sockets accepted before the cursor message. */
-  limits: { push: number; pull: number; updateCursor?: number };
 }
 
 /** A pull being streamed to a socket. */
@@ -106,7 +106,7 @@ export async function admitLargeFrame(
 ): Promise<object | null> {
   const id = LEADING_PUSH_ID.exec(data.slice(0, 256))?.[1] ?? null;
   const settings = read().sync;
-  const refused = settings ? await methods.screen(callerOf(settings, 'write', 'push', settings.limits.push)) : UNSUPPORTED;
+  const refused = settings ? await methods.screen(callerOf(settings, 'write', 'push')) : UNSUPPORTED;
   if (refused) {
     send(downstream.error(id, refused), refused);
     // A caller who may not push at all (a viewer, a removed member) gets one large frame per
@@ -177,10 +177,10 @@ export async function handleSyncMessage(
   return streamPages(methods, settings, stream, debt, write, send);
 }
 
-const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', name: 'push' | 'pull' | 'updateCursor', perMinute: number): SyncCaller => ({
+const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', limit: 'push' | 'pull' | 'updateCursor'): SyncCaller => ({
   ...settings.caller,
   permission,
-  limit: { name, perMinute },
+  limit,
 });
 
 async function push(
@@ -190,7 +190,7 @@ async function push(
   send: Send,
   pusher: WebSocket | undefined,
 ) {
-  const caller = callerOf(settings, 'write', 'push', settings.limits.push);
+  const caller = callerOf(settings, 'write', 'push');
   let ops: PreparedOp[];
   try {
     // Notifications are forced to their pusher: the user resolved when the socket was accepted
@@ -206,13 +206,9 @@ async function push(
   send(downstream.pushResult(message.id, result.results, result.serverVersion));
 }
 
-/**
- * The device's cursor (the HTTP update-cursor's meaning and rules): read permission, and its own
- * rate limit, which the Worker passes with the socket's settings (the default for a socket accepted before it did).
- */
+/** The device's cursor (the HTTP update-cursor's meaning and rules): read permission, and its own rate limit. */
 async function cursor(methods: SyncMethods, settings: SocketSyncSettings, message: Extract<SocketSyncMessage, { type: 'cursor' }>, send: Send) {
-  const perMinute = settings.limits.updateCursor ?? DEFAULT_SYNC_LIMITS.updateCursor;
-  const result = await methods.updateCursor(callerOf(settings, 'read', 'updateCursor', perMinute), { deviceId: message.deviceId, version: message.version });
+  const result = await methods.updateCursor(callerOf(settings, 'read', 'updateCursor'), { deviceId: message.deviceId, version: message.version });
   if (!result.ok) return send(downstream.error(message.id, result), result);
   send(downstream.cursorResult(message.id));
 }
@@ -230,7 +226,7 @@ async function streamPages(
   write: (patch: SyncAttachment) => void,
   send: Send,
 ) {
-  const caller = callerOf(settings, 'read', 'pull', settings.limits.pull);
+  const caller = callerOf(settings, 'read', 'pull');
   while (stream.unacked.length < stream.window && owed + unackedBytes(stream) < SOCKET_SYNC_LIMITS.maxUnackedBytes) {
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {

@@ -106,7 +106,7 @@ export class WorkspaceSockets {
     if (restoring) return failureResponse(RESTORING);
     const header = request.headers.get('x-or3-caller');
     if (!header) return failureResponse({ status: 400, code: 'missing_caller', message: 'Missing caller' });
-    const caller = JSON.parse(header) as ShardCaller & { sync?: Omit<SocketSyncSettings, 'caller' | 'userId'> };
+    const caller = JSON.parse(header) as ShardCaller & { sync?: unknown };
     const access = await this.access.authorize(caller);
     if (!access.ok) return failureResponse(access);
     const { userId, sessionId } = access;
@@ -124,11 +124,13 @@ export class WorkspaceSockets {
     this.ctx.acceptWebSocket(server, sessionId ? [`user:${userId}`, `session:${sessionId}`] : [`user:${userId}`]);
     // Presence: the device id the client named (the Worker validated it), and a first sign of life.
     const presence = presenceFields(request.headers.get('x-or3-device-id'));
-    // Sync over the socket (socket-sync.ts): the credential without the token's expiry (the
-    // socket outlives the token; revocations close it), and the Worker's rate limits (the quota
-    // is the object's own, settings.ts).
-    const { sync: settings, permission: _read, ...shard } = caller;
-    const sync = settings ? { ...settings, caller: { ...shard, credential: { ...shard.credential, expiresAt: Number.MAX_SAFE_INTEGER } }, userId } : undefined;
+    // Sync over the socket (socket-sync.ts) when the Worker asked for it: the credential without
+    // the token's expiry (the socket outlives the token; revocations close it). Rate limits and
+    // the quota are the object's own (settings.ts).
+    const { sync: forSync, permission: _read, ...shard } = caller;
+    const sync: SocketSyncSettings | undefined = forSync
+      ? { caller: { ...shard, credential: { ...shard.credential, expiresAt: Number.MAX_SAFE_INTEGER } }, userId }
+      : undefined;
     server.serializeAttachment({
       userId,
       sessionId,

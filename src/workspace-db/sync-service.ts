@@ -8,7 +8,7 @@
  * hands webhook events to their registry.
  */
 import type { Failure } from '../errors';
-import { FixedWindowLimiter } from '../limiter';
+import { FixedWindowLimiter, type SyncLimitName } from '../limiter';
 import { WireError } from '../../protocol/errors';
 import { prepareBatch, type PreparedOp, type PushOpInput, type TableName } from '../../protocol/rules';
 import type { WebhookRegistry } from '../webhooks/registry';
@@ -40,6 +40,8 @@ export class SyncService {
       access: AccessCache;
       /** OR3_SYNC_WORKSPACE_QUOTA_BYTES, from the object's own configuration (settings.ts). */
       quotaBytes: () => number;
+      /** Requests per user per minute under a sync limit, from the object's own configuration (settings.ts). */
+      perMinute: (name: SyncLimitName) => number;
       meter: Meter;
       webhooks: WebhookRegistry;
       /** Set while a point-in-time restore is prepared: the workspace serves nothing (503). */
@@ -50,6 +52,11 @@ export class SyncService {
     this.#pokes = new PokeCoalescer((from, to, perUser, exact) => parts.poke(from, to, perUser, exact?.built ?? null, exact?.pusher));
   }
 
+  /** Counts one request of `userId` under the caller's limit (`count` false: only asks); the 429 failure when it is over. */
+  #refuse(caller: SyncCaller, userId: string, count: boolean): Failure | null {
+    return this.#limiter.refuseKey(`${caller.limit}:${userId}`, this.parts.perMinute(caller.limit), Date.now(), count);
+  }
+
   /** Who the caller is here, with which role (access.ts). */
   async authorize(caller: ShardCaller): Promise<({ ok: true } & Access) | Failure> {
     return this.parts.restoring() ? RESTORING : this.parts.access.authorize(caller);
@@ -58,7 +65,7 @@ export class SyncService {
   /** Authorization, then the caller's sync rate limit (counted). */
   async admit(caller: SyncCaller): Promise<({ ok: true } & Access) | Failure> {
     const access = await this.authorize(caller);
-    const admitted = access.ok ? (this.#limiter.refuse(caller, access.userId) ?? access) : access;
+    const admitted = access.ok ? (this.#refuse(caller, access.userId, true) ?? access) : access;
     if (!admitted.ok) this.parts.meter.count(`refused_${admitted.code}`);
     return admitted;
   }
@@ -70,7 +77,7 @@ export class SyncService {
    */
   async screen(caller: SyncCaller): Promise<Failure | null> {
     const access = await this.authorize(caller);
-    return access.ok ? this.#limiter.refuse(caller, access.userId, Date.now(), false) : access;
+    return access.ok ? this.#refuse(caller, access.userId, false) : access;
   }
 
   /**
