@@ -4,7 +4,7 @@
  * edit an applied migration. docs/schema.md lists the queries each index serves.
  */
 import { sql } from 'drizzle-orm';
-import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { check, index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 /** Small key/value facts: the version counter, the GC floor, the snapshot-token key. */
 export const meta = sqliteTable('meta', {
@@ -250,4 +250,43 @@ export const serviceTokens = sqliteTable('service_tokens', {
   expiresAt: integer('expires_at').notNull(),
   revokedAt: integer('revoked_at'),
   lastUsedAt: integer('last_used_at'),
+});
+
+/**
+ * The workspace's members: this object is their authority (docs/architecture.md "Members live
+ * with their workspace"); D1 and each user's object hold copies. src/workspace-db/roster.ts.
+ */
+export const rosterMembers = sqliteTable('roster_members', {
+  userId: text('user_id').primaryKey(),
+  role: text('role').notNull(),
+  createdAt: integer('created_at').notNull(),
+  updatedAt: integer('updated_at').notNull(),
+});
+
+/** When a user was last removed, so a late add made in D1 first is not adopted over a newer removal. */
+export const rosterRemoved = sqliteTable('roster_removed', {
+  userId: text('user_id').primaryKey(),
+  removedAt: integer('removed_at').notNull(),
+});
+
+/** One row: when the roster was seeded from D1 (once), and the workspace's row as the object knows it. */
+export const rosterState = sqliteTable(
+  'roster_state',
+  {
+    id: integer('id').primaryKey(),
+    seededAt: integer('seeded_at').notNull(),
+    present: integer('present').notNull(),
+    deleted: integer('deleted').notNull(),
+    name: text('name').notNull(),
+    description: text('description'),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [check('roster_state_single_row', sql`${t.id} = 1`)],
+);
+
+/** Users whose copies (D1, their user object's list) must still follow the roster. */
+export const rosterOutbox = sqliteTable('roster_outbox', {
+  userId: text('user_id').primaryKey(),
+  copy: integer('copy').notNull(),
+  queuedAt: integer('queued_at').notNull(),
 });

@@ -45,7 +45,6 @@ export interface RepairReport {
 }
 
 export class MemberRoster {
-  #schema = false;
   #seeding: Promise<void> | undefined;
   /** Flushes run one after another, so the state a user object hears last is the latest. */
   #flushing: Promise<unknown> = Promise.resolve();
@@ -58,10 +57,6 @@ export class MemberRoster {
   ) {}
 
   get #sql(): SqlStorage {
-    if (!this.#schema) {
-      this.ctx.storage.sql.exec(roster.ROSTER_SCHEMA);
-      this.#schema = true;
-    }
     return this.ctx.storage.sql;
   }
 
@@ -69,11 +64,6 @@ export class MemberRoster {
     const name = this.ctx.id.name;
     if (!name) throw new Error('WorkspaceDO must be addressed by workspace id (getByName)');
     return name;
-  }
-
-  /** The object's storage was erased (a discarded fork): the tables are made again on next use. */
-  erased() {
-    this.#schema = false;
   }
 
   /** The user's role in this (live) workspace, or null. No D1 query once seeded. */

@@ -225,7 +225,6 @@ export class WorkspaceDO extends DurableObject<Bindings> {
   /** Erases this object's database and alarm: a fork whose replay failed leaves nothing behind. */
   async discard(): Promise<void> {
     await this.ctx.storage.deleteAll();
-    this.#members.erased();
   }
 
   /** Storage's authorization: a member, from this object's cache, or a deployment admin the Worker checked (src/workspace-contract.ts). */

@@ -1,5 +1,6 @@
 /**
- * The workspace's members in its own SQLite: the authority for who belongs to the workspace and
+ * The workspace's members in its own SQLite (tables made by the object's migrations,
+ * drizzle/workspace.ts, like every other table): the authority for who belongs to the workspace and
  * with which role (docs/architecture.md "Members live with their workspace"). Synchronous SQL
  * only: members.ts runs each change inside `transactionSync` together with its outbox entry, so
  * a change and the promise to copy it to D1 and the user's object are one step.
@@ -14,14 +15,6 @@ import type { Role } from '../workspace-records/permissions';
 import type { MemberCopyRow, RosterChange, WorkspaceInfo } from '../workspace-records/member-copy';
 
 export type { RosterChange };
-
-export const ROSTER_SCHEMA = `
-  CREATE TABLE IF NOT EXISTS roster_members (user_id TEXT PRIMARY KEY, role TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS roster_removed (user_id TEXT PRIMARY KEY, removed_at INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS roster_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1), seeded_at INTEGER NOT NULL, present INTEGER NOT NULL, deleted INTEGER NOT NULL,
-    name TEXT NOT NULL, description TEXT, created_at INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS roster_outbox (user_id TEXT PRIMARY KEY, copy INTEGER NOT NULL, queued_at INTEGER NOT NULL);`;
 
 export type RosterOutcome = 'ok' | 'not_member' | 'last_owner';
 
