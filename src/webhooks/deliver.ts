@@ -14,7 +14,7 @@
 import { loadConfig, type Config } from '../config';
 import type { Bindings } from '../env';
 import { logEvent } from '../http/logger';
-import { batchOf, deliveriesOf, type AttemptReport, type DeliveryBatch, type DeliveryMessage, type DeliveryTarget } from './deliveries';
+import { batchOf, claimedTargets, deliveriesOf, type AttemptReport, type DeliveryBatch, type DeliveryMessage, type DeliveryTarget } from './deliveries';
 import { signatureHeaders } from './signing';
 import { targetProblem } from './target';
 
@@ -139,7 +139,7 @@ async function markDeadLettered(env: Bindings, objectName: string, received: Rec
 async function deliverGroup(env: Bindings, config: Config, objectName: string, received: Received[]) {
   const stub = env.WORKSPACE.getByName(objectName);
   const items = received.flatMap((r, i) => deliveriesOf(r.body).map((delivery) => ({ delivery, from: i })));
-  const targets = await stub.webhookClaim(items.map((item) => item.delivery));
+  const targets = claimedTargets(await stub.webhookClaim(items.map((item) => item.delivery)));
   const delays = config.webhooks.retryDelaysSeconds;
   const attemptOf = (i: number) => received[i]!.body.a + received[i]!.message.attempts;
   const outcomes = await inPool(targets, ATTEMPTS_AT_ONCE, (t) => (t ? attempt(t, config) : Promise.resolve(null)));

@@ -134,37 +134,101 @@ export async function flushOutbox(sql: SqlStorage, queue: Queue, objectName: str
   }
 }
 
-type ChangeRow = { table_name: string; pk: string; op: 'put' | 'delete'; payload: string | null; device_id: string; user_id: string; created_at: number };
+type ChangeRow = {
+  server_version: number;
+  table_name: string;
+  pk: string;
+  op: 'put' | 'delete';
+  payload: string | null;
+  device_id: string;
+  user_id: string;
+  created_at: number;
+};
 
-/** The body of an event: rebuilt from its change-log entry (the same text on every attempt), or as stored. */
-function bodyOf(sql: SqlStorage, m: DeliveryMessage): string | null {
-  if (m.v === null) return sql.exec<{ body: string }>('SELECT body FROM webhook_events WHERE id = ?', m.e).toArray()[0]?.body ?? null;
-  const c = sql
-    .exec<ChangeRow>('SELECT table_name, pk, op, payload, device_id, user_id, created_at FROM change_log WHERE server_version = ?', m.v)
-    .toArray()[0];
-  if (!c) return null;
-  const write = { op: { tableName: c.table_name, pk: c.pk, op: c.op, payload: c.payload, deviceId: c.device_id }, version: m.v, existed: false };
-  return eventBody({ eventId: m.e, event: m.n, workspaceId: m.w, write, actor: { userId: c.user_id }, now: c.created_at });
+/**
+ * What a claim answers: each event's body once (`bodies`), and per delivery its target with the
+ * index of its body, or null where there is nothing to send. A commit's event goes to every hook
+ * subscribed, so bodies shared by index cross the RPC once, not once per hook.
+ */
+export interface ClaimReply {
+  bodies: string[];
+  targets: ((Omit<DeliveryTarget, 'body'> & { body: number }) | null)[];
+}
+
+/** The claimed targets with their bodies (the consumer's view of a ClaimReply). */
+export const claimedTargets = (reply: ClaimReply): (DeliveryTarget | null)[] => reply.targets.map((t) => (t ? { ...t, body: reply.bodies[t.body]! } : null));
+
+/**
+ * The bodies of the messages' events, by event id: rebuilt from each change-log entry (the same
+ * text on every attempt), or as stored for events without one. One query for each kind.
+ */
+function bodiesOf(sql: SqlStorage, messages: DeliveryMessage[]): Map<string, string> {
+  const bodies = new Map<string, string>();
+  const versions = [...new Set(messages.flatMap((m) => (m.v === null ? [] : [m.v])))];
+  const stored = [...new Set(messages.flatMap((m) => (m.v === null ? [m.e] : [])))];
+  if (versions.length) {
+    const changes = new Map(
+      sql
+        .exec<ChangeRow>(
+          'SELECT server_version, table_name, pk, op, payload, device_id, user_id, created_at FROM change_log WHERE server_version IN (SELECT value FROM json_each(?))',
+          JSON.stringify(versions),
+        )
+        .toArray()
+        .map((c) => [c.server_version, c]),
+    );
+    for (const m of messages) {
+      const c = m.v === null ? undefined : changes.get(m.v);
+      if (!c || bodies.has(m.e)) continue;
+      const write = {
+        op: { tableName: c.table_name, pk: c.pk, op: c.op, payload: c.payload, deviceId: c.device_id },
+        version: c.server_version,
+        existed: false,
+      };
+      bodies.set(m.e, eventBody({ eventId: m.e, event: m.n, workspaceId: m.w, write, actor: { userId: c.user_id }, now: c.created_at }));
+    }
+  }
+  if (stored.length) {
+    for (const row of sql.exec<{ id: string; body: string }>(
+      'SELECT id, body FROM webhook_events WHERE id IN (SELECT value FROM json_each(?))',
+      JSON.stringify(stored),
+    )) {
+      bodies.set(row.id, row.body);
+    }
+  }
+  return bodies;
 }
 
 /** Targets for the consumer; null where there is nothing to send (done already, hook gone or off, event gone). */
-export function claim(sql: SqlStorage, hooks: (id: string) => HookRow | undefined, messages: DeliveryMessage[], now: number): (DeliveryTarget | null)[] {
+export function claim(sql: SqlStorage, hooks: (id: string) => HookRow | undefined, messages: DeliveryMessage[], now: number): ClaimReply {
   const ended: AttemptReport[] = [];
+  const done = new Set(
+    sql
+      .exec<{ id: string }>(
+        "SELECT id FROM webhook_deliveries WHERE id IN (SELECT value FROM json_each(?)) AND status != 'pending'",
+        JSON.stringify(messages.map(deliveryId)),
+      )
+      .toArray()
+      .map((r) => r.id),
+  );
+  const texts = bodiesOf(sql, messages);
+  const bodies: string[] = [];
+  const at = new Map<string, number>();
   const targets = messages.map((m) => {
     const hook = hooks(m.h);
     if (!hook) return null;
-    const status = sql.exec<{ status: string }>('SELECT status FROM webhook_deliveries WHERE id = ?', deliveryId(m)).toArray()[0]?.status;
-    if (status === 'success' || status === 'failed') return null; // a duplicate message (at least once)
+    if (done.has(deliveryId(m))) return null; // a duplicate message (at least once)
     const fail = (error: string) => (ended.push({ message: m, ok: false, status: null, error, final: true }), null);
     if (hook.enabled !== 1) return fail('The webhook is disabled');
-    const body = bodyOf(sql, m);
-    if (body === null) return fail('The event is no longer available');
+    const text = texts.get(m.e);
+    if (text === undefined) return fail('The event is no longer available');
+    let body = at.get(m.e);
+    if (body === undefined) at.set(m.e, (body = bodies.push(text) - 1));
     const secrets = [hook.secret];
     if (hook.previous_secret && hook.previous_until && hook.previous_until > now) secrets.push(hook.previous_secret);
     return { url: hook.url, eventId: m.e, event: m.n, body, secrets };
   });
   if (ended.length) writeReports(sql, ended, now, false);
-  return targets;
+  return { bodies, targets };
 }
 
 /** Writes attempts into the log (one statement); `count`: whether they count as attempts. */

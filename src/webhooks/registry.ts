@@ -14,7 +14,7 @@ import type { HookRow } from './deliveries';
 import { eventName, subscribed, type AppliedWrite } from './events';
 import { newSecret } from './signing';
 
-export type { AttemptReport, DeliveryMessage, DeliveryTarget, DeliveryView } from './deliveries';
+export type { AttemptReport, ClaimReply, DeliveryMessage, DeliveryTarget, DeliveryView } from './deliveries';
 
 export { DEPLOYMENT_OBJECT } from '../events/deployment';
 /** Hooks per workspace, and for the deployment. */
@@ -238,7 +238,7 @@ export class WebhookRegistry {
     return this.#sql.exec('SELECT 1 FROM webhook_outbox LIMIT 1').toArray().length > 0;
   }
 
-  claim(messages: log.DeliveryMessage[], now: number): (log.DeliveryTarget | null)[] {
+  claim(messages: log.DeliveryMessage[], now: number): log.ClaimReply {
     return log.claim(this.#sql, (id) => this.hook(id), messages, now);
   }
 

@@ -39,7 +39,7 @@ import { markRestored, preparePitr } from './recovery';
 import { collectOnRequest, runRetention, type GcRequest } from './retention';
 import { checkStored, collectBlobs, deleteBlob, type BlobGcOptions, type BlobGcResult } from './blob-objects';
 import { WorkspaceSockets } from './sockets';
-import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type DeliveryTarget } from '../webhooks/registry';
+import { WebhookRegistry, type AttemptReport, type DeliveryMessage, type ClaimReply } from '../webhooks/registry';
 import { manageWebhooks, type WebhookReply, type WebhookRequest } from '../webhooks/manage';
 import { deploymentBody, type DeploymentEvent } from '../webhooks/events';
 import { raiseSyncError } from '../events/deployment';
@@ -362,7 +362,7 @@ export class WorkspaceDO extends DurableObject<Bindings> {
     if (deliveryIds.length) this.ctx.waitUntil(this.#webhooks.flush(this.ctx.id.name!));
   }
   /** The Queue consumer's two steps (src/webhooks/deliver.ts), and the dead-letter queue's. */
-  webhookClaim(messages: DeliveryMessage[]): (DeliveryTarget | null)[] {
+  webhookClaim(messages: DeliveryMessage[]): ClaimReply {
     return this.#webhooks.claim(messages, Date.now());
   }
   webhookReport(reports: AttemptReport[]): void {
