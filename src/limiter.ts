@@ -18,7 +18,8 @@ export type SyncLimitName = keyof typeof DEFAULT_SYNC_LIMITS;
  * authorized them, and how many per minute from its own configuration (syncPerMinute).
  */
 export interface LimitedCall {
-  limit: SyncLimitName;
+  /** null: authorized but not counted (a later page of a socket's pull stream, whose pull message was counted; socket-sync.ts). */
+  limit: SyncLimitName | null;
 }
 
 /** A sync limit's requests per user per minute: OR3_RATE_LIMIT_OVERRIDES_JSON's value, else the default. */

@@ -166,7 +166,7 @@ export async function handleSyncMessage(
       ...(message.tables ? { tables: message.tables } : {}),
       window: message.window ?? SOCKET_SYNC_LIMITS.window,
     };
-    return streamPages(methods, settings, stream, debt, write, send);
+    return streamPages(methods, settings, stream, debt, write, send, true);
   }
   const { stream, owed = 0 } = read();
   if (!stream || stream.id !== message.id) return; // a late ack of a finished or replaced stream
@@ -174,7 +174,7 @@ export async function handleSyncMessage(
   // Pages arrive in order: an acknowledged page means everything sent before it arrived too.
   const debt = left.length < stream.unacked.length ? 0 : owed;
   stream.unacked = left;
-  return streamPages(methods, settings, stream, debt, write, send);
+  return streamPages(methods, settings, stream, debt, write, send, false);
 }
 
 const callerOf = (settings: SocketSyncSettings, permission: 'read' | 'write', limit: 'push' | 'pull' | 'updateCursor'): SyncCaller => ({
@@ -217,6 +217,11 @@ async function cursor(methods: SyncMethods, settings: SocketSyncSettings, messag
  * Sends pages until the head, or until `window` pages (or, with the socket's debt, the byte cap)
  * wait for an ack; the stream is then kept for the ack. The attachment is written once, on the
  * way out, with the debt too (a write costs about as much as building a small page).
+ *
+ * The pull rate limit counts the pull message (`started`: its first page), not each page: a
+ * device bootstrapping 200 pages over the socket must not be refused halfway for a rate meant
+ * for requests, and the pages of a stream are paced by its acknowledgements and window. Every
+ * page is still authorized.
  */
 async function streamPages(
   methods: SyncMethods,
@@ -225,9 +230,12 @@ async function streamPages(
   owed: number,
   write: (patch: SyncAttachment) => void,
   send: Send,
+  started: boolean,
 ) {
-  const caller = callerOf(settings, 'read', 'pull');
+  let counted = !started;
   while (stream.unacked.length < stream.window && owed + unackedBytes(stream) < SOCKET_SYNC_LIMITS.maxUnackedBytes) {
+    const caller = { ...callerOf(settings, 'read', 'pull'), ...(counted ? { limit: null } : {}) };
+    counted = true;
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
       write({ stream: null, owed });

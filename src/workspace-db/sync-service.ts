@@ -54,6 +54,7 @@ export class SyncService {
 
   /** Counts one request of `userId` under the caller's limit (`count` false: only asks); the 429 failure when it is over. */
   #refuse(caller: SyncCaller, userId: string, count: boolean): Failure | null {
+    if (caller.limit === null) return null;
     return this.#limiter.refuseKey(`${caller.limit}:${userId}`, this.parts.perMinute(caller.limit), Date.now(), count);
   }
 

@@ -74,4 +74,27 @@ describe('sync rate limits from the configuration', () => {
     expect(replies.filter((r) => r.type === 'error')).toEqual(expect.arrayContaining([expect.objectContaining({ status: 429, error: 'rate_limited' })]));
     socket.ws.close();
   });
+
+  it('a socket pull stream counts once against the pull limit, however many pages it takes; the next pull messages are counted', async () => {
+    const u = await syncUser();
+    const socket = await connect(u);
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
+    socket.send({ type: 'push', id: 'rows', ops: ids.map((id) => op('messages', id, message(id))) });
+    expect(await socket.next((m) => m.id === 'rows')).toMatchObject({ type: 'push-result' });
+    // Six pages of one change, two in flight at a time: more pages than the limit of 2 per minute.
+    socket.send({ type: 'pull', id: 'boot', cursor: 0, limit: 1, window: 2 });
+    const pages = () => socket.messages.filter((m) => m.type === 'changes' && m.id === 'boot');
+    await socket.next(() => pages().length === 2, 'two pages');
+    while (pages().at(-1).hasMore) {
+      const seen = pages().length;
+      socket.send({ type: 'ack', id: 'boot', cursor: pages().at(-1).nextCursor });
+      await socket.next((m) => pages().length > seen || (m.type === 'error' && m.id === 'boot'));
+      expect(socket.messages.filter((m) => m.type === 'error')).toEqual([]);
+    }
+    expect(pages().flatMap((p) => p.changes.map((c: { pk: string }) => c.pk))).toEqual(ids);
+    // Further pull messages count: with the stream's one, the limit of 2 is reached within a few.
+    for (const id of ['p1', 'p2', 'p3']) socket.send({ type: 'pull', id, cursor: 0, limit: 1, window: 1 });
+    expect(await socket.next((m) => m.type === 'error')).toMatchObject({ status: 429, error: 'rate_limited' });
+    socket.ws.close();
+  });
 });
