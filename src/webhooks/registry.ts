@@ -47,6 +47,9 @@ export const viewOf = (h: HookRow, now = Date.now()): HookView => ({
   previousSecretValidUntil: h.previous_secret && h.previous_until && h.previous_until > now ? h.previous_until : null,
 });
 
+/** The shortest time between two hand-overs of the outbox to the Queue (`flush`): what a delivery may wait on a busy workspace. */
+export const ENQUEUE_WINDOW_MS = 200;
+
 export class WebhookRegistry {
   /** The hooks, as stored; null until first read. */
   #hooks: HookRow[] | null = null;
@@ -56,6 +59,8 @@ export class WebhookRegistry {
   #again = false;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #prunedAt = 0;
+  /** When the outbox was last handed to the Queue (see `flush`). */
+  #sentAt = 0;
   #lookedForLeftovers = false;
 
   constructor(
@@ -193,6 +198,11 @@ export class WebhookRegistry {
    * Hands the outbox to the Queue. Runs after the commit (the caller does not await it on a
    * push); one flush at a time, and one asked for meanwhile runs again after it. A failed send
    * leaves the rest in the outbox: it goes with the next flush, or a retry 5 s later.
+   *
+   * At most one hand-over per ENQUEUE_WINDOW_MS: a commit after a quiet spell goes at once,
+   * commits that follow within the window wait for its end and go together, in one `sendBatch`.
+   * Each call costs the object a round trip whatever it carries (measured: docs/performance.md
+   * "Webhooks"), so a busy workspace pays one per window rather than one per commit.
    */
   flush(objectName: string): Promise<void> {
     if (this.#flushing) {
@@ -202,6 +212,9 @@ export class WebhookRegistry {
     this.#flushing = (async () => {
       do {
         this.#again = false;
+        const wait = this.#sentAt + ENQUEUE_WINDOW_MS - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        this.#sentAt = Date.now();
         await this.#flushOnce(objectName);
       } while (this.#again);
     })().finally(() => (this.#flushing = null));
