@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../../client/test/harness';
 import { startReceiver, type Receiver } from '../receiver';
+import { startEchoBot, type EchoBotOptions } from '../echo-bot';
 import { api, createHook, deliveries, message, newUser, op, push, sleep, thread, type User } from './helpers';
 
 let server: TestServer;
@@ -217,5 +218,45 @@ describe('retries, failures, redelivery', () => {
     expect(verifyOr3(rotated.json.secret, got!.headers, got!.body)).toBe(true);
     expect(verifyStandard(hook.secret, got!.headers, got!.body)).toBe(true);
     expect(verifyStandard('whsec_' + Buffer.from('x'.repeat(32)).toString('base64'), got!.headers, got!.body)).toBe(false);
+  });
+});
+
+describe('the /echo bot (tools/webhooks/echo-bot.ts)', () => {
+  it('answers "/echo …" in the same thread as a service, right after the message; other messages and its own answers get none', async () => {
+    const user = await newUser(server);
+    const created = await api(server, 'POST', `/api/workspaces/${user.workspaceId}/service-tokens`, user.token, {
+      name: 'echo',
+      scopes: ['read', 'write'],
+      expiresInSeconds: 600,
+    });
+    expect(created.status).toBe(200);
+    const options: EchoBotOptions = { base: server.url.replace(/\/$/, ''), workspaceId: user.workspaceId, token: created.json.token, secret: '' };
+    const bot = await startEchoBot(options);
+    try {
+      options.secret = (await createHook(server, user, bot.url, ['message.created'])).secret;
+      const pushed = await push(server, user, [
+        op('threads', 'te', thread('te')),
+        op('messages', 'ask', message('ask', { thread_id: 'te', index: 3, order_key: 'a3', data: '/echo hello there' })),
+        op('messages', 'chat', message('chat', { thread_id: 'te', index: 4, order_key: 'a4', data: 'just chatting' })),
+      ]);
+      expect(pushed.status).toBe(200);
+      const read = async () =>
+        (await api(server, 'GET', `/api/service/workspaces/${user.workspaceId}/threads/te/messages`, created.json.token)).json.messages as any[];
+      const until = Date.now() + 30_000;
+      while (bot.answered.length === 0 && Date.now() < until) await sleep(100);
+      await sleep(2500); // its own answer's event (and anything else) has had time to arrive
+      expect(bot.answered).toHaveLength(1);
+      const messages = await read();
+      expect(messages.map((m) => [m.id, m.role, m.data])).toEqual([
+        ['ask', 'user', '/echo hello there'],
+        [bot.answered[0], 'assistant', 'hello there'],
+        ['chat', 'user', 'just chatting'],
+      ]);
+      // A delivery that does not verify is refused.
+      const forged = await fetch(bot.url, { method: 'POST', body: JSON.stringify({ event: 'message.created' }) });
+      expect(forged.status).toBe(401);
+    } finally {
+      await bot.close();
+    }
   });
 });
