@@ -10,7 +10,7 @@ import { handleError } from './errors';
 import { installFallbacks } from './http/fallbacks';
 import { noStore } from './http/no-store';
 import { requestContext } from './http/request-context';
-import { devD1Delay } from './dev/d1-delay';
+import { devD1Delay, devD1Queries } from './dev/d1-delay';
 import { health } from './health/routes';
 import { analytics } from './http/analytics';
 import { admin, adminOnly } from './admin/routes';
@@ -57,6 +57,7 @@ export function createApp(options: AppOptions = {}) {
   app.use('/api/*', csrfGuard(isSignedUrlPath));
 
   app.route('/api/health', health);
+  app.get('/api/dev/d1-queries', devD1Queries()); // development only (404 otherwise): the bench's D1 count
   app.route('/api/basic-auth', basicAuth);
   app.route('/api/basic-auth', passwordReset);
   app.route('/api/auth', session);
