@@ -6,7 +6,7 @@
  * baseline (what a refusal restores). Also the local sync state (cursor, clock, last sync).
  */
 import { compareRevisions, SYNC_CAPABILITIES, type SyncChange } from '../../protocol/sync.js';
-import { markRemote, SYNCED_TABLES, type LocalDatabase, type SyncStateRow } from './db.js';
+import { markRemote, SYNCED_TABLES, type LocalDatabase, type Revision, type SyncStateRow } from './db.js';
 import type { EventSink } from './events.js';
 import type { HybridClock } from './hlc.js';
 import { Or3Error, type HttpClient } from './http.js';
@@ -59,13 +59,31 @@ export async function applyRemote(ctx: ApplyContext, changes: SyncChange[], next
       return;
     }
     markRemote(tx);
+    // Decided in memory, written in bulk: one read of the known revisions and one write per
+    // table, not three awaited requests per change (docs/client.md "Pull"). A key
+    // may appear twice (a poke's commit): each change is judged against the revision the ones
+    // before it left, and the last decision is what is written.
+    const key = (tableName: string, pk: string) => `${tableName}\u0000${pk}`;
+    const keys = changes.map((c) => [c.tableName, c.pk] as [string, string]);
+    const read = await db.revisions.bulkGet(keys);
+    const current = new Map<string, Revision | undefined>();
+    changes.forEach((c, i) => {
+      if (!current.has(key(c.tableName, c.pk))) current.set(key(c.tableName, c.pk), read[i]);
+    });
+    const rows = new Map<string, { tableName: string; pk: string; payload: Record<string, unknown> | null }>();
+    const revisions = new Map<string, Revision>();
     for (const change of changes) {
       clock.observe(change.stamp.hlc);
+      const k = key(change.tableName, change.pk);
       const incoming = { clock: change.stamp.clock, hlc: change.stamp.hlc, opId: change.stamp.opId };
-      const known = await db.revisions.get([change.tableName, change.pk]);
+      const known = current.get(k);
       if (known && known.opId === incoming.opId) {
         // The echo of our own edit: the server has it in order now.
-        if (known.local) await db.revisions.put({ ...known, local: false });
+        if (known.local) {
+          const settled = { ...known, local: false };
+          current.set(k, settled);
+          revisions.set(k, settled);
+        }
         continue;
       }
       if (known && compareRevisions(incoming, known) <= 0) {
@@ -74,10 +92,10 @@ export async function applyRemote(ctx: ApplyContext, changes: SyncChange[], next
         if (known.local) await rebase(db, change, incoming);
         continue;
       }
-      const table = db.table(change.tableName);
-      if (change.op === 'put' && change.payload) await table.put(change.payload);
-      else await table.delete(change.pk);
-      await db.revisions.put({ tableName: change.tableName, pk: change.pk, ...incoming, deleted: change.op === 'delete' });
+      rows.set(k, { tableName: change.tableName, pk: change.pk, payload: change.op === 'put' && change.payload ? change.payload : null });
+      const revision: Revision = { tableName: change.tableName, pk: change.pk, ...incoming, deleted: change.op === 'delete' };
+      current.set(k, revision);
+      revisions.set(k, revision);
       touched.add(change.tableName);
       if (known?.local)
         conflicts.push({
@@ -87,6 +105,14 @@ export async function applyRemote(ctx: ApplyContext, changes: SyncChange[], next
           remote: change,
         });
     }
+    for (const tableName of touched) {
+      const mine = [...rows.values()].filter((r) => r.tableName === tableName);
+      const puts = mine.flatMap((r) => (r.payload ? [r.payload] : []));
+      const deletes = mine.flatMap((r) => (r.payload ? [] : [r.pk]));
+      if (puts.length) await db.table(tableName).bulkPut(puts);
+      if (deletes.length) await db.table(tableName).bulkDelete(deletes);
+    }
+    if (revisions.size) await db.revisions.bulkPut([...revisions.values()]);
     await saveState(ctx, { cursor: nextCursor });
   });
   for (const conflict of conflicts) ctx.events.emit('conflict', conflict);

@@ -177,6 +177,38 @@ describe('realtime', () => {
     expect((await engineOf(wsB).sync.state()).cursor).toBe(cursor + 1);
   });
 
+  it('a batch with a key twice is judged change by change: an older second change loses to the first, a newer one wins; deletes and puts land in bulk', async () => {
+    const { wsB } = await twoDevices();
+    await wsB.syncNow();
+    const { cursor } = await engineOf(wsB).sync.state();
+    const stamp = (clock: number) => ({ deviceId: 'other', opId: crypto.randomUUID(), hlc: `00000000000000${clock}:000001:other`, clock });
+    const put = (pk: string, data: string, clock: number, v: number) => ({
+      serverVersion: v,
+      tableName: 'messages',
+      pk,
+      op: 'put' as const,
+      payload: messageRow(pk, { data, clock }),
+      stamp: stamp(clock),
+    });
+    const newer = put('twice-a', 'newer', 5, cursor + 1);
+    const gone = { serverVersion: cursor + 5, tableName: 'messages', pk: 'twice-b', op: 'delete' as const, stamp: stamp(7) };
+    const changes = [
+      newer,
+      put('twice-a', 'older', 3, cursor + 2),
+      put('twice-b', 'first', 2, cursor + 3),
+      put('twice-b', 'second', 4, cursor + 4),
+      gone,
+      put('once', 'x', 1, cursor + 6),
+    ];
+    expect(await engineOf(wsB).sync.applyRemote(changes, cursor + 6, cursor)).toBe(true);
+    expect(await text(wsB, 'twice-a')).toBe('newer');
+    expect(await engineOf(wsB).db.revisions.get(['messages', 'twice-a'])).toMatchObject({ clock: 5, opId: newer.stamp.opId, deleted: false });
+    expect(await wsB.db.messages.get('twice-b')).toBeUndefined();
+    expect(await engineOf(wsB).db.revisions.get(['messages', 'twice-b'])).toMatchObject({ clock: 7, opId: gone.stamp.opId, deleted: true });
+    expect(await text(wsB, 'once')).toBe('x');
+    expect((await engineOf(wsB).sync.state()).cursor).toBe(cursor + 6);
+  });
+
   it('pulls instead when a poke does not start at its cursor (one was lost), and on syncNow()', async () => {
     // B's socket loses the next poke on the way (the transport, not the SDK, is faulty here).
     let dropNextPoke = false;
