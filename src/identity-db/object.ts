@@ -3,7 +3,7 @@
  * remembers the user the identity belongs to — read from D1 (or provisioned there) once per
  * identity ever — and answers for that user from the user's object (src/user-db/). So a
  * federated token's request costs the Worker one call and no D1 query once the identity is known
- * (docs/architecture.md "Central load"). Deleting the account removes the identity and empties
+ * (docs/architecture.md "Capacity model"). Deleting the account removes the identity and empties
  * the user's object, which then answers "absent": this object looks in D1 again, as on a first
  * sight, so the deleted user's token stops working at once. The RPC surface only; the D1 reads
  * are in store.ts.

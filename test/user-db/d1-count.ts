@@ -1,5 +1,5 @@
 /**
- * Counting D1 statements (docs/architecture.md "Central load"): a Proxy over the real binding,
+ * Counting D1 statements (docs/architecture.md "Capacity model"): a Proxy over the real binding,
  * for the Worker (passed with `apiWithEnv`) or swapped into an object's env.
  */
 import { runInDurableObject } from 'cloudflare:test';

@@ -1,39 +1,28 @@
 /**
  * A federated token's requests cost no D1 query once the identity is known (docs/architecture.md
- * "Central load"): the identity's object (src/identity-db/) remembers the user, read from D1 once
+ * "Capacity model"): the identity's object (src/identity-db/) remembers the user, read from D1 once
  * per identity ever, and answers from the user's object. The session endpoint's profile stays
  * right, a disabled user is refused at once, and a deleted user's token stops working at once.
  */
 import { env } from 'cloudflare:workers';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { identityObjectName } from '../../src/identity-db/link';
-import { call, signedInUser, type SignedIn } from '../auth/helpers';
+import { call, oidcProvider, signedInUser, type SignedIn } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { classifyingDb, countObjectD1 } from './d1-count';
 
 const ISSUER = 'https://federated-load.example.com';
-let key: CryptoKey;
+let provider: Awaited<ReturnType<typeof oidcProvider>>;
 let vars: Record<string, string>;
 let admin: SignedIn;
 beforeAll(async () => {
-  const pair = await generateKeyPair('RS256', { extractable: true });
-  key = pair.privateKey;
-  const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
-  vars = { OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ id: 'idp', issuer: ISSUER, audience: 'or3', jwks: { keys: [jwk] } }]) };
+  provider = await oidcProvider(ISSUER);
+  vars = provider.vars;
   admin = await signedInUser({ isAdmin: true });
 });
 
 /** A 10-minute token for `sub` with a verified email and a name. */
-const token = (sub: string) =>
-  new SignJWT({ email: `${sub}@example.com`, email_verified: true, name: 'Fed Person' })
-    .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
-    .setIssuer(ISSUER)
-    .setAudience('or3')
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime('10m')
-    .sign(key);
+const token = (sub: string) => provider.token(sub, `${sub}@example.com`, { email_verified: true, name: 'Fed Person' });
 
 /** A fresh identity: its subject and a request helper carrying its token (and optional env overrides). */
 async function identity() {
