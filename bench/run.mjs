@@ -23,6 +23,7 @@ import { readD1Migrations } from '@cloudflare/vitest-plugin';
 import { createTestHarness } from 'wrangler';
 import { pullDuringRefusedFrames, signInTiming } from './security.mjs';
 import { webhooksScenario } from './webhooks.mjs';
+import { centralScenario } from './central.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 if (Number(process.versions.node.split('.')[0]) < 22) {
@@ -524,99 +525,7 @@ const scenarios = {
   },
 
   async central() {
-    // Central load and the latency it costs a user far from the D1 region (docs/performance.md
-    // "Central load"): a second local server whose every D1 query waits OR3_DEV_D1_DELAY_MS.
-    // After one warm-up request, a push or pull should not pay it at all.
-    const DELAY = 100;
-    const rounds = quick ? 40 : 200;
-    const far = createTestHarness({ root, workers: [{ configPath: './wrangler.toml', vars: { ...DEV_VARS, OR3_DEV_D1_DELAY_MS: String(DELAY) } }] });
-    const { url: farUrl } = await far.listen();
-    try {
-      const worker = far.getWorker();
-      const farEnv = await worker.getEnv();
-      for (const migration of await readD1Migrations(`${root}/migrations/d1`)) await farEnv.DB.batch(migration.queries.map((q) => farEnv.DB.prepare(q)));
-      const send = async (path, token, body) => {
-        const res = await worker.fetch(new URL(path, farUrl), {
-          method: body === undefined ? 'GET' : 'POST',
-          headers: { 'content-type': 'application/json', 'cf-connecting-ip': '10.78.0.1', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        });
-        if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-        return res.json();
-      };
-      const email = `far-${crypto.randomUUID().slice(0, 8)}@example.com`;
-      const password = 'correct horse battery staple';
-      await send('/api/basic-auth/register', null, { email, password, confirmPassword: password });
-      const delayedSoFar = async () => (await send('/api/dev/d1-queries')).delayed;
-      const signInOnce = async () => {
-        const before = await delayedSoFar();
-        const res = await worker.fetch(new URL('/api/basic-auth/sign-in', farUrl), {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-or3-token-transport': 'bearer', 'cf-connecting-ip': '10.78.0.2' },
-          body: JSON.stringify({ email, password }),
-        });
-        if (!res.ok) throw new Error(`sign-in: ${res.status} ${await res.text()}`);
-        return { tokens: await res.json(), queries: (await delayedSoFar()) - before };
-      };
-      // The first sign-in also makes the user's object, which reads the user's facts from D1 once.
-      const first = await signInOnce();
-      row('central: D1 queries of a first sign-in (the user object made)', first.queries, 'queries', null, null, null, 'reported', true);
-      const again = await signInOnce();
-      row('central: D1 queries of a sign-in (the user by email)', again.queries, 'queries', null, null, null, '≤ 1', again.queries <= 1);
-      const { accessToken, refreshToken } = again.tokens;
-      const { session } = await send('/api/auth/session', accessToken);
-      const scope = { workspaceId: session.workspace.id };
-      await send('/api/sync/pull', accessToken, { scope, cursor: 0 }); // warm-up: the object fills its cache once
-      // Refresh rotates in the user's object (docs/architecture.md "Sessions live with their user"): no D1.
-      let refresh = refreshToken;
-      const rotate = async () => {
-        const res = await worker.fetch(new URL('/api/basic-auth/refresh', farUrl), {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-or3-token-transport': 'bearer', 'cf-connecting-ip': '10.78.0.3' },
-          body: JSON.stringify({ refreshToken: refresh }),
-        });
-        if (!res.ok) throw new Error(`refresh: ${res.status} ${await res.text()}`);
-        refresh = (await res.json()).refreshToken;
-      };
-      // A cold app start with a stored token: the session and "my workspaces", both answered by
-      // the user's object (docs/architecture.md "Members live with their workspace"): no D1.
-      const times = { push: [], pull: [], refresh: [], 'app start: session': [], 'app start: my workspaces': [] };
-      // Which requests waited on D1, exactly: the server counts the queries it delayed
-      // (src/dev/d1-delay.ts), read before and after each request (requests here are sequential).
-      const paid = Object.fromEntries(Object.keys(times).map((route) => [route, 0]));
-      const timed = async (route, request) => {
-        const before = await delayedSoFar();
-        const t = now();
-        await request();
-        times[route].push(now() - t);
-        if ((await delayedSoFar()) > before) paid[route]++;
-      };
-      for (let i = 0; i < rounds; i++) {
-        await timed('push', () => send('/api/sync/push', accessToken, { scope, ops: [op()] }));
-        await timed('pull', () => send('/api/sync/pull', accessToken, { scope, cursor: 0, limit: 1 }));
-        await timed('app start: session', () => send('/api/auth/session', accessToken));
-        await timed('app start: my workspaces', () => send('/api/workspaces', accessToken));
-        // 10 rotations a minute per session is the limit: refresh on the first rounds only, spaced.
-        if (i < 8) await timed('refresh', rotate);
-      }
-      for (const route of Object.keys(times)) {
-        row(`central: ${route} p50 with D1 +${DELAY} ms`, median(times[route]), 'ms', null, null, null, 'reported', true, {
-          p99: round(pct(times[route], 99), 1),
-        });
-        row(
-          `central: ${route} requests that waited on D1, per 1,000`,
-          (paid[route] / times[route].length) * 1000,
-          'requests',
-          null,
-          null,
-          null,
-          '0',
-          paid[route] === 0,
-        );
-      }
-    } finally {
-      await far.close();
-    }
+    await centralScenario({ root, quick, devVars: DEV_VARS, row, now, pct, median, round, op });
   },
 
   async growth() {

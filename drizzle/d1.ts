@@ -142,18 +142,6 @@ export const invites = sqliteTable(
   (t) => [uniqueIndex('invites_token_hash_unique').on(t.tokenHash), index('invites_workspace_idx').on(t.workspaceId)],
 );
 
-/** Per-account failed sign-in counter, for exponential backoff without permanent lockout. */
-export const loginFailures = sqliteTable('login_failures', {
-  /**
-   * `signin:<normalised email>` (unknown addresses count too, so the response cannot reveal which
-   * exist) or `cpw:<user id>` for change-password; see `attemptKey` in src/auth/store.ts.
-   */
-  accountKey: text('account_key').primaryKey(),
-  failures: integer('failures').notNull().default(0),
-  lastFailedAt: integer('last_failed_at').notNull(),
-  blockedUntil: integer('blocked_until').notNull().default(0),
-});
-
 /**
  * One-time setup links for the first deployment admin (docs/operations.md "First admin"): written
  * by `npm run deploy` (or `npm run setup-link`) while no admin exists, redeemed once by

@@ -9,6 +9,8 @@ import { handleWebhookBatch } from './webhooks/deliver';
 export { WorkspaceDO } from './workspace-db/object';
 export { AuditLogDO } from './audit/object';
 export { UserDO } from './user-db/object';
+export { LoginAttemptsDO } from './login-attempts/object';
+export { IdentityDO } from './identity-db/object';
 
 const app = createApp();
 

@@ -11,7 +11,7 @@ import { audit } from '../audit/emit';
 import { requireUser } from '../auth/authenticate';
 import { hashPassword, passwordProblem, verifyPassword } from '../auth/passwords';
 import { clearAuthCookies } from '../auth/cookies';
-import { attemptKey, clearLoginFailures, countLoginAttempt, findUserById, normalizeEmail } from '../auth/store';
+import { attemptKey, findUserById, normalizeEmail } from '../auth/store';
 import type { AppEnv } from '../env';
 import { emitDeploymentEvent } from '../events/deployment';
 import { badRequest, conflict, notFound, rateLimited } from '../errors';
@@ -109,11 +109,11 @@ export const accountSelf = new Hono<AppEnv>()
     const db = c.env.DB;
     const user = await findUserById(db, principal.userId);
     if (!user?.password_hash) throw badRequest('This account signs in through an identity provider; it has no password', 'no_password');
-    const key = attemptKey.changePassword(user.id); // the same backoff as password changes
-    const attempt = await countLoginAttempt(db, key);
+    const attempts = c.env.LOGIN_ATTEMPTS.getByName(attemptKey.changePassword(user.id)); // the same backoff as password changes
+    const attempt = await attempts.count();
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
     if (!(await verifyPassword(body.currentPassword, user.password_hash)).ok) throw badRequest('Current password is incorrect', 'invalid_current_password');
-    await clearLoginFailures(db, key);
+    await attempts.clear();
     const email = normalizeEmail(body.newEmail);
     if ((await changeEmail(db, user.id, email)) === 'taken') throw conflict('That email address is in use', 'email_taken');
     await c.env.USER_DB.getByName(user.id).reloadProfile(); // the session endpoint answers from the user's object
@@ -144,7 +144,7 @@ export const passwordReset = new Hono<AppEnv>().post('/reset-password', async (c
   if (!(await resetPassword(c.env.DB, userId, tokenVersion, await hashPassword(body.newPassword)))) {
     throw badRequest('This reset link is invalid or was already used', 'invalid_reset_token');
   }
-  await clearLoginFailures(c.env.DB, attemptKey.signIn(user.email ?? ''));
+  if (user.email) await c.env.LOGIN_ATTEMPTS.getByName(attemptKey.signIn(user.email)).clear();
   await c.env.USER_DB.getByName(userId).reloadFacts({ endSessions: {} });
   await endEverywhere(c.env, userId, await memberWorkspaceIds(c.env.DB, userId));
   audit(c, 'auth.password.reset', { actorId: userId });

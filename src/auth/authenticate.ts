@@ -6,7 +6,8 @@
  * resolve a principal, our access tokens are checked on every request: the session must be live
  * in the user's object (src/user-db/) and the user's token version must equal the token's `ver`,
  * so sign-out, password change and reuse detection take effect at once rather than at token
- * expiry; the user's row (and membership) is one indexed D1 read made at the same time. The sync
+ * expiry; the user's facts, profile (and membership) come in the same call, with no D1 query. A
+ * federated token asks the identity's object (src/identity-db/), which asks the user's. The sync
  * and storage routes do not resolve one: they take `verifyCredential`'s stateless answer to the
  * workspace's object, which checks the same facts from its cache (docs/architecture.md
  * "Authorization at the shard").
@@ -19,7 +20,7 @@ import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
 import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
-import { identityUser } from './store';
+import { identityObject } from '../identity-db/link';
 import type { Membership } from '../workspace-records/store';
 import type { TokenCredential as Credential } from '../workspace-contract';
 
@@ -45,9 +46,8 @@ const principals = new WeakMap<Request, Promise<Principal | null>>();
 const memberships = new WeakMap<Request, { workspaceId: string; membership: Membership | null }>();
 
 /**
- * The caller's membership of `workspaceId` if authentication already read it in the same D1
- * query; undefined when it did not (federated tokens, or another workspace), and the caller
- * reads it itself.
+ * The caller's membership of `workspaceId` if authentication already read it with the user's
+ * facts; undefined when it did not (another workspace), and the caller reads it itself.
  */
 export function prefetchedMembership(c: Context<AppEnv>, workspaceId: string): Membership | null | undefined {
   const found = memberships.get(c.req.raw);
@@ -127,11 +127,11 @@ async function credentialOf(c: Context<AppEnv>, token: string, allowFederated: b
   };
 }
 
-/** The principal of a verified credential, checked against D1 (the routes that are not on the hot path). */
+/** The principal of a verified credential, checked in the user's object (the routes that are not on the hot path). */
 async function resolve(c: Context<AppEnv>, workspaceId: string | undefined): Promise<Principal | null> {
   const credential = await verifyCredential(c);
   if (!credential) return null;
-  return credential.kind === 'session' ? fromSession(c, credential, workspaceId) : fromIdentity(c, credential);
+  return credential.kind === 'session' ? fromSession(c, credential, workspaceId) : fromIdentity(c, credential, workspaceId);
 }
 
 /**
@@ -160,7 +160,11 @@ async function transparentRefresh(c: Context<AppEnv>): Promise<Credential | null
   return credentialOf(c, token, false);
 }
 
-async function fromIdentity(c: Context<AppEnv>, credential: Extract<Credential, { kind: 'federated' }>): Promise<Principal | null> {
+async function fromIdentity(
+  c: Context<AppEnv>,
+  credential: Extract<Credential, { kind: 'federated' }>,
+  workspaceId: string | undefined,
+): Promise<Principal | null> {
   const identity = {
     provider: credential.provider,
     issuer: credential.issuer,
@@ -168,17 +172,23 @@ async function fromIdentity(c: Context<AppEnv>, credential: Extract<Credential, 
     email: credential.email,
     displayName: credential.displayName,
   };
-  const db = c.env.DB;
-  const user = await identityUser(db, identity, c.get('config').auth.autoProvision);
-  if (!user || user.disabled_at !== null) return null;
+  // One call to the identity's object, which knows the identity's user (read from D1 once per
+  // identity ever) and asks the user's object as `fromSession` does: no D1 query once known.
+  const found = await (await identityObject(c.env, identity)).principal({ identity, autoProvision: c.get('config').auth.autoProvision, workspaceId });
+  if (!found || found.disabled) return null;
+  if (workspaceId !== undefined) {
+    const membership = found.membership ? { workspaceId, name: found.membership.name, role: found.membership.role } : null;
+    memberships.set(c.req.raw, { workspaceId, membership });
+  }
   return {
-    userId: user.id,
+    userId: found.userId,
     provider: credential.provider,
     providerUserId: credential.subject,
-    email: user.identity_email ?? credential.email ?? null,
-    displayName: user.display_name ?? credential.displayName ?? null,
-    isAdmin: user.is_admin === 1,
-    activeWorkspaceId: user.active_workspace_id,
+    // The IdP's email is the identity's (never the user's: an identity is not linked by email).
+    email: found.identityEmail ?? credential.email ?? null,
+    displayName: found.profile.displayName ?? credential.displayName ?? null,
+    isAdmin: found.isAdmin,
+    activeWorkspaceId: found.profile.activeWorkspaceId,
     sessionId: null,
     expiresAt: credential.expiresAt,
   };

@@ -12,7 +12,7 @@
  */
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { OidcProviderConfig } from '../oidc-providers';
-import type { FederatedIdentity } from './store';
+import type { FederatedIdentity } from '../identity-db/store';
 
 const keySets = new Map<string, JWTVerifyGetKey>();
 

@@ -25,13 +25,11 @@ import {
   anyAdminExists,
   attemptKey,
   changePassword,
-  clearLoginFailures,
   createInvitedUser,
   createBootstrapAdmin,
   createPasswordUser,
   findUserByEmail,
   findUserById,
-  countLoginAttempt,
   normalizeEmail,
   rehashPassword,
 } from './store';
@@ -128,8 +126,11 @@ export const basicAuth = new Hono<AppEnv>()
     const db = c.env.DB;
     const accountKey = normalizeEmail(body.email);
 
-    // Counted before checking, cleared on success: parallel guesses cannot outrun the backoff.
-    const attempt = await countLoginAttempt(db, attemptKey.signIn(accountKey));
+    // Counted before checking, cleared on success, in the key's own object, which counts one
+    // attempt at a time: parallel guesses cannot outrun the backoff (src/login-attempts/). An
+    // unknown email is counted too: nothing here may tell whether the account exists.
+    const attempts = c.env.LOGIN_ATTEMPTS.getByName(attemptKey.signIn(accountKey));
+    const attempt = await attempts.count();
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
 
     // Only a live account's stored hash is verified; unknown, disabled and password-less
@@ -143,11 +144,12 @@ export const basicAuth = new Hono<AppEnv>()
       await waitUntilAnswer(answerAt);
       throw invalidCredentials();
     }
-    await clearLoginFailures(db, attemptKey.signIn(accountKey));
+    await attempts.clear();
     if (verdict.needsRehash) await rehashPassword(db, user.id, await hashPassword(body.password));
 
     const { auth } = c.get('config');
-    // The session lives in the user's object (src/user-db/): D1 was read once above, for the user.
+    // The session lives in the user's object (src/user-db/): D1 was read once above, for the user,
+    // and nothing else central was touched.
     const session = await c.env.USER_DB.getByName(user.id).createSession({
       refreshTtlMs: auth.refreshTtlSeconds * 1000,
       userAgent: c.req.header('user-agent') ?? null,
@@ -245,13 +247,13 @@ export const basicAuth = new Hono<AppEnv>()
     const problem = passwordProblem(body.newPassword);
     if (problem) throw badRequest(problem, 'weak_password');
     // Its own counter: failed sign-ins for this email (anyone's) must not block the owner here.
-    const accountKey = attemptKey.changePassword(user.id);
-    const attempt = await countLoginAttempt(db, accountKey);
+    const attempts = c.env.LOGIN_ATTEMPTS.getByName(attemptKey.changePassword(user.id));
+    const attempt = await attempts.count();
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
     if (!(await verifyPassword(body.currentPassword, user.password_hash)).ok) {
       throw badRequest('Current password is incorrect', 'invalid_current_password');
     }
-    await clearLoginFailures(db, accountKey);
+    await attempts.clear();
     const version = await changePassword(db, user.id, user.password_hash, await hashPassword(body.newPassword));
     if (version === null) throw conflict('The password was changed by another request; sign in again', 'password_changed');
     // The user's object takes the new token version, ends the other sessions and closes every

@@ -1,6 +1,6 @@
 /**
- * D1 access for identity: users, federated identities and login failure counters (sessions
- * and refresh tokens live in each user's object: src/user-db/). Plain prepared statements (the schema lives in drizzle/d1.ts); every query
+ * D1 access for identity: users (federated identities are in src/identity-db/, login failure
+ * counters in src/login-attempts/, sessions and refresh tokens in each user's object: src/user-db/). Plain prepared statements (the schema lives in drizzle/d1.ts); every query
  * here is served by an index from that schema.
  *
  * D1 has no interactive transactions. Races are closed with single conditional statements
@@ -143,67 +143,8 @@ export async function probeUsersTable(db: D1Database): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Federated identities
-
-export interface FederatedIdentity {
-  provider: string;
-  issuer: string;
-  subject: string;
-  email?: string | null;
-  displayName?: string | null;
-}
-
-export interface IdentityUserRow extends UserRow {
-  identity_email: string | null;
-}
-
-const IDENTITY_LOOKUP = `SELECT u.id, u.email, u.display_name, u.password_hash, u.token_version, u.is_admin, u.active_workspace_id, u.disabled_at,
-                                i.email AS identity_email
-                           FROM identities i JOIN users u ON u.id = i.user_id
-                          WHERE i.provider = ? AND i.issuer = ? AND i.subject = ?`;
-
-export async function findIdentityUser(db: D1Database, identity: FederatedIdentity): Promise<IdentityUserRow | null> {
-  return db.prepare(IDENTITY_LOOKUP).bind(identity.provider, identity.issuer, identity.subject).first<IdentityUserRow>();
-}
-
-/**
- * Finds or creates the user of a federated identity, race-free: the user insert only happens
- * while the identity does not exist, and the identity insert only when that user row was just
- * made — both inside one batch. The IdP's email is kept on the identity, never on the user, so
- * an identity is never linked to an existing account by email.
- */
-/** The user of a federated identity: provisioned on first sight when `autoProvision` (OR3_AUTH_AUTO_PROVISION), else only found. */
-export function identityUser(db: D1Database, identity: FederatedIdentity, autoProvision: boolean): Promise<IdentityUserRow | null> {
-  return autoProvision ? getOrCreateIdentityUser(db, identity) : findIdentityUser(db, identity);
-}
-
-export async function getOrCreateIdentityUser(db: D1Database, identity: FederatedIdentity, now = Date.now()): Promise<IdentityUserRow> {
-  const existing = await findIdentityUser(db, identity);
-  if (existing) return existing;
-  const userId = crypto.randomUUID();
-  const { provider, issuer, subject } = identity;
-  await db.batch([
-    db
-      .prepare(
-        `INSERT INTO users (id, email, display_name, password_hash, token_version, is_admin, created_at, updated_at)
-         SELECT ?, NULL, ?, NULL, 0, 0, ?, ? WHERE NOT EXISTS (SELECT 1 FROM identities WHERE provider = ? AND issuer = ? AND subject = ?)`,
-      )
-      .bind(userId, identity.displayName ?? null, now, now, provider, issuer, subject),
-    db
-      .prepare(
-        `INSERT INTO identities (id, user_id, provider, issuer, subject, email, created_at, last_seen_at)
-         SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)
-         ON CONFLICT DO NOTHING`,
-      )
-      .bind(crypto.randomUUID(), userId, provider, issuer, subject, identity.email ?? null, now, now, userId),
-  ]);
-  const row = await findIdentityUser(db, identity);
-  if (!row) throw new Error('federated identity vanished after creation');
-  return row;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Login failure counters (per account, so rotating IPs does not help an attacker)
+// Login attempt keys (per account, so rotating IPs does not help an attacker; the counters live
+// in one object per key: src/login-attempts/)
 
 /**
  * The counter a password attempt is charged to. Sign-in counts per email (anyone may try any
@@ -216,50 +157,3 @@ export const attemptKey = {
   signIn: (email: string) => `signin:${normalizeEmail(email)}`,
   changePassword: (userId: string) => `cpw:${userId}`,
 };
-
-/** Failures allowed before backoff starts, the window they count in, and the longest block. */
-export const LOGIN_BACKOFF = { freeFailures: 5, firstBlockMs: 5_000, windowMs: 15 * 60 * 1000, maxBlockMs: 15 * 60 * 1000 } as const;
-
-/** Milliseconds until `accountKey` may try again (0 = now). */
-export async function loginBlockedForMs(db: D1Database, accountKey: string, now = Date.now()): Promise<number> {
-  const row = await db.prepare('SELECT blocked_until FROM login_failures WHERE account_key = ?').bind(accountKey).first<{ blocked_until: number }>();
-  return row ? Math.max(0, row.blocked_until - now) : 0;
-}
-
-/**
- * Counts a password attempt BEFORE the password is checked, in one statement, and says whether
- * it may proceed. Counting first (and clearing on success) means concurrent guesses cannot all
- * read "not blocked" before any failure is written: D1 applies the statements one at a time, so
- * the Nth attempt in the window (N = freeFailures) sets a 5 s block and every later one is
- * refused until it ends; each attempt let through after a block doubles it (10 s, 20 s … 15 min).
- * Attempts older than the window start the count again: there is no permanent lockout.
- */
-export async function countLoginAttempt(
-  db: D1Database,
-  accountKey: string,
-  now = Date.now(),
-): Promise<{ allowed: true } | { allowed: false; retryAfterMs: number }> {
-  const { freeFailures, firstBlockMs, windowMs, maxBlockMs } = LOGIN_BACKOFF;
-  const counted = await db
-    .prepare(
-      `INSERT INTO login_failures (account_key, failures, last_failed_at, blocked_until)
-       VALUES (?1, 1, ?2, CASE WHEN 1 >= ?4 THEN ?2 + ?6 ELSE 0 END)
-       ON CONFLICT(account_key) DO UPDATE SET
-         failures = CASE WHEN last_failed_at < ?2 - ?3 THEN 1 ELSE failures + 1 END,
-         last_failed_at = ?2,
-         blocked_until = CASE
-           WHEN last_failed_at < ?2 - ?3 OR failures + 1 < ?4 THEN 0
-           ELSE ?2 + MIN(?5, ?6 * (1 << MIN(failures + 1 - ?4, 20)))
-         END
-       WHERE login_failures.blocked_until <= ?2
-       RETURNING failures`,
-    )
-    .bind(accountKey, now, windowMs, freeFailures, maxBlockMs, firstBlockMs)
-    .first<{ failures: number }>();
-  if (counted) return { allowed: true };
-  return { allowed: false, retryAfterMs: Math.max(1000, await loginBlockedForMs(db, accountKey, now)) };
-}
-
-export async function clearLoginFailures(db: D1Database, accountKey: string) {
-  await db.prepare('DELETE FROM login_failures WHERE account_key = ?').bind(accountKey).run();
-}

@@ -4,7 +4,8 @@
  * the facts it holds here — session liveness, the user's token version and disabled flag, the
  * federated identity's user, and the user's role in this workspace — read on a miss (a session's
  * and a user's facts from the user's object, src/user-db/; the role from this workspace's own
- * members, members.ts, their authority; only a federated identity's user from D1) and kept for
+ * members, members.ts, their authority; a federated identity's user from the identity's object,
+ * src/identity-db/) and kept for
  * at most OR3_AUTH_CACHE_TTL_SECONDS, from the object's own configuration (settings.ts).
  * Every write that changes these facts tells the objects concerned (`forget`), and a fact whose
  * invalidation was lost is re-read once its time is up. So a steady stream of requests costs no
@@ -14,8 +15,7 @@
  * only make it fresher. A failed fill (the user's object or D1 unreachable) fails closed (503); cached facts keep serving
  * until their time is up.
  */
-import { identityUser } from '../auth/store';
-import { devD1 } from '../dev/d1-delay';
+import { identityObject } from '../identity-db/link';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
@@ -77,11 +77,6 @@ export class AccessCache {
   /** How long a fact read here is trusted (OR3_AUTH_CACHE_TTL_SECONDS, the object's own configuration). */
   get cacheTtlMs(): number {
     return this.settings().cacheTtlMs;
-  }
-
-  /** The D1 binding, read at each use (a bench may slow it down in development: src/dev/d1-delay.ts). */
-  get #db(): D1Database {
-    return devD1(this.env);
   }
 
   /**
@@ -154,7 +149,7 @@ export class AccessCache {
     return entry && now - entry.fetchedAt < cacheTtlMs ? entry : undefined;
   }
 
-  /** Its user's object and this workspace's members, no D1; a federated identity's user is read from D1 once per object. */
+  /** Its user's object and this workspace's members, no D1; a federated identity's user from its identity's object, once per object. */
   async #fill(caller: ShardCaller, now: number): Promise<{ facts: PrincipalFacts; role: { role: Role | null; fetchedAt: number } }> {
     const { credential, workspaceId } = caller;
     const epoch = this.#epoch;
@@ -197,23 +192,30 @@ export class AccessCache {
         displayName: credential.displayName,
       };
       // Which user an identity belongs to never changes (only deleting the account removes the
-      // identity, and then the user's object answers "absent"): read from D1 once per object,
-      // then the user's facts come from their object like a session's.
+      // identity, and then the user's object answers "absent"): the identity's object answers
+      // the first time (it read D1 once per identity ever), and this object keeps the user id,
+      // so later fills ask the user's object directly, like a session's. No D1 query.
       const key = keyOf(credential);
-      let userId = this.#identities.get(key);
-      if (userId === undefined) {
-        userId = (await identityUser(this.#db, identity, this.settings().autoProvision))?.id;
-        if (userId) remember(this.#identities, key, userId);
+      const known = this.#identities.get(key);
+      let user: { userId: string; present: boolean; disabled: boolean } | null;
+      if (known !== undefined) {
+        const [checked, member] = await Promise.all([this.env.USER_DB.getByName(known).check({ workspaceId }), this.roleOf(known)]);
+        user = { userId: known, ...checked };
+        role = member;
+        if (!checked.present) this.#identities.delete(key); // deleted: the next fill asks the identity's object again
+      } else {
+        const autoProvision = this.settings().autoProvision;
+        user = await (await identityObject(this.env, identity)).check({ identity, autoProvision, workspaceId });
+        if (user) remember(this.#identities, key, user.userId);
+        role = user?.present ? await this.roleOf(user.userId) : null;
       }
-      const [user, member] = userId ? await Promise.all([this.env.USER_DB.getByName(userId).check({ workspaceId }), this.roleOf(userId)]) : [null, null];
       facts = {
-        userId: user?.present ? userId! : null,
+        userId: user?.present ? user.userId : null,
         liveUntil: Number.POSITIVE_INFINITY,
         tokenVersion: 0,
         disabled: user ? user.disabled : true,
         fetchedAt: now,
       };
-      role = member;
     }
     const roleEntry = { role, fetchedAt: now };
     // An invalidation that arrived while we read may have been about what we read: use it for

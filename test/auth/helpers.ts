@@ -96,14 +96,14 @@ export async function signInCookies(email: string, password = PASSWORD) {
 
 /**
  * An OIDC provider for tests: `vars` configure it (provider id `idp`, audience `or3`, its JWKS
- * inline), `token(sub)` signs a 10-minute token for that subject.
+ * inline), `token(sub)` signs a 10-minute token for that subject (with `claims` beside its email).
  */
 export async function oidcProvider(issuer: string) {
   const pair = await generateKeyPair('RS256', { extractable: true });
   const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256' };
   const vars = { OR3_AUTH_OIDC_PROVIDERS: JSON.stringify([{ id: 'idp', issuer, audience: 'or3', jwks: { keys: [jwk] } }]) };
-  const token = (sub: string, email = `${sub}@example.com`) =>
-    new SignJWT({ email })
+  const token = (sub: string, email = `${sub}@example.com`, claims: Record<string, unknown> = {}) =>
+    new SignJWT({ email, ...claims })
       .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
       .setIssuer(issuer)
       .setAudience('or3')

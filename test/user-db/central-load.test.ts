@@ -5,72 +5,11 @@
  * D1 once (the user by email).
  */
 import { env } from 'cloudflare:workers';
-import { runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import type { Bindings } from '../../src/env';
 import { call, makeUser, PASSWORD, randomIp, signedInUser } from '../auth/helpers';
 import { apiWithEnv } from '../helpers';
 import { openSocket, syncUser } from '../sync/helpers';
-
-/** A D1 binding that counts statements by kind: reads (SELECT) and writes (everything else), batches by their statements. */
-function classifyingDb(db: D1Database) {
-  const counter = { reads: 0, writes: 0 };
-  const kindOf = (sql: string) => (/^\s*select\b/i.test(sql) ? 'reads' : 'writes') as 'reads' | 'writes';
-  const queries = new WeakMap<object, string>();
-  const wrapped = new Proxy(db, {
-    get(target, name) {
-      if (name === 'prepare')
-        return (sql: string) => {
-          const statement = target.prepare(sql);
-          const bound = new Proxy(statement, {
-            get(s, n) {
-              const v = Reflect.get(s, n);
-              if (typeof v !== 'function') return v;
-              if (n === 'bind')
-                return (...args: unknown[]) => {
-                  const b = (v as (...a: unknown[]) => D1PreparedStatement).apply(s, args);
-                  queries.set(b, sql);
-                  return new Proxy(b, { get: (bs, bn) => wrap(bs, bn, sql) });
-                };
-              return wrap(s, n, sql);
-            },
-          });
-          queries.set(statement, sql);
-          return bound;
-        };
-      if (name === 'batch')
-        return (statements: D1PreparedStatement[]) => {
-          for (const s of statements) counter[kindOf(queries.get(s) ?? '')]++;
-          return target.batch(statements.map((s) => s));
-        };
-      const value = Reflect.get(target, name);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-  function wrap(s: D1PreparedStatement, n: string | symbol, sql: string) {
-    const v = Reflect.get(s, n);
-    if (typeof v !== 'function') return v;
-    if (['first', 'all', 'run', 'raw'].includes(String(n))) {
-      return (...args: unknown[]) => {
-        counter[kindOf(sql)]++;
-        return (v as (...a: unknown[]) => unknown).apply(s, args);
-      };
-    }
-    return (v as (...a: unknown[]) => unknown).bind(s);
-  }
-  return { db: wrapped as D1Database, counter };
-}
-
-/** Swaps the D1 binding inside an object for a counting one; returns a reader of its count. */
-async function countObjectD1(stub: DurableObjectStub) {
-  await runInDurableObject(stub, (instance) => {
-    const objectEnv = (instance as unknown as { env: Bindings & { __d1?: { reads: number; writes: number } } }).env;
-    const { db, counter } = classifyingDb(objectEnv.DB);
-    objectEnv.DB = db;
-    objectEnv.__d1 = counter;
-  });
-  return () => runInDurableObject(stub, (instance) => ({ ...(instance as unknown as { env: { __d1: { reads: number; writes: number } } }).env.__d1 }));
-}
+import { classifyingDb, countObjectD1 } from './d1-count';
 
 describe('0 D1 queries on the frequent paths once the objects know the user', () => {
   it('session, my workspaces, and a membership change reaching them: 0 D1 in the Worker and the user object', async () => {
@@ -124,19 +63,47 @@ describe('0 D1 queries on the frequent paths once the objects know the user', ()
     expect(await readUser()).toEqual({ reads: 0, writes: 0 });
   });
 
-  it('sign-in reads D1 once (the user by email); the session is made in the user object', async () => {
+  it('sign-in reads D1 once (the user by email) and writes nothing there, success or failure; the backoff counts in its own object', async () => {
     const user = await makeUser();
     const worker = classifyingDb(env.DB);
-    const signIn = () =>
+    const signIn = (email: string, password: string) =>
       apiWithEnv({ DB: worker.db }, '/api/basic-auth/sign-in', {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-or3-token-transport': 'bearer', 'cf-connecting-ip': randomIp() },
-        body: JSON.stringify({ email: user.email, password: PASSWORD }),
+        body: JSON.stringify({ email, password }),
       });
-    expect((await signIn()).status).toBe(200); // first sight: the bootstrap check of this isolate may read too
-    worker.counter.reads = 0;
-    worker.counter.writes = 0;
-    expect((await signIn()).status).toBe(200);
-    expect(worker.counter.reads).toBeLessThanOrEqual(1);
+    expect((await signIn(user.email, PASSWORD)).status).toBe(200); // first sight: the bootstrap check of this isolate may read too
+    const cases: [string, string, number][] = [
+      [user.email, PASSWORD, 200],
+      [user.email, 'a wrong guess!', 401],
+      [`nobody-${crypto.randomUUID()}@example.com`, 'a wrong guess!', 401],
+    ];
+    for (const [email, password, status] of cases) {
+      worker.counter.reads = 0;
+      worker.counter.writes = 0;
+      expect((await signIn(email, password)).status).toBe(status);
+      expect(worker.counter.reads, `${email} ${status}`).toBeLessThanOrEqual(1);
+      expect(worker.counter.writes, `${email} ${status}`).toBe(0);
+    }
+    // The failures were counted, the unknown email's too (counting must not depend on the account
+    // existing), in the objects of their keys; the success before cleared its counter.
+    expect(await env.LOGIN_ATTEMPTS.getByName(`signin:${user.email}`).state()).toMatchObject({ failures: 1 });
+    expect(await env.LOGIN_ATTEMPTS.getByName(`signin:${cases[2]![0]}`).state()).toMatchObject({ failures: 1 });
+    expect(worker.statements.some((sql) => /login_failures/i.test(sql))).toBe(false);
+  });
+
+  it('change-password writes only the password to D1 (its backoff counts in its own object)', async () => {
+    const user = await signedInUser();
+    const worker = classifyingDb(env.DB);
+    const next = 'a brand new passphrase';
+    const res = await apiWithEnv({ DB: worker.db }, '/api/basic-auth/change-password', {
+      method: 'POST',
+      headers: { ...user.headers, 'content-type': 'application/json', 'x-or3-token-transport': 'bearer' },
+      body: JSON.stringify({ currentPassword: PASSWORD, newPassword: next, confirmNewPassword: next }),
+    });
+    expect(res.status).toBe(200);
+    expect(worker.counter.writes).toBe(1);
+    expect(worker.statements.filter((sql) => !/^\s*select\b/i.test(sql)).every((sql) => /^\s*update users\b/i.test(sql))).toBe(true);
+    expect(await env.LOGIN_ATTEMPTS.getByName(`cpw:${user.id}`).state()).toBeNull(); // counted, then cleared
   });
 });
