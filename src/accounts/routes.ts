@@ -144,7 +144,7 @@ export const passwordReset = new Hono<AppEnv>().post('/reset-password', async (c
   if (!(await resetPassword(c.env.DB, userId, tokenVersion, await hashPassword(body.newPassword)))) {
     throw badRequest('This reset link is invalid or was already used', 'invalid_reset_token');
   }
-  if (user.email) await c.env.LOGIN_ATTEMPTS.getByName(attemptKey.signIn(user.email)).clear();
+  if (user.email) await c.env.LOGIN_ATTEMPTS.getByName(await attemptKey.signIn(user.email)).clear();
   await c.env.USER_DB.getByName(userId).reloadFacts({ endSessions: {} });
   await endEverywhere(c.env, userId, await memberWorkspaceIds(c.env.DB, userId));
   audit(c, 'auth.password.reset', { actorId: userId });

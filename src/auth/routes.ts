@@ -129,7 +129,7 @@ export const basicAuth = new Hono<AppEnv>()
     // Counted before checking, cleared on success, in the key's own object, which counts one
     // attempt at a time: parallel guesses cannot outrun the backoff (src/login-attempts/). An
     // unknown email is counted too: nothing here may tell whether the account exists.
-    const attempts = c.env.LOGIN_ATTEMPTS.getByName(attemptKey.signIn(accountKey));
+    const attempts = c.env.LOGIN_ATTEMPTS.getByName(await attemptKey.signIn(accountKey));
     const attempt = await attempts.count();
     if (!attempt.allowed) throw rateLimited(attempt.retryAfterMs / 1000);
 

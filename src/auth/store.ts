@@ -9,6 +9,7 @@
  * with another batch.
  */
 import { inviteClaimable } from '../workspace-records/store';
+import { sha256Hex } from '../crypto';
 
 export interface UserRow {
   id: string;
@@ -151,9 +152,10 @@ export async function probeUsersTable(db: D1Database): Promise<void> {
  * email, so the owner shares that counter with whoever is guessing); change-password counts per
  * signed-in user, in its own namespace, so someone else's failed sign-ins never lock the owner
  * out of changing their password. The prefixes keep the namespaces apart: no sign-in input
- * (any string) can name a change-password counter.
+ * (any string) can name a change-password counter. A sign-in key names the email by its SHA-256,
+ * so the address is not the object's name (which the platform shows in its dashboards and logs).
  */
 export const attemptKey = {
-  signIn: (email: string) => `signin:${normalizeEmail(email)}`,
+  signIn: async (email: string) => `signin:${await sha256Hex(normalizeEmail(email))}`,
   changePassword: (userId: string) => `cpw:${userId}`,
 };

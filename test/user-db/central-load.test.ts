@@ -10,6 +10,7 @@ import { call, makeUser, PASSWORD, randomIp, signedInUser } from '../auth/helper
 import { apiWithEnv } from '../helpers';
 import { openSocket, syncUser } from '../sync/helpers';
 import { classifyingDb, countObjectD1 } from './d1-count';
+import { attemptKey } from '../../src/auth/store';
 
 describe('0 D1 queries on the frequent paths once the objects know the user', () => {
   it('session, my workspaces, and a membership change reaching them: 0 D1 in the Worker and the user object', async () => {
@@ -87,8 +88,11 @@ describe('0 D1 queries on the frequent paths once the objects know the user', ()
     }
     // The failures were counted, the unknown email's too (counting must not depend on the account
     // existing), in the objects of their keys; the success before cleared its counter.
-    expect(await env.LOGIN_ATTEMPTS.getByName(`signin:${user.email}`).state()).toMatchObject({ failures: 1 });
-    expect(await env.LOGIN_ATTEMPTS.getByName(`signin:${cases[2]![0]}`).state()).toMatchObject({ failures: 1 });
+    expect(await env.LOGIN_ATTEMPTS.getByName(await attemptKey.signIn(user.email)).state()).toMatchObject({ failures: 1 });
+    expect(await env.LOGIN_ATTEMPTS.getByName(await attemptKey.signIn(cases[2]![0])).state()).toMatchObject({ failures: 1 });
+    // The object is named by the email's hash, not the address.
+    expect(await attemptKey.signIn(user.email.toUpperCase())).toMatch(/^signin:[0-9a-f]{64}$/);
+    expect(await attemptKey.signIn(user.email.toUpperCase())).toBe(await attemptKey.signIn(user.email));
     expect(worker.statements.some((sql) => /login_failures/i.test(sql))).toBe(false);
   });
 
