@@ -168,7 +168,9 @@ describe('the status value', () => {
   });
 
   it('remembers a full sync across a reopen (hasSynced, lastSyncedAt) and counts refused writes', async () => {
-    const { d, ws } = await opened();
+    // Over HTTP only: the refusal is injected into HTTP pushes, and a socket that went live
+    // before the push would carry it instead (a race that once failed this test in CI).
+    const { d, ws } = await opened({ sync: { socketSync: false } });
     await ws.syncNow();
     const at = ws.status.lastSyncedAt;
     await ws.close();
