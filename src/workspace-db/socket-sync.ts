@@ -232,10 +232,10 @@ async function streamPages(
   send: Send,
   started: boolean,
 ) {
-  let counted = !started;
+  const counted = callerOf(settings, 'read', 'pull');
+  const uncounted: SyncCaller = { ...counted, limit: null };
+  let caller = started ? counted : uncounted;
   while (stream.unacked.length < stream.window && owed + unackedBytes(stream) < SOCKET_SYNC_LIMITS.maxUnackedBytes) {
-    const caller = { ...callerOf(settings, 'read', 'pull'), ...(counted ? { limit: null } : {}) };
-    counted = true;
     const page = await methods.pull(caller, { cursor: stream.cursor, limit: stream.limit, ...(stream.tables ? { tables: stream.tables } : {}) });
     if (!page.ok) {
       write({ stream: null, owed });
@@ -247,6 +247,7 @@ async function streamPages(
       write({ stream: null, owed });
       return;
     }
+    caller = uncounted;
     stream.cursor = page.nextCursor;
     stream.unacked.push({ cursor: page.nextCursor, bytes: text.length });
   }
