@@ -20,8 +20,9 @@ import { ACCESS_ISSUER, signingKeys, verifyAccessToken } from './tokens';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearAuthCookies, setAuthCookies } from './cookies';
 import { issueAccessToken, rotate } from './refresh';
 import { providerForIssuer, unverifiedIssuer, verifyFederatedToken } from './oidc';
-import { identityObject } from '../identity-db/link';
+import { identityObject, identityOf } from '../identity-db/link';
 import type { Membership } from '../workspace-records/store';
+import type { Role } from '../workspace-records/permissions';
 import type { TokenCredential as Credential } from '../workspace-contract';
 
 export const BASIC_PROVIDER = 'basic-auth';
@@ -44,6 +45,12 @@ const principals = new WeakMap<Request, Promise<Principal | null>>();
 
 /** A membership read together with the session from the user's object (`principal`), per request. */
 const memberships = new WeakMap<Request, { workspaceId: string; membership: Membership | null }>();
+
+/** Keeps the membership the user's object answered with the principal, for `prefetchedMembership`. */
+function rememberMembership(c: Context<AppEnv>, workspaceId: string | undefined, found: { name: string; role: Role } | null | undefined) {
+  if (workspaceId === undefined) return;
+  memberships.set(c.req.raw, { workspaceId, membership: found ? { workspaceId, name: found.name, role: found.role } : null });
+}
 
 /**
  * The caller's membership of `workspaceId` if authentication already read it with the user's
@@ -165,21 +172,12 @@ async function fromIdentity(
   credential: Extract<Credential, { kind: 'federated' }>,
   workspaceId: string | undefined,
 ): Promise<Principal | null> {
-  const identity = {
-    provider: credential.provider,
-    issuer: credential.issuer,
-    subject: credential.subject,
-    email: credential.email,
-    displayName: credential.displayName,
-  };
+  const identity = identityOf(credential);
   // One call to the identity's object, which knows the identity's user (read from D1 once per
   // identity ever) and asks the user's object as `fromSession` does: no D1 query once known.
   const found = await (await identityObject(c.env, identity)).principal({ identity, autoProvision: c.get('config').auth.autoProvision, workspaceId });
   if (!found || found.disabled) return null;
-  if (workspaceId !== undefined) {
-    const membership = found.membership ? { workspaceId, name: found.membership.name, role: found.membership.role } : null;
-    memberships.set(c.req.raw, { workspaceId, membership });
-  }
+  rememberMembership(c, workspaceId, found.membership);
   return {
     userId: found.userId,
     provider: credential.provider,
@@ -200,10 +198,7 @@ async function fromSession(c: Context<AppEnv>, claims: Extract<Credential, { kin
   const found = await c.env.USER_DB.getByName(claims.userId).principal({ sessionId: claims.sessionId, workspaceId });
   if (!found.present || found.liveUntil <= Date.now()) return null;
   if (found.disabled || found.tokenVersion !== claims.tokenVersion) return null;
-  if (workspaceId !== undefined) {
-    const membership = found.membership ? { workspaceId, name: found.membership.name, role: found.membership.role } : null;
-    memberships.set(c.req.raw, { workspaceId, membership });
-  }
+  rememberMembership(c, workspaceId, found.membership);
   return {
     userId: claims.userId,
     provider: BASIC_PROVIDER,

@@ -6,6 +6,7 @@
  */
 import { sha256Hex } from '../crypto';
 import type { Bindings } from '../env';
+import type { Credential } from '../workspace-contract';
 import type { FederatedIdentity } from './store';
 
 export interface IdentityLink {
@@ -22,6 +23,12 @@ export interface IdentityLink {
  */
 export async function identityObjectName(identity: FederatedIdentity): Promise<string> {
   return `identity:${await sha256Hex(`${identity.provider}\u0000${identity.issuer}\u0000${identity.subject}`)}`;
+}
+
+/** The identity a verified federated credential names (the Worker's and the workspace object's view alike). */
+export function identityOf(credential: Extract<Credential, { kind: 'federated' }>): FederatedIdentity {
+  const { provider, issuer, subject, email, displayName } = credential;
+  return { provider, issuer, subject, email, displayName };
 }
 
 /** The identity's object. */

@@ -1,7 +1,7 @@
 /**
- * LoginAttemptsDO: one Durable Object per attempt key (`signin:<email>`, `cpw:<user id>`, named
- * by the key), holding that key's backoff counter (backoff.ts; docs/auth.md "Backoff"). An
- * object serves one request at a time and each count is one synchronous read-and-write of its
+ * LoginAttemptsDO: one Durable Object per attempt key (`signin:<SHA-256 of the email>`,
+ * `cpw:<user id>`; src/auth/store.ts `attemptKey`), named by the key, holding that key's backoff
+ * counter (backoff.ts; docs/auth.md "Backoff"). An object serves one request at a time and each count is one synchronous read-and-write of its
  * storage, so parallel guesses cannot outrun the backoff; the counter is stored, not only held
  * in memory, so an evicted object still remembers a 15-minute block. Once the counter no longer
  * matters an alarm deletes everything, and a success deletes it at once: objects made by

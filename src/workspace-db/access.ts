@@ -15,7 +15,7 @@
  * only make it fresher. A failed fill (the user's object or D1 unreachable) fails closed (503); cached facts keep serving
  * until their time is up.
  */
-import { identityObject } from '../identity-db/link';
+import { identityObject, identityOf } from '../identity-db/link';
 import type { Bindings } from '../env';
 import type { Failure } from '../errors';
 import { logEvent } from '../http/logger';
@@ -184,13 +184,7 @@ export class AccessCache {
       };
       role = member;
     } else {
-      const identity = {
-        provider: credential.provider,
-        issuer: credential.issuer,
-        subject: credential.subject,
-        email: credential.email,
-        displayName: credential.displayName,
-      };
+      const identity = identityOf(credential);
       // Which user an identity belongs to never changes (only deleting the account removes the
       // identity, and then the user's object answers "absent"): the identity's object answers
       // the first time (it read D1 once per identity ever), and this object keeps the user id,
