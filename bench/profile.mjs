@@ -96,15 +96,52 @@ const op = () => {
   };
 };
 const push = () => call('POST', '/api/sync/push', accessToken, { scope, ops: Array.from({ length: 100 }, op) });
-for (let i = 0; i < 30; i++) await push(); // warm up, and a log to pull from
+for (let i = 0; i < (mode === 'pull-socket' ? 300 : 30); i++) await push(); // warm up, and a log to pull from
 
 await send('Profiler.enable');
 await send('Profiler.setSamplingInterval', { interval: 100 });
 await send('Profiler.start');
 const t0 = performance.now();
-for (let i = 0; i < REQUESTS; i++) {
-  if (mode === 'push' || mode === 'push-hooks') await push();
-  else await call('POST', '/api/sync/pull', accessToken, { scope, cursor: 0, limit: 1000 });
+if (mode === 'pull-socket') {
+  // A cold start streamed over the workspace's socket (window 4), the pull-socket scenario's shape.
+  const { ticket } = await call('POST', '/api/sync/ws-ticket', accessToken, { workspaceId: scope.workspaceId });
+  const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/sync/ws?workspaceId=${scope.workspaceId}&ticket=${ticket}`);
+  await new Promise((resolve) => ws.once('open', resolve));
+  for (let i = 0; i < REQUESTS / 10; i++) {
+    await new Promise((resolve) => {
+      const onMessage = (data) => {
+        const msg = JSON.parse(String(data));
+        if (msg.id !== `cold${i}`) return;
+        if (!msg.hasMore) return (ws.off('message', onMessage), resolve());
+        ws.send(JSON.stringify({ type: 'ack', id: `cold${i}`, cursor: msg.nextCursor }));
+      };
+      ws.on('message', onMessage);
+      ws.send(JSON.stringify({ type: 'pull', id: `cold${i}`, cursor: 0, limit: 1000, window: 4 }));
+    });
+  }
+  ws.close();
+} else if (mode === 'push-socket') {
+  // 100-op pushes on the workspace's socket, one at a time, as the SDK sends them (`echo: false`).
+  const { ticket } = await call('POST', '/api/sync/ws-ticket', accessToken, { workspaceId: scope.workspaceId });
+  const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/sync/ws?workspaceId=${scope.workspaceId}&ticket=${ticket}`);
+  await new Promise((resolve) => ws.once('open', resolve));
+  for (let i = 0; i < REQUESTS * 3; i++) {
+    await new Promise((resolve) => {
+      const onMessage = (data) => {
+        if (JSON.parse(String(data)).id !== `p${i}`) return;
+        ws.off('message', onMessage);
+        resolve();
+      };
+      ws.on('message', onMessage);
+      ws.send(JSON.stringify({ type: 'push', id: `p${i}`, echo: false, ops: Array.from({ length: 100 }, op) }));
+    });
+  }
+  ws.close();
+} else {
+  for (let i = 0; i < REQUESTS; i++) {
+    if (mode === 'push' || mode === 'push-hooks') await push();
+    else await call('POST', '/api/sync/pull', accessToken, { scope, cursor: 0, limit: 1000 });
+  }
 }
 const wall = performance.now() - t0;
 const { result } = await send('Profiler.stop');

@@ -86,6 +86,50 @@ export class RawSqliteDO extends DurableObject<Env> {
     }
   }
 
+  /**
+   * One page of the log as the wire text a pull page carries (the same fields and bytes per row,
+   * built by SQLite around the stored payload), with nothing else: no authorization, compaction,
+   * rate limit or metering. What the transport ceilings below serve.
+   */
+  page(cursor: number, limit: number): { text: string; next: number; more: boolean } {
+    const rows = [
+      ...this.ctx.storage.sql
+        .exec(
+          `SELECT server_version, '{"serverVersion":' || server_version || ',"tableName":"' || table_name || '","pk":"' || pk || '","op":"' || op
+          || '","stamp":{"deviceId":"' || device_id || '","opId":"' || op_id || '","hlc":"' || hlc || '","clock":' || clock || '},"payload":' || payload || '}'
+          FROM change_log WHERE server_version > ? ORDER BY server_version LIMIT ?`,
+          cursor,
+          limit,
+        )
+        .raw<[number, string]>(),
+    ];
+    const next = rows.length ? rows[rows.length - 1]![0] : cursor;
+    return { text: rows.map((r) => r[1]).join(','), next, more: rows.length === limit };
+  }
+
+  /** A pull stream over a hibernatable socket, the socket-pull ceiling: pages of `page`, `window` ahead of the client's acks. */
+  override async fetch(): Promise<Response> {
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.ctx.acceptWebSocket(server);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  #stream = { cursor: 0, unacked: 0, window: 4, done: true };
+
+  override webSocketMessage(ws: WebSocket, data: string | ArrayBuffer) {
+    const msg = JSON.parse(String(data)) as { type: 'pull' | 'ack'; cursor: number; window?: number };
+    if (msg.type === 'pull') this.#stream = { cursor: msg.cursor, unacked: 0, window: msg.window ?? 4, done: false };
+    else this.#stream.unacked--;
+    const stream = this.#stream;
+    while (!stream.done && stream.unacked < stream.window) {
+      const page = this.page(stream.cursor, 1000);
+      ws.send(`{"type":"changes","id":"cold","changes":[${page.text}],"nextCursor":${page.next},"hasMore":${page.more}}`);
+      stream.cursor = page.next;
+      stream.unacked++;
+      stream.done = !page.more;
+    }
+  }
+
   rows(): number {
     return this.ctx.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM change_log').one().n;
   }
@@ -99,6 +143,15 @@ export default {
       if (request.method === 'POST') await request.text();
       const size = Number(url.searchParams.get('size') ?? 0);
       return size ? new Response('x'.repeat(size), { headers: { 'content-type': 'application/json' } }) : Response.json({});
+    }
+    if (url.pathname === '/raw-pull') {
+      // The HTTP pull ceiling: a page of the raw log (RawSqliteDO.page) through a bare Worker.
+      const stub = env.RAW.getByName(url.searchParams.get('name')!);
+      if (request.headers.get('upgrade') === 'websocket') return stub.fetch(request);
+      const page = await stub.page(Number(url.searchParams.get('cursor')), Number(url.searchParams.get('limit') ?? 1000));
+      return new Response(`{"changes":[${page.text}],"nextCursor":${page.next},"hasMore":${page.more}}`, {
+        headers: { 'content-type': 'application/json' },
+      });
     }
     if (url.pathname === '/r2') {
       // Raw R2 through the binding: put `size` bytes made here, then read them back.
