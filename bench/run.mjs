@@ -262,42 +262,42 @@ const row = (scenario, figure, unit, limitName, limit, ratio, bar, pass, extra =
 };
 
 /**
- * Two reported rows beside a pull scenario's: the transport ceiling itself as a ratio to the raw
- * scan (no implementation serves those pages faster over that transport in this harness), and
- * the scenario as a share of it (what our own code costs on top).
+ * Two reported rows beside a pull scenario's: the bare transport itself as a ratio to the raw
+ * scan (about what any implementation gets for moving those pages in this harness), and the
+ * scenario as a share of it (what our own code costs on top).
  */
 /**
- * A transport ceiling (docs/performance.md "Transport ceilings"): the raw log's pages (about the
+ * The bare transport (docs/performance.md "The bare transport"): the raw log's pages (about the
  * same bytes per row, pages of 1000) served with nothing but the read, over HTTP through a bare
  * Worker or over a bare hibernatable socket, received and parsed here as the scenarios do.
- * Measured in passes alternating with the scenario's own (`againstCeiling`): limits measured
+ * Measured in passes alternating with the scenario's own (`againstBare`): limits measured
  * minutes apart on this machine differ by more than the ratio being read.
  */
-const CEILING_PASSES = 3;
+const BARE_PASSES = 3;
 
 /**
- * Runs a pull scenario's `pass` (resolving to rows/s) and its transport ceiling alternately,
- * CEILING_PASSES times: the medians of both, and of the per-pass ratios.
+ * Runs a pull scenario's `pass` (resolving to rows/s) and its bare transport alternately,
+ * BARE_PASSES times: the medians of both, and of the per-pass ratios.
  */
-async function againstCeiling(transport, pass) {
+async function againstBare(transport, pass) {
   const ours = [];
-  const ceilings = [];
+  const bares = [];
   const ratios = [];
-  for (let i = 0; i < CEILING_PASSES; i++) {
+  for (let i = 0; i < BARE_PASSES; i++) {
     const c = transport === 'socket' ? await rawSocketPull(limits.scanName) : await rawHttpPull(limits.scanName);
     const o = await pass();
-    log(`  pass ${i + 1}: ${round(o)} rows/s, ceiling ${round(c)} rows/s (${round(o / c, 2)})`);
+    log(`  pass ${i + 1}: ${round(o)} rows/s, bare transport ${round(c)} rows/s (${round(o / c, 2)})`);
     ours.push(o);
-    ceilings.push(c);
+    bares.push(c);
     ratios.push(o / c);
   }
-  return { rate: median(ours), ceiling: median(ceilings), ratio: median(ratios) };
+  return { rate: median(ours), bare: median(bares), ratio: median(ratios) };
 }
 
-function ceilingRows(scenario, measured, transport, extra = {}) {
-  const { ceiling, ratio } = measured;
-  row(`  ceiling: the raw log's pages ${transport}`, ceiling, 'rows/s', 'raw DO scan', limits.rawScan, ceiling / limits.rawScan, 'reported', true, extra);
-  row(`  ${scenario} ÷ that ceiling (median of ${CEILING_PASSES} alternating passes)`, ratio, '×', null, null, null, 'reported', true);
+function bareRows(scenario, measured, transport, extra = {}) {
+  const { bare, ratio } = measured;
+  row(`  bare transport: the raw log's pages ${transport}`, bare, 'rows/s', 'raw DO scan', limits.rawScan, bare / limits.rawScan, 'reported', true, extra);
+  row(`  ${scenario} ÷ bare transport (median of ${BARE_PASSES} alternating passes)`, ratio, '×', null, null, null, 'reported', true);
 }
 
 async function rawWriteRate(name, count, durableEach = false) {
@@ -360,7 +360,7 @@ async function measureLimits() {
   const scanned = await benchEnv.RAW.getByName(scanName).scan(1000);
   limits.rawScan = scanned / ((now() - t0) / 1000);
   log(`  raw DO SQLite scan: ${round(limits.rawScan)} rows/s over ${scanned.toLocaleString()} rows`);
-  // The transport ceilings read this log too, each measured right before its scenario.
+  // The bare transport reads this log too, in passes alternating with its scenarios'.
   limits.scanName = scanName;
   if (want('pull') || want('socket') || want('snapshot')) {
     await rawHttpPull(scanName); // warm both paths once
@@ -416,22 +416,22 @@ const scenarios = {
     const u = await user();
     log(`  pull: building a ${S.pullLog.toLocaleString()}-op log…`);
     await pushOps(u, S.pullLog, 100, progress('pull log', S.pullLog));
-    const measured = await againstCeiling('http', async () => {
+    const measured = await againstBare('http', async () => {
       const t0 = now();
       const rows = await pullAll(u, 1000);
       return rows / ((now() - t0) / 1000);
     });
     const { rate } = measured;
     row('pull (pages of 1000)', rate, 'rows/s', 'raw DO scan', limits.rawScan, rate / limits.rawScan, '≥ 0.3', rate / limits.rawScan >= 0.3);
-    // The pages compared carry about the same bytes: ours (the first page, as the client receives it) and the ceiling's.
+    // The pages compared carry about the same bytes: ours (the first page, as the client receives it) and the bare transport's.
     const first = await app.fetch(new URL('/api/sync/pull', url), {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
       body: JSON.stringify({ scope: { workspaceId: u.workspaceId }, cursor: 0, limit: 1000 }),
     });
     const pageBytes = (await first.text()).length;
-    log(`  a page of 1000: ours ${pageBytes.toLocaleString()} bytes, the ceiling's ${limits.rawPageBytes.toLocaleString()}`);
-    ceilingRows('pull', measured, 'over HTTP', { pageBytes: limits.rawPageBytes, oursPageBytes: pageBytes });
+    log(`  a page of 1000: ours ${pageBytes.toLocaleString()} bytes, the bare transport's ${limits.rawPageBytes.toLocaleString()}`);
+    bareRows('pull', measured, 'over HTTP', { pageBytes: limits.rawPageBytes, oursPageBytes: pageBytes });
     state.pullUser = u;
   },
 
@@ -536,7 +536,7 @@ const scenarios = {
     const u = state.pullUser ?? (await user());
     if (!state.pullUser) await pushOps(u, S.pullLog, 100, progress('pull-socket rows', S.pullLog));
     let rows = 0;
-    const measured = await againstCeiling('socket', async () => {
+    const measured = await againstBare('socket', async () => {
       const socket = await openSocket(u);
       const t0 = now();
       rows = 0;
@@ -565,7 +565,7 @@ const scenarios = {
       '≥ 0.6',
       rate / limits.rawScan >= 0.6,
     );
-    ceilingRows('pull-socket', measured, 'over a socket (window 4)');
+    bareRows('pull-socket', measured, 'over a socket (window 4)');
     // Realtime over the socket: A pushes on its socket, B's poke carries the op.
     const a = await user();
     const b = await secondDevice(a);
@@ -786,7 +786,7 @@ const scenarios = {
         return fresh;
       })());
     let rows = 0;
-    const measured = await againstCeiling('http', async () => {
+    const measured = await againstBare('http', async () => {
       const t0 = now();
       rows = 0;
       let pageToken;
@@ -812,7 +812,7 @@ const scenarios = {
       '≥ 0.5',
       rate / limits.rawScan >= 0.5,
     );
-    ceilingRows('snapshot', measured, 'over HTTP');
+    bareRows('snapshot', measured, 'over HTTP');
   },
 
   async client() {

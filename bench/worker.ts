@@ -29,7 +29,7 @@ export class RawSqliteDO extends DurableObject<Env> {
    * What a push writes per op (a change-log row and a materialized row), `batch` ops per
    * transaction. The object's storage commits once at the end of the call; `durableEach` awaits
    * `storage.sync()` after each batch instead, so every batch is on disk before the next, as each
-   * push message must be before it is answered (docs/performance.md "Transport ceilings").
+   * push message must be before it is answered (docs/performance.md "The bare transport").
    */
   async write(count: number, payloadBytes: number, batch = 100, durableEach = false): Promise<number> {
     const sql = this.ctx.storage.sql;
@@ -96,7 +96,7 @@ export class RawSqliteDO extends DurableObject<Env> {
   /**
    * One page of the log as the wire text a pull page carries (the same fields and bytes per row,
    * built by SQLite around the stored payload), with nothing else: no authorization, compaction,
-   * rate limit or metering. What the transport ceilings below serve.
+   * rate limit or metering. What the bare transport below serves.
    */
   page(cursor: number, limit: number): { text: string; next: number; more: boolean } {
     const rows = [
@@ -114,7 +114,7 @@ export class RawSqliteDO extends DurableObject<Env> {
     return { text: rows.map((r) => r[1]).join(','), next, more: rows.length === limit };
   }
 
-  /** A pull stream over a hibernatable socket, the socket-pull ceiling: pages of `page`, `window` ahead of the client's acks. */
+  /** A pull stream over a hibernatable socket, the socket pull's bare transport: pages of `page`, `window` ahead of the client's acks. */
   override async fetch(): Promise<Response> {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server);
@@ -152,7 +152,7 @@ export default {
       return size ? new Response('x'.repeat(size), { headers: { 'content-type': 'application/json' } }) : Response.json({});
     }
     if (url.pathname === '/raw-pull') {
-      // The HTTP pull ceiling: a page of the raw log (RawSqliteDO.page) through a bare Worker.
+      // The HTTP pull's bare transport: a page of the raw log (RawSqliteDO.page) through a bare Worker.
       const stub = env.RAW.getByName(url.searchParams.get('name')!);
       if (request.headers.get('upgrade') === 'websocket') return stub.fetch(request);
       const page = await stub.page(Number(url.searchParams.get('cursor')), Number(url.searchParams.get('limit') ?? 1000));
