@@ -24,6 +24,7 @@ import { createTestHarness } from 'wrangler';
 import { pullDuringRefusedFrames, signInTiming } from './security.mjs';
 import { webhooksScenario } from './webhooks.mjs';
 import { centralScenario } from './central.mjs';
+import { compressionScenario } from './compression.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 if (Number(process.versions.node.split('.')[0]) < 22) {
@@ -52,6 +53,7 @@ const S = quick
       clientRows: 2_000,
       deltaRounds: 10,
       webhookOps: 400,
+      compressionRows: 5_000,
     }
   : {
       pushOps: 20_000,
@@ -68,6 +70,7 @@ const S = quick
       clientRows: 100_000,
       deltaRounds: 20,
       webhookOps: 3_000,
+      compressionRows: 50_000,
     };
 const PAYLOAD_BYTES = 300;
 
@@ -874,6 +877,10 @@ const scenarios = {
     } finally {
       rmSync(out, { force: true });
     }
+  },
+
+  async compression() {
+    await compressionScenario({ user, call, url, op, row, log, now, median, pullRows: S.compressionRows, pushOps });
   },
 
   async bundle() {
