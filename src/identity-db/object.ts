@@ -5,10 +5,13 @@
  * federated token's request costs the Worker one call and no D1 query once the identity is known
  * (docs/architecture.md "Capacity model"). Deleting the account removes the identity and empties
  * the user's object, which then answers "absent": this object looks in D1 again, as on a first
- * sight, so the deleted user's token stops working at once. The RPC surface only; the D1 reads
- * are in store.ts.
+ * sight, so the deleted user's token stops working at once. An identity D1 has no user for (auto-
+ * provisioning off) is answered "none" from memory for OR3_AUTH_CACHE_TTL_SECONDS, so a token the
+ * IdP signed for someone never provisioned does not cost D1 a query per request either. The RPC
+ * surface only; the D1 reads are in store.ts.
  */
 import { DurableObject } from 'cloudflare:workers';
+import { loadConfig } from '../config';
 import { devD1 } from '../dev/d1-delay';
 import type { Bindings } from '../env';
 import type { SessionFacts, SessionPrincipal } from '../user-db/object';
@@ -32,6 +35,12 @@ export type IdentityFacts = SessionFacts & { userId: string };
 
 export class IdentityDO extends DurableObject<Bindings> {
   #resolving: Promise<IdentityLink | null> | undefined;
+  /**
+   * Until when D1 is not asked again about an identity it has no user for, unless the request may
+   * provision one. Only an operator's D1 edit or an import links such an identity later, which
+   * OR3_AUTH_CACHE_TTL_SECONDS bounds as it bounds every cached authorization fact.
+   */
+  #noUserUntil = 0;
 
   /**
    * The routes that resolve a principal (src/auth/authenticate.ts): the user's facts, profile and,
@@ -63,6 +72,8 @@ export class IdentityDO extends DurableObject<Bindings> {
     if (stored) {
       const answer = await ask(stored);
       if (answer) return answer;
+    } else if (!input.autoProvision && Date.now() < this.#noUserUntil) {
+      return null;
     }
     this.#resolving ??= this.#resolve(input, stored?.userId).finally(() => (this.#resolving = undefined));
     const link = await this.#resolving;
@@ -75,6 +86,8 @@ export class IdentityDO extends DurableObject<Bindings> {
     if (row && row.id === gone) return null; // D1 still names the absent user: nothing to learn
     if (!row) {
       await this.ctx.storage.deleteAll(); // no user: nothing worth keeping
+      const config = loadConfig(this.env);
+      this.#noUserUntil = config.ok ? Date.now() + config.config.auth.cacheTtlMs : 0; // unreadable config: ask D1 each time
       return null;
     }
     const { provider, issuer, subject } = input.identity;

@@ -101,6 +101,25 @@ describe('federated principals: 0 D1 once the identity is known', () => {
     expect((await (await fed.get('/api/auth/session')).json<any>()).session.deploymentAdmin).toBe(true);
   });
 
+  it('an identity with no user (auto-provisioning off) costs D1 one query per OR3_AUTH_CACHE_TTL_SECONDS, not one per request', async () => {
+    const fed = await identity();
+    const off = { OR3_AUTH_AUTO_PROVISION: 'false' };
+    const readIdentity = await countObjectD1(
+      env.IDENTITY.getByName(await identityObjectName({ provider: 'idp', issuer: ISSUER, subject: fed.sub })) as unknown as DurableObjectStub,
+    );
+    const worker = classifyingDb(env.DB);
+    for (let i = 0; i < 3; i++) {
+      expect((await (await fed.get('/api/auth/session', { ...off, DB: worker.db })).json<any>()).session).toBeNull();
+      expect((await fed.get('/api/workspaces', { ...off, DB: worker.db })).status).toBe(401);
+    }
+    expect(await readIdentity()).toEqual({ reads: 1, writes: 0 }); // the first request's lookup only (the pool's TTL is 60 s)
+    expect(worker.counter).toEqual({ reads: 0, writes: 0 });
+    // A request that may provision is not answered from that memory: the user is made at once.
+    const { session } = await (await fed.get('/api/auth/session')).json<any>();
+    expect(session).toMatchObject({ authenticated: true, providerUserId: fed.sub });
+    expect((await (await fed.get('/api/auth/session', off)).json<any>()).session.user.id).toBe(session.user.id);
+  });
+
   it('deleting the account makes the token stop working at once (auto-provisioning off: no user; on: a new, empty account)', async () => {
     const fed = await identity();
     const { session } = await (await fed.get('/api/auth/session')).json<any>();
