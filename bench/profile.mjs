@@ -7,7 +7,7 @@
  *   npx wrangler dev --var ENVIRONMENT:development --var OR3_BASIC_AUTH_REGISTRATION:open \
  *     --var 'OR3_RATE_LIMIT_OVERRIDES_JSON:{"push":100000,"pull":100000}' \
  *     --ip 127.0.0.1 --port 8799 --inspector-port 9231
- *   npm run bench:profile -- push      # or: pull
+ *   npm run bench:profile -- push      # or: pull, pull-socket, push-socket
  *   npm run bench:profile -- push-hooks   # push to a workspace with 3 webhooks on every event
  *                                         # (add --var OR3_WEBHOOK_ALLOW_LOOPBACK:true to wrangler dev)
  *
@@ -102,11 +102,17 @@ await send('Profiler.enable');
 await send('Profiler.setSamplingInterval', { interval: 100 });
 await send('Profiler.start');
 const t0 = performance.now();
-if (mode === 'pull-socket') {
-  // A cold start streamed over the workspace's socket (window 4), the pull-socket scenario's shape.
+/** The workspace's socket, opened with a ticket (what the SDK holds). */
+async function openSocket() {
   const { ticket } = await call('POST', '/api/sync/ws-ticket', accessToken, { workspaceId: scope.workspaceId });
   const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/sync/ws?workspaceId=${scope.workspaceId}&ticket=${ticket}`);
   await new Promise((resolve) => ws.once('open', resolve));
+  return ws;
+}
+
+if (mode === 'pull-socket') {
+  // A cold start streamed over the workspace's socket (window 4), the pull-socket scenario's shape.
+  const ws = await openSocket();
   for (let i = 0; i < REQUESTS / 10; i++) {
     await new Promise((resolve) => {
       const onMessage = (data) => {
@@ -122,9 +128,7 @@ if (mode === 'pull-socket') {
   ws.close();
 } else if (mode === 'push-socket') {
   // 100-op pushes on the workspace's socket, one at a time, as the SDK sends them (`echo: false`).
-  const { ticket } = await call('POST', '/api/sync/ws-ticket', accessToken, { workspaceId: scope.workspaceId });
-  const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/sync/ws?workspaceId=${scope.workspaceId}&ticket=${ticket}`);
-  await new Promise((resolve) => ws.once('open', resolve));
+  const ws = await openSocket();
   for (let i = 0; i < REQUESTS * 3; i++) {
     await new Promise((resolve) => {
       const onMessage = (data) => {

@@ -265,11 +265,6 @@ const row = (scenario, figure, unit, limitName, limit, ratio, bar, pass, extra =
 };
 
 /**
- * Two reported rows beside a pull scenario's: the bare transport itself as a ratio to the raw
- * scan (about what any implementation gets for moving those pages in this harness), and the
- * scenario as a share of it (what our own code costs on top).
- */
-/**
  * The bare transport (docs/performance.md "The bare transport"): the raw log's pages (about the
  * same bytes per row, pages of 1000) served with nothing but the read, over HTTP through a bare
  * Worker or over a bare hibernatable socket, received and parsed here as the scenarios do.
@@ -297,6 +292,11 @@ async function againstBare(transport, pass) {
   return { rate: median(ours), bare: median(bares), ratio: median(ratios) };
 }
 
+/**
+ * Two reported rows beside a pull scenario's: the bare transport itself as a ratio to the raw
+ * scan (about what any implementation gets for moving those pages in this harness), and the
+ * scenario as a share of it (what our own code costs on top).
+ */
 function bareRows(scenario, measured, transport, extra = {}) {
   const { bare, ratio } = measured;
   row(`  bare transport: the raw log's pages ${transport}`, bare, 'rows/s', 'raw DO scan', limits.rawScan, bare / limits.rawScan, 'reported', true, extra);

@@ -27,16 +27,16 @@ export class RawSqliteDO extends DurableObject<Env> {
 
   /**
    * What a push writes per op (a change-log row and a materialized row), `batch` ops per
-   * transaction. The object's storage commits once at the end of the call; `durableEach` awaits
-   * `storage.sync()` after each batch instead, so every batch is on disk before the next, as each
-   * push message must be before it is answered (docs/performance.md "The bare transport").
+   * transaction. Writes with no `await` between them coalesce into one implicit transaction, so
+   * the call commits once, at its end; `durableEach` awaits `storage.sync()` after each batch
+   * instead, so every batch is on disk before the next, as each push message must be before it is
+   * answered (docs/performance.md "The bare transport").
    */
   async write(count: number, payloadBytes: number, batch = 100, durableEach = false): Promise<number> {
     const sql = this.ctx.storage.sql;
     const filler = 'x'.repeat(Math.max(0, payloadBytes - 120));
     for (let done = 0; done < count; done += batch) {
       if (durableEach && done > 0) await this.ctx.storage.sync();
-      // transactionSync is a savepoint inside the call's one implicit transaction (docs/performance.md).
       this.ctx.storage.transactionSync(() => {
         for (let i = 0; i < Math.min(batch, count - done); i++) {
           const v = this.#next++;
