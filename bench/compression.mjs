@@ -50,16 +50,16 @@ export async function compressionScenario({ user, call, url, op, row, log, now, 
     const { ws, handlers } = await open(u, deflate);
     const t0 = now();
     let rows = 0;
-    await new Promise(
-      (resolve, reject) =>
-        handlers.add((msg) => {
-          if (msg.id !== 'cold') return;
-          if (msg.type === 'error') return reject(new Error(msg.message));
-          rows += msg.changes.length;
-          if (!msg.hasMore) return resolve();
-          ws.send(JSON.stringify({ type: 'ack', id: 'cold', cursor: msg.nextCursor }));
-        }) && ws.send(JSON.stringify({ type: 'pull', id: 'cold', cursor: 0, limit: 1000, window: 4 })),
-    );
+    await new Promise((resolve, reject) => {
+      handlers.add((msg) => {
+        if (msg.id !== 'cold') return;
+        if (msg.type === 'error') return reject(new Error(msg.message));
+        rows += msg.changes.length;
+        if (!msg.hasMore) return resolve();
+        ws.send(JSON.stringify({ type: 'ack', id: 'cold', cursor: msg.nextCursor }));
+      });
+      ws.send(JSON.stringify({ type: 'pull', id: 'cold', cursor: 0, limit: 1000, window: 4 }));
+    });
     ws.close();
     return rows / ((now() - t0) / 1000);
   };
@@ -71,7 +71,11 @@ export async function compressionScenario({ user, call, url, op, row, log, now, 
     for (let i = 0; i < count / 100; i++) {
       const id = `c${i}`;
       const answered = new Promise((resolve) => {
-        const handle = (msg) => msg.id === id && (handlers.delete(handle), resolve());
+        const handle = (msg) => {
+          if (msg.id !== id) return;
+          handlers.delete(handle);
+          resolve();
+        };
         handlers.add(handle);
       });
       ws.send(JSON.stringify({ type: 'push', id, echo: false, ops: Array.from({ length: 100 }, () => op()) }));
